@@ -1,0 +1,12 @@
+/*
+ * The mibera-job subcommands. Each is `int cmd_x(int argc, char **argv)`
+ * in coordinator/cli/x.c, with argv[0] the subcommand's name, returning the
+ * process exit code (0 ok, 1 error, 2 usage). To add one: write the file,
+ * declare it here, and add a row to the table in coordinator/job_main.c.
+ */
+#ifndef MB_CLI_H
+#define MB_CLI_H
+
+int cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * mibera-job: the command line people use. Subcommands come from the table
+ * below (see coordinator/cli/cli.h for how to add one); they talk only to
+ * the job database.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "coordinator/cli/cli.h"
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct cmd cmds[] = {
+	{ "version", cmd_version, "print the versions of mibera and llama.cpp" },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	const struct cmd *c;
+
+	fprintf(f, "usage: mibera-job COMMAND [ARGS...]\n"
+		   "       mibera-job --version | --help\n\n"
+		   "Turns Hugging Face models into tested GGUF files on "
+		   "rented workers.\n\ncommands:\n");
+	for (c = cmds; c->name != NULL; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->help);
+}
+
+int main(int argc, char **argv)
+{
+	const struct cmd *c;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(1, argv + 1);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(argv[1], c->name) == 0)
+			return c->fn(argc - 1, argv + 1);
+	fprintf(stderr, "mibera-job: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,59 @@
+/*
+ * mibera-worker: the agent that runs on a worker box. One verb per job step,
+ * plus verbs that are useful on their own (convert, fetch, quantize).
+ * Verbs come from the table below; add one by writing its function and a
+ * row.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mb_version.h"
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct verb verbs[] = {
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	const struct verb *v;
+
+	fprintf(f, "usage: mibera-worker VERB [ARGS...]\n"
+		   "       mibera-worker --version | --help\n\n"
+		   "The mibera agent on a worker box: downloads, converts, "
+		   "quantizes and checksums\nmodels for the coordinator.\n");
+	if (verbs[0].name != NULL)
+		fprintf(f, "\nverbs:\n");
+	for (v = verbs; v->name != NULL; v++)
+		fprintf(f, "  %-10s %s\n", v->name, v->help);
+}
+
+int main(int argc, char **argv)
+{
+	const struct verb *v;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("mibera-worker %s (llama.cpp %s)\n", MB_VERSION,
+		       MB_LLAMA_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (v = verbs; v->name != NULL; v++)
+		if (strcmp(argv[1], v->name) == 0)
+			return v->fn(argc - 1, argv + 1);
+	fprintf(stderr, "mibera-worker: unknown verb '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
