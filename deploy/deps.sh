@@ -71,7 +71,7 @@ build_llama() {
 	fi
 	mkdir -p "$CACHE"
 	work=$(mktemp -d "$CACHE/.build.XXXXXX")
-	trap 'rm -rf "$work"' RETURN
+	trap 'rm -rf "${work:-}"' RETURN EXIT
 	say "llama.cpp: fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION from npm"
 	(cd "$work" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >/dev/null)
 	tar -xzf "$work"/node-llama-cpp-*.tgz -C "$work" \
@@ -88,7 +88,7 @@ build_llama() {
 		-DGGML_BACKEND_DL=OFF -DGGML_OPENMP=OFF \
 		-DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
 		-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
-		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
+		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
 		>"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log" >&2; exit 1; }
 	cmake --build "$work/build" --target llama -j "$JOBS" >"$work/build.log" 2>&1 ||
 		{ tail -30 "$work/build.log" >&2; exit 1; }

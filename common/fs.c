@@ -1,0 +1,303 @@
+/* fs: complete I/O, atomic files, free space. */
+#include "common/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fault.h"
+
+int mb_write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		int e = mb_fault_hit(MB_FAULT_WRITE);
+		ssize_t w;
+
+		if (e != 0)
+			return mb_err_from_errno(e);
+		w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return mb_err_from_errno(errno);
+		}
+		if (w == 0)
+			return MB_EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int mb_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		int e = mb_fault_hit(MB_FAULT_WRITE);
+		ssize_t w;
+
+		if (e != 0)
+			return mb_err_from_errno(e);
+		w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return mb_err_from_errno(errno);
+		}
+		if (w == 0)
+			return MB_EIO;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int read_loop(int fd, void *buf, size_t n, int positional,
+		     uint64_t off, size_t *got)
+{
+	char *p = buf;
+	size_t done = 0;
+
+	*got = 0;
+	while (done < n) {
+		int e = mb_fault_hit(MB_FAULT_READ);
+		ssize_t r;
+
+		if (e != 0)
+			return mb_err_from_errno(e);
+		r = positional ? pread(fd, p + done, n - done,
+				       (off_t)(off + done))
+			       : read(fd, p + done, n - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return mb_err_from_errno(errno);
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	*got = done;
+	return 0;
+}
+
+int mb_read_full(int fd, void *buf, size_t n, size_t *got)
+{
+	return read_loop(fd, buf, n, 0, 0, got);
+}
+
+int mb_pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *got)
+{
+	return read_loop(fd, buf, n, 1, off, got);
+}
+
+int mb_fsync(int fd)
+{
+	int e = mb_fault_hit(MB_FAULT_FSYNC);
+
+	if (e != 0)
+		return mb_err_from_errno(e);
+	return fsync(fd) == 0 ? 0 : mb_err_from_errno(errno);
+}
+
+int mb_fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, rc;
+
+	if (slash == NULL)
+		dir = mb_strdup(".");
+	else if (slash == path)
+		dir = mb_strdup("/");
+	else {
+		dir = mb_malloc((size_t)(slash - path) + 1);
+		if (dir != NULL) {
+			memcpy(dir, path, (size_t)(slash - path));
+			dir[slash - path] = '\0';
+		}
+	}
+	if (dir == NULL)
+		return MB_ENOMEM;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return mb_err_from_errno(errno);
+	rc = mb_fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int mb_mkdir_p(const char *dir, mode_t mode)
+{
+	char *p, *s;
+	int rc = 0;
+
+	p = mb_strdup(dir);
+	if (p == NULL)
+		return MB_ENOMEM;
+	for (s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, mode) != 0 && errno != EEXIST) {
+				rc = mb_err_from_errno(errno);
+				break;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	if (rc == 0) {
+		struct stat st;
+
+		if (stat(p, &st) != 0)
+			rc = mb_err_from_errno(errno);
+		else if (!S_ISDIR(st.st_mode))
+			rc = MB_EEXIST;
+	}
+	free(p);
+	return rc;
+}
+
+int mb_fs_free_space(const char *path, uint64_t *avail)
+{
+	struct statvfs sv;
+
+	if (statvfs(path, &sv) != 0)
+		return mb_err_from_errno(errno);
+	*avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	return 0;
+}
+
+int mb_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	struct mb_buf b;
+	char chunk[65536];
+	int fd, rc = 0;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mb_err_from_errno(errno);
+	mb_buf_init(&b, max);
+	for (;;) {
+		size_t got;
+
+		rc = mb_read_full(fd, chunk, sizeof(chunk), &got);
+		if (rc != 0)
+			break;
+		rc = mb_buf_add(&b, chunk, got);
+		if (rc != 0 || got < sizeof(chunk))
+			break;
+	}
+	close(fd);
+	if (rc == 0) {
+		*out = mb_buf_detach(&b, len);
+		if (*out == NULL)
+			rc = MB_ENOMEM;
+	}
+	mb_buf_release(&b);
+	return rc;
+}
+
+int mb_afile_open(struct mb_afile *af, const char *path, mode_t mode)
+{
+	size_t n = strlen(path);
+	int rc = MB_ENOMEM;
+
+	af->fd = -1;
+	af->path = mb_strdup(path);
+	af->tmp = mb_malloc(n + sizeof(".part"));
+	if (af->path == NULL || af->tmp == NULL)
+		goto fail;
+	memcpy(af->tmp, path, n);
+	memcpy(af->tmp + n, ".part", sizeof(".part"));
+	af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (af->fd < 0) {
+		rc = mb_err_from_errno(errno);
+		goto fail;
+	}
+	return 0;
+fail:
+	free(af->path);
+	free(af->tmp);
+	af->path = NULL;
+	af->tmp = NULL;
+	return rc;
+}
+
+int mb_afile_write(struct mb_afile *af, const void *buf, size_t n)
+{
+	return mb_write_all(af->fd, buf, n);
+}
+
+int mb_afile_commit(struct mb_afile *af)
+{
+	int rc, e;
+
+	rc = mb_fsync(af->fd);
+	if (close(af->fd) != 0 && rc == 0)
+		rc = mb_err_from_errno(errno);
+	af->fd = -1;
+	if (rc != 0)
+		goto out;
+	e = mb_fault_hit(MB_FAULT_RENAME);
+	if (e != 0) {
+		rc = mb_err_from_errno(e);
+		goto out;
+	}
+	if (rename(af->tmp, af->path) != 0) {
+		rc = mb_err_from_errno(errno);
+		goto out;
+	}
+	rc = mb_fsync_parent(af->path);
+out:
+	mb_afile_abort(af);
+	return rc;
+}
+
+void mb_afile_abort(struct mb_afile *af)
+{
+	if (af == NULL)
+		return;
+	if (af->fd >= 0)
+		close(af->fd);
+	af->fd = -1;
+	if (af->tmp != NULL)
+		unlink(af->tmp); /* after a commit it is already gone */
+	free(af->tmp);
+	free(af->path);
+	af->tmp = NULL;
+	af->path = NULL;
+}
+
+int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
+{
+	struct mb_afile af;
+	int rc;
+
+	rc = mb_afile_open(&af, path, mode);
+	if (rc != 0)
+		return rc;
+	rc = mb_afile_write(&af, buf, n);
+	if (rc != 0) {
+		mb_afile_abort(&af);
+		return rc;
+	}
+	return mb_afile_commit(&af);
+}

@@ -1,0 +1,73 @@
+/*
+ * fs: file-system helpers. Complete reads and writes that retry short
+ * transfers and EINTR, the atomic file (written as NAME.part, fsynced,
+ * renamed over NAME, directory fsynced) that every step output uses so a
+ * partial file never passes for a complete one, free-space queries and
+ * bounded whole-file reads for small files from outside.
+ *
+ * All I/O goes through common/fault.h, so tests can fail a write with
+ * ENOSPC half-way. Functions return 0 or a negative mb_err code.
+ */
+#ifndef MB_FS_H
+#define MB_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Writes all n bytes (retrying short writes and EINTR). */
+int mb_write_all(int fd, const void *buf, size_t n);
+
+/* Writes all n bytes at offset off. */
+int mb_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+
+/* Reads until n bytes or end of file; *got gets the count (short = EOF). */
+int mb_read_full(int fd, void *buf, size_t n, size_t *got);
+
+/* Reads until n bytes or end of file from offset off. */
+int mb_pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *got);
+
+/* fsync(fd). */
+int mb_fsync(int fd);
+
+/* fsyncs the directory that holds path (so a rename in it is durable). */
+int mb_fsync_parent(const char *path);
+
+/* Creates dir and its missing parents with mode; existing is fine. */
+int mb_mkdir_p(const char *dir, mode_t mode);
+
+/* Stores in *avail the bytes an unprivileged user may still write on the
+ * file system holding path (statvfs f_bavail * f_frsize). */
+int mb_fs_free_space(const char *path, uint64_t *avail);
+
+/* Reads a whole file of at most max bytes into a NUL-terminated heap
+ * buffer (caller frees *out). MB_ETOOBIG when the file is larger. */
+int mb_read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* An output file that appears complete or not at all. */
+struct mb_afile {
+	int fd;		/* open on tmp while writing, -1 after */
+	char *path;	/* final name */
+	char *tmp;	/* path + ".part" */
+};
+
+/* Opens path + ".part" for writing (truncated), mode for the new file.
+ * On error *af holds nothing to release. */
+int mb_afile_open(struct mb_afile *af, const char *path, mode_t mode);
+
+/* Appends n bytes. */
+int mb_afile_write(struct mb_afile *af, const void *buf, size_t n);
+
+/* fsyncs and closes the .part, renames it over path and fsyncs the
+ * directory. On error the .part is removed and path is untouched. Either
+ * way the afile is released. */
+int mb_afile_commit(struct mb_afile *af);
+
+/* Closes and removes the .part; path is untouched. NULL-safe, and safe
+ * after commit. */
+void mb_afile_abort(struct mb_afile *af);
+
+/* Writes n bytes to path atomically (mb_afile_open/write/commit). */
+int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode);
+
+#endif

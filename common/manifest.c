@@ -1,0 +1,339 @@
+/* manifest: per-file and per-chunk SHA-256, to and from JSON. */
+#include "common/manifest.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+
+int mb_manifest_name_ok(const char *name)
+{
+	size_t n = strlen(name), i;
+
+	if (n == 0 || n > MB_MANIFEST_NAME_MAX || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+static int chunk_size_ok(uint64_t cs)
+{
+	return cs >= MB_MANIFEST_MIN_CHUNK && cs <= MB_MANIFEST_MAX_CHUNK &&
+	       cs % MB_MANIFEST_MIN_CHUNK == 0;
+}
+
+static struct mb_manifest *alloc_manifest(const char *name, uint64_t size,
+					  uint64_t chunk_size)
+{
+	struct mb_manifest *m = mb_calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->size = size;
+	m->chunk_size = chunk_size;
+	m->nchunks = size / chunk_size + (size % chunk_size != 0);
+	m->name = mb_strdup(name);
+	/* nchunks <= 2^53 / 4096 = 2^41, times 32 fits in size_t on 64-bit;
+	 * the calloc itself fails for absurd counts on smaller machines. */
+	if (m->nchunks > SIZE_MAX / MB_SHA256_LEN)
+		goto fail;
+	if (m->nchunks > 0)
+		m->chunks = mb_calloc((size_t)m->nchunks, MB_SHA256_LEN);
+	if (m->name == NULL || (m->nchunks > 0 && m->chunks == NULL))
+		goto fail;
+	return m;
+fail:
+	mb_manifest_free(m);
+	return NULL;
+}
+
+void mb_manifest_free(struct mb_manifest *m)
+{
+	if (m == NULL)
+		return;
+	free(m->name);
+	free(m->chunks);
+	free(m);
+}
+
+struct compute {
+	struct mb_sha256 whole, chunk;
+	uint64_t chunk_size;
+	uint64_t in_chunk;	/* bytes of the current chunk hashed */
+	uint64_t index;		/* current chunk */
+	uint8_t (*out)[MB_SHA256_LEN];
+	uint64_t cap;		/* chunks allocated in out */
+};
+
+static int grow_chunks(struct compute *c)
+{
+	uint64_t cap = c->cap ? c->cap * 2 : 64;
+	void *p;
+
+	if (cap > SIZE_MAX / MB_SHA256_LEN)
+		return MB_ENOMEM;
+	p = mb_realloc(c->out, (size_t)cap * MB_SHA256_LEN);
+	if (p == NULL)
+		return MB_ENOMEM;
+	c->out = p;
+	c->cap = cap;
+	return 0;
+}
+
+static int finish_chunk(struct compute *c)
+{
+	int rc;
+
+	if (c->index == c->cap && (rc = grow_chunks(c)) != 0)
+		return rc;
+	rc = mb_sha256_final(&c->chunk, c->out[c->index]);
+	if (rc != 0)
+		return rc;
+	c->index++;
+	c->in_chunk = 0;
+	return 0;
+}
+
+static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
+{
+	struct compute *c = ctx;
+	const char *p = data;
+	int rc;
+
+	(void)off;
+	rc = mb_sha256_update(&c->whole, p, n);
+	while (rc == 0 && n > 0) {
+		uint64_t take = c->chunk_size - c->in_chunk;
+
+		if (take > n)
+			take = n;
+		if (c->in_chunk == 0 && (rc = mb_sha256_init(&c->chunk)) != 0)
+			break;
+		rc = mb_sha256_update(&c->chunk, p, (size_t)take);
+		c->in_chunk += take;
+		p += take;
+		n -= (size_t)take;
+		if (rc == 0 && c->in_chunk == c->chunk_size)
+			rc = finish_chunk(c);
+	}
+	return rc;
+}
+
+int mb_manifest_compute(const char *path, const char *name,
+			uint64_t chunk_size, struct mb_manifest **out)
+{
+	struct compute c;
+	struct mb_manifest *m = NULL;
+	uint64_t size = 0;
+	int rc;
+
+	*out = NULL;
+	if (!chunk_size_ok(chunk_size) || !mb_manifest_name_ok(name))
+		return MB_EINVAL;
+	memset(&c, 0, sizeof(c));
+	c.chunk_size = chunk_size;
+	rc = mb_sha256_init(&c.whole);
+	if (rc != 0)
+		return rc;
+	rc = mb_read_blocks(path, compute_block, &c, &size);
+	if (rc == 0 && c.in_chunk > 0)
+		rc = finish_chunk(&c);
+	if (rc != 0)
+		goto out;
+	if (size > MB_MANIFEST_MAX_SIZE) {
+		rc = MB_ETOOBIG;
+		goto out;
+	}
+	m = alloc_manifest(name, size, chunk_size);
+	if (m == NULL) {
+		rc = MB_ENOMEM;
+		goto out;
+	}
+	if (m->nchunks != c.index) {
+		rc = MB_EIO; /* the file changed while we read it */
+		goto out;
+	}
+	if (m->nchunks > 0)
+		memcpy(m->chunks, c.out, (size_t)m->nchunks * MB_SHA256_LEN);
+	rc = mb_sha256_final(&c.whole, m->sha256);
+	if (rc != 0)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	mb_sha256_release(&c.whole);
+	mb_sha256_release(&c.chunk);
+	free(c.out);
+	mb_manifest_free(m);
+	return rc;
+}
+
+int mb_manifest_to_json(const struct mb_manifest *m, struct mb_buf *b)
+{
+	char hex[MB_SHA256_HEX];
+	uint64_t i;
+	int rc;
+
+	rc = mb_buf_addf(b, "{\"version\":%d,\"name\":", MB_MANIFEST_VERSION);
+	if (rc == 0)
+		rc = mb_json_quote(b, m->name);
+	mb_sha256_hex(m->sha256, hex);
+	if (rc == 0)
+		rc = mb_buf_addf(b,
+				 ",\"size\":%llu,\"sha256\":\"%s\","
+				 "\"chunk_size\":%llu,\"chunks\":[",
+				 (unsigned long long)m->size, hex,
+				 (unsigned long long)m->chunk_size);
+	for (i = 0; rc == 0 && i < m->nchunks; i++) {
+		mb_sha256_hex(m->chunks[i], hex);
+		rc = mb_buf_addf(b, "%s\"%s\"", i ? "," : "", hex);
+	}
+	if (rc == 0)
+		rc = mb_buf_adds(b, "]}");
+	return rc;
+}
+
+static void seterr(char *err, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || cap == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
+}
+
+int mb_manifest_from_json(const char *json, size_t len,
+			  struct mb_manifest **out, char *err, size_t errcap)
+{
+	struct mb_manifest *m = NULL;
+	const cJSON *chunks, *item;
+	const char *name, *sha;
+	uint64_t version, size, chunk_size, i;
+	cJSON *doc;
+	int rc = MB_EFORMAT;
+
+	*out = NULL;
+	doc = mb_json_parse(json, len);
+	if (doc == NULL) {
+		seterr(err, errcap, "manifest is not valid json");
+		return MB_EJSON;
+	}
+	if (!cJSON_IsObject(doc)) {
+		seterr(err, errcap, "manifest is not a json object");
+		goto out;
+	}
+	if (mb_json_get_u64(doc, "version", UINT32_MAX, &version) != 0 ||
+	    version != MB_MANIFEST_VERSION) {
+		seterr(err, errcap, "manifest 'version' is missing or not %d",
+		       MB_MANIFEST_VERSION);
+		goto out;
+	}
+	if (mb_json_get_str(doc, "name", MB_MANIFEST_NAME_MAX, &name) != 0 ||
+	    !mb_manifest_name_ok(name)) {
+		seterr(err, errcap, "manifest 'name' is missing or unsafe");
+		goto out;
+	}
+	if (mb_json_get_u64(doc, "size", MB_MANIFEST_MAX_SIZE, &size) != 0) {
+		seterr(err, errcap, "manifest 'size' is missing or invalid");
+		goto out;
+	}
+	if (mb_json_get_u64(doc, "chunk_size", MB_MANIFEST_MAX_CHUNK,
+			    &chunk_size) != 0 ||
+	    !chunk_size_ok(chunk_size)) {
+		seterr(err, errcap, "manifest 'chunk_size' is missing or not a "
+		       "multiple of 4096 between 4 KiB and 1 GiB");
+		goto out;
+	}
+	chunks = cJSON_GetObjectItemCaseSensitive(doc, "chunks");
+	if (!cJSON_IsArray(chunks)) {
+		seterr(err, errcap, "manifest 'chunks' is missing or not a list");
+		goto out;
+	}
+	m = alloc_manifest(name, size, chunk_size);
+	if (m == NULL) {
+		rc = MB_ENOMEM;
+		goto out;
+	}
+	if (mb_json_get_str(doc, "sha256", 64, &sha) != 0 ||
+	    mb_sha256_parse(sha, m->sha256) != 0) {
+		seterr(err, errcap, "manifest 'sha256' is missing or not 64 "
+		       "hex digits");
+		goto out;
+	}
+	i = 0;
+	cJSON_ArrayForEach(item, chunks) {
+		if (i == m->nchunks) {
+			seterr(err, errcap, "manifest has more chunks than its "
+			       "size allows (%llu)",
+			       (unsigned long long)m->nchunks);
+			goto out;
+		}
+		if (!cJSON_IsString(item) || item->valuestring == NULL ||
+		    mb_sha256_parse(item->valuestring, m->chunks[i]) != 0) {
+			seterr(err, errcap, "manifest chunk %llu is not 64 hex "
+			       "digits", (unsigned long long)i);
+			goto out;
+		}
+		i++;
+	}
+	if (i != m->nchunks) {
+		seterr(err, errcap, "manifest lists %llu chunks, its size needs "
+		       "%llu", (unsigned long long)i,
+		       (unsigned long long)m->nchunks);
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(doc);
+	mb_manifest_free(m);
+	return rc;
+}
+
+void mb_manifest_chunk(const struct mb_manifest *m, uint64_t i, uint64_t *off,
+		       uint64_t *len)
+{
+	*off = i * m->chunk_size;
+	*len = m->size - *off < m->chunk_size ? m->size - *off : m->chunk_size;
+}
+
+int mb_manifest_check_chunk(const struct mb_manifest *m, uint64_t i,
+			    const void *data, size_t len)
+{
+	uint8_t d[MB_SHA256_LEN];
+	uint64_t off, want;
+	int rc;
+
+	if (i >= m->nchunks)
+		return MB_EINVAL;
+	mb_manifest_chunk(m, i, &off, &want);
+	if (len != want)
+		return MB_EINVAL;
+	rc = mb_sha256_buf(data, len, d);
+	if (rc != 0)
+		return rc;
+	return memcmp(d, m->chunks[i], MB_SHA256_LEN) == 0 ? 0 : MB_ECHECKSUM;
+}
+
+int mb_manifest_same(const struct mb_manifest *a, const struct mb_manifest *b)
+{
+	return a->size == b->size &&
+	       memcmp(a->sha256, b->sha256, MB_SHA256_LEN) == 0;
+}
