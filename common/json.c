@@ -9,7 +9,21 @@
 
 cJSON *mb_json_parse(const char *text, size_t len)
 {
-	return cJSON_ParseWithLength(text, len);
+	const char *end = NULL;
+	cJSON *doc;
+
+	doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (doc == NULL)
+		return NULL;
+	/* cJSON stops after the first value: anything but whitespace after
+	 * it means the document is not what it claims to be */
+	for (; end < text + len; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\n' &&
+		    *end != '\r' && *end != '\0') {
+			cJSON_Delete(doc);
+			return NULL;
+		}
+	return doc;
 }
 
 int mb_json_get_u64(const cJSON *obj, const char *key, uint64_t max,

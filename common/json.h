@@ -16,7 +16,9 @@ struct mb_buf;
 /* Largest integer a JSON number (an IEEE double) carries exactly: 2^53. */
 #define MB_JSON_MAX_INT 9007199254740992ULL
 
-/* Parses len bytes (no NUL needed); NULL when malformed or out of memory. */
+/* Parses len bytes (no NUL needed) holding exactly one JSON value and
+ * optional whitespace; NULL when malformed, trailed by anything else, or
+ * out of memory. */
 cJSON *mb_json_parse(const char *text, size_t len);
 
 /* Stores obj[key] as an unsigned integer in [0, max]: MB_ENOENT when

@@ -44,9 +44,7 @@ static struct mb_manifest *alloc_manifest(const char *name, uint64_t size,
 	m->chunk_size = chunk_size;
 	m->nchunks = size / chunk_size + (size % chunk_size != 0);
 	m->name = mb_strdup(name);
-	/* nchunks <= 2^53 / 4096 = 2^41, times 32 fits in size_t on 64-bit;
-	 * the calloc itself fails for absurd counts on smaller machines. */
-	if (m->nchunks > SIZE_MAX / MB_SHA256_LEN)
+	if (m->nchunks > MB_MANIFEST_MAX_CHUNKS)
 		goto fail;
 	if (m->nchunks > 0)
 		m->chunks = mb_calloc((size_t)m->nchunks, MB_SHA256_LEN);
@@ -151,7 +149,7 @@ int mb_manifest_compute(const char *path, const char *name,
 		rc = finish_chunk(&c);
 	if (rc != 0)
 		goto out;
-	if (size > MB_MANIFEST_MAX_SIZE) {
+	if (size > MB_MANIFEST_MAX_SIZE || c.index > MB_MANIFEST_MAX_CHUNKS) {
 		rc = MB_ETOOBIG;
 		goto out;
 	}
@@ -265,6 +263,16 @@ int mb_manifest_from_json(const char *json, size_t len,
 		seterr(err, errcap, "manifest 'chunks' is missing or not a list");
 		goto out;
 	}
+	/* the count is checked against the list before allocating, so the
+	 * memory spent is bounded by the document, not by a claimed size */
+	if (size / chunk_size + (size % chunk_size != 0) !=
+	    (uint64_t)cJSON_GetArraySize(chunks)) {
+		seterr(err, errcap, "manifest lists %d chunks, its size needs "
+		       "%llu", cJSON_GetArraySize(chunks),
+		       (unsigned long long)(size / chunk_size +
+					    (size % chunk_size != 0)));
+		goto out;
+	}
 	m = alloc_manifest(name, size, chunk_size);
 	if (m == NULL) {
 		rc = MB_ENOMEM;
@@ -278,12 +286,6 @@ int mb_manifest_from_json(const char *json, size_t len,
 	}
 	i = 0;
 	cJSON_ArrayForEach(item, chunks) {
-		if (i == m->nchunks) {
-			seterr(err, errcap, "manifest has more chunks than its "
-			       "size allows (%llu)",
-			       (unsigned long long)m->nchunks);
-			goto out;
-		}
 		if (!cJSON_IsString(item) || item->valuestring == NULL ||
 		    mb_sha256_parse(item->valuestring, m->chunks[i]) != 0) {
 			seterr(err, errcap, "manifest chunk %llu is not 64 hex "
@@ -291,12 +293,6 @@ int mb_manifest_from_json(const char *json, size_t len,
 			goto out;
 		}
 		i++;
-	}
-	if (i != m->nchunks) {
-		seterr(err, errcap, "manifest lists %llu chunks, its size needs "
-		       "%llu", (unsigned long long)i,
-		       (unsigned long long)m->nchunks);
-		goto out;
 	}
 	*out = m;
 	m = NULL;

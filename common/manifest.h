@@ -25,6 +25,8 @@ struct mb_buf;
 #define MB_MANIFEST_MIN_CHUNK (4ull << 10)
 #define MB_MANIFEST_MAX_CHUNK (1ull << 30)
 #define MB_MANIFEST_NAME_MAX 255
+/* 2^20 chunks: 64 TiB at the default chunk size, 32 MiB of hashes. */
+#define MB_MANIFEST_MAX_CHUNKS (1ull << 20)
 /* 2^53 bytes: the largest size a JSON number carries exactly. */
 #define MB_MANIFEST_MAX_SIZE (1ull << 53)
 

@@ -1,0 +1,217 @@
+/* Tests common/fs.c: atomic files under failure, full disks, free space. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/fault.h"
+#include "common/fs.h"
+#include "th.h"
+
+struct ctx {
+	char dir[512];
+	char path[600];
+	char part[610];
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || th_tmpdir("fs", c->dir, sizeof(c->dir)) != 0)
+		return -1;
+	snprintf(c->path, sizeof(c->path), "%s/out.bin", c->dir);
+	snprintf(c->part, sizeof(c->part), "%s.part", c->path);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	mb_fault_clear();
+	th_rmtree(c->dir);
+	free(c);
+	return 0;
+}
+
+static int exists(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0;
+}
+
+static void test_atomic_write(void **state)
+{
+	struct ctx *c = *state;
+	struct stat st;
+	size_t len;
+	char *data;
+
+	assert_int_equal(mb_atomic_write(c->path, "hello", 5, 0600), 0);
+	data = th_slurp(c->path, &len);
+	assert_non_null(data);
+	assert_int_equal(len, 5);
+	assert_memory_equal(data, "hello", 5);
+	free(data);
+	assert_false(exists(c->part));
+	assert_int_equal(stat(c->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* replacing keeps the name valid at every moment */
+	assert_int_equal(mb_atomic_write(c->path, "bye", 3, 0600), 0);
+	data = th_slurp(c->path, &len);
+	assert_int_equal(len, 3);
+	free(data);
+}
+
+static void test_enospc_midway_loses_nothing(void **state)
+{
+	struct ctx *c = *state;
+	struct mb_afile af;
+	char block[4096];
+	size_t len;
+	char *data;
+	int i, rc = 0;
+
+	assert_int_equal(mb_atomic_write(c->path, "original", 8, 0644), 0);
+	memset(block, 'x', sizeof(block));
+	assert_int_equal(mb_afile_open(&af, c->path, 0644), 0);
+	assert_true(exists(c->part));
+	mb_fault_set(MB_FAULT_WRITE, 3, -1, ENOSPC);
+	for (i = 0; i < 10 && rc == 0; i++)
+		rc = mb_afile_write(&af, block, sizeof(block));
+	assert_int_equal(rc, MB_ENOSPC);
+	assert_int_equal(i, 4); /* three writes went through, the 4th failed */
+	mb_afile_abort(&af);
+	mb_fault_clear();
+	/* no partial file, and the complete old one is untouched */
+	assert_false(exists(c->part));
+	data = th_slurp(c->path, &len);
+	assert_int_equal(len, 8);
+	assert_memory_equal(data, "original", 8);
+	free(data);
+}
+
+static void test_failed_fsync_or_rename_keeps_old(void **state)
+{
+	struct ctx *c = *state;
+	size_t len;
+	char *data;
+
+	assert_int_equal(mb_atomic_write(c->path, "v1", 2, 0644), 0);
+	mb_fault_set(MB_FAULT_FSYNC, 0, 1, EIO);
+	assert_int_equal(mb_atomic_write(c->path, "v2", 2, 0644), MB_EIO);
+	assert_false(exists(c->part));
+	mb_fault_set(MB_FAULT_RENAME, 0, 1, EXDEV);
+	assert_int_equal(mb_atomic_write(c->path, "v3", 2, 0644), MB_EIO);
+	assert_false(exists(c->part));
+	data = th_slurp(c->path, &len);
+	assert_memory_equal(data, "v1", 2);
+	free(data);
+}
+
+static void test_real_full_device(void **state)
+{
+	char buf[8192] = { 0 };
+	int fd;
+
+	(void)state;
+	/* /dev/full answers every write with ENOSPC: a real full disk */
+	fd = open("/dev/full", O_WRONLY);
+	if (fd < 0)
+		skip(); /* no /dev/full in this environment */
+	assert_int_equal(mb_write_all(fd, buf, sizeof(buf)), MB_ENOSPC);
+	assert_int_equal(mb_pwrite_all(fd, buf, sizeof(buf), 0), MB_ENOSPC);
+	close(fd);
+}
+
+static void test_free_space(void **state)
+{
+	struct ctx *c = *state;
+	struct statvfs sv;
+	uint64_t avail = 0, want;
+
+	assert_int_equal(mb_fs_free_space(c->dir, &avail), 0);
+	assert_int_equal(statvfs(c->dir, &sv), 0);
+	want = (uint64_t)sv.f_bavail * sv.f_frsize;
+	/* another process may write in between: allow 64 MiB of drift */
+	assert_true(avail + (64u << 20) >= want && want + (64u << 20) >= avail);
+	assert_true(avail > 0);
+	assert_int_equal(mb_fs_free_space("/nonexistent/dir", &avail),
+			 MB_ENOENT);
+}
+
+static void test_mkdir_p_and_read_file(void **state)
+{
+	struct ctx *c = *state;
+	char deep[700], file[720];
+	char *data;
+	size_t len;
+
+	snprintf(deep, sizeof(deep), "%s/a/b/c", c->dir);
+	assert_int_equal(mb_mkdir_p(deep, 0755), 0);
+	assert_int_equal(mb_mkdir_p(deep, 0755), 0);
+	snprintf(file, sizeof(file), "%s/f", deep);
+	assert_int_equal(mb_atomic_write(file, "0123456789", 10, 0644), 0);
+	assert_int_equal(mb_mkdir_p(file, 0755), MB_EEXIST);
+	assert_int_equal(mb_read_file(file, 10, &data, &len), 0);
+	assert_int_equal(len, 10);
+	assert_string_equal(data, "0123456789");
+	free(data);
+	/* one byte over the cap is refused, not truncated */
+	assert_int_equal(mb_read_file(file, 9, &data, &len), MB_ETOOBIG);
+	assert_null(data);
+	assert_int_equal(mb_read_file("/nonexistent", 9, &data, &len),
+			 MB_ENOENT);
+}
+
+static void test_read_full_and_pread(void **state)
+{
+	struct ctx *c = *state;
+	char buf[32];
+	size_t got;
+	int fd;
+
+	assert_int_equal(mb_atomic_write(c->path, "abcdefgh", 8, 0644), 0);
+	fd = open(c->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_read_full(fd, buf, sizeof(buf), &got), 0);
+	assert_int_equal(got, 8);
+	assert_int_equal(mb_pread_full(fd, buf, 3, 5, &got), 0);
+	assert_int_equal(got, 3);
+	assert_memory_equal(buf, "fgh", 3);
+	mb_fault_set(MB_FAULT_READ, 0, 1, EIO);
+	assert_int_equal(mb_pread_full(fd, buf, 3, 0, &got), MB_EIO);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_atomic_write, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_midway_loses_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_failed_fsync_or_rename_keeps_old, setup, teardown),
+		cmocka_unit_test(test_real_full_device),
+		cmocka_unit_test_setup_teardown(test_free_space, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_mkdir_p_and_read_file,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_full_and_pread, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
