@@ -301,3 +301,27 @@ int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
 	}
 	return mb_afile_commit(&af);
 }
+
+int mb_repo_path_ok(const char *p)
+{
+	const char *comp = p;
+	size_t n = strlen(p), i;
+
+	if (n == 0 || n > 1024 || p[0] == '/')
+		return 0;
+	for (i = 0; i <= n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '/' || c == '\0') {
+			size_t len = (size_t)(p + i - comp);
+
+			if (len == 0 || (len == 1 && comp[0] == '.') ||
+			    (len == 2 && comp[0] == '.' && comp[1] == '.'))
+				return 0;
+			comp = p + i + 1;
+		} else if (c == '\\' || c < 0x20 || c == 0x7f) {
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -70,4 +70,10 @@ void mb_afile_abort(struct mb_afile *af);
 /* Writes n bytes to path atomically (mb_afile_open/write/commit). */
 int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode);
 
+/* Returns 1 when p is a safe repository-relative path (a file name from
+ * a hub listing or an index): not empty, not absolute, no "." or ".."
+ * component, no empty component, no backslash, no control character, at
+ * most 1024 bytes. Such a path can be joined under a directory safely. */
+int mb_repo_path_ok(const char *p);
+
 #endif

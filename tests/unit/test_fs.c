@@ -196,6 +196,28 @@ static void test_read_full_and_pread(void **state)
 	close(fd);
 }
 
+static void test_repo_path_ok(void **state)
+{
+	static const char *good[] = { "config.json", "a/b.safetensors",
+				      "original/x.pth", "..a", "a..", ".hidden" };
+	static const char *bad[] = { "", "/etc/passwd", "../x", "a/../b",
+				     "a/..", "./a", "a/./b", "a//b", "a/",
+				     "a\\b", "a\nb", "\x7f" };
+	char longp[1100];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (!mb_repo_path_ok(good[i]))
+			fail_msg("'%s' refused", good[i]);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (mb_repo_path_ok(bad[i]))
+			fail_msg("'%s' accepted", bad[i]);
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	assert_false(mb_repo_path_ok(longp));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,6 +234,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_full_and_pread, setup,
 						teardown),
+		cmocka_unit_test(test_repo_path_ok),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
