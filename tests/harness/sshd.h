@@ -1,0 +1,31 @@
+/*
+ * sshd: an OpenSSH sshd on 127.0.0.1 for the tests, started by sshd.sh as the
+ * current user in a temporary directory with a throwaway host key and user
+ * key. The coordinator's SSH code connects to it as it would to a worker.
+ */
+#ifndef MB_TH_SSHD_H
+#define MB_TH_SSHD_H
+
+#include <sys/types.h>
+
+struct th_sshd {
+	char dir[512];		/* temporary directory holding everything */
+	char host[64];		/* "127.0.0.1" */
+	int port;
+	char user[64];		/* the current user, the only one allowed in */
+	char key[600];		/* user private key (ed25519, no passphrase) */
+	char pubkey[600];	/* its public key file */
+	char known_hosts[600];	/* known_hosts file with the host's key */
+	char known_hosts_line[1024]; /* "[127.0.0.1]:PORT ssh-ed25519 AAAA..." */
+	pid_t pid;		/* the listening sshd (not our child) */
+};
+
+/* Makes a temporary directory, starts sshd.sh in it and fills s. Returns 0,
+ * or -1 after printing why (nothing is left running or on disk then). */
+int th_sshd_start(struct th_sshd *s);
+
+/* Stops the sshd and removes its directory. Safe to call twice, and on a
+ * zeroed struct. Sessions already open keep their own sshd processes. */
+void th_sshd_stop(struct th_sshd *s);
+
+#endif
