@@ -1,0 +1,682 @@
+#!/usr/bin/env python3
+"""fakehub: a Hugging Face hub stand-in for the tests, over a directory.
+
+Serves DIR/<org>/<name>/ as the model repo org/name: the revision and tree
+APIs, resolve (302 to a second "blob" port for LFS files, direct for the
+rest), Range, Bearer auth, gated and private repos, and fault knobs set per
+file through a control API on the hub port. Standard library only.
+
+Usage: fakehub.py --root DIR [--port 0] [--blob-port 0] [--token TOKEN]
+                  [--page-size N] [--verbose]
+
+Prints one line "HUB_PORT=<p> BLOB_PORT=<q>" when both ports listen, then
+serves until SIGTERM.
+
+Repo options: DIR/<org>/<name>/.fakehub.json may hold
+  {"gated": true, "private": true, "commit": "<40 hex>"}   (all optional)
+
+Control API (hub port, no auth):
+  POST /_control/fault  {"repo": "org/name", "path": "file", knobs...}
+      cut_after N     close the connection after N body bytes
+      corrupt_at K    flip the byte at absolute file offset K when served
+      stall S         send nothing for S seconds after the headers (or, with
+                      cut_after, after the N bytes, and then close)
+      throttle B      send at B bytes/s
+      ignore_range    answer 200 with the whole file to a Range request
+      rate_limit N    the next N resolve/API requests get 429
+      retry_after T   the t= and Retry-After of those 429s (default 1)
+      times M         responses the byte knobs apply to (default 1 when
+                      cut_after, corrupt_at or stall is set, else forever)
+    A fault without "path" (or with "") matches every path of the repo and,
+    for rate_limit, the repo's revision and tree API calls too.
+  POST /_control/reset  clears faults and counters
+  GET  /_control/stats  {"files": {"org/name/path": {"bytes", "requests"}},
+                         "blob_auth_headers": K, "requests": total}
+    bytes: body bytes of that file actually written to a socket; requests:
+    resolve and blob requests that named that file.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".model", ".pt")
+LFS_MIN_SIZE = 10 * 1024 * 1024
+CHUNK = 256 * 1024
+META_NAME = ".fakehub.json"
+
+
+class State:
+    """Everything the two servers share, behind one lock."""
+
+    def __init__(self, root, token, page_size, verbose):
+        self.root = os.path.abspath(root)
+        self.token = token
+        self.page_size = page_size
+        self.verbose = verbose
+        self.hub_port = 0
+        self.blob_port = 0
+        self.lock = threading.Lock()
+        self.hash_cache = {}
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.faults = []
+            self.files = {}
+            self.blob_auth = 0
+            self.requests = 0
+
+    def count_request(self):
+        with self.lock:
+            self.requests += 1
+
+    def count_file(self, key, nbytes=0, request=False):
+        with self.lock:
+            st = self.files.setdefault(key, {"bytes": 0, "requests": 0})
+            st["bytes"] += nbytes
+            if request:
+                st["requests"] += 1
+
+    # Faults -------------------------------------------------------------
+
+    def add_fault(self, spec):
+        repo = spec.get("repo")
+        if not isinstance(repo, str) or not repo:
+            raise ValueError("fault needs a repo")
+        path = spec.get("path") or ""
+        f = {"repo": repo, "path": path}
+        for k in ("cut_after", "corrupt_at", "throttle", "rate_limit"):
+            if k in spec and spec[k] is not None:
+                f[k] = int(spec[k])
+                if f[k] < 0 or (k == "throttle" and f[k] == 0):
+                    raise ValueError("bad " + k)
+        if "stall" in spec and spec["stall"] is not None:
+            f["stall"] = float(spec["stall"])
+        f["ignore_range"] = bool(spec.get("ignore_range", False))
+        f["retry_after"] = int(spec.get("retry_after", 1))
+        once = any(k in f for k in ("cut_after", "corrupt_at", "stall"))
+        times = spec.get("times")
+        f["times"] = int(times) if times is not None else (1 if once else -1)
+        f["rate_left"] = f.get("rate_limit", 0)
+        with self.lock:
+            self.faults.append(f)
+
+    def _match(self, f, repo, path):
+        return f["repo"] == repo and (f["path"] == "" or f["path"] == path)
+
+    def take_rate_limit(self, repo, path):
+        """Returns the retry_after of a 429 to answer now, or None."""
+        with self.lock:
+            for f in self.faults:
+                if f["rate_left"] > 0 and self._match(f, repo, path):
+                    f["rate_left"] -= 1
+                    return f["retry_after"]
+        return None
+
+    def take_byte_faults(self, repo, path, start, end):
+        """Combines the byte faults that apply to a response serving file
+        offsets [start, end] and uses one of each one's times."""
+        out = {"cut_after": None, "corrupt_at": [], "stall": 0.0,
+               "throttle": None, "ignore_range": False}
+        with self.lock:
+            for f in self.faults:
+                if f["times"] == 0 or not self._match(f, repo, path):
+                    continue
+                used = False
+                if "cut_after" in f:
+                    c = out["cut_after"]
+                    out["cut_after"] = (f["cut_after"] if c is None
+                                        else min(c, f["cut_after"]))
+                    used = True
+                if "corrupt_at" in f and start <= f["corrupt_at"] <= end:
+                    out["corrupt_at"].append(f["corrupt_at"])
+                    used = True
+                if "stall" in f:
+                    out["stall"] = max(out["stall"], f["stall"])
+                    used = True
+                if "throttle" in f:
+                    t = out["throttle"]
+                    out["throttle"] = (f["throttle"] if t is None
+                                       else min(t, f["throttle"]))
+                    used = True
+                if f["ignore_range"]:
+                    out["ignore_range"] = True
+                    used = True
+                if used and f["times"] > 0:
+                    f["times"] -= 1
+        return out
+
+    def peek_ignore_range(self, repo, path):
+        with self.lock:
+            return any(f["ignore_range"] and f["times"] != 0 and
+                       self._match(f, repo, path) for f in self.faults)
+
+    # Repos --------------------------------------------------------------
+
+    def file_hash(self, full, size, mtime, algo):
+        key = (full, size, mtime, algo)
+        with self.lock:
+            h = self.hash_cache.get(key)
+        if h is not None:
+            return h
+        if algo == "sha256":
+            m = hashlib.sha256()
+        else:
+            m = hashlib.sha1()
+            m.update(b"blob %d\0" % size)
+        with open(full, "rb") as fp:
+            while True:
+                b = fp.read(1 << 20)
+                if not b:
+                    break
+                m.update(b)
+        h = m.hexdigest()
+        with self.lock:
+            self.hash_cache[key] = h
+        return h
+
+    def load_repo(self, org, name):
+        """Returns the repo as a dict, or None when it does not exist."""
+        for part in (org, name):
+            if not part or part.startswith(".") or "/" in part or \
+                    "\\" in part or "\0" in part:
+                return None
+        base = os.path.join(self.root, org, name)
+        if not os.path.isdir(base):
+            return None
+        meta = {}
+        mp = os.path.join(base, META_NAME)
+        if os.path.isfile(mp):
+            with open(mp, "rb") as fp:
+                meta = json.load(fp)
+        files = {}
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, base).replace(os.sep, "/")
+                if rel == META_NAME:
+                    continue
+                st = os.stat(full)
+                size = st.st_size
+                lfs = fn.endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
+                ent = {"path": rel, "full": full, "size": size, "lfs": lfs}
+                if lfs:
+                    sha = self.file_hash(full, size, st.st_mtime_ns,
+                                         "sha256")
+                    ptr = ("version https://git-lfs.github.com/spec/v1\n"
+                           "oid sha256:%s\nsize %d\n" % (sha, size)).encode()
+                    ent["sha256"] = sha
+                    ent["pointer_size"] = len(ptr)
+                    ent["oid"] = hashlib.sha1(
+                        b"blob %d\0" % len(ptr) + ptr).hexdigest()
+                else:
+                    ent["oid"] = self.file_hash(full, size, st.st_mtime_ns,
+                                                "git")
+                files[rel] = ent
+        commit = meta.get("commit")
+        if not commit:
+            m = hashlib.sha1()
+            for rel in sorted(files):
+                e = files[rel]
+                m.update(("%s\0%d\0%s\n" % (
+                    rel, e["size"], e.get("sha256", e["oid"]))).encode())
+            commit = m.hexdigest()
+        return {"id": org + "/" + name, "files": files, "commit": commit,
+                "gated": bool(meta.get("gated", False)),
+                "private": bool(meta.get("private", False))}
+
+
+def tree_entries(repo, subpath):
+    """All entries (files and directories) under subpath, sorted by path,
+    each with its depth below subpath. None when subpath is not a dir."""
+    prefix = subpath + "/" if subpath else ""
+    dirs = {}
+    files = []
+    for rel, e in repo["files"].items():
+        if not rel.startswith(prefix):
+            continue
+        rest = rel[len(prefix):]
+        parts = rest.split("/")
+        for i in range(1, len(parts)):
+            d = prefix + "/".join(parts[:i])
+            dirs.setdefault(d, []).append(e)
+        files.append((rel, len(parts) - 1, e))
+    if subpath and not files:
+        return None
+    out = []
+    for rel, depth, e in files:
+        ent = {"type": "file", "oid": e["oid"], "size": e["size"],
+               "path": rel}
+        if e["lfs"]:
+            ent["lfs"] = {"oid": e["sha256"], "size": e["size"],
+                          "pointerSize": e["pointer_size"]}
+        out.append((rel, depth, ent))
+    for d, members in dirs.items():
+        m = hashlib.sha1()
+        for e in sorted(members, key=lambda x: x["path"]):
+            m.update(("%s %s\n" % (e["path"], e["oid"])).encode())
+        depth = d[len(prefix):].count("/")
+        out.append((d, depth, {"type": "directory", "oid": m.hexdigest(),
+                               "size": 0, "path": d}))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+def parse_range(value, size):
+    """Returns (start, end) inclusive, "bad" when unsatisfiable, or None
+    when there is no usable Range header (serve the whole file)."""
+    if not value or not value.startswith("bytes="):
+        return None
+    spec = value[6:].split(",")[0].strip()
+    if "-" not in spec:
+        return None
+    a, b = spec.split("-", 1)
+    try:
+        if a == "":
+            n = int(b)
+            if n <= 0:
+                return "bad"
+            return (max(0, size - n), size - 1) if size > 0 else "bad"
+        start = int(a)
+        end = int(b) if b else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        return "bad"
+    return (start, min(end, size - 1))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakehub/1"
+    timeout = 120
+
+    @property
+    def st(self):
+        return self.server.state
+
+    def log_message(self, fmt, *args):
+        if self.st.verbose:
+            sys.stderr.write("fakehub: %s %s\n" % (
+                self.address_string(), fmt % args))
+
+    # Replies ------------------------------------------------------------
+
+    def reply(self, code, body=b"", headers=None, ctype="application/json"):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def error(self, code, err_code, msg):
+        headers = {"X-Error-Code": err_code} if err_code else {}
+        headers["X-Error-Message"] = msg
+        self.reply(code, {"error": msg}, headers)
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def authorized(self):
+        tok = self.st.token
+        auth = self.headers.get("Authorization", "")
+        return tok is not None and auth == "Bearer " + tok
+
+    def get_repo(self, org, name):
+        """The repo if this client may see it; else answers and returns
+        None."""
+        repo = self.st.load_repo(org, name)
+        if repo is None:
+            self.error(401, "RepoNotFound",
+                       "Repository Not Found for url: %s" % self.path)
+            return None
+        if (repo["gated"] or repo["private"]) and not self.authorized():
+            if repo["private"]:
+                self.error(401, "RepoNotFound",
+                           "Repository Not Found for url: %s" % self.path)
+            else:
+                self.error(401, "GatedRepo", "Access to model %s is "
+                           "restricted. You must have access to it and be "
+                           "authenticated to access it." % repo["id"])
+            return None
+        return repo
+
+    def check_rev(self, repo, rev):
+        if rev in ("main", repo["commit"]):
+            return True
+        self.error(404, "RevisionNotFound", "Invalid rev id: %s" % rev)
+        return False
+
+    def reply_429(self, t):
+        hdr = {"RateLimit": '"resolvers";r=0;t=%d' % t,
+               "RateLimit-Policy": '"fixed window";"resolvers";q=5000;w=300',
+               "Retry-After": t}
+        self.reply(429, {"error": "You have been rate-limited; you can "
+                         "retry this action in %d seconds." % t}, hdr)
+
+    def serve_file(self, repo_id, ent, headers):
+        """Sends a file's bytes (or a Range of them) with the faults that
+        apply to this path."""
+        key = repo_id + "/" + ent["path"]
+        size = ent["size"]
+        head = self.command == "HEAD"
+        rng = parse_range(self.headers.get("Range"), size)
+        if rng is not None and self.st.peek_ignore_range(repo_id, ent["path"]):
+            rng = None
+        if rng == "bad":
+            self.reply(416, {"error": "range not satisfiable"},
+                       {"Content-Range": "bytes */%d" % size})
+            return
+        start, end = rng if rng else (0, size - 1)
+        if head:
+            faults = None
+        else:
+            faults = self.st.take_byte_faults(repo_id, ent["path"], start, end)
+        length = end - start + 1 if size > 0 else 0
+        self.send_response(206 if rng else 200)
+        for k, v in headers.items():
+            self.send_header(k, str(v))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        if rng:
+            self.send_header("Content-Range",
+                             "bytes %d-%d/%d" % (start, end, size))
+        self.end_headers()
+        self.wfile.flush()
+        if head:
+            return
+        cut = faults["cut_after"]
+        limit = length if cut is None else min(cut, length)
+        if faults["stall"] > 0 and cut is None:
+            time.sleep(faults["stall"])
+        rate = faults["throttle"]
+        chunk = CHUNK if rate is None else max(1024, min(CHUNK, rate // 20))
+        sent = 0
+        t0 = time.monotonic()
+        try:
+            with open(ent["full"], "rb") as fp:
+                fp.seek(start)
+                while sent < limit:
+                    b = fp.read(min(chunk, limit - sent))
+                    if not b:
+                        break
+                    off = start + sent
+                    if faults["corrupt_at"]:
+                        ba = None
+                        for k in faults["corrupt_at"]:
+                            if off <= k < off + len(b):
+                                ba = ba or bytearray(b)
+                                ba[k - off] ^= 0xFF
+                        if ba is not None:
+                            b = bytes(ba)
+                    # Counted before the write: a client that has read
+                    # the last byte may ask for the stats at once.
+                    self.st.count_file(key, len(b))
+                    try:
+                        self.wfile.write(b)
+                    except OSError:
+                        self.st.count_file(key, -len(b))
+                        raise
+                    sent += len(b)
+                    if rate is not None:
+                        ahead = t0 + sent / rate - time.monotonic()
+                        if ahead > 0:
+                            time.sleep(ahead)
+        except OSError:
+            self.close_connection = True
+            return
+        if cut is not None or sent < length:
+            if faults["stall"] > 0:
+                time.sleep(faults["stall"])
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # Dispatch -----------------------------------------------------------
+
+    def do_HEAD(self):
+        self.dispatch()
+
+    def do_GET(self):
+        self.dispatch()
+
+    def do_POST(self):
+        self.dispatch()
+
+    def dispatch(self):
+        try:
+            self.route()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # a bug here must show, not hang the client
+            sys.stderr.write("fakehub: %s %s: %r\n" % (
+                self.command, self.path, e))
+            try:
+                self.error(500, None, "internal error: %r" % e)
+            except OSError:
+                self.close_connection = True
+
+
+class HubHandler(Handler):
+    def route(self):
+        url = urllib.parse.urlsplit(self.path)
+        raw = url.path.split("/")[1:]
+        segs = [urllib.parse.unquote(s) for s in raw]
+        query = urllib.parse.parse_qs(url.query)
+        if segs and segs[0] == "_control":
+            return self.control(segs[1:])
+        self.read_body()
+        self.st.count_request()
+        if self.command == "POST":
+            return self.error(405, None, "method not allowed")
+        if len(segs) >= 6 and segs[0] == "api" and segs[1] == "models":
+            org, name, kind, rev = segs[2:6]
+            if kind == "revision" and len(segs) == 6:
+                return self.api_revision(org, name, rev)
+            if kind == "tree":
+                sub = "/".join(s for s in segs[6:] if s)
+                return self.api_tree(org, name, rev, sub, query)
+        if len(segs) >= 5 and segs[2] == "resolve":
+            path = "/".join(segs[4:])
+            return self.resolve(segs[0], segs[1], segs[3], path)
+        self.error(404, None, "not found: %s" % url.path)
+
+    def control(self, segs):
+        body = self.read_body()
+        cmd = "/".join(segs)
+        if self.command == "POST" and cmd == "fault":
+            try:
+                self.st.add_fault(json.loads(body or b"{}"))
+            except (ValueError, TypeError) as e:
+                return self.error(400, None, "bad fault: %s" % e)
+            return self.reply(200, {"ok": True})
+        if self.command == "POST" and cmd == "reset":
+            self.st.reset()
+            return self.reply(200, {"ok": True})
+        if self.command == "GET" and cmd == "stats":
+            with self.st.lock:
+                out = {"files": json.loads(json.dumps(self.st.files)),
+                       "blob_auth_headers": self.st.blob_auth,
+                       "requests": self.st.requests}
+            return self.reply(200, out)
+        self.error(404, None, "no control command %s" % cmd)
+
+    def api_revision(self, org, name, rev):
+        repo = self.get_repo(org, name)
+        if repo is None or not self.check_rev(repo, rev):
+            return
+        if self.rate_limited_api(repo):
+            return
+        sib = []
+        for rel in sorted(repo["files"]):
+            e = repo["files"][rel]
+            s = {"rfilename": rel, "size": e["size"]}
+            if e["lfs"]:
+                s["lfs"] = {"sha256": e["sha256"], "size": e["size"],
+                            "pointerSize": e["pointer_size"]}
+            sib.append(s)
+        self.reply(200, {"id": repo["id"], "modelId": repo["id"],
+                         "sha": repo["commit"], "siblings": sib,
+                         "gated": "auto" if repo["gated"] else False,
+                         "private": repo["private"]},
+                   {"X-Repo-Commit": repo["commit"]})
+
+    def rate_limited_api(self, repo):
+        t = self.st.take_rate_limit(repo["id"], "")
+        if t is None:
+            return False
+        self.reply_429(t)
+        return True
+
+    def api_tree(self, org, name, rev, sub, query):
+        repo = self.get_repo(org, name)
+        if repo is None or not self.check_rev(repo, rev):
+            return
+        if self.rate_limited_api(repo):
+            return
+        entries = tree_entries(repo, sub)
+        if entries is None:
+            return self.error(404, "EntryNotFound",
+                              "%s does not exist on %s" % (sub, rev))
+        recursive = query.get("recursive", ["false"])[0].lower() in (
+            "true", "1")
+        if not recursive:
+            entries = [x for x in entries if x[1] == 0]
+        entries = [x[2] for x in entries]
+        try:
+            cursor = int(query.get("cursor", ["0"])[0])
+        except ValueError:
+            return self.error(400, None, "bad cursor")
+        n = self.st.page_size
+        page = entries[cursor:cursor + n]
+        headers = {}
+        if cursor + n < len(entries):
+            q = {"recursive": "true" if recursive else "false",
+                 "cursor": str(cursor + n)}
+            base = "/api/models/%s/%s/tree/%s" % (
+                urllib.parse.quote(org), urllib.parse.quote(name),
+                urllib.parse.quote(rev, safe=""))
+            if sub:
+                base += "/" + urllib.parse.quote(sub)
+            headers["Link"] = '<http://127.0.0.1:%d%s?%s>; rel="next"' % (
+                self.st.hub_port, base, urllib.parse.urlencode(q))
+        self.reply(200, page, headers)
+
+    def resolve(self, org, name, rev, path):
+        repo = self.get_repo(org, name)
+        if repo is None or not self.check_rev(repo, rev):
+            return
+        ent = repo["files"].get(path)
+        key = repo["id"] + "/" + path
+        if ent is not None:
+            self.st.count_file(key, request=True)
+        t = self.st.take_rate_limit(repo["id"], path)
+        if t is not None:
+            return self.reply_429(t)
+        if ent is None:
+            return self.error(404, "EntryNotFound",
+                              "%s does not exist on %s" % (path, rev))
+        headers = {"X-Repo-Commit": repo["commit"]}
+        if ent["lfs"]:
+            loc = "http://127.0.0.1:%d/blobs/%s?%s" % (
+                self.st.blob_port, ent["sha256"], urllib.parse.urlencode(
+                    {"repo": repo["id"], "path": path}, safe="/"))
+            headers.update({
+                "Location": loc,
+                "ETag": '"%s"' % ent["oid"],
+                "X-Linked-Etag": '"%s"' % ent["sha256"],
+                "X-Linked-Size": ent["size"]})
+            return self.reply(302, b"", headers, "text/plain")
+        headers["ETag"] = '"%s"' % ent["oid"]
+        self.serve_file(repo["id"], ent, headers)
+
+
+class BlobHandler(Handler):
+    def route(self):
+        url = urllib.parse.urlsplit(self.path)
+        self.read_body()
+        self.st.count_request()
+        if self.headers.get("Authorization") is not None:
+            with self.st.lock:
+                self.st.blob_auth += 1
+        segs = url.path.split("/")[1:]
+        query = urllib.parse.parse_qs(url.query)
+        if self.command == "POST" or len(segs) != 2 or segs[0] != "blobs":
+            return self.error(404, None, "no such blob")
+        sha = segs[1]
+        repo_id = query.get("repo", [""])[0]
+        path = query.get("path", [""])[0]
+        parts = repo_id.split("/")
+        repo = self.st.load_repo(*parts) if len(parts) == 2 else None
+        ent = repo["files"].get(path) if repo else None
+        if ent is None or not ent["lfs"] or ent["sha256"] != sha:
+            return self.error(404, None, "no such blob")
+        self.st.count_file(repo["id"] + "/" + path, request=True)
+        self.serve_file(repo["id"], ent, {"ETag": '"%s"' % sha})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser(description="fake Hugging Face hub")
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--blob-port", type=int, default=0)
+    ap.add_argument("--token")
+    ap.add_argument("--page-size", type=int, default=1000)
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    if args.page_size < 1:
+        ap.error("--page-size must be positive")
+
+    state = State(args.root, args.token, args.page_size, args.verbose)
+    hub = Server(("127.0.0.1", args.port), HubHandler)
+    blob = Server(("127.0.0.1", args.blob_port), BlobHandler)
+    hub.state = blob.state = state
+    state.hub_port = hub.server_address[1]
+    state.blob_port = blob.server_address[1]
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for srv in (hub, blob):
+        threading.Thread(target=srv.serve_forever, kwargs={
+            "poll_interval": 0.1}, daemon=True).start()
+    sys.stdout.write("HUB_PORT=%d BLOB_PORT=%d\n" % (
+        state.hub_port, state.blob_port))
+    sys.stdout.flush()
+    while not stop.wait(1.0):
+        pass
+    hub.shutdown()
+    blob.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Handler threads may be stalled on purpose: do not wait for them.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
