@@ -6,7 +6,8 @@
 #   tests/run.sh [ctest args...]     e.g. tests/run.sh -L unit
 #
 # Environment: MB_SKIP_ASAN=1 runs only the normal build; MB_JOBS sets the
-# build and test parallelism (default: nproc).
+# build and test parallelism (default: nproc); MIBERA_DEPS_CACHE is passed
+# on to deploy/deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -18,9 +19,10 @@ else
 	MIBERA_SKIP_APT=1 deploy/deps.sh
 fi
 
-configs=("build:-DCMAKE_BUILD_TYPE=RelWithDebInfo")
+llama="-DMB_LLAMA_PREFIX=${MIBERA_DEPS_CACHE:-/var/cache/mibera-deps}/llama.cpp"
+configs=("build:-DCMAKE_BUILD_TYPE=RelWithDebInfo $llama")
 [ "${MB_SKIP_ASAN:-0}" = 1 ] ||
-	configs+=("build-asan:-DCMAKE_BUILD_TYPE=Debug -DMB_SANITIZE=ON")
+	configs+=("build-asan:-DCMAKE_BUILD_TYPE=Debug -DMB_SANITIZE=ON $llama")
 
 for c in "${configs[@]}"; do
 	dir=${c%%:*}
