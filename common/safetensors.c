@@ -1,6 +1,7 @@
 /* safetensors: hostile-input header parser and shard index. */
 #include "common/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -692,4 +693,113 @@ const struct mb_st_tensor *mb_st_model_find(const struct mb_st_model *m,
 	if (m->ntensors == 0)
 		return NULL;
 	return bsearch(&key, m->tensors, m->ntensors, sizeof(key), by_name);
+}
+
+/* The index of a large model lists every tensor: Phi-4's is 30 KB, so
+ * 64 MiB is far beyond any real one. */
+#define MAX_INDEX (64u << 20)
+
+static int join(char *out, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", dir, name);
+
+	return n < 0 || (size_t)n >= cap ? MB_ETOOBIG : 0;
+}
+
+static int open_single(const char *dir, struct mb_st_model **out, char *err,
+		       size_t errcap)
+{
+	char path[4096], found[256] = "";
+	struct mb_st_file *f;
+	struct dirent *de;
+	int count = 0, rc;
+	DIR *d;
+
+	d = opendir(dir);
+	if (d == NULL) {
+		rc = mb_err_from_errno(errno);
+		seterr(err, errcap, "cannot open directory '%s': %s", dir,
+		       strerror(errno));
+		return rc;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n > 12 && n < sizeof(found) &&
+		    strcmp(de->d_name + n - 12, ".safetensors") == 0) {
+			count++;
+			memcpy(found, de->d_name, n + 1);
+		}
+	}
+	closedir(d);
+	if (count != 1) {
+		seterr(err, errcap, count == 0
+			       ? "no .safetensors file in '%s'"
+			       : "several .safetensors files in '%s' and no "
+				 "model.safetensors.index.json", dir);
+		return count == 0 ? MB_ENOENT : MB_EFORMAT;
+	}
+	rc = join(path, sizeof(path), dir, found);
+	if (rc == 0)
+		rc = mb_st_read_file(path, &f, err, errcap);
+	if (rc == 0)
+		rc = mb_st_model_single(found, f, out);
+	if (rc == 0)
+		rc = mb_st_model_finish(*out, err, errcap);
+	if (rc != 0) {
+		mb_st_model_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
+			 size_t errcap)
+{
+	struct mb_st_model *m = NULL;
+	char path[4096], sub[MB_ST_MAX_NAME];
+	char *json = NULL;
+	size_t len, i;
+	int rc;
+
+	*out = NULL;
+	rc = join(path, sizeof(path), dir, "model.safetensors.index.json");
+	if (rc != 0)
+		return rc;
+	rc = mb_read_file(path, MAX_INDEX, &json, &len);
+	if (rc == MB_ENOENT)
+		return open_single(dir, out, err, errcap);
+	if (rc != 0) {
+		seterr(err, errcap, "cannot read '%s': %s", path,
+		       mb_strerror(rc));
+		return rc;
+	}
+	rc = mb_st_index_parse(json, len, &m, err, errcap);
+	free(json);
+	for (i = 0; rc == 0 && i < m->nshards; i++) {
+		struct mb_st_file *f;
+
+		rc = join(path, sizeof(path), dir, m->shards[i]);
+		if (rc != 0)
+			break;
+		rc = mb_st_read_file(path, &f, sub, sizeof(sub));
+		if (rc == MB_ENOENT) {
+			seterr(err, errcap, "shard '%s' is missing",
+			       m->shards[i]);
+			break;
+		}
+		if (rc != 0) {
+			seterr(err, errcap, "shard '%s': %s", m->shards[i], sub);
+			break;
+		}
+		rc = mb_st_model_set_file(m, i, f);
+	}
+	if (rc == 0)
+		rc = mb_st_model_finish(m, err, errcap);
+	if (rc != 0) {
+		mb_st_model_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
 }

@@ -142,6 +142,12 @@ int mb_st_model_set_file(struct mb_st_model *m, size_t i,
  * tensor list. */
 int mb_st_model_finish(struct mb_st_model *m, char *err, size_t errcap);
 
+/* Opens the model in directory dir: model.safetensors.index.json and its
+ * shards when the index exists, else the one *.safetensors file there.
+ * Reads only the headers. */
+int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
+			 size_t errcap);
+
 /* Frees m and its files; NULL-safe. */
 void mb_st_model_free(struct mb_st_model *m);
 

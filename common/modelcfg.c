@@ -1,0 +1,1385 @@
+/* modelcfg: infer a model from its tensors and reconcile its config. */
+#include "common/modelcfg.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/safetensors.h"
+
+#define MAX_LAYERS 1000
+
+static const char *const key_names[MB_CFG_NKEYS] = {
+	[MB_CFG_ARCHITECTURES] = "architectures",
+	[MB_CFG_MODEL_TYPE] = "model_type",
+	[MB_CFG_VOCAB_SIZE] = "vocab_size",
+	[MB_CFG_HIDDEN_SIZE] = "hidden_size",
+	[MB_CFG_NUM_HIDDEN_LAYERS] = "num_hidden_layers",
+	[MB_CFG_INTERMEDIATE_SIZE] = "intermediate_size",
+	[MB_CFG_NUM_ATTENTION_HEADS] = "num_attention_heads",
+	[MB_CFG_NUM_KEY_VALUE_HEADS] = "num_key_value_heads",
+	[MB_CFG_HEAD_DIM] = "head_dim",
+	[MB_CFG_ROPE_THETA] = "rope_theta",
+	[MB_CFG_RMS_NORM_EPS] = "rms_norm_eps",
+	[MB_CFG_MAX_POSITION_EMBEDDINGS] = "max_position_embeddings",
+	[MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS] =
+		"original_max_position_embeddings",
+	[MB_CFG_SLIDING_WINDOW] = "sliding_window",
+	[MB_CFG_ROPE_SCALING] = "rope_scaling",
+	[MB_CFG_PARTIAL_ROTARY_FACTOR] = "partial_rotary_factor",
+	[MB_CFG_TIE_WORD_EMBEDDINGS] = "tie_word_embeddings",
+	[MB_CFG_ATTENTION_BIAS] = "attention_bias",
+	[MB_CFG_TORCH_DTYPE] = "torch_dtype",
+};
+
+static const char *const src_names[] = {
+	[MB_SRC_NONE] = "none",
+	[MB_SRC_TENSORS] = "tensors",
+	[MB_SRC_BASE_HUB] = "base model (hub)",
+	[MB_SRC_BASE_TABLE] = "base model (built-in table)",
+	[MB_SRC_KNOWN_BASE] = "known base matched by shapes",
+	[MB_SRC_CONFIG] = "config.json",
+	[MB_SRC_BASE_FAMILY] = "base model of the family (other shapes)",
+	[MB_SRC_DEFAULT] = "family default",
+	[MB_SRC_DERIVED] = "derived",
+};
+
+const char *mb_cfg_key_name(enum mb_cfg_key k)
+{
+	return (unsigned)k < MB_CFG_NKEYS ? key_names[k] : "?";
+}
+
+const char *mb_src_name(enum mb_src s)
+{
+	return (unsigned)s <= MB_SRC_DERIVED ? src_names[s] : "?";
+}
+
+const char *mb_family_name(enum mb_family f)
+{
+	switch (f) {
+	case MB_FAMILY_PHI3:
+		return "phi3";
+	case MB_FAMILY_LLAMA:
+		return "llama";
+	default:
+		return "unknown";
+	}
+}
+
+/*
+ * Known base models: the values of their config.json that shapes cannot
+ * give, as published on the hub. Longrope factors are not kept here: a
+ * 128k model's own config.json carries them.
+ */
+static const struct {
+	const char *name;
+	const char *config;
+} known_bases[] = {
+	{ "microsoft/phi-4",
+	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
+	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
+	  "\"intermediate_size\":17920,\"vocab_size\":100352,"
+	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
+	  "\"rope_theta\":250000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":16384,"
+	  "\"original_max_position_embeddings\":16384,"
+	  "\"sliding_window\":null,\"rope_scaling\":null}" },
+	{ "microsoft/Phi-3-medium-4k-instruct",
+	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
+	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
+	  "\"intermediate_size\":17920,\"vocab_size\":32064,"
+	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
+	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":4096,"
+	  "\"original_max_position_embeddings\":4096,"
+	  "\"sliding_window\":2047,\"rope_scaling\":null}" },
+	{ "microsoft/Phi-3-medium-128k-instruct",
+	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
+	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
+	  "\"intermediate_size\":17920,\"vocab_size\":32064,"
+	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
+	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":131072,"
+	  "\"original_max_position_embeddings\":4096,"
+	  "\"sliding_window\":131072,\"rope_scaling\":{\"type\":\"longrope\"}}" },
+	{ "microsoft/Phi-3-mini-4k-instruct",
+	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
+	  "\"hidden_size\":3072,\"num_hidden_layers\":32,"
+	  "\"intermediate_size\":8192,\"vocab_size\":32064,"
+	  "\"num_attention_heads\":32,\"num_key_value_heads\":32,"
+	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":4096,"
+	  "\"original_max_position_embeddings\":4096,"
+	  "\"sliding_window\":2047,\"rope_scaling\":null}" },
+	{ "microsoft/Phi-3-mini-128k-instruct",
+	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
+	  "\"hidden_size\":3072,\"num_hidden_layers\":32,"
+	  "\"intermediate_size\":8192,\"vocab_size\":32064,"
+	  "\"num_attention_heads\":32,\"num_key_value_heads\":32,"
+	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":131072,"
+	  "\"original_max_position_embeddings\":4096,"
+	  "\"sliding_window\":262144,\"rope_scaling\":{\"type\":\"longrope\"}}" },
+	{ "meta-llama/Llama-3.1-8B",
+	  "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+	  "\"hidden_size\":4096,\"num_hidden_layers\":32,"
+	  "\"intermediate_size\":14336,\"vocab_size\":128256,"
+	  "\"num_attention_heads\":32,\"num_key_value_heads\":8,"
+	  "\"rope_theta\":500000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":131072,"
+	  "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,"
+	  "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192,"
+	  "\"rope_type\":\"llama3\"}}" },
+	{ "mistralai/Mistral-7B-v0.3",
+	  "{\"architectures\":[\"MistralForCausalLM\"],\"model_type\":\"mistral\","
+	  "\"hidden_size\":4096,\"num_hidden_layers\":32,"
+	  "\"intermediate_size\":14336,\"vocab_size\":32768,"
+	  "\"num_attention_heads\":32,\"num_key_value_heads\":8,"
+	  "\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-05,"
+	  "\"max_position_embeddings\":32768,\"sliding_window\":null,"
+	  "\"rope_scaling\":null}" },
+};
+
+#define NKNOWN (sizeof(known_bases) / sizeof(known_bases[0]))
+
+/* Other names the same bases go by on the hub. */
+static const struct {
+	const char *alias;
+	const char *name;
+} base_aliases[] = {
+	{ "meta-llama/Meta-Llama-3.1-8B", "meta-llama/Llama-3.1-8B" },
+	{ "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B" },
+	{ "meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B" },
+	{ "mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-v0.3" },
+};
+
+static const char *table_config(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(base_aliases) / sizeof(base_aliases[0]); i++)
+		if (strcasecmp(name, base_aliases[i].alias) == 0)
+			name = base_aliases[i].name;
+	for (i = 0; i < NKNOWN; i++)
+		if (strcasecmp(name, known_bases[i].name) == 0)
+			return known_bases[i].config;
+	return NULL;
+}
+
+static void addwarn(struct mb_modelcfg *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void addwarn(struct mb_modelcfg *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->nwarnings == sizeof(c->warnings) / sizeof(c->warnings[0]))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]), fmt, ap);
+	va_end(ap);
+}
+
+static void refuse(struct mb_modelcfg *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void refuse(struct mb_modelcfg *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->convertible)
+		return; /* keep the first reason: it is the root cause */
+	c->convertible = 0;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* --- base model names --- */
+
+static int repo_id_ok(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	size_t i, n = strlen(s);
+
+	if (slash == NULL || slash == s || slash[1] == '\0' ||
+	    strchr(slash + 1, '/') != NULL || n > 96)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("/._-", s[i]) == NULL)
+			return 0;
+	return strstr(s, "..") == NULL;
+}
+
+/* Copies a YAML scalar (optionally quoted) from p up to the line end. */
+static void yaml_scalar(const char *p, const char *end, char *out, size_t cap)
+{
+	size_t n = 0;
+	char q = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p < end && (*p == '"' || *p == '\'')) {
+		q = *p++;
+	}
+	while (p < end && *p != '\n' && *p != '\r' && *p != q &&
+	       !(q == 0 && (*p == '#' || *p == ' ')) && n + 1 < cap)
+		out[n++] = *p++;
+	out[n] = '\0';
+}
+
+static void card_base(const char *card, size_t len, char *out, size_t cap)
+{
+	const char *p = card, *end = card + len, *fm_end;
+
+	out[0] = '\0';
+	if (len < 4 || strncmp(card, "---", 3) != 0)
+		return;
+	/* the front matter ends at the next line that is "---" */
+	for (fm_end = p + 3; fm_end + 4 <= end; fm_end++)
+		if (fm_end[0] == '\n' && strncmp(fm_end + 1, "---", 3) == 0)
+			break;
+	if (fm_end + 4 > end)
+		return;
+	while (p < fm_end) {
+		const char *eol = memchr(p, '\n', (size_t)(fm_end - p));
+
+		if (eol == NULL)
+			eol = fm_end;
+		if ((size_t)(eol - p) >= 11 && strncmp(p, "base_model:", 11) == 0) {
+			yaml_scalar(p + 11, eol, out, cap);
+			if (out[0] != '\0')
+				return;
+			/* a list: the first "- item" line that follows */
+			p = eol + 1;
+			while (p < fm_end && (*p == ' ' || *p == '\t'))
+				p++;
+			if (p < fm_end && *p == '-') {
+				eol = memchr(p, '\n', (size_t)(fm_end - p));
+				yaml_scalar(p + 1, eol ? eol : fm_end, out, cap);
+			}
+			return;
+		}
+		p = eol + 1;
+	}
+}
+
+void mb_modelcfg_base_name(const char *card, size_t card_len,
+			   const char *config, size_t config_len, char *out,
+			   size_t cap)
+{
+	out[0] = '\0';
+	if (card != NULL)
+		card_base(card, card_len, out, cap);
+	if (out[0] == '\0' && config != NULL) {
+		cJSON *doc = mb_json_parse(config, config_len);
+		const char *s;
+
+		if (doc != NULL &&
+		    mb_json_get_str(doc, "_name_or_path", 200, &s) == 0)
+			snprintf(out, cap, "%s", s);
+		cJSON_Delete(doc);
+	}
+	if (!repo_id_ok(out))
+		out[0] = '\0';
+}
+
+/* --- tensor analysis --- */
+
+struct suffix {
+	const char *name;
+	int fam;	/* bit 1: phi3, bit 2: llama */
+	int required;
+};
+
+#define PHI 1
+#define LLA 2
+
+static const struct suffix layer_tensors[] = {
+	{ "input_layernorm.weight", PHI | LLA, 1 },
+	{ "post_attention_layernorm.weight", PHI | LLA, 1 },
+	{ "self_attn.o_proj.weight", PHI | LLA, 1 },
+	{ "mlp.down_proj.weight", PHI | LLA, 1 },
+	{ "self_attn.qkv_proj.weight", PHI, 1 },
+	{ "mlp.gate_up_proj.weight", PHI, 1 },
+	{ "self_attn.q_proj.weight", LLA, 1 },
+	{ "self_attn.k_proj.weight", LLA, 1 },
+	{ "self_attn.v_proj.weight", LLA, 1 },
+	{ "mlp.gate_proj.weight", LLA, 1 },
+	{ "mlp.up_proj.weight", LLA, 1 },
+	{ "self_attn.q_proj.bias", LLA, 0 },
+	{ "self_attn.k_proj.bias", LLA, 0 },
+	{ "self_attn.v_proj.bias", LLA, 0 },
+	{ "self_attn.o_proj.bias", LLA, 0 },
+	/* old checkpoints keep the rotary frequencies; they are recomputed */
+	{ "self_attn.rotary_emb.inv_freq", PHI | LLA, 0 },
+};
+
+#define NSUFFIX (sizeof(layer_tensors) / sizeof(layer_tensors[0]))
+
+/* Splits "model.layers.12.mlp.down_proj.weight" into 12 and the suffix.
+ * Returns 0 when name is not a layer tensor (or its index is not a plain
+ * number below MAX_LAYERS). */
+static int layer_of(const char *name, unsigned *layer, const char **suffix)
+{
+	static const char prefix[] = "model.layers.";
+	const char *p = name + sizeof(prefix) - 1;
+	unsigned v = 0;
+	int digits = 0;
+
+	if (strncmp(name, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	while (isdigit((unsigned char)*p) && digits < 5) {
+		v = v * 10 + (unsigned)(*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || *p != '.' || v >= MAX_LAYERS ||
+	    (digits > 1 && name[sizeof(prefix) - 1] == '0'))
+		return 0;
+	*layer = v;
+	*suffix = p + 1;
+	return 1;
+}
+
+static const struct mb_st_tensor *layer_tensor(const struct mb_st_model *m,
+					       unsigned layer, const char *sfx)
+{
+	char name[MB_ST_MAX_NAME + 32];
+
+	snprintf(name, sizeof(name), "model.layers.%u.%s", layer, sfx);
+	return mb_st_model_find(m, name);
+}
+
+static void shape_str(const struct mb_st_tensor *t, char *out, size_t cap)
+{
+	size_t n = 0;
+	int i;
+
+	n += (size_t)snprintf(out, cap, "[");
+	for (i = 0; i < t->ndim && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%llu", i ? ", " : "",
+				      (unsigned long long)t->shape[i]);
+	if (n < cap)
+		snprintf(out + n, cap - n, "]");
+}
+
+/* Evidence text "name [r, c]" for a tensor. */
+static void evid(char *out, size_t cap, const struct mb_st_tensor *t)
+{
+	char s[96];
+
+	shape_str(t, s, sizeof(s));
+	snprintf(out, cap, "%s %s", t->name, s);
+}
+
+static int is2d(const struct mb_st_tensor *t, uint64_t r, uint64_t c)
+{
+	return t->ndim == 2 && t->shape[0] == r && t->shape[1] == c;
+}
+
+static int is1d(const struct mb_st_tensor *t, uint64_t n)
+{
+	return t->ndim == 1 && t->shape[0] == n;
+}
+
+/* Finds the family, the layer count and the sizes, and checks that every
+ * tensor has the shape those sizes require. Refuses c on any surprise. */
+static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
+{
+	const struct mb_st_tensor *emb, *norm, *head, *t;
+	int seen_qkv = 0, seen_gate_up = 0, seen_q = 0, seen_gate = 0, fam;
+	unsigned layer, max_layer = 0, nlayer_tensors = 0;
+	const char *sfx;
+	char s[96];
+	size_t i, k;
+
+	for (i = 0; i < m->ntensors; i++) {
+		t = &m->tensors[i];
+		c->params += t->nelem;
+		if (!layer_of(t->name, &layer, &sfx))
+			continue;
+		nlayer_tensors++;
+		if (layer > max_layer)
+			max_layer = layer;
+		seen_qkv |= strcmp(sfx, "self_attn.qkv_proj.weight") == 0;
+		seen_gate_up |= strcmp(sfx, "mlp.gate_up_proj.weight") == 0;
+		seen_q |= strcmp(sfx, "self_attn.q_proj.weight") == 0;
+		seen_gate |= strcmp(sfx, "mlp.gate_proj.weight") == 0;
+		if (strstr(sfx, ".bias") != NULL)
+			c->has_bias = 1;
+	}
+	if (nlayer_tensors == 0) {
+		refuse(c, "unsupported model: no 'model.layers.N.*' tensors "
+		       "(first tensors: '%s'%s%s)",
+		       m->ntensors > 0 ? m->tensors[0].name : "none",
+		       m->ntensors > 1 ? ", " : "",
+		       m->ntensors > 1 ? m->tensors[1].name : "");
+		return;
+	}
+	if (seen_qkv && seen_gate_up && !seen_q && !seen_gate) {
+		c->family = MB_FAMILY_PHI3;
+		fam = PHI;
+	} else if (seen_q && seen_gate && !seen_qkv && !seen_gate_up) {
+		c->family = MB_FAMILY_LLAMA;
+		fam = LLA;
+	} else {
+		const char *examples[3] = { "", "", "" };
+		int ne = 0;
+
+		for (i = 0; i < m->ntensors && ne < 3; i++)
+			if (layer_of(m->tensors[i].name, &layer, &sfx) &&
+			    layer == 0)
+				examples[ne++] = sfx;
+		refuse(c, "unsupported model: layer tensors match neither the "
+		       "Phi-3 layout (qkv_proj, gate_up_proj) nor the Llama "
+		       "layout (q_proj, k_proj, v_proj, gate_proj, up_proj); "
+		       "saw '%s', '%s', '%s'",
+		       examples[0], examples[1], examples[2]);
+		return;
+	}
+	if (c->family == MB_FAMILY_PHI3 && c->has_bias) {
+		refuse(c, "unsupported model: Phi-3 layout with bias tensors "
+		       "(Phi-3 and Phi-4 have none)");
+		return;
+	}
+	/* every layer tensor must be one we know */
+	for (i = 0; i < m->ntensors; i++) {
+		t = &m->tensors[i];
+		if (!layer_of(t->name, &layer, &sfx)) {
+			if (strcmp(t->name, "model.embed_tokens.weight") != 0 &&
+			    strcmp(t->name, "model.norm.weight") != 0 &&
+			    strcmp(t->name, "lm_head.weight") != 0) {
+				refuse(c, "unsupported model: unexpected tensor "
+				       "'%s'", t->name);
+				return;
+			}
+			continue;
+		}
+		for (k = 0; k < NSUFFIX; k++)
+			if ((layer_tensors[k].fam & fam) &&
+			    strcmp(sfx, layer_tensors[k].name) == 0)
+				break;
+		if (k == NSUFFIX) {
+			refuse(c, "unsupported model: unexpected tensor '%s'",
+			       t->name);
+			return;
+		}
+	}
+	c->layers = max_layer + 1;
+	for (layer = 0; layer < c->layers; layer++)
+		for (k = 0; k < NSUFFIX; k++)
+			if ((layer_tensors[k].fam & fam) &&
+			    layer_tensors[k].required &&
+			    layer_tensor(m, layer, layer_tensors[k].name) ==
+				    NULL) {
+				refuse(c, "layer %u of %llu is incomplete: "
+				       "'model.layers.%u.%s' is missing",
+				       layer, (unsigned long long)c->layers,
+				       layer, layer_tensors[k].name);
+				return;
+			}
+	emb = mb_st_model_find(m, "model.embed_tokens.weight");
+	norm = mb_st_model_find(m, "model.norm.weight");
+	head = mb_st_model_find(m, "lm_head.weight");
+	if (emb == NULL || emb->ndim != 2 || emb->shape[0] == 0 ||
+	    emb->shape[1] == 0) {
+		refuse(c, "'model.embed_tokens.weight' is missing or not a "
+		       "matrix");
+		return;
+	}
+	c->vocab_rows = emb->shape[0];
+	c->hidden = emb->shape[1];
+	c->tied = head == NULL;
+	if (norm == NULL || !is1d(norm, c->hidden)) {
+		refuse(c, "'model.norm.weight' is missing or not [%llu]",
+		       (unsigned long long)c->hidden);
+		return;
+	}
+	if (head != NULL && !is2d(head, c->vocab_rows, c->hidden)) {
+		shape_str(head, s, sizeof(s));
+		refuse(c, "'lm_head.weight' is %s, the embedding needs [%llu, "
+		       "%llu]", s, (unsigned long long)c->vocab_rows,
+		       (unsigned long long)c->hidden);
+		return;
+	}
+	/* sizes from layer 0, then every layer checked against them */
+	t = layer_tensor(m, 0, "mlp.down_proj.weight");
+	if (t->ndim != 2 || t->shape[0] != c->hidden || t->shape[1] == 0) {
+		evid(s, sizeof(s), t);
+		refuse(c, "'%s' is not [%llu, n_ff]", s,
+		       (unsigned long long)c->hidden);
+		return;
+	}
+	c->ff = t->shape[1];
+	if (c->family == MB_FAMILY_PHI3) {
+		t = layer_tensor(m, 0, "self_attn.qkv_proj.weight");
+		if (t->ndim != 2 || t->shape[1] != c->hidden ||
+		    t->shape[0] <= c->hidden ||
+		    (t->shape[0] - c->hidden) % 2 != 0) {
+			evid(s, sizeof(s), t);
+			refuse(c, "'%s' is not [hidden + 2 * kv width, %llu]",
+			       s, (unsigned long long)c->hidden);
+			return;
+		}
+		c->q_width = c->hidden;
+		c->kv_width = (t->shape[0] - c->hidden) / 2;
+	} else {
+		t = layer_tensor(m, 0, "self_attn.q_proj.weight");
+		c->q_width = t->ndim == 2 ? t->shape[0] : 0;
+		t = layer_tensor(m, 0, "self_attn.k_proj.weight");
+		c->kv_width = t->ndim == 2 ? t->shape[0] : 0;
+		if (c->q_width == 0 || c->kv_width == 0) {
+			refuse(c, "layer 0 attention projections are not "
+			       "matrices");
+			return;
+		}
+	}
+	for (layer = 0; layer < c->layers; layer++) {
+		struct {
+			const char *sfx;
+			uint64_t r, cols; /* cols 0: a vector of r */
+		} want[] = {
+			{ "input_layernorm.weight", c->hidden, 0 },
+			{ "post_attention_layernorm.weight", c->hidden, 0 },
+			{ "self_attn.o_proj.weight", c->hidden, c->q_width },
+			{ "mlp.down_proj.weight", c->hidden, c->ff },
+			{ "self_attn.qkv_proj.weight",
+			  c->q_width + 2 * c->kv_width, c->hidden },
+			{ "mlp.gate_up_proj.weight", 2 * c->ff, c->hidden },
+			{ "self_attn.q_proj.weight", c->q_width, c->hidden },
+			{ "self_attn.k_proj.weight", c->kv_width, c->hidden },
+			{ "self_attn.v_proj.weight", c->kv_width, c->hidden },
+			{ "mlp.gate_proj.weight", c->ff, c->hidden },
+			{ "mlp.up_proj.weight", c->ff, c->hidden },
+			{ "self_attn.q_proj.bias", c->q_width, 0 },
+			{ "self_attn.k_proj.bias", c->kv_width, 0 },
+			{ "self_attn.v_proj.bias", c->kv_width, 0 },
+			{ "self_attn.o_proj.bias", c->hidden, 0 },
+		};
+
+		for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+			t = layer_tensor(m, layer, want[k].sfx);
+			if (t == NULL)
+				continue;
+			if (want[k].cols ? is2d(t, want[k].r, want[k].cols)
+					 : is1d(t, want[k].r))
+				continue;
+			evid(s, sizeof(s), t);
+			if (want[k].cols)
+				refuse(c, "'%s' should be [%llu, %llu]", s,
+				       (unsigned long long)want[k].r,
+				       (unsigned long long)want[k].cols);
+			else
+				refuse(c, "'%s' should be [%llu]", s,
+				       (unsigned long long)want[k].r);
+			return;
+		}
+	}
+}
+
+/* --- configs: the model's own and its bases' --- */
+
+struct view {
+	const char *label;	/* for evidence: "config.json", a base name */
+	enum mb_src src;
+	const cJSON *doc;
+	enum mb_family family;
+	const char *model_type;	/* as the config says it, or NULL */
+	uint64_t hidden, layers, ff, vocab, heads, kv_heads, head_dim;
+};
+
+static enum mb_family family_of(const cJSON *doc, const char **model_type)
+{
+	const cJSON *arch = cJSON_GetObjectItemCaseSensitive(doc, "architectures");
+	const char *mt = NULL, *a = NULL;
+
+	mb_json_get_str(doc, "model_type", 64, &mt);
+	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)))
+		a = cJSON_GetArrayItem(arch, 0)->valuestring;
+	*model_type = mt;
+	if ((mt && strcmp(mt, "phi3") == 0) ||
+	    (!mt && a && strcmp(a, "Phi3ForCausalLM") == 0))
+		return MB_FAMILY_PHI3;
+	if ((mt && (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0)) ||
+	    (!mt && a && (strcmp(a, "LlamaForCausalLM") == 0 ||
+			  strcmp(a, "MistralForCausalLM") == 0)))
+		return MB_FAMILY_LLAMA;
+	return MB_FAMILY_UNKNOWN;
+}
+
+/* Reads a positive integer member; a present member of another type is
+ * reported once (for the model's own config) and ignored. */
+static uint64_t view_int(struct mb_modelcfg *c, const struct view *v,
+			 const char *key, int warn)
+{
+	uint64_t x = 0;
+	int rc = mb_json_get_u64(v->doc, key, 1u << 30, &x);
+
+	if (rc == MB_EJSON && warn)
+		addwarn(c, "%s '%s' is not a positive integer: ignored",
+			v->label, key);
+	return rc == 0 ? x : 0;
+}
+
+static void view_init(struct mb_modelcfg *c, struct view *v, const cJSON *doc,
+		      const char *label, enum mb_src src, int warn)
+{
+	memset(v, 0, sizeof(*v));
+	v->label = label;
+	v->src = src;
+	v->doc = doc;
+	if (!cJSON_IsObject(doc))
+		return;
+	v->family = family_of(doc, &v->model_type);
+	v->hidden = view_int(c, v, "hidden_size", warn);
+	v->layers = view_int(c, v, "num_hidden_layers", warn);
+	v->ff = view_int(c, v, "intermediate_size", warn);
+	v->vocab = view_int(c, v, "vocab_size", warn);
+	v->heads = view_int(c, v, "num_attention_heads", warn);
+	v->kv_heads = view_int(c, v, "num_key_value_heads", warn);
+	v->head_dim = view_int(c, v, "head_dim", warn);
+	if (v->kv_heads == 0)
+		v->kv_heads = v->heads; /* transformers' default */
+}
+
+/* The head size a config implies: head_dim, else hidden / heads. */
+static uint64_t view_hd(const struct view *v)
+{
+	if (v->head_dim != 0)
+		return v->head_dim;
+	if (v->heads != 0 && v->hidden % v->heads == 0)
+		return v->hidden / v->heads;
+	return 0;
+}
+
+static int view_matches(const struct view *v, const struct mb_modelcfg *c)
+{
+	return v->doc != NULL && v->family == c->family &&
+	       v->hidden == c->hidden && v->layers == c->layers &&
+	       v->ff == c->ff && view_hd(v) != 0 &&
+	       v->kv_heads * view_hd(v) == c->kv_width;
+}
+
+/* --- values --- */
+
+static void set_value(struct mb_modelcfg *c, enum mb_cfg_key k, cJSON *val,
+		      enum mb_src src, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void set_value(struct mb_modelcfg *c, enum mb_cfg_key k, cJSON *val,
+		      enum mb_src src, const char *fmt, ...)
+{
+	va_list ap;
+
+	cJSON_Delete(c->v[k].value);
+	c->v[k].value = val;
+	c->v[k].src = src;
+	va_start(ap, fmt);
+	vsnprintf(c->v[k].evidence, sizeof(c->v[k].evidence), fmt, ap);
+	va_end(ap);
+}
+
+static int try_hd(struct mb_modelcfg *c, uint64_t hd, enum mb_src src,
+		  const char *why)
+{
+	if (hd == 0 || hd % 2 != 0 || c->q_width % hd != 0 ||
+	    c->kv_width % hd != 0)
+		return 0;
+	set_value(c, MB_CFG_NUM_ATTENTION_HEADS,
+		  cJSON_CreateNumber((double)(c->q_width / hd)), src,
+		  "query width %llu / head_dim %llu; head_dim from %s",
+		  (unsigned long long)c->q_width, (unsigned long long)hd, why);
+	set_value(c, MB_CFG_NUM_KEY_VALUE_HEADS,
+		  cJSON_CreateNumber((double)(c->kv_width / hd)), src,
+		  "kv width %llu / head_dim %llu; head_dim from %s",
+		  (unsigned long long)c->kv_width, (unsigned long long)hd, why);
+	if (c->family == MB_FAMILY_LLAMA)
+		set_value(c, MB_CFG_HEAD_DIM, cJSON_CreateNumber((double)hd),
+			  src, "from %s", why);
+	return 1;
+}
+
+static void settle_heads(struct mb_modelcfg *c, const struct view *named,
+			 const struct view *known, const struct view *cf)
+{
+	static const uint64_t sizes[] = { 64, 80, 96, 128, 160, 256 };
+	char why[200], cands[200] = "";
+	size_t i, n = 0;
+
+	if (named->doc != NULL && c->base_matches) {
+		snprintf(why, sizeof(why), "base %s", named->label);
+		if (try_hd(c, view_hd(named), named->src, why))
+			return;
+	}
+	if (known->doc != NULL) {
+		snprintf(why, sizeof(why), "known base %s", known->label);
+		if (try_hd(c, view_hd(known), MB_SRC_KNOWN_BASE, why))
+			return;
+	}
+	if (cf->doc != NULL && c->config_family_matches &&
+	    cf->hidden == c->hidden && cf->heads != 0 &&
+	    view_hd(cf) * cf->heads == c->q_width &&
+	    try_hd(c, view_hd(cf), MB_SRC_CONFIG,
+		   "config.json num_attention_heads"))
+		return;
+	if (named->doc != NULL && named->family == c->family) {
+		snprintf(why, sizeof(why), "base %s (same family, other "
+			 "shapes)", named->label);
+		if (try_hd(c, view_hd(named), MB_SRC_BASE_FAMILY, why))
+			return;
+	}
+	/* a config.json that is wrong about the hidden size cannot vouch for
+	 * its head size either: only one that is right about it counts */
+	if (cf->doc != NULL && cf->hidden == c->hidden && view_hd(cf) != 0 &&
+	    try_hd(c, view_hd(cf), MB_SRC_CONFIG, "config.json head_dim"))
+		return;
+	/* nothing settles it: list what the shapes allow */
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (c->q_width % sizes[i] == 0 && c->kv_width % sizes[i] == 0)
+			n += (size_t)snprintf(cands + n, sizeof(cands) - n,
+					      "%s%llu heads of %llu",
+					      n ? " or " : "",
+					      (unsigned long long)(c->q_width /
+								   sizes[i]),
+					      (unsigned long long)sizes[i]);
+	c->heads_ambiguous = 1;
+	snprintf(c->heads_note, sizeof(c->heads_note),
+		 "the shapes allow %s and nothing settles which",
+		 n ? cands : "no usual head size");
+	refuse(c, "head count unknown: %s; name the base model in the card "
+	       "(base_model:) or fix num_attention_heads in config.json",
+	       c->heads_note);
+}
+
+/* A value checker: returns 1 when v is acceptable for the key. */
+static int ok_pos_number(const cJSON *v)
+{
+	return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+	       v->valuedouble > 0;
+}
+
+static int ok_eps(const cJSON *v)
+{
+	return ok_pos_number(v) && v->valuedouble < 1;
+}
+
+static int ok_pos_int(const cJSON *v)
+{
+	return ok_pos_number(v) && v->valuedouble <= (double)(1u << 30) &&
+	       v->valuedouble == floor(v->valuedouble);
+}
+
+static int ok_window(const cJSON *v)
+{
+	return cJSON_IsNull(v) || ok_pos_int(v);
+}
+
+static int ok_fraction(const cJSON *v)
+{
+	return ok_pos_number(v) && v->valuedouble <= 1;
+}
+
+static int ok_scaling(const cJSON *v)
+{
+	return cJSON_IsNull(v) || cJSON_IsObject(v);
+}
+
+/* Takes key from the first source that has an acceptable value; an
+ * unacceptable value in the model's own config.json is reported whether
+ * or not a better source made it moot. */
+static void pick(struct mb_modelcfg *c, enum mb_cfg_key k,
+		 const struct view *const *order, size_t n,
+		 int (*ok)(const cJSON *), const cJSON *fallback)
+{
+	const char *name = key_names[k];
+	int found = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const cJSON *v;
+
+		if (order[i]->doc == NULL)
+			continue;
+		v = cJSON_GetObjectItemCaseSensitive(order[i]->doc, name);
+		if (v == NULL)
+			continue;
+		if (!ok(v)) {
+			if (order[i]->src == MB_SRC_CONFIG)
+				addwarn(c, "config.json '%s' has an invalid "
+					"value: ignored", name);
+			continue;
+		}
+		if (found)
+			continue;
+		set_value(c, k, cJSON_Duplicate(v, 1), order[i]->src, "%s",
+			  order[i]->label);
+		found = 1;
+	}
+	if (!found && fallback != NULL) {
+		set_value(c, k, cJSON_Duplicate(fallback, 1), MB_SRC_DEFAULT,
+			  "no source has it");
+		addwarn(c, "'%s' is in no source: the family default is a "
+			"guess", name);
+	}
+}
+
+/* A longrope scaling needs its factor lists, one per rotary pair. */
+static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
+{
+	cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value;
+	const cJSON *type, *own;
+	const char *lists[] = { "long_factor", "short_factor" };
+	uint64_t hd = 0;
+	size_t i;
+
+	if (!cJSON_IsObject(rs))
+		return;
+	type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+	if (!cJSON_IsString(type))
+		type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+	if (!cJSON_IsString(type) || strcmp(type->valuestring, "longrope") != 0)
+		return;
+	if (c->v[MB_CFG_NUM_ATTENTION_HEADS].value != NULL)
+		hd = c->q_width /
+		     (uint64_t)c->v[MB_CFG_NUM_ATTENTION_HEADS].value->valuedouble;
+	/* the table has no factors: the model's own config carries them */
+	own = cf->doc ? cJSON_GetObjectItemCaseSensitive(cf->doc, "rope_scaling")
+		      : NULL;
+	for (i = 0; i < 2; i++) {
+		const cJSON *l = cJSON_GetObjectItemCaseSensitive(rs, lists[i]), *e;
+
+		if (l == NULL && cJSON_IsObject(own)) {
+			l = cJSON_GetObjectItemCaseSensitive(own, lists[i]);
+			if (l != NULL)
+				cJSON_AddItemToObject(rs, lists[i],
+						      cJSON_Duplicate(l, 1));
+		}
+		if (!cJSON_IsArray(l) ||
+		    (hd != 0 && (uint64_t)cJSON_GetArraySize(l) != hd / 2)) {
+			refuse(c, "longrope scaling needs %s with %llu numbers "
+			       "(one per rotary pair)", lists[i],
+			       (unsigned long long)(hd / 2));
+			return;
+		}
+		cJSON_ArrayForEach(e, l) if (!ok_pos_number(e)) {
+			refuse(c, "longrope %s holds a value that is not a "
+			       "positive number", lists[i]);
+			return;
+		}
+	}
+}
+
+static const char *torch_dtype(const struct mb_st_model *m, size_t *count,
+			       size_t *total)
+{
+	size_t n[MB_ST_NDTYPES] = { 0 }, i, best = 0;
+
+	*total = 0;
+	for (i = 0; i < m->ntensors; i++)
+		if (m->tensors[i].ndim == 2) {
+			n[m->tensors[i].dtype]++;
+			(*total)++;
+		}
+	for (i = 1; i < MB_ST_NDTYPES; i++)
+		if (n[i] > n[best])
+			best = i;
+	*count = n[best];
+	switch (best) {
+	case MB_ST_BF16:
+		return "bfloat16";
+	case MB_ST_F16:
+		return "float16";
+	case MB_ST_F32:
+		return "float32";
+	default:
+		return NULL;
+	}
+}
+
+/* Two values are the same when they are equal JSON, numbers compared with
+ * a relative tolerance (1e-05 and 1e-5 are one value), and an absent key
+ * equal to null. */
+static int same_value(const cJSON *a, const cJSON *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == NULL || cJSON_IsNull(a)) &&
+		       (b == NULL || cJSON_IsNull(b));
+	if (cJSON_IsNumber(a) && cJSON_IsNumber(b))
+		return fabs(a->valuedouble - b->valuedouble) <=
+		       1e-9 * fmax(fabs(a->valuedouble), fabs(b->valuedouble));
+	return cJSON_Compare(a, b, 1);
+}
+
+static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
+{
+	const struct mb_st_tensor *emb = mb_st_model_find(m, "model.embed_tokens.weight");
+	const struct mb_st_tensor *down = mb_st_model_find(m, "model.layers.0.mlp.down_proj.weight");
+	const struct mb_st_tensor *qkv = mb_st_model_find(m, "model.layers.0.self_attn.qkv_proj.weight");
+	const char *arch, *mt, *td;
+	char e[120];
+	size_t n, total;
+	cJSON *a;
+
+	evid(e, sizeof(e), emb);
+	set_value(c, MB_CFG_VOCAB_SIZE, cJSON_CreateNumber((double)c->vocab_rows),
+		  MB_SRC_TENSORS, "%s rows", e);
+	set_value(c, MB_CFG_HIDDEN_SIZE, cJSON_CreateNumber((double)c->hidden),
+		  MB_SRC_TENSORS, "%s columns", e);
+	set_value(c, MB_CFG_NUM_HIDDEN_LAYERS,
+		  cJSON_CreateNumber((double)c->layers), MB_SRC_TENSORS,
+		  "highest index model.layers.%llu.*, every layer complete",
+		  (unsigned long long)(c->layers - 1));
+	evid(e, sizeof(e), down);
+	set_value(c, MB_CFG_INTERMEDIATE_SIZE, cJSON_CreateNumber((double)c->ff),
+		  MB_SRC_TENSORS, "%s columns%s", e,
+		  c->family == MB_FAMILY_PHI3 ? ", half of gate_up_proj rows" : "");
+	set_value(c, MB_CFG_TIE_WORD_EMBEDDINGS, cJSON_CreateBool(c->tied),
+		  MB_SRC_TENSORS, "%s", c->tied ? "no lm_head.weight"
+						: "lm_head.weight present");
+	if (c->family == MB_FAMILY_LLAMA)
+		set_value(c, MB_CFG_ATTENTION_BIAS, cJSON_CreateBool(c->has_bias),
+			  MB_SRC_TENSORS, "%s", c->has_bias
+				? "attention bias tensors present"
+				: "no bias tensors");
+	if (c->family == MB_FAMILY_PHI3) {
+		arch = "Phi3ForCausalLM";
+		mt = "phi3";
+		evid(e, sizeof(e), qkv);
+	} else {
+		arch = "LlamaForCausalLM";
+		mt = "llama";
+		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj, "
+			 "gate_proj, up_proj");
+	}
+	a = cJSON_CreateArray();
+	cJSON_AddItemToArray(a, cJSON_CreateString(arch));
+	set_value(c, MB_CFG_ARCHITECTURES, a, MB_SRC_TENSORS,
+		  "tensor layout: %s", e);
+	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt), MB_SRC_TENSORS,
+		  "tensor layout: %s", e);
+	td = torch_dtype(m, &n, &total);
+	if (td != NULL)
+		set_value(c, MB_CFG_TORCH_DTYPE, cJSON_CreateString(td),
+			  MB_SRC_TENSORS, "%zu of %zu matrices", n, total);
+}
+
+/* Mistral keeps its own names when its config or base says mistral. */
+static void mistral_names(struct mb_modelcfg *c, const struct view *v)
+{
+	cJSON *a;
+
+	if (c->family != MB_FAMILY_LLAMA || v->model_type == NULL ||
+	    strcmp(v->model_type, "mistral") != 0)
+		return;
+	a = cJSON_CreateArray();
+	cJSON_AddItemToArray(a, cJSON_CreateString("MistralForCausalLM"));
+	set_value(c, MB_CFG_ARCHITECTURES, a, v->src, "Llama layout; %s says "
+		  "mistral", v->label);
+	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString("mistral"), v->src,
+		  "Llama layout; %s says mistral", v->label);
+}
+
+int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
+		      size_t config_len, const char *card, size_t card_len,
+		      const char *base_config, size_t base_len,
+		      struct mb_modelcfg **out, char *err, size_t errcap)
+{
+	struct view cf, named, known, tmp;
+	const struct view *order[5];
+	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
+	struct mb_modelcfg *c;
+	char label_named[200], label_known[160];
+	size_t i, n;
+	int k;
+
+	*out = NULL;
+	c = mb_calloc(1, sizeof(*c));
+	if (c == NULL) {
+		if (err != NULL && errcap > 0)
+			snprintf(err, errcap, "out of memory");
+		return MB_ENOMEM;
+	}
+	c->convertible = 1;
+	memset(&cf, 0, sizeof(cf));
+	memset(&named, 0, sizeof(named));
+	memset(&known, 0, sizeof(known));
+	if (config != NULL) {
+		c->config = mb_json_parse(config, config_len);
+		if (c->config == NULL || !cJSON_IsObject(c->config)) {
+			addwarn(c, "config.json is not a JSON object: every value "
+				"comes from the tensors and the base");
+			cJSON_Delete(c->config);
+			c->config = NULL;
+		}
+	} else {
+		addwarn(c, "no config.json: every value comes from the tensors "
+			"and the base");
+	}
+	if (c->config != NULL)
+		for (k = 0; k < MB_CFG_NKEYS; k++) {
+			const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+				c->config, key_names[k]);
+
+			c->v[k].claimed = v ? cJSON_Duplicate(v, 1) : NULL;
+		}
+	analyze(m, c);
+	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
+		goto done;
+	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
+	c->config_family_matches = cf.doc != NULL && cf.family == c->family;
+	if (cf.doc != NULL && !c->config_family_matches)
+		addwarn(c, "config.json describes a %s model (model_type '%s'); "
+			"the tensors are %s: none of its other values are "
+			"trusted", mb_family_name(cf.family),
+			cf.model_type ? cf.model_type : "none",
+			mb_family_name(c->family));
+
+	/* the named base: from the hub when the caller fetched it */
+	mb_modelcfg_base_name(card, card_len, config, config_len, c->base_name,
+			      sizeof(c->base_name));
+	if (c->base_name[0] != '\0') {
+		const char *table = table_config(c->base_name);
+		enum mb_src src = MB_SRC_BASE_HUB;
+
+		if (base_config != NULL)
+			base_doc = mb_json_parse(base_config, base_len);
+		if (base_doc == NULL && table != NULL) {
+			base_doc = mb_json_parse(table, strlen(table));
+			src = MB_SRC_BASE_TABLE;
+		}
+		snprintf(label_named, sizeof(label_named), "%s%s", c->base_name,
+			 src == MB_SRC_BASE_HUB ? " (hub)" : " (table)");
+		if (base_doc != NULL)
+			view_init(c, &named, base_doc, label_named, src, 0);
+		c->base_matches = view_matches(&named, c);
+		if (base_doc != NULL && !c->base_matches)
+			addwarn(c, "base model %s does not have these shapes%s",
+				c->base_name, named.family == c->family
+					? " (same family: its values are used "
+					  "where nothing better is known)"
+					: "");
+		if (base_doc == NULL)
+			addwarn(c, "base model %s: no config available (not in "
+				"the table and not fetched)", c->base_name);
+	}
+	/* a known base with the same shapes, when the named one is not it */
+	if (!c->base_matches)
+		for (i = 0; i < NKNOWN; i++) {
+			cJSON *d = mb_json_parse(known_bases[i].config,
+						 strlen(known_bases[i].config));
+
+			snprintf(label_known, sizeof(label_known), "%s (table)",
+				 known_bases[i].name);
+			view_init(c, &tmp, d, label_known, MB_SRC_KNOWN_BASE, 0);
+			if (view_matches(&tmp, c) &&
+			    (known_doc == NULL || tmp.vocab == c->vocab_rows)) {
+				cJSON_Delete(known_doc);
+				known_doc = d;
+				known = tmp;
+				snprintf(c->known_base, sizeof(c->known_base),
+					 "%s", known_bases[i].name);
+			} else {
+				cJSON_Delete(d);
+			}
+		}
+
+	shape_values(c, m);
+	settle_heads(c, &named, &known, &cf);
+
+	/* the values shapes cannot give, in the order of trust */
+	n = 0;
+	if (c->base_matches)
+		order[n++] = &named;
+	if (known.doc != NULL)
+		order[n++] = &known;
+	if (c->config_family_matches)
+		order[n++] = &cf;
+	/* a config.json of another family is not asked at all: Phi-2's
+	 * partial_rotary_factor or rope_theta would be wrong for Phi-3 */
+	if (named.doc != NULL && !c->base_matches && named.family == c->family)
+		order[n++] = &named;
+	for (i = 0; i < n; i++)
+		mistral_names(c, order[i]);
+	defaults = c->family == MB_FAMILY_PHI3
+		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+			      "\"max_position_embeddings\":4096,"
+			      "\"original_max_position_embeddings\":4096,"
+			      "\"sliding_window\":null,\"rope_scaling\":null}")
+		: cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
+			      "\"max_position_embeddings\":4096,"
+			      "\"rope_scaling\":null}");
+	if (defaults == NULL)
+		goto nomem;
+#define DEF(key) cJSON_GetObjectItemCaseSensitive(defaults, key)
+	pick(c, MB_CFG_ROPE_THETA, order, n, ok_pos_number, DEF("rope_theta"));
+	pick(c, MB_CFG_RMS_NORM_EPS, order, n, ok_eps, DEF("rms_norm_eps"));
+	pick(c, MB_CFG_MAX_POSITION_EMBEDDINGS, order, n, ok_pos_int,
+	     DEF("max_position_embeddings"));
+	pick(c, MB_CFG_ROPE_SCALING, order, n, ok_scaling, DEF("rope_scaling"));
+	if (c->family == MB_FAMILY_PHI3) {
+		pick(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS, order, n,
+		     ok_pos_int, c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value);
+		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window,
+		     DEF("sliding_window"));
+		pick(c, MB_CFG_PARTIAL_ROTARY_FACTOR, order, n, ok_fraction,
+		     NULL);
+	} else {
+		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window, NULL);
+	}
+#undef DEF
+	check_longrope(c, &cf);
+	for (k = 0; k < MB_CFG_NKEYS; k++)
+		if (c->v[k].value != NULL)
+			c->v[k].repaired = !same_value(c->v[k].claimed,
+						       c->v[k].value);
+done:
+	cJSON_Delete(defaults);
+	cJSON_Delete(base_doc);
+	cJSON_Delete(known_doc);
+	*out = c;
+	return 0;
+nomem:
+	cJSON_Delete(base_doc);
+	cJSON_Delete(known_doc);
+	mb_modelcfg_free(c);
+	if (err != NULL && errcap > 0)
+		snprintf(err, errcap, "out of memory");
+	return MB_ENOMEM;
+}
+
+void mb_modelcfg_free(struct mb_modelcfg *c)
+{
+	int k;
+
+	if (c == NULL)
+		return;
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		cJSON_Delete(c->v[k].value);
+		cJSON_Delete(c->v[k].claimed);
+	}
+	cJSON_Delete(c->config);
+	free(c);
+}
+
+size_t mb_modelcfg_nrepairs(const struct mb_modelcfg *c)
+{
+	size_t n = 0;
+	int k;
+
+	for (k = 0; k < MB_CFG_NKEYS; k++)
+		n += c->v[k].repaired != 0;
+	return n;
+}
+
+/* --- output --- */
+
+int mb_modelcfg_repaired_json(const struct mb_modelcfg *c, struct mb_buf *b)
+{
+	cJSON *out;
+	char *text;
+	int k, rc;
+
+	out = c->config_family_matches ? cJSON_Duplicate(c->config, 1)
+				       : cJSON_CreateObject();
+	if (out == NULL)
+		return MB_ENOMEM;
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		cJSON *v;
+
+		if (c->v[k].value == NULL)
+			continue;
+		v = cJSON_Duplicate(c->v[k].value, 1);
+		if (v == NULL) {
+			cJSON_Delete(out);
+			return MB_ENOMEM;
+		}
+		if (cJSON_HasObjectItem(out, key_names[k]))
+			cJSON_ReplaceItemInObjectCaseSensitive(out, key_names[k], v);
+		else
+			cJSON_AddItemToObject(out, key_names[k], v);
+	}
+	text = cJSON_Print(out);
+	cJSON_Delete(out);
+	if (text == NULL)
+		return MB_ENOMEM;
+	rc = mb_buf_adds(b, text);
+	if (rc == 0)
+		rc = mb_buf_adds(b, "\n");
+	free(text);
+	return rc;
+}
+
+static cJSON *dup_or_null(const cJSON *v)
+{
+	return v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+}
+
+int mb_modelcfg_report_json(const struct mb_modelcfg *c, struct mb_buf *b)
+{
+	cJSON *r = cJSON_CreateObject(), *t, *fields, *repairs, *w, *dropped;
+	char *text;
+	size_t i;
+	int k, rc;
+
+	if (r == NULL)
+		return MB_ENOMEM;
+	cJSON_AddNumberToObject(r, "version", 1);
+	cJSON_AddStringToObject(r, "family", mb_family_name(c->family));
+	cJSON_AddBoolToObject(r, "convertible", c->convertible);
+	cJSON_AddStringToObject(r, "reason", c->reason);
+	t = cJSON_AddObjectToObject(r, "base_model");
+	cJSON_AddStringToObject(t, "name", c->base_name);
+	cJSON_AddBoolToObject(t, "matches", c->base_matches);
+	cJSON_AddStringToObject(r, "known_base", c->known_base);
+	cJSON_AddBoolToObject(r, "config_family_matches",
+			      c->config_family_matches);
+	cJSON_AddBoolToObject(r, "heads_ambiguous", c->heads_ambiguous);
+	cJSON_AddStringToObject(r, "heads_note", c->heads_note);
+	t = cJSON_AddObjectToObject(r, "tensors");
+	cJSON_AddNumberToObject(t, "params", (double)c->params);
+	cJSON_AddNumberToObject(t, "vocab_rows", (double)c->vocab_rows);
+	cJSON_AddNumberToObject(t, "hidden", (double)c->hidden);
+	cJSON_AddNumberToObject(t, "layers", (double)c->layers);
+	cJSON_AddNumberToObject(t, "intermediate", (double)c->ff);
+	cJSON_AddNumberToObject(t, "q_width", (double)c->q_width);
+	cJSON_AddNumberToObject(t, "kv_width", (double)c->kv_width);
+	cJSON_AddBoolToObject(t, "bias", c->has_bias);
+	cJSON_AddBoolToObject(t, "tied_output", c->tied);
+	fields = cJSON_AddArrayToObject(r, "fields");
+	repairs = cJSON_AddArrayToObject(r, "repairs");
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		const struct mb_cfg_value *v = &c->v[k];
+		cJSON *f;
+
+		if (v->value == NULL)
+			continue;
+		f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "key", key_names[k]);
+		cJSON_AddItemToObject(f, "value", cJSON_Duplicate(v->value, 1));
+		cJSON_AddStringToObject(f, "source", mb_src_name(v->src));
+		cJSON_AddStringToObject(f, "evidence", v->evidence);
+		if (v->claimed != NULL)
+			cJSON_AddItemToObject(f, "claimed",
+					      cJSON_Duplicate(v->claimed, 1));
+		cJSON_AddBoolToObject(f, "repaired", v->repaired);
+		cJSON_AddItemToArray(fields, f);
+		if (!v->repaired)
+			continue;
+		f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "key", key_names[k]);
+		cJSON_AddItemToObject(f, "claimed", dup_or_null(v->claimed));
+		cJSON_AddBoolToObject(f, "missing", v->claimed == NULL);
+		cJSON_AddItemToObject(f, "actual", cJSON_Duplicate(v->value, 1));
+		cJSON_AddStringToObject(f, "source", mb_src_name(v->src));
+		cJSON_AddStringToObject(f, "evidence", v->evidence);
+		cJSON_AddItemToArray(repairs, f);
+	}
+	dropped = cJSON_AddArrayToObject(r, "dropped_keys");
+	if (c->config != NULL && !c->config_family_matches) {
+		const cJSON *item;
+
+		cJSON_ArrayForEach(item, c->config) {
+			for (k = 0; k < MB_CFG_NKEYS; k++)
+				if (c->v[k].value != NULL &&
+				    strcmp(item->string, key_names[k]) == 0)
+					break;
+			if (k == MB_CFG_NKEYS)
+				cJSON_AddItemToArray(dropped,
+					cJSON_CreateString(item->string));
+		}
+	}
+	w = cJSON_AddArrayToObject(r, "warnings");
+	for (i = 0; i < c->nwarnings; i++)
+		cJSON_AddItemToArray(w, cJSON_CreateString(c->warnings[i]));
+	text = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	if (text == NULL)
+		return MB_ENOMEM;
+	rc = mb_buf_adds(b, text);
+	free(text);
+	return rc;
+}
+
+/* --- estimates --- */
+
+/* Effective bits per weight of llama.cpp's quant mixes (the file size over
+ * the parameter count, measured on Llama-class 7-8B models); the small
+ * tensors kept at higher precision are inside these figures. */
+static const struct mb_quant_type quants[] = {
+	{ "Q2_K", 2.96, 10 },	{ "Q3_K_S", 3.50, 11 }, { "Q3_K_M", 3.91, 12 },
+	{ "Q3_K_L", 4.27, 13 }, { "Q4_0", 4.55, 2 },	{ "Q4_K_S", 4.58, 14 },
+	{ "Q4_K_M", 4.89, 15 }, { "Q5_K_S", 5.54, 16 }, { "Q5_K_M", 5.70, 17 },
+	{ "Q6_K", 6.56, 18 },	{ "Q8_0", 8.50, 7 },	{ "F16", 16.0, 1 },
+	{ "BF16", 16.0, 32 },
+};
+
+#define NQUANTS (sizeof(quants) / sizeof(quants[0]))
+
+size_t mb_quant_types(const struct mb_quant_type **types)
+{
+	*types = quants;
+	return NQUANTS;
+}
+
+const struct mb_quant_type *mb_quant_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NQUANTS; i++)
+		if (strcasecmp(name, quants[i].name) == 0)
+			return &quants[i];
+	return NULL;
+}
+
+int mb_modelcfg_estimate(const struct mb_modelcfg *c,
+			 const struct mb_st_model *m, const char *const *want,
+			 uint64_t extra_download, struct mb_estimate *out)
+{
+	/* tokenizer strings, merges and the other metadata: about 24 bytes
+	 * a vocab entry, measured on Phi-4 and Llama-3 GGUFs */
+	uint64_t meta = c->vocab_rows * 24 + (1u << 20);
+	uint64_t mat = 0, vec = 0, kv, dflt_disk = 0;
+	const struct mb_quant_type *q;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < m->ntensors; i++) {
+		if (m->tensors[i].ndim >= 2)
+			mat += m->tensors[i].nelem;
+		else
+			vec += m->tensors[i].nelem;
+	}
+	out->download = m->total_bytes + extra_download;
+	out->f16 = mat * 2 + vec * 4 + meta + 32 * m->ntensors;
+	/* the KV cache at 4096 tokens in f16, plus compute buffers */
+	kv = 2 * c->layers * 4096 * c->kv_width * 2 + (256u << 20);
+	for (i = 0; want ? want[i] != NULL : i < NQUANTS; i++) {
+		struct mb_quant_estimate *e;
+
+		q = want ? mb_quant_find(want[i]) : &quants[i];
+		if (q == NULL)
+			return MB_EINVAL;
+		if (out->nquants == sizeof(out->quants) / sizeof(out->quants[0]))
+			return MB_ETOOBIG;
+		e = &out->quants[out->nquants++];
+		e->type = q->name;
+		e->bytes = (uint64_t)((double)mat * q->bpw / 8) + vec * 4 + meta;
+		e->ram = e->bytes + kv;
+		if (want != NULL)
+			dflt_disk += e->bytes;
+		else if (strcmp(q->name, "Q4_K_M") == 0)
+			dflt_disk = e->bytes;
+	}
+	out->worker_disk = out->download + out->f16 + dflt_disk;
+	/* 5% for the job's small files and the file system's own overhead */
+	out->worker_disk += out->worker_disk / 20;
+	return 0;
+}

@@ -1,0 +1,184 @@
+/*
+ * modelcfg: what a model really is, from its tensors, reconciled with what
+ * its config.json claims.
+ *
+ * Shapes are the truth for everything they can give (vocab rows, hidden
+ * size, layer count, KV width, intermediate size, biases, tied output).
+ * What shapes cannot give (head count, rope theta, eps, context length,
+ * sliding window, rope scaling) comes, in order, from:
+ *   1. the base model named by the card (base_model:) or config.json
+ *      (_name_or_path), when its shapes match the tensors: its config from
+ *      the hub if the caller fetched it, else the built-in table;
+ *   2. a known base from the table whose shapes match the tensors;
+ *   3. config.json, when it describes the same family and agrees with the
+ *      shapes (head_dim dividing the query and KV widths);
+ *   4. the named base when it is of the same family but other shapes;
+ *   5. family defaults, flagged as such.
+ * A fine-tune does not change head counts, so a matching base outranks the
+ * fine-tune's own config.json. Each value records where it came from.
+ * config.json and base configs are hostile input.
+ */
+#ifndef MB_MODELCFG_H
+#define MB_MODELCFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct mb_buf;
+struct mb_st_model;
+
+enum mb_family {
+	MB_FAMILY_UNKNOWN = 0,
+	MB_FAMILY_PHI3,	 /* Phi-3, Phi-3.5, Phi-4: fused qkv and gate_up */
+	MB_FAMILY_LLAMA, /* Llama, Mistral: separate q/k/v and gate/up */
+};
+
+/* Where a value came from. Numbered for the JSON report; append only. */
+enum mb_src {
+	MB_SRC_NONE = 0,
+	MB_SRC_TENSORS = 1,	/* a tensor's shape or presence */
+	MB_SRC_BASE_HUB = 2,	/* the named base's config.json, from the hub */
+	MB_SRC_BASE_TABLE = 3,	/* the named base, built-in table */
+	MB_SRC_KNOWN_BASE = 4,	/* a table base whose shapes match */
+	MB_SRC_CONFIG = 5,	/* the model's own config.json */
+	MB_SRC_BASE_FAMILY = 6,	/* a named base of the family, other shapes */
+	MB_SRC_DEFAULT = 7,	/* the family's default: a guess, flagged */
+	MB_SRC_DERIVED = 8,	/* computed from other values */
+};
+
+/* The config.json keys mibera reconciles. Numbered; append only. */
+enum mb_cfg_key {
+	MB_CFG_ARCHITECTURES,
+	MB_CFG_MODEL_TYPE,
+	MB_CFG_VOCAB_SIZE,
+	MB_CFG_HIDDEN_SIZE,
+	MB_CFG_NUM_HIDDEN_LAYERS,
+	MB_CFG_INTERMEDIATE_SIZE,
+	MB_CFG_NUM_ATTENTION_HEADS,
+	MB_CFG_NUM_KEY_VALUE_HEADS,
+	MB_CFG_HEAD_DIM,
+	MB_CFG_ROPE_THETA,
+	MB_CFG_RMS_NORM_EPS,
+	MB_CFG_MAX_POSITION_EMBEDDINGS,
+	MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS,
+	MB_CFG_SLIDING_WINDOW,
+	MB_CFG_ROPE_SCALING,
+	MB_CFG_PARTIAL_ROTARY_FACTOR,
+	MB_CFG_TIE_WORD_EMBEDDINGS,
+	MB_CFG_ATTENTION_BIAS,
+	MB_CFG_TORCH_DTYPE,
+	MB_CFG_NKEYS
+};
+
+struct mb_cfg_value {
+	cJSON *value;		/* NULL: not applicable to this family */
+	enum mb_src src;
+	char evidence[200];	/* the tensor and shape, or the source */
+	cJSON *claimed;		/* config.json's value; NULL when absent */
+	int repaired;		/* claimed is missing or differs */
+};
+
+struct mb_modelcfg {
+	enum mb_family family;
+	int convertible;		/* 0: see reason */
+	char reason[512];		/* why not, naming what was seen */
+	char base_name[128];		/* named base ("" if none) */
+	int base_matches;		/* its shapes match the tensors */
+	char known_base[128];		/* table base matched by shapes */
+	int config_family_matches;	/* config.json is of this family */
+	int heads_ambiguous;		/* nothing settled the head count */
+	char heads_note[300];
+	/* from the tensors */
+	uint64_t vocab_rows, hidden, layers, ff, q_width, kv_width;
+	int has_bias, tied;
+	uint64_t params;		/* elements over all tensors */
+	struct mb_cfg_value v[MB_CFG_NKEYS];
+	cJSON *config;			/* the parsed config.json, or NULL */
+	size_t nwarnings;
+	char warnings[8][256];
+};
+
+/* Returns the config.json key name of k ("num_attention_heads"). */
+const char *mb_cfg_key_name(enum mb_cfg_key k);
+
+/* Returns a short name for a source ("tensors", "config.json" ...). */
+const char *mb_src_name(enum mb_src s);
+
+/* Returns "phi3", "llama" or "unknown". */
+const char *mb_family_name(enum mb_family f);
+
+/* Finds the base model a repo names: the model card's front matter
+ * (base_model: as a string or the first of a list) first, then
+ * config.json's _name_or_path. Writes "" when there is none or it is not a
+ * valid org/name. card and config may be NULL. */
+void mb_modelcfg_base_name(const char *card, size_t card_len,
+			   const char *config, size_t config_len, char *out,
+			   size_t cap);
+
+/* Infers the model from m's tensors and reconciles config.json (NULL: no
+ * config), the card (NULL: none) and, when the caller fetched it, the
+ * named base's config.json (base_config NULL: use the table). The result
+ * (free with mb_modelcfg_free) says whether the model is convertible and
+ * why not. A config.json that is not a JSON object, or has values of the
+ * wrong type, is reported in the warnings and repaired, not an error.
+ * Returns MB_ENOMEM (no result) when memory runs out. */
+int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
+		      size_t config_len, const char *card, size_t card_len,
+		      const char *base_config, size_t base_len,
+		      struct mb_modelcfg **out, char *err, size_t errcap);
+
+/* Frees c; NULL-safe. */
+void mb_modelcfg_free(struct mb_modelcfg *c);
+
+/* Returns the number of fields that are repaired. */
+size_t mb_modelcfg_nrepairs(const struct mb_modelcfg *c);
+
+/* Appends the repaired config.json (pretty-printed JSON) to b: the
+ * original's other keys kept when it is of the same family, dropped (and
+ * listed in the report) when it described another model. */
+int mb_modelcfg_repaired_json(const struct mb_modelcfg *c, struct mb_buf *b);
+
+/* Appends the reconciliation as a JSON object to b (schema in
+ * proto/PROTOCOL.md, "inspect report"). */
+int mb_modelcfg_report_json(const struct mb_modelcfg *c, struct mb_buf *b);
+
+/* Size estimates. */
+struct mb_quant_estimate {
+	const char *type;	/* "Q4_K_M" */
+	uint64_t bytes;		/* estimated GGUF size */
+	uint64_t ram;		/* to run it on a CPU at 4096 context */
+};
+
+struct mb_quant_type {
+	const char *name;
+	double bpw;
+	int ftype;	/* llama_ftype */
+};
+
+/* The quant types mibera knows, with their bits per weight (llama.cpp's
+ * mixes, measured on Llama-class models). Returns the count; *types gets
+ * a static table. */
+size_t mb_quant_types(const struct mb_quant_type **types);
+
+/* Finds a quant type by name (case-insensitive), or NULL. */
+const struct mb_quant_type *mb_quant_find(const char *name);
+
+struct mb_estimate {
+	uint64_t download;	/* the shards (and side files given) */
+	uint64_t f16;		/* the F16 GGUF */
+	size_t nquants;
+	struct mb_quant_estimate quants[16];
+	uint64_t worker_disk;	/* download + f16 + the requested quants */
+};
+
+/* Estimates sizes for the requested quant names (NULL-terminated; NULL
+ * means every known type, and the worker disk then counts Q4_K_M).
+ * extra_download: bytes of side files to add. MB_EINVAL for an unknown
+ * quant name. */
+int mb_modelcfg_estimate(const struct mb_modelcfg *c,
+			 const struct mb_st_model *m, const char *const *quants,
+			 uint64_t extra_download, struct mb_estimate *out);
+
+#endif

@@ -1,0 +1,607 @@
+/* Tests common/modelcfg.c on generated fixtures and on Phi-4's real
+ * shapes (headers only): inference, repairs with evidence, base models,
+ * ambiguity, hostile configs and incomplete models. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/modelcfg.h"
+#include "common/safetensors.h"
+#include "model.h"
+#include "th.h"
+
+static char root[512];
+
+static int group_setup(void **state)
+{
+	(void)state;
+	return th_tmpdir("modelcfg", root, sizeof(root));
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return th_rmtree(root);
+}
+
+/* Generates a fixture once per name and returns its directory. */
+static const char *fixture(const char *name, const char *preset,
+			   const char *config)
+{
+	static char dir[600];
+	const char *extra[] = { "--config", config, NULL };
+	char probe[700];
+
+	snprintf(dir, sizeof(dir), "%s/%s", root, name);
+	snprintf(probe, sizeof(probe), "%s/config.json", dir);
+	if (access(probe, F_OK) != 0)
+		assert_int_equal(th_mkmodel(dir, preset, extra), 0);
+	return dir;
+}
+
+static char *read_in(const char *dir, const char *file, size_t *len)
+{
+	char path[700];
+	char *data = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (mb_read_file(path, 1 << 24, &data, len) != 0)
+		return NULL;
+	return data;
+}
+
+/* Infers a fixture directory with its config.json and README.md. */
+static struct mb_modelcfg *infer_dir(const char *dir, struct mb_st_model **mp)
+{
+	struct mb_st_model *m;
+	struct mb_modelcfg *c;
+	size_t clen = 0, rlen = 0;
+	char *cfg, *card, err[256] = "";
+
+	assert_int_equal(mb_st_model_open_dir(dir, &m, err, sizeof(err)), 0);
+	cfg = read_in(dir, "config.json", &clen);
+	card = read_in(dir, "README.md", &rlen);
+	assert_int_equal(mb_modelcfg_infer(m, cfg, clen, card, rlen, NULL, 0, &c,
+					   err, sizeof(err)),
+			 0);
+	free(cfg);
+	free(card);
+	if (mp != NULL)
+		*mp = m;
+	else
+		mb_st_model_free(m);
+	return c;
+}
+
+static double num(const struct mb_modelcfg *c, enum mb_cfg_key k)
+{
+	assert_non_null(c->v[k].value);
+	assert_true(cJSON_IsNumber(c->v[k].value));
+	return c->v[k].value->valuedouble;
+}
+
+static void test_phi4_tiny_broken(void **state)
+{
+	const char *dir = fixture("phi4-broken", "phi4-tiny", "broken");
+	struct mb_modelcfg *c = infer_dir(dir, NULL);
+	struct mb_buf b;
+
+	(void)state;
+	assert_int_equal(c->family, MB_FAMILY_PHI3);
+	assert_true(c->convertible);
+	assert_false(c->config_family_matches);
+	assert_string_equal(c->base_name, "microsoft/phi-4");
+	assert_false(c->base_matches);
+	/* every lie found, with the truth and its evidence */
+	assert_true(c->v[MB_CFG_NUM_HIDDEN_LAYERS].repaired);
+	assert_int_equal(num(c, MB_CFG_NUM_HIDDEN_LAYERS), 3);
+	assert_int_equal(c->v[MB_CFG_NUM_HIDDEN_LAYERS].claimed->valuedouble, 32);
+	assert_non_null(strstr(c->v[MB_CFG_NUM_HIDDEN_LAYERS].evidence,
+			       "model.layers.2"));
+	assert_true(c->v[MB_CFG_HIDDEN_SIZE].repaired);
+	assert_int_equal(num(c, MB_CFG_HIDDEN_SIZE), 512);
+	assert_non_null(strstr(c->v[MB_CFG_HIDDEN_SIZE].evidence,
+			       "model.embed_tokens.weight [1024, 512]"));
+	assert_true(c->v[MB_CFG_VOCAB_SIZE].repaired);
+	assert_int_equal(num(c, MB_CFG_VOCAB_SIZE), 1024);
+	assert_true(c->v[MB_CFG_MODEL_TYPE].repaired);
+	assert_string_equal(c->v[MB_CFG_MODEL_TYPE].value->valuestring, "phi3");
+	assert_string_equal(c->v[MB_CFG_MODEL_TYPE].claimed->valuestring, "phi");
+	assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+	assert_non_null(strstr(c->v[MB_CFG_ARCHITECTURES].evidence, "qkv_proj"));
+	assert_int_equal(num(c, MB_CFG_INTERMEDIATE_SIZE), 1792);
+	/* head size from the named base of the family, not the lie */
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 4);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 1);
+	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src,
+			 MB_SRC_BASE_FAMILY);
+	assert_int_equal(num(c, MB_CFG_ROPE_THETA), 250000);
+	assert_int_equal(num(c, MB_CFG_MAX_POSITION_EMBEDDINGS), 16384);
+	/* the report lists them and the dropped Phi-2 keys */
+	mb_buf_init(&b, 1 << 20);
+	assert_int_equal(mb_modelcfg_report_json(c, &b), 0);
+	assert_non_null(strstr(b.data, "\"dropped_keys\":["));
+	assert_non_null(strstr(b.data, "\"partial_rotary_factor\""));
+	assert_non_null(strstr(b.data, "\"repairs\":[{"));
+	mb_buf_release(&b);
+	assert_true(mb_modelcfg_nrepairs(c) >= 5);
+	mb_modelcfg_free(c);
+}
+
+/* The keys llama.cpp's phi3 loader reads (through the converter). */
+static const char *const loader_keys[] = {
+	"architectures", "model_type", "vocab_size", "hidden_size",
+	"num_hidden_layers", "intermediate_size", "num_attention_heads",
+	"num_key_value_heads", "rms_norm_eps", "rope_theta",
+	"max_position_embeddings", "original_max_position_embeddings",
+	"sliding_window", "rope_scaling", "partial_rotary_factor",
+	"tie_word_embeddings",
+};
+
+static void test_repaired_matches_correct(void **state)
+{
+	const char *bad = fixture("phi4-broken", "phi4-tiny", "broken");
+	const char *good = fixture("phi4-correct", "phi4-tiny", "correct");
+	struct mb_modelcfg *c = infer_dir(bad, NULL);
+	cJSON *fixed, *truth;
+	struct mb_buf b;
+	size_t len, i;
+	char *text;
+
+	(void)state;
+	mb_buf_init(&b, 1 << 20);
+	assert_int_equal(mb_modelcfg_repaired_json(c, &b), 0);
+	fixed = mb_json_parse(b.data, b.len);
+	assert_non_null(fixed);
+	text = read_in(good, "config.json", &len);
+	truth = mb_json_parse(text, len);
+	free(text);
+	for (i = 0; i < sizeof(loader_keys) / sizeof(loader_keys[0]); i++) {
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(fixed,
+								   loader_keys[i]);
+		const cJSON *y = cJSON_GetObjectItemCaseSensitive(truth,
+								   loader_keys[i]);
+		int same;
+
+		if (x == NULL || y == NULL)
+			same = (x == NULL || cJSON_IsNull(x)) &&
+			       (y == NULL || cJSON_IsNull(y));
+		else if (cJSON_IsNumber(x) && cJSON_IsNumber(y))
+			same = fabs(x->valuedouble - y->valuedouble) <=
+			       1e-9 * fabs(y->valuedouble);
+		else
+			same = cJSON_Compare(x, y, 1);
+		if (!same)
+			fail_msg("repaired '%s' differs from the correct config",
+				 loader_keys[i]);
+	}
+	/* nothing of the Phi-2 config survives */
+	assert_null(cJSON_GetObjectItem(fixed, "partial_rotary_factor"));
+	assert_null(cJSON_GetObjectItem(fixed, "layer_norm_eps"));
+	cJSON_Delete(fixed);
+	cJSON_Delete(truth);
+	mb_buf_release(&b);
+	mb_modelcfg_free(c);
+}
+
+static void test_correct_configs_need_nothing(void **state)
+{
+	const char *dirs[][3] = {
+		{ "phi4-correct", "phi4-tiny", "correct" },
+		{ "llama-correct", "llama-tiny", "correct" },
+	};
+	size_t i;
+	int k;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		struct mb_modelcfg *c = infer_dir(
+			fixture(dirs[i][0], dirs[i][1], dirs[i][2]), NULL);
+
+		assert_true(c->convertible);
+		assert_true(c->config_family_matches);
+		for (k = 0; k < MB_CFG_NKEYS; k++)
+			if (c->v[k].repaired)
+				fail_msg("%s: '%s' repaired", dirs[i][0],
+					 mb_cfg_key_name(k));
+		mb_modelcfg_free(c);
+	}
+}
+
+static void test_llama_tiny(void **state)
+{
+	struct mb_modelcfg *c = infer_dir(
+		fixture("llama-correct", "llama-tiny", "correct"), NULL);
+
+	(void)state;
+	assert_int_equal(c->family, MB_FAMILY_LLAMA);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 4);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 2);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 64);
+	assert_false(c->tied);
+	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src, MB_SRC_CONFIG);
+	mb_modelcfg_free(c);
+}
+
+static void test_llama_broken_is_ambiguous(void **state)
+{
+	/* Llama-2-7B's sizes over a 256-wide model, no base named: the
+	 * claimed head_dim 128 fits the shapes, but so does 64, and a config
+	 * that is wrong about the hidden size cannot settle it */
+	struct mb_modelcfg *c = infer_dir(
+		fixture("llama-broken", "llama-tiny", "broken"), NULL);
+
+	(void)state;
+	assert_false(c->convertible);
+	assert_true(c->heads_ambiguous);
+	assert_non_null(strstr(c->reason, "4 heads of 64"));
+	assert_non_null(strstr(c->reason, "2 heads of 128"));
+	mb_modelcfg_free(c);
+}
+
+/* --- Phi-4's real shapes, headers only --- */
+
+struct spec {
+	const char *name;
+	uint64_t r, c; /* c 0: a vector */
+};
+
+/* Builds a one-file model whose header lists the tensors; the data is
+ * never read, so it need not exist. skip_layer/skip_sfx drop one tensor. */
+static struct mb_st_model *phi4_model(int layers, int skip_layer,
+				      const char *skip_sfx)
+{
+	static const struct spec per_layer[] = {
+		{ "input_layernorm.weight", 5120, 0 },
+		{ "post_attention_layernorm.weight", 5120, 0 },
+		{ "self_attn.qkv_proj.weight", 7680, 5120 },
+		{ "self_attn.o_proj.weight", 5120, 5120 },
+		{ "mlp.gate_up_proj.weight", 35840, 5120 },
+		{ "mlp.down_proj.weight", 5120, 17920 },
+	};
+	static const struct spec globals[] = {
+		{ "model.embed_tokens.weight", 100352, 5120 },
+		{ "model.norm.weight", 5120, 0 },
+		{ "lm_head.weight", 100352, 5120 },
+	};
+	struct mb_st_model *m;
+	struct mb_st_file *f;
+	struct mb_buf b;
+	uint64_t off = 0, n;
+	char name[128];
+	int l;
+	size_t i;
+
+	mb_buf_init(&b, 1 << 20);
+	mb_buf_adds(&b, "{");
+	for (l = -1; l < layers; l++) {
+		size_t count = l < 0 ? 3 : 6;
+
+		for (i = 0; i < count; i++) {
+			const struct spec *s = l < 0 ? &globals[i] : &per_layer[i];
+
+			if (l == skip_layer && strcmp(s->name, skip_sfx) == 0)
+				continue;
+			if (l < 0)
+				snprintf(name, sizeof(name), "%s", s->name);
+			else
+				snprintf(name, sizeof(name), "model.layers.%d.%s",
+					 l, s->name);
+			n = (s->c ? s->r * s->c : s->r) * 2;
+			if (s->c)
+				mb_buf_addf(&b, "%s\"%s\":{\"dtype\":\"BF16\","
+					    "\"shape\":[%llu,%llu],"
+					    "\"data_offsets\":[%llu,%llu]}",
+					    off ? "," : "", name,
+					    (unsigned long long)s->r,
+					    (unsigned long long)s->c,
+					    (unsigned long long)off,
+					    (unsigned long long)(off + n));
+			else
+				mb_buf_addf(&b, "%s\"%s\":{\"dtype\":\"BF16\","
+					    "\"shape\":[%llu],"
+					    "\"data_offsets\":[%llu,%llu]}",
+					    off ? "," : "", name,
+					    (unsigned long long)s->r,
+					    (unsigned long long)off,
+					    (unsigned long long)(off + n));
+			off += n;
+		}
+	}
+	mb_buf_adds(&b, "}");
+	assert_int_equal(mb_st_parse_header(b.data, b.len, 8 + b.len + off, &f,
+					    NULL, 0),
+			 0);
+	assert_int_equal(mb_st_model_single("model.safetensors", f, &m), 0);
+	assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
+	mb_buf_release(&b);
+	return m;
+}
+
+/* The lying config.json of the model this tool was built for. */
+static const char *lie =
+	"{\"architectures\":[\"PhiForCausalLM\"],\"model_type\":\"phi\","
+	"\"num_hidden_layers\":32,\"hidden_size\":4096,\"vocab_size\":50257,"
+	"\"num_attention_heads\":32,\"intermediate_size\":16384,"
+	"\"partial_rotary_factor\":0.4,\"rope_theta\":10000.0}";
+static const char *card = "---\nbase_model: microsoft/phi-4\n"
+			  "library_name: transformers\n---\n# mibera\n";
+
+static struct mb_modelcfg *infer(const struct mb_st_model *m, const char *cfg,
+				 const char *crd, const char *base)
+{
+	struct mb_modelcfg *c;
+	char err[256];
+
+	assert_int_equal(mb_modelcfg_infer(m, cfg, cfg ? strlen(cfg) : 0, crd,
+					   crd ? strlen(crd) : 0, base,
+					   base ? strlen(base) : 0, &c, err,
+					   sizeof(err)),
+			 0);
+	return c;
+}
+
+static void test_phi4_shapes_with_named_base(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	struct mb_modelcfg *c = infer(m, lie, card, NULL);
+
+	(void)state;
+	assert_int_equal(m->ntensors, 243);
+	assert_true(c->convertible);
+	assert_true(c->base_matches);
+	assert_int_equal(num(c, MB_CFG_NUM_HIDDEN_LAYERS), 40);
+	assert_int_equal(num(c, MB_CFG_HIDDEN_SIZE), 5120);
+	assert_int_equal(num(c, MB_CFG_VOCAB_SIZE), 100352);
+	assert_int_equal(num(c, MB_CFG_INTERMEDIATE_SIZE), 17920);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 40);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 10);
+	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src,
+			 MB_SRC_BASE_TABLE);
+	assert_int_equal(num(c, MB_CFG_ROPE_THETA), 250000);
+	assert_true(c->v[MB_CFG_ROPE_THETA].repaired);
+	assert_false(c->has_bias);
+	assert_false(c->tied);
+	assert_true(cJSON_IsNull(c->v[MB_CFG_SLIDING_WINDOW].value));
+	assert_null(c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+static void test_phi4_shapes_known_base_without_card(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	struct mb_modelcfg *c = infer(m, lie, NULL, NULL);
+
+	(void)state;
+	assert_true(c->convertible);
+	assert_string_equal(c->base_name, ""); /* phi-2 in no card */
+	/* Phi-3-medium has the same shapes but 32064 rows: phi-4 wins */
+	assert_string_equal(c->known_base, "microsoft/phi-4");
+	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src,
+			 MB_SRC_KNOWN_BASE);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 40);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+static void test_hub_base_outranks_table_and_config(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	const char *base =
+		"{\"model_type\":\"phi3\",\"hidden_size\":5120,"
+		"\"num_hidden_layers\":40,\"intermediate_size\":17920,"
+		"\"num_attention_heads\":40,\"num_key_value_heads\":10,"
+		"\"rope_theta\":123456.0,\"max_position_embeddings\":32768}";
+	const char *own =
+		"{\"model_type\":\"phi3\",\"hidden_size\":5120,"
+		"\"num_hidden_layers\":40,\"num_attention_heads\":32,"
+		"\"head_dim\":160,\"num_key_value_heads\":8,"
+		"\"rope_theta\":999.0}";
+	struct mb_modelcfg *c = infer(m, own, card, base);
+
+	(void)state;
+	assert_true(c->base_matches);
+	assert_int_equal(num(c, MB_CFG_ROPE_THETA), 123456);
+	assert_int_equal(c->v[MB_CFG_ROPE_THETA].src, MB_SRC_BASE_HUB);
+	/* a fine-tune does not change head counts: the base wins */
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 40);
+	assert_true(c->v[MB_CFG_NUM_ATTENTION_HEADS].repaired);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+static void test_nothing_settles_phi4_heads(void **state)
+{
+	/* Phi-4's widths in 30 layers (no table base has that), no card and
+	 * no config: 40 of 128 and 32 of 160 both fit */
+	struct mb_st_model *m = phi4_model(30, -2, "");
+	struct mb_modelcfg *c;
+
+	(void)state;
+	c = infer(m, NULL, NULL, NULL);
+	assert_false(c->convertible);
+	assert_true(c->heads_ambiguous);
+	assert_non_null(strstr(c->reason, "40 heads of 128"));
+	assert_non_null(strstr(c->reason, "32 heads of 160"));
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+static void test_layer_missing(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, 7, "mlp.down_proj.weight");
+	struct mb_modelcfg *c = infer(m, lie, card, NULL);
+
+	(void)state;
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "layer 7 of 40 is incomplete"));
+	assert_non_null(strstr(c->reason, "model.layers.7.mlp.down_proj.weight"));
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+static void test_hostile_configs(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	static const struct {
+		const char *cfg;
+		const char *warning;
+	} cases[] = {
+		{ "{\"hidden_size\": NaN}", "not a JSON object" },
+		{ "[1,2,3]", "not a JSON object" },
+		{ "{\"model_type\":\"phi3\",\"hidden_size\":\"5120\"}",
+		  "'hidden_size' is not a positive integer" },
+		{ "{\"model_type\":\"phi3\",\"num_hidden_layers\":-40}",
+		  "'num_hidden_layers' is not a positive integer" },
+		{ "{\"model_type\":\"phi3\",\"rope_theta\":\"big\"}",
+		  "'rope_theta' has an invalid value" },
+		{ "{\"model_type\":\"phi3\",\"rms_norm_eps\":5}",
+		  "'rms_norm_eps' has an invalid value" },
+		{ "{\"model_type\":\"phi3\",\"sliding_window\":[1]}",
+		  "'sliding_window' has an invalid value" },
+	};
+	size_t i, w;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mb_modelcfg *c = infer(m, cases[i].cfg, card, NULL);
+		int found = 0;
+
+		/* still convertible: the base and the tensors carry it */
+		assert_true(c->convertible);
+		assert_int_equal(num(c, MB_CFG_HIDDEN_SIZE), 5120);
+		for (w = 0; w < c->nwarnings; w++)
+			found |= strstr(c->warnings[w], cases[i].warning) != NULL;
+		if (!found)
+			fail_msg("config %s: no warning '%s'", cases[i].cfg,
+				 cases[i].warning);
+		mb_modelcfg_free(c);
+	}
+	mb_st_model_free(m);
+}
+
+static void test_unsupported_layouts(void **state)
+{
+	static const struct {
+		const char *header;
+		const char *why;
+	} cases[] = {
+		/* Phi-2: fc1/fc2 and dense, with biases */
+		{ "{\"model.layers.0.mlp.fc1.weight\":{\"dtype\":\"F16\","
+		  "\"shape\":[2],\"data_offsets\":[0,4]},"
+		  "\"model.layers.0.self_attn.dense.weight\":{\"dtype\":\"F16\","
+		  "\"shape\":[2],\"data_offsets\":[4,8]}}",
+		  "saw 'mlp.fc1.weight'" },
+		/* GPT-2 */
+		{ "{\"transformer.h.0.attn.c_attn.weight\":{\"dtype\":\"F16\","
+		  "\"shape\":[2],\"data_offsets\":[0,4]}}",
+		  "no 'model.layers.N.*' tensors" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		struct mb_st_model *m;
+		struct mb_st_file *f;
+		struct mb_modelcfg *c;
+		size_t n = strlen(cases[i].header);
+
+		assert_int_equal(mb_st_parse_header(cases[i].header, n,
+						    8 + n + 8, &f, NULL, 0),
+				 0);
+		assert_int_equal(mb_st_model_single("m.safetensors", f, &m), 0);
+		assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
+		c = infer(m, NULL, NULL, NULL);
+		assert_false(c->convertible);
+		assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
+		if (strstr(c->reason, cases[i].why) == NULL)
+			fail_msg("reason '%s', wanted '%s'", c->reason,
+				 cases[i].why);
+		mb_modelcfg_free(c);
+		mb_st_model_free(m);
+	}
+}
+
+static void test_base_names(void **state)
+{
+	char out[128];
+	const char *list = "---\nlicense: mit\nbase_model:\n  - "
+			   "\"microsoft/phi-4\"\n---\n";
+	const char *quoted = "---\nbase_model: 'org/x-1.5'  # comment\n---\n";
+	const char *bad = "---\nbase_model: ../../etc\n---\n";
+	const char *cfg = "{\"_name_or_path\":\"meta-llama/Llama-3.1-8B\"}";
+
+	(void)state;
+	mb_modelcfg_base_name(list, strlen(list), NULL, 0, out, sizeof(out));
+	assert_string_equal(out, "microsoft/phi-4");
+	mb_modelcfg_base_name(quoted, strlen(quoted), NULL, 0, out, sizeof(out));
+	assert_string_equal(out, "org/x-1.5");
+	mb_modelcfg_base_name(bad, strlen(bad), NULL, 0, out, sizeof(out));
+	assert_string_equal(out, "");
+	mb_modelcfg_base_name(NULL, 0, cfg, strlen(cfg), out, sizeof(out));
+	assert_string_equal(out, "meta-llama/Llama-3.1-8B");
+	/* a local path in _name_or_path is no base */
+	mb_modelcfg_base_name(NULL, 0, "{\"_name_or_path\":\"/home/u/ckpt\"}", 33,
+			      out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
+static void test_estimates(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	struct mb_modelcfg *c = infer(m, lie, card, NULL);
+	const char *want[] = { "Q4_K_M", "q3_k_m", NULL };
+	const char *unknown[] = { "Q9_X", NULL };
+	struct mb_estimate e;
+
+	(void)state;
+	assert_int_equal(mb_modelcfg_estimate(c, m, want, 0, &e), 0);
+	/* 14.66 billion parameters: about 29.3 GB at F16 */
+	assert_true(c->params > 14600000000ull && c->params < 14700000000ull);
+	assert_true(e.f16 > 29000000000ull && e.f16 < 29600000000ull);
+	assert_int_equal(e.nquants, 2);
+	assert_string_equal(e.quants[1].type, "Q3_K_M");
+	assert_true(e.quants[1].bytes < e.quants[0].bytes);
+	assert_true(e.quants[0].bytes > 8000000000ull &&
+		    e.quants[0].bytes < 9500000000ull);
+	assert_true(e.quants[0].ram > e.quants[0].bytes);
+	assert_true(e.worker_disk > e.download + e.f16 + e.quants[0].bytes);
+	assert_int_equal(mb_modelcfg_estimate(c, m, unknown, 0, &e), MB_EINVAL);
+	assert_int_equal(mb_modelcfg_estimate(c, m, NULL, 0, &e), 0);
+	assert_true(e.nquants >= 11);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_phi4_tiny_broken),
+		cmocka_unit_test(test_repaired_matches_correct),
+		cmocka_unit_test(test_correct_configs_need_nothing),
+		cmocka_unit_test(test_llama_tiny),
+		cmocka_unit_test(test_llama_broken_is_ambiguous),
+		cmocka_unit_test(test_phi4_shapes_with_named_base),
+		cmocka_unit_test(test_phi4_shapes_known_base_without_card),
+		cmocka_unit_test(test_hub_base_outranks_table_and_config),
+		cmocka_unit_test(test_nothing_settles_phi4_heads),
+		cmocka_unit_test(test_layer_missing),
+		cmocka_unit_test(test_hostile_configs),
+		cmocka_unit_test(test_unsupported_layouts),
+		cmocka_unit_test(test_base_names),
+		cmocka_unit_test(test_estimates),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
