@@ -731,8 +731,7 @@ static void settle_heads(struct mb_modelcfg *c, const struct view *named,
 		   "config.json num_attention_heads"))
 		return;
 	if (named->doc != NULL && named->family == c->family) {
-		snprintf(why, sizeof(why), "base %s (same family, other "
-			 "shapes)", named->label);
+		snprintf(why, sizeof(why), "base %s", named->label);
 		if (try_hd(c, view_hd(named), MB_SRC_BASE_FAMILY, why))
 			return;
 	}
@@ -1036,9 +1035,9 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
 	c->config_family_matches = cf.doc != NULL && cf.family == c->family;
 	if (cf.doc != NULL && !c->config_family_matches)
-		addwarn(c, "config.json describes a %s model (model_type '%s'); "
-			"the tensors are %s: none of its other values are "
-			"trusted", mb_family_name(cf.family),
+		addwarn(c, "config.json describes another kind of model "
+			"(model_type '%s'); the tensors are %s: none of its "
+			"other values are trusted",
 			cf.model_type ? cf.model_type : "none",
 			mb_family_name(c->family));
 
@@ -1060,6 +1059,13 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		if (base_doc != NULL)
 			view_init(c, &named, base_doc, label_named, src, 0);
 		c->base_matches = view_matches(&named, c);
+		if (base_doc != NULL && !c->base_matches) {
+			/* its values are a family's, not this model's */
+			named.src = MB_SRC_BASE_FAMILY;
+			snprintf(label_named, sizeof(label_named), "%s%s, other "
+				 "shapes", c->base_name, src == MB_SRC_BASE_HUB
+					 ? " (hub)" : " (table)");
+		}
 		if (base_doc != NULL && !c->base_matches)
 			addwarn(c, "base model %s does not have these shapes%s",
 				c->base_name, named.family == c->family

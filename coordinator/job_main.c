@@ -15,6 +15,8 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
+	{ "inspect", cmd_inspect,
+	  "what a model really is, and what its config.json gets wrong" },
 	{ "version", cmd_version, "print the versions of mibera and llama.cpp" },
 	{ NULL, NULL, NULL },
 };

@@ -7,6 +7,7 @@
 #ifndef MB_CLI_H
 #define MB_CLI_H
 
+int cmd_inspect(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

@@ -13,7 +13,10 @@ Prints one line "HUB_PORT=<p> BLOB_PORT=<q>" when both ports listen, then
 serves until SIGTERM.
 
 Repo options: DIR/<org>/<name>/.fakehub.json may hold
-  {"gated": true, "private": true, "commit": "<40 hex>"}   (all optional)
+  {"gated": true, "private": true, "commit": "<40 hex>",
+   "sha256": {"<path>": "<64 hex>"}}                       (all optional)
+"sha256" declares LFS hashes instead of computing them: for huge sparse
+files whose content no test reads (their blobs then do not verify).
 
 Control API (hub port, no auth):
   POST /_control/fault  {"repo": "org/name", "path": "file", knobs...}
@@ -211,8 +214,8 @@ class State:
                 lfs = fn.endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
                 ent = {"path": rel, "full": full, "size": size, "lfs": lfs}
                 if lfs:
-                    sha = self.file_hash(full, size, st.st_mtime_ns,
-                                         "sha256")
+                    sha = meta.get("sha256", {}).get(rel) or self.file_hash(
+                        full, size, st.st_mtime_ns, "sha256")
                     ptr = ("version https://git-lfs.github.com/spec/v1\n"
                            "oid sha256:%s\nsize %d\n" % (sha, size)).encode()
                     ent["sha256"] = sha

@@ -1,0 +1,634 @@
+/*
+ * mibera-job inspect SOURCE [--json] [--quant LIST]: what a model really
+ * is, before anything is rented or downloaded. SOURCE is org/name[@rev] on
+ * the hub (only each shard's header is read, with range requests) or a
+ * local directory. Exit codes: 0 convertible (possibly after repairs),
+ * 3 not convertible, 2 usage, 1 other errors.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/hub.h"
+#include "common/json.h"
+#include "common/modelcfg.h"
+#include "common/safetensors.h"
+#include "coordinator/cli/cli.h"
+
+#define EXIT_NOT_CONVERTIBLE 3
+/* config.json, the card and the index are small; these caps only stop a
+ * hostile repo from making us hold gigabytes */
+#define MAX_SMALL_FILE (8u << 20)
+#define MAX_INDEX_FILE (64u << 20)
+
+struct source {
+	int hub;			/* 1: a hub repo, 0: a directory */
+	char repo[128];
+	char rev[128];
+	char commit[41];
+	char dir[4096];			/* local directory (or cache snapshot) */
+	char note[600];			/* e.g. "offline: from the local cache" */
+	uint64_t side_bytes;		/* non-weight files to download */
+	size_t nfiles;
+	uint64_t hub_bytes;		/* bytes the hub sent us */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mibera-job inspect SOURCE [--json] [--quant LIST]\n"
+		   "  SOURCE  org/name[@revision] on the hub, or a local "
+		   "directory\n"
+		   "  --json  print the report as JSON (schema in "
+		   "proto/PROTOCOL.md)\n"
+		   "  --quant the quant types to estimate (default "
+		   "Q4_K_M,Q3_K_M)\n");
+}
+
+static int is_dir(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Files fetch would download beside the shards. */
+static int side_file(const char *path)
+{
+	static const char *const names[] = {
+		"config.json", "generation_config.json", "tokenizer.json",
+		"tokenizer_config.json", "tokenizer.model",
+		"special_tokens_map.json", "README.md", "chat_template.jinja",
+		"model.safetensors.index.json", "added_tokens.json",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(path, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The snapshot of repo at rev in the local Hugging Face cache, if any. */
+static int cache_snapshot(const char *repo, const char *rev, char *out,
+			  size_t cap, char *commit)
+{
+	const char *hub = getenv("HF_HUB_CACHE"), *home = getenv("HF_HOME");
+	const char *xdg = getenv("XDG_CACHE_HOME"), *user = getenv("HOME");
+	char root[2048], ref[2600], org[128], *slash;
+	char *data = NULL;
+	size_t len;
+
+	if (hub != NULL && *hub != '\0')
+		snprintf(root, sizeof(root), "%s", hub);
+	else if (home != NULL && *home != '\0')
+		snprintf(root, sizeof(root), "%s/hub", home);
+	else if (xdg != NULL && *xdg != '\0')
+		snprintf(root, sizeof(root), "%s/huggingface/hub", xdg);
+	else if (user != NULL)
+		snprintf(root, sizeof(root), "%s/.cache/huggingface/hub", user);
+	else
+		return -1;
+	snprintf(org, sizeof(org), "%s", repo);
+	slash = strchr(org, '/');
+	if (slash == NULL)
+		return -1;
+	*slash = '\0';
+	if (strlen(rev) == 40 && strspn(rev, "0123456789abcdef") == 40) {
+		memcpy(commit, rev, 41);
+	} else {
+		snprintf(ref, sizeof(ref), "%s/models--%s--%s/refs/%s", root, org,
+			 slash + 1, rev);
+		if (mb_read_file(ref, 64, &data, &len) != 0)
+			return -1;
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == ' '))
+			data[--len] = '\0';
+		if (len != 40 || strspn(data, "0123456789abcdef") != 40) {
+			free(data);
+			return -1;
+		}
+		memcpy(commit, data, 41);
+		free(data);
+	}
+	snprintf(out, cap, "%s/models--%s--%s/snapshots/%s", root, org,
+		 slash + 1, commit);
+	return is_dir(out) ? 0 : -1;
+}
+
+static char *read_local(const char *dir, const char *name, size_t max,
+			size_t *len)
+{
+	char path[4200];
+	char *data = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	*len = 0;
+	if (mb_read_file(path, max, &data, len) != 0)
+		return NULL;
+	return data;
+}
+
+/* Reads a small hub file whole; NULL when it is missing (or on error,
+ * with the hub's message left in h->err). */
+static char *read_hub(struct mb_hub *h, const struct source *s,
+		      const struct mb_hub_repo *r, const char *name,
+		      size_t max, size_t *len, int *rc)
+{
+	struct mb_buf b;
+	char *out;
+
+	*len = 0;
+	*rc = 0;
+	if (mb_hub_repo_find(r, name) == NULL)
+		return NULL;
+	mb_buf_init(&b, max);
+	*rc = mb_hub_read(h, s->repo, s->commit, name, 0, 0, &b);
+	if (*rc != 0) {
+		mb_buf_release(&b);
+		return NULL;
+	}
+	out = mb_buf_detach(&b, len);
+	mb_buf_release(&b);
+	return out;
+}
+
+/* Reads one shard's header with two range requests: 8 bytes, then N. */
+static int hub_header(struct mb_hub *h, const struct source *s,
+		      const struct mb_hub_file *f, struct mb_st_file **out,
+		      char *err, size_t errcap)
+{
+	struct mb_buf b;
+	uint64_t n;
+	int rc;
+
+	mb_buf_init(&b, MB_ST_MAX_HEADER);
+	rc = mb_hub_read(h, s->repo, s->commit, f->path, 0, 8, &b);
+	if (rc == 0 && b.len != 8)
+		rc = MB_EPROTO;
+	if (rc != 0) {
+		snprintf(err, errcap, "%s", rc == MB_EPROTO
+				 ? "the hub sent the wrong number of bytes"
+				 : h->err);
+		goto out;
+	}
+	rc = mb_st_header_len((const uint8_t *)b.data, f->size, &n, err, errcap);
+	if (rc != 0)
+		goto out;
+	mb_buf_reset(&b);
+	rc = mb_hub_read(h, s->repo, s->commit, f->path, 8, n, &b);
+	if (rc == 0 && b.len != n)
+		rc = MB_EPROTO;
+	if (rc != 0) {
+		snprintf(err, errcap, "%s", rc == MB_EPROTO
+				 ? "the hub sent the wrong number of bytes"
+				 : h->err);
+		goto out;
+	}
+	rc = mb_st_parse_header(b.data, n, f->size, out, err, errcap);
+out:
+	mb_buf_release(&b);
+	return rc;
+}
+
+/* Reads the model's headers from the hub (index first when there is one). */
+static int hub_model(struct mb_hub *h, const struct source *s,
+		     const struct mb_hub_repo *r, struct mb_st_model **out,
+		     char *err, size_t errcap)
+{
+	const struct mb_hub_file *idx = mb_hub_repo_find(r, "model.safetensors.index.json");
+	struct mb_st_model *m = NULL;
+	char sub[512];
+	size_t i, len;
+	char *json;
+	int rc;
+
+	*out = NULL;
+	if (idx != NULL) {
+		json = read_hub(h, s, r, idx->path, MAX_INDEX_FILE, &len, &rc);
+		if (json == NULL) {
+			snprintf(err, errcap, "cannot read the index: %s", h->err);
+			return rc ? rc : MB_ENOENT;
+		}
+		rc = mb_st_index_parse(json, len, &m, err, errcap);
+		free(json);
+		if (rc != 0)
+			return rc;
+	} else {
+		const struct mb_hub_file *one = NULL;
+
+		for (i = 0; i < r->nfiles; i++) {
+			size_t n = strlen(r->files[i].path);
+
+			if (n > 12 && strchr(r->files[i].path, '/') == NULL &&
+			    strcmp(r->files[i].path + n - 12, ".safetensors") == 0) {
+				if (one != NULL) {
+					snprintf(err, errcap, "several .safetensors "
+						 "files and no "
+						 "model.safetensors.index.json");
+					return MB_EFORMAT;
+				}
+				one = &r->files[i];
+			}
+		}
+		if (one == NULL) {
+			snprintf(err, errcap, "no .safetensors weights in the "
+				 "repository (other formats are not supported)");
+			return MB_ENOENT;
+		}
+		m = NULL;
+		{
+			struct mb_st_file *f;
+
+			rc = hub_header(h, s, one, &f, sub, sizeof(sub));
+			if (rc != 0) {
+				snprintf(err, errcap, "'%s': %s", one->path, sub);
+				return rc;
+			}
+			rc = mb_st_model_single(one->path, f, &m);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	for (i = 0; idx != NULL && i < m->nshards; i++) {
+		const struct mb_hub_file *f = mb_hub_repo_find(r, m->shards[i]);
+		struct mb_st_file *sf;
+
+		if (f == NULL) {
+			snprintf(err, errcap, "the index names shard '%s', which "
+				 "the repository does not have", m->shards[i]);
+			rc = MB_ENOENT;
+			goto fail;
+		}
+		rc = hub_header(h, s, f, &sf, sub, sizeof(sub));
+		if (rc != 0) {
+			snprintf(err, errcap, "shard '%s': %s", f->path, sub);
+			goto fail;
+		}
+		rc = mb_st_model_set_file(m, i, sf);
+		if (rc != 0)
+			goto fail;
+	}
+	rc = mb_st_model_finish(m, err, errcap);
+	if (rc != 0)
+		goto fail;
+	*out = m;
+	return 0;
+fail:
+	mb_st_model_free(m);
+	return rc;
+}
+
+static void human_bytes(uint64_t n, char *out, size_t cap)
+{
+	if (n >= 1000000000ull)
+		snprintf(out, cap, "%.1f GB", (double)n / 1e9);
+	else if (n >= 1000000ull)
+		snprintf(out, cap, "%.1f MB", (double)n / 1e6);
+	else if (n >= 1000ull)
+		snprintf(out, cap, "%.1f kB", (double)n / 1e3);
+	else
+		snprintf(out, cap, "%llu B", (unsigned long long)n);
+}
+
+static void json_text(const cJSON *v, char *out, size_t cap)
+{
+	char *s;
+
+	if (v == NULL) {
+		snprintf(out, cap, "(missing)");
+		return;
+	}
+	s = cJSON_PrintUnformatted(v);
+	snprintf(out, cap, "%s", s ? s : "?");
+	free(s);
+}
+
+static void print_human(const struct source *s, const struct mb_st_model *m,
+			const struct mb_modelcfg *c, const struct mb_estimate *e)
+{
+	char a[64], b[64], t[64];
+	size_t i, nrep = mb_modelcfg_nrepairs(c);
+	int k;
+
+	if (s->hub)
+		printf("model      %s @ %s (revision %s)\n", s->repo, s->commit,
+		       s->rev);
+	else
+		printf("model      %s\n", s->dir);
+	human_bytes(m ? m->total_bytes : 0, a, sizeof(a));
+	printf("weights    %zu shard%s, %zu tensors, %s\n", m ? m->nshards : 0,
+	       m && m->nshards == 1 ? "" : "s", m ? m->ntensors : 0, a);
+	if (s->note[0] != '\0')
+		printf("note       %s\n", s->note);
+	printf("family     %s\n", mb_family_name(c->family));
+	if (c->base_name[0] != '\0')
+		printf("base       %s (%s)\n", c->base_name,
+		       c->base_matches ? "shapes match" : "shapes differ");
+	if (c->known_base[0] != '\0')
+		printf("known base %s (shapes match)\n", c->known_base);
+	if (!c->convertible)
+		printf("verdict    NOT CONVERTIBLE: %s\n", c->reason);
+	else if (nrep > 0)
+		printf("verdict    convertible after %zu repair%s to "
+		       "config.json\n", nrep, nrep == 1 ? "" : "s");
+	else
+		printf("verdict    convertible; config.json is right\n");
+	if (c->family != MB_FAMILY_UNKNOWN) {
+		printf("\n%-34s %-20s %-20s %s\n", "field", "claimed", "actual",
+		       "source");
+		for (k = 0; k < MB_CFG_NKEYS; k++) {
+			if (c->v[k].value == NULL)
+				continue;
+			json_text(c->v[k].claimed, a, 20);
+			json_text(c->v[k].value, b, 20);
+			printf("%-34s %-20s %-20s %s%s\n", mb_cfg_key_name(k), a, b,
+			       mb_src_name(c->v[k].src),
+			       c->v[k].repaired ? "  (repaired)" : "");
+		}
+	}
+	if (nrep > 0) {
+		printf("\nrepairs\n");
+		for (k = 0; k < MB_CFG_NKEYS; k++) {
+			if (!c->v[k].repaired)
+				continue;
+			json_text(c->v[k].claimed, a, sizeof(a));
+			json_text(c->v[k].value, b, sizeof(b));
+			printf("  %s: %s -> %s\n      from %s: %s\n",
+			       mb_cfg_key_name(k), a, b, mb_src_name(c->v[k].src),
+			       c->v[k].evidence);
+		}
+	}
+	if (e != NULL) {
+		printf("\nestimates\n");
+		human_bytes(e->download, a, sizeof(a));
+		printf("  %-24s %10s\n", "download", a);
+		human_bytes(e->f16, a, sizeof(a));
+		printf("  %-24s %10s\n", "F16 GGUF", a);
+		for (i = 0; i < e->nquants; i++) {
+			human_bytes(e->quants[i].bytes, a, sizeof(a));
+			human_bytes(e->quants[i].ram, t, sizeof(t));
+			printf("  %-24s %10s   runs in about %s of RAM\n",
+			       e->quants[i].type, a, t);
+		}
+		human_bytes(e->worker_disk, a, sizeof(a));
+		printf("  %-24s %10s\n", "worker disk for the job", a);
+	}
+	for (i = 0; i < c->nwarnings; i++)
+		printf("%s%s\n", i == 0 ? "\nwarnings\n  " : "  ", c->warnings[i]);
+	if (s->hub) {
+		human_bytes(s->hub_bytes, a, sizeof(a));
+		printf("\nread %s from the hub\n", a);
+	}
+}
+
+static int print_json(const struct source *s, const struct mb_modelcfg *c,
+		      const struct mb_estimate *e)
+{
+	struct mb_buf b;
+	size_t i;
+	int rc;
+
+	mb_buf_init(&b, 64u << 20);
+	rc = mb_buf_adds(&b, "{\"version\":1,\"source\":{\"kind\":");
+	if (rc == 0)
+		rc = mb_buf_adds(&b, s->hub ? "\"hub\",\"repo\":" : "\"dir\",\"path\":");
+	if (rc == 0)
+		rc = mb_json_quote(&b, s->hub ? s->repo : s->dir);
+	if (rc == 0 && s->hub)
+		rc = mb_buf_addf(&b, ",\"revision\":\"%s\",\"commit\":\"%s\","
+				 "\"hub_bytes\":%llu", s->rev, s->commit,
+				 (unsigned long long)s->hub_bytes);
+	if (rc == 0)
+		rc = mb_buf_adds(&b, ",\"note\":");
+	if (rc == 0)
+		rc = mb_json_quote(&b, s->note);
+	if (rc == 0)
+		rc = mb_buf_adds(&b, "},\"model\":");
+	if (rc == 0)
+		rc = mb_modelcfg_report_json(c, &b);
+	if (rc == 0 && e != NULL) {
+		rc = mb_buf_addf(&b, ",\"estimates\":{\"download\":%llu,"
+				 "\"f16\":%llu,\"worker_disk\":%llu,\"quants\":[",
+				 (unsigned long long)e->download,
+				 (unsigned long long)e->f16,
+				 (unsigned long long)e->worker_disk);
+		for (i = 0; rc == 0 && i < e->nquants; i++)
+			rc = mb_buf_addf(&b, "%s{\"type\":\"%s\",\"bytes\":%llu,"
+					 "\"ram\":%llu}", i ? "," : "",
+					 e->quants[i].type,
+					 (unsigned long long)e->quants[i].bytes,
+					 (unsigned long long)e->quants[i].ram);
+		if (rc == 0)
+			rc = mb_buf_adds(&b, "]}");
+	}
+	if (rc == 0 && c->family != MB_FAMILY_UNKNOWN) {
+		rc = mb_buf_adds(&b, ",\"repaired_config\":");
+		if (rc == 0)
+			rc = mb_modelcfg_repaired_json(c, &b);
+	}
+	if (rc == 0)
+		rc = mb_buf_adds(&b, "}\n");
+	if (rc == 0)
+		fwrite(b.data, 1, b.len, stdout);
+	mb_buf_release(&b);
+	return rc;
+}
+
+/* Splits "a,b,c" into a NULL-terminated list (pointers into s). */
+static int split_list(char *s, const char **out, size_t cap)
+{
+	size_t n = 0;
+	char *p = s;
+
+	while (p != NULL && *p != '\0') {
+		char *comma = strchr(p, ',');
+
+		if (comma != NULL)
+			*comma = '\0';
+		if (*p != '\0') {
+			if (n + 1 >= cap)
+				return -1;
+			out[n++] = p;
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	out[n] = NULL;
+	return 0;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	struct source s;
+	struct mb_hub h;
+	struct mb_hub_repo *r = NULL;
+	struct mb_st_model *m = NULL;
+	struct mb_modelcfg *c = NULL;
+	struct mb_estimate est, *e = NULL;
+	char *cfg = NULL, *card = NULL, *base = NULL, *at;
+	char err[1024] = "", quant_arg[256] = "Q4_K_M,Q3_K_M";
+	const char *quants[17];
+	size_t cfg_len = 0, card_len = 0, base_len = 0, i;
+	int json = 0, rc, ret = 1, hub_ok = 0, hub_inited = 0;
+	const char *src = NULL;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--quant") == 0 && i + 1 < (size_t)argc)
+			snprintf(quant_arg, sizeof(quant_arg), "%s", argv[++i]);
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] == '-' || src != NULL) {
+			usage(stderr);
+			return 2;
+		} else
+			src = argv[i];
+	}
+	if (src == NULL || split_list(quant_arg, quants, 17) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	for (i = 0; quants[i] != NULL; i++)
+		if (mb_quant_find(quants[i]) == NULL) {
+			fprintf(stderr, "mibera-job inspect: unknown quant type "
+				"'%s'\n", quants[i]);
+			return 2;
+		}
+	memset(&s, 0, sizeof(s));
+	if (is_dir(src) || strchr(src, '/') == NULL || src[0] == '/' ||
+	    src[0] == '.') {
+		if (!is_dir(src)) {
+			fprintf(stderr, "mibera-job inspect: '%s' is neither a "
+				"directory nor org/name\n", src);
+			return 2;
+		}
+		snprintf(s.dir, sizeof(s.dir), "%s", src);
+	} else {
+		s.hub = 1;
+		snprintf(s.repo, sizeof(s.repo), "%s", src);
+		at = strchr(s.repo, '@');
+		snprintf(s.rev, sizeof(s.rev), "%s", at ? at + 1 : "main");
+		if (at != NULL)
+			*at = '\0';
+		if (!mb_hub_repo_id_ok(s.repo) || s.rev[0] == '\0') {
+			fprintf(stderr, "mibera-job inspect: '%s' is not "
+				"org/name[@revision]\n", src);
+			return 2;
+		}
+	}
+	rc = mb_hub_init(&h, NULL, NULL);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job inspect: HF_ENDPOINT must be an "
+			"http(s) URL\n");
+		return 1;
+	}
+	hub_inited = 1;
+	/* shorter patience than a download: inspect must answer in seconds */
+	h.connect_timeout_ms = 5000;
+	h.stall_timeout_ms = 15000;
+	h.max_attempts = 3;
+	h.max_retry_wait_ms = 10000;
+
+	if (s.hub) {
+		rc = mb_hub_list(&h, s.repo, s.rev, &r);
+		if (rc == MB_ENETWORK || rc == MB_ETIMEDOUT) {
+			/* offline or unreachable: carry on with what is local */
+			if (cache_snapshot(s.repo, s.rev, s.dir, sizeof(s.dir),
+					   s.commit) != 0) {
+				fprintf(stderr, "mibera-job inspect: %s; '%s' is "
+					"not in the local cache either\n", h.err,
+					s.repo);
+				goto out;
+			}
+			snprintf(s.note, sizeof(s.note), "%.500s; using the "
+				 "local cache", h.err);
+			s.hub = 0;
+		} else if (rc != 0) {
+			fprintf(stderr, "mibera-job inspect: %s\n", h.err);
+			goto out;
+		} else {
+			hub_ok = 1;
+			memcpy(s.commit, r->commit, sizeof(s.commit));
+		}
+	}
+	if (hub_ok) {
+		int frc;
+
+		rc = hub_model(&h, &s, r, &m, err, sizeof(err));
+		if (rc == MB_ENOMEM)
+			goto out;
+		cfg = read_hub(&h, &s, r, "config.json", MAX_SMALL_FILE, &cfg_len,
+			       &frc);
+		card = read_hub(&h, &s, r, "README.md", MAX_SMALL_FILE, &card_len,
+				&frc);
+		for (i = 0; i < r->nfiles; i++)
+			if (side_file(r->files[i].path))
+				s.side_bytes += r->files[i].size;
+	} else {
+		rc = mb_st_model_open_dir(s.dir, &m, err, sizeof(err));
+		cfg = read_local(s.dir, "config.json", MAX_SMALL_FILE, &cfg_len);
+		card = read_local(s.dir, "README.md", MAX_SMALL_FILE, &card_len);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job inspect: cannot read the model's "
+			"tensors: %s\n", err);
+		ret = rc == MB_ENOENT || rc == MB_EFORMAT || rc == MB_EUNSUPPORTED
+			      ? EXIT_NOT_CONVERTIBLE
+			      : 1;
+		goto out;
+	}
+	/* the named base's own config, when the hub can give it */
+	{
+		char name[128];
+
+		mb_modelcfg_base_name(card, card_len, cfg, cfg_len, name,
+				      sizeof(name));
+		if (name[0] != '\0' && !h.offline) {
+			struct mb_hub_repo *br = NULL;
+			struct mb_buf b;
+
+			mb_buf_init(&b, MAX_SMALL_FILE);
+			if (mb_hub_list(&h, name, "main", &br) == 0 &&
+			    mb_hub_repo_find(br, "config.json") != NULL &&
+			    mb_hub_read(&h, name, br->commit, "config.json", 0, 0,
+					&b) == 0)
+				base = mb_buf_detach(&b, &base_len);
+			mb_buf_release(&b);
+			mb_hub_repo_free(br);
+		}
+	}
+	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, base, base_len,
+			       &c, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job inspect: %s\n", err);
+		goto out;
+	}
+	if (c->family != MB_FAMILY_UNKNOWN &&
+	    mb_modelcfg_estimate(c, m, quants, s.side_bytes, &est) == 0)
+		e = &est;
+	s.hub_bytes = h.bytes_in;
+	if (json)
+		rc = print_json(&s, c, e);
+	else
+		print_human(&s, m, c, e);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job inspect: %s\n", mb_strerror(rc));
+		goto out;
+	}
+	ret = c->convertible ? 0 : EXIT_NOT_CONVERTIBLE;
+out:
+	free(cfg);
+	free(card);
+	free(base);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+	mb_hub_repo_free(r);
+	if (hub_inited)
+		mb_hub_release(&h);
+	return ret;
+}
