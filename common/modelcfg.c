@@ -1207,7 +1207,9 @@ int mb_modelcfg_repaired_json(const struct mb_modelcfg *c, struct mb_buf *b)
 			cJSON_Delete(out);
 			return MB_ENOMEM;
 		}
-		if (cJSON_HasObjectItem(out, key_names[k]))
+		/* exact names only: "Hidden_Size" is another key to cJSON's
+		 * case-insensitive lookups, and would leak the replacement */
+		if (cJSON_GetObjectItemCaseSensitive(out, key_names[k]) != NULL)
 			cJSON_ReplaceItemInObjectCaseSensitive(out, key_names[k], v);
 		else
 			cJSON_AddItemToObject(out, key_names[k], v);

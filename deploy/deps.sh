@@ -22,6 +22,7 @@ PACKAGES=(
 	build-essential cmake ninja-build pkg-config git ca-certificates
 	libssh2-1-dev libcurl4-openssl-dev libsqlite3-dev libcjson-dev
 	libzstd-dev libssl-dev libcmocka-dev
+	clang libclang-rt-14-dev
 	openssh-server openssh-client python3 nodejs npm sqlite3
 )
 

@@ -492,6 +492,26 @@ static void test_hostile_configs(void **state)
 	mb_st_model_free(m);
 }
 
+static void test_case_variant_keys(void **state)
+{
+	/* cJSON's plain lookups ignore case: a "Num_Key_Value_Heads" beside
+	 * the real key once leaked the replacement value (found by fuzzing) */
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	struct mb_modelcfg *c = infer(m, "{\"model_type\":\"phi3\","
+				      "\"Num_Key_Value_Heads\":3,"
+				      "\"hidden_size\":5120}", card, NULL);
+	struct mb_buf b;
+
+	(void)state;
+	mb_buf_init(&b, 1 << 20);
+	assert_int_equal(mb_modelcfg_repaired_json(c, &b), 0);
+	assert_non_null(strstr(b.data, "\"num_key_value_heads\":\t10"));
+	assert_non_null(strstr(b.data, "\"Num_Key_Value_Heads\":\t3"));
+	mb_buf_release(&b);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
 static void test_unsupported_layouts(void **state)
 {
 	static const struct {
@@ -599,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_settles_phi4_heads),
 		cmocka_unit_test(test_layer_missing),
 		cmocka_unit_test(test_hostile_configs),
+		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
