@@ -1,0 +1,831 @@
+/* reference: the plain f32 forward pass (see reference.h). */
+#include "reference.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/safetensors.h"
+
+/* config.json is a few KB; a megabyte is already absurd. */
+#define REF_MAX_CONFIG (1u << 20)
+/* Bounds on the config's sizes: well above any real model (Phi-4: hidden
+ * 5120, ff 17920, 40 layers, 40 heads, vocab 100352), low enough that no
+ * product of them overflows before the allocation checks. */
+#define REF_MAX_DIM (1u << 17)
+#define REF_MAX_LAYERS 1000u
+#define REF_MAX_HEADS 4096u
+#define REF_MAX_VOCAB (1u << 22)
+/* Raw bytes read per pread: keeps the staging buffer small for any tensor. */
+#define REF_READ_CHUNK (1u << 20)
+/* lm_head rows converted to f32 at a time (Phi-4: 4096 * 5120 * 4 = 80 MB). */
+#define REF_HEAD_ROWS 4096u
+
+struct ref_cfg {
+	int fused;		/* model_type phi3: qkv_proj, gate_up_proj */
+	size_t hidden, ff, layers, heads, kv_heads, head_dim, vocab;
+	size_t rot_dim;		/* leading dimensions of a head rope turns */
+	double eps, theta;
+	int tied;
+	size_t sliding;		/* 0: no sliding window */
+};
+
+struct ref_ctx {
+	const char *dir;
+	struct mb_st_model *m;
+	int *fds;		/* per shard, -1 until opened */
+	uint8_t *raw;		/* REF_READ_CHUNK bytes of staging */
+	char *err;
+	size_t errcap;
+};
+
+/* One layer's weights in f32, both layouts stored the Phi-3 way: the
+ * fused tensors are read as they are, the Llama ones into the same rows,
+ * so the forward pass below is one code path. */
+struct ref_layer {
+	float *attn_norm;	/* [H] */
+	float *qkv;		/* [qd + 2 kvd][H]: q rows, k rows, v rows */
+	float *o;		/* [H][qd] */
+	float *ffn_norm;	/* [H] */
+	float *gate_up;		/* [2 ff][H]: gate rows, then up rows */
+	float *down;		/* [H][ff] */
+};
+
+static void ref_layer_release(struct ref_layer *l)
+{
+	free(l->attn_norm);
+	free(l->qkv);
+	free(l->o);
+	free(l->ffn_norm);
+	free(l->gate_up);
+	free(l->down);
+	memset(l, 0, sizeof(*l));
+}
+
+/* ---------------------------------------------------------------- config */
+
+static const cJSON *cfg_item(const cJSON *c, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+
+	return cJSON_IsNull(v) ? NULL : v;
+}
+
+/* A required positive integer in [1, max]. */
+static int cfg_size(const cJSON *c, const char *key, size_t max, size_t *out,
+		    char *err, size_t errcap)
+{
+	uint64_t v;
+	int rc = mb_json_get_u64(c, key, max, &v);
+
+	if (rc == MB_ENOENT) {
+		snprintf(err, errcap, "config.json: missing '%s'", key);
+		return MB_EJSON;
+	}
+	if (rc != 0 || v == 0) {
+		snprintf(err, errcap, "config.json: '%s' is not an integer in "
+			 "[1, %zu]", key, max);
+		return MB_EJSON;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
+/* An optional positive number; missing or null gives def. */
+static int cfg_double(const cJSON *c, const char *key, double def, double *out,
+		      char *err, size_t errcap)
+{
+	const cJSON *v = cfg_item(c, key);
+
+	if (v == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+	    !(v->valuedouble > 0)) {
+		snprintf(err, errcap, "config.json: '%s' is not a positive "
+			 "number", key);
+		return MB_EJSON;
+	}
+	*out = v->valuedouble;
+	return 0;
+}
+
+/* An optional boolean; missing or null gives def. */
+static int cfg_bool(const cJSON *c, const char *key, int def, int *out,
+		    char *err, size_t errcap)
+{
+	const cJSON *v = cfg_item(c, key);
+
+	if (v == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsBool(v)) {
+		snprintf(err, errcap, "config.json: '%s' is not a boolean",
+			 key);
+		return MB_EJSON;
+	}
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
+/* Reads what the forward pass needs from the parsed config, with the
+ * defaults of transformers' Phi3Config and LlamaConfig where a key may be
+ * left out. */
+static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
+		     size_t errcap)
+{
+	const char *type, *act;
+	const cJSON *v;
+	double factor;
+	int rc, bias;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!cJSON_IsObject(c)) {
+		snprintf(err, errcap, "config.json: not a JSON object");
+		return MB_EJSON;
+	}
+	if (mb_json_get_str(c, "model_type", 64, &type) != 0) {
+		snprintf(err, errcap, "config.json: no string 'model_type'");
+		return MB_EJSON;
+	}
+	if (strcmp(type, "phi3") == 0) {
+		cfg->fused = 1;
+	} else if (strcmp(type, "llama") != 0) {
+		snprintf(err, errcap, "config.json: model_type '%s' is not "
+			 "supported (phi3, llama)", type);
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_size(c, "hidden_size", REF_MAX_DIM, &cfg->hidden, err,
+			   errcap)) != 0 ||
+	    (rc = cfg_size(c, "intermediate_size", REF_MAX_DIM, &cfg->ff, err,
+			   errcap)) != 0 ||
+	    (rc = cfg_size(c, "num_hidden_layers", REF_MAX_LAYERS,
+			   &cfg->layers, err, errcap)) != 0 ||
+	    (rc = cfg_size(c, "num_attention_heads", REF_MAX_HEADS,
+			   &cfg->heads, err, errcap)) != 0 ||
+	    (rc = cfg_size(c, "vocab_size", REF_MAX_VOCAB, &cfg->vocab, err,
+			   errcap)) != 0)
+		return rc;
+	cfg->kv_heads = cfg->heads;
+	if (cfg_item(c, "num_key_value_heads") != NULL &&
+	    (rc = cfg_size(c, "num_key_value_heads", REF_MAX_HEADS,
+			   &cfg->kv_heads, err, errcap)) != 0)
+		return rc;
+	if (cfg->heads % cfg->kv_heads != 0) {
+		snprintf(err, errcap, "config.json: num_attention_heads %zu "
+			 "is not a multiple of num_key_value_heads %zu",
+			 cfg->heads, cfg->kv_heads);
+		return MB_EJSON;
+	}
+	if (cfg_item(c, "head_dim") != NULL) {
+		if ((rc = cfg_size(c, "head_dim", REF_MAX_HEADS,
+				   &cfg->head_dim, err, errcap)) != 0)
+			return rc;
+	} else if (cfg->hidden % cfg->heads != 0) {
+		snprintf(err, errcap, "config.json: hidden_size %zu is not a "
+			 "multiple of num_attention_heads %zu", cfg->hidden,
+			 cfg->heads);
+		return MB_EJSON;
+	} else {
+		cfg->head_dim = cfg->hidden / cfg->heads;
+	}
+	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig 1e-6. */
+	if ((rc = cfg_double(c, "rms_norm_eps", cfg->fused ? 1e-5 : 1e-6,
+			     &cfg->eps, err, errcap)) != 0 ||
+	    (rc = cfg_double(c, "rope_theta", 10000.0, &cfg->theta, err,
+			     errcap)) != 0 ||
+	    (rc = cfg_double(c, "partial_rotary_factor", 1.0, &factor, err,
+			     errcap)) != 0 ||
+	    (rc = cfg_bool(c, "tie_word_embeddings", 0, &cfg->tied, err,
+			   errcap)) != 0)
+		return rc;
+	if (factor > 1.0) {
+		snprintf(err, errcap, "config.json: partial_rotary_factor %g "
+			 "is above 1", factor);
+		return MB_EJSON;
+	}
+	if (factor != 1.0 && !cfg->fused) {
+		snprintf(err, errcap, "config.json: partial_rotary_factor is "
+			 "not supported for llama");
+		return MB_EUNSUPPORTED;
+	}
+	/* int(head_dim * partial_rotary_factor), as transformers does */
+	cfg->rot_dim = (size_t)((double)cfg->head_dim * factor);
+	if (cfg->rot_dim == 0 || cfg->rot_dim % 2 != 0) {
+		snprintf(err, errcap, "config.json: rotary dimension %zu "
+			 "(head_dim %zu * partial_rotary_factor %g) is not a "
+			 "positive even number", cfg->rot_dim, cfg->head_dim,
+			 factor);
+		return MB_EJSON;
+	}
+	if (cfg_item(c, "rope_scaling") != NULL) {
+		snprintf(err, errcap, "config.json: rope_scaling is not "
+			 "supported (only null)");
+		return MB_EUNSUPPORTED;
+	}
+	if (mb_json_get_str(c, "hidden_act", 64, &act) == 0 &&
+	    strcmp(act, "silu") != 0) {
+		snprintf(err, errcap, "config.json: hidden_act '%s' is not "
+			 "supported (silu)", act);
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_bool(c, "attention_bias", 0, &bias, err, errcap)) != 0)
+		return rc;
+	if (!bias && (rc = cfg_bool(c, "mlp_bias", 0, &bias, err,
+				    errcap)) != 0)
+		return rc;
+	if (bias) {
+		snprintf(err, errcap, "config.json: biases are not supported");
+		return MB_EUNSUPPORTED;
+	}
+	/* LlamaConfig has no sliding window; transformers ignores the key */
+	v = cfg_item(c, "sliding_window");
+	if (cfg->fused && v != NULL) {
+		uint64_t sw;
+
+		if (mb_json_get_u64(c, "sliding_window", UINT32_MAX, &sw) != 0
+		    || sw == 0) {
+			snprintf(err, errcap, "config.json: 'sliding_window' "
+				 "is not a positive integer or null");
+			return MB_EJSON;
+		}
+		cfg->sliding = (size_t)sw;
+	}
+	return 0;
+}
+
+static int cfg_load(const char *dir, struct ref_cfg *cfg, char *err,
+		    size_t errcap)
+{
+	char path[4096];
+	char *text = NULL;
+	cJSON *doc = NULL;
+	size_t len;
+	int rc;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/config.json", dir) >=
+	    sizeof(path)) {
+		snprintf(err, errcap, "directory name too long");
+		return MB_EINVAL;
+	}
+	rc = mb_read_file(path, REF_MAX_CONFIG, &text, &len);
+	if (rc != 0) {
+		snprintf(err, errcap, "cannot read '%s': %s", path,
+			 mb_strerror(rc));
+		return rc;
+	}
+	doc = mb_json_parse(text, len);
+	if (doc == NULL) {
+		snprintf(err, errcap, "config.json: malformed JSON");
+		rc = MB_EJSON;
+	} else {
+		rc = cfg_parse(doc, cfg, err, errcap);
+	}
+	cJSON_Delete(doc);
+	free(text);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+static float ref_bf16(uint16_t b)
+{
+	uint32_t u = (uint32_t)b << 16;
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* IEEE binary16 by its definition: (-1)^s * 2^(e-15) * 1.m, subnormals
+ * 2^-14 * 0.m, e = 31 infinity or NaN. */
+static float ref_f16(uint16_t h)
+{
+	int sign = h >> 15, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+	double v;
+
+	if (e == 0)
+		v = ldexp((double)m, -24);
+	else if (e == 31)
+		v = m == 0 ? INFINITY : NAN;
+	else
+		v = ldexp((double)(m | 0x400), e - 25);
+	return (float)(sign ? -v : v);
+}
+
+static float ref_f32(const uint8_t *p)
+{
+	uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Finds name and checks its shape: [rows, cols], or [rows] when cols is
+ * 0; and that its dtype is one this file decodes. */
+static int ref_find(struct ref_ctx *c, const char *name, size_t rows,
+		    size_t cols, const struct mb_st_tensor **out)
+{
+	const struct mb_st_tensor *t = mb_st_model_find(c->m, name);
+	int ok;
+
+	if (t == NULL) {
+		snprintf(c->err, c->errcap, "missing tensor '%s'", name);
+		return MB_EFORMAT;
+	}
+	if (cols == 0)
+		ok = t->ndim == 1 && t->shape[0] == rows;
+	else
+		ok = t->ndim == 2 && t->shape[0] == rows &&
+		     t->shape[1] == cols;
+	if (!ok) {
+		char got[128] = "";
+		size_t n = 0;
+		int i;
+
+		for (i = 0; i < t->ndim && n < sizeof(got); i++)
+			n += (size_t)snprintf(got + n, sizeof(got) - n,
+					      "%s%llu", i ? ", " : "",
+					      (unsigned long long)t->shape[i]);
+		if (cols == 0)
+			snprintf(c->err, c->errcap, "tensor '%s': shape [%s], "
+				 "expected [%zu]", name, got, rows);
+		else
+			snprintf(c->err, c->errcap, "tensor '%s': shape [%s], "
+				 "expected [%zu, %zu]", name, got, rows, cols);
+		return MB_EFORMAT;
+	}
+	if (t->dtype != MB_ST_F32 && t->dtype != MB_ST_F16 &&
+	    t->dtype != MB_ST_BF16) {
+		snprintf(c->err, c->errcap, "tensor '%s': dtype %s is not "
+			 "supported (F32, F16, BF16)", name,
+			 mb_st_dtype_name(t->dtype));
+		return MB_EUNSUPPORTED;
+	}
+	*out = t;
+	return 0;
+}
+
+/* Reads elements [first, first + n) of t as f32 into out. */
+static int ref_read(struct ref_ctx *c, const struct mb_st_tensor *t,
+		    size_t first, size_t n, float *out)
+{
+	uint8_t *raw = c->raw;
+	size_t es = mb_st_dtype_size(t->dtype), done = 0, got, k, i;
+	uint64_t off;
+	int *fd = &c->fds[t->shard];
+	int rc;
+
+	if (first > t->nelem || n > t->nelem - first) {
+		snprintf(c->err, c->errcap, "tensor '%s': elements [%zu, +%zu) "
+			 "out of range", t->name, first, n);
+		return MB_EINTERNAL;
+	}
+	if (*fd < 0) {
+		char path[4096];
+
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->dir,
+				     c->m->shards[t->shard]) >= sizeof(path)) {
+			snprintf(c->err, c->errcap, "path too long");
+			return MB_EINVAL;
+		}
+		*fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (*fd < 0) {
+			rc = mb_err_from_errno(errno);
+			snprintf(c->err, c->errcap, "cannot open '%s': %s",
+				 path, mb_strerror(rc));
+			return rc;
+		}
+	}
+	off = c->m->files[t->shard]->data_start + t->begin + first * es;
+	while (done < n) {
+		k = n - done;
+		if (k > REF_READ_CHUNK / es)
+			k = REF_READ_CHUNK / es;
+		got = 0;
+		rc = mb_pread_full(*fd, raw, k * es, off + done * es, &got);
+		if (rc != 0 || got != k * es) {
+			snprintf(c->err, c->errcap, "cannot read tensor '%s' "
+				 "from '%s': %s", t->name,
+				 c->m->shards[t->shard], rc != 0 ?
+				 mb_strerror(rc) : "file ends early");
+			return rc != 0 ? rc : MB_EIO;
+		}
+		for (i = 0; i < k; i++) {
+			const uint8_t *p = raw + i * es;
+
+			if (t->dtype == MB_ST_F32)
+				out[done + i] = ref_f32(p);
+			else if (t->dtype == MB_ST_BF16)
+				out[done + i] = ref_bf16((uint16_t)(p[0] |
+								    p[1] << 8));
+			else
+				out[done + i] = ref_f16((uint16_t)(p[0] |
+								   p[1] << 8));
+		}
+		done += k;
+	}
+	return 0;
+}
+
+/* Reads the whole tensor name, of shape [rows, cols] ([rows] when cols is
+ * 0), into dst. */
+static int ref_load_into(struct ref_ctx *c, const char *name, size_t rows,
+			 size_t cols, float *dst)
+{
+	const struct mb_st_tensor *t;
+	int rc = ref_find(c, name, rows, cols, &t);
+
+	return rc != 0 ? rc : ref_read(c, t, 0, rows * (cols ? cols : 1), dst);
+}
+
+/* Allocates rows * cols floats (checking the product) or says why not. */
+static float *ref_alloc(struct ref_ctx *c, size_t rows, size_t cols)
+{
+	float *p;
+
+	if (cols != 0 && rows > SIZE_MAX / sizeof(float) / cols) {
+		snprintf(c->err, c->errcap, "%zu x %zu floats overflow", rows,
+			 cols);
+		return NULL;
+	}
+	p = mb_malloc(rows * cols * sizeof(float) + 1);
+	if (p == NULL)
+		snprintf(c->err, c->errcap, "out of memory for %zu x %zu "
+			 "floats", rows, cols);
+	return p;
+}
+
+static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
+			  size_t il, struct ref_layer *l)
+{
+	size_t H = g->hidden, qd = g->heads * g->head_dim;
+	size_t kvd = g->kv_heads * g->head_dim, ff = g->ff;
+	char name[MB_ST_MAX_NAME];
+	int rc;
+
+#define NAME(suffix) \
+	(snprintf(name, sizeof(name), "model.layers.%zu." suffix, il), name)
+	memset(l, 0, sizeof(*l));
+	if ((l->attn_norm = ref_alloc(c, H, 1)) == NULL ||
+	    (l->qkv = ref_alloc(c, qd + 2 * kvd, H)) == NULL ||
+	    (l->o = ref_alloc(c, H, qd)) == NULL ||
+	    (l->ffn_norm = ref_alloc(c, H, 1)) == NULL ||
+	    (l->gate_up = ref_alloc(c, 2 * ff, H)) == NULL ||
+	    (l->down = ref_alloc(c, H, ff)) == NULL)
+		return MB_ENOMEM;
+	if ((rc = ref_load_into(c, NAME("input_layernorm.weight"), H, 0,
+				l->attn_norm)) != 0 ||
+	    (rc = ref_load_into(c, NAME("self_attn.o_proj.weight"), H, qd,
+				l->o)) != 0 ||
+	    (rc = ref_load_into(c, NAME("post_attention_layernorm.weight"), H,
+				0, l->ffn_norm)) != 0 ||
+	    (rc = ref_load_into(c, NAME("mlp.down_proj.weight"), H, ff,
+				l->down)) != 0)
+		return rc;
+	if (g->fused) {
+		if ((rc = ref_load_into(c, NAME("self_attn.qkv_proj.weight"),
+					qd + 2 * kvd, H, l->qkv)) != 0 ||
+		    (rc = ref_load_into(c, NAME("mlp.gate_up_proj.weight"),
+					2 * ff, H, l->gate_up)) != 0)
+			return rc;
+	} else {
+		if ((rc = ref_load_into(c, NAME("self_attn.q_proj.weight"), qd,
+					H, l->qkv)) != 0 ||
+		    (rc = ref_load_into(c, NAME("self_attn.k_proj.weight"), kvd,
+					H, l->qkv + qd * H)) != 0 ||
+		    (rc = ref_load_into(c, NAME("self_attn.v_proj.weight"), kvd,
+					H, l->qkv + (qd + kvd) * H)) != 0 ||
+		    (rc = ref_load_into(c, NAME("mlp.gate_proj.weight"), ff, H,
+					l->gate_up)) != 0 ||
+		    (rc = ref_load_into(c, NAME("mlp.up_proj.weight"), ff, H,
+					l->gate_up + ff * H)) != 0)
+			return rc;
+	}
+#undef NAME
+	return 0;
+}
+
+/* ---------------------------------------------------------------- math */
+
+static double ref_dot(const float *a, const float *b, size_t n)
+{
+	double s = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		s += (double)a[i] * (double)b[i];
+	return s;
+}
+
+/* y[t][o] = sum_i x[t][i] * w[o][i]: nn.Linear without bias, x [n][in],
+ * w [out][in], y [n][out]. */
+static void ref_linear(const float *x, size_t n, size_t in, const float *w,
+		       size_t out, float *y)
+{
+	size_t o, t;
+
+	for (o = 0; o < out; o++)
+		for (t = 0; t < n; t++)
+			y[t * out + o] = (float)ref_dot(x + t * in,
+							w + o * in, in);
+}
+
+/* Phi3RMSNorm / LlamaRMSNorm: w * (x * rsqrt(mean(x^2) + eps)). */
+static void ref_rmsnorm(const float *x, size_t n, size_t dim, const float *w,
+			double eps, float *y)
+{
+	size_t t, i;
+
+	for (t = 0; t < n; t++) {
+		const float *xr = x + t * dim;
+		double ms = ref_dot(xr, xr, dim) / (double)dim;
+		float r = (float)(1.0 / sqrt(ms + eps));
+
+		for (i = 0; i < dim; i++)
+			y[t * dim + i] = w[i] * (xr[i] * r);
+	}
+}
+
+/* Rope in transformers' rotate_half form on nh heads of hd values at the
+ * start of each of the n rows (row stride `stride`): for i < rot/2, pair
+ * (i, i + rot/2) turns by pos * theta^(-2i/rot); values past rot stay. */
+static void ref_rope(float *x, size_t n, size_t stride, size_t nh, size_t hd,
+		     size_t rot, double theta)
+{
+	size_t t, h, i, half = rot / 2;
+
+	for (t = 0; t < n; t++) {
+		for (i = 0; i < half; i++) {
+			/* inv_freq = 1 / theta^(2i/rot) and pos * inv_freq
+			 * are f32 in transformers; cos and sin of that */
+			float inv = (float)(1.0 / pow(theta, (double)(2 * i) /
+							  (double)rot));
+			float ang = (float)t * inv;
+			float cs = (float)cos((double)ang);
+			float sn = (float)sin((double)ang);
+
+			for (h = 0; h < nh; h++) {
+				float *p = x + t * stride + h * hd;
+				float a = p[i], b = p[i + half];
+
+				p[i] = a * cs - b * sn;
+				p[i + half] = b * cs + a * sn;
+			}
+		}
+	}
+}
+
+/* Causal softmax attention. qkv rows: [q heads | k heads | v heads];
+ * out [n][heads * hd]; scores is n doubles of scratch. */
+static void ref_attention(const struct ref_cfg *g, const float *qkv, size_t n,
+			  float *out, double *scores)
+{
+	size_t hd = g->head_dim, qd = g->heads * hd, kvd = g->kv_heads * hd;
+	size_t stride = qd + 2 * kvd, group = g->heads / g->kv_heads;
+	double scale = 1.0 / sqrt((double)hd);
+	size_t t, h, j, d;
+
+	for (t = 0; t < n; t++) {
+		for (h = 0; h < g->heads; h++) {
+			const float *q = qkv + t * stride + h * hd;
+			size_t kvh = h / group;
+			double mx = -INFINITY, sum = 0;
+
+			for (j = 0; j <= t; j++) {
+				const float *k = qkv + j * stride + qd +
+						 kvh * hd;
+
+				scores[j] = (double)(float)(ref_dot(q, k, hd) *
+							    scale);
+				if (scores[j] > mx)
+					mx = scores[j];
+			}
+			for (j = 0; j <= t; j++) {
+				scores[j] = exp(scores[j] - mx);
+				sum += scores[j];
+			}
+			for (d = 0; d < hd; d++) {
+				double acc = 0;
+
+				for (j = 0; j <= t; j++)
+					acc += scores[j] *
+					       qkv[j * stride + qd + kvd +
+						   kvh * hd + d];
+				out[t * qd + h * hd + d] = (float)(acc / sum);
+			}
+		}
+	}
+}
+
+static float ref_silu(float x)
+{
+	return (float)((double)x / (1.0 + exp(-(double)x)));
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* The decoder layers and the final norm on x [n][H], which ends normed. */
+static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
+		      float *x)
+{
+	size_t H = g->hidden, ff = g->ff, hd = g->head_dim;
+	size_t qd = g->heads * hd, kvd = g->kv_heads * hd, il, t, i;
+	struct ref_layer l = { 0 };
+	float *xn, *qkv, *att, *gu, *act, *res, *fnorm = NULL;
+	double *scores;
+	int rc = MB_ENOMEM;
+
+	xn = ref_alloc(c, n, H);
+	qkv = ref_alloc(c, n, qd + 2 * kvd);
+	att = ref_alloc(c, n, qd);
+	gu = ref_alloc(c, n, 2 * ff);
+	act = ref_alloc(c, n, ff);
+	res = ref_alloc(c, n, H);
+	scores = mb_malloc(n * sizeof(double));
+	if (xn == NULL || qkv == NULL || att == NULL || gu == NULL ||
+	    act == NULL || res == NULL || scores == NULL) {
+		snprintf(c->err, c->errcap, "out of memory for activations");
+		goto out;
+	}
+	for (il = 0; il < g->layers; il++) {
+		if ((rc = ref_load_layer(c, g, il, &l)) != 0)
+			goto out;
+		/* attention block */
+		ref_rmsnorm(x, n, H, l.attn_norm, g->eps, xn);
+		ref_linear(xn, n, H, l.qkv, qd + 2 * kvd, qkv);
+		ref_rope(qkv, n, qd + 2 * kvd, g->heads, hd, g->rot_dim,
+			 g->theta);
+		ref_rope(qkv + qd, n, qd + 2 * kvd, g->kv_heads, hd,
+			 g->rot_dim, g->theta);
+		ref_attention(g, qkv, n, att, scores);
+		ref_linear(att, n, qd, l.o, H, res);
+		for (i = 0; i < n * H; i++)
+			x[i] += res[i];
+		/* MLP block: down(silu(gate) * up) */
+		ref_rmsnorm(x, n, H, l.ffn_norm, g->eps, xn);
+		ref_linear(xn, n, H, l.gate_up, 2 * ff, gu);
+		for (t = 0; t < n; t++)
+			for (i = 0; i < ff; i++)
+				act[t * ff + i] = gu[t * 2 * ff + ff + i] *
+						  ref_silu(gu[t * 2 * ff + i]);
+		ref_linear(act, n, ff, l.down, H, res);
+		for (i = 0; i < n * H; i++)
+			x[i] += res[i];
+		ref_layer_release(&l);
+	}
+	rc = MB_ENOMEM;
+	if ((fnorm = ref_alloc(c, H, 1)) == NULL)
+		goto out;
+	if ((rc = ref_load_into(c, "model.norm.weight", H, 0, fnorm)) != 0)
+		goto out;
+	ref_rmsnorm(x, n, H, fnorm, g->eps, xn);
+	memcpy(x, xn, n * H * sizeof(float));
+	rc = 0;
+out:
+	ref_layer_release(&l);
+	free(fnorm);
+	free(xn);
+	free(qkv);
+	free(att);
+	free(gu);
+	free(act);
+	free(res);
+	free(scores);
+	return rc;
+}
+
+/* logits [n][V] = x [n][H] times the output matrix, REF_HEAD_ROWS rows of
+ * it at a time. */
+static int ref_head(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
+		    const float *x, float *logits)
+{
+	const char *name = g->tied ? "model.embed_tokens.weight" :
+				     "lm_head.weight";
+	const struct mb_st_tensor *t;
+	size_t H = g->hidden, V = g->vocab, r0, k, r, p;
+	float *w;
+	int rc;
+
+	if ((rc = ref_find(c, name, V, H, &t)) != 0)
+		return rc;
+	k = V < REF_HEAD_ROWS ? V : REF_HEAD_ROWS;
+	if ((w = ref_alloc(c, k, H)) == NULL)
+		return MB_ENOMEM;
+	for (r0 = 0; r0 < V; r0 += k) {
+		size_t rows = V - r0 < k ? V - r0 : k;
+
+		if ((rc = ref_read(c, t, r0 * H, rows * H, w)) != 0)
+			break;
+		for (r = 0; r < rows; r++)
+			for (p = 0; p < n; p++)
+				logits[p * V + r0 + r] = (float)ref_dot(
+					x + p * H, w + r * H, H);
+	}
+	free(w);
+	return rc;
+}
+
+int ref_logits(const char *dir, const int32_t *tokens, int n_tokens,
+	       float **logits, int *n_vocab, char *err, size_t errcap)
+{
+	struct ref_ctx c = { dir, NULL, NULL, NULL, err, errcap };
+	struct ref_cfg g;
+	const struct mb_st_tensor *emb;
+	float *x = NULL, *out = NULL;
+	char name[64];
+	size_t n, t, i;
+	int rc;
+
+	*logits = NULL;
+	if (errcap > 0)
+		err[0] = '\0';
+	if (n_tokens < 1 || n_tokens > REF_MAX_TOKENS) {
+		snprintf(err, errcap, "%d tokens: must be 1 to %d", n_tokens,
+			 REF_MAX_TOKENS);
+		return MB_EINVAL;
+	}
+	n = (size_t)n_tokens;
+	if ((rc = cfg_load(dir, &g, err, errcap)) != 0)
+		return rc;
+	if (g.sliding != 0 && n > g.sliding) {
+		snprintf(err, errcap, "%zu tokens exceed the sliding window "
+			 "of %zu, which is not supported", n, g.sliding);
+		return MB_EUNSUPPORTED;
+	}
+	for (t = 0; t < n; t++) {
+		if (tokens[t] < 0 || (size_t)tokens[t] >= g.vocab) {
+			snprintf(err, errcap, "token %d at position %zu is "
+				 "outside the vocabulary of %zu", tokens[t], t,
+				 g.vocab);
+			return MB_EINVAL;
+		}
+	}
+	if ((rc = mb_st_model_open_dir(dir, &c.m, err, errcap)) != 0) {
+		/* it leaves err empty on some failures (out of memory) */
+		if (errcap > 0 && err[0] == '\0')
+			snprintf(err, errcap, "cannot open the safetensors in "
+				 "'%s': %s", dir, mb_strerror(rc));
+		return rc;
+	}
+	rc = MB_ENOMEM;
+	c.fds = mb_malloc(c.m->nshards * sizeof(int) + 1);
+	c.raw = mb_malloc(REF_READ_CHUNK);
+	if (c.fds == NULL || c.raw == NULL) {
+		snprintf(err, errcap, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < c.m->nshards; i++)
+		c.fds[i] = -1;
+	/* a config with too few layers would silently drop the rest */
+	snprintf(name, sizeof(name), "model.layers.%zu.input_layernorm.weight",
+		 g.layers);
+	if (mb_st_model_find(c.m, name) != NULL) {
+		snprintf(err, errcap, "config.json: num_hidden_layers %zu, but "
+			 "the tensors have more layers", g.layers);
+		rc = MB_EFORMAT;
+		goto out;
+	}
+	if ((x = ref_alloc(&c, n, g.hidden)) == NULL ||
+	    (out = ref_alloc(&c, n, g.vocab)) == NULL)
+		goto out;
+	if ((rc = ref_find(&c, "model.embed_tokens.weight", g.vocab, g.hidden,
+			   &emb)) != 0)
+		goto out;
+	for (t = 0; t < n; t++)
+		if ((rc = ref_read(&c, emb, (size_t)tokens[t] * g.hidden,
+				   g.hidden, x + t * g.hidden)) != 0)
+			goto out;
+	if ((rc = ref_layers(&c, &g, n, x)) != 0 ||
+	    (rc = ref_head(&c, &g, n, x, out)) != 0)
+		goto out;
+	*logits = out;
+	out = NULL;
+	*n_vocab = (int)g.vocab;
+	rc = 0;
+out:
+	if (c.fds != NULL)
+		for (i = 0; i < c.m->nshards; i++)
+			if (c.fds[i] >= 0)
+				close(c.fds[i]);
+	free(c.fds);
+	free(c.raw);
+	mb_st_model_free(c.m);
+	free(x);
+	free(out);
+	return rc;
+}

@@ -1,0 +1,47 @@
+/*
+ * reference: a plain f32 forward pass of a causal LM straight from its
+ * safetensors, the ground truth the converted GGUF's logits are compared
+ * with (fidelity). It does what Hugging Face transformers'
+ * Phi3ForCausalLM and LlamaForCausalLM do in eval mode, in the plainest
+ * loops: embedding, per layer RMSNorm, attention with rotate_half (NEOX)
+ * rope, causal softmax and GQA, residual, RMSNorm, SiLU-gated MLP,
+ * residual; final norm and lm_head (or the tied embedding).
+ *
+ * It shares no code with the converter's numerics on purpose (its own
+ * bf16/f16 decoding, its own tensor slicing): a bug there must show up as
+ * a difference, not be repeated on both sides.
+ *
+ * Layout comes from config.json's model_type: "phi3" (fused qkv_proj and
+ * gate_up_proj) or "llama" (q/k/v_proj, gate_proj/up_proj). Refused with
+ * MB_EUNSUPPORTED: rope_scaling other than null, attention or MLP biases,
+ * an activation other than silu, a sequence longer than sliding_window,
+ * and partial_rotary_factor != 1 for llama (Phi-3 applies rope to the
+ * first head_dim * factor dimensions, as transformers does).
+ *
+ * Weights are read with pread one layer at a time (the embedding only for
+ * the tokens given, lm_head in row blocks), so memory stays about one
+ * layer in f32 plus the activations. Dot products accumulate in double:
+ * the reference's own rounding then stays far below that of any f32
+ * implementation it is compared with.
+ */
+#ifndef MB_TH_REFERENCE_H
+#define MB_TH_REFERENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Most tokens one call takes: the attention scores are n^2 per head. */
+#define REF_MAX_TOKENS 8192
+
+/* Computes the logits of tokens[0 .. n_tokens) with the model in dir
+ * (dir/config.json, which must be correct, and the safetensors there).
+ * On success returns 0, stores a new n_tokens * n_vocab array in *logits
+ * (row per position; caller frees) and the vocabulary size in *n_vocab.
+ * On failure returns a negative mb_err code (MB_EFORMAT: a tensor missing
+ * or of the wrong shape; MB_EJSON: a bad config; MB_EUNSUPPORTED; MB_EINVAL:
+ * a token out of range; MB_EIO; MB_ENOMEM) with the reason in err (errcap
+ * bytes), and *logits is NULL. */
+int ref_logits(const char *dir, const int32_t *tokens, int n_tokens,
+	       float **logits, int *n_vocab, char *err, size_t errcap);
+
+#endif
