@@ -91,6 +91,8 @@ struct mb_gguf_w {
 	uint64_t data_start;		/* after mb_gguf_w_layout */
 	uint64_t file_size;		/* after mb_gguf_w_layout */
 	int laid_out;
+	struct mb_gguf_names *keys;	/* private: the keys added */
+	struct mb_gguf_names *names;	/* private: the tensor names */
 };
 
 /* Initialises an empty writer; alignment 0 means 32. Keys added with
@@ -152,6 +154,9 @@ struct mb_gguf_kv {
 	void *arr;			/* arrays of numbers: n packed elements */
 	char **strs;			/* arrays of strings: n strings */
 };
+/* Arrays: arr (numbers, BOOL as one byte each) or strs (strings, pointers
+ * and bytes in one allocation) is NULL when n is 0. A string value that
+ * holds a NUL byte reads as its part before the NUL. */
 
 struct mb_gguf_tensor {
 	char *name;
@@ -169,7 +174,7 @@ struct mb_gguf {
 	struct mb_gguf_kv *kv;
 	uint64_t ntensors;
 	struct mb_gguf_tensor *tensors;
-	uint64_t data_start;
+	uint64_t data_start;		/* as ggml: padded only when ntensors > 0 */
 	uint64_t file_size;
 };
 
@@ -192,5 +197,25 @@ const struct mb_gguf_kv *mb_gguf_kv(const struct mb_gguf *g, const char *key);
 /* Returns the tensor named name, or NULL. */
 const struct mb_gguf_tensor *mb_gguf_tensor(const struct mb_gguf *g,
 					    const char *name);
+
+/* --- limits and additions --- */
+
+/* Bounds the reader enforces and the writer keeps to, so that whatever
+ * mibera writes it can read back. ggml refuses tensor names of 64 bytes or
+ * more (GGML_MAX_NAME); a 1 MiB string is far above a chat template (about
+ * 10 KB) and 16M elements far above a merges array (about 100k strings). */
+#define MB_GGUF_MAX_NAME 63
+#define MB_GGUF_MAX_KEY 65535
+#define MB_GGUF_MAX_STRING (1u << 20)
+#define MB_GGUF_MAX_ARRAY (1u << 24)
+#define MB_GGUF_MAX_KVS 65536
+#define MB_GGUF_MAX_TENSORS 65536
+#define MB_GGUF_MAX_KV_BYTES ((size_t)256 << 20)	/* the writer's KV section */
+#define MB_GGUF_MAX_HEADER ((uint64_t)1 << 30)	/* what mb_gguf_read reads */
+
+/* Writes the zero padding after the last tensor's data, so the file is
+ * exactly file_size bytes as ggml's own writer leaves it. After layout;
+ * the tensor data may be written before or after. */
+int mb_gguf_w_finish(struct mb_gguf_w *w, int fd);
 
 #endif

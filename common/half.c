@@ -4,6 +4,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define MB_X86 1
 #endif
@@ -154,10 +155,14 @@ __attribute__((target("avx2,f16c"))) static void f16_to_f32_x86(
 static int have_f16c(void)
 {
 	static int known = -1;
+	unsigned a, b, c, d;
 
+	/* F16C is CPUID leaf 1, ECX bit 29 (clang's builtin has no name for
+	 * it); AVX2 through the builtin, which also checks the OS saves the
+	 * AVX state */
 	if (known < 0)
 		known = __builtin_cpu_supports("avx2") &&
-			__builtin_cpu_supports("f16c");
+			__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
 	return known;
 }
 #endif

@@ -747,6 +747,8 @@ static int open_single(const char *dir, struct mb_st_model **out, char *err,
 	if (rc == 0)
 		rc = mb_st_model_finish(*out, err, errcap);
 	if (rc != 0) {
+		if (err != NULL && errcap > 0 && rc == MB_ENOMEM)
+			seterr(err, errcap, "out of memory reading '%s'", path);
 		mb_st_model_free(*out);
 		*out = NULL;
 	}
@@ -797,6 +799,8 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 	if (rc == 0)
 		rc = mb_st_model_finish(m, err, errcap);
 	if (rc != 0) {
+		if (err != NULL && errcap > 0 && rc == MB_ENOMEM)
+			seterr(err, errcap, "out of memory reading '%s'", dir);
 		mb_st_model_free(m);
 		return rc;
 	}
