@@ -58,4 +58,30 @@ void mb_vocab_free(struct mb_vocab *v);
 /* Adds the tokenizer.ggml.* keys (and tokenizer.chat_template) to w. */
 int mb_vocab_to_gguf(const struct mb_vocab *v, struct mb_gguf_w *w);
 
+/* Bounds on hostile tokenizers. The largest real vocabularies have a few
+ * hundred thousand tokens of at most a few hundred bytes, and their
+ * tokenizer.json is under 20 MB: these leave room and stop a file from
+ * making mibera allocate without limit. */
+#define MB_VOCAB_MAX_TOKENS (4u << 20)
+#define MB_VOCAB_MAX_TOKEN_LEN (64u << 10)
+#define MB_VOCAB_MAX_FILE (64u << 20)
+
+/* Returns llama.cpp's tokenizer.ggml.pre name for a Split pre-tokenizer
+ * regex exactly as tokenizer.json spells it (ignore_merges: the BPE model's
+ * flag, which tells Llama 3's "llama-bpe" from "dbrx" for the same
+ * regex), or NULL when the regex is not in mibera's table. */
+const char *mb_vocab_pre_name(const char *regex, int ignore_merges);
+
+/* Parses a tokenizer.json of len bytes alone into a "gpt2" vocabulary: no
+ * padding, no special ids, no chat template. Errors as mb_vocab_load_dir.
+ * The caller frees *out with mb_vocab_free. For tests and fuzzing. */
+int mb_vocab_parse_tokenizer_json(const char *json, size_t len,
+				  struct mb_vocab **out, char *err,
+				  size_t errcap);
+
+/* Parses a SentencePiece tokenizer.model of len bytes alone into a "llama"
+ * vocabulary (pieces, scores, types as in the proto; no padding). */
+int mb_vocab_parse_spm(const void *buf, size_t len, struct mb_vocab **out,
+		       char *err, size_t errcap);
+
 #endif

@@ -17,6 +17,8 @@ struct cmd {
 static const struct cmd cmds[] = {
 	{ "inspect", cmd_inspect,
 	  "what a model really is, and what its config.json gets wrong" },
+	{ "smoke", cmd_smoke,
+	  "load GGUF files with llama.cpp on the CPU and generate a little" },
 	{ "version", cmd_version, "print the versions of mibera and llama.cpp" },
 	{ NULL, NULL, NULL },
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mb_version.h"
+#include "worker/verbs.h"
 
 struct verb {
 	const char *name;
@@ -16,6 +17,8 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+	{ "convert", verb_convert,
+	  "convert a safetensors model directory to GGUF" },
 	{ NULL, NULL, NULL },
 };
 
@@ -31,6 +34,7 @@ static void usage(FILE *f)
 		fprintf(f, "\nverbs:\n");
 	for (v = verbs; v->name != NULL; v++)
 		fprintf(f, "  %-10s %s\n", v->name, v->help);
+	fprintf(f, "\nmibera-worker VERB --help tells more.\n");
 }
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 #define MB_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_smoke(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

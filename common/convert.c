@@ -1,0 +1,996 @@
+/* convert: streaming safetensors -> GGUF conversion. */
+#define _GNU_SOURCE /* copy_file_range */
+#include "common/convert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/fault.h"
+#include "common/fs.h"
+#include "common/gguf.h"
+#include "common/half.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/modelcfg.h"
+#include "common/safetensors.h"
+#include "common/tokenizer.h"
+#include "mb_version.h"
+
+/* One unit of work is about this many output bytes: large enough that
+ * syscalls are noise, small enough that a few threads' buffers stay far
+ * below the 512 MiB the converter may hold. */
+#define UNIT_BYTES (8u << 20)
+#define MAX_THREADS 16
+#define MAX_SMALL_FILE (8u << 20)
+
+static void seterr(char *err, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || cap == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
+}
+
+int mb_layout_parse(const char *s)
+{
+	if (strcmp(s, "native") == 0)
+		return MB_LAYOUT_NATIVE;
+	if (strcmp(s, "split") == 0)
+		return MB_LAYOUT_SPLIT;
+	return -1;
+}
+
+int mb_outtype_parse(const char *s)
+{
+	if (strcasecmp(s, "f16") == 0)
+		return MB_OUT_F16;
+	if (strcasecmp(s, "bf16") == 0)
+		return MB_OUT_BF16;
+	if (strcasecmp(s, "f32") == 0)
+		return MB_OUT_F32;
+	return -1;
+}
+
+/* One output tensor: rows of a source tensor (a slice, maybe permuted),
+ * or generated values. */
+struct piece {
+	char name[96];
+	int gtype;
+	enum mb_num out;
+	const struct mb_st_tensor *src;	/* NULL: gen */
+	int fd;				/* the source shard */
+	uint64_t src_off;		/* absolute offset of the source data */
+	enum mb_num in;
+	uint64_t row0, rows, cols;	/* cols: elements per row */
+	uint32_t heads;			/* permute q/k for these heads; 0 none */
+	float *gen;			/* generated f32 values, rows * cols */
+	uint64_t dst_off;		/* absolute offset in the output */
+};
+
+struct unit {
+	size_t piece;
+	uint64_t r0, r1;		/* output rows [r0, r1) */
+};
+
+struct job {
+	struct piece *pieces;
+	size_t npieces;
+	struct unit *units;
+	size_t nunits;
+	int out_fd;
+	atomic_size_t next;
+	atomic_uint_fast64_t done;
+	atomic_int rc;
+	atomic_int exited;		/* threads that have finished */
+	char err[512];
+	pthread_mutex_t err_mu;
+	size_t buf_bytes;		/* per buffer, per thread */
+};
+
+static enum mb_num num_of_st(enum mb_st_dtype d, int *ok)
+{
+	*ok = 1;
+	switch (d) {
+	case MB_ST_F32:
+		return MB_NUM_F32;
+	case MB_ST_F16:
+		return MB_NUM_F16;
+	case MB_ST_BF16:
+		return MB_NUM_BF16;
+	default:
+		*ok = 0;
+		return MB_NUM_F32;
+	}
+}
+
+static int gtype_of(enum mb_num n)
+{
+	return n == MB_NUM_F32 ? MB_GGML_F32
+	       : n == MB_NUM_F16 ? MB_GGML_F16
+				 : MB_GGML_BF16;
+}
+
+/* The source row that output row j of a permuted tensor comes from:
+ * llama's converter reshapes to (heads, 2, half, cols), swaps the middle
+ * axes and flattens, so output row h*2*half + 2*a + t is source row
+ * h*2*half + t*half + a. */
+static uint64_t perm_row(uint64_t j, uint64_t rows, uint32_t heads)
+{
+	uint64_t per = rows / heads, half = per / 2;
+	uint64_t h = j / per, r = j % per, a = r / 2, t = r % 2;
+
+	return h * per + t * half + a;
+}
+
+static void job_fail(struct job *jb, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void job_fail(struct job *jb, int rc, const char *fmt, ...)
+{
+	int zero = 0;
+	va_list ap;
+
+	pthread_mutex_lock(&jb->err_mu);
+	if (atomic_compare_exchange_strong(&jb->rc, &zero, rc)) {
+		va_start(ap, fmt);
+		vsnprintf(jb->err, sizeof(jb->err), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&jb->err_mu);
+}
+
+/* Copies len bytes between files in the kernel. Returns 0, or -1 when
+ * the kernel cannot (the caller then reads and writes). */
+static int kernel_copy(int in, uint64_t in_off, int out, uint64_t out_off,
+		       uint64_t len)
+{
+	loff_t a = (loff_t)in_off, b = (loff_t)out_off;
+
+	while (len > 0) {
+		ssize_t n;
+
+		if (mb_fault_hit(MB_FAULT_WRITE) != 0)
+			return -1;
+		n = copy_file_range(in, &a, out, &b, (size_t)len, 0);
+		if (n <= 0)
+			return -1;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
+{
+	const struct piece *p = &jb->pieces[u->piece];
+	size_t in_row = p->cols * mb_num_size(p->in);
+	size_t out_row = p->cols * mb_num_size(p->out);
+	uint64_t n = u->r1 - u->r0, j;
+	uint64_t dst = p->dst_off + u->r0 * out_row;
+	size_t got;
+	int rc;
+
+	if (p->src == NULL) {
+		/* generated values (rope factors): f32 in memory */
+		mb_num_convert(p->out, dbuf, MB_NUM_F32, p->gen + u->r0 * p->cols,
+			       n * p->cols);
+		return mb_pwrite_all(jb->out_fd, dbuf, n * out_row, dst);
+	}
+	if (p->in == p->out && p->heads == 0 &&
+	    kernel_copy(p->fd, p->src_off + (p->row0 + u->r0) * in_row,
+			jb->out_fd, dst, n * in_row) == 0)
+		return 0;
+	/* units of permuted pieces cover whole heads, so the source rows of
+	 * [r0, r1) are the same contiguous block */
+	rc = mb_pread_full(p->fd, sbuf, n * in_row,
+			   p->src_off + (p->row0 + u->r0) * in_row, &got);
+	if (rc != 0)
+		return rc;
+	if (got != n * in_row)
+		return MB_EFORMAT; /* the shard is shorter than its header said */
+	if (p->heads == 0) {
+		mb_num_convert(p->out, dbuf, p->in, sbuf, n * p->cols);
+	} else {
+		for (j = 0; j < n; j++) {
+			uint64_t s = perm_row(u->r0 + j, p->rows, p->heads) - u->r0;
+
+			mb_num_convert(p->out, dbuf + j * out_row, p->in,
+				       sbuf + s * in_row, p->cols);
+		}
+	}
+	return mb_pwrite_all(jb->out_fd, dbuf, n * out_row, dst);
+}
+
+static void *worker_main(void *arg)
+{
+	struct job *jb = arg;
+	char *sbuf = mb_malloc(jb->buf_bytes), *dbuf = mb_malloc(jb->buf_bytes);
+
+	if (sbuf == NULL || dbuf == NULL) {
+		job_fail(jb, MB_ENOMEM, "out of memory for conversion buffers");
+		goto out;
+	}
+	while (atomic_load(&jb->rc) == 0) {
+		size_t i = atomic_fetch_add(&jb->next, 1);
+		const struct unit *u;
+		const struct piece *p;
+		int rc;
+
+		if (i >= jb->nunits)
+			break;
+		u = &jb->units[i];
+		p = &jb->pieces[u->piece];
+		rc = do_unit(jb, u, sbuf, dbuf);
+		if (rc != 0) {
+			job_fail(jb, rc, "tensor '%s' (from '%s'): %s", p->name,
+				 p->src ? p->src->name : "generated",
+				 rc == MB_EFORMAT ? "the shard ends before the "
+						    "data its header describes"
+						  : mb_strerror(rc));
+			break;
+		}
+		atomic_fetch_add(&jb->done, (u->r1 - u->r0) * p->cols *
+						    mb_num_size(p->out));
+	}
+out:
+	free(sbuf);
+	free(dbuf);
+	atomic_fetch_add(&jb->exited, 1);
+	return NULL;
+}
+
+/* --- planning --- */
+
+struct plan {
+	struct piece *pieces;
+	size_t n, cap;
+	int *fds;		/* one per shard, -1 when closed */
+	size_t nfds;
+};
+
+static struct piece *add_piece(struct plan *pl, const char *name)
+{
+	struct piece *p;
+
+	if (pl->n == pl->cap) {
+		size_t cap = pl->cap ? pl->cap * 2 : 64;
+		void *np = mb_realloc(pl->pieces, cap * sizeof(*pl->pieces));
+
+		if (np == NULL)
+			return NULL;
+		pl->pieces = np;
+		pl->cap = cap;
+	}
+	p = &pl->pieces[pl->n++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	return p;
+}
+
+/* A piece from rows [row0, row0 + rows) of source tensor name (all rows
+ * when rows is 0). 1-D tensors are written as F32. */
+static int add_src(struct plan *pl, const struct mb_st_model *m,
+		   const char *out_name, const char *src_name, uint64_t row0,
+		   uint64_t rows, uint32_t heads, enum mb_num outtype, char *err,
+		   size_t errcap)
+{
+	const struct mb_st_tensor *t = mb_st_model_find(m, src_name);
+	struct piece *p;
+	int ok;
+
+	if (t == NULL) {
+		seterr(err, errcap, "tensor '%s' is missing", src_name);
+		return MB_EFORMAT;
+	}
+	p = add_piece(pl, out_name);
+	if (p == NULL)
+		return MB_ENOMEM;
+	p->src = t;
+	p->in = num_of_st(t->dtype, &ok);
+	if (!ok) {
+		seterr(err, errcap, "tensor '%s' is %s: only F32, F16 and BF16 "
+		       "weights can be converted", src_name,
+		       mb_st_dtype_name(t->dtype));
+		return MB_EUNSUPPORTED;
+	}
+	if (t->ndim != 1 && t->ndim != 2) {
+		seterr(err, errcap, "tensor '%s' has %d dimensions", src_name,
+		       t->ndim);
+		return MB_EUNSUPPORTED;
+	}
+	p->fd = pl->fds[t->shard];
+	p->src_off = m->files[t->shard]->data_start + t->begin;
+	if (t->ndim == 2) {
+		p->cols = t->shape[1];
+		p->rows = rows ? rows : t->shape[0];
+	} else if (heads != 0) {
+		/* a permuted bias: rows of one element */
+		p->cols = 1;
+		p->rows = rows ? rows : t->shape[0];
+	} else {
+		p->cols = t->shape[0];
+		p->rows = 1;
+	}
+	p->row0 = row0;
+	p->heads = heads;
+	p->out = t->ndim == 1 ? MB_NUM_F32 : outtype;
+	p->gtype = gtype_of(p->out);
+	if (heads != 0 && (p->rows % heads != 0 || (p->rows / heads) % 2 != 0)) {
+		seterr(err, errcap, "cannot permute '%s': %llu rows over %u heads",
+		       src_name, (unsigned long long)p->rows, heads);
+		return MB_EUNSUPPORTED;
+	}
+	return 0;
+}
+
+static int add_gen(struct plan *pl, const char *name, const cJSON *list,
+		   uint64_t n, const float *values)
+{
+	struct piece *p = add_piece(pl, name);
+	uint64_t i;
+
+	if (p == NULL)
+		return MB_ENOMEM;
+	p->gen = mb_malloc(n * sizeof(float));
+	if (p->gen == NULL)
+		return MB_ENOMEM;
+	for (i = 0; i < n; i++)
+		p->gen[i] = list ? (float)cJSON_GetArrayItem(list, (int)i)->valuedouble
+				 : values[i];
+	p->rows = 1;
+	p->cols = n;
+	p->in = MB_NUM_F32;
+	p->out = MB_NUM_F32;
+	p->gtype = MB_GGML_F32;
+	return 0;
+}
+
+static double num(const struct mb_modelcfg *c, enum mb_cfg_key k)
+{
+	const cJSON *v = c->v[k].value;
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* The tensors of the output, in file order. */
+static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
+			const struct mb_modelcfg *c, int split,
+			enum mb_num outtype, char *err, size_t errcap)
+{
+	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
+	uint32_t kv_heads = (uint32_t)num(c, MB_CFG_NUM_KEY_VALUE_HEADS);
+	uint64_t h = c->hidden, kv = c->kv_width, ff = c->ff, l;
+	char out[96], src[160];
+	int rc;
+
+#define SRC(o, s, r0, n, hd)                                                   \
+	do {                                                                   \
+		rc = add_src(pl, m, o, s, r0, n, hd, outtype, err, errcap);    \
+		if (rc != 0)                                                   \
+			return rc;                                             \
+	} while (0)
+#define L(fmt) (snprintf(out, sizeof(out), "blk.%llu." fmt, (unsigned long long)l), out)
+#define S(fmt) (snprintf(src, sizeof(src), "model.layers.%llu." fmt, (unsigned long long)l), src)
+
+	SRC("token_embd.weight", "model.embed_tokens.weight", 0, 0, 0);
+	for (l = 0; l < c->layers; l++) {
+		SRC(L("attn_norm.weight"), S("input_layernorm.weight"), 0, 0, 0);
+		if (c->family == MB_FAMILY_PHI3 && !split) {
+			SRC(L("attn_qkv.weight"), S("self_attn.qkv_proj.weight"), 0, 0, 0);
+		} else if (c->family == MB_FAMILY_PHI3) {
+			SRC(L("attn_q.weight"), S("self_attn.qkv_proj.weight"), 0, h, heads);
+			SRC(L("attn_k.weight"), S("self_attn.qkv_proj.weight"), h, kv, kv_heads);
+			SRC(L("attn_v.weight"), S("self_attn.qkv_proj.weight"), h + kv, kv, 0);
+		} else {
+			SRC(L("attn_q.weight"), S("self_attn.q_proj.weight"), 0, 0, heads);
+			SRC(L("attn_k.weight"), S("self_attn.k_proj.weight"), 0, 0, kv_heads);
+			SRC(L("attn_v.weight"), S("self_attn.v_proj.weight"), 0, 0, 0);
+			if (mb_st_model_find(m, S("self_attn.q_proj.bias")) != NULL) {
+				SRC(L("attn_q.bias"), S("self_attn.q_proj.bias"), 0, 0, heads);
+				SRC(L("attn_k.bias"), S("self_attn.k_proj.bias"), 0, 0, kv_heads);
+				SRC(L("attn_v.bias"), S("self_attn.v_proj.bias"), 0, 0, 0);
+			}
+		}
+		SRC(L("attn_output.weight"), S("self_attn.o_proj.weight"), 0, 0, 0);
+		if (mb_st_model_find(m, S("self_attn.o_proj.bias")) != NULL)
+			SRC(L("attn_output.bias"), S("self_attn.o_proj.bias"), 0, 0, 0);
+		SRC(L("ffn_norm.weight"), S("post_attention_layernorm.weight"), 0, 0, 0);
+		if (c->family == MB_FAMILY_PHI3 && !split) {
+			SRC(L("ffn_up.weight"), S("mlp.gate_up_proj.weight"), 0, 0, 0);
+		} else if (c->family == MB_FAMILY_PHI3) {
+			SRC(L("ffn_gate.weight"), S("mlp.gate_up_proj.weight"), 0, ff, 0);
+			SRC(L("ffn_up.weight"), S("mlp.gate_up_proj.weight"), ff, ff, 0);
+		} else {
+			SRC(L("ffn_gate.weight"), S("mlp.gate_proj.weight"), 0, 0, 0);
+			SRC(L("ffn_up.weight"), S("mlp.up_proj.weight"), 0, 0, 0);
+		}
+		SRC(L("ffn_down.weight"), S("mlp.down_proj.weight"), 0, 0, 0);
+	}
+	SRC("output_norm.weight", "model.norm.weight", 0, 0, 0);
+	if (!c->tied)
+		SRC("output.weight", "lm_head.weight", 0, 0, 0);
+#undef SRC
+#undef L
+#undef S
+	return 0;
+}
+
+/* --- metadata --- */
+
+static void size_label(uint64_t params, char *out, size_t cap)
+{
+	double n = (double)params;
+
+	if (n >= 1e12)
+		snprintf(out, cap, "%.0fT", n / 1e12);
+	else if (n >= 1e10)
+		snprintf(out, cap, "%.0fB", n / 1e9);
+	else if (n >= 1e9)
+		snprintf(out, cap, "%.1fB", n / 1e9);
+	else if (n >= 1e6)
+		snprintf(out, cap, "%.0fM", n / 1e6);
+	else
+		snprintf(out, cap, "%.0fK", n / 1e3);
+}
+
+static int has_token(const struct mb_vocab *v, const char *t)
+{
+	uint64_t i;
+
+	for (i = 0; i < v->n; i++)
+		if (strcmp(v->tokens[i], t) == 0)
+			return 1;
+	return 0;
+}
+
+/* general.name: llama.cpp treats a name containing "phi3" or "phi-3" as
+ * Phi-3 and then requires </s>, <unk>, <s> and <|endoftext|> in the vocab
+ * (it aborts the load otherwise), so such a name is spaced out unless the
+ * vocab has them all. */
+static void model_name(const struct mb_convert_opts *o, const struct mb_vocab *v,
+		       char *out, size_t cap)
+{
+	const char *base = o->name;
+	char *p;
+
+	if (base == NULL && o->source_repo != NULL) {
+		base = strrchr(o->source_repo, '/');
+		base = base ? base + 1 : o->source_repo;
+	}
+	if (base == NULL) {
+		size_t n = strlen(o->model_dir);
+
+		while (n > 1 && o->model_dir[n - 1] == '/')
+			n--;
+		snprintf(out, cap, "%.*s", (int)n, o->model_dir);
+		p = strrchr(out, '/');
+		if (p != NULL)
+			memmove(out, p + 1, strlen(p + 1) + 1);
+	} else {
+		snprintf(out, cap, "%s", base);
+	}
+	if (has_token(v, "</s>") && has_token(v, "<unk>") && has_token(v, "<s>") &&
+	    has_token(v, "<|endoftext|>"))
+		return;
+	for (p = out; *p; p++) {
+		if (strncasecmp(p, "phi-3", 5) == 0)
+			p[3] = ' ';
+		else if (strncasecmp(p, "phi3", 4) == 0 && strlen(out) + 1 < cap) {
+			memmove(p + 4, p + 3, strlen(p + 3) + 1);
+			p[3] = ' ';
+		}
+	}
+}
+
+#define KV(call)                                                          \
+	do {                                                              \
+		rc = (call);                                              \
+		if (rc != 0)                                              \
+			return rc;                                        \
+	} while (0)
+
+static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
+			  const struct mb_modelcfg *c, const struct mb_vocab *v,
+			  const char *arch, int split, struct plan *pl,
+			  char *err, size_t errcap)
+{
+	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
+	uint32_t hd = (uint32_t)(c->q_width / heads);
+	const cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value, *type = NULL;
+	double rot = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value
+			     ? num(c, MB_CFG_PARTIAL_ROTARY_FACTOR)
+			     : 1.0;
+	uint32_t rope_dims = (uint32_t)(rot * (double)c->hidden) / heads;
+	char key[128], name[256], label[32], url[300];
+	int rc, ftype;
+
+	if (cJSON_IsObject(rs)) {
+		type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+		if (!cJSON_IsString(type))
+			type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+		if (!cJSON_IsString(type)) {
+			seterr(err, errcap, "rope_scaling has no type");
+			return MB_EUNSUPPORTED;
+		}
+	}
+	if (split && rot != 1.0) {
+		seterr(err, errcap, "the split layout cannot carry a partial "
+		       "rotary factor (%g): use --layout native", rot);
+		return MB_EUNSUPPORTED;
+	}
+	if (split && type != NULL) {
+		seterr(err, errcap, "the split layout cannot carry rope scaling "
+		       "'%s': use --layout native", type->valuestring);
+		return MB_EUNSUPPORTED;
+	}
+	model_name(o, v, name, sizeof(name));
+	size_label(c->params, label, sizeof(label));
+	ftype = o->outtype == MB_OUT_F32 ? 0 : o->outtype == MB_OUT_F16 ? 1 : 32;
+	KV(mb_gguf_w_str(w, "general.architecture", arch));
+	KV(mb_gguf_w_u32(w, "general.quantization_version", 2));
+	KV(mb_gguf_w_u32(w, "general.alignment", MB_GGUF_DEFAULT_ALIGNMENT));
+	KV(mb_gguf_w_str(w, "general.name", name));
+	KV(mb_gguf_w_str(w, "general.size_label", label));
+	KV(mb_gguf_w_u32(w, "general.file_type", (uint32_t)ftype));
+	if (o->source_repo != NULL) {
+		snprintf(url, sizeof(url), "https://huggingface.co/%s", o->source_repo);
+		KV(mb_gguf_w_str(w, "general.source.url", url));
+		KV(mb_gguf_w_str(w, "general.source.huggingface.repository",
+				 o->source_repo));
+	}
+	if (o->source_commit != NULL)
+		KV(mb_gguf_w_str(w, "mibera.source.commit", o->source_commit));
+	KV(mb_gguf_w_str(w, "mibera.version", MB_VERSION));
+	KV(mb_gguf_w_str(w, "mibera.layout", split ? "split" : "native"));
+	KV(mb_gguf_w_u32(w, "mibera.config_repairs", (uint32_t)mb_modelcfg_nrepairs(c)));
+
+#define AK(suffix) (snprintf(key, sizeof(key), "%s." suffix, arch), key)
+	KV(mb_gguf_w_u32(w, AK("context_length"),
+			 (uint32_t)num(c, MB_CFG_MAX_POSITION_EMBEDDINGS)));
+	KV(mb_gguf_w_u32(w, AK("embedding_length"), (uint32_t)c->hidden));
+	KV(mb_gguf_w_u32(w, AK("feed_forward_length"), (uint32_t)c->ff));
+	KV(mb_gguf_w_u32(w, AK("block_count"), (uint32_t)c->layers));
+	KV(mb_gguf_w_u32(w, AK("attention.head_count"), heads));
+	KV(mb_gguf_w_u32(w, AK("attention.head_count_kv"),
+			 (uint32_t)num(c, MB_CFG_NUM_KEY_VALUE_HEADS)));
+	KV(mb_gguf_w_f32(w, AK("attention.layer_norm_rms_epsilon"),
+			 (float)num(c, MB_CFG_RMS_NORM_EPS)));
+	KV(mb_gguf_w_f32(w, AK("rope.freq_base"), (float)num(c, MB_CFG_ROPE_THETA)));
+	KV(mb_gguf_w_u32(w, AK("rope.dimension_count"), rope_dims));
+	if (strcmp(arch, "phi3") == 0) {
+		const cJSON *sw = c->v[MB_CFG_SLIDING_WINDOW].value;
+		double orig = num(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS);
+
+		KV(mb_gguf_w_u32(w, AK("rope.scaling.original_context_length"),
+				 (uint32_t)orig));
+		/* 0 when null: how llama.cpp tells Phi-4 from Phi-3 */
+		KV(mb_gguf_w_u32(w, AK("attention.sliding_window"),
+				 cJSON_IsNumber(sw) ? (uint32_t)sw->valuedouble : 0));
+		if (type != NULL) {
+			double scale = num(c, MB_CFG_MAX_POSITION_EMBEDDINGS) / orig;
+			double attn = 1.0;
+
+			if (strcmp(type->valuestring, "longrope") != 0 &&
+			    strcmp(type->valuestring, "su") != 0) {
+				seterr(err, errcap, "rope scaling '%s' is not "
+				       "supported for Phi-3", type->valuestring);
+				return MB_EUNSUPPORTED;
+			}
+			if (scale > 1.0)
+				attn = sqrt(1 + log(scale) / log(orig));
+			KV(mb_gguf_w_f32(w, AK("rope.scaling.attn_factor"), (float)attn));
+			KV(add_gen(pl, "rope_factors_long.weight",
+				   cJSON_GetObjectItemCaseSensitive(rs, "long_factor"),
+				   rope_dims / 2, NULL));
+			KV(add_gen(pl, "rope_factors_short.weight",
+				   cJSON_GetObjectItemCaseSensitive(rs, "short_factor"),
+				   rope_dims / 2, NULL));
+		}
+	} else {
+		KV(mb_gguf_w_u32(w, AK("vocab_size"), (uint32_t)c->vocab_rows));
+		if (hd * heads != c->hidden) {
+			KV(mb_gguf_w_u32(w, AK("attention.key_length"), hd));
+			KV(mb_gguf_w_u32(w, AK("attention.value_length"), hd));
+		}
+		if (type != NULL && strcmp(type->valuestring, "llama3") == 0) {
+			/* llama.cpp takes Llama 3's frequency scaling as a
+			 * tensor of per-pair factors, computed as the reference
+			 * converter does */
+			double base = num(c, MB_CFG_ROPE_THETA);
+			const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+			const cJSON *lo = cJSON_GetObjectItemCaseSensitive(rs, "low_freq_factor");
+			const cJSON *hi = cJSON_GetObjectItemCaseSensitive(rs, "high_freq_factor");
+			const cJSON *oc = cJSON_GetObjectItemCaseSensitive(
+				rs, "original_max_position_embeddings");
+			double factor = cJSON_IsNumber(f) ? f->valuedouble : 8.0;
+			double lf = cJSON_IsNumber(lo) ? lo->valuedouble : 1.0;
+			double hf = cJSON_IsNumber(hi) ? hi->valuedouble : 4.0;
+			double old = cJSON_IsNumber(oc) ? oc->valuedouble : 8192;
+			float vals[512];
+			uint32_t i;
+
+			if (hd / 2 > 512 || hf == lf) {
+				seterr(err, errcap, "llama3 rope scaling with head "
+				       "size %u or equal frequency factors", hd);
+				return MB_EUNSUPPORTED;
+			}
+			for (i = 0; i < hd / 2; i++) {
+				double freq = 1.0 / pow(base, (2.0 * i) / hd);
+				double wl = 2 * M_PI / freq;
+
+				if (wl < old / hf)
+					vals[i] = 1;
+				else if (wl > old / lf)
+					vals[i] = (float)factor;
+				else {
+					double s = (old / wl - lf) / (hf - lf);
+
+					vals[i] = (float)(1 / ((1 - s) / factor + s));
+				}
+			}
+			KV(add_gen(pl, "rope_freqs.weight", NULL, hd / 2, vals));
+		} else if (type != NULL && strcmp(type->valuestring, "linear") == 0) {
+			const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+
+			if (!cJSON_IsNumber(f) || !(f->valuedouble > 0)) {
+				seterr(err, errcap, "linear rope scaling needs a "
+				       "positive factor");
+				return MB_EUNSUPPORTED;
+			}
+			KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "linear"));
+			KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
+					 (float)f->valuedouble));
+		} else if (type != NULL) {
+			seterr(err, errcap, "rope scaling '%s' is not supported",
+			       type->valuestring);
+			return MB_EUNSUPPORTED;
+		}
+	}
+#undef AK
+	return mb_vocab_to_gguf(v, w);
+}
+#undef KV
+
+/* --- the conversion --- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *read_small(const char *dir, const char *name, size_t *len)
+{
+	char path[4200];
+	char *data = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	*len = 0;
+	if (mb_read_file(path, MAX_SMALL_FILE, &data, len) != 0)
+		return NULL;
+	return data;
+}
+
+/* Splits every piece into units of about UNIT_BYTES, whole heads for
+ * permuted pieces. */
+static int make_units(struct job *jb)
+{
+	size_t i, n = 0, cap = 0;
+	struct unit *u = NULL;
+
+	jb->buf_bytes = 0;
+	for (i = 0; i < jb->npieces; i++) {
+		const struct piece *p = &jb->pieces[i];
+		size_t row = p->cols * (mb_num_size(p->in) > mb_num_size(p->out)
+						? mb_num_size(p->in)
+						: mb_num_size(p->out));
+		uint64_t step = UNIT_BYTES / (row ? row : 1), r;
+
+		if (step == 0)
+			step = 1;
+		if (p->heads != 0) {
+			uint64_t per = p->rows / p->heads;
+
+			step = step < per ? per : step - step % per;
+		}
+		if (step * row > jb->buf_bytes)
+			jb->buf_bytes = step * row;
+		for (r = 0; r < p->rows; r += step) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 256;
+				void *q = mb_realloc(u, nc * sizeof(*u));
+
+				if (q == NULL) {
+					free(u);
+					return MB_ENOMEM;
+				}
+				u = q;
+				cap = nc;
+			}
+			u[n].piece = i;
+			u[n].r0 = r;
+			u[n].r1 = r + step < p->rows ? r + step : p->rows;
+			n++;
+		}
+	}
+	jb->units = u;
+	jb->nunits = n;
+	return 0;
+}
+
+static int ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
+	       char *err, size_t errcap)
+{
+	struct mb_st_model *m = NULL;
+	struct mb_modelcfg *c = NULL;
+	struct mb_vocab *v = NULL;
+	struct mb_gguf_w w;
+	struct mb_afile af = { .fd = -1 };
+	struct plan pl;
+	struct job jb;
+	pthread_t th[MAX_THREADS];
+	char *cfg = NULL, *card = NULL, sub[512], dir[4096], *slash;
+	const char *arch;
+	size_t cfg_len, card_len, i;
+	uint64_t total = 0, avail;
+	int rc, split, nth = 0, started = 0, w_inited = 0, af_open = 0;
+	double t0;
+
+	memset(r, 0, sizeof(*r));
+	memset(&pl, 0, sizeof(pl));
+	memset(&jb, 0, sizeof(jb));
+	pthread_mutex_init(&jb.err_mu, NULL);
+	t0 = now_s();
+
+	rc = mb_st_model_open_dir(o->model_dir, &m, sub, sizeof(sub));
+	if (rc != 0) {
+		seterr(err, errcap, "cannot read the model in '%s': %s",
+		       o->model_dir, sub);
+		goto out;
+	}
+	cfg = read_small(o->model_dir, "config.json", &cfg_len);
+	card = read_small(o->model_dir, "README.md", &card_len);
+	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, o->base_config,
+			       o->base_config_len, &c, sub, sizeof(sub));
+	if (rc != 0) {
+		seterr(err, errcap, "%s", sub);
+		goto out;
+	}
+	if (!c->convertible) {
+		seterr(err, errcap, "cannot convert: %s", c->reason);
+		rc = MB_EUNSUPPORTED;
+		goto out;
+	}
+	split = c->family == MB_FAMILY_PHI3 && o->layout == MB_LAYOUT_SPLIT;
+	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3" : "llama";
+	rc = mb_vocab_load_dir(o->model_dir, c->vocab_rows, &v, sub, sizeof(sub));
+	if (rc != 0) {
+		seterr(err, errcap, "tokenizer: %s", sub);
+		goto out;
+	}
+
+	/* the sources stay open for the threads' preads */
+	pl.fds = mb_calloc(m->nshards, sizeof(int));
+	if (pl.fds == NULL) {
+		rc = MB_ENOMEM;
+		goto out;
+	}
+	pl.nfds = m->nshards;
+	for (i = 0; i < m->nshards; i++)
+		pl.fds[i] = -1;
+	for (i = 0; i < m->nshards; i++) {
+		snprintf(dir, sizeof(dir), "%s/%s", o->model_dir, m->shards[i]);
+		pl.fds[i] = open(dir, O_RDONLY | O_CLOEXEC);
+		if (pl.fds[i] < 0) {
+			rc = mb_err_from_errno(errno);
+			seterr(err, errcap, "cannot open '%s': %s", dir,
+			       strerror(errno));
+			goto out;
+		}
+		posix_fadvise(pl.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	rc = plan_tensors(&pl, m, c, split,
+			  o->outtype == MB_OUT_F32 ? MB_NUM_F32
+			  : o->outtype == MB_OUT_F16 ? MB_NUM_F16
+						     : MB_NUM_BF16,
+			  err, errcap);
+	if (rc != 0)
+		goto out;
+
+	rc = mb_gguf_w_init(&w, MB_GGUF_DEFAULT_ALIGNMENT);
+	if (rc != 0)
+		goto out;
+	w_inited = 1;
+	rc = write_metadata(&w, o, c, v, arch, split, &pl, err, errcap);
+	if (rc != 0) {
+		if (err != NULL && err[0] == '\0')
+			seterr(err, errcap, "cannot write the metadata: %s",
+			       mb_strerror(rc));
+		goto out;
+	}
+	for (i = 0; i < pl.n; i++) {
+		struct piece *p = &pl.pieces[i];
+		uint64_t ne[2];
+		uint32_t nd;
+
+		if (p->src == NULL || p->src->ndim == 1) {
+			ne[0] = p->rows * p->cols;
+			nd = 1;
+		} else {
+			ne[0] = p->cols;
+			ne[1] = p->rows;
+			nd = 2;
+		}
+		rc = mb_gguf_w_tensor(&w, p->name, p->gtype, nd, ne);
+		if (rc < 0) {
+			seterr(err, errcap, "tensor '%s': %s", p->name,
+			       mb_strerror(rc));
+			goto out;
+		}
+	}
+	rc = mb_gguf_w_layout(&w);
+	if (rc != 0) {
+		seterr(err, errcap, "cannot lay out the file: %s", mb_strerror(rc));
+		goto out;
+	}
+	for (i = 0; i < pl.n; i++) {
+		pl.pieces[i].dst_off = w.tensors[i].offset;
+		total += pl.pieces[i].rows * pl.pieces[i].cols *
+			 mb_num_size(pl.pieces[i].out);
+	}
+
+	/* room first: a full disk is an error now, not at 90% */
+	snprintf(dir, sizeof(dir), "%s", o->out_path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (mb_fs_free_space(dir, &avail) == 0 && avail < w.file_size) {
+		seterr(err, errcap, "'%s' needs %.2f GB and only %.2f GB are free "
+		       "in '%s'", o->out_path, (double)w.file_size / 1e9,
+		       (double)avail / 1e9, dir);
+		rc = MB_ENOSPC;
+		goto out;
+	}
+	rc = mb_afile_open(&af, o->out_path, 0644);
+	if (rc != 0) {
+		seterr(err, errcap, "cannot create '%s.part': %s", o->out_path,
+		       mb_strerror(rc));
+		goto out;
+	}
+	af_open = 1;
+	{
+		int e = posix_fallocate(af.fd, 0, (off_t)w.file_size);
+
+		if (e == EOPNOTSUPP || e == EINVAL)
+			e = ftruncate(af.fd, (off_t)w.file_size) == 0 ? 0 : errno;
+		if (e != 0) {
+			rc = mb_err_from_errno(e);
+			seterr(err, errcap, "cannot reserve %.2f GB for '%s': %s",
+			       (double)w.file_size / 1e9, o->out_path, strerror(e));
+			goto out;
+		}
+	}
+	rc = mb_gguf_w_write_header(&w, af.fd);
+	if (rc != 0) {
+		seterr(err, errcap, "cannot write '%s': %s", o->out_path,
+		       mb_strerror(rc));
+		goto out;
+	}
+
+	/* the data */
+	jb.pieces = pl.pieces;
+	jb.npieces = pl.n;
+	jb.out_fd = af.fd;
+	rc = make_units(&jb);
+	if (rc != 0)
+		goto out;
+	nth = o->threads > 0 ? (o->threads > MAX_THREADS ? MAX_THREADS : o->threads)
+			     : ncpus();
+	{
+		double start = now_s(), last = 0;
+		int done = 0;
+
+		for (started = 0; started < nth; started++)
+			if (pthread_create(&th[started], NULL, worker_main, &jb) != 0)
+				break;
+		if (started == 0) {
+			rc = MB_ENOMEM;
+			seterr(err, errcap, "cannot start conversion threads");
+			goto out;
+		}
+		while (!done) {
+			struct mb_convert_progress pr;
+			struct timespec ts = { 0, 50 * 1000000L };
+
+			nanosleep(&ts, NULL);
+			pr.done = atomic_load(&jb.done);
+			pr.total = total;
+			pr.seconds = now_s() - start;
+			done = atomic_load(&jb.exited) == started;
+			pr.finished = 0;
+			if (o->progress != NULL && pr.seconds - last >= 0.5) {
+				o->progress(&pr, o->progress_ctx);
+				last = pr.seconds;
+			}
+		}
+		for (i = 0; i < (size_t)started; i++)
+			pthread_join(th[i], NULL);
+		started = 0;
+		if (atomic_load(&jb.rc) != 0) {
+			rc = atomic_load(&jb.rc);
+			seterr(err, errcap, "%s", jb.err);
+			goto out;
+		}
+		if (o->progress != NULL) {
+			struct mb_convert_progress pr = {
+				atomic_load(&jb.done), total, now_s() - start, 1
+			};
+
+			o->progress(&pr, o->progress_ctx);
+		}
+	}
+	af_open = 0;
+	rc = mb_afile_commit(&af);
+	if (rc != 0) {
+		seterr(err, errcap, "cannot finish '%s': %s", o->out_path,
+		       mb_strerror(rc));
+		goto out;
+	}
+	snprintf(r->arch, sizeof(r->arch), "%s", arch);
+	r->ntensors = pl.n;
+	r->file_size = w.file_size;
+	r->data_bytes = total;
+	r->nrepairs = mb_modelcfg_nrepairs(c);
+	r->seconds = now_s() - t0;
+out:
+	for (i = 0; i < (size_t)started; i++)
+		pthread_join(th[i], NULL);
+	if (af_open)
+		mb_afile_abort(&af);
+	if (w_inited)
+		mb_gguf_w_release(&w);
+	for (i = 0; i < pl.n; i++)
+		free(pl.pieces[i].gen);
+	free(pl.pieces);
+	for (i = 0; i < pl.nfds; i++)
+		if (pl.fds[i] >= 0)
+			close(pl.fds[i]);
+	free(pl.fds);
+	free(jb.units);
+	pthread_mutex_destroy(&jb.err_mu);
+	mb_vocab_free(v);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+	free(cfg);
+	free(card);
+	return rc;
+}

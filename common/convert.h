@@ -1,0 +1,84 @@
+/*
+ * convert: a Hugging Face safetensors model to one GGUF file, streaming.
+ *
+ * The model is inspected first (common/modelcfg): the conversion uses the
+ * repaired configuration, never the claims of config.json, and refuses
+ * what it cannot convert with the reason. The whole layout is computed
+ * before a byte of data is written; the output is NAME.part with its full
+ * size reserved up front (a full disk fails at once, not at 90%), then
+ * each tensor is written at its offset by a pool of threads that read the
+ * source rows with pread (or copy them in the kernel when nothing needs
+ * converting), convert them in blocks of a few MiB and write them with
+ * pwrite. Memory stays bounded whatever the model size. The file is
+ * fsynced and renamed into place only when complete.
+ *
+ * Layouts: "native" keeps Phi-3's fused attn_qkv and ffn_up (2 * n_ff)
+ * under arch phi3; "split" writes arch llama with q/k/v and gate/up split
+ * by rows and q, k permuted for llama.cpp's NORM rope. Llama-family models
+ * are always written as llama.
+ */
+#ifndef MB_CONVERT_H
+#define MB_CONVERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mb_layout {
+	MB_LAYOUT_NATIVE,
+	MB_LAYOUT_SPLIT,
+};
+
+enum mb_outtype {
+	MB_OUT_F16,
+	MB_OUT_BF16,
+	MB_OUT_F32,
+};
+
+struct mb_convert_progress {
+	uint64_t done, total;	/* tensor data bytes written, to write */
+	double seconds;		/* since the data started */
+	int finished;
+};
+
+typedef void (*mb_convert_progress_fn)(const struct mb_convert_progress *p,
+				       void *ctx);
+
+struct mb_convert_opts {
+	const char *model_dir;
+	const char *out_path;
+	enum mb_layout layout;
+	enum mb_outtype outtype;
+	int threads;			/* 0: the CPU count, at most 16 */
+	const char *name;		/* general.name; NULL: from repo or dir */
+	const char *source_repo;	/* org/name, or NULL */
+	const char *source_commit;	/* 40 hex, or NULL */
+	const char *base_config;	/* the named base's config.json, or NULL */
+	size_t base_config_len;
+	mb_convert_progress_fn progress;	/* called about twice a second */
+	void *progress_ctx;
+};
+
+struct mb_convert_result {
+	char arch[16];
+	uint64_t ntensors;
+	uint64_t file_size;
+	uint64_t data_bytes;
+	size_t nrepairs;
+	double seconds;
+};
+
+/* Returns the layout named s ("native", "split"), or -1. */
+int mb_layout_parse(const char *s);
+
+/* Returns the output type named s ("f16", "bf16", "f32"), or -1. */
+int mb_outtype_parse(const char *s);
+
+/* Converts as o says. On failure returns an mb_err code with a message in
+ * err (the output path is untouched and no .part is left):
+ * MB_EUNSUPPORTED for a model mibera cannot convert (the reason names
+ * what was seen), MB_ENOSPC when the output does not fit, MB_EFORMAT for
+ * broken input files, MB_EIO and others for I/O. */
+int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
+	       char *err, size_t errcap);
+
+#endif

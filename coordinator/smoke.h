@@ -1,0 +1,35 @@
+/*
+ * smoke: the short CPU inference mibera runs on every artifact before it
+ * calls a job done. libllama loads the file on the CPU, evaluates a fixed
+ * prompt (through the model's chat template when it has one), generates
+ * tokens greedily and records what a person needs to trust the file: load
+ * time, prompt and generation speed, peak memory, whether every logit was
+ * finite, and the text. A file llama.cpp cannot load fails with
+ * llama.cpp's own message.
+ */
+#ifndef MB_SMOKE_H
+#define MB_SMOKE_H
+
+#include <stdint.h>
+
+#define MB_SMOKE_PROMPT "Write one sentence about the sea."
+
+struct mb_smoke_result {
+	double load_s;
+	int n_prompt, n_gen;
+	double prompt_tps, gen_tps;
+	uint64_t peak_rss;	/* bytes, this process, during the run */
+	int finite;		/* every logit looked at was finite */
+	int templated;		/* the chat template was applied */
+	char text[2048];	/* the generated text (truncated) */
+	char error[1024];	/* why it failed; "" on success */
+};
+
+/* Runs the smoke test on the GGUF at path: prompt (NULL: MB_SMOKE_PROMPT),
+ * n_gen tokens at most, threads (0: 2). Returns 0 when the file loaded,
+ * ran and every logit was finite; otherwise a negative mb_err code with
+ * r->error saying why. */
+int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
+		 struct mb_smoke_result *r);
+
+#endif

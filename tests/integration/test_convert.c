@@ -1,0 +1,456 @@
+/* The converter, end to end: fixtures converted in both layouts and three
+ * output types, loaded by the real libllama, and their logits compared
+ * with the plain reference forward pass over the safetensors. Proves the
+ * comparison bites (swapped gate/up, a skipped q/k permutation), that
+ * every tensor is the source after the expected conversion, and that
+ * failures leave nothing behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/convert.h"
+#include "common/err.h"
+#include "common/fault.h"
+#include "common/fs.h"
+#include "common/gguf.h"
+#include "common/half.h"
+#include "common/safetensors.h"
+#include "llm.h"
+#include "model.h"
+#include "reference.h"
+#include "th.h"
+
+#define NTOK 48
+
+static char root[512];
+static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
+static int32_t toks[NTOK];
+static float *ref_phi, *ref_llama;
+static int nv_phi, nv_llama;
+
+static void gen(char *dir, size_t cap, const char *name, const char *preset,
+		const char *config)
+{
+	const char *extra[] = { "--config", config, NULL };
+
+	snprintf(dir, cap, "%s/%s", root, name);
+	assert_int_equal(th_mkmodel(dir, preset, extra), 0);
+}
+
+static int setup(void **state)
+{
+	char err[512];
+	int i;
+
+	(void)state;
+	if (th_tmpdir("convert", root, sizeof(root)) != 0)
+		return -1;
+	gen(phi_bad, sizeof(phi_bad), "phi-broken", "phi4-tiny", "broken");
+	gen(phi_good, sizeof(phi_good), "phi-correct", "phi4-tiny", "correct");
+	gen(llama_good, sizeof(llama_good), "llama-correct", "llama-tiny", "correct");
+	gen(llama_bad, sizeof(llama_bad), "llama-broken", "llama-tiny", "broken");
+	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
+	for (i = 0; i < NTOK; i++)
+		toks[i] = (int32_t)((i * 7919 + 13) % 499);
+	if (ref_logits(phi_good, toks, NTOK, &ref_phi, &nv_phi, err,
+		       sizeof(err)) != 0 ||
+	    ref_logits(llama_good, toks, NTOK, &ref_llama, &nv_llama, err,
+		       sizeof(err)) != 0) {
+		fprintf(stderr, "reference: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(ref_phi);
+	free(ref_llama);
+	th_rmtree(root);
+	return 0;
+}
+
+static void convert(const char *src, const char *out, enum mb_layout layout,
+		    enum mb_outtype type, struct mb_convert_result *r)
+{
+	struct mb_convert_opts o;
+	char err[1024] = "";
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.model_dir = src;
+	o.out_path = out;
+	o.layout = layout;
+	o.outtype = type;
+	o.threads = 2;
+	rc = mb_convert(&o, r, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("convert %s -> %s: %s", src, out, err);
+}
+
+/* Converts, runs with libllama, compares with the reference. */
+static void fidelity(const char *src, const char *name, enum mb_layout layout,
+		     enum mb_outtype type, const float *ref, int nv,
+		     double limit, float **keep)
+{
+	struct mb_convert_result r;
+	char out[700], err[2048];
+	double rel, top1;
+	float *got;
+	int n;
+
+	snprintf(out, sizeof(out), "%s/%s.gguf", root, name);
+	convert(src, out, layout, type, &r);
+	if (th_llama_logits(out, toks, NTOK, &got, &n, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", name, err);
+	assert_int_equal(n, nv);
+	th_logits_compare(ref, got, NTOK, nv, &rel, &top1);
+	print_message("%-22s %-6s rel max err %.2e, top-1 %.0f%%\n", name,
+		      r.arch, rel, top1 * 100);
+	if (!(rel <= limit) || top1 < 1.0)
+		fail_msg("%s: relative error %.3e (limit %.1e), top-1 %.1f%%",
+			 name, rel, limit, top1 * 100);
+	if (keep != NULL)
+		*keep = got;
+	else
+		free(got);
+}
+
+static void test_phi4_native_f32(void **state)
+{
+	struct mb_gguf *g;
+	char path[700], err[512];
+
+	(void)state;
+	/* from the BROKEN config: the repairs are what make it right */
+	fidelity(phi_bad, "phi-native-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref_phi,
+		 nv_phi, 5e-3, NULL);
+	snprintf(path, sizeof(path), "%s/phi-native-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_int_equal(g->ntensors, 6 * 3 + 3);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s, "phi3");
+	assert_int_equal(mb_gguf_kv(g, "phi3.block_count")->v.u, 3);
+	assert_int_equal(mb_gguf_kv(g, "phi3.attention.head_count")->v.u, 4);
+	assert_int_equal(mb_gguf_kv(g, "phi3.attention.head_count_kv")->v.u, 1);
+	assert_int_equal(mb_gguf_kv(g, "phi3.attention.sliding_window")->v.u, 0);
+	assert_non_null(mb_gguf_tensor(g, "blk.2.attn_qkv.weight"));
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.ffn_up.weight")->ne[1], 2 * 1792);
+	mb_gguf_free(g);
+}
+
+static void test_phi4_split_f32_and_agreement(void **state)
+{
+	float *native, *split;
+	struct mb_gguf *g;
+	char path[700], err[2048];
+	double rel, top1;
+	int n;
+
+	(void)state;
+	fidelity(phi_bad, "phi-split-f32", MB_LAYOUT_SPLIT, MB_OUT_F32, ref_phi,
+		 nv_phi, 5e-3, &split);
+	snprintf(path, sizeof(path), "%s/phi-split-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_int_equal(g->ntensors, 9 * 3 + 3);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s, "llama");
+	mb_gguf_free(g);
+	snprintf(path, sizeof(path), "%s/phi-native-f32.gguf", root);
+	if (access(path, F_OK) != 0) {
+		struct mb_convert_result r;
+
+		convert(phi_bad, path, MB_LAYOUT_NATIVE, MB_OUT_F32, &r);
+	}
+	assert_int_equal(th_llama_logits(path, toks, NTOK, &native, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(native, split, NTOK, n, &rel, &top1);
+	print_message("native vs split f32: rel max err %.2e\n", rel);
+	assert_true(rel <= 1e-3);
+	assert_true(top1 == 1.0);
+	free(native);
+	free(split);
+}
+
+static void test_phi4_f16_and_bf16(void **state)
+{
+	(void)state;
+	fidelity(phi_bad, "phi-native-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref_phi,
+		 nv_phi, 1e-2, NULL);
+	fidelity(phi_bad, "phi-split-f16", MB_LAYOUT_SPLIT, MB_OUT_F16, ref_phi,
+		 nv_phi, 1e-2, NULL);
+	fidelity(phi_bad, "phi-native-bf16", MB_LAYOUT_NATIVE, MB_OUT_BF16,
+		 ref_phi, nv_phi, 1e-2, NULL);
+}
+
+static void test_llama(void **state)
+{
+	(void)state;
+	fidelity(llama_good, "llama-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref_llama,
+		 nv_llama, 5e-3, NULL);
+	fidelity(llama_good, "llama-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref_llama,
+		 nv_llama, 1e-2, NULL);
+}
+
+/* Rewrites tensor data in a copy of a GGUF, to prove the comparison
+ * catches a converter that gets the layout wrong. */
+static void sabotage(const char *in, const char *out, int what)
+{
+	struct mb_gguf *g;
+	char err[512], name[64];
+	char *data;
+	size_t len;
+	uint64_t l;
+	int fd;
+
+	data = th_slurp(in, &len);
+	assert_non_null(data);
+	assert_int_equal(mb_gguf_read(in, &g, err, sizeof(err)), 0);
+	for (l = 0; l < 3; l++) {
+		const struct mb_gguf_tensor *a, *b;
+
+		if (what == 0) {
+			/* gate and up swapped */
+			snprintf(name, sizeof(name), "blk.%llu.ffn_gate.weight",
+				 (unsigned long long)l);
+			a = mb_gguf_tensor(g, name);
+			snprintf(name, sizeof(name), "blk.%llu.ffn_up.weight",
+				 (unsigned long long)l);
+			b = mb_gguf_tensor(g, name);
+			assert_int_equal(a->size, b->size);
+			{
+				char *tmp = malloc(a->size);
+
+				memcpy(tmp, data + a->offset, a->size);
+				memcpy(data + a->offset, data + b->offset, a->size);
+				memcpy(data + b->offset, tmp, a->size);
+				free(tmp);
+			}
+		} else {
+			/* q rows back in the source order: the permutation
+			 * skipped */
+			uint64_t rows, per, half, s, cols;
+			float *q, *orig;
+
+			snprintf(name, sizeof(name), "blk.%llu.attn_q.weight",
+				 (unsigned long long)l);
+			a = mb_gguf_tensor(g, name);
+			assert_int_equal(a->type, MB_GGML_F32);
+			cols = a->ne[0];
+			rows = a->ne[1];
+			per = rows / 4; /* 4 heads */
+			half = per / 2;
+			q = (float *)(data + a->offset);
+			orig = malloc(a->size);
+			memcpy(orig, q, a->size);
+			for (s = 0; s < rows; s++) {
+				uint64_t h = s / per, r = s % per;
+				uint64_t t = r / half, aa = r % half;
+				uint64_t j = h * per + 2 * aa + t;
+
+				memcpy(q + s * cols, orig + j * cols, cols * 4);
+			}
+			free(orig);
+		}
+	}
+	mb_gguf_free(g);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_write_all(fd, data, len), 0);
+	close(fd);
+	free(data);
+}
+
+static void test_comparison_bites(void **state)
+{
+	char split[700], bad[700], err[2048];
+	struct mb_convert_result r;
+	double rel, top1;
+	float *got;
+	int n, what;
+
+	(void)state;
+	snprintf(split, sizeof(split), "%s/phi-split-f32.gguf", root);
+	if (access(split, F_OK) != 0)
+		convert(phi_bad, split, MB_LAYOUT_SPLIT, MB_OUT_F32, &r);
+	for (what = 0; what < 2; what++) {
+		snprintf(bad, sizeof(bad), "%s/sabotaged-%d.gguf", root, what);
+		sabotage(split, bad, what);
+		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+						 sizeof(err)),
+				 0);
+		th_logits_compare(ref_phi, got, NTOK, n, &rel, &top1);
+		print_message("%s: rel max err %.2e, top-1 %.0f%% (must fail)\n",
+			      what == 0 ? "gate/up swapped" : "q not permuted",
+			      rel, top1 * 100);
+		assert_true(rel > 5e-3 || top1 < 1.0);
+		free(got);
+	}
+}
+
+/* Every tensor of a bf16 native file is a byte copy of its source. */
+static void test_tensors_read_back(void **state)
+{
+	static const struct {
+		const char *gguf, *src;
+	} map[] = {
+		{ "token_embd.weight", "model.embed_tokens.weight" },
+		{ "output.weight", "lm_head.weight" },
+		{ "blk.1.attn_qkv.weight", "model.layers.1.self_attn.qkv_proj.weight" },
+		{ "blk.2.ffn_up.weight", "model.layers.2.mlp.gate_up_proj.weight" },
+		{ "blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight" },
+		{ "blk.0.attn_output.weight", "model.layers.0.self_attn.o_proj.weight" },
+	};
+	struct mb_convert_result r;
+	struct mb_st_model *m;
+	struct mb_gguf *g;
+	char out[700], err[512], shard[800];
+	size_t i;
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/phi-native-bf16.gguf", root);
+	if (access(out, F_OK) != 0)
+		convert(phi_bad, out, MB_LAYOUT_NATIVE, MB_OUT_BF16, &r);
+	assert_int_equal(mb_gguf_read(out, &g, err, sizeof(err)), 0);
+	assert_int_equal(mb_st_model_open_dir(phi_bad, &m, err, sizeof(err)), 0);
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const struct mb_gguf_tensor *t = mb_gguf_tensor(g, map[i].gguf);
+		const struct mb_st_tensor *s = mb_st_model_find(m, map[i].src);
+		size_t n = (size_t)(s->end - s->begin), got;
+		char *a = malloc(n), *b = malloc(n);
+		int fa = open(out, O_RDONLY), fb;
+
+		snprintf(shard, sizeof(shard), "%s/%s", phi_bad, m->shards[s->shard]);
+		fb = open(shard, O_RDONLY);
+		assert_int_equal(t->type, MB_GGML_BF16);
+		assert_int_equal(t->size, n);
+		assert_int_equal(mb_pread_full(fa, a, n, t->offset, &got), 0);
+		assert_int_equal(mb_pread_full(fb, b, n,
+					       m->files[s->shard]->data_start + s->begin,
+					       &got),
+				 0);
+		if (memcmp(a, b, n) != 0)
+			fail_msg("'%s' is not a copy of '%s'", map[i].gguf, map[i].src);
+		close(fa);
+		close(fb);
+		free(a);
+		free(b);
+	}
+	/* norms are F32, widened exactly */
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_norm.weight")->type,
+			 MB_GGML_F32);
+	mb_st_model_free(m);
+	mb_gguf_free(g);
+}
+
+static int run_worker(const char *args, char *out, size_t cap)
+{
+	char cmd[2048];
+	FILE *p;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s/mibera-worker %s 2>&1", MB_BINARY_DIR, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void **state)
+{
+	char args[2048], out[8192], path[700];
+	struct mb_gguf *g;
+	char err[512];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/cli.gguf", root);
+	snprintf(args, sizeof(args), "convert %s %s --layout split --outtype f16 "
+		 "--name my-phi3-finetune --repo org/x", phi_bad, path);
+	if (run_worker(args, out, sizeof(out)) != 0)
+		fail_msg("mibera-worker %s: %s", args, out);
+	assert_non_null(strstr(out, "converted"));
+	assert_non_null(strstr(out, "peak RSS"));
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	/* "phi3" in general.name makes llama.cpp demand tokens this vocab
+	 * lacks: the name is written so that it does not */
+	assert_string_equal(mb_gguf_kv(g, "general.name")->v.s, "my-phi 3-finetune");
+	assert_string_equal(mb_gguf_kv(g, "general.source.huggingface.repository")->v.s,
+			    "org/x");
+	mb_gguf_free(g);
+	/* not convertible: exit 3 with the reason */
+	snprintf(args, sizeof(args), "convert %s %s/no.gguf", llama_bad, root);
+	assert_int_equal(run_worker(args, out, sizeof(out)), 3);
+	assert_non_null(strstr(out, "head count unknown"));
+	snprintf(path, sizeof(path), "%s/no.gguf", root);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(args, sizeof(args), "convert %s", phi_bad);
+	assert_int_equal(run_worker(args, out, sizeof(out)), 2);
+	snprintf(args, sizeof(args), "convert %s %s/x.gguf --outtype q4", phi_bad, root);
+	assert_int_equal(run_worker(args, out, sizeof(out)), 2);
+}
+
+static void test_full_disk_leaves_nothing(void **state)
+{
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	char out[700], part[720], err[1024] = "";
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/full.gguf", root);
+	snprintf(part, sizeof(part), "%s.part", out);
+	memset(&o, 0, sizeof(o));
+	o.model_dir = phi_bad;
+	o.out_path = out;
+	o.outtype = MB_OUT_F16;
+	o.threads = 2;
+	mb_fault_set(MB_FAULT_WRITE, 5, -1, ENOSPC);
+	assert_int_equal(mb_convert(&o, &r, err, sizeof(err)), MB_ENOSPC);
+	mb_fault_clear();
+	assert_non_null(strstr(err, "no space left"));
+	assert_int_equal(access(out, F_OK), -1);
+	assert_int_equal(access(part, F_OK), -1);
+	/* a truncated shard: an error naming the tensor, nothing left */
+	{
+		char shard[800], copy[700], cmd[2048];
+
+		snprintf(copy, sizeof(copy), "%s/phi-cut", root);
+		snprintf(cmd, sizeof(cmd), "cp -r %s %s", phi_bad, copy);
+		assert_int_equal(system(cmd), 0);
+		snprintf(shard, sizeof(shard), "%s/model-00002-of-00002.safetensors",
+			 copy);
+		assert_int_equal(truncate(shard, 4096), 0);
+		o.model_dir = copy;
+		assert_int_not_equal(mb_convert(&o, &r, err, sizeof(err)), 0);
+		assert_int_equal(access(out, F_OK), -1);
+		assert_int_equal(access(part, F_OK), -1);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_phi4_native_f32),
+		cmocka_unit_test(test_phi4_split_f32_and_agreement),
+		cmocka_unit_test(test_phi4_f16_and_bf16),
+		cmocka_unit_test(test_llama),
+		cmocka_unit_test(test_comparison_bites),
+		cmocka_unit_test(test_tensors_read_back),
+		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_full_disk_leaves_nothing),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,118 @@
+/*
+ * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
+ *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
+ *     [--commit SHA]
+ * Converts a safetensors model to GGUF (common/convert.h), with a progress
+ * line on a terminal and a summary at the end: tensors, size, time, rate
+ * and the peak memory the process used.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/convert.h"
+#include "common/err.h"
+#include "worker/verbs.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mibera-worker convert MODEL_DIR OUT.gguf [--layout "
+		   "native|split]\n"
+		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
+		   "           [--repo ORG/NAME] [--commit SHA]\n");
+}
+
+static void on_progress(const struct mb_convert_progress *p, void *ctx)
+{
+	int tty = *(int *)ctx;
+	double rate = p->seconds > 0 ? (double)p->done / p->seconds : 0;
+	double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+
+	if (tty)
+		fprintf(stderr, "\rconvert: %5.1f%%  %8.1f MB of %.1f MB  %7.1f MB/s  "
+			"eta %4.0f s ", p->total ? 100.0 * (double)p->done /
+							  (double)p->total : 100.0,
+			(double)p->done / 1e6, (double)p->total / 1e6, rate / 1e6,
+			eta);
+	if (tty && p->finished)
+		fputc('\n', stderr);
+}
+
+int verb_convert(int argc, char **argv)
+{
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	struct rusage ru;
+	char err[1024] = "";
+	int i, rc, tty = isatty(2), npos = 0;
+
+	memset(&o, 0, sizeof(o));
+	o.layout = MB_LAYOUT_NATIVE;
+	o.outtype = MB_OUT_F16;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "--layout") == 0 && v) {
+			if ((rc = mb_layout_parse(v)) < 0)
+				goto bad;
+			o.layout = (enum mb_layout)rc;
+			i++;
+		} else if (strcmp(a, "--outtype") == 0 && v) {
+			if ((rc = mb_outtype_parse(v)) < 0)
+				goto bad;
+			o.outtype = (enum mb_outtype)rc;
+			i++;
+		} else if (strcmp(a, "--threads") == 0 && v) {
+			char *end;
+			long n = strtol(v, &end, 10);
+
+			if (*v == '\0' || *end != '\0' || n < 1 || n > 64)
+				goto bad;
+			o.threads = (int)n;
+			i++;
+		} else if (strcmp(a, "--name") == 0 && v) {
+			o.name = argv[++i];
+		} else if (strcmp(a, "--repo") == 0 && v) {
+			o.source_repo = argv[++i];
+		} else if (strcmp(a, "--commit") == 0 && v) {
+			o.source_commit = argv[++i];
+		} else if (a[0] == '-') {
+			goto bad;
+		} else if (npos == 0) {
+			o.model_dir = a;
+			npos++;
+		} else if (npos == 1) {
+			o.out_path = a;
+			npos++;
+		} else {
+			goto bad;
+		}
+	}
+	if (npos != 2)
+		goto bad;
+	o.progress = on_progress;
+	o.progress_ctx = &tty;
+	rc = mb_convert(&o, &r, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "%smibera-worker convert: %s\n", tty ? "\n" : "",
+			err[0] ? err : mb_strerror(rc));
+		return rc == MB_EUNSUPPORTED ? 3 : 1;
+	}
+	getrusage(RUSAGE_SELF, &ru);
+	printf("converted %s: arch %s, %llu tensors, %.1f MB in %.2f s (%.0f MB/s), "
+	       "%zu config repair%s, peak RSS %.1f MiB\n",
+	       o.out_path, r.arch, (unsigned long long)r.ntensors,
+	       (double)r.file_size / 1e6, r.seconds,
+	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
+	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
+	return 0;
+bad:
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,13 @@
+/*
+ * The verbs of mibera-worker. Each is `int verb_x(int argc, char **argv)`
+ * in worker/x.c, argv[0] being the verb, returning the exit code (0 ok,
+ * 1 error, 2 usage, 3 the input cannot be converted). Add one by writing
+ * the file, declaring it here and adding a row to the table in
+ * worker/main.c.
+ */
+#ifndef MB_WORKER_VERBS_H
+#define MB_WORKER_VERBS_H
+
+int verb_convert(int argc, char **argv);
+
+#endif
