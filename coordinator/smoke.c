@@ -13,7 +13,7 @@
 
 /* llama.cpp reports why a load failed only through its log: keep the
  * last warning and error lines for the message. */
-static char log_tail[1024];
+static char log_tail[512];
 
 static void on_log(enum ggml_log_level level, const char *text, void *ctx)
 {
@@ -119,7 +119,7 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	r->load_s = now_s() - t0;
 	if (model == NULL) {
 		trim(log_tail);
-		snprintf(r->error, sizeof(r->error), "llama.cpp cannot load '%s': %s",
+		snprintf(r->error, sizeof(r->error), "llama.cpp cannot load '%.400s': %s",
 			 path, log_tail[0] ? log_tail : "no reason given");
 		rc = MB_EFORMAT;
 		goto out;

@@ -35,8 +35,11 @@ for c in "${configs[@]}"; do
 	cmake -S . -B "$dir" -G Ninja ${c#*:} >"/tmp/mibera-configure-$dir.log" 2>&1 ||
 		{ cat "/tmp/mibera-configure-$dir.log"; exit 1; }
 	echo "== building $dir"
-	cmake --build "$dir" -j "$jobs" 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
-	[ "${PIPESTATUS[0]}" = 0 ] || { echo "build of $dir failed"; exit 1; }
+	set +e
+	cmake --build "$dir" -j "$jobs" 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] '
+	rc=${PIPESTATUS[0]}
+	set -e
+	[ "$rc" = 0 ] || { echo "build of $dir failed"; exit 1; }
 done
 
 passed=0 failed=0 status=0
