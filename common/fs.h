@@ -70,6 +70,10 @@ void mb_afile_abort(struct mb_afile *af);
 /* Writes n bytes to path atomically (mb_afile_open/write/commit). */
 int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode);
 
+/* Removes path and everything under it (no symlink is followed); a
+ * missing path is not an error. */
+int mb_rmtree(const char *path);
+
 /* Returns 1 when p is a safe repository-relative path (a file name from
  * a hub listing or an index): not empty, not absolute, no "." or ".."
  * component, no empty component, no backslash, no control character, at

@@ -14,6 +14,9 @@
 
 #include "common/convert.h"
 #include "common/err.h"
+#include "common/json.h"
+#include "common/buf.h"
+#include "proto/event.h"
 #include "worker/verbs.h"
 
 static void usage(FILE *f)
@@ -24,12 +27,20 @@ static void usage(FILE *f)
 		   "           [--repo ORG/NAME] [--commit SHA]\n");
 }
 
+struct progress_ctx {
+	int tty;
+	struct mb_events ev;
+};
+
 static void on_progress(const struct mb_convert_progress *p, void *ctx)
 {
-	int tty = *(int *)ctx;
+	struct progress_ctx *pc = ctx;
+	int tty = pc->tty;
 	double rate = p->seconds > 0 ? (double)p->done / p->seconds : 0;
 	double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
 
+	mb_events_progress(&pc->ev, "convert", p->done, p->total, rate,
+			   p->finished);
 	if (tty)
 		fprintf(stderr, "\rconvert: %5.1f%%  %8.1f MB of %.1f MB  %7.1f MB/s  "
 			"eta %4.0f s ", p->total ? 100.0 * (double)p->done /
@@ -45,8 +56,10 @@ int verb_convert(int argc, char **argv)
 	struct mb_convert_opts o;
 	struct mb_convert_result r;
 	struct rusage ru;
+	struct progress_ctx pc;
+	struct mb_buf b;
 	char err[1024] = "";
-	int i, rc, tty = isatty(2), npos = 0;
+	int i, rc, npos = 0;
 
 	memset(&o, 0, sizeof(o));
 	o.layout = MB_LAYOUT_NATIVE;
@@ -96,15 +109,37 @@ int verb_convert(int argc, char **argv)
 	}
 	if (npos != 2)
 		goto bad;
+	pc.tty = isatty(2);
+	if (mb_events_from_env(&pc.ev, "convert") != 0) {
+		fprintf(stderr, "mibera-worker convert: cannot open the event "
+			"journal\n");
+		return 1;
+	}
 	o.progress = on_progress;
-	o.progress_ctx = &tty;
+	o.progress_ctx = &pc;
 	rc = mb_convert(&o, &r, err, sizeof(err));
+	mb_buf_init(&b, 4096);
 	if (rc != 0) {
-		fprintf(stderr, "%smibera-worker convert: %s\n", tty ? "\n" : "",
+		fprintf(stderr, "%smibera-worker convert: %s\n", pc.tty ? "\n" : "",
 			err[0] ? err : mb_strerror(rc));
+		mb_buf_addf(&b, "\"code\":\"%s\",\"message\":", mb_errname(rc));
+		mb_json_quote(&b, err);
+		mb_events_emit(&pc.ev, "error", b.data);
+		mb_buf_release(&b);
+		mb_events_close(&pc.ev);
 		return rc == MB_EUNSUPPORTED ? 3 : 1;
 	}
 	getrusage(RUSAGE_SELF, &ru);
+	mb_buf_adds(&b, "\"file\":");
+	mb_json_quote(&b, o.out_path);
+	mb_buf_addf(&b, ",\"arch\":\"%s\",\"tensors\":%llu,\"bytes\":%llu,"
+		    "\"seconds\":%.3f,\"repairs\":%zu,\"peak_rss\":%llu",
+		    r.arch, (unsigned long long)r.ntensors,
+		    (unsigned long long)r.file_size, r.seconds, r.nrepairs,
+		    (unsigned long long)ru.ru_maxrss * 1024);
+	mb_events_emit(&pc.ev, "done", b.data);
+	mb_buf_release(&b);
+	mb_events_close(&pc.ev);
 	printf("converted %s: arch %s, %llu tensors, %.1f MB in %.2f s (%.0f MB/s), "
 	       "%zu config repair%s, peak RSS %.1f MiB\n",
 	       o.out_path, r.arch, (unsigned long long)r.ntensors,

@@ -19,6 +19,12 @@ struct verb {
 static const struct verb verbs[] = {
 	{ "convert", verb_convert,
 	  "convert a safetensors model directory to GGUF" },
+	{ "hello", verb_hello, "what this worker is and has, as JSON" },
+	{ "start", verb_start, "run a step detached (spec on stdin)" },
+	{ "follow", verb_follow, "stream a step's events from an offset" },
+	{ "status", verb_status, "the state of a job's steps" },
+	{ "cancel", verb_cancel, "end a job's running step" },
+	{ "cleanup", verb_cleanup, "remove a job's directory" },
 	{ NULL, NULL, NULL },
 };
 

@@ -9,5 +9,11 @@
 #define MB_WORKER_VERBS_H
 
 int verb_convert(int argc, char **argv);
+int verb_hello(int argc, char **argv);
+int verb_start(int argc, char **argv);
+int verb_follow(int argc, char **argv);
+int verb_status(int argc, char **argv);
+int verb_cancel(int argc, char **argv);
+int verb_cleanup(int argc, char **argv);
 
 #endif

@@ -1,0 +1,219 @@
+/* The worker agent run directly (as the local transport runs it): hello,
+ * a detached step followed to its result, resuming a follow from an
+ * offset, finished steps not rerun, failures reported, hostile names and
+ * specs refused. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "model.h"
+#include "th.h"
+
+static char root[512], wdir[600], model[600];
+
+static int setup(void **state)
+{
+	const char *extra[] = { "--config", "correct", NULL };
+
+	(void)state;
+	if (th_tmpdir("agent", root, sizeof(root)) != 0)
+		return -1;
+	snprintf(wdir, sizeof(wdir), "%s/worker", root);
+	snprintf(model, sizeof(model), "%s/phi4-tiny", root);
+	return th_mkmodel(model, "phi4-tiny", extra);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return th_rmtree(root);
+}
+
+/* Runs `mibera-worker ARGS --dir wdir` with stdin_text; stdout into out. */
+static int worker(const char *args, const char *stdin_text, char **out)
+{
+	char cmd[4096], in[700];
+	struct mb_buf b;
+	char chunk[65536];
+	size_t n;
+	FILE *p;
+	int st;
+
+	snprintf(in, sizeof(in), "%s/stdin.json", root);
+	assert_int_equal(th_write_file(in, stdin_text ? stdin_text : "",
+				       stdin_text ? strlen(stdin_text) : 0),
+			 0);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-worker %s --dir %s <%s",
+		 MB_BINARY_DIR, args, wdir, in);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	mb_buf_init(&b, 64u << 20);
+	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		assert_int_equal(mb_buf_add(&b, chunk, n), 0);
+	st = pclose(p);
+	*out = mb_buf_detach(&b, NULL);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static cJSON *worker_json(const char *args, const char *in)
+{
+	char *out;
+	cJSON *doc;
+
+	if (worker(args, in, &out) != 0)
+		fail_msg("mibera-worker %s failed: %s", args, out);
+	doc = cJSON_Parse(out);
+	if (doc == NULL)
+		fail_msg("mibera-worker %s: not JSON: %s", args, out);
+	free(out);
+	return doc;
+}
+
+static void test_hello(void **state)
+{
+	cJSON *h;
+
+	(void)state;
+	h = worker_json("hello", NULL);
+	assert_int_equal(cJSON_GetObjectItem(h, "protocol")->valuedouble, 1);
+	assert_true(cJSON_GetObjectItem(h, "cpus")->valuedouble >= 1);
+	assert_true(cJSON_GetObjectItem(h, "ram")->valuedouble > 0);
+	assert_true(cJSON_GetObjectItem(h, "disk_free")->valuedouble > 0);
+	assert_non_null(strstr(cJSON_GetObjectItem(h, "llama_cpp")->valuestring,
+			       "v0."));
+	assert_true(cJSON_IsArray(cJSON_GetObjectItem(h, "gpus")));
+	cJSON_Delete(h);
+}
+
+static char *spec_convert(const char *out_name)
+{
+	static char spec[2048];
+
+	snprintf(spec, sizeof(spec),
+		 "{\"v\":1,\"argv\":[\"convert\",\"%s\",\"%s/%s\",\"--outtype\","
+		 "\"f32\"]}", model, root, out_name);
+	return spec;
+}
+
+static void test_step_followed_to_result(void **state)
+{
+	char *out, *all, path[800];
+	cJSON *doc;
+	size_t half;
+	int pid;
+
+	(void)state;
+	doc = worker_json("start j1 convert", spec_convert("a.gguf"));
+	pid = (int)cJSON_GetObjectItem(doc, "pid")->valuedouble;
+	assert_true(pid > 0);
+	cJSON_Delete(doc);
+	assert_int_equal(worker("follow j1 convert --from 0", NULL, &all), 0);
+	assert_non_null(strstr(all, "\"type\":\"progress\""));
+	assert_non_null(strstr(all, "\"type\":\"done\""));
+	assert_non_null(strstr(all, "\"seq\":1,"));
+	/* whole lines only, and a follow from any line start resumes there */
+	assert_int_equal(all[strlen(all) - 1], '\n');
+	half = (size_t)(strchr(all, '\n') - all) + 1;
+	{
+		char args[64];
+
+		snprintf(args, sizeof(args), "follow j1 convert --from %zu", half);
+		assert_int_equal(worker(args, NULL, &out), 0);
+		assert_string_equal(out, all + half);
+		free(out);
+	}
+	snprintf(path, sizeof(path), "%s/jobs/j1/convert.result.json", wdir);
+	out = th_slurp(path, NULL);
+	assert_non_null(strstr(out, "\"ok\":true"));
+	free(out);
+	snprintf(path, sizeof(path), "%s/a.gguf", root);
+	assert_int_equal(access(path, F_OK), 0);
+	/* done is done: a second start does not run it again */
+	doc = worker_json("start j1 convert", spec_convert("a.gguf"));
+	assert_string_equal(cJSON_GetObjectItem(doc, "already")->valuestring,
+			    "done");
+	cJSON_Delete(doc);
+	doc = worker_json("status j1", NULL);
+	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "\"state\":\"done\""));
+	cJSON_Delete(doc);
+	free(all);
+}
+
+static void test_failed_step(void **state)
+{
+	char *out, path[800];
+	cJSON *doc;
+
+	(void)state;
+	doc = worker_json("start j2 convert",
+			  "{\"v\":1,\"argv\":[\"convert\",\"/nonexistent/model\","
+			  "\"/tmp/x.gguf\"]}");
+	cJSON_Delete(doc);
+	assert_int_equal(worker("follow j2 convert", NULL, &out), 0);
+	assert_non_null(strstr(out, "\"type\":\"error\""));
+	free(out);
+	snprintf(path, sizeof(path), "%s/jobs/j2/convert.result.json", wdir);
+	out = th_slurp(path, NULL);
+	assert_non_null(strstr(out, "\"ok\":false"));
+	assert_non_null(strstr(out, "/nonexistent/model"));
+	free(out);
+	doc = worker_json("status j2", NULL);
+	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "\"state\":\"failed\""));
+	cJSON_Delete(doc);
+	/* cleanup removes the job */
+	assert_int_equal(worker("cleanup j2", NULL, &out), 0);
+	free(out);
+	snprintf(path, sizeof(path), "%s/jobs/j2", wdir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_hostile_requests(void **state)
+{
+	char *out;
+
+	(void)state;
+	/* names that would escape the job directory */
+	assert_int_equal(worker("start ../x convert", spec_convert("b.gguf"), &out),
+			 2);
+	free(out);
+	assert_int_equal(worker("start j3 ../../bin", spec_convert("b.gguf"), &out),
+			 2);
+	free(out);
+	/* only step verbs: not the agent's own, not anything else */
+	assert_int_equal(worker("start j3 s", "{\"v\":1,\"argv\":[\"cleanup\","
+					      "\"j1\"]}", &out),
+			 1);
+	free(out);
+	assert_int_equal(worker("start j3 s", "{\"v\":1,\"argv\":[]}", &out), 1);
+	free(out);
+	assert_int_equal(worker("start j3 s", "not json", &out), 1);
+	free(out);
+	assert_int_equal(worker("start j3 s", "{\"v\":1,\"argv\":[\"convert\"],"
+					      "\"secrets\":{\"A=B\":\"x\"}}", &out),
+			 1);
+	free(out);
+	assert_int_equal(worker("follow j3 s --from x", NULL, &out), 2);
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_step_followed_to_result),
+		cmocka_unit_test(test_failed_step),
+		cmocka_unit_test(test_hostile_requests),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
