@@ -1,0 +1,16 @@
+# Turns migrations/NNNN_*.sql into a C array the store applies in order
+# (the SQL files stay the source of truth; the binary carries them).
+file(GLOB files "${SRC}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "/* Generated from the files in migrations/ by migrations/embed.cmake. */\n")
+string(APPEND body "#include <stddef.h>\nconst char *const mb_migrations[] = {\n")
+foreach(f ${files})
+  file(READ "${f}" sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
+  string(APPEND body "\"${sql}\",\n")
+endforeach()
+string(APPEND body "NULL,\n};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
