@@ -36,20 +36,6 @@
 #define MAX_THREADS 16
 #define MAX_SMALL_FILE (8u << 20)
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
 int mb_layout_parse(const char *s)
 {
 	if (strcmp(s, "native") == 0)
@@ -297,7 +283,7 @@ static int add_src(struct plan *pl, const struct mb_st_model *m,
 	int ok;
 
 	if (t == NULL) {
-		seterr(err, errcap, "tensor '%s' is missing", src_name);
+		mb_seterr(err, errcap, "tensor '%s' is missing", src_name);
 		return MB_EFORMAT;
 	}
 	p = add_piece(pl, out_name);
@@ -306,13 +292,13 @@ static int add_src(struct plan *pl, const struct mb_st_model *m,
 	p->src = t;
 	p->in = num_of_st(t->dtype, &ok);
 	if (!ok) {
-		seterr(err, errcap, "tensor '%s' is %s: only F32, F16 and BF16 "
+		mb_seterr(err, errcap, "tensor '%s' is %s: only F32, F16 and BF16 "
 		       "weights can be converted", src_name,
 		       mb_st_dtype_name(t->dtype));
 		return MB_EUNSUPPORTED;
 	}
 	if (t->ndim != 1 && t->ndim != 2) {
-		seterr(err, errcap, "tensor '%s' has %d dimensions", src_name,
+		mb_seterr(err, errcap, "tensor '%s' has %d dimensions", src_name,
 		       t->ndim);
 		return MB_EUNSUPPORTED;
 	}
@@ -334,7 +320,7 @@ static int add_src(struct plan *pl, const struct mb_st_model *m,
 	p->out = t->ndim == 1 ? MB_NUM_F32 : outtype;
 	p->gtype = gtype_of(p->out);
 	if (heads != 0 && (p->rows % heads != 0 || (p->rows / heads) % 2 != 0)) {
-		seterr(err, errcap, "cannot permute '%s': %llu rows over %u heads",
+		mb_seterr(err, errcap, "cannot permute '%s': %llu rows over %u heads",
 		       src_name, (unsigned long long)p->rows, heads);
 		return MB_EUNSUPPORTED;
 	}
@@ -527,17 +513,17 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 		if (!cJSON_IsString(type))
 			type = cJSON_GetObjectItemCaseSensitive(rs, "type");
 		if (!cJSON_IsString(type)) {
-			seterr(err, errcap, "rope_scaling has no type");
+			mb_seterr(err, errcap, "rope_scaling has no type");
 			return MB_EUNSUPPORTED;
 		}
 	}
 	if (split && rot != 1.0) {
-		seterr(err, errcap, "the split layout cannot carry a partial "
+		mb_seterr(err, errcap, "the split layout cannot carry a partial "
 		       "rotary factor (%g): use --layout native", rot);
 		return MB_EUNSUPPORTED;
 	}
 	if (split && type != NULL) {
-		seterr(err, errcap, "the split layout cannot carry rope scaling "
+		mb_seterr(err, errcap, "the split layout cannot carry rope scaling "
 		       "'%s': use --layout native", type->valuestring);
 		return MB_EUNSUPPORTED;
 	}
@@ -590,7 +576,7 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 
 			if (strcmp(type->valuestring, "longrope") != 0 &&
 			    strcmp(type->valuestring, "su") != 0) {
-				seterr(err, errcap, "rope scaling '%s' is not "
+				mb_seterr(err, errcap, "rope scaling '%s' is not "
 				       "supported for Phi-3", type->valuestring);
 				return MB_EUNSUPPORTED;
 			}
@@ -628,7 +614,7 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			uint32_t i;
 
 			if (hd / 2 > 512 || hf == lf) {
-				seterr(err, errcap, "llama3 rope scaling with head "
+				mb_seterr(err, errcap, "llama3 rope scaling with head "
 				       "size %u or equal frequency factors", hd);
 				return MB_EUNSUPPORTED;
 			}
@@ -651,7 +637,7 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
 
 			if (!cJSON_IsNumber(f) || !(f->valuedouble > 0)) {
-				seterr(err, errcap, "linear rope scaling needs a "
+				mb_seterr(err, errcap, "linear rope scaling needs a "
 				       "positive factor");
 				return MB_EUNSUPPORTED;
 			}
@@ -659,7 +645,7 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
 					 (float)f->valuedouble));
 		} else if (type != NULL) {
-			seterr(err, errcap, "rope scaling '%s' is not supported",
+			mb_seterr(err, errcap, "rope scaling '%s' is not supported",
 			       type->valuestring);
 			return MB_EUNSUPPORTED;
 		}
@@ -771,7 +757,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 
 	rc = mb_st_model_open_dir(o->model_dir, &m, sub, sizeof(sub));
 	if (rc != 0) {
-		seterr(err, errcap, "cannot read the model in '%s': %s",
+		mb_seterr(err, errcap, "cannot read the model in '%s': %s",
 		       o->model_dir, sub);
 		goto out;
 	}
@@ -780,11 +766,11 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, o->base_config,
 			       o->base_config_len, &c, sub, sizeof(sub));
 	if (rc != 0) {
-		seterr(err, errcap, "%s", sub);
+		mb_seterr(err, errcap, "%s", sub);
 		goto out;
 	}
 	if (!c->convertible) {
-		seterr(err, errcap, "cannot convert: %s", c->reason);
+		mb_seterr(err, errcap, "cannot convert: %s", c->reason);
 		rc = MB_EUNSUPPORTED;
 		goto out;
 	}
@@ -792,7 +778,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3" : "llama";
 	rc = mb_vocab_load_dir(o->model_dir, c->vocab_rows, &v, sub, sizeof(sub));
 	if (rc != 0) {
-		seterr(err, errcap, "tokenizer: %s", sub);
+		mb_seterr(err, errcap, "tokenizer: %s", sub);
 		goto out;
 	}
 
@@ -810,7 +796,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		pl.fds[i] = open(dir, O_RDONLY | O_CLOEXEC);
 		if (pl.fds[i] < 0) {
 			rc = mb_err_from_errno(errno);
-			seterr(err, errcap, "cannot open '%s': %s", dir,
+			mb_seterr(err, errcap, "cannot open '%s': %s", dir,
 			       strerror(errno));
 			goto out;
 		}
@@ -831,7 +817,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	rc = write_metadata(&w, o, c, v, arch, split, &pl, err, errcap);
 	if (rc != 0) {
 		if (err != NULL && err[0] == '\0')
-			seterr(err, errcap, "cannot write the metadata: %s",
+			mb_seterr(err, errcap, "cannot write the metadata: %s",
 			       mb_strerror(rc));
 		goto out;
 	}
@@ -850,14 +836,14 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		}
 		rc = mb_gguf_w_tensor(&w, p->name, p->gtype, nd, ne);
 		if (rc < 0) {
-			seterr(err, errcap, "tensor '%s': %s", p->name,
+			mb_seterr(err, errcap, "tensor '%s': %s", p->name,
 			       mb_strerror(rc));
 			goto out;
 		}
 	}
 	rc = mb_gguf_w_layout(&w);
 	if (rc != 0) {
-		seterr(err, errcap, "cannot lay out the file: %s", mb_strerror(rc));
+		mb_seterr(err, errcap, "cannot lay out the file: %s", mb_strerror(rc));
 		goto out;
 	}
 	for (i = 0; i < pl.n; i++) {
@@ -874,7 +860,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	else
 		snprintf(dir, sizeof(dir), ".");
 	if (mb_fs_free_space(dir, &avail) == 0 && avail < w.file_size) {
-		seterr(err, errcap, "'%s' needs %.2f GB and only %.2f GB are free "
+		mb_seterr(err, errcap, "'%s' needs %.2f GB and only %.2f GB are free "
 		       "in '%s'", o->out_path, (double)w.file_size / 1e9,
 		       (double)avail / 1e9, dir);
 		rc = MB_ENOSPC;
@@ -882,7 +868,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	}
 	rc = mb_afile_open(&af, o->out_path, 0644);
 	if (rc != 0) {
-		seterr(err, errcap, "cannot create '%s.part': %s", o->out_path,
+		mb_seterr(err, errcap, "cannot create '%s.part': %s", o->out_path,
 		       mb_strerror(rc));
 		goto out;
 	}
@@ -894,14 +880,14 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			e = ftruncate(af.fd, (off_t)w.file_size) == 0 ? 0 : errno;
 		if (e != 0) {
 			rc = mb_err_from_errno(e);
-			seterr(err, errcap, "cannot reserve %.2f GB for '%s': %s",
+			mb_seterr(err, errcap, "cannot reserve %.2f GB for '%s': %s",
 			       (double)w.file_size / 1e9, o->out_path, strerror(e));
 			goto out;
 		}
 	}
 	rc = mb_gguf_w_write_header(&w, af.fd);
 	if (rc != 0) {
-		seterr(err, errcap, "cannot write '%s': %s", o->out_path,
+		mb_seterr(err, errcap, "cannot write '%s': %s", o->out_path,
 		       mb_strerror(rc));
 		goto out;
 	}
@@ -924,7 +910,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 				break;
 		if (started == 0) {
 			rc = MB_ENOMEM;
-			seterr(err, errcap, "cannot start conversion threads");
+			mb_seterr(err, errcap, "cannot start conversion threads");
 			goto out;
 		}
 		while (!done) {
@@ -947,7 +933,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		started = 0;
 		if (atomic_load(&jb.rc) != 0) {
 			rc = atomic_load(&jb.rc);
-			seterr(err, errcap, "%s", jb.err);
+			mb_seterr(err, errcap, "%s", jb.err);
 			goto out;
 		}
 		if (o->progress != NULL) {
@@ -961,7 +947,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	af_open = 0;
 	rc = mb_afile_commit(&af);
 	if (rc != 0) {
-		seterr(err, errcap, "cannot finish '%s': %s", o->out_path,
+		mb_seterr(err, errcap, "cannot finish '%s': %s", o->out_path,
 		       mb_strerror(rc));
 		goto out;
 	}

@@ -2,6 +2,8 @@
 #include "common/err.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 const char *mb_strerror(int code)
 {
@@ -62,4 +64,15 @@ int mb_err_from_errno(int e)
 	default:
 		return MB_EIO;
 	}
+}
+
+void mb_seterr(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || cap == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
 }

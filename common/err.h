@@ -7,6 +7,8 @@
 #ifndef MB_ERR_H
 #define MB_ERR_H
 
+#include <stddef.h>
+
 /* X(name, number, message): message is lowercase, no final period. */
 #define MB_ERR_MAP(X)                                                        \
 	X(MB_OK, 0, "success")                                               \
@@ -46,5 +48,11 @@ const char *mb_errname(int code);
 
 /* Maps an errno value to the closest mb_err code (ENOSPC -> MB_ENOSPC ...). */
 int mb_err_from_errno(int e);
+
+/* Writes a printf-formatted message into err (cap bytes, truncated,
+ * always terminated); does nothing when err is NULL or cap is 0. The one
+ * way a library function leaves a message for its caller. */
+void mb_seterr(char *err, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

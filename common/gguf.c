@@ -73,20 +73,6 @@ static const char *const kv_names[MB_GGUF_NTYPES] = {
 	"BOOL",	 "STRING", "ARRAY",  "UINT64", "INT64", "FLOAT64",
 };
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
 static int type_index(int type)
 {
 	size_t i;
@@ -689,10 +675,10 @@ static int need(struct cur *c, uint64_t n, const char *what)
 		return 0;
 	if (n <= c->file_size - c->pos) {
 		c->more = 1;
-		seterr(c->err, c->errcap, "%s: the header is longer than the "
+		mb_seterr(c->err, c->errcap, "%s: the header is longer than the "
 		       "%zu bytes read", what, c->len);
 	} else {
-		seterr(c->err, c->errcap, "%s: %llu bytes at offset %zu run "
+		mb_seterr(c->err, c->errcap, "%s: %llu bytes at offset %zu run "
 		       "past the end of the %llu-byte file", what,
 		       (unsigned long long)n, c->pos,
 		       (unsigned long long)c->file_size);
@@ -724,7 +710,7 @@ static int get_str(struct cur *c, uint64_t max, int is_name, char **out,
 	if (rc != 0)
 		return rc;
 	if (n > max) {
-		seterr(c->err, c->errcap, "%s: length %llu exceeds %llu", what,
+		mb_seterr(c->err, c->errcap, "%s: length %llu exceeds %llu", what,
 		       (unsigned long long)n, (unsigned long long)max);
 		return MB_EFORMAT;
 	}
@@ -732,13 +718,13 @@ static int get_str(struct cur *c, uint64_t max, int is_name, char **out,
 	if (rc != 0)
 		return rc;
 	if (is_name && (n == 0 || memchr(c->p + c->pos, '\0', n) != NULL)) {
-		seterr(c->err, c->errcap, "%s: name is empty or holds a NUL",
+		mb_seterr(c->err, c->errcap, "%s: name is empty or holds a NUL",
 		       what);
 		return MB_EFORMAT;
 	}
 	*out = mb_malloc((size_t)n + 1);
 	if (*out == NULL) {
-		seterr(c->err, c->errcap, "%s: out of memory", what);
+		mb_seterr(c->err, c->errcap, "%s: out of memory", what);
 		return MB_ENOMEM;
 	}
 	memcpy(*out, c->p + c->pos, n);
@@ -762,7 +748,7 @@ static int get_str_array(struct cur *c, struct mb_gguf_kv *kv, const char *what)
 	for (i = 0; rc == 0 && i < kv->n; i++) {
 		rc = get(c, &len, 8, what);
 		if (rc == 0 && len > MB_GGUF_MAX_STRING) {
-			seterr(c->err, c->errcap, "%s: string %llu length %llu "
+			mb_seterr(c->err, c->errcap, "%s: string %llu length %llu "
 			       "exceeds %u", what, (unsigned long long)i,
 			       (unsigned long long)len, MB_GGUF_MAX_STRING);
 			rc = MB_EFORMAT;
@@ -778,7 +764,7 @@ static int get_str_array(struct cur *c, struct mb_gguf_kv *kv, const char *what)
 		return rc;
 	kv->strs = mb_malloc(kv->n * sizeof(char *) + total + kv->n);
 	if (kv->strs == NULL) {
-		seterr(c->err, c->errcap, "%s: out of memory", what);
+		mb_seterr(c->err, c->errcap, "%s: out of memory", what);
 		return MB_ENOMEM;
 	}
 	blob = (char *)(kv->strs + kv->n);
@@ -810,10 +796,10 @@ static int get_kv(struct cur *c, struct mb_gguf_kv *kv, uint64_t idx,
 	snprintf(what, sizeof(what), "key '%s'", show(kv->key, q));
 	rc = names_add(keys, kv->key);
 	if (rc == MB_EEXIST) {
-		seterr(c->err, c->errcap, "duplicate key '%s'", q);
+		mb_seterr(c->err, c->errcap, "duplicate key '%s'", q);
 		rc = MB_EFORMAT;
 	} else if (rc != 0) {
-		seterr(c->err, c->errcap, "%s: out of memory", what);
+		mb_seterr(c->err, c->errcap, "%s: out of memory", what);
 	}
 	if (rc == 0)
 		rc = get(c, &type, 4, what);
@@ -826,17 +812,17 @@ static int get_kv(struct cur *c, struct mb_gguf_kv *kv, uint64_t idx,
 		if (rc != 0)
 			return rc;
 		if (elem == MB_GGUF_ARRAY) {
-			seterr(c->err, c->errcap, "%s is an array of arrays",
+			mb_seterr(c->err, c->errcap, "%s is an array of arrays",
 			       what);
 			return MB_EFORMAT;
 		}
 		if (elem >= MB_GGUF_NTYPES) {
-			seterr(c->err, c->errcap, "%s has unknown array element "
+			mb_seterr(c->err, c->errcap, "%s has unknown array element "
 			       "type %u", what, elem);
 			return MB_EFORMAT;
 		}
 		if (kv->n > MB_GGUF_MAX_ARRAY) {
-			seterr(c->err, c->errcap, "%s: array of %llu elements "
+			mb_seterr(c->err, c->errcap, "%s: array of %llu elements "
 			       "exceeds %u", what, (unsigned long long)kv->n,
 			       MB_GGUF_MAX_ARRAY);
 			return MB_EFORMAT;
@@ -850,13 +836,13 @@ static int get_kv(struct cur *c, struct mb_gguf_kv *kv, uint64_t idx,
 			return rc;
 		kv->arr = mb_malloc(kv->n * kv_sizes[elem]);
 		if (kv->arr == NULL) {
-			seterr(c->err, c->errcap, "%s: out of memory", what);
+			mb_seterr(c->err, c->errcap, "%s: out of memory", what);
 			return MB_ENOMEM;
 		}
 		return get(c, kv->arr, kv->n * kv_sizes[elem], what);
 	}
 	if (type >= MB_GGUF_NTYPES) {
-		seterr(c->err, c->errcap, "%s has unknown type %u", what, type);
+		mb_seterr(c->err, c->errcap, "%s has unknown type %u", what, type);
 		return MB_EFORMAT;
 	}
 	kv->type = (enum mb_gguf_type)type;
@@ -901,17 +887,17 @@ static int get_tensor(struct cur *c, struct mb_gguf_tensor *t, uint64_t idx,
 	snprintf(what, sizeof(what), "tensor '%s'", q);
 	rc = names_add(names, t->name);
 	if (rc == MB_EEXIST) {
-		seterr(c->err, c->errcap, "duplicate tensor name '%s'", q);
+		mb_seterr(c->err, c->errcap, "duplicate tensor name '%s'", q);
 		rc = MB_EFORMAT;
 	} else if (rc != 0) {
-		seterr(c->err, c->errcap, "%s: out of memory", what);
+		mb_seterr(c->err, c->errcap, "%s: out of memory", what);
 	}
 	if (rc == 0)
 		rc = get(c, &t->ndim, 4, what);
 	if (rc != 0)
 		return rc;
 	if (t->ndim < 1 || t->ndim > MB_GGUF_MAX_DIMS) {
-		seterr(c->err, c->errcap, "%s has %u dimensions, expected 1..%d",
+		mb_seterr(c->err, c->errcap, "%s has %u dimensions, expected 1..%d",
 		       what, t->ndim, MB_GGUF_MAX_DIMS);
 		return MB_EFORMAT;
 	}
@@ -920,7 +906,7 @@ static int get_tensor(struct cur *c, struct mb_gguf_tensor *t, uint64_t idx,
 		if (i < t->ndim && (rc = get(c, &ne, 8, what)) != 0)
 			return rc;
 		if (ne < 0) {
-			seterr(c->err, c->errcap, "%s dimension %u is negative "
+			mb_seterr(c->err, c->errcap, "%s dimension %u is negative "
 			       "(%lld)", what, i, (long long)ne);
 			return MB_EFORMAT;
 		}
@@ -934,17 +920,17 @@ static int get_tensor(struct cur *c, struct mb_gguf_tensor *t, uint64_t idx,
 	case SIZE_OK:
 		break;
 	case SIZE_TYPE:
-		seterr(c->err, c->errcap, "%s has unknown ggml type %d", what,
+		mb_seterr(c->err, c->errcap, "%s has unknown ggml type %d", what,
 		       (int)type);
 		return MB_EFORMAT;
 	case SIZE_ROW:
-		seterr(c->err, c->errcap, "%s row of %llu elements is not a "
+		mb_seterr(c->err, c->errcap, "%s row of %llu elements is not a "
 		       "multiple of the %s block size %u", what,
 		       (unsigned long long)t->ne[0], mb_ggml_type_name(type),
 		       ggml_types[type_index(type)].blck);
 		return MB_EFORMAT;
 	default:
-		seterr(c->err, c->errcap, "%s shape [%llu, %llu, %llu, %llu] "
+		mb_seterr(c->err, c->errcap, "%s shape [%llu, %llu, %llu, %llu] "
 		       "overflows", what, (unsigned long long)t->ne[0],
 		       (unsigned long long)t->ne[1],
 		       (unsigned long long)t->ne[2],
@@ -963,12 +949,12 @@ static int get_alignment(struct cur *c, const struct mb_gguf *g, uint32_t *out)
 	if (kv == NULL)
 		return 0;
 	if (kv->type != MB_GGUF_UINT32) {
-		seterr(c->err, c->errcap, "key 'general.alignment' must be "
+		mb_seterr(c->err, c->errcap, "key 'general.alignment' must be "
 		       "UINT32, not %s", kv_names[kv->type]);
 		return MB_EFORMAT;
 	}
 	if (kv->v.u == 0 || (kv->v.u & (kv->v.u - 1)) != 0) {
-		seterr(c->err, c->errcap, "general.alignment %llu is not a "
+		mb_seterr(c->err, c->errcap, "general.alignment %llu is not a "
 		       "power of two", (unsigned long long)kv->v.u);
 		return MB_EFORMAT;
 	}
@@ -990,7 +976,7 @@ static int check_offsets(struct cur *c, struct mb_gguf *g)
 		return 0;	/* as ggml: no padding without tensors */
 	if (pad_up(c->pos, g->alignment, &g->data_start) != 0 ||
 	    g->data_start > c->file_size) {
-		seterr(c->err, c->errcap, "data start %llu is past the end of "
+		mb_seterr(c->err, c->errcap, "data start %llu is past the end of "
 		       "the %llu-byte file", (unsigned long long)g->data_start,
 		       (unsigned long long)c->file_size);
 		return MB_EFORMAT;
@@ -1001,19 +987,19 @@ static int check_offsets(struct cur *c, struct mb_gguf *g)
 
 		show(t->name, q);
 		if (t->offset % g->alignment != 0) {
-			seterr(c->err, c->errcap, "tensor '%s' offset %llu is not "
+			mb_seterr(c->err, c->errcap, "tensor '%s' offset %llu is not "
 			       "a multiple of the alignment %u", q,
 			       (unsigned long long)t->offset, g->alignment);
 			return MB_EFORMAT;
 		}
 		if (t->offset != expect) {
-			seterr(c->err, c->errcap, "tensor '%s' has offset %llu, "
+			mb_seterr(c->err, c->errcap, "tensor '%s' has offset %llu, "
 			       "expected %llu", q, (unsigned long long)t->offset,
 			       (unsigned long long)expect);
 			return MB_EFORMAT;
 		}
 		if (t->size > room || t->offset > room - t->size) {
-			seterr(c->err, c->errcap, "tensor '%s' data (%llu bytes "
+			mb_seterr(c->err, c->errcap, "tensor '%s' data (%llu bytes "
 			       "at %llu) is past the end of the %llu-byte file",
 			       q, (unsigned long long)t->size,
 			       (unsigned long long)(g->data_start + t->offset),
@@ -1046,7 +1032,7 @@ static int parse(struct cur *c, struct mb_gguf **out)
 		for (i = 0; i < 4; i++)
 			if (magic[i] < 0x20 || magic[i] > 0x7e)
 				magic[i] = '?';
-		seterr(c->err, c->errcap, "bad magic '%.4s', expected 'GGUF'",
+		mb_seterr(c->err, c->errcap, "bad magic '%.4s', expected 'GGUF'",
 		       (const char *)magic);
 		rc = MB_EFORMAT;
 		goto out;
@@ -1054,14 +1040,14 @@ static int parse(struct cur *c, struct mb_gguf **out)
 	rc = MB_ENOMEM;
 	g = mb_calloc(1, sizeof(*g));
 	if (g == NULL) {
-		seterr(c->err, c->errcap, "out of memory");
+		mb_seterr(c->err, c->errcap, "out of memory");
 		goto out;
 	}
 	rc = get(c, &g->version, 4, "version");
 	if (rc != 0)
 		goto out;
 	if (g->version != 2 && g->version != 3) {
-		seterr(c->err, c->errcap, "unsupported GGUF version %u",
+		mb_seterr(c->err, c->errcap, "unsupported GGUF version %u",
 		       g->version);
 		rc = MB_EUNSUPPORTED;
 		goto out;
@@ -1073,18 +1059,18 @@ static int parse(struct cur *c, struct mb_gguf **out)
 		goto out;
 	rc = MB_EFORMAT;
 	if (n_tensors < 0 || n_tensors > MB_GGUF_MAX_TENSORS) {
-		seterr(c->err, c->errcap, "tensor count %lld is outside 0..%d",
+		mb_seterr(c->err, c->errcap, "tensor count %lld is outside 0..%d",
 		       (long long)n_tensors, MB_GGUF_MAX_TENSORS);
 		goto out;
 	}
 	if (n_kv < 0 || n_kv > MB_GGUF_MAX_KVS) {
-		seterr(c->err, c->errcap, "key-value count %lld is outside 0..%d",
+		mb_seterr(c->err, c->errcap, "key-value count %lld is outside 0..%d",
 		       (long long)n_kv, MB_GGUF_MAX_KVS);
 		goto out;
 	}
 	if ((uint64_t)n_kv * MIN_KV_BYTES + (uint64_t)n_tensors * MIN_INFO_BYTES >
 	    c->file_size - c->pos) {
-		seterr(c->err, c->errcap, "%lld key-values and %lld tensors "
+		mb_seterr(c->err, c->errcap, "%lld key-values and %lld tensors "
 		       "cannot fit in the %llu-byte file", (long long)n_kv,
 		       (long long)n_tensors, (unsigned long long)c->file_size);
 		goto out;
@@ -1094,7 +1080,7 @@ static int parse(struct cur *c, struct mb_gguf **out)
 	g->tensors = mb_calloc(n_tensors > 0 ? (size_t)n_tensors : 1,
 			       sizeof(*g->tensors));
 	if (g->kv == NULL || g->tensors == NULL) {
-		seterr(c->err, c->errcap, "out of memory");
+		mb_seterr(c->err, c->errcap, "out of memory");
 		goto out;
 	}
 	g->n_kv = (uint64_t)n_kv;
@@ -1127,7 +1113,7 @@ int mb_gguf_parse(const void *buf, size_t len, uint64_t file_size,
 
 	*out = NULL;
 	if ((buf == NULL && len > 0) || len > file_size) {
-		seterr(err, errcap, "%zu header bytes for a %llu-byte file", len,
+		mb_seterr(err, errcap, "%zu header bytes for a %llu-byte file", len,
 		       (unsigned long long)file_size);
 		return MB_EINVAL;
 	}
@@ -1148,13 +1134,13 @@ int mb_gguf_read(const char *path, struct mb_gguf **out, char *err,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = mb_err_from_errno(errno);
-		seterr(err, errcap, "cannot open '%s': %s", path,
+		mb_seterr(err, errcap, "cannot open '%s': %s", path,
 		       strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		rc = MB_EINVAL;
-		seterr(err, errcap, "'%s' is not a regular file", path);
+		mb_seterr(err, errcap, "'%s' is not a regular file", path);
 		goto out;
 	}
 	size = (uint64_t)st.st_size;
@@ -1163,19 +1149,19 @@ int mb_gguf_read(const char *path, struct mb_gguf **out, char *err,
 		rc = MB_ENOMEM;
 		grown = mb_realloc(buf, want > 0 ? want : 1);
 		if (grown == NULL) {
-			seterr(err, errcap, "out of memory");
+			mb_seterr(err, errcap, "out of memory");
 			goto out;
 		}
 		buf = grown;
 		rc = mb_pread_full(fd, buf, want, 0, &got);
 		if (rc != 0) {
-			seterr(err, errcap, "cannot read '%s': %s", path,
+			mb_seterr(err, errcap, "cannot read '%s': %s", path,
 			       mb_strerror(rc));
 			goto out;
 		}
 		if (got < want) {
 			rc = MB_EIO;
-			seterr(err, errcap, "'%s' shrank while being read", path);
+			mb_seterr(err, errcap, "'%s' shrank while being read", path);
 			goto out;
 		}
 		c = (struct cur){ buf, want, 0, size, 0, err, errcap };

@@ -30,20 +30,6 @@ static const struct {
 	[MB_ST_F64] = { "F64", 8 },
 };
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
 const char *mb_st_dtype_name(enum mb_st_dtype d)
 {
 	return (unsigned)d < MB_ST_NDTYPES ? dtypes[d].name : "?";
@@ -75,12 +61,12 @@ int mb_st_header_len(const uint8_t first8[8], uint64_t file_size,
 	for (i = 7; i >= 0; i--)
 		n = n << 8 | first8[i];
 	if (n < 2 || n > MB_ST_MAX_HEADER) {
-		seterr(err, errcap, "header length %llu is outside 2..%u",
+		mb_seterr(err, errcap, "header length %llu is outside 2..%u",
 		       (unsigned long long)n, MB_ST_MAX_HEADER);
 		return MB_EFORMAT;
 	}
 	if (file_size < 8 || n > file_size - 8) {
-		seterr(err, errcap, "header length %llu is past the end of a "
+		mb_seterr(err, errcap, "header length %llu is past the end of a "
 		       "%llu-byte file", (unsigned long long)n,
 		       (unsigned long long)file_size);
 		return MB_EFORMAT;
@@ -147,26 +133,26 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 	int k;
 
 	if (!cJSON_IsObject(item)) {
-		seterr(err, errcap, "tensor '%s' is not an object", t->name);
+		mb_seterr(err, errcap, "tensor '%s' is not an object", t->name);
 		return MB_EFORMAT;
 	}
 	dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
 	if (!cJSON_IsString(dt) || dt->valuestring == NULL) {
-		seterr(err, errcap, "tensor '%s' has no dtype", t->name);
+		mb_seterr(err, errcap, "tensor '%s' has no dtype", t->name);
 		return MB_EFORMAT;
 	}
 	if (mb_st_dtype_parse(dt->valuestring, &t->dtype) != 0) {
-		seterr(err, errcap, "tensor '%s' has unknown dtype '%.32s'",
+		mb_seterr(err, errcap, "tensor '%s' has unknown dtype '%.32s'",
 		       t->name, dt->valuestring);
 		return MB_EUNSUPPORTED;
 	}
 	shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
 	if (!cJSON_IsArray(shape)) {
-		seterr(err, errcap, "tensor '%s' has no shape list", t->name);
+		mb_seterr(err, errcap, "tensor '%s' has no shape list", t->name);
 		return MB_EFORMAT;
 	}
 	if (cJSON_GetArraySize(shape) > MB_ST_MAX_DIMS) {
-		seterr(err, errcap, "tensor '%s' has more than %d dimensions",
+		mb_seterr(err, errcap, "tensor '%s' has more than %d dimensions",
 		       t->name, MB_ST_MAX_DIMS);
 		return MB_EFORMAT;
 	}
@@ -178,13 +164,13 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 		 * undefined behaviour */
 		if (!(v >= 0) || v > (double)MB_JSON_MAX_INT ||
 		    v != (double)(uint64_t)v) {
-			seterr(err, errcap, "tensor '%s' has a bad dimension",
+			mb_seterr(err, errcap, "tensor '%s' has a bad dimension",
 			       t->name);
 			return MB_EFORMAT;
 		}
 		t->shape[k] = (uint64_t)v;
 		if (t->shape[k] != 0 && nelem > UINT64_MAX / t->shape[k]) {
-			seterr(err, errcap, "tensor '%s' shape overflows",
+			mb_seterr(err, errcap, "tensor '%s' shape overflows",
 			       t->name);
 			return MB_EFORMAT;
 		}
@@ -195,7 +181,7 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 	t->nelem = nelem;
 	offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
 	if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2) {
-		seterr(err, errcap, "tensor '%s' needs data_offsets [begin, end]",
+		mb_seterr(err, errcap, "tensor '%s' needs data_offsets [begin, end]",
 		       t->name);
 		return MB_EFORMAT;
 	}
@@ -209,7 +195,7 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 		    ev > (double)MB_JSON_MAX_INT ||
 		    bv != (double)(uint64_t)bv ||
 		    ev != (double)(uint64_t)ev) {
-			seterr(err, errcap, "tensor '%s' has bad data_offsets",
+			mb_seterr(err, errcap, "tensor '%s' has bad data_offsets",
 			       t->name);
 			return MB_EFORMAT;
 		}
@@ -217,7 +203,7 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 		t->end = (uint64_t)ev;
 	}
 	if (t->end < t->begin || t->end > data_size) {
-		seterr(err, errcap, "tensor '%s' data [%llu, %llu) is outside "
+		mb_seterr(err, errcap, "tensor '%s' data [%llu, %llu) is outside "
 		       "the %llu-byte data section", t->name,
 		       (unsigned long long)t->begin,
 		       (unsigned long long)t->end,
@@ -225,12 +211,12 @@ static int parse_tensor(const cJSON *item, uint64_t data_size,
 		return MB_EFORMAT;
 	}
 	if (nelem > UINT64_MAX / mb_st_dtype_size(t->dtype)) {
-		seterr(err, errcap, "tensor '%s' size overflows", t->name);
+		mb_seterr(err, errcap, "tensor '%s' size overflows", t->name);
 		return MB_EFORMAT;
 	}
 	bytes = nelem * mb_st_dtype_size(t->dtype);
 	if (t->end - t->begin != bytes) {
-		seterr(err, errcap, "tensor '%s' holds %llu bytes, its shape "
+		mb_seterr(err, errcap, "tensor '%s' holds %llu bytes, its shape "
 		       "and dtype need %llu", t->name,
 		       (unsigned long long)(t->end - t->begin),
 		       (unsigned long long)bytes);
@@ -246,7 +232,7 @@ static int parse_meta(const cJSON *meta, struct mb_st_file *f, char *err,
 	int n;
 
 	if (!cJSON_IsObject(meta)) {
-		seterr(err, errcap, "__metadata__ is not an object");
+		mb_seterr(err, errcap, "__metadata__ is not an object");
 		return MB_EFORMAT;
 	}
 	n = cJSON_GetArraySize(meta);
@@ -259,7 +245,7 @@ static int parse_meta(const cJSON *meta, struct mb_st_file *f, char *err,
 		struct mb_st_kv *m = &f->meta[f->nmeta];
 
 		if (!cJSON_IsString(kv) || kv->valuestring == NULL) {
-			seterr(err, errcap, "__metadata__ '%.64s' is not a string",
+			mb_seterr(err, errcap, "__metadata__ '%.64s' is not a string",
 			       kv->string);
 			return MB_EFORMAT;
 		}
@@ -285,23 +271,23 @@ int mb_st_parse_header(const char *json, uint64_t n, uint64_t file_size,
 
 	*out = NULL;
 	if (n > MB_ST_MAX_HEADER || file_size < 8 || n > file_size - 8) {
-		seterr(err, errcap, "header length %llu does not fit the file",
+		mb_seterr(err, errcap, "header length %llu does not fit the file",
 		       (unsigned long long)n);
 		return MB_EFORMAT;
 	}
 	data_size = file_size - 8 - n;
 	doc = mb_json_parse(json, (size_t)n);
 	if (doc == NULL) {
-		seterr(err, errcap, "header is not valid json");
+		mb_seterr(err, errcap, "header is not valid json");
 		return MB_EJSON;
 	}
 	if (!cJSON_IsObject(doc)) {
-		seterr(err, errcap, "header is not a json object");
+		mb_seterr(err, errcap, "header is not a json object");
 		goto out;
 	}
 	count = (size_t)cJSON_GetArraySize(doc);
 	if (count > MB_ST_MAX_TENSORS) {
-		seterr(err, errcap, "header lists more than %d tensors",
+		mb_seterr(err, errcap, "header lists more than %d tensors",
 		       MB_ST_MAX_TENSORS);
 		goto out;
 	}
@@ -320,13 +306,13 @@ int mb_st_parse_header(const char *json, uint64_t n, uint64_t file_size,
 
 		if (item->string == NULL) {
 			rc = MB_EFORMAT;
-			seterr(err, errcap, "header member without a name");
+			mb_seterr(err, errcap, "header member without a name");
 			goto out;
 		}
 		if (strcmp(item->string, "__metadata__") == 0) {
 			if (f->meta != NULL) {
 				rc = MB_EFORMAT;
-				seterr(err, errcap, "__metadata__ appears twice");
+				mb_seterr(err, errcap, "__metadata__ appears twice");
 				goto out;
 			}
 			rc = parse_meta(item, f, err, errcap);
@@ -336,7 +322,7 @@ int mb_st_parse_header(const char *json, uint64_t n, uint64_t file_size,
 		}
 		if (!name_ok(item->string)) {
 			rc = MB_EFORMAT;
-			seterr(err, errcap, "tensor name '%.64s' is empty, too "
+			mb_seterr(err, errcap, "tensor name '%.64s' is empty, too "
 			       "long or has control characters", item->string);
 			goto out;
 		}
@@ -355,7 +341,7 @@ int mb_st_parse_header(const char *json, uint64_t n, uint64_t file_size,
 			if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) ==
 			    0) {
 				rc = MB_EFORMAT;
-				seterr(err, errcap, "tensor '%s' appears twice",
+				mb_seterr(err, errcap, "tensor '%s' appears twice",
 				       f->tensors[i].name);
 				goto out;
 			}
@@ -368,7 +354,7 @@ int mb_st_parse_header(const char *json, uint64_t n, uint64_t file_size,
 		for (i = 1; i < f->ntensors; i++)
 			if (order[i]->begin < order[i - 1]->end) {
 				rc = MB_EFORMAT;
-				seterr(err, errcap, "tensors '%s' and '%s' overlap",
+				mb_seterr(err, errcap, "tensors '%s' and '%s' overlap",
 				       order[i - 1]->name, order[i]->name);
 				goto out;
 			}
@@ -397,7 +383,7 @@ int mb_st_read_file(const char *path, struct mb_st_file **out, char *err,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = mb_err_from_errno(errno);
-		seterr(err, errcap, "cannot open '%s': %s", path,
+		mb_seterr(err, errcap, "cannot open '%s': %s", path,
 		       strerror(errno));
 		return rc;
 	}
@@ -407,7 +393,7 @@ int mb_st_read_file(const char *path, struct mb_st_file **out, char *err,
 	}
 	rc = mb_pread_full(fd, first8, 8, 0, &got);
 	if (rc == 0 && got < 8) {
-		seterr(err, errcap, "file is shorter than 8 bytes");
+		mb_seterr(err, errcap, "file is shorter than 8 bytes");
 		rc = MB_EFORMAT;
 	}
 	if (rc != 0)
@@ -422,7 +408,7 @@ int mb_st_read_file(const char *path, struct mb_st_file **out, char *err,
 	}
 	rc = mb_pread_full(fd, json, (size_t)n, 8, &got);
 	if (rc == 0 && got < n) {
-		seterr(err, errcap, "file ends inside its header");
+		mb_seterr(err, errcap, "file ends inside its header");
 		rc = MB_EFORMAT;
 	}
 	if (rc == 0)
@@ -489,17 +475,17 @@ int mb_st_index_parse(const char *json, size_t len, struct mb_st_model **out,
 	*out = NULL;
 	doc = mb_json_parse(json, len);
 	if (doc == NULL) {
-		seterr(err, errcap, "index is not valid json");
+		mb_seterr(err, errcap, "index is not valid json");
 		return MB_EJSON;
 	}
 	map = cJSON_GetObjectItemCaseSensitive(doc, "weight_map");
 	if (!cJSON_IsObject(map)) {
-		seterr(err, errcap, "index has no weight_map object");
+		mb_seterr(err, errcap, "index has no weight_map object");
 		goto out;
 	}
 	n = (size_t)cJSON_GetArraySize(map);
 	if (n == 0 || n > MB_ST_MAX_TENSORS) {
-		seterr(err, errcap, "index weight_map has %zu entries", n);
+		mb_seterr(err, errcap, "index weight_map has %zu entries", n);
 		goto out;
 	}
 	rc = MB_ENOMEM;
@@ -514,14 +500,14 @@ int mb_st_index_parse(const char *json, size_t len, struct mb_st_model **out,
 		if (item->string == NULL || !name_ok(item->string) ||
 		    !cJSON_IsString(item) || item->valuestring == NULL) {
 			rc = MB_EFORMAT;
-			seterr(err, errcap, "index entry '%.64s' is not a tensor "
+			mb_seterr(err, errcap, "index entry '%.64s' is not a tensor "
 			       "name mapped to a file name",
 			       item->string ? item->string : "");
 			goto out;
 		}
 		if (!mb_repo_path_ok(item->valuestring)) {
 			rc = MB_EFORMAT;
-			seterr(err, errcap, "index maps '%.64s' to an unsafe "
+			mb_seterr(err, errcap, "index maps '%.64s' to an unsafe "
 			       "path '%.128s'", item->string, item->valuestring);
 			goto out;
 		}
@@ -557,7 +543,7 @@ int mb_st_index_parse(const char *json, size_t len, struct mb_st_model **out,
 	for (i = 1; i < m->nindex; i++)
 		if (strcmp(m->index[i - 1].name, m->index[i].name) == 0) {
 			rc = MB_EFORMAT;
-			seterr(err, errcap, "index lists tensor '%s' twice",
+			mb_seterr(err, errcap, "index lists tensor '%s' twice",
 			       m->index[i].name);
 			goto out;
 		}
@@ -619,7 +605,7 @@ int mb_st_model_finish(struct mb_st_model *m, char *err, size_t errcap)
 
 	for (i = 0; i < m->nshards; i++) {
 		if (m->files[i] == NULL) {
-			seterr(err, errcap, "shard '%s' is missing", m->shards[i]);
+			mb_seterr(err, errcap, "shard '%s' is missing", m->shards[i]);
 			return MB_ENOENT;
 		}
 		total += m->files[i]->ntensors;
@@ -644,7 +630,7 @@ int mb_st_model_finish(struct mb_st_model *m, char *err, size_t errcap)
 		qsort(m->tensors, total, sizeof(*m->tensors), by_name);
 	for (i = 1; i < total; i++)
 		if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0) {
-			seterr(err, errcap, "tensor '%s' is in both '%s' and '%s'",
+			mb_seterr(err, errcap, "tensor '%s' is in both '%s' and '%s'",
 			       m->tensors[i].name,
 			       m->shards[m->tensors[i - 1].shard],
 			       m->shards[m->tensors[i].shard]);
@@ -661,19 +647,19 @@ int mb_st_model_finish(struct mb_st_model *m, char *err, size_t errcap)
 						m->tensors[j].name);
 
 		if (c < 0) {
-			seterr(err, errcap, "index names tensor '%s' in '%s', "
+			mb_seterr(err, errcap, "index names tensor '%s' in '%s', "
 			       "which does not hold it", m->index[i].name,
 			       m->shards[m->index[i].shard]);
 			return MB_EFORMAT;
 		}
 		if (c > 0) {
-			seterr(err, errcap, "tensor '%s' in '%s' is not in the "
+			mb_seterr(err, errcap, "tensor '%s' in '%s' is not in the "
 			       "index", m->tensors[j].name,
 			       m->shards[m->tensors[j].shard]);
 			return MB_EFORMAT;
 		}
 		if (m->index[i].shard != m->tensors[j].shard) {
-			seterr(err, errcap, "index puts tensor '%s' in '%s', it "
+			mb_seterr(err, errcap, "index puts tensor '%s' in '%s', it "
 			       "is in '%s'", m->index[i].name,
 			       m->shards[m->index[i].shard],
 			       m->shards[m->tensors[j].shard]);
@@ -718,7 +704,7 @@ static int open_single(const char *dir, struct mb_st_model **out, char *err,
 	d = opendir(dir);
 	if (d == NULL) {
 		rc = mb_err_from_errno(errno);
-		seterr(err, errcap, "cannot open directory '%s': %s", dir,
+		mb_seterr(err, errcap, "cannot open directory '%s': %s", dir,
 		       strerror(errno));
 		return rc;
 	}
@@ -733,7 +719,7 @@ static int open_single(const char *dir, struct mb_st_model **out, char *err,
 	}
 	closedir(d);
 	if (count != 1) {
-		seterr(err, errcap, count == 0
+		mb_seterr(err, errcap, count == 0
 			       ? "no .safetensors file in '%s'"
 			       : "several .safetensors files in '%s' and no "
 				 "model.safetensors.index.json", dir);
@@ -748,7 +734,7 @@ static int open_single(const char *dir, struct mb_st_model **out, char *err,
 		rc = mb_st_model_finish(*out, err, errcap);
 	if (rc != 0) {
 		if (err != NULL && errcap > 0 && rc == MB_ENOMEM)
-			seterr(err, errcap, "out of memory reading '%s'", path);
+			mb_seterr(err, errcap, "out of memory reading '%s'", path);
 		mb_st_model_free(*out);
 		*out = NULL;
 	}
@@ -772,7 +758,7 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 	if (rc == MB_ENOENT)
 		return open_single(dir, out, err, errcap);
 	if (rc != 0) {
-		seterr(err, errcap, "cannot read '%s': %s", path,
+		mb_seterr(err, errcap, "cannot read '%s': %s", path,
 		       mb_strerror(rc));
 		return rc;
 	}
@@ -786,12 +772,12 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 			break;
 		rc = mb_st_read_file(path, &f, sub, sizeof(sub));
 		if (rc == MB_ENOENT) {
-			seterr(err, errcap, "shard '%s' is missing",
+			mb_seterr(err, errcap, "shard '%s' is missing",
 			       m->shards[i]);
 			break;
 		}
 		if (rc != 0) {
-			seterr(err, errcap, "shard '%s': %s", m->shards[i], sub);
+			mb_seterr(err, errcap, "shard '%s': %s", m->shards[i], sub);
 			break;
 		}
 		rc = mb_st_model_set_file(m, i, f);
@@ -800,7 +786,7 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 		rc = mb_st_model_finish(m, err, errcap);
 	if (rc != 0) {
 		if (err != NULL && errcap > 0 && rc == MB_ENOMEM)
-			seterr(err, errcap, "out of memory reading '%s'", dir);
+			mb_seterr(err, errcap, "out of memory reading '%s'", dir);
 		mb_st_model_free(m);
 		return rc;
 	}

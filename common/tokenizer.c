@@ -31,20 +31,6 @@
 #define PAD_SCORE (-1000.0f)
 #define MAX_PATH_LEN 4096
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
 /* ---------------------------------------------------------------- table */
 
 /* HF tokenizers' ByteLevel pre-tokenizer regex (use_regex: true), which is
@@ -195,14 +181,14 @@ static int vocab_size(uint64_t n_real, uint64_t n_rows, uint64_t *n,
 		      char *err, size_t errcap)
 {
 	if (n_rows > 0 && n_real > n_rows) {
-		seterr(err, errcap,
+		mb_seterr(err, errcap,
 		       "the vocabulary has %llu tokens, more than the %llu "
 		       "rows of the token embedding",
 		       (unsigned long long)n_real, (unsigned long long)n_rows);
 		return MB_EFORMAT;
 	}
 	if (n_rows > MB_VOCAB_MAX_TOKENS) {
-		seterr(err, errcap, "%llu embedding rows are more than the "
+		mb_seterr(err, errcap, "%llu embedding rows are more than the "
 		       "%u tokens mibera allows", (unsigned long long)n_rows,
 		       MB_VOCAB_MAX_TOKENS);
 		return MB_ETOOBIG;
@@ -342,7 +328,7 @@ static int added_push(struct added_list *l, uint64_t id, const char *text,
 		      int special, const char *file, char *err, size_t errcap)
 {
 	if (strlen(text) > MB_VOCAB_MAX_TOKEN_LEN) {
-		seterr(err, errcap, "%s: added token %llu is longer than %u "
+		mb_seterr(err, errcap, "%s: added token %llu is longer than %u "
 		       "bytes", file, (unsigned long long)id,
 		       MB_VOCAB_MAX_TOKEN_LEN);
 		return MB_ETOOBIG;
@@ -352,7 +338,7 @@ static int added_push(struct added_list *l, uint64_t id, const char *text,
 		struct added *a;
 
 		if (l->cap >= MB_VOCAB_MAX_TOKENS) {
-			seterr(err, errcap, "%s: more than %u added tokens",
+			mb_seterr(err, errcap, "%s: more than %u added tokens",
 			       file, MB_VOCAB_MAX_TOKENS);
 			return MB_ETOOBIG;
 		}
@@ -382,7 +368,7 @@ static int added_from_tokenizer_json(const cJSON *doc, struct added_list *l,
 	if (arr == NULL || cJSON_IsNull(arr))
 		return 0;
 	if (!cJSON_IsArray(arr)) {
-		seterr(err, errcap, "tokenizer.json: added_tokens is not a list");
+		mb_seterr(err, errcap, "tokenizer.json: added_tokens is not a list");
 		return MB_EFORMAT;
 	}
 	cJSON_ArrayForEach(it, arr) {
@@ -391,7 +377,7 @@ static int added_from_tokenizer_json(const cJSON *doc, struct added_list *l,
 
 		if (!cJSON_IsObject(it) || !cJSON_IsString(c) ||
 		    json_id(cJSON_GetObjectItemCaseSensitive(it, "id"), &id)) {
-			seterr(err, errcap, "tokenizer.json: added token %zu "
+			mb_seterr(err, errcap, "tokenizer.json: added token %zu "
 			       "needs an id in 0..%u and a content string", i,
 			       MB_VOCAB_MAX_TOKENS - 1);
 			return MB_EFORMAT;
@@ -419,7 +405,7 @@ static int added_from_added_json(const cJSON *doc, struct added_list *l,
 		uint64_t id;
 
 		if (json_id(it, &id)) {
-			seterr(err, errcap, "added_tokens.json: '%.64s' needs an "
+			mb_seterr(err, errcap, "added_tokens.json: '%.64s' needs an "
 			       "id in 0..%u", it->string,
 			       MB_VOCAB_MAX_TOKENS - 1);
 			return MB_EFORMAT;
@@ -444,7 +430,7 @@ static int added_from_decoder(const cJSON *tcfg, struct added_list *l,
 	if (dec == NULL || cJSON_IsNull(dec))
 		return 0;
 	if (!cJSON_IsObject(dec)) {
-		seterr(err, errcap, "tokenizer_config.json: "
+		mb_seterr(err, errcap, "tokenizer_config.json: "
 		       "added_tokens_decoder is not an object");
 		return MB_EFORMAT;
 	}
@@ -454,7 +440,7 @@ static int added_from_decoder(const cJSON *tcfg, struct added_list *l,
 
 		if (str_id(it->string, &id) || !cJSON_IsObject(it) ||
 		    !cJSON_IsString(c)) {
-			seterr(err, errcap, "tokenizer_config.json: "
+			mb_seterr(err, errcap, "tokenizer_config.json: "
 			       "added_tokens_decoder entry '%.32s' needs an id "
 			       "in 0..%u and a content string", it->string,
 			       MB_VOCAB_MAX_TOKENS - 1);
@@ -501,7 +487,7 @@ static int apply_added(struct mb_vocab *v, const struct added_list *l,
 		if (v->tokens[a->id] != NULL &&
 		    v->types[a->id] != MB_TOK_NORMAL) {
 			if (strcmp(v->tokens[a->id], text) != 0) {
-				seterr(err, errcap, "added token id %llu is "
+				mb_seterr(err, errcap, "added token id %llu is "
 				       "given to both '%.64s' and '%.64s'",
 				       (unsigned long long)a->id,
 				       v->tokens[a->id], text);
@@ -539,12 +525,12 @@ static int gpt2_merges(struct mb_vocab *v, const cJSON *model, char *err,
 
 	mb_buf_init(&b, 6 * (size_t)MB_VOCAB_MAX_TOKEN_LEN + 1);
 	if (!cJSON_IsArray(m) || (count = cJSON_GetArraySize(m)) == 0) {
-		seterr(err, errcap, "tokenizer.json: the BPE model has no "
+		mb_seterr(err, errcap, "tokenizer.json: the BPE model has no "
 		       "merges list");
 		goto out;
 	}
 	if ((unsigned)count > MB_VOCAB_MAX_TOKENS) {
-		seterr(err, errcap, "tokenizer.json: more than %u merges",
+		mb_seterr(err, errcap, "tokenizer.json: more than %u merges",
 		       MB_VOCAB_MAX_TOKENS);
 		rc = MB_ETOOBIG;
 		goto out;
@@ -564,7 +550,7 @@ static int gpt2_merges(struct mb_vocab *v, const cJSON *model, char *err,
 			 * the first byte */
 			s = it->valuestring;
 			if (strlen(s) > 2 * (size_t)MB_VOCAB_MAX_TOKEN_LEN + 1) {
-				seterr(err, errcap, "tokenizer.json: merge %llu "
+				mb_seterr(err, errcap, "tokenizer.json: merge %llu "
 				       "is longer than %u bytes",
 				       (unsigned long long)i,
 				       2 * MB_VOCAB_MAX_TOKEN_LEN + 1);
@@ -572,7 +558,7 @@ static int gpt2_merges(struct mb_vocab *v, const cJSON *model, char *err,
 				goto out;
 			}
 			if (s[0] == '\0' || strchr(s + 1, ' ') == NULL) {
-				seterr(err, errcap, "tokenizer.json: merge %llu "
+				mb_seterr(err, errcap, "tokenizer.json: merge %llu "
 				       "('%.64s') is not two tokens and a space",
 				       (unsigned long long)i, s);
 				rc = MB_EFORMAT;
@@ -594,7 +580,7 @@ static int gpt2_merges(struct mb_vocab *v, const cJSON *model, char *err,
 				const char *p = part->valuestring;
 
 				if (strlen(p) > MB_VOCAB_MAX_TOKEN_LEN) {
-					seterr(err, errcap, "tokenizer.json: "
+					mb_seterr(err, errcap, "tokenizer.json: "
 					       "merge %llu has a token longer "
 					       "than %u bytes",
 					       (unsigned long long)i,
@@ -614,7 +600,7 @@ static int gpt2_merges(struct mb_vocab *v, const cJSON *model, char *err,
 			}
 			v->merges[i] = mb_strdup(b.data);
 		} else {
-			seterr(err, errcap, "tokenizer.json: merge %llu is "
+			mb_seterr(err, errcap, "tokenizer.json: merge %llu is "
 			       "neither \"a b\" nor [\"a\", \"b\"]",
 			       (unsigned long long)i);
 			rc = MB_EFORMAT;
@@ -643,7 +629,7 @@ static int gpt2_pre(struct mb_vocab *v, const cJSON *doc, int ignore_merges,
 	int bytelevel = 0, use_regex = 0;
 
 	if (!cJSON_IsObject(pt)) {
-		seterr(err, errcap, "tokenizer.json has no pre-tokenizer");
+		mb_seterr(err, errcap, "tokenizer.json has no pre-tokenizer");
 		return MB_EUNSUPPORTED;
 	}
 	type = cJSON_GetObjectItemCaseSensitive(pt, "type");
@@ -651,7 +637,7 @@ static int gpt2_pre(struct mb_vocab *v, const cJSON *doc, int ignore_merges,
 	if (cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0) {
 		list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
 		if (!cJSON_IsArray(list)) {
-			seterr(err, errcap, "tokenizer.json: the Sequence "
+			mb_seterr(err, errcap, "tokenizer.json: the Sequence "
 			       "pre-tokenizer has no pretokenizers list");
 			return MB_EFORMAT;
 		}
@@ -663,7 +649,7 @@ static int gpt2_pre(struct mb_vocab *v, const cJSON *doc, int ignore_merges,
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
 
 		if (!cJSON_IsString(t)) {
-			seterr(err, errcap, "tokenizer.json: a pre-tokenizer "
+			mb_seterr(err, errcap, "tokenizer.json: a pre-tokenizer "
 			       "has no type");
 			return MB_EFORMAT;
 		}
@@ -682,43 +668,43 @@ static int gpt2_pre(struct mb_vocab *v, const cJSON *doc, int ignore_merges,
 				p, "Regex");
 
 			if (!cJSON_IsString(r)) {
-				seterr(err, errcap, "tokenizer.json: a Split "
+				mb_seterr(err, errcap, "tokenizer.json: a Split "
 				       "pre-tokenizer without a Regex pattern "
 				       "is not supported");
 				return MB_EUNSUPPORTED;
 			}
 			if (regex != NULL) {
-				seterr(err, errcap, "tokenizer.json: more than "
+				mb_seterr(err, errcap, "tokenizer.json: more than "
 				       "one Split pre-tokenizer is not "
 				       "supported");
 				return MB_EUNSUPPORTED;
 			}
 			regex = r->valuestring;
 		} else {
-			seterr(err, errcap, "tokenizer.json: pre-tokenizer "
+			mb_seterr(err, errcap, "tokenizer.json: pre-tokenizer "
 			       "'%.32s' is not supported", t->valuestring);
 			return MB_EUNSUPPORTED;
 		}
 	}
 	if (!bytelevel) {
-		seterr(err, errcap, "tokenizer.json is not byte-level BPE (no "
+		mb_seterr(err, errcap, "tokenizer.json is not byte-level BPE (no "
 		       "ByteLevel pre-tokenizer)");
 		return MB_EUNSUPPORTED;
 	}
 	if (regex != NULL && use_regex) {
-		seterr(err, errcap, "tokenizer.json: a Split regex and "
+		mb_seterr(err, errcap, "tokenizer.json: a Split regex and "
 		       "ByteLevel's own regex together are not supported");
 		return MB_EUNSUPPORTED;
 	}
 	if (regex == NULL && !use_regex) {
-		seterr(err, errcap, "tokenizer.json has no pre-tokenizer regex");
+		mb_seterr(err, errcap, "tokenizer.json has no pre-tokenizer regex");
 		return MB_EUNSUPPORTED;
 	}
 	if (regex == NULL)
 		regex = GPT2_REGEX;
 	name = mb_vocab_pre_name(regex, ignore_merges);
 	if (name == NULL) {
-		seterr(err, errcap, "unknown pre-tokenizer regex '%.100s%s'",
+		mb_seterr(err, errcap, "unknown pre-tokenizer regex '%.100s%s'",
 		       regex, strlen(regex) > 100 ? "..." : "");
 		return MB_EUNSUPPORTED;
 	}
@@ -738,12 +724,12 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 
 	model = cJSON_GetObjectItemCaseSensitive(doc, "model");
 	if (!cJSON_IsObject(model)) {
-		seterr(err, errcap, "tokenizer.json has no model object");
+		mb_seterr(err, errcap, "tokenizer.json has no model object");
 		goto out;
 	}
 	type = cJSON_GetObjectItemCaseSensitive(model, "type");
 	if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0) {
-		seterr(err, errcap, "tokenizer.json: model type '%.32s' is not "
+		mb_seterr(err, errcap, "tokenizer.json: model type '%.32s' is not "
 		       "supported (only byte-level BPE)",
 		       cJSON_IsString(type) ? type->valuestring : "?");
 		rc = MB_EUNSUPPORTED;
@@ -751,20 +737,20 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 	}
 	vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
 	if (!cJSON_IsObject(vocab)) {
-		seterr(err, errcap, "tokenizer.json: the model has no vocab "
+		mb_seterr(err, errcap, "tokenizer.json: the model has no vocab "
 		       "object");
 		goto out;
 	}
 	/* first pass: bounds, so one allocation fits every id */
 	cJSON_ArrayForEach(it, vocab) {
 		if (++count > MB_VOCAB_MAX_TOKENS) {
-			seterr(err, errcap, "tokenizer.json: more than %u "
+			mb_seterr(err, errcap, "tokenizer.json: more than %u "
 			       "tokens", MB_VOCAB_MAX_TOKENS);
 			rc = MB_ETOOBIG;
 			goto out;
 		}
 		if (strlen(it->string) > MB_VOCAB_MAX_TOKEN_LEN) {
-			seterr(err, errcap, "tokenizer.json: token %llu is "
+			mb_seterr(err, errcap, "tokenizer.json: token %llu is "
 			       "longer than %u bytes",
 			       (unsigned long long)count - 1,
 			       MB_VOCAB_MAX_TOKEN_LEN);
@@ -772,7 +758,7 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 			goto out;
 		}
 		if (json_id(it, &id)) {
-			seterr(err, errcap, "tokenizer.json: token '%.64s' "
+			mb_seterr(err, errcap, "tokenizer.json: token '%.64s' "
 			       "needs an id in 0..%u", it->string,
 			       MB_VOCAB_MAX_TOKENS - 1);
 			goto out;
@@ -788,7 +774,7 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 	any = any || added.n > 0;
 	rc = MB_EFORMAT;
 	if (!any) {
-		seterr(err, errcap, "tokenizer.json has no tokens");
+		mb_seterr(err, errcap, "tokenizer.json has no tokens");
 		goto out;
 	}
 	rc = vocab_size(maxid + 1, n_rows, &n, err, errcap);
@@ -801,7 +787,7 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 	cJSON_ArrayForEach(it, vocab) {
 		json_id(it, &id);
 		if (v->tokens[id] != NULL) {
-			seterr(err, errcap, "tokenizer.json: token id %llu is "
+			mb_seterr(err, errcap, "tokenizer.json: token id %llu is "
 			       "given to both '%.64s' and '%.64s'",
 			       (unsigned long long)id, v->tokens[id],
 			       it->string);
@@ -849,7 +835,7 @@ static int pb_varint(struct pb *c, uint64_t *out, char *err, size_t errcap)
 		uint8_t b;
 
 		if (c->left == 0) {
-			seterr(err, errcap, "tokenizer.model: truncated varint");
+			mb_seterr(err, errcap, "tokenizer.model: truncated varint");
 			return MB_EFORMAT;
 		}
 		b = *c->p++;
@@ -862,7 +848,7 @@ static int pb_varint(struct pb *c, uint64_t *out, char *err, size_t errcap)
 			return 0;
 		}
 	}
-	seterr(err, errcap, "tokenizer.model: varint longer than 64 bits");
+	mb_seterr(err, errcap, "tokenizer.model: varint longer than 64 bits");
 	return MB_EFORMAT;
 }
 
@@ -887,7 +873,7 @@ static int pb_field(struct pb *c, uint64_t *field, int *wire, uint64_t *num,
 	case 5:
 		len = *wire == 1 ? 8 : 4;
 		if (c->left < len) {
-			seterr(err, errcap, "tokenizer.model: truncated fixed "
+			mb_seterr(err, errcap, "tokenizer.model: truncated fixed "
 			       "field %llu", (unsigned long long)*field);
 			return MB_EFORMAT;
 		}
@@ -901,7 +887,7 @@ static int pb_field(struct pb *c, uint64_t *field, int *wire, uint64_t *num,
 		if (rc != 0)
 			return rc;
 		if (len > c->left) {
-			seterr(err, errcap, "tokenizer.model: field %llu of "
+			mb_seterr(err, errcap, "tokenizer.model: field %llu of "
 			       "%llu bytes runs past the end (%zu left)",
 			       (unsigned long long)*field,
 			       (unsigned long long)len, c->left);
@@ -913,7 +899,7 @@ static int pb_field(struct pb *c, uint64_t *field, int *wire, uint64_t *num,
 		c->left -= (size_t)len;
 		return 0;
 	default:
-		seterr(err, errcap, "tokenizer.model: field %llu has wire type "
+		mb_seterr(err, errcap, "tokenizer.model: field %llu has wire type "
 		       "%d", (unsigned long long)*field, *wire);
 		return MB_EFORMAT;
 	}
@@ -935,18 +921,18 @@ static int spm_count(const void *buf, size_t len, uint64_t *count, char *err,
 		if (field != 1)
 			continue;
 		if (wire != 2) {
-			seterr(err, errcap, "tokenizer.model: piece %llu is "
+			mb_seterr(err, errcap, "tokenizer.model: piece %llu is "
 			       "not a message", (unsigned long long)n);
 			return MB_EFORMAT;
 		}
 		if (++n > MB_VOCAB_MAX_TOKENS) {
-			seterr(err, errcap, "tokenizer.model: more than %u "
+			mb_seterr(err, errcap, "tokenizer.model: more than %u "
 			       "pieces", MB_VOCAB_MAX_TOKENS);
 			return MB_ETOOBIG;
 		}
 	}
 	if (n == 0) {
-		seterr(err, errcap, "tokenizer.model has no pieces");
+		mb_seterr(err, errcap, "tokenizer.model has no pieces");
 		return MB_EFORMAT;
 	}
 	*count = n;
@@ -973,13 +959,13 @@ static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
 		rc = MB_EFORMAT;
 		if (field == 1) {
 			if (wire != 2) {
-				seterr(err, errcap, "tokenizer.model: piece "
+				mb_seterr(err, errcap, "tokenizer.model: piece "
 				       "%llu text is not a string",
 				       (unsigned long long)idx);
 				goto out;
 			}
 			if (sub.left > MB_VOCAB_MAX_TOKEN_LEN) {
-				seterr(err, errcap, "tokenizer.model: piece "
+				mb_seterr(err, errcap, "tokenizer.model: piece "
 				       "%llu is longer than %u bytes",
 				       (unsigned long long)idx,
 				       MB_VOCAB_MAX_TOKEN_LEN);
@@ -987,7 +973,7 @@ static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
 				goto out;
 			}
 			if (memchr(sub.p, 0, sub.left) != NULL) {
-				seterr(err, errcap, "tokenizer.model: piece "
+				mb_seterr(err, errcap, "tokenizer.model: piece "
 				       "%llu holds a NUL byte",
 				       (unsigned long long)idx);
 				goto out;
@@ -1002,7 +988,7 @@ static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
 			text[sub.left] = '\0';
 		} else if (field == 2) {
 			if (wire != 5) {
-				seterr(err, errcap, "tokenizer.model: piece "
+				mb_seterr(err, errcap, "tokenizer.model: piece "
 				       "%llu score is not a float",
 				       (unsigned long long)idx);
 				goto out;
@@ -1012,7 +998,7 @@ static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
 		} else if (field == 3) {
 			if (wire != 0 || num < MB_TOK_NORMAL ||
 			    num > MB_TOK_BYTE) {
-				seterr(err, errcap, "tokenizer.model: piece "
+				mb_seterr(err, errcap, "tokenizer.model: piece "
 				       "%llu has bad type %llu",
 				       (unsigned long long)idx,
 				       (unsigned long long)num);
@@ -1023,7 +1009,7 @@ static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
 	}
 	rc = MB_EFORMAT;
 	if (text == NULL) {
-		seterr(err, errcap, "tokenizer.model: piece %llu has no text",
+		mb_seterr(err, errcap, "tokenizer.model: piece %llu has no text",
 		       (unsigned long long)idx);
 		goto out;
 	}
@@ -1100,7 +1086,7 @@ static int join(char *out, size_t cap, const char *dir, const char *name,
 	int n = snprintf(out, cap, "%s/%s", dir, name);
 
 	if (n < 0 || (size_t)n >= cap) {
-		seterr(err, errcap, "path '%.64s...' is too long", dir);
+		mb_seterr(err, errcap, "path '%.64s...' is too long", dir);
 		return MB_EINVAL;
 	}
 	return 0;
@@ -1120,9 +1106,9 @@ static int read_opt(const char *dir, const char *name, size_t max,
 		return rc;
 	rc = mb_read_file(path, max, data, len);
 	if (rc == MB_ETOOBIG)
-		seterr(err, errcap, "'%s' is larger than %zu bytes", name, max);
+		mb_seterr(err, errcap, "'%s' is larger than %zu bytes", name, max);
 	else if (rc != 0 && rc != MB_ENOENT)
-		seterr(err, errcap, "cannot read '%s': %s", name,
+		mb_seterr(err, errcap, "cannot read '%s': %s", name,
 		       mb_strerror(rc));
 	return rc;
 }
@@ -1143,11 +1129,11 @@ static int read_json(const char *dir, const char *name, size_t max,
 	*out = mb_json_parse(text, len);
 	free(text);
 	if (*out == NULL) {
-		seterr(err, errcap, "'%s' is not valid json", name);
+		mb_seterr(err, errcap, "'%s' is not valid json", name);
 		return MB_EJSON;
 	}
 	if (!cJSON_IsObject(*out)) {
-		seterr(err, errcap, "'%s' is not a json object", name);
+		mb_seterr(err, errcap, "'%s' is not a json object", name);
 		cJSON_Delete(*out);
 		*out = NULL;
 		return MB_EFORMAT;
@@ -1230,7 +1216,7 @@ static int chat_template(struct mb_vocab *v, const char *dir,
 		}
 	}
 	if (s != NULL && strlen(s) > MAX_TEMPLATE) {
-		seterr(err, errcap, "tokenizer_config.json: the chat template "
+		mb_seterr(err, errcap, "tokenizer_config.json: the chat template "
 		       "is larger than %u bytes", MAX_TEMPLATE);
 		return MB_ETOOBIG;
 	}
@@ -1245,7 +1231,7 @@ static int chat_template(struct mb_vocab *v, const char *dir,
 	if (rc != 0)
 		return rc;
 	if (memchr(text, 0, len) != NULL) {
-		seterr(err, errcap, "'chat_template.jinja' holds a NUL byte");
+		mb_seterr(err, errcap, "'chat_template.jinja' holds a NUL byte");
 		free(text);
 		return MB_EFORMAT;
 	}
@@ -1301,7 +1287,7 @@ int mb_vocab_load_dir(const char *dir, uint64_t n_rows, struct mb_vocab **out,
 	} else if (tokjson != NULL) {
 		rc = gpt2_build(v, tokjson, n_rows, err, errcap);
 	} else {
-		seterr(err, errcap, "no tokenizer.json or tokenizer.model in "
+		mb_seterr(err, errcap, "no tokenizer.json or tokenizer.model in "
 		       "'%s'", dir);
 		rc = MB_ENOENT;
 	}
@@ -1342,12 +1328,12 @@ int mb_vocab_parse_tokenizer_json(const char *json, size_t len,
 	*out = NULL;
 	doc = mb_json_parse(json, len);
 	if (doc == NULL) {
-		seterr(err, errcap, "tokenizer.json is not valid json");
+		mb_seterr(err, errcap, "tokenizer.json is not valid json");
 		goto out;
 	}
 	rc = MB_EFORMAT;
 	if (!cJSON_IsObject(doc)) {
-		seterr(err, errcap, "tokenizer.json is not a json object");
+		mb_seterr(err, errcap, "tokenizer.json is not a json object");
 		goto out;
 	}
 	rc = MB_ENOMEM;

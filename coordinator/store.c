@@ -22,20 +22,6 @@ struct mb_store {
 	sqlite3 *db;
 };
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
 int mb_store_home(char *out, size_t cap)
 {
 	const char *h = getenv("MIBERA_HOME"), *x = getenv("XDG_DATA_HOME");
@@ -89,14 +75,14 @@ static int migrate(sqlite3 *db, char *err, size_t errcap)
 		char *msg = NULL, pragma[64];
 
 		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-			seterr(err, errcap, "cannot lock the database: %s", msg);
+			mb_seterr(err, errcap, "cannot lock the database: %s", msg);
 			sqlite3_free(msg);
 			return MB_EBUSY;
 		}
 		v = user_version(db);
 		if (v < 0 || v > want) {
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-			seterr(err, errcap, "the database has schema version %d; this "
+			mb_seterr(err, errcap, "the database has schema version %d; this "
 			       "mibera knows up to %d: use a newer mibera", v, want);
 			return MB_EUNSUPPORTED;
 		}
@@ -108,7 +94,7 @@ static int migrate(sqlite3 *db, char *err, size_t errcap)
 		if (sqlite3_exec(db, mb_migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-			seterr(err, errcap, "migration %d failed: %s", v + 1,
+			mb_seterr(err, errcap, "migration %d failed: %s", v + 1,
 			       msg ? msg : "?");
 			sqlite3_free(msg);
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -137,7 +123,7 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 		*slash = '\0';
 		rc = mb_mkdir_p(home, 0700);
 		if (rc != 0) {
-			seterr(err, errcap, "cannot create '%s': %s", home,
+			mb_seterr(err, errcap, "cannot create '%s': %s", home,
 			       mb_strerror(rc));
 			return rc;
 		}
@@ -147,7 +133,7 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = mb_err_from_errno(errno);
-		seterr(err, errcap, "cannot open '%s': %s", path, strerror(errno));
+		mb_seterr(err, errcap, "cannot open '%s': %s", path, strerror(errno));
 		return rc;
 	}
 	close(fd);
@@ -156,7 +142,7 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 		return MB_ENOMEM;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
 			    NULL) != SQLITE_OK) {
-		seterr(err, errcap, "cannot open the database '%s': %s", path,
+		mb_seterr(err, errcap, "cannot open the database '%s': %s", path,
 		       s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		mb_store_close(s);
 		return MB_EIO;
@@ -164,7 +150,7 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 	sqlite3_busy_timeout(s->db, 10000);
 	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
 			 "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
-		seterr(err, errcap, "cannot set up '%s': %s", path,
+		mb_seterr(err, errcap, "cannot set up '%s': %s", path,
 		       sqlite3_errmsg(s->db));
 		mb_store_close(s);
 		return MB_EIO;
