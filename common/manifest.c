@@ -1,7 +1,6 @@
 /* manifest: per-file and per-chunk SHA-256, to and from JSON. */
 #include "common/manifest.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +71,8 @@ struct compute {
 	uint64_t index;		/* current chunk */
 	uint8_t (*out)[MB_SHA256_LEN];
 	uint64_t cap;		/* chunks allocated in out */
+	mb_manifest_progress_fn progress;
+	void *progress_ctx;
 };
 
 static int grow_chunks(struct compute *c)
@@ -107,9 +108,9 @@ static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
 {
 	struct compute *c = ctx;
 	const char *p = data;
+	uint64_t end = off + n;
 	int rc;
 
-	(void)off;
 	rc = mb_sha256_update(&c->whole, p, n);
 	while (rc == 0 && n > 0) {
 		uint64_t take = c->chunk_size - c->in_chunk;
@@ -125,11 +126,22 @@ static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
 		if (rc == 0 && c->in_chunk == c->chunk_size)
 			rc = finish_chunk(c);
 	}
+	if (rc == 0 && c->progress != NULL)
+		rc = c->progress(end, c->progress_ctx);
 	return rc;
 }
 
 int mb_manifest_compute(const char *path, const char *name,
 			uint64_t chunk_size, struct mb_manifest **out)
+{
+	return mb_manifest_compute_progress(path, name, chunk_size, NULL, NULL,
+					    out);
+}
+
+int mb_manifest_compute_progress(const char *path, const char *name,
+				 uint64_t chunk_size,
+				 mb_manifest_progress_fn progress, void *ctx,
+				 struct mb_manifest **out)
 {
 	struct compute c;
 	struct mb_manifest *m = NULL;
@@ -141,6 +153,8 @@ int mb_manifest_compute(const char *path, const char *name,
 		return MB_EINVAL;
 	memset(&c, 0, sizeof(c));
 	c.chunk_size = chunk_size;
+	c.progress = progress;
+	c.progress_ctx = ctx;
 	rc = mb_sha256_init(&c.whole);
 	if (rc != 0)
 		return rc;
@@ -202,75 +216,56 @@ int mb_manifest_to_json(const struct mb_manifest *m, struct mb_buf *b)
 	return rc;
 }
 
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
-
-int mb_manifest_from_json(const char *json, size_t len,
-			  struct mb_manifest **out, char *err, size_t errcap)
+/* Parses one manifest object (doc, owned by the caller) into *out. */
+static int manifest_from_cjson(const cJSON *doc, struct mb_manifest **out,
+			       char *err, size_t errcap)
 {
 	struct mb_manifest *m = NULL;
 	const cJSON *chunks, *item;
 	const char *name, *sha;
 	uint64_t version, size, chunk_size, i;
-	cJSON *doc;
 	int rc = MB_EFORMAT;
 
 	*out = NULL;
-	doc = mb_json_parse(json, len);
-	if (doc == NULL) {
-		seterr(err, errcap, "manifest is not valid json");
-		return MB_EJSON;
-	}
 	if (!cJSON_IsObject(doc)) {
-		seterr(err, errcap, "manifest is not a json object");
+		mb_seterr(err, errcap, "manifest is not a json object");
 		goto out;
 	}
 	if (mb_json_get_u64(doc, "version", UINT32_MAX, &version) != 0 ||
 	    version != MB_MANIFEST_VERSION) {
-		seterr(err, errcap, "manifest 'version' is missing or not %d",
-		       MB_MANIFEST_VERSION);
+		mb_seterr(err, errcap, "manifest 'version' is missing or not %d",
+		          MB_MANIFEST_VERSION);
 		goto out;
 	}
 	if (mb_json_get_str(doc, "name", MB_MANIFEST_NAME_MAX, &name) != 0 ||
 	    !mb_manifest_name_ok(name)) {
-		seterr(err, errcap, "manifest 'name' is missing or unsafe");
+		mb_seterr(err, errcap, "manifest 'name' is missing or unsafe");
 		goto out;
 	}
 	if (mb_json_get_u64(doc, "size", MB_MANIFEST_MAX_SIZE, &size) != 0) {
-		seterr(err, errcap, "manifest 'size' is missing or invalid");
+		mb_seterr(err, errcap, "manifest 'size' is missing or invalid");
 		goto out;
 	}
 	if (mb_json_get_u64(doc, "chunk_size", MB_MANIFEST_MAX_CHUNK,
 			    &chunk_size) != 0 ||
 	    !chunk_size_ok(chunk_size)) {
-		seterr(err, errcap, "manifest 'chunk_size' is missing or not a "
-		       "multiple of 4096 between 4 KiB and 1 GiB");
+		mb_seterr(err, errcap, "manifest 'chunk_size' is missing or not a "
+		          "multiple of 4096 between 4 KiB and 1 GiB");
 		goto out;
 	}
 	chunks = cJSON_GetObjectItemCaseSensitive(doc, "chunks");
 	if (!cJSON_IsArray(chunks)) {
-		seterr(err, errcap, "manifest 'chunks' is missing or not a list");
+		mb_seterr(err, errcap, "manifest 'chunks' is missing or not a list");
 		goto out;
 	}
 	/* the count is checked against the list before allocating, so the
 	 * memory spent is bounded by the document, not by a claimed size */
 	if (size / chunk_size + (size % chunk_size != 0) !=
 	    (uint64_t)cJSON_GetArraySize(chunks)) {
-		seterr(err, errcap, "manifest lists %d chunks, its size needs "
-		       "%llu", cJSON_GetArraySize(chunks),
-		       (unsigned long long)(size / chunk_size +
-					    (size % chunk_size != 0)));
+		mb_seterr(err, errcap, "manifest lists %d chunks, its size needs "
+		          "%llu", cJSON_GetArraySize(chunks),
+		          (unsigned long long)(size / chunk_size +
+					       (size % chunk_size != 0)));
 		goto out;
 	}
 	m = alloc_manifest(name, size, chunk_size);
@@ -280,16 +275,16 @@ int mb_manifest_from_json(const char *json, size_t len,
 	}
 	if (mb_json_get_str(doc, "sha256", 64, &sha) != 0 ||
 	    mb_sha256_parse(sha, m->sha256) != 0) {
-		seterr(err, errcap, "manifest 'sha256' is missing or not 64 "
-		       "hex digits");
+		mb_seterr(err, errcap, "manifest 'sha256' is missing or not 64 "
+		          "hex digits");
 		goto out;
 	}
 	i = 0;
 	cJSON_ArrayForEach(item, chunks) {
 		if (!cJSON_IsString(item) || item->valuestring == NULL ||
 		    mb_sha256_parse(item->valuestring, m->chunks[i]) != 0) {
-			seterr(err, errcap, "manifest chunk %llu is not 64 hex "
-			       "digits", (unsigned long long)i);
+			mb_seterr(err, errcap, "manifest chunk %llu is not 64 hex "
+			          "digits", (unsigned long long)i);
 			goto out;
 		}
 		i++;
@@ -298,8 +293,24 @@ int mb_manifest_from_json(const char *json, size_t len,
 	m = NULL;
 	rc = 0;
 out:
-	cJSON_Delete(doc);
 	mb_manifest_free(m);
+	return rc;
+}
+
+int mb_manifest_from_json(const char *json, size_t len,
+			  struct mb_manifest **out, char *err, size_t errcap)
+{
+	cJSON *doc;
+	int rc;
+
+	*out = NULL;
+	doc = mb_json_parse(json, len);
+	if (doc == NULL) {
+		mb_seterr(err, errcap, "manifest is not valid json");
+		return MB_EJSON;
+	}
+	rc = manifest_from_cjson(doc, out, err, errcap);
+	cJSON_Delete(doc);
 	return rc;
 }
 
@@ -332,4 +343,140 @@ int mb_manifest_same(const struct mb_manifest *a, const struct mb_manifest *b)
 {
 	return a->size == b->size &&
 	       memcmp(a->sha256, b->sha256, MB_SHA256_LEN) == 0;
+}
+
+/* --- the list of a directory's artifacts --- */
+
+int mb_manifest_list_to_json(struct mb_manifest *const *files, size_t n,
+			     struct mb_buf *b)
+{
+	size_t i;
+	int rc;
+
+	rc = mb_buf_addf(b, "{\"version\":%d,\"files\":[", MB_MANIFEST_VERSION);
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (i > 0)
+			rc = mb_buf_adds(b, ",");
+		if (rc == 0)
+			rc = mb_manifest_to_json(files[i], b);
+	}
+	if (rc == 0)
+		rc = mb_buf_adds(b, "]}");
+	return rc;
+}
+
+void mb_manifest_list_free(struct mb_manifest_list *l)
+{
+	size_t i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->n; i++)
+		mb_manifest_free(l->files[i]);
+	free(l->files);
+	free(l);
+}
+
+const struct mb_manifest *mb_manifest_list_find(
+	const struct mb_manifest_list *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->files[i]->name, name) == 0)
+			return l->files[i];
+	return NULL;
+}
+
+static int cmp_manifest_name(const void *a, const void *b)
+{
+	const struct mb_manifest *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+int mb_manifest_list_from_json(const char *json, size_t len,
+			       struct mb_manifest_list **out, char *err,
+			       size_t errcap)
+{
+	struct mb_manifest_list *l = NULL;
+	struct mb_manifest **sorted = NULL;
+	const cJSON *files, *item;
+	uint64_t version;
+	char why[256];
+	cJSON *doc;
+	size_t n, i;
+	int rc = MB_EFORMAT;
+
+	*out = NULL;
+	doc = mb_json_parse(json, len);
+	if (doc == NULL) {
+		mb_seterr(err, errcap, "manifest list is not valid json");
+		return MB_EJSON;
+	}
+	if (!cJSON_IsObject(doc)) {
+		mb_seterr(err, errcap, "manifest list is not a json object");
+		goto out;
+	}
+	if (mb_json_get_u64(doc, "version", UINT32_MAX, &version) != 0 ||
+	    version != MB_MANIFEST_VERSION) {
+		mb_seterr(err, errcap, "manifest list 'version' is missing or not "
+		          "%d", MB_MANIFEST_VERSION);
+		goto out;
+	}
+	files = cJSON_GetObjectItemCaseSensitive(doc, "files");
+	if (!cJSON_IsArray(files)) {
+		mb_seterr(err, errcap, "manifest list 'files' is missing or not a "
+		          "list");
+		goto out;
+	}
+	n = (size_t)cJSON_GetArraySize(files);
+	if (n > MB_MANIFEST_LIST_MAX) {
+		mb_seterr(err, errcap, "manifest list has %zu files, more than %d",
+		          n, MB_MANIFEST_LIST_MAX);
+		goto out;
+	}
+	rc = MB_ENOMEM;
+	l = mb_calloc(1, sizeof(*l));
+	if (l == NULL)
+		goto out;
+	if (n > 0 && (l->files = mb_calloc(n, sizeof(*l->files))) == NULL)
+		goto out;
+	cJSON_ArrayForEach(item, files) {
+		why[0] = '\0';
+		rc = manifest_from_cjson(item, &l->files[l->n], why,
+					 sizeof(why));
+		if (rc != 0) {
+			mb_seterr(err, errcap, "manifest list file %zu: %s", l->n,
+			          why[0] ? why : mb_strerror(rc));
+			goto out;
+		}
+		l->n++;
+	}
+	/* two entries with one name would let a puller verify one file's
+	 * bytes against the other's hashes */
+	rc = MB_ENOMEM;
+	if (n > 1) {
+		sorted = mb_calloc(n, sizeof(*sorted));
+		if (sorted == NULL)
+			goto out;
+		memcpy(sorted, l->files, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_manifest_name);
+		for (i = 1; i < n; i++) {
+			if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
+				rc = MB_EFORMAT;
+				mb_seterr(err, errcap, "manifest list names '%s' "
+				          "twice", sorted[i]->name);
+				goto out;
+			}
+		}
+	}
+	*out = l;
+	l = NULL;
+	rc = 0;
+out:
+	free(sorted);
+	cJSON_Delete(doc);
+	mb_manifest_list_free(l);
+	return rc;
 }

@@ -9,6 +9,10 @@
  *    "chunk_size":67108864,"chunks":["<hex>",...]}
  * A manifest read from JSON is hostile input: every field is checked and
  * the chunk list must match the size exactly.
+ *
+ * A directory's artifacts are listed in one document (manifest.json, as
+ * `mibera-worker manifest` writes it), the files sorted by name:
+ *   {"version":1,"files":[<manifest>,...]}
  */
 #ifndef MB_MANIFEST_H
 #define MB_MANIFEST_H
@@ -45,6 +49,18 @@ struct mb_manifest {
 int mb_manifest_compute(const char *path, const char *name,
 			uint64_t chunk_size, struct mb_manifest **out);
 
+/* Told how far mb_manifest_compute_progress has read: done bytes from the
+ * start. Returns 0 to go on, or an mb_err code that stops the hashing
+ * (and is returned). */
+typedef int (*mb_manifest_progress_fn)(uint64_t done, void *ctx);
+
+/* mb_manifest_compute, calling progress (NULL: none) with ctx after each
+ * block read (a few MiB). */
+int mb_manifest_compute_progress(const char *path, const char *name,
+				 uint64_t chunk_size,
+				 mb_manifest_progress_fn progress, void *ctx,
+				 struct mb_manifest **out);
+
 /* Frees m; NULL-safe. */
 void mb_manifest_free(struct mb_manifest *m);
 
@@ -71,5 +87,37 @@ int mb_manifest_same(const struct mb_manifest *a, const struct mb_manifest *b);
 
 /* Returns 1 when name is usable as a manifest file name. */
 int mb_manifest_name_ok(const char *name);
+
+/* --- a directory's list --- */
+
+/* More artifacts than a job makes (one per quant type, and the F16) by
+ * two orders of magnitude; bounds what a hostile list can make us hold. */
+#define MB_MANIFEST_LIST_MAX 4096
+
+struct mb_manifest_list {
+	size_t n;
+	struct mb_manifest **files;	/* n manifests, names unique */
+};
+
+/* Appends {"version":1,"files":[...]} with files[0..n) in the order given
+ * (the caller sorts them) to b. */
+int mb_manifest_list_to_json(struct mb_manifest *const *files, size_t n,
+			     struct mb_buf *b);
+
+/* Parses and validates a list from len bytes of JSON: the version, at most
+ * MB_MANIFEST_LIST_MAX files, each a valid manifest, no name twice.
+ * Returns 0 and a new list (caller frees with mb_manifest_list_free), or
+ * MB_EJSON / MB_EFORMAT / MB_ENOMEM with a message in err (errcap bytes,
+ * err may be NULL) and *out NULL. */
+int mb_manifest_list_from_json(const char *json, size_t len,
+			       struct mb_manifest_list **out, char *err,
+			       size_t errcap);
+
+/* Frees l and its manifests; NULL-safe. */
+void mb_manifest_list_free(struct mb_manifest_list *l);
+
+/* Returns l's manifest named name, or NULL. */
+const struct mb_manifest *mb_manifest_list_find(
+	const struct mb_manifest_list *l, const char *name);
 
 #endif

@@ -19,6 +19,8 @@ struct verb {
 static const struct verb verbs[] = {
 	{ "convert", verb_convert,
 	  "convert a safetensors model directory to GGUF" },
+	{ "quantize", verb_quantize, "quantize a GGUF with llama.cpp" },
+	{ "manifest", verb_manifest, "checksum a directory's GGUF files" },
 	{ "hello", verb_hello, "what this worker is and has, as JSON" },
 	{ "start", verb_start, "run a step detached (spec on stdin)" },
 	{ "follow", verb_follow, "stream a step's events from an offset" },

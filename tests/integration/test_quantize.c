@@ -1,0 +1,542 @@
+/* mibera-worker quantize and manifest, as the job runs them: the real
+ * binary converts the tiny fixtures to F16 and quantizes them with
+ * libllama; the outputs load and run in libllama with logits close to the
+ * F16's, carry the right file type, appear only when complete, and are
+ * not redone when already there. A model whose rows do not fit the k-quant
+ * blocks (llama-tiny's n_ff 688) falls back without an error. The manifest
+ * over the artifacts agrees with sha256sum and with a chunk recomputed by
+ * hand. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/gguf.h"
+#include "common/manifest.h"
+#include "llm.h"
+#include "model.h"
+#include "th.h"
+
+#define NTOK 16
+
+static char root[512], art[600], worker[600];
+static char phi_f16[700], llama_f16[700];
+static int32_t toks[NTOK];
+
+/* Runs the shell command made from fmt (paths here come from th_tmpdir:
+ * no quotes in them) with stderr folded into stdout. Returns the exit
+ * code, or -1; *out (may be NULL) gets the output (caller frees). */
+static int run(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int run(char **out, const char *fmt, ...)
+{
+	char line[4000], cmd[4096], chunk[4096];
+	char *buf = NULL, *p;
+	size_t len = 0, n;
+	va_list ap;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s 2>&1", line);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		p = realloc(buf, len + n + 1);
+		assert_non_null(p);
+		buf = p;
+		memcpy(buf + len, chunk, n);
+		len += n;
+	}
+	if (buf == NULL)
+		buf = calloc(1, 1);
+	assert_non_null(buf);
+	buf[len] = '\0';
+	st = pclose(f);
+	if (out != NULL)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static void path_in(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", art, name);
+}
+
+/* Quantizes the F16 in to out (names in art/) as type; asserts success. */
+static char *quantize(const char *in, const char *name, const char *type)
+{
+	char out[700], *log;
+	int rc;
+
+	path_in(out, sizeof(out), name);
+	rc = run(&log, "'%s' quantize '%s' '%s' %s --threads 2", worker, in,
+		 out, type);
+	if (rc != 0)
+		fail_msg("quantize %s -> %s exited %d:\n%s", in, out, rc, log);
+	return log;
+}
+
+static uint64_t file_type(const char *path)
+{
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	char err[512];
+	uint64_t v;
+
+	if (mb_gguf_read(path, &g, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", path, err);
+	kv = mb_gguf_kv(g, "general.file_type");
+	assert_non_null(kv);
+	v = kv->v.u;
+	mb_gguf_free(g);
+	return v;
+}
+
+static int tensor_type(const char *path, const char *name)
+{
+	const struct mb_gguf_tensor *t;
+	struct mb_gguf *g;
+	char err[512];
+	int type;
+
+	if (mb_gguf_read(path, &g, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", path, err);
+	t = mb_gguf_tensor(g, name);
+	assert_non_null(t);
+	type = t->type;
+	mb_gguf_free(g);
+	return type;
+}
+
+static float *logits(const char *path, int *nv)
+{
+	char err[2048];
+	float *l;
+	int i;
+
+	if (th_llama_logits(path, toks, NTOK, &l, nv, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", path, err);
+	for (i = 0; i < NTOK * *nv; i++)
+		if (!isfinite(l[i]))
+			fail_msg("%s: logit %d is not finite", path, i);
+	return l;
+}
+
+static long long file_size(const char *path)
+{
+	struct stat sb;
+
+	assert_int_equal(stat(path, &sb), 0);
+	return (long long)sb.st_size;
+}
+
+static int setup(void **state)
+{
+	const char *phi_extra[] = { "--config", "correct", NULL };
+	char src[700], *log;
+	int i, rc;
+
+	(void)state;
+	snprintf(worker, sizeof(worker), "%s/mibera-worker", MB_BINARY_DIR);
+	if (th_tmpdir("quantize", root, sizeof(root)) != 0)
+		return -1;
+	snprintf(art, sizeof(art), "%s/artifacts", root);
+	if (mkdir(art, 0755) != 0)
+		return -1;
+	for (i = 0; i < NTOK; i++)
+		toks[i] = (int32_t)((i * 7919 + 13) % 499);
+	/* the converter's output is <model>-F16.gguf, as the job names it */
+	snprintf(src, sizeof(src), "%s/phi", root);
+	path_in(phi_f16, sizeof(phi_f16), "phi4-tiny-F16.gguf");
+	if (th_mkmodel(src, "phi4-tiny", phi_extra) != 0)
+		return -1;
+	rc = run(&log, "'%s' convert '%s' '%s'", worker, src, phi_f16);
+	if (rc != 0) {
+		fprintf(stderr, "convert phi4-tiny: exit %d\n%s", rc, log);
+		free(log);
+		return -1;
+	}
+	free(log);
+	/* llama-tiny: n_ff 688, so ffn_down's rows (688) fit neither the
+	 * 256-blocks of the k-quants nor the 32-blocks of their fallbacks */
+	snprintf(src, sizeof(src), "%s/llama", root);
+	snprintf(llama_f16, sizeof(llama_f16), "%s/llama-tiny-F16.gguf", root);
+	if (th_mkmodel(src, "llama-tiny", phi_extra) != 0)
+		return -1;
+	rc = run(&log, "'%s' convert '%s' '%s'", worker, src, llama_f16);
+	if (rc != 0) {
+		fprintf(stderr, "convert llama-tiny: exit %d\n%s", rc, log);
+		free(log);
+		return -1;
+	}
+	free(log);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	th_rmtree(root);
+	return 0;
+}
+
+static void test_q4_k_m_and_q8_0_run(void **state)
+{
+	char q4[700], q8[700], part[720];
+	float *f16, *l4, *l8;
+	double rel4, top4, rel8, top8;
+	int nv, nv4, nv8;
+	char *log;
+
+	(void)state;
+	/* the type is case-insensitive */
+	log = quantize(phi_f16, "phi4-tiny-Q4_K_M.gguf", "q4_k_m");
+	assert_non_null(strstr(log, "quantized"));
+	assert_null(strstr(log, "fallback")); /* rows of 512 and 1792 fit */
+	free(log);
+	free(quantize(phi_f16, "phi4-tiny-Q8_0.gguf", "Q8_0"));
+	path_in(q4, sizeof(q4), "phi4-tiny-Q4_K_M.gguf");
+	path_in(q8, sizeof(q8), "phi4-tiny-Q8_0.gguf");
+	snprintf(part, sizeof(part), "%s.part", q4);
+	assert_false(exists(part));
+
+	assert_int_equal(file_type(q4), 15);
+	assert_int_equal(file_type(q8), 7);
+	assert_int_equal(file_type(phi_f16), 1);
+	assert_int_equal(tensor_type(q4, "blk.0.attn_qkv.weight"), MB_GGML_Q4_K);
+	assert_int_equal(tensor_type(q8, "blk.0.ffn_down.weight"), MB_GGML_Q8_0);
+
+	f16 = logits(phi_f16, &nv);
+	l4 = logits(q4, &nv4);
+	l8 = logits(q8, &nv8);
+	assert_int_equal(nv4, nv);
+	assert_int_equal(nv8, nv);
+	th_logits_compare(f16, l8, NTOK, nv, &rel8, &top8);
+	th_logits_compare(f16, l4, NTOK, nv, &rel4, &top4);
+	print_message("F16    %9lld bytes\n", file_size(phi_f16));
+	print_message("Q8_0   %9lld bytes (%.3f of F16), vs F16: rel max err "
+		      "%.2e, top-1 %.0f%%\n",
+		      file_size(q8), (double)file_size(q8) / file_size(phi_f16),
+		      rel8, top8 * 100);
+	print_message("Q4_K_M %9lld bytes (%.3f of F16), vs F16: rel max err "
+		      "%.2e, top-1 %.0f%%\n",
+		      file_size(q4), (double)file_size(q4) / file_size(phi_f16),
+		      rel4, top4 * 100);
+	assert_true(rel8 < 5e-2);
+	assert_true(top8 >= 0.9);
+	assert_true(file_size(q8) < file_size(phi_f16) * 6 / 10);
+	assert_true(file_size(q4) < file_size(q8));
+	free(f16);
+	free(l4);
+	free(l8);
+}
+
+static void test_fallback_rows(void **state)
+{
+	char out[700], events[700], *log, *ev, *last;
+	unsigned long long done, total;
+	float *f16, *l4;
+	double rel, top1;
+	int nv, nv4, rc;
+
+	(void)state;
+	path_in(out, sizeof(out), "llama-tiny-Q4_K_M.gguf");
+	snprintf(events, sizeof(events), "%s/quantize.events", root);
+	rc = run(&log, "MIBERA_EVENTS='%s' '%s' quantize '%s' '%s' Q4_K_M",
+		 events, worker, llama_f16, out);
+	if (rc != 0)
+		fail_msg("exit %d:\n%s", rc, log);
+	print_message("%s", log);
+	/* both layers' ffn_down: 688 columns, q4_K then its fallback q5_0
+	 * need multiples of 256 and 32, so llama.cpp keeps them F16 */
+	assert_non_null(strstr(log, "fallback: blk.0.ffn_down.weight (rows of "
+				    "688) q4_K -> f16"));
+	assert_non_null(strstr(log, "fallback: blk.1.ffn_down.weight"));
+	free(log);
+	assert_int_equal(file_type(out), 15);
+	assert_int_equal(tensor_type(out, "blk.0.ffn_down.weight"), MB_GGML_F16);
+	assert_int_equal(tensor_type(out, "blk.0.ffn_up.weight"), MB_GGML_Q4_K);
+
+	f16 = logits(llama_f16, &nv);
+	l4 = logits(out, &nv4);
+	assert_int_equal(nv, nv4);
+	th_logits_compare(f16, l4, NTOK, nv, &rel, &top1);
+	print_message("llama-tiny Q4_K_M vs F16: rel max err %.2e, top-1 "
+		      "%.0f%%\n", rel, top1 * 100);
+	free(f16);
+	free(l4);
+
+	/* per-tensor progress and the fallbacks reached the journal */
+	ev = th_slurp(events, NULL);
+	assert_non_null(ev);
+	assert_non_null(strstr(ev, "\"step\":\"quantize\""));
+	assert_non_null(strstr(ev, "\"what\":\"blk.0.attn_q.weight\""));
+	assert_non_null(strstr(ev, "\"type\":\"fallback\",\"tensor\":"
+				   "\"blk.0.ffn_down.weight\",\"ncols\":688"));
+	last = strstr(ev, "\"what\":\"quantize\"");
+	assert_non_null(last);
+	assert_int_equal(sscanf(last, "\"what\":\"quantize\",\"done\":%llu,"
+				      "\"total\":%llu", &done, &total), 2);
+	assert_true(total > 3000000); /* the F16's tensor bytes */
+	assert_int_equal(done, total);
+	free(ev);
+}
+
+static void test_bad_type(void **state)
+{
+	char out[700], *log;
+	int rc;
+
+	(void)state;
+	path_in(out, sizeof(out), "phi4-tiny-Q4_K_X.gguf");
+	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_X", worker, phi_f16, out);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(log, "unknown type 'Q4_K_X'"));
+	assert_non_null(strstr(log, "Q4_K_M"));
+	assert_non_null(strstr(log, "Q8_0"));
+	assert_non_null(strstr(log, "BF16"));
+	assert_false(exists(out));
+	free(log);
+	rc = run(NULL, "'%s' quantize '%s' '%s'", worker, phi_f16, out);
+	assert_int_equal(rc, 2);
+	rc = run(NULL, "'%s' quantize '%s' '%s' Q8_0", worker, phi_f16, phi_f16);
+	assert_int_equal(rc, 2);
+}
+
+static void test_corrupt_input(void **state)
+{
+	char bad[700], out[700], part[720], *data, *log;
+	size_t len;
+	int rc;
+
+	(void)state;
+	/* the F16 cut short: the header promises tensors the file lacks */
+	data = th_slurp(phi_f16, &len);
+	assert_non_null(data);
+	snprintf(bad, sizeof(bad), "%s/cut.gguf", root);
+	assert_int_equal(th_write_file(bad, data, 100000), 0);
+	free(data);
+	path_in(out, sizeof(out), "cut-Q4_K_M.gguf");
+	snprintf(part, sizeof(part), "%s.part", out);
+	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
+	print_message("%s", log);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "llama.cpp could not quantize"));
+	assert_non_null(strstr(log, "not within the file bounds"));
+	assert_false(exists(out));
+	assert_false(exists(part));
+	free(log);
+
+	/* not a GGUF at all */
+	assert_int_equal(th_write_file(bad, "GGUF\3\0\0\0garbage", 15), 0);
+	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "failed to"));
+	assert_false(exists(out));
+	assert_false(exists(part));
+	free(log);
+}
+
+static void test_no_space(void **state)
+{
+	char out[700], part[720], *log;
+	int rc;
+
+	(void)state;
+	path_in(out, sizeof(out), "phi4-tiny-Q6_K.gguf");
+	snprintf(part, sizeof(part), "%s.part", out);
+	/* a reserve larger than any disk: the check must refuse up front */
+	rc = run(&log, "'%s' quantize '%s' '%s' Q6_K --reserve %llu", worker,
+		 phi_f16, out, 1ull << 62);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(log, "not enough free space"));
+	assert_false(exists(out));
+	assert_false(exists(part));
+	free(log);
+}
+
+static void test_already_done(void **state)
+{
+	char q8[700], q4[700], wrong[700], part[720], *log, *data;
+	struct stat before, after;
+	long long t0;
+	size_t len;
+	int rc;
+
+	(void)state;
+	path_in(q8, sizeof(q8), "phi4-tiny-Q8_0.gguf");
+	assert_int_equal(stat(q8, &before), 0);
+	t0 = th_now_ms();
+	rc = run(&log, "'%s' quantize '%s' '%s' q8_0", worker, phi_f16, q8);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(log, "already done"));
+	free(log);
+	print_message("already done in %lld ms\n", th_now_ms() - t0);
+	assert_int_equal(stat(q8, &after), 0);
+	assert_int_equal(before.st_ino, after.st_ino);
+	assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+
+	/* an OUT of another type, and a stale .part, are replaced */
+	path_in(q4, sizeof(q4), "phi4-tiny-Q4_K_M.gguf");
+	path_in(wrong, sizeof(wrong), "phi4-tiny-Q5_K_M.gguf");
+	data = th_slurp(q4, &len);
+	assert_non_null(data);
+	assert_int_equal(th_write_file(wrong, data, len), 0);
+	free(data);
+	snprintf(part, sizeof(part), "%s.part", wrong);
+	assert_int_equal(th_write_file(part, "stale", 5), 0);
+	log = quantize(phi_f16, "phi4-tiny-Q5_K_M.gguf", "Q5_K_M");
+	assert_null(strstr(log, "already done"));
+	free(log);
+	assert_int_equal(file_type(wrong), 17);
+	assert_false(exists(part));
+}
+
+static void sha256sum(const char *path, char hex[MB_SHA256_HEX])
+{
+	char *log;
+
+	assert_int_equal(run(&log, "sha256sum '%s'", path), 0);
+	assert_true(strlen(log) >= 64);
+	memcpy(hex, log, 64);
+	hex[64] = '\0';
+	free(log);
+}
+
+static void test_manifest(void **state)
+{
+	static const char *const want[] = {
+		"phi4-tiny-F16.gguf", "phi4-tiny-Q4_K_M.gguf",
+		"phi4-tiny-Q5_K_M.gguf", "phi4-tiny-Q8_0.gguf",
+		"llama-tiny-Q4_K_M.gguf",
+	};
+	const size_t nwant = sizeof(want) / sizeof(want[0]);
+	struct mb_manifest_list *l;
+	const struct mb_manifest *m;
+	char path[700], mpath[700], err[512], hex[MB_SHA256_HEX],
+		got[MB_SHA256_HEX], *text, *log, *data;
+	uint64_t off, clen;
+	size_t len, i;
+	int rc;
+
+	(void)state;
+	/* what must stay out: an in-flight file, other files, a link */
+	path_in(path, sizeof(path), "phi4-tiny-Q2_K.gguf.part");
+	assert_int_equal(th_write_file(path, "partial", 7), 0);
+	path_in(path, sizeof(path), "notes.txt");
+	assert_int_equal(th_write_file(path, "x", 1), 0);
+	path_in(path, sizeof(path), "link.gguf");
+	assert_int_equal(symlink("phi4-tiny-F16.gguf", path), 0);
+
+	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
+	if (rc != 0)
+		fail_msg("manifest exited %d:\n%s", rc, log);
+	print_message("%s", log);
+	free(log);
+	path_in(mpath, sizeof(mpath), "manifest.json");
+	text = th_slurp(mpath, &len);
+	assert_non_null(text);
+	rc = mb_manifest_list_from_json(text, len, &l, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("manifest.json: %s", err);
+	free(text);
+	assert_int_equal(l->n, nwant);
+	for (i = 1; i < l->n; i++) /* sorted by name */
+		assert_true(strcmp(l->files[i - 1]->name, l->files[i]->name) < 0);
+	for (i = 0; i < nwant; i++) {
+		m = mb_manifest_list_find(l, want[i]);
+		if (m == NULL)
+			fail_msg("manifest lacks %s", want[i]);
+		path_in(path, sizeof(path), want[i]);
+		assert_int_equal(m->size, file_size(path));
+		assert_int_equal(m->chunk_size, 1 << 20);
+		sha256sum(path, hex);
+		mb_sha256_hex(m->sha256, got);
+		assert_string_equal(got, hex);
+	}
+	/* one chunk, recomputed from the bytes: the F16 has 22 of 1 MiB */
+	m = mb_manifest_list_find(l, "phi4-tiny-F16.gguf");
+	assert_true(m->nchunks > 3);
+	path_in(path, sizeof(path), m->name);
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	mb_manifest_chunk(m, 3, &off, &clen);
+	assert_int_equal(mb_manifest_check_chunk(m, 3, data + off, clen), 0);
+	mb_manifest_chunk(m, m->nchunks - 1, &off, &clen);
+	assert_true(clen < 1 << 20);
+	assert_int_equal(mb_manifest_check_chunk(m, m->nchunks - 1, data + off,
+						 clen),
+			 0);
+	data[off] ^= 1;
+	assert_int_equal(mb_manifest_check_chunk(m, m->nchunks - 1, data + off,
+						 clen),
+			 MB_ECHECKSUM);
+	free(data);
+	mb_manifest_list_free(l);
+
+	/* a second run reuses every entry; --force and a changed chunk size
+	 * hash again */
+	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(log, "(5 reused)"));
+	free(log);
+	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576 --force",
+		 worker, art);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(log, "(0 reused)"));
+	free(log);
+	snprintf(path, sizeof(path), "%s/other.json", root);
+	rc = run(&log, "'%s' manifest '%s' --out '%s'", worker, art, path);
+	assert_int_equal(rc, 0);
+	free(log);
+	text = th_slurp(path, &len);
+	assert_non_null(text);
+	assert_int_equal(mb_manifest_list_from_json(text, len, &l, err,
+						    sizeof(err)),
+			 0);
+	free(text);
+	assert_int_equal(l->files[0]->chunk_size, 64 << 20);
+	assert_int_equal(l->files[0]->nchunks, 1);
+	mb_manifest_list_free(l);
+
+	rc = run(&log, "'%s' manifest '%s' --chunk-size 1000", worker, art);
+	assert_int_equal(rc, 2);
+	free(log);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_q4_k_m_and_q8_0_run),
+		cmocka_unit_test(test_fallback_rows),
+		cmocka_unit_test(test_bad_type),
+		cmocka_unit_test(test_corrupt_input),
+		cmocka_unit_test(test_no_space),
+		cmocka_unit_test(test_already_done),
+		cmocka_unit_test(test_manifest),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
