@@ -15,6 +15,10 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
+	{ "submit", cmd_submit, "queue a model to convert on a worker" },
+	{ "status", cmd_status, "the jobs, or one job's steps, and their cost" },
+	{ "logs", cmd_logs, "the events of a job" },
+	{ "worker", cmd_worker, "add, list, check or remove workers" },
 	{ "inspect", cmd_inspect,
 	  "what a model really is, and what its config.json gets wrong" },
 	{ "smoke", cmd_smoke,

@@ -15,6 +15,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "common/json.h"
 
 extern const char *const mb_migrations[];
 
@@ -341,4 +342,424 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 	if (rc != SQLITE_DONE)
 		return MB_EIO;
 	return sqlite3_changes(s->db) == 1 ? 0 : MB_ENOENT;
+}
+
+/* --- jobs --- */
+
+const char *const mb_job_steps[] = {
+	"preflight", "fetch", "convert", "quantize", "manifest",
+	"pull", "smoke", "cleanup", NULL,
+};
+
+#define JOB_COLS "j.id, j.source, j.revision, j.commit_sha, j.worker_id, " \
+		 "w.name, j.quants, j.layout, j.outtype, j.smoke, "        \
+		 "j.notify_url, j.state, j.error, j.attempts, "            \
+		 "j.next_try_at, j.held_seconds, j.created_at, "           \
+		 "j.started_at, j.finished_at"
+
+static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->id = sqlite3_column_int64(st, 0);
+	col(st, 1, j->source, sizeof(j->source));
+	col(st, 2, j->revision, sizeof(j->revision));
+	col(st, 3, j->commit_sha, sizeof(j->commit_sha));
+	j->worker_id = sqlite3_column_int64(st, 4);
+	col(st, 5, j->worker, sizeof(j->worker));
+	col(st, 6, j->quants, sizeof(j->quants));
+	col(st, 7, j->layout, sizeof(j->layout));
+	col(st, 8, j->outtype, sizeof(j->outtype));
+	j->smoke = sqlite3_column_int(st, 9);
+	col(st, 10, j->notify_url, sizeof(j->notify_url));
+	col(st, 11, j->state, sizeof(j->state));
+	col(st, 12, j->error, sizeof(j->error));
+	j->attempts = sqlite3_column_int(st, 13);
+	j->next_try_at = sqlite3_column_int64(st, 14);
+	j->held_seconds = sqlite3_column_double(st, 15);
+	j->created_at = sqlite3_column_int64(st, 16);
+	j->started_at = sqlite3_column_int64(st, 17);
+	j->finished_at = sqlite3_column_int64(st, 18);
+}
+
+static int exec_simple(struct mb_store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : MB_EIO;
+}
+
+int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = MB_EIO, i;
+
+	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
+		return MB_EBUSY;
+	j->created_at = (int64_t)time(NULL);
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT INTO jobs (source, revision, worker_id, quants, "
+			       "layout, outtype, smoke, notify_url, created_at) "
+			       "VALUES (?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	bind_text(st, 1, j->source);
+	bind_text(st, 2, opt(j->revision));
+	sqlite3_bind_int64(st, 3, j->worker_id);
+	bind_text(st, 4, j->quants);
+	bind_text(st, 5, j->layout);
+	bind_text(st, 6, j->outtype);
+	sqlite3_bind_int(st, 7, j->smoke);
+	bind_text(st, 8, opt(j->notify_url));
+	sqlite3_bind_int64(st, 9, j->created_at);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	sqlite3_finalize(st);
+	st = NULL;
+	j->id = sqlite3_last_insert_rowid(s->db);
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO steps (job_id, name, seq) "
+			       "VALUES (?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	for (i = 0; mb_job_steps[i] != NULL; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, j->id);
+		bind_text(st, 2, mb_job_steps[i]);
+		sqlite3_bind_int(st, 3, i);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	return rc;
+}
+
+int mb_store_job_get(struct mb_store *s, int64_t id, struct mb_job_row *j)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN "
+			       "workers w ON j.worker_id = w.id WHERE j.id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		read_job(st, j);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
+}
+
+int mb_store_job_list(struct mb_store *s,
+		      int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx)
+{
+	struct mb_job_row *j = mb_malloc(sizeof(*j));
+	sqlite3_stmt *st;
+	int rc = 0, r;
+
+	if (j == NULL)
+		return MB_ENOMEM;
+	if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN "
+			       "workers w ON j.worker_id = w.id ORDER BY j.id DESC",
+			       -1, &st, NULL) != SQLITE_OK) {
+		free(j);
+		return MB_EIO;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		read_job(st, j);
+		rc = fn(j, ctx);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = MB_EIO;
+	sqlite3_finalize(st);
+	free(j);
+	return rc;
+}
+
+int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t id = 0;
+	int rc = MB_ENOENT;
+
+	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
+		return MB_EBUSY;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT id FROM jobs WHERE state = 'queued' OR "
+			       "(state = 'waiting' AND next_try_at <= ?) ORDER BY id "
+			       "LIMIT 1", -1, &st, NULL) != SQLITE_OK) {
+		rc = MB_EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (id == 0)
+		goto out;
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE jobs SET state = 'running', attempts = "
+			       "attempts + 1, started_at = coalesce(started_at, ?) "
+			       "WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+		rc = MB_EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	sqlite3_bind_int64(st, 2, id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+out:
+	sqlite3_finalize(st);
+	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	if (rc == 0)
+		rc = mb_store_job_get(s, id, j);
+	return rc;
+}
+
+int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
+			   const char *error)
+{
+	int fin = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+		  strcmp(state, "cancelled") == 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE jobs SET state = ?, error = ?, finished_at = "
+			       "CASE WHEN ? THEN ? ELSE finished_at END, "
+			       "next_try_at = CASE WHEN ? = 'waiting' THEN ? ELSE "
+			       "next_try_at END WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, state);
+	bind_text(st, 2, error);
+	sqlite3_bind_int(st, 3, fin);
+	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	bind_text(st, 5, state);
+	sqlite3_bind_int64(st, 6, (int64_t)time(NULL) + 30);
+	sqlite3_bind_int64(st, 7, id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+int mb_store_job_set_commit(struct mb_store *s, int64_t id, const char *commit)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET commit_sha = ? WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, commit);
+	sqlite3_bind_int64(st, 2, id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+int mb_store_job_add_held(struct mb_store *s, int64_t id, double seconds)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET held_seconds = held_seconds "
+			       "+ ? WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_double(st, 1, seconds);
+	sqlite3_bind_int64(st, 2, id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+#define STEP_COLS "name, seq, state, attempts, started_at, finished_at, " \
+		  "follow_offset, result, error"
+
+static void read_step(sqlite3_stmt *st, struct mb_step_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	col(st, 0, r->name, sizeof(r->name));
+	r->seq = sqlite3_column_int(st, 1);
+	col(st, 2, r->state, sizeof(r->state));
+	r->attempts = sqlite3_column_int(st, 3);
+	r->started_at = sqlite3_column_int64(st, 4);
+	r->finished_at = sqlite3_column_int64(st, 5);
+	r->follow_offset = sqlite3_column_int64(st, 6);
+	col(st, 7, r->result, sizeof(r->result));
+	col(st, 8, r->error, sizeof(r->error));
+}
+
+int mb_store_step_get(struct mb_store *s, int64_t id, const char *name,
+		      struct mb_step_row *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT " STEP_COLS " FROM steps WHERE "
+			       "job_id = ? AND name = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		read_step(st, r);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
+}
+
+int mb_store_step_list(struct mb_store *s, int64_t id,
+		       int (*fn)(const struct mb_step_row *st, void *ctx),
+		       void *ctx)
+{
+	struct mb_step_row r;
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT " STEP_COLS " FROM steps WHERE "
+			       "job_id = ? ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		read_step(st, &r);
+		rc = fn(&r, ctx);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_step_set(struct mb_store *s, int64_t id, const char *name,
+		      const char *state, const char *result, const char *error)
+{
+	int running = strcmp(state, "running") == 0;
+	int fin = strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||
+		  strcmp(state, "skipped") == 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE steps SET state = ?, "
+			       "attempts = attempts + ?, "
+			       "started_at = CASE WHEN ? THEN ? ELSE started_at END, "
+			       "finished_at = CASE WHEN ? THEN ? ELSE finished_at END, "
+			       "result = coalesce(?, result), error = coalesce(?, error) "
+			       "WHERE job_id = ? AND name = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, state);
+	sqlite3_bind_int(st, 2, running);
+	sqlite3_bind_int(st, 3, running);
+	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	sqlite3_bind_int(st, 5, fin);
+	sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
+	bind_text(st, 7, result);
+	bind_text(st, 8, error);
+	sqlite3_bind_int64(st, 9, id);
+	bind_text(st, 10, name);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+int mb_store_step_events(struct mb_store *s, int64_t id, const char *name,
+			 const char *lines, size_t len, int64_t offset)
+{
+	sqlite3_stmt *ins = NULL, *up = NULL;
+	const char *p = lines, *end = lines + len;
+	int rc = MB_EIO;
+
+	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
+		return MB_EBUSY;
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO events (job_id, step, seq, at_ms, "
+			       "type, data) VALUES (?,?,?,?,?,?)", -1, &ins,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "UPDATE steps SET follow_offset = ? WHERE "
+			       "job_id = ? AND name = ?", -1, &up, NULL) != SQLITE_OK)
+		goto out;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		cJSON *doc = mb_json_parse(p, n);
+		const cJSON *type = doc ? cJSON_GetObjectItemCaseSensitive(doc, "type") : NULL;
+
+		/* a worker is hostile input: a line that is not an event is
+		 * kept as such, not dropped silently */
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, id);
+		bind_text(ins, 2, name);
+		sqlite3_bind_int64(ins, 3, doc ? (int64_t)cJSON_GetNumberValue(
+							 cJSON_GetObjectItem(doc, "seq"))
+					       : 0);
+		sqlite3_bind_int64(ins, 4, doc ? (int64_t)cJSON_GetNumberValue(
+							 cJSON_GetObjectItem(doc, "ms"))
+					       : 0);
+		bind_text(ins, 5, cJSON_IsString(type) ? type->valuestring : "invalid");
+		sqlite3_bind_text(ins, 6, p, (int)n, SQLITE_TRANSIENT);
+		cJSON_Delete(doc);
+		if (sqlite3_step(ins) != SQLITE_DONE)
+			goto out;
+		p += n + (nl != NULL);
+	}
+	sqlite3_bind_int64(up, 1, offset);
+	sqlite3_bind_int64(up, 2, id);
+	bind_text(up, 3, name);
+	if (sqlite3_step(up) != SQLITE_DONE)
+		goto out;
+	rc = 0;
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(up);
+	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	return rc;
+}
+
+int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
+		    int (*fn)(int64_t event_id, const char *step, int64_t at_ms,
+			      const char *type, const char *data, void *ctx),
+		    void *ctx)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT id, step, at_ms, type, data FROM "
+			       "events WHERE job_id = ? AND id > ? ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, after_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		rc = fn(sqlite3_column_int64(st, 0),
+			(const char *)sqlite3_column_text(st, 1),
+			sqlite3_column_int64(st, 2),
+			(const char *)sqlite3_column_text(st, 3),
+			(const char *)sqlite3_column_text(st, 4), ctx);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
+			  const char *type, uint64_t size, const char *sha256,
+			  const char *path, const char *smoke)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT OR REPLACE INTO artifacts (job_id, name, type, "
+			       "size, sha256, path, smoke) VALUES (?,?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, name);
+	bind_text(st, 3, type);
+	sqlite3_bind_int64(st, 4, (int64_t)size);
+	bind_text(st, 5, sha256);
+	bind_text(st, 6, path);
+	bind_text(st, 7, smoke);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
 }

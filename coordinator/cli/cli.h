@@ -8,7 +8,11 @@
 #define MB_CLI_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 #endif

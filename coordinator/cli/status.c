@@ -1,0 +1,136 @@
+/*
+ * mibera-job status [JOB] [--json]: the jobs (or one job and its steps),
+ * with the time each held its worker and what that cost.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "coordinator/cli/cli.h"
+#include "coordinator/store.h"
+
+struct ctx {
+	struct mb_store *s;
+	struct mb_buf *b;	/* JSON output, or NULL for text */
+	double total_cost;
+};
+
+static double cost(struct mb_store *s, const struct mb_job_row *j)
+{
+	struct mb_worker_row w;
+
+	if (j->worker[0] == '\0' || mb_store_worker_get(s, j->worker, &w) != 0)
+		return 0;
+	return w.cost_per_hour * j->held_seconds / 3600.0;
+}
+
+static int job_json(const struct mb_job_row *j, void *p)
+{
+	struct ctx *c = p;
+	struct mb_buf *b = c->b;
+	double usd = cost(c->s, j);
+
+	if (b->len > 1)
+		mb_buf_adds(b, ",");
+	mb_buf_addf(b, "{\"id\":%lld,\"source\":", (long long)j->id);
+	mb_json_quote(b, j->source);
+	mb_buf_adds(b, ",\"worker\":");
+	mb_json_quote(b, j->worker);
+	mb_buf_addf(b, ",\"state\":\"%s\",\"quants\":", j->state);
+	mb_json_quote(b, j->quants);
+	mb_buf_addf(b, ",\"layout\":\"%s\",\"attempts\":%d,\"held_seconds\":%.1f,"
+		    "\"cost\":%.4f,\"created_at\":%lld,\"finished_at\":%lld,"
+		    "\"error\":", j->layout, j->attempts, j->held_seconds, usd,
+		    (long long)j->created_at, (long long)j->finished_at);
+	mb_json_quote(b, j->error);
+	mb_buf_adds(b, "}");
+	c->total_cost += usd;
+	return 0;
+}
+
+static int job_text(const struct mb_job_row *j, void *p)
+{
+	struct ctx *c = p;
+	double usd = cost(c->s, j);
+
+	printf("%-5lld %-10s %-34.34s %-10s %-14.14s %7.0fs  $%.2f%s%s\n",
+	       (long long)j->id, j->state, j->source, j->worker, j->quants,
+	       j->held_seconds, usd, j->error[0] ? "  " : "", j->error);
+	c->total_cost += usd;
+	return 0;
+}
+
+static int step_text(const struct mb_step_row *st, void *p)
+{
+	(void)p;
+	printf("  %-10s %-8s attempts %d%s%s\n", st->name, st->state, st->attempts,
+	       st->error[0] ? "  " : "", st->error);
+	return 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct ctx c = { 0 };
+	struct mb_buf b;
+	char err[1024], *end;
+	long long id = 0;
+	int i, json = 0, rc;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else {
+			id = strtoll(argv[i], &end, 10);
+			if (*end != '\0' || id <= 0) {
+				fprintf(stderr, "usage: mibera-job status [JOB] [--json]\n");
+				return 2;
+			}
+		}
+	}
+	rc = mb_store_open(NULL, &c.s, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job: %s\n", err);
+		return 1;
+	}
+	if (id > 0) {
+		struct mb_job_row j;
+
+		rc = mb_store_job_get(c.s, id, &j);
+		if (rc != 0) {
+			fprintf(stderr, "mibera-job status: no job %lld\n", id);
+			mb_store_close(c.s);
+			return 1;
+		}
+		if (json) {
+			mb_buf_init(&b, 1 << 20);
+			c.b = &b;
+			mb_buf_adds(&b, "[");
+			job_json(&j, &c);
+			printf("%s\n", b.data + 1);
+			mb_buf_release(&b);
+		} else {
+			job_text(&j, &c);
+			mb_store_step_list(c.s, id, step_text, NULL);
+		}
+		mb_store_close(c.s);
+		return 0;
+	}
+	if (json) {
+		mb_buf_init(&b, 64u << 20);
+		c.b = &b;
+		mb_buf_adds(&b, "[");
+		rc = mb_store_job_list(c.s, job_json, &c);
+		printf("{\"jobs\":%s],\"total_cost\":%.4f}\n", b.data, c.total_cost);
+		mb_buf_release(&b);
+	} else {
+		printf("%-5s %-10s %-34s %-10s %-14s %8s  %s\n", "JOB", "STATE",
+		       "SOURCE", "WORKER", "QUANTS", "HELD", "COST");
+		rc = mb_store_job_list(c.s, job_text, &c);
+		printf("total cost $%.2f\n", c.total_cost);
+	}
+	mb_store_close(c.s);
+	return rc == 0 ? 0 : 1;
+}

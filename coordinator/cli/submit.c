@@ -1,0 +1,108 @@
+/*
+ * mibera-job submit SOURCE --worker NAME [--quant Q4_K_M,Q3_K_M]
+ *     [--layout native|split] [--outtype f16|bf16] [--no-smoke] [--json]
+ * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
+ * the worker can read. Prints the job id (or {"id":N} with --json); the
+ * coordinator runs it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/hub.h"
+#include "common/modelcfg.h"
+#include "coordinator/cli/cli.h"
+#include "coordinator/store.h"
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: mibera-job submit SOURCE --worker NAME "
+		"[--quant Q4_K_M,Q3_K_M]\n"
+		"           [--layout native|split] [--outtype f16|bf16] "
+		"[--no-smoke] [--json]\n");
+	return 2;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+	struct mb_job_row j;
+	struct mb_worker_row w;
+	struct mb_store *s = NULL;
+	const char *worker = NULL;
+	char err[1024], list[256], *q, *save = NULL;
+	int i, json = 0, rc;
+
+	memset(&j, 0, sizeof(j));
+	snprintf(j.quants, sizeof(j.quants), "Q4_K_M");
+	snprintf(j.layout, sizeof(j.layout), "native");
+	snprintf(j.outtype, sizeof(j.outtype), "f16");
+	j.smoke = 1;
+	for (i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--no-smoke") == 0)
+			j.smoke = 0;
+		else if (strcmp(argv[i], "--worker") == 0 && v)
+			worker = argv[++i];
+		else if (strcmp(argv[i], "--quant") == 0 && v)
+			snprintf(j.quants, sizeof(j.quants), "%s", argv[++i]);
+		else if (strcmp(argv[i], "--layout") == 0 && v &&
+			 (strcmp(v, "native") == 0 || strcmp(v, "split") == 0))
+			snprintf(j.layout, sizeof(j.layout), "%s", argv[++i]);
+		else if (strcmp(argv[i], "--outtype") == 0 && v &&
+			 (strcmp(v, "f16") == 0 || strcmp(v, "bf16") == 0))
+			snprintf(j.outtype, sizeof(j.outtype), "%s", argv[++i]);
+		else if (argv[i][0] == '-' || j.source[0] != '\0')
+			return usage();
+		else
+			snprintf(j.source, sizeof(j.source), "%s", argv[i]);
+	}
+	if (j.source[0] == '\0' || worker == NULL)
+		return usage();
+	if (j.source[0] != '/' && j.source[0] != '.') {
+		char repo[300];
+
+		snprintf(repo, sizeof(repo), "%s", j.source);
+		repo[strcspn(repo, "@")] = '\0';
+		if (!mb_hub_repo_id_ok(repo)) {
+			fprintf(stderr, "mibera-job submit: '%s' is neither org/name"
+				"[@revision] nor a path (start paths with / or .)\n",
+				j.source);
+			return 2;
+		}
+	}
+	snprintf(list, sizeof(list), "%s", j.quants);
+	for (q = strtok_r(list, ",", &save); q; q = strtok_r(NULL, ",", &save))
+		if (mb_quant_find(q) == NULL) {
+			fprintf(stderr, "mibera-job submit: unknown quant type '%s'\n", q);
+			return 2;
+		}
+	rc = mb_store_open(NULL, &s, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job: %s\n", err);
+		return 1;
+	}
+	rc = mb_store_worker_get(s, worker, &w);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job submit: no worker '%s' (mibera-job worker "
+			"add first)\n", worker);
+		mb_store_close(s);
+		return 1;
+	}
+	j.worker_id = w.id;
+	rc = mb_store_job_add(s, &j);
+	mb_store_close(s);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job submit: cannot queue the job: %s\n",
+			mb_strerror(rc));
+		return 1;
+	}
+	if (json)
+		printf("{\"id\":%lld}\n", (long long)j.id);
+	else
+		printf("%lld\n", (long long)j.id);
+	return 0;
+}

@@ -1,0 +1,370 @@
+/*
+ * mibera-job worker add|list|check|remove: the boxes jobs run on.
+ *
+ *   worker add NAME TARGET [--key PATH] [--dir PATH] [--cost-per-hour N]
+ *              [--accept-host-key SHA256:...] [--agent PATH]
+ *   worker list [--json]
+ *   worker check NAME
+ *   worker remove NAME
+ *
+ * TARGET is "local", [user@]host[:port] or an ssh config alias. Adding
+ * connects, checks the host key (an unknown one only with its fingerprint
+ * given), runs the agent's hello and pins the key: every later connection
+ * insists on it.
+ */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "coordinator/cli/cli.h"
+#include "coordinator/store.h"
+#include "coordinator/transport.h"
+#include "proto/protocol.h"
+
+#define MAX_HELLO 4000
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: mibera-job worker add NAME TARGET [--key PATH] [--dir PATH]\n"
+		"              [--cost-per-hour N] [--accept-host-key SHA256:...]\n"
+		"              [--agent PATH]\n"
+		"       mibera-job worker list [--json]\n"
+		"       mibera-job worker check NAME\n"
+		"       mibera-job worker remove NAME\n");
+	return 2;
+}
+
+/* The agent to run: --agent, else for local the mibera-worker beside this
+ * program, else DIR/bin/mibera-worker on the box. */
+static void agent_path(const struct mb_worker_row *w, int local, char *out,
+		       size_t cap)
+{
+	char self[2048];
+	ssize_t n;
+
+	if (w->agent_path[0] != '\0') {
+		snprintf(out, cap, "%s", w->agent_path);
+		return;
+	}
+	if (local && (n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+		self[n] = '\0';
+		snprintf(out, cap, "%s/mibera-worker", dirname(self));
+		return;
+	}
+	snprintf(out, cap, "%s/bin/mibera-worker", w->dir);
+}
+
+/* Connects to w and runs hello; the hello JSON goes to hello (capped). */
+static int connect_hello(const struct mb_worker_row *w, const char *accept,
+			 struct mb_transport **tp, char *hello, size_t cap)
+{
+	struct mb_transport_opts o;
+	struct mb_transport *t = NULL;
+	struct mb_buf out, err;
+	struct mb_target tg;
+	char agent[2200], msg[1024];
+	const char *argv[5];
+	struct mb_exec x;
+	cJSON *doc = NULL;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.target = w->target;
+	o.pinned_key = w->host_key[0] ? w->host_key : NULL;
+	o.accept_fingerprint = accept;
+	o.identity = w->key_path[0] ? w->key_path : NULL;
+	rc = mb_target_parse(w->target, &tg, msg, sizeof(msg));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		return rc;
+	}
+	rc = mb_transport_open(&o, &t, msg, sizeof(msg));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: cannot connect to '%s': %s\n",
+			w->target, msg);
+		return rc;
+	}
+	agent_path(w, tg.kind == MB_TRANSPORT_LOCAL, agent, sizeof(agent));
+	argv[0] = agent;
+	argv[1] = "hello";
+	argv[2] = "--dir";
+	argv[3] = w->dir;
+	argv[4] = NULL;
+	mb_buf_init(&out, cap - 1);
+	mb_buf_init(&err, 4096);
+	memset(&x, 0, sizeof(x));
+	x.argv = argv;
+	x.out = &out;
+	x.err = &err;
+	x.timeout_ms = 60000;
+	rc = mb_transport_exec(t, &x);
+	if (rc == 0 && x.status != 0) {
+		fprintf(stderr, "mibera-job worker: the agent '%s' on '%s' did not "
+			"answer hello (exit %d): %s\n", agent, w->target, x.status,
+			err.data ? err.data : "");
+		if (x.status == 127)
+			fprintf(stderr, "mibera-job worker: install mibera-worker "
+				"there as %s, or name it with --agent\n", agent);
+		rc = MB_EPROTO;
+	} else if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: hello on '%s' failed: %s\n",
+			w->target, mb_transport_errmsg(t));
+	}
+	if (rc == 0) {
+		doc = out.data ? mb_json_parse(out.data, out.len) : NULL;
+		if (doc == NULL || !cJSON_IsNumber(cJSON_GetObjectItem(doc, "protocol"))) {
+			fprintf(stderr, "mibera-job worker: '%s' answered hello with "
+				"something that is not mibera's\n", w->target);
+			rc = MB_EPROTO;
+		} else if (cJSON_GetObjectItem(doc, "protocol")->valuedouble !=
+			   MB_PROTO_VERSION) {
+			fprintf(stderr, "mibera-job worker: '%s' speaks protocol %.0f, "
+				"this coordinator %d: install the matching agent\n",
+				w->target,
+				cJSON_GetObjectItem(doc, "protocol")->valuedouble,
+				MB_PROTO_VERSION);
+			rc = MB_EPROTO;
+		} else {
+			snprintf(hello, cap, "%s", out.data);
+			hello[strcspn(hello, "\n")] = '\0';
+		}
+	}
+	cJSON_Delete(doc);
+	mb_buf_release(&out);
+	mb_buf_release(&err);
+	if (rc != 0) {
+		mb_transport_free(t);
+		return rc;
+	}
+	*tp = t;
+	return 0;
+}
+
+static void summary(const char *hello)
+{
+	cJSON *h = cJSON_Parse(hello);
+	const cJSON *g;
+
+	if (h == NULL)
+		return;
+	printf("  agent %s, %.0f CPUs, %.1f GB RAM, %.1f GB free in %s, llama.cpp %s\n",
+	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "agent")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "cpus")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "ram")) / 1e9,
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "disk_free")) / 1e9,
+	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "dir")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "llama_cpp")));
+	cJSON_ArrayForEach(g, cJSON_GetObjectItem(h, "gpus"))
+		printf("  GPU %s, %.1f GB\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(g, "name")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(g, "memory")) / 1e9);
+	cJSON_Delete(h);
+}
+
+static int cmd_add(int argc, char **argv, struct mb_store *s)
+{
+	struct mb_worker_row w;
+	struct mb_transport *t = NULL;
+	const char *accept = NULL;
+	char hello[MAX_HELLO], *end;
+	struct mb_target tg;
+	int i, rc;
+
+	if (argc < 3)
+		return usage();
+	memset(&w, 0, sizeof(w));
+	if (!mb_proto_name_ok(argv[1]) || strlen(argv[1]) >= sizeof(w.name)) {
+		fprintf(stderr, "mibera-job worker: a worker name is 1 to 64 "
+			"letters, digits, '-' or '_'\n");
+		return 2;
+	}
+	snprintf(w.name, sizeof(w.name), "%s", argv[1]);
+	snprintf(w.target, sizeof(w.target), "%s", argv[2]);
+	for (i = 3; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v == NULL)
+			return usage();
+		if (strcmp(argv[i], "--key") == 0)
+			snprintf(w.key_path, sizeof(w.key_path), "%s", v);
+		else if (strcmp(argv[i], "--dir") == 0)
+			snprintf(w.dir, sizeof(w.dir), "%s", v);
+		else if (strcmp(argv[i], "--agent") == 0)
+			snprintf(w.agent_path, sizeof(w.agent_path), "%s", v);
+		else if (strcmp(argv[i], "--accept-host-key") == 0)
+			accept = v;
+		else if (strcmp(argv[i], "--cost-per-hour") == 0) {
+			w.cost_per_hour = strtod(v, &end);
+			if (*end != '\0' || !(w.cost_per_hour >= 0))
+				return usage();
+		} else
+			return usage();
+		i++;
+	}
+	if (mb_target_parse(w.target, &tg, NULL, 0) != 0) {
+		fprintf(stderr, "mibera-job worker: '%s' is not local, "
+			"[user@]host[:port] or an ssh alias\n", w.target);
+		return 2;
+	}
+	if (w.dir[0] == '\0') {
+		/* over ssh a relative path is from the login directory */
+		if (tg.kind == MB_TRANSPORT_LOCAL)
+			snprintf(w.dir, sizeof(w.dir), "%s/.mibera",
+				 getenv("HOME") ? getenv("HOME") : "/tmp");
+		else
+			snprintf(w.dir, sizeof(w.dir), ".mibera");
+	}
+	if (mb_store_worker_get(s, w.name, &(struct mb_worker_row){ 0 }) == 0) {
+		fprintf(stderr, "mibera-job worker: '%s' exists; remove it first\n",
+			w.name);
+		return 1;
+	}
+	rc = connect_hello(&w, accept, &t, hello, sizeof(hello));
+	if (rc != 0)
+		return 1;
+	if (mb_transport_host_key_line(t) != NULL)
+		snprintf(w.host_key, sizeof(w.host_key), "%s",
+			 mb_transport_host_key_line(t));
+	if (mb_transport_fingerprint(t) != NULL)
+		snprintf(w.fingerprint, sizeof(w.fingerprint), "%s",
+			 mb_transport_fingerprint(t));
+	mb_transport_free(t);
+	rc = mb_store_worker_add(s, &w);
+	if (rc == 0)
+		rc = mb_store_worker_checked(s, w.name, hello, NULL, NULL);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: cannot record '%s': %s\n", w.name,
+			mb_strerror(rc));
+		return 1;
+	}
+	printf("added worker %s (%s)%s%s\n", w.name, w.target,
+	       w.fingerprint[0] ? ", host key " : "", w.fingerprint);
+	summary(hello);
+	return 0;
+}
+
+static int list_one(const struct mb_worker_row *w, void *ctx)
+{
+	struct mb_buf *b = ctx;
+
+	if (b != NULL) {
+		if (b->len > 1)
+			mb_buf_adds(b, ",");
+		mb_buf_adds(b, "{\"name\":");
+		mb_json_quote(b, w->name);
+		mb_buf_adds(b, ",\"target\":");
+		mb_json_quote(b, w->target);
+		mb_buf_adds(b, ",\"dir\":");
+		mb_json_quote(b, w->dir);
+		mb_buf_adds(b, ",\"fingerprint\":");
+		mb_json_quote(b, w->fingerprint);
+		mb_buf_addf(b, ",\"cost_per_hour\":%.4f,\"state\":", w->cost_per_hour);
+		mb_json_quote(b, w->state);
+		mb_buf_addf(b, ",\"checked_at\":%lld,\"hello\":%s}",
+			    (long long)w->checked_at, w->hello[0] ? w->hello : "null");
+		return 0;
+	}
+	printf("%-16s %-30s %-8s %8.2f/h  %s\n", w->name, w->target, w->state,
+	       w->cost_per_hour, w->fingerprint[0] ? w->fingerprint : "");
+	return 0;
+}
+
+static int cmd_list(int argc, char **argv, struct mb_store *s)
+{
+	struct mb_buf b;
+	int json = argc == 2 && strcmp(argv[1], "--json") == 0, rc;
+
+	if (argc > 2 || (argc == 2 && !json))
+		return usage();
+	if (!json) {
+		printf("%-16s %-30s %-8s %10s  %s\n", "NAME", "TARGET", "STATE",
+		       "COST", "HOST KEY");
+		return mb_store_worker_list(s, list_one, NULL) == 0 ? 0 : 1;
+	}
+	mb_buf_init(&b, 64u << 20);
+	mb_buf_adds(&b, "[");
+	rc = mb_store_worker_list(s, list_one, &b);
+	mb_buf_adds(&b, "]\n");
+	if (rc == 0)
+		fwrite(b.data, 1, b.len, stdout);
+	mb_buf_release(&b);
+	return rc == 0 ? 0 : 1;
+}
+
+static int cmd_check(int argc, char **argv, struct mb_store *s)
+{
+	struct mb_worker_row w;
+	struct mb_transport *t = NULL;
+	char hello[MAX_HELLO];
+	int rc;
+
+	if (argc != 2)
+		return usage();
+	rc = mb_store_worker_get(s, argv[1], &w);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: no worker '%s'\n", argv[1]);
+		return 1;
+	}
+	if (connect_hello(&w, NULL, &t, hello, sizeof(hello)) != 0)
+		return 1;
+	mb_transport_free(t);
+	mb_store_worker_checked(s, w.name, hello, NULL, NULL);
+	printf("worker %s (%s) answers\n", w.name, w.target);
+	summary(hello);
+	return 0;
+}
+
+static int cmd_remove(int argc, char **argv, struct mb_store *s)
+{
+	int rc;
+
+	if (argc != 2)
+		return usage();
+	rc = mb_store_worker_remove(s, argv[1]);
+	if (rc == MB_ENOENT)
+		fprintf(stderr, "mibera-job worker: no worker '%s'\n", argv[1]);
+	else if (rc == MB_EBUSY)
+		fprintf(stderr, "mibera-job worker: '%s' has unfinished jobs; "
+			"cancel them first\n", argv[1]);
+	else if (rc != 0)
+		fprintf(stderr, "mibera-job worker: %s\n", mb_strerror(rc));
+	else
+		printf("removed worker %s\n", argv[1]);
+	return rc == 0 ? 0 : 1;
+}
+
+int cmd_worker(int argc, char **argv)
+{
+	struct mb_store *s = NULL;
+	char err[1024];
+	int rc;
+
+	if (argc < 2)
+		return usage();
+	if (strcmp(argv[1], "add") != 0 && strcmp(argv[1], "list") != 0 &&
+	    strcmp(argv[1], "check") != 0 && strcmp(argv[1], "remove") != 0)
+		return usage();
+	rc = mb_store_open(NULL, &s, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job: %s\n", err);
+		return 1;
+	}
+	if (strcmp(argv[1], "add") == 0)
+		rc = cmd_add(argc - 1, argv + 1, s);
+	else if (strcmp(argv[1], "list") == 0)
+		rc = cmd_list(argc - 1, argv + 1, s);
+	else if (strcmp(argv[1], "check") == 0)
+		rc = cmd_check(argc - 1, argv + 1, s);
+	else
+		rc = cmd_remove(argc - 1, argv + 1, s);
+	mb_store_close(s);
+	return rc;
+}

@@ -1,0 +1,665 @@
+/* jobrun: drive one job's steps through a transport. */
+#include "coordinator/jobrun.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/manifest.h"
+#include "common/sha256.h"
+#include "coordinator/smoke.h"
+#include "coordinator/store.h"
+#include "coordinator/transport.h"
+#include "mb_version.h"
+
+/* What one job needs while it runs. */
+struct run {
+	struct mb_store *s;
+	struct mb_job_row *j;
+	struct mb_worker_row w;
+	struct mb_transport *t;
+	char agent[2200];
+	char job[32];		/* the job's name on the worker */
+	char wjob[2300];	/* its directory there */
+	char model[2400];	/* the model directory there */
+	char out[2400];		/* the artifacts directory there */
+	char name[128];		/* the model's name for file names */
+	char home[4096];	/* MIBERA_HOME */
+	char *err;
+	size_t errcap;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int is_local_source(const char *src)
+{
+	return src[0] == '/' || src[0] == '.';
+}
+
+/* --- running agent verbs --- */
+
+struct follow_ctx {
+	struct run *r;
+	const char *step;
+	int64_t offset;
+	struct mb_buf pending;	/* bytes after the last newline */
+	int rc;
+};
+
+/* Stores whole lines as they arrive, with the offset they end at. */
+static int on_follow(int stream, const void *data, size_t len, void *ctx)
+{
+	struct follow_ctx *f = ctx;
+	const char *last;
+	size_t whole;
+
+	if (stream != MB_EXEC_STDOUT)
+		return 0;
+	if (mb_buf_add(&f->pending, data, len) != 0) {
+		f->rc = MB_EPROTO; /* a line longer than any event may be */
+		return 1;
+	}
+	last = f->pending.len ? f->pending.data + f->pending.len - 1 : NULL;
+	while (last != NULL && last >= f->pending.data && *last != '\n')
+		last--;
+	if (last == NULL || last < f->pending.data)
+		return 0;
+	whole = (size_t)(last - f->pending.data) + 1;
+	f->offset += (int64_t)whole;
+	f->rc = mb_store_step_events(f->r->s, f->r->j->id, f->step,
+				     f->pending.data, whole, f->offset);
+	if (f->rc != 0)
+		return 1;
+	memmove(f->pending.data, f->pending.data + whole, f->pending.len - whole);
+	f->pending.len -= whole;
+	f->pending.data[f->pending.len] = '\0';
+	return 0;
+}
+
+static int agent_exec(struct run *r, const char *const *args, const char *in,
+		      struct mb_buf *out, struct mb_buf *errb,
+		      mb_exec_output_fn fn, void *ctx, int *status)
+{
+	const char *argv[24];
+	struct mb_exec x;
+	int i, n = 0, rc;
+
+	argv[n++] = r->agent;
+	for (i = 0; args[i] != NULL && n < 20; i++)
+		argv[n++] = args[i];
+	argv[n++] = "--dir";
+	argv[n++] = r->w.dir;
+	argv[n] = NULL;
+	memset(&x, 0, sizeof(x));
+	x.argv = argv;
+	x.in = in;
+	x.in_len = in ? strlen(in) : 0;
+	x.out = out;
+	x.err = errb;
+	x.on_output = fn;
+	x.ctx = ctx;
+	rc = mb_transport_exec(r->t, &x);
+	*status = x.status;
+	return rc;
+}
+
+/* Starts worker step wstep running argv (a JSON array text) and follows it
+ * to its result; the events are stored under the job's step jstep. */
+static int worker_step(struct run *r, const char *jstep, const char *wstep,
+		       const char *argv_json, int with_token)
+{
+	struct mb_buf spec, out, errb;
+	struct follow_ctx f;
+	struct mb_step_row st;
+	char offs[32], path[2600], res[8192];
+	const char *token = getenv("HF_TOKEN");
+	int rc, status = 0, attempt;
+	size_t got;
+
+	mb_buf_init(&spec, 1 << 20);
+	mb_buf_addf(&spec, "{\"v\":1,\"argv\":%s", argv_json);
+	if (with_token && token != NULL && *token != '\0') {
+		/* the secret travels on stdin, never argv, never stored */
+		mb_buf_adds(&spec, ",\"secrets\":{\"HF_TOKEN\":");
+		mb_json_quote(&spec, token);
+		mb_buf_adds(&spec, "}");
+	}
+	mb_buf_adds(&spec, "}");
+	for (attempt = 1;; attempt++) {
+		const char *start[] = { "start", r->job, wstep, NULL };
+
+		mb_buf_init(&out, 1 << 16);
+		mb_buf_init(&errb, 1 << 16);
+		rc = agent_exec(r, start, spec.data, &out, &errb, NULL, NULL, &status);
+		if (rc == 0 && status != 0)
+			rc = MB_EPROTO;
+		if (rc != 0) {
+			mb_seterr(r->err, r->errcap, "cannot start '%s' on %s: %s",
+				  wstep, r->w.name, errb.data ? errb.data
+							      : mb_transport_errmsg(r->t));
+			mb_buf_release(&out);
+			mb_buf_release(&errb);
+			break;
+		}
+		mb_buf_release(&out);
+		mb_buf_release(&errb);
+		/* follow from the stored offset: nothing twice, nothing lost */
+		if (mb_store_step_get(r->s, r->j->id, jstep, &st) != 0)
+			st.follow_offset = 0;
+		memset(&f, 0, sizeof(f));
+		f.r = r;
+		f.step = jstep;
+		f.offset = st.follow_offset;
+		mb_buf_init(&f.pending, 16384);
+		snprintf(offs, sizeof(offs), "%lld", (long long)f.offset);
+		{
+			const char *follow[] = { "follow", r->job, wstep, "--from",
+						 offs, NULL };
+
+			mb_buf_init(&errb, 1 << 16);
+			rc = agent_exec(r, follow, NULL, NULL, &errb, on_follow, &f,
+					&status);
+		}
+		mb_buf_release(&f.pending);
+		if (rc == 0 && f.rc != 0)
+			rc = f.rc;
+		if (rc == MB_ENETWORK && attempt < 5) {
+			/* the link dropped: the step runs on; follow again */
+			mb_buf_release(&errb);
+			continue;
+		}
+		if (rc == 0 && status == 4 && attempt < 3) {
+			/* the attempt died without a result: start it again */
+			mb_buf_release(&errb);
+			continue;
+		}
+		if (rc != 0 || status != 0) {
+			mb_seterr(r->err, r->errcap, "following '%s' on %s failed: %s",
+				  wstep, r->w.name, errb.data ? errb.data
+							      : mb_transport_errmsg(r->t));
+			mb_buf_release(&errb);
+			rc = rc ? rc : MB_EPROTO;
+			break;
+		}
+		mb_buf_release(&errb);
+		snprintf(path, sizeof(path), "%s/%s.result.json", r->wjob, wstep);
+		rc = mb_transport_read(r->t, path, 0, res, sizeof(res) - 1, &got);
+		if (rc != 0) {
+			mb_seterr(r->err, r->errcap, "cannot read the result of '%s': %s",
+				  wstep, mb_transport_errmsg(r->t));
+			break;
+		}
+		res[got] = '\0';
+		{
+			cJSON *doc = mb_json_parse(res, got);
+			const cJSON *ok = doc ? cJSON_GetObjectItem(doc, "ok") : NULL;
+
+			if (cJSON_IsTrue(ok)) {
+				rc = 0;
+			} else {
+				const char *e = doc ? cJSON_GetStringValue(
+							      cJSON_GetObjectItem(doc, "error"))
+						    : NULL;
+
+				mb_seterr(r->err, r->errcap, "%s failed on %s: %s", wstep,
+					  r->w.name, e && *e ? e : "no reason given");
+				rc = MB_EUNSUPPORTED;
+			}
+			cJSON_Delete(doc);
+		}
+		break;
+	}
+	mb_buf_release(&spec);
+	return rc;
+}
+
+/* --- the pull --- */
+
+/* Pulls one artifact: chunk by chunk, each verified against the manifest
+ * and re-read once if it does not match; a record of verified chunks lets
+ * a restart skip them. */
+static int pull_file(struct run *r, const struct mb_manifest *m, const char *dest)
+{
+	char part[4800], rec[4900], remote[2700];
+	uint8_t *buf = NULL, *done = NULL;
+	uint8_t digest[MB_SHA256_LEN];
+	uint64_t i, off, len, avail;
+	size_t got;
+	int fd = -1, rc = 0, tries;
+
+	snprintf(part, sizeof(part), "%s.part", dest);
+	snprintf(rec, sizeof(rec), "%s.chunks", dest);
+	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
+	if (mb_fs_free_space(r->home, &avail) == 0 && avail < m->size) {
+		mb_seterr(r->err, r->errcap, "'%s' needs %.2f GB here and %.2f GB "
+			  "are free", m->name, (double)m->size / 1e9,
+			  (double)avail / 1e9);
+		return MB_ENOSPC;
+	}
+	done = mb_calloc(m->nchunks + 1, 1);
+	buf = mb_malloc(m->chunk_size);
+	if (done == NULL || buf == NULL) {
+		rc = MB_ENOMEM;
+		goto out;
+	}
+	{
+		/* the chunks a previous pull verified */
+		char *data = NULL;
+		size_t n;
+
+		if (mb_read_file(rec, m->nchunks + 1, &data, &n) == 0 &&
+		    n == m->nchunks)
+			memcpy(done, data, n);
+		free(data);
+	}
+	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = mb_err_from_errno(errno);
+		goto out;
+	}
+	for (i = 0; i < m->nchunks; i++) {
+		if (done[i] == '1')
+			continue;
+		mb_manifest_chunk(m, i, &off, &len);
+		for (tries = 0; tries < 2; tries++) {
+			rc = mb_transport_read(r->t, remote, off, buf, (size_t)len, &got);
+			if (rc == 0 && got != len)
+				rc = MB_EPROTO;
+			if (rc == 0)
+				rc = mb_manifest_check_chunk(m, i, buf, (size_t)len);
+			if (rc != MB_ECHECKSUM)
+				break;
+		}
+		if (rc == MB_ECHECKSUM) {
+			mb_seterr(r->err, r->errcap, "chunk %llu of '%s' does not match "
+				  "the manifest twice", (unsigned long long)i, m->name);
+			goto out;
+		}
+		if (rc != 0) {
+			mb_seterr(r->err, r->errcap, "cannot read '%s' on %s: %s", remote,
+				  r->w.name, mb_transport_errmsg(r->t));
+			goto out;
+		}
+		rc = mb_pwrite_all(fd, buf, (size_t)len, off);
+		if (rc == 0)
+			rc = mb_fsync(fd);
+		if (rc != 0) {
+			mb_seterr(r->err, r->errcap, "cannot write '%s': %s", part,
+				  mb_strerror(rc));
+			goto out;
+		}
+		done[i] = '1';
+		mb_atomic_write(rec, done, m->nchunks, 0644);
+	}
+	if (ftruncate(fd, (off_t)m->size) != 0) {
+		rc = mb_err_from_errno(errno);
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	rc = mb_sha256_file(part, digest, NULL);
+	if (rc == 0 && memcmp(digest, m->sha256, sizeof(digest)) != 0) {
+		unlink(rec);
+		mb_seterr(r->err, r->errcap, "'%s' does not match its sha256 after "
+			  "the pull", m->name);
+		rc = MB_ECHECKSUM;
+		goto out;
+	}
+	if (rc == 0 && rename(part, dest) != 0)
+		rc = mb_err_from_errno(errno);
+	if (rc == 0) {
+		mb_fsync_parent(dest);
+		unlink(rec);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(done);
+	return rc;
+}
+
+static int by_size(const void *a, const void *b)
+{
+	const struct mb_manifest *x = *(const struct mb_manifest *const *)a;
+	const struct mb_manifest *y = *(const struct mb_manifest *const *)b;
+
+	return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/* --- the job --- */
+
+static int step_begin(struct run *r, const char *step)
+{
+	return mb_store_step_set(r->s, r->j->id, step, "running", NULL, NULL);
+}
+
+static int step_end(struct run *r, const char *step, int rc, const char *result)
+{
+	return mb_store_step_set(r->s, r->j->id, step, rc == 0 ? "done" : "failed",
+				 result, rc == 0 ? NULL : r->err);
+}
+
+static void json_str_array(struct mb_buf *b, const char *const *items)
+{
+	int i;
+
+	mb_buf_adds(b, "[");
+	for (i = 0; items[i] != NULL; i++) {
+		if (i)
+			mb_buf_adds(b, ",");
+		mb_json_quote(b, items[i]);
+	}
+	mb_buf_adds(b, "]");
+}
+
+static int open_worker(struct run *r)
+{
+	struct mb_transport_opts o;
+	struct mb_target tg;
+	char msg[1024], self[2048];
+	ssize_t n;
+	int rc;
+
+	rc = mb_store_worker_get(r->s, r->j->worker, &r->w);
+	if (rc != 0) {
+		mb_seterr(r->err, r->errcap, "worker '%s' is not known", r->j->worker);
+		return rc;
+	}
+	memset(&o, 0, sizeof(o));
+	o.target = r->w.target;
+	o.pinned_key = r->w.host_key[0] ? r->w.host_key : NULL;
+	o.identity = r->w.key_path[0] ? r->w.key_path : NULL;
+	rc = mb_transport_open(&o, &r->t, msg, sizeof(msg));
+	if (rc != 0) {
+		mb_seterr(r->err, r->errcap, "cannot connect to worker '%s': %s",
+			  r->w.name, msg);
+		return rc;
+	}
+	if (mb_target_parse(r->w.target, &tg, NULL, 0) == 0 &&
+	    tg.kind == MB_TRANSPORT_LOCAL && r->w.agent_path[0] == '\0' &&
+	    (n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+		self[n] = '\0';
+		snprintf(r->agent, sizeof(r->agent), "%s/mibera-worker", dirname(self));
+	} else if (r->w.agent_path[0] != '\0') {
+		snprintf(r->agent, sizeof(r->agent), "%s", r->w.agent_path);
+	} else {
+		snprintf(r->agent, sizeof(r->agent), "%s/bin/mibera-worker", r->w.dir);
+	}
+	return 0;
+}
+
+/* The name files are called by: the repo's name, or the directory's. */
+static void model_name(struct run *r)
+{
+	const char *slash;
+	char tmp[300];
+	size_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s", r->j->source);
+	if (!is_local_source(tmp))
+		tmp[strcspn(tmp, "@")] = '\0'; /* org/name@revision */
+	n = strlen(tmp);
+	while (n > 1 && tmp[n - 1] == '/')
+		tmp[--n] = '\0';
+	slash = strrchr(tmp, '/');
+	snprintf(r->name, sizeof(r->name), "%.120s", slash ? slash + 1 : tmp);
+}
+
+int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
+	      size_t errcap)
+{
+	struct run r;
+	struct mb_manifest_list *ml = NULL;
+	struct mb_buf b;
+	char path[4600], adir[4400], pdir[4400], *mjson = NULL;
+	char quants[256], *q, *save = NULL;
+	double t0 = now_s();
+	size_t i, got;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	r.s = s;
+	r.j = j;
+	r.err = err;
+	r.errcap = errcap;
+	err[0] = '\0';
+	mb_store_home(r.home, sizeof(r.home));
+	snprintf(r.job, sizeof(r.job), "job-%lld", (long long)j->id);
+	model_name(&r);
+	rc = open_worker(&r);
+	if (rc != 0)
+		goto out;
+	snprintf(r.wjob, sizeof(r.wjob), "%s/jobs/%s", r.w.dir, r.job);
+	snprintf(r.out, sizeof(r.out), "%s/out", r.wjob);
+	mb_buf_init(&b, 1 << 16);
+
+	/* preflight: the worker answers and has the agent */
+	step_begin(&r, "preflight");
+	{
+		const char *hello[] = { "hello", NULL };
+		struct mb_buf out;
+		int status;
+
+		mb_buf_init(&out, 1 << 16);
+		rc = agent_exec(&r, hello, NULL, &out, NULL, NULL, NULL, &status);
+		if (rc == 0 && status != 0)
+			rc = MB_EPROTO;
+		if (rc != 0)
+			mb_seterr(err, errcap, "worker '%s' does not answer hello",
+				  r.w.name);
+		step_end(&r, "preflight", rc, out.data);
+		mb_buf_release(&out);
+		if (rc != 0)
+			goto out;
+	}
+
+	/* fetch: a hub repo into the job's directory; a path is used as is */
+	if (is_local_source(j->source)) {
+		snprintf(r.model, sizeof(r.model), "%s", j->source);
+		mb_store_step_set(s, j->id, "fetch", "skipped", NULL, NULL);
+	} else {
+		const char *argv[] = { "fetch", j->source, "--dest", r.model, NULL };
+
+		snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
+		step_begin(&r, "fetch");
+		mb_buf_reset(&b);
+		json_str_array(&b, argv);
+		rc = worker_step(&r, "fetch", "fetch", b.data, 1);
+		step_end(&r, "fetch", rc, NULL);
+		if (rc != 0)
+			goto out;
+	}
+
+	/* convert */
+	{
+		char f16[2600];
+		const char *argv[] = { "convert", r.model, f16, "--layout", j->layout,
+				       "--outtype", j->outtype, "--name", r.name,
+				       NULL, NULL, NULL };
+
+		snprintf(f16, sizeof(f16), "%s/%s-%s.gguf", r.out, r.name,
+			 strcmp(j->outtype, "bf16") == 0 ? "BF16"
+			 : strcmp(j->outtype, "f32") == 0 ? "F32" : "F16");
+		if (!is_local_source(j->source)) {
+			argv[9] = "--repo";
+			argv[10] = j->source;
+		}
+		step_begin(&r, "convert");
+		rc = mb_transport_mkdirs(r.t, r.out);
+		mb_buf_reset(&b);
+		json_str_array(&b, argv);
+		if (rc == 0)
+			rc = worker_step(&r, "convert", "convert", b.data, 0);
+		step_end(&r, "convert", rc, NULL);
+		if (rc != 0)
+			goto out;
+
+		/* quantize, one worker step per type */
+		step_begin(&r, "quantize");
+		snprintf(quants, sizeof(quants), "%s", j->quants);
+		for (q = strtok_r(quants, ",", &save); q && rc == 0;
+		     q = strtok_r(NULL, ",", &save)) {
+			char qout[2600], wstep[48];
+			const char *qa[] = { "quantize", f16, qout, q, NULL };
+
+			snprintf(qout, sizeof(qout), "%s/%s-%s.gguf", r.out, r.name, q);
+			snprintf(wstep, sizeof(wstep), "quantize-%s", q);
+			mb_buf_reset(&b);
+			json_str_array(&b, qa);
+			rc = worker_step(&r, "quantize", wstep, b.data, 0);
+		}
+		step_end(&r, "quantize", rc, NULL);
+		if (rc != 0)
+			goto out;
+	}
+
+	/* manifest */
+	{
+		const char *argv[] = { "manifest", r.out, NULL };
+
+		step_begin(&r, "manifest");
+		mb_buf_reset(&b);
+		json_str_array(&b, argv);
+		rc = worker_step(&r, "manifest", "manifest", b.data, 0);
+		step_end(&r, "manifest", rc, NULL);
+		if (rc != 0)
+			goto out;
+	}
+
+	/* pull */
+	step_begin(&r, "pull");
+	snprintf(path, sizeof(path), "%s/manifest.json", r.out);
+	mjson = mb_malloc(16u << 20);
+	rc = mjson ? mb_transport_read(r.t, path, 0, mjson, (16u << 20) - 1, &got)
+		   : MB_ENOMEM;
+	if (rc == 0)
+		rc = mb_manifest_list_from_json(mjson, got, &ml, err, errcap);
+	else
+		mb_seterr(err, errcap, "cannot read the manifest on %s: %s", r.w.name,
+			  mb_transport_errmsg(r.t));
+	snprintf(adir, sizeof(adir), "%s/artifacts/job-%lld", r.home,
+		 (long long)j->id);
+	snprintf(pdir, sizeof(pdir), "%s/partial/job-%lld", r.home, (long long)j->id);
+	if (rc == 0 && (rc = mb_mkdir_p(adir, 0755)) == 0)
+		rc = mb_mkdir_p(pdir, 0755);
+	for (i = 0; rc == 0 && i < ml->n; i++) {
+		char hex[MB_SHA256_HEX], dest[4700];
+
+		snprintf(path, sizeof(path), "%s/%s", pdir, ml->files[i]->name);
+		rc = pull_file(&r, ml->files[i], path);
+		snprintf(dest, sizeof(dest), "%s/%s", adir, ml->files[i]->name);
+		if (rc == 0 && rename(path, dest) != 0)
+			rc = mb_err_from_errno(errno);
+		mb_sha256_hex(ml->files[i]->sha256, hex);
+		if (rc == 0)
+			mb_store_artifact_add(s, j->id, ml->files[i]->name, "gguf",
+					      ml->files[i]->size, hex, dest, NULL);
+	}
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/manifest.json", adir);
+		rc = mb_atomic_write(path, mjson, got, 0644);
+		rmdir(pdir);
+	}
+	step_end(&r, "pull", rc, NULL);
+	if (rc != 0)
+		goto out;
+
+	/* smoke, smallest first */
+	if (j->smoke) {
+		step_begin(&r, "smoke");
+		qsort(ml->files, ml->n, sizeof(*ml->files), by_size);
+		mb_buf_reset(&b);
+		mb_buf_adds(&b, "[");
+		for (i = 0; rc == 0 && i < ml->n; i++) {
+			struct mb_smoke_result sr;
+			char hex[MB_SHA256_HEX];
+
+			snprintf(path, sizeof(path), "%s/%s", adir, ml->files[i]->name);
+			rc = mb_smoke_run(path, NULL, 32, 0, &sr);
+			if (rc != 0) {
+				mb_seterr(err, errcap, "smoke test of '%s' failed: %s",
+					  ml->files[i]->name, sr.error);
+				break;
+			}
+			mb_buf_addf(&b, "%s{\"file\":", i ? "," : "");
+			mb_json_quote(&b, ml->files[i]->name);
+			mb_buf_addf(&b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
+				    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
+				    "\"text\":", sr.load_s, sr.prompt_tps, sr.gen_tps,
+				    (unsigned long long)sr.peak_rss,
+				    sr.finite ? "true" : "false");
+			mb_json_quote(&b, sr.text);
+			mb_buf_adds(&b, "}");
+			mb_sha256_hex(ml->files[i]->sha256, hex);
+			mb_store_artifact_add(s, j->id, ml->files[i]->name, "gguf",
+					      ml->files[i]->size, hex, path,
+					      strrchr(b.data, '{'));
+		}
+		mb_buf_adds(&b, "]");
+		step_end(&r, "smoke", rc, rc == 0 ? b.data : NULL);
+		if (rc != 0)
+			goto out;
+	} else {
+		mb_store_step_set(s, j->id, "smoke", "skipped", NULL, NULL);
+	}
+
+	/* provenance, beside the artifacts */
+	{
+		struct mb_buf p;
+
+		mb_buf_init(&p, 1 << 20);
+		mb_buf_adds(&p, "{\"version\":1,\"source\":");
+		mb_json_quote(&p, j->source);
+		mb_buf_addf(&p, ",\"layout\":\"%s\",\"outtype\":\"%s\",\"quants\":",
+			    j->layout, j->outtype);
+		mb_json_quote(&p, j->quants);
+		mb_buf_addf(&p, ",\"mibera\":\"%s\",\"llama_cpp\":\"%s\",\"worker\":",
+			    MB_VERSION, MB_LLAMA_VERSION);
+		mb_json_quote(&p, r.w.name);
+		mb_buf_addf(&p, ",\"smoke\":%s,\"manifest\":%s}\n",
+			    j->smoke ? b.data : "null", mjson);
+		snprintf(path, sizeof(path), "%s/provenance.json", adir);
+		mb_atomic_write(path, p.data, p.len, 0644);
+		mb_buf_release(&p);
+	}
+
+	/* cleanup on the worker */
+	{
+		const char *cl[] = { "cleanup", r.job, NULL };
+		int status;
+
+		step_begin(&r, "cleanup");
+		rc = agent_exec(&r, cl, NULL, NULL, NULL, NULL, NULL, &status);
+		step_end(&r, "cleanup", rc == 0 && status == 0 ? 0 : MB_EIO, NULL);
+		rc = 0; /* a leftover directory does not fail a good job */
+	}
+	mb_buf_release(&b);
+out:
+	mb_store_job_add_held(s, j->id, now_s() - t0);
+	mb_store_job_set_state(s, j->id, rc == 0 ? "succeeded" : "failed",
+			       rc == 0 ? NULL : err);
+	mb_manifest_list_free(ml);
+	free(mjson);
+	mb_transport_free(r.t);
+	return rc;
+}
