@@ -1,0 +1,227 @@
+/* The job, end to end, through the programs a person runs: a worker added
+ * over the loopback sshd (unknown host key refused until its fingerprint
+ * is given), a model whose config.json lies submitted, the coordinator
+ * running every step on the worker and pulling the artifacts back over
+ * SFTP, verified; and a worker whose host key changed refused by name. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "common/fs.h"
+#include "common/manifest.h"
+#include "common/sha256.h"
+#include "model.h"
+#include "sshd.h"
+#include "th.h"
+
+static char root[512], home[600], model[600];
+static struct th_sshd sshd;
+
+/* Runs PROGRAM ARGS with stdout and stderr into out; returns the exit. */
+static int run(const char *prog, const char *args, char **out)
+{
+	char cmd[4096];
+	struct mb_buf b;
+	char chunk[65536];
+	size_t n;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s/%s %s 2>&1", MB_BINARY_DIR, prog, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	mb_buf_init(&b, 64u << 20);
+	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		assert_int_equal(mb_buf_add(&b, chunk, n), 0);
+	st = pclose(p);
+	*out = mb_buf_detach(&b, NULL);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_ssh_config(void)
+{
+	char path[700], text[2048];
+
+	snprintf(path, sizeof(path), "%s/.ssh", home);
+	assert_int_equal(mb_mkdir_p(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/.ssh/config", home);
+	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
+		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+}
+
+static int setup(void **state)
+{
+	const char *extra[] = { "--config", "broken", NULL };
+
+	(void)state;
+	if (th_tmpdir("job", root, sizeof(root)) != 0)
+		return -1;
+	snprintf(home, sizeof(home), "%s/home", root);
+	snprintf(model, sizeof(model), "%s/phi4-tiny", root);
+	if (th_mkmodel(model, "phi4-tiny", extra) != 0 ||
+	    th_sshd_start(&sshd) != 0)
+		return -1;
+	/* everything the programs keep goes under the test's own HOME */
+	setenv("HOME", home, 1);
+	{
+		char mh[700];
+
+		snprintf(mh, sizeof(mh), "%s/mibera", root);
+		setenv("MIBERA_HOME", mh, 1);
+	}
+	unsetenv("SSH_AUTH_SOCK");
+	write_ssh_config();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	th_sshd_stop(&sshd);
+	th_rmtree(root);
+	return 0;
+}
+
+static char *fingerprint_in(const char *text)
+{
+	static char fp[64];
+	const char *p = strstr(text, "SHA256:");
+	size_t n = 0;
+
+	assert_non_null(p);
+	while (p[n] && p[n] != ' ' && p[n] != ')' && p[n] != '\n' && p[n] != ',' &&
+	       n + 1 < sizeof(fp))
+		n++;
+	memcpy(fp, p, n);
+	fp[n] = '\0';
+	return fp;
+}
+
+static void test_worker_add_pins_host_key(void **state)
+{
+	char args[2048], *out;
+	const char *fp;
+
+	(void)state;
+	/* an unknown host key: refused, with the fingerprint to check */
+	snprintf(args, sizeof(args), "worker add w1 box1 --dir %s/wd --agent "
+		 "%s/mibera-worker --cost-per-hour 3.60", root, MB_BINARY_DIR);
+	assert_int_equal(run("mibera-job", args, &out), 1);
+	assert_non_null(strstr(out, "unknown host key"));
+	fp = fingerprint_in(out);
+	free(out);
+	snprintf(args, sizeof(args), "worker add w1 box1 --dir %s/wd --agent "
+		 "%s/mibera-worker --cost-per-hour 3.60 --accept-host-key %s", root,
+		 MB_BINARY_DIR, fp);
+	if (run("mibera-job", args, &out) != 0)
+		fail_msg("worker add: %s", out);
+	assert_non_null(strstr(out, "added worker w1"));
+	assert_non_null(strstr(out, fp));
+	free(out);
+	assert_int_equal(run("mibera-job", "worker list --json", &out), 0);
+	assert_non_null(strstr(out, "\"name\":\"w1\""));
+	assert_non_null(strstr(out, fp));
+	free(out);
+	assert_int_equal(run("mibera-job", "worker check w1", &out), 0);
+	free(out);
+}
+
+static void test_job_end_to_end(void **state)
+{
+	struct mb_manifest_list *ml;
+	char args[2048], *out, path[900], err[256];
+	size_t len, i;
+
+	(void)state;
+	snprintf(args, sizeof(args), "submit %s --worker w1 --quant Q8_0 "
+		 "--layout split", model);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_string_equal(out, "1\n");
+	free(out);
+	if (run("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	assert_int_equal(run("mibera-job", "status 1", &out), 0);
+	assert_non_null(strstr(out, "succeeded"));
+	assert_non_null(strstr(out, "pull       done"));
+	assert_non_null(strstr(out, "smoke      done"));
+	free(out);
+	/* the artifacts are here and match the worker's manifest */
+	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/manifest.json", root);
+	out = th_slurp(path, &len);
+	assert_non_null(out);
+	assert_int_equal(mb_manifest_list_from_json(out, len, &ml, err, sizeof(err)),
+			 0);
+	free(out);
+	assert_int_equal(ml->n, 2); /* F16 and Q8_0 */
+	for (i = 0; i < ml->n; i++) {
+		uint8_t d[MB_SHA256_LEN];
+		uint64_t size;
+
+		snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/%s", root,
+			 ml->files[i]->name);
+		assert_int_equal(mb_sha256_file(path, d, &size), 0);
+		assert_int_equal(size, ml->files[i]->size);
+		assert_memory_equal(d, ml->files[i]->sha256, MB_SHA256_LEN);
+	}
+	mb_manifest_list_free(ml);
+	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/provenance.json", root);
+	out = th_slurp(path, NULL);
+	assert_non_null(strstr(out, "\"smoke\":[{"));
+	free(out);
+	/* the events of the worker's steps were stored */
+	assert_int_equal(run("mibera-job", "logs 1", &out), 0);
+	assert_non_null(strstr(out, "\"type\":\"done\""));
+	assert_non_null(strstr(out, "\"repairs\":13"));
+	free(out);
+	/* cost: the worker's price times the time the job held it */
+	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	assert_non_null(strstr(out, "\"total_cost\":"));
+	free(out);
+}
+
+static void test_changed_host_key_refused(void **state)
+{
+	char *out;
+	struct th_sshd other;
+
+	(void)state;
+	/* box1 now answers with another key (a new sshd, the alias moved) */
+	assert_int_equal(th_sshd_start(&other), 0);
+	{
+		struct th_sshd keep = sshd;
+
+		sshd = other;
+		snprintf(sshd.key, sizeof(sshd.key), "%s", keep.key);
+		write_ssh_config();
+		sshd = keep;
+	}
+	assert_int_equal(run("mibera-job", "worker check w1", &out), 1);
+	assert_non_null(strstr(out, "changed"));
+	assert_non_null(strstr(out, "pinned SHA256:"));
+	assert_non_null(strstr(out, "offers SHA256:"));
+	free(out);
+	th_sshd_stop(&other);
+	write_ssh_config();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_worker_add_pins_host_key),
+		cmocka_unit_test(test_job_end_to_end),
+		cmocka_unit_test(test_changed_host_key_refused),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
