@@ -143,6 +143,24 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		mb_json_quote(&spec, token);
 		mb_buf_adds(&spec, "}");
 	}
+	{
+		/* the hub the coordinator was pointed at is the worker's too */
+		static const char *const pass[] = { "HF_ENDPOINT", "HF_HUB_OFFLINE",
+						    NULL };
+		int k, n = 0;
+
+		for (k = 0; pass[k] != NULL; k++) {
+			const char *v = getenv(pass[k]);
+
+			if (v == NULL || *v == '\0')
+				continue;
+			mb_buf_addf(&spec, "%s\"%s\":", n++ ? "," : ",\"env\":{",
+				    pass[k]);
+			mb_json_quote(&spec, v);
+		}
+		if (n > 0)
+			mb_buf_adds(&spec, "}");
+	}
 	mb_buf_adds(&spec, "}");
 	for (attempt = 1;; attempt++) {
 		const char *start[] = { "start", r->job, wstep, NULL };

@@ -356,8 +356,12 @@ int verb_start(int argc, char **argv)
 			args[1]);
 		goto out;
 	}
-	sec = cJSON_GetObjectItemCaseSensitive(doc, "secrets");
-	if (sec != NULL && cJSON_IsObject(sec))
+	/* secrets and plain settings (HF_ENDPOINT) both become the step's
+	 * environment; only secrets are wiped here after use */
+	for (int pass = 0; pass < 2; pass++) {
+		sec = cJSON_GetObjectItemCaseSensitive(doc, pass ? "env" : "secrets");
+		if (sec == NULL || !cJSON_IsObject(sec))
+			continue;
 		cJSON_ArrayForEach(item, sec) {
 			struct mb_buf kv;
 
@@ -370,6 +374,7 @@ int verb_start(int argc, char **argv)
 			mb_buf_addf(&kv, "%s=%s", item->string, item->valuestring);
 			env_set[ne++] = mb_buf_detach(&kv, NULL);
 		}
+	}
 	env_set[ne] = NULL;
 
 	if (mb_mkdir_p(jd, 0700) != 0) {
