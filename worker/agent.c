@@ -418,7 +418,10 @@ int verb_start(int argc, char **argv)
 				(void)!write(p[1], &s, sizeof(s));
 			_exit(0);
 		}
-		/* the supervisor: its own session, stdio away from ssh */
+		/* the supervisor: in the new session, the leader of its own
+		 * process group (the session leader has exited), so cancel
+		 * reaches it and the step through kill(-pid) */
+		setpgid(0, 0);
 		fd = open("/dev/null", O_RDWR);
 		dup2(fd, 0);
 		dup2(fd, 1);
