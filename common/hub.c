@@ -39,6 +39,23 @@ static void seterr(struct mb_hub *h, const char *fmt, ...)
 	mb_log_redact(raw, h->err, sizeof(h->err));
 }
 
+long mb_hub_backoff_ms(int attempt, long base, long cap)
+{
+	static unsigned seed;
+	long ms = base;
+	int i;
+
+	if (seed == 0)
+		seed = (unsigned)time(NULL) ^ (unsigned)clock() ^ 0x9e3779b9u;
+	for (i = 1; i < attempt && ms < cap; i++)
+		ms *= 2;
+	if (ms > cap)
+		ms = cap;
+	/* rand_r keeps the jitter out of the program's own rand() stream */
+	return ms / 2 + (long)((unsigned long)rand_r(&seed) %
+			       (unsigned long)(ms / 2 + 1));
+}
+
 int mb_hub_repo_id_ok(const char *s)
 {
 	const char *slash = strchr(s, '/');
@@ -122,10 +139,7 @@ struct exchange {
 	uint64_t seen;		/* body bytes of this answer so far */
 	int full;		/* got everything wanted: stop early */
 	int toobig;
-	char location[2048];
-	char link_next[2048];
-	char error_code[64];
-	long retry_after;	/* seconds, -1 if none */
+	struct mb_hub_answer ans;
 };
 
 static size_t on_body(char *data, size_t sz, size_t n, void *ctx)
@@ -195,39 +209,102 @@ static void header_value(const char *line, size_t len, const char *name,
 	out[i] = '\0';
 }
 
-static size_t on_header(char *line, size_t sz, size_t n, void *ctx)
+void mb_hub_answer_reset(struct mb_hub_answer *a)
 {
-	struct exchange *x = ctx;
-	size_t len = sz * n;
+	memset(a, 0, sizeof(*a));
+	a->retry_after = -1;
+}
+
+/* Parses a decimal u64 filling all of s; -1 otherwise. */
+static int parse_u64(const char *s, const char *end, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (s == end)
+		return -1;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static void unquote(char *v)
+{
+	size_t n = strlen(v);
+
+	if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+		memmove(v, v + 1, n - 2);
+		v[n - 2] = '\0';
+	}
+}
+
+void mb_hub_answer_header(struct mb_hub_answer *a, const char *line,
+			  size_t len)
+{
 	char v[2048] = "";
 
 	if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
-		/* a new answer (after a 100 Continue, say): forget the last */
-		x->location[0] = x->link_next[0] = x->error_code[0] = '\0';
-		x->retry_after = -1;
-		return len;
+		/* a new answer (after a 100 Continue, a redirect): forget the
+		 * last one */
+		const char *sp = memchr(line, ' ', len);
+
+		mb_hub_answer_reset(a);
+		if (sp != NULL && (size_t)(sp - line) + 4 <= len &&
+		    isdigit((unsigned char)sp[1]) && isdigit((unsigned char)sp[2]) &&
+		    isdigit((unsigned char)sp[3]))
+			a->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 +
+				    (sp[3] - '0');
+		return;
 	}
-	header_value(line, len, "Location", x->location, sizeof(x->location));
-	header_value(line, len, "X-Error-Code", x->error_code,
-		     sizeof(x->error_code));
+	header_value(line, len, "Location", a->location, sizeof(a->location));
+	header_value(line, len, "X-Error-Code", a->error_code,
+		     sizeof(a->error_code));
+	/* a longer value is cut and then matches no sha256: fine */
+	header_value(line, len, "X-Linked-Etag", a->linked_etag,
+		     sizeof(a->linked_etag));
+	unquote(a->linked_etag);
+	header_value(line, len, "X-Linked-Size", v, sizeof(v));
+	if (v[0] != '\0') {
+		if (parse_u64(v, v + strlen(v), &a->linked_size) != 0)
+			a->linked_size = 0;
+		v[0] = '\0';
+	}
+	header_value(line, len, "Content-Range", v, sizeof(v));
+	if (v[0] != '\0') {
+		/* bytes A-B/T */
+		char *dash = strchr(v, '-'), *slash = strchr(v, '/');
+
+		a->has_range = strncmp(v, "bytes ", 6) == 0 && dash != NULL &&
+			       slash != NULL && dash < slash &&
+			       parse_u64(v + 6, dash, &a->range_start) == 0 &&
+			       parse_u64(dash + 1, slash, &a->range_end) == 0 &&
+			       parse_u64(slash + 1, v + strlen(v),
+					 &a->range_total) == 0 &&
+			       a->range_start <= a->range_end &&
+			       a->range_end < a->range_total;
+		v[0] = '\0';
+	}
 	header_value(line, len, "Retry-After", v, sizeof(v));
 	if (v[0] != '\0') {
 		char *end;
 		long s = strtol(v, &end, 10);
 
 		if (end != v && *end == '\0' && s >= 0)
-			x->retry_after = s;
+			a->retry_after = s;
 		v[0] = '\0';
 	}
 	/* RateLimit: "resolvers";r=0;t=SECONDS */
 	header_value(line, len, "RateLimit", v, sizeof(v));
-	if (v[0] != '\0' && x->retry_after < 0) {
+	if (v[0] != '\0' && a->retry_after < 0) {
 		const char *t = strstr(v, ";t=");
 		char *end;
 		long s = t ? strtol(t + 3, &end, 10) : -1;
 
 		if (t != NULL && end != t + 3 && s >= 0)
-			x->retry_after = s;
+			a->retry_after = s;
 		v[0] = '\0';
 	}
 	header_value(line, len, "Link", v, sizeof(v));
@@ -246,14 +323,21 @@ static size_t on_header(char *line, size_t sz, size_t n, void *ctx)
 			if (strstr(gt, "rel=\"next\"") != NULL ||
 			    strstr(gt, "rel=next") != NULL) {
 				*gt = '\0';
-				snprintf(x->link_next, sizeof(x->link_next), "%s",
+				snprintf(a->link_next, sizeof(a->link_next), "%s",
 					 lt + 1);
 				break;
 			}
 			p = next ? next + 1 : NULL;
 		}
 	}
-	return len;
+}
+
+static size_t on_header(char *line, size_t sz, size_t n, void *ctx)
+{
+	struct exchange *x = ctx;
+
+	mb_hub_answer_header(&x->ans, line, sz * n);
+	return sz * n;
 }
 
 /* "scheme://host:port" of url, for deciding where the token may go. */
@@ -280,8 +364,7 @@ static int origin_of(const char *url, char *out, size_t cap)
 	return rc;
 }
 
-/* Resolves a Location (absolute or relative) against base into out. */
-static int resolve_url(const char *base, const char *loc, char *out, size_t cap)
+int mb_hub_url_join(const char *base, const char *loc, char *out, size_t cap)
 {
 	CURLU *u = curl_url();
 	char *s = NULL;
@@ -296,7 +379,43 @@ static int resolve_url(const char *base, const char *loc, char *out, size_t cap)
 	}
 	curl_free(s);
 	curl_url_cleanup(u);
-	return rc;
+	return rc == 0 ? 0 : MB_EPROTO;
+}
+
+int mb_hub_auth_header(const struct mb_hub *h, const char *url, char *out,
+		       size_t cap)
+{
+	char hub_origin[300], origin[300];
+
+	out[0] = '\0';
+	if (h->token == NULL ||
+	    origin_of(h->endpoint, hub_origin, sizeof(hub_origin)) != 0 ||
+	    origin_of(url, origin, sizeof(origin)) != 0 ||
+	    strcmp(origin, hub_origin) != 0)
+		return 0;
+	if ((size_t)snprintf(out, cap, "Authorization: Bearer %s", h->token) >=
+	    cap) {
+		memset(out, 0, cap);
+		return 0;
+	}
+	return 1;
+}
+
+void mb_hub_easy_defaults(const struct mb_hub *h, void *curl)
+{
+	CURL *c = curl;
+
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "mibera/" MB_VERSION);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+	/* a stall (no byte for this long) ends the transfer, so nothing hangs */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+			 h->stall_timeout_ms < 1000 ? 1L
+						    : h->stall_timeout_ms / 1000);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 }
 
 static void sleep_ms(long ms)
@@ -309,11 +428,11 @@ static void sleep_ms(long ms)
 
 /* Maps a final non-2xx answer to an error with a message a person can
  * act on. what names the thing asked for. */
-static int http_error(struct mb_hub *h, struct exchange *x, const char *repo,
-		      const char *what)
+int mb_hub_answer_error(struct mb_hub *h, const struct mb_hub_answer *a,
+			const char *repo, const char *what)
 {
-	const char *code = x->error_code;
-	long st = h->status;
+	const char *code = a->error_code;
+	long st = a->status;
 
 	if (strcmp(code, "GatedRepo") == 0) {
 		if (h->token == NULL)
@@ -366,7 +485,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 	       const char *what, int ranged, uint64_t off, uint64_t len,
 	       struct mb_buf *body, char *next, size_t next_cap)
 {
-	char url[2048], hub_origin[300], origin[300], auth[600], range[64];
+	char url[2048], auth[600], range[64];
 	struct exchange x;
 	int attempt = 0, redirects = 0, rc = MB_EINTERNAL;
 	size_t body_start = body->len;
@@ -378,8 +497,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 		seterr(h, "HF_HUB_OFFLINE is set: not contacting %s", h->endpoint);
 		return MB_ENETWORK;
 	}
-	if (strlen(url0) >= sizeof(url) ||
-	    origin_of(h->endpoint, hub_origin, sizeof(hub_origin)) != 0)
+	if (strlen(url0) >= sizeof(url))
 		return MB_EINVAL;
 	memcpy(url, url0, strlen(url0) + 1);
 	memset(&x, 0, sizeof(x));
@@ -399,21 +517,10 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 		x.want = len;
 		x.seen = 0;
 		x.full = x.toobig = 0;
-		x.retry_after = -1;
-		x.location[0] = x.link_next[0] = x.error_code[0] = '\0';
+		mb_hub_answer_reset(&x.ans);
 		curl_easy_reset(c);
 		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_USERAGENT, "mibera/" MB_VERSION);
-		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-				 h->connect_timeout_ms);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
-				 h->stall_timeout_ms < 1000
-					 ? 1L
-					 : h->stall_timeout_ms / 1000);
-		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		mb_hub_easy_defaults(h, c);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -428,19 +535,16 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 					 (unsigned long long)off);
 			hdrs = curl_slist_append(hdrs, range);
 		}
-		if (h->token != NULL &&
-		    origin_of(url, origin, sizeof(origin)) == 0 &&
-		    strcmp(origin, hub_origin) == 0) {
-			snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-				 h->token);
+		if (mb_hub_auth_header(h, url, auth, sizeof(auth)))
 			hdrs = curl_slist_append(hdrs, auth);
-		}
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		cc = curl_easy_perform(c);
 		curl_slist_free_all(hdrs);
 		memset(auth, 0, sizeof(auth));
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
-		snprintf(h->error_code, sizeof(h->error_code), "%s", x.error_code);
+		x.ans.status = h->status;
+		snprintf(h->error_code, sizeof(h->error_code), "%s",
+			 x.ans.error_code);
 		if (x.toobig) {
 			seterr(h, "%s: the answer is larger than %zu bytes", what,
 			       body->cap);
@@ -454,16 +558,18 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 			seterr(h, "cannot reach %s for %s: %s", h->endpoint, what,
 			       curl_easy_strerror(cc));
 			if (++attempt < h->max_attempts) {
-				sleep_ms(500L << (attempt < 6 ? attempt : 6));
+				sleep_ms(mb_hub_backoff_ms(attempt, 1000, 30000));
 				continue;
 			}
 			break;
 		}
-		if (h->status >= 300 && h->status < 400 && x.location[0] != '\0') {
+		if (h->status >= 300 && h->status < 400 &&
+		    x.ans.location[0] != '\0') {
 			char target[2048];
 
 			if (++redirects > MAX_REDIRECTS ||
-			    resolve_url(url, x.location, target, sizeof(target)) != 0) {
+			    mb_hub_url_join(url, x.ans.location, target,
+					    sizeof(target)) != 0) {
 				seterr(h, "%s: too many or malformed redirects", what);
 				rc = MB_EPROTO;
 				break;
@@ -472,8 +578,10 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 			continue;
 		}
 		if (h->status == 429 || h->status >= 500) {
-			long wait = x.retry_after >= 0 ? x.retry_after * 1000
-						       : 1000L << (attempt < 6 ? attempt : 6);
+			long wait = x.ans.retry_after >= 0
+					    ? x.ans.retry_after * 1000
+					    : mb_hub_backoff_ms(attempt + 1, 1000,
+								30000);
 
 			if (++attempt < h->max_attempts) {
 				if (wait > h->max_retry_wait_ms)
@@ -493,11 +601,11 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 				break;
 			}
 			if (next != NULL)
-				snprintf(next, next_cap, "%s", x.link_next);
+				snprintf(next, next_cap, "%s", x.ans.link_next);
 			rc = 0;
 			break;
 		}
-		rc = http_error(h, &x, repo, what);
+		rc = mb_hub_answer_error(h, &x.ans, repo, what);
 		break;
 	}
 	mb_buf_release(&x.errbody);
@@ -737,6 +845,23 @@ out:
 	return rc;
 }
 
+int mb_hub_file_url(const struct mb_hub *h, const char *repo, const char *rev,
+		    const char *path, struct mb_buf *b)
+{
+	int rc;
+
+	if (!mb_hub_repo_id_ok(repo) || !mb_repo_path_ok(path))
+		return MB_EINVAL;
+	rc = mb_buf_addf(b, "%s/%s/resolve/", h->endpoint, repo);
+	if (rc == 0)
+		rc = add_escaped(b, rev, 0);
+	if (rc == 0)
+		rc = mb_buf_add(b, "/", 1);
+	if (rc == 0)
+		rc = add_escaped(b, path, 1);
+	return rc;
+}
+
 int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 		const char *path, uint64_t off, uint64_t len, struct mb_buf *b)
 {
@@ -749,13 +874,7 @@ int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 		return MB_EINVAL;
 	}
 	mb_buf_init(&url, 8192);
-	rc = mb_buf_addf(&url, "%s/%s/resolve/", h->endpoint, repo);
-	if (rc == 0)
-		rc = add_escaped(&url, commit, 0);
-	if (rc == 0)
-		rc = mb_buf_add(&url, "/", 1);
-	if (rc == 0)
-		rc = add_escaped(&url, path, 1);
+	rc = mb_hub_file_url(h, repo, commit, path, &url);
 	snprintf(what, sizeof(what), "file '%s'", path);
 	if (rc == 0)
 		rc = get(h, url.data, repo, what, off > 0 || len > 0, off, len, b,

@@ -84,4 +84,61 @@ const struct mb_hub_file *mb_hub_repo_find(const struct mb_hub_repo *r,
 int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 		const char *path, uint64_t off, uint64_t len, struct mb_buf *b);
 
+/* --- request machinery, shared with the downloader (common/download.c),
+ * which drives many ranged transfers at once on a libcurl multi handle --- */
+
+/* What the headers of one HTTP answer said. Fill it by passing every header
+ * line to mb_hub_answer_header; a status line starts a new answer (so the
+ * last answer of a chain is what remains). */
+struct mb_hub_answer {
+	long status;		/* from the status line, 0 before one */
+	char location[2048];	/* Location, "" if none */
+	char link_next[2048];	/* Link rel="next", "" if none */
+	char error_code[64];	/* X-Error-Code, "" if none */
+	char linked_etag[72];	/* X-Linked-Etag without quotes, "" if none */
+	uint64_t linked_size;	/* X-Linked-Size, 0 if none */
+	int has_range;		/* a Content-Range "bytes A-B/T" was read */
+	uint64_t range_start, range_end, range_total;
+	long retry_after;	/* seconds from Retry-After or RateLimit t=, -1 */
+};
+
+/* Empties a (no status, no headers, retry_after -1). */
+void mb_hub_answer_reset(struct mb_hub_answer *a);
+
+/* Reads one raw header line (len bytes, CRLF included or not) into a. */
+void mb_hub_answer_header(struct mb_hub_answer *a, const char *line,
+			  size_t len);
+
+/* Maps a final answer that is not 2xx to an mb_err code and sets h->err to
+ * a message a person can act on (gated: accept the terms and set HF_TOKEN;
+ * missing; refused; rate-limited). what names the thing asked for. */
+int mb_hub_answer_error(struct mb_hub *h, const struct mb_hub_answer *a,
+			const char *repo, const char *what);
+
+/* Sets the options every hub request uses on a libcurl easy handle (a CURL
+ * pointer): user agent, no automatic redirects, http(s) only, the connect
+ * timeout and the stall timeout (no byte for h->stall_timeout_ms). */
+void mb_hub_easy_defaults(const struct mb_hub *h, void *curl);
+
+/* Writes "Authorization: Bearer TOKEN" to out and returns 1 when a request
+ * to url may carry the token (a token is set and url has the endpoint's
+ * scheme, host and port); returns 0 and writes "" otherwise. The caller
+ * wipes out after use. */
+int mb_hub_auth_header(const struct mb_hub *h, const char *url, char *out,
+		       size_t cap);
+
+/* Resolves loc (a Location: absolute or relative) against base into out.
+ * MB_EPROTO when either does not parse or the result does not fit. */
+int mb_hub_url_join(const char *base, const char *loc, char *out, size_t cap);
+
+/* Appends to b the resolve URL of path at rev (a commit) of repo. MB_EINVAL
+ * for an unsafe repo or path, MB_ETOOBIG / MB_ENOMEM from b. */
+int mb_hub_file_url(const struct mb_hub *h, const char *repo, const char *rev,
+		    const char *path, struct mb_buf *b);
+
+/* Milliseconds to wait before retry number attempt (1, 2, ...): base * 2^
+ * (attempt - 1), capped at cap, then a random 50-100% of that (jitter, so
+ * many clients cut at once do not come back at once). */
+long mb_hub_backoff_ms(int attempt, long base, long cap);
+
 #endif

@@ -19,6 +19,7 @@ struct verb {
 static const struct verb verbs[] = {
 	{ "convert", verb_convert,
 	  "convert a safetensors model directory to GGUF" },
+	{ "fetch", verb_fetch, "download a model from the hub, resumable" },
 	{ "quantize", verb_quantize, "quantize a GGUF with llama.cpp" },
 	{ "manifest", verb_manifest, "checksum a directory's GGUF files" },
 	{ "hello", verb_hello, "what this worker is and has, as JSON" },

@@ -9,6 +9,7 @@
 #define MB_WORKER_VERBS_H
 
 int verb_convert(int argc, char **argv);
+int verb_fetch(int argc, char **argv);
 int verb_quantize(int argc, char **argv);
 int verb_manifest(int argc, char **argv);
 int verb_hello(int argc, char **argv);

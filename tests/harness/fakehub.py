@@ -28,6 +28,8 @@ Control API (hub port, no auth):
       ignore_range    answer 200 with the whole file to a Range request
       rate_limit N    the next N resolve/API requests get 429
       retry_after T   the t= and Retry-After of those 429s (default 1)
+      status C        answer HTTP C (e.g. 503) to the next resolve or blob
+                      requests for the path, `times` of them (default 1)
       times M         responses the byte knobs apply to (default 1 when
                       cut_after, corrupt_at or stall is set, else forever)
     A fault without "path" (or with "") matches every path of the repo and,
@@ -110,6 +112,14 @@ class State:
         times = spec.get("times")
         f["times"] = int(times) if times is not None else (1 if once else -1)
         f["rate_left"] = f.get("rate_limit", 0)
+        if "status" in spec and spec["status"] is not None:
+            f["status"] = int(spec["status"])
+            if not 400 <= f["status"] <= 599:
+                raise ValueError("bad status")
+            f["status_left"] = int(times) if times is not None else 1
+            if "cut_after" not in f and "corrupt_at" not in f and \
+                    "stall" not in f:
+                f["times"] = 0  # the byte knobs do not apply
         with self.lock:
             self.faults.append(f)
 
@@ -123,6 +133,16 @@ class State:
                 if f["rate_left"] > 0 and self._match(f, repo, path):
                     f["rate_left"] -= 1
                     return f["retry_after"]
+        return None
+
+    def take_status(self, repo, path):
+        """Returns the HTTP status to answer now instead of the file, or
+        None."""
+        with self.lock:
+            for f in self.faults:
+                if f.get("status_left", 0) > 0 and self._match(f, repo, path):
+                    f["status_left"] -= 1
+                    return f["status"]
         return None
 
     def take_byte_faults(self, repo, path, start, end):
@@ -595,6 +615,10 @@ class HubHandler(Handler):
         t = self.st.take_rate_limit(repo["id"], path)
         if t is not None:
             return self.reply_429(t)
+        if ent is not None:
+            code = self.st.take_status(repo["id"], path)
+            if code is not None:
+                return self.error(code, None, "injected HTTP %d" % code)
         if ent is None:
             return self.error(404, "EntryNotFound",
                               "%s does not exist on %s" % (path, rev))
@@ -634,6 +658,9 @@ class BlobHandler(Handler):
         if ent is None or not ent["lfs"] or ent["sha256"] != sha:
             return self.error(404, None, "no such blob")
         self.st.count_file(repo["id"] + "/" + path, request=True)
+        code = self.st.take_status(repo["id"], path)
+        if code is not None:
+            return self.error(code, None, "injected HTTP %d" % code)
         self.serve_file(repo["id"], ent, {"ETag": '"%s"' % sha})
 
 

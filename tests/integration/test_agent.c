@@ -2,7 +2,9 @@
  * a detached step followed to its result, resuming a follow from an
  * offset, finished steps not rerun, failures reported, hostile names and
  * specs refused. */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,10 +19,14 @@
 #include <cjson/cJSON.h>
 
 #include "common/buf.h"
+#include "hub.h"
 #include "model.h"
 #include "th.h"
 
+#define TOKEN "hf_agent_secret_0123456789abcdef"
+
 static char root[512], wdir[600], model[600];
+static struct th_hub hub;
 
 static int setup(void **state)
 {
@@ -30,13 +36,21 @@ static int setup(void **state)
 	if (th_tmpdir("agent", root, sizeof(root)) != 0)
 		return -1;
 	snprintf(wdir, sizeof(wdir), "%s/worker", root);
-	snprintf(model, sizeof(model), "%s/phi4-tiny", root);
-	return th_mkmodel(model, "phi4-tiny", extra);
+	snprintf(model, sizeof(model), "%s/hub/org/slow", root);
+	if (th_mkmodel(model, "phi4-tiny", extra) != 0)
+		return -1;
+	{
+		char hubroot[600];
+
+		snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+		return th_hub_start(&hub, hubroot, TOKEN);
+	}
 }
 
 static int teardown(void **state)
 {
 	(void)state;
+	th_hub_stop(&hub);
 	return th_rmtree(root);
 }
 
@@ -207,6 +221,151 @@ static void test_hostile_requests(void **state)
 	free(out);
 }
 
+/* A fetch slowed to a crawl by the hub: a step that runs for minutes. */
+static void start_slow(const char *job)
+{
+	char spec[2048], args[128], *out;
+	cJSON *doc;
+
+	assert_int_equal(th_hub_fault(&hub, "org/slow",
+				      "model-00001-of-00002.safetensors",
+				      "\"throttle\":100000"),
+			 0);
+	snprintf(spec, sizeof(spec),
+		 "{\"v\":1,\"argv\":[\"fetch\",\"org/slow\",\"--dest\","
+		 "\"%s/dl-%s\",\"--cache\",\"%s/cache-%s\"],"
+		 "\"secrets\":{\"HF_TOKEN\":\"" TOKEN "\"},"
+		 "\"env\":{\"HF_ENDPOINT\":\"%s\"}}", root, job, root, job, hub.url);
+	snprintf(args, sizeof(args), "start %s fetch", job);
+	doc = worker_json(args, spec);
+	assert_true(cJSON_GetObjectItem(doc, "pid")->valuedouble > 0);
+	cJSON_Delete(doc);
+	/* wait for the first progress event */
+	{
+		char path[800];
+		long long t0 = th_now_ms();
+		size_t len = 0;
+
+		snprintf(path, sizeof(path), "%s/jobs/%s/fetch.events", wdir, job);
+		while (th_now_ms() - t0 < 20000) {
+			char *j = th_slurp(path, &len);
+			int have = j != NULL && strstr(j, "progress") != NULL;
+
+			free(j);
+			if (have)
+				break;
+			usleep(100 * 1000);
+		}
+		assert_true(len > 0);
+	}
+	(void)out;
+}
+
+static int step_pid(const char *job)
+{
+	char path[800], *s;
+	int pid;
+
+	snprintf(path, sizeof(path), "%s/jobs/%s/fetch.pid", wdir, job);
+	s = th_slurp(path, NULL);
+	assert_non_null(s);
+	pid = atoi(s);
+	free(s);
+	return pid;
+}
+
+static void test_secret_never_in_argv_or_journal(void **state)
+{
+	char path[800], *j;
+	struct dirent *de;
+	DIR *d;
+
+	(void)state;
+	start_slow("j4");
+	/* while the step runs with the token: no command line shows it */
+	d = opendir("/proc");
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char cl[300], *s;
+		size_t len, i;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(cl, sizeof(cl), "/proc/%s/cmdline", de->d_name);
+		s = th_slurp(cl, &len);
+		if (s == NULL)
+			continue;
+		for (i = 0; i < len; i++)
+			if (s[i] == '\0')
+				s[i] = ' ';
+		if (strstr(s, TOKEN) != NULL)
+			fail_msg("process %s has the token in its command line",
+				 de->d_name);
+		free(s);
+	}
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/jobs/j4/fetch.events", wdir);
+	j = th_slurp(path, NULL);
+	assert_null(strstr(j, TOKEN));
+	free(j);
+	snprintf(path, sizeof(path), "%s/jobs/j4/fetch.log", wdir);
+	j = th_slurp(path, NULL);
+	if (j != NULL)
+		assert_null(strstr(j, TOKEN));
+	free(j);
+}
+
+static void test_cancel_ends_the_process_group(void **state)
+{
+	char path[800], *out;
+	int pid;
+
+	(void)state;
+	pid = step_pid("j4");
+	/* the supervisor leads a process group that holds the step */
+	assert_int_equal(kill(pid, 0), 0);
+	assert_int_equal(kill(-pid, 0), 0);
+	assert_int_equal(worker("status j4", NULL, &out), 0);
+	assert_non_null(strstr(out, "\"state\":\"running\""));
+	free(out);
+	assert_int_equal(worker("cancel j4", NULL, &out), 0);
+	free(out);
+	/* the supervisor and everything in its group are gone */
+	assert_int_equal(kill(-pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	snprintf(path, sizeof(path), "%s/jobs/j4/fetch.result.json", wdir);
+	out = th_slurp(path, NULL);
+	assert_non_null(strstr(out, "\"cancelled\":true"));
+	free(out);
+}
+
+static void test_killed_step_is_a_failed_attempt(void **state)
+{
+	char *out;
+	cJSON *doc;
+	int pid;
+
+	(void)state;
+	start_slow("j5");
+	pid = step_pid("j5");
+	/* the box kills everything (OOM, reboot): no result is written */
+	kill(-pid, SIGKILL);
+	usleep(300 * 1000);
+	assert_int_equal(worker("follow j5 fetch", NULL, &out), 4);
+	free(out);
+	assert_int_equal(worker("status j5", NULL, &out), 0);
+	assert_non_null(strstr(out, "\"state\":\"died\""));
+	free(out);
+	/* a new attempt starts */
+	start_slow("j5");
+	doc = worker_json("status j5", NULL);
+	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "running"));
+	cJSON_Delete(doc);
+	assert_int_not_equal(step_pid("j5"), pid);
+	assert_int_equal(worker("cancel j5", NULL, &out), 0);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +373,9 @@ int main(void)
 		cmocka_unit_test(test_step_followed_to_result),
 		cmocka_unit_test(test_failed_step),
 		cmocka_unit_test(test_hostile_requests),
+		cmocka_unit_test(test_secret_never_in_argv_or_journal),
+		cmocka_unit_test(test_cancel_ends_the_process_group),
+		cmocka_unit_test(test_killed_step_is_a_failed_attempt),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

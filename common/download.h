@@ -1,0 +1,118 @@
+/*
+ * download: the resumable, parallel, verified fetch of a model repository
+ * from the hub (the worker's fetch step; mibera-worker fetch).
+ *
+ * The revision is resolved to a commit and the files at that commit are
+ * listed (common/hub.h). The selected files are fetched into the hub's own
+ * cache layout, so other tools on the box reuse them:
+ *
+ *   CACHE/models--ORG--NAME/blobs/<sha256 or git sha1>
+ *   CACHE/models--ORG--NAME/snapshots/<commit>/<path> -> ../../blobs/<etag>
+ *   CACHE/models--ORG--NAME/refs/<rev>          (the commit, for a branch)
+ *
+ * and, when asked, linked into a destination directory (the snapshot view).
+ *
+ * Every file is cut into ranges fetched over several connections (a libcurl
+ * multi handle); a file whose server ignores Range is streamed whole over
+ * one connection instead. While a file is in flight its bytes go to
+ * blobs/<etag>.incomplete and a resume record, blobs/<etag>.ranges, lists
+ * the byte intervals already on disk (replaced by rename after each range,
+ * so a kill -9 loses at most the ranges in flight). A restart fetches only
+ * what the record does not list. The content is hashed as its contiguous
+ * prefix grows and the whole file is checked against the tree's sha256
+ * (LFS) or git blob sha1 (others) before the blob is renamed into place: a
+ * blob in blobs/ is always complete and verified. A mismatch fetches the
+ * file again; a second one is a permanent error.
+ *
+ * Failures: 429 waits as long as Retry-After / RateLimit say; 5xx, resets,
+ * short answers and stalls (no byte for the stall timeout) are retried per
+ * range with exponential backoff and jitter, a bounded number of times;
+ * 401/403/404 from the hub are permanent, with the hub's message (gated:
+ * accept the terms and set HF_TOKEN). The token goes to the hub's origin
+ * only, never to the blob host a resolve redirects to.
+ */
+#ifndef MB_DOWNLOAD_H
+#define MB_DOWNLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mb_hub;
+
+#define MB_DOWNLOAD_DEFAULT_CONNECTIONS 8
+#define MB_DOWNLOAD_DEFAULT_RANGE (16u << 20)
+#define MB_DOWNLOAD_MAX_CONNECTIONS 64
+#define MB_DOWNLOAD_DEFAULT_ATTEMPTS 8
+
+/* One progress report. file is NULL for the overall figures only. */
+struct mb_download_progress {
+	const char *file;	/* repo path of the file reported, or NULL */
+	uint64_t file_done, file_total;
+	int file_finished;	/* 1: that file is complete and verified */
+	uint64_t done, total;	/* all selected files */
+	double rate;		/* bytes/s fetched in this run */
+	double eta;		/* seconds left at that rate, -1 unknown */
+};
+
+typedef void (*mb_download_progress_fn)(const struct mb_download_progress *p,
+					void *ctx);
+
+struct mb_download_opts {
+	const char *repo;	/* "org/name" */
+	const char *rev;	/* branch, tag or commit; NULL: "main" */
+	const char *cache_dir;	/* the hub cache root (created) */
+	const char *dest;	/* NULL, or a directory that gets the snapshot
+				 * view (hard links, else symbolic links) */
+	const char *const *include;	/* globs (fnmatch) on repo paths: the */
+	size_t ninclude;		/* selection instead of the default */
+	const char *const *exclude;	/* globs removed from the selection */
+	size_t nexclude;
+	int connections;	/* 0: MB_DOWNLOAD_DEFAULT_CONNECTIONS */
+	uint64_t range_size;	/* 0: MB_DOWNLOAD_DEFAULT_RANGE */
+	uint64_t reserve;	/* room the next steps need after the download;
+				 * UINT64_MAX: as much as the download */
+	int max_attempts;	/* per range; 0: MB_DOWNLOAD_DEFAULT_ATTEMPTS */
+	long backoff_ms;	/* first retry wait; 0: 1000 */
+	long backoff_max_ms;	/* cap of one wait; 0: 30000 */
+	long stall_ms;		/* no byte for this long: retry; 0: 30000 */
+	mb_download_progress_fn progress;	/* NULL: none */
+	void *progress_ctx;
+};
+
+struct mb_download_result {
+	char commit[41];
+	size_t nfiles;		/* files selected */
+	uint64_t bytes_total;	/* their size */
+	uint64_t bytes_fetched;	/* body bytes received in this run */
+	uint64_t bytes_reused;	/* already in the cache (blobs or resumed) */
+	unsigned retries;	/* requests retried */
+	double seconds;
+	char snapshot[2200];	/* CACHE/models--ORG--NAME/snapshots/<commit> */
+};
+
+/* Sets the defaults above (reserve UINT64_MAX). */
+void mb_download_opts_init(struct mb_download_opts *o);
+
+/* Downloads o->repo at o->rev with the client h (its token, endpoint and
+ * timeouts; h->stall_timeout_ms is set from o). Fills *res (NULL allowed)
+ * and returns 0 when every selected file is in the cache, verified, and
+ * linked. On failure err says what happened and what to do: MB_ENOSPC
+ * (checked before anything is fetched, or hit while writing: no file is
+ * then marked complete), MB_EAUTH / MB_ENOENT (gated, private, missing),
+ * MB_ECHECKSUM (a file failed verification twice), MB_ENETWORK /
+ * MB_ETIMEDOUT (retries exhausted: a later run resumes), MB_EPROTO. */
+int mb_download_repo(struct mb_hub *h, const struct mb_download_opts *o,
+		     struct mb_download_result *res, char *err, size_t errcap);
+
+/* Returns 1 when a failure with code rc needs a person (auth, missing,
+ * checksum, disk, bad input), 0 when running again later may succeed. */
+int mb_download_permanent(int rc);
+
+/* Returns 1 when path is in the default selection given the repo's file
+ * list (paths, n of them): top-level safetensors shards and their index,
+ * config, tokenizer and generation files, the model card; .bin/.pt/.pth/
+ * .gguf weights and original/ only when there is no safetensors file. */
+int mb_download_default_file(const char *path, const char *const *paths,
+			     size_t n);
+
+#endif
