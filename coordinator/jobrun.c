@@ -231,6 +231,10 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			cJSON *doc = mb_json_parse(res, got);
 			const cJSON *ok = doc ? cJSON_GetObjectItem(doc, "ok") : NULL;
 
+			int code = doc ? (int)cJSON_GetNumberValue(
+						 cJSON_GetObjectItem(doc, "exit"))
+				       : -1;
+
 			if (cJSON_IsTrue(ok)) {
 				rc = 0;
 			} else {
@@ -240,9 +244,19 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 
 				mb_seterr(r->err, r->errcap, "%s failed on %s: %s", wstep,
 					  r->w.name, e && *e ? e : "no reason given");
-				rc = MB_EUNSUPPORTED;
+				/* exit 1 is a failure a later run may get past (a
+				 * network error; what was done is kept): start the
+				 * step again, after a pause that grows; exit 3 and
+				 * the rest need a person */
+				rc = code == 1 ? MB_ENETWORK : MB_EUNSUPPORTED;
 			}
 			cJSON_Delete(doc);
+			if (rc == MB_ENETWORK && attempt < 4) {
+				struct timespec ts = { 2L << attempt, 0 };
+
+				nanosleep(&ts, NULL);
+				continue;
+			}
 		}
 		break;
 	}

@@ -401,6 +401,9 @@ int verb_start(int argc, char **argv)
 	 * follower's offsets stay valid */
 	step_path(path, sizeof(path), jd, argv[2], "result.json");
 	unlink(path);
+	/* the step's own files (the hub cache of fetch) go under the same
+	 * worker directory */
+	setenv("MIBERA_WORKER_DIR", dir, 1);
 	if (pipe(p) != 0)
 		goto out;
 	pid = fork();
