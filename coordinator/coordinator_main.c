@@ -72,6 +72,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
 		return 1;
 	}
+	{
+		int n = 0;
+
+		if (mb_store_jobs_requeue_running(s, &n) == 0 && n > 0)
+			mb_log(MB_LOG_INFO, "%d job%s left running by a coordinator "
+			       "that stopped: resuming", n, n == 1 ? "" : "s");
+	}
 	while (!stopping) {
 		struct mb_job_row j;
 		int rc = mb_store_job_claim(s, &j);
@@ -89,8 +96,11 @@ int main(int argc, char **argv)
 		}
 		mb_log(MB_LOG_INFO, "job %lld: %s on %s", (long long)j.id, j.source,
 		       j.worker);
-		if (mb_jobrun(s, &j, err, sizeof(err)) == 0) {
+		rc = mb_jobrun(s, &j, err, sizeof(err));
+		if (rc == 0) {
 			mb_log(MB_LOG_INFO, "job %lld succeeded", (long long)j.id);
+		} else if (rc == MB_ECANCELLED) {
+			mb_log(MB_LOG_INFO, "job %lld cancelled", (long long)j.id);
 		} else {
 			mb_log(MB_LOG_ERROR, "job %lld failed: %s", (long long)j.id, err);
 			failed++;

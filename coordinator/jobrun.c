@@ -135,6 +135,15 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 	int rc, status = 0, attempt;
 	size_t got;
 
+	{
+		struct mb_job_row now;
+
+		if (mb_store_job_get(r->s, r->j->id, &now) == 0 &&
+		    strcmp(now.state, "cancelled") == 0) {
+			mb_seterr(r->err, r->errcap, "cancelled");
+			return MB_ECANCELLED;
+		}
+	}
 	mb_buf_init(&spec, 1 << 20);
 	mb_buf_addf(&spec, "{\"v\":1,\"argv\":%s", argv_json);
 	if (with_token && token != NULL && *token != '\0') {
@@ -385,6 +394,15 @@ static int step_begin(struct run *r, const char *step)
 	return mb_store_step_set(r->s, r->j->id, step, "running", NULL, NULL);
 }
 
+/* A step this job already finished (before a restart or a retry). */
+static int step_done(struct run *r, const char *step)
+{
+	struct mb_step_row st;
+
+	return mb_store_step_get(r->s, r->j->id, step, &st) == 0 &&
+	       (strcmp(st.state, "done") == 0 || strcmp(st.state, "skipped") == 0);
+}
+
 static int step_end(struct run *r, const char *step, int rc, const char *result)
 {
 	return mb_store_step_set(r->s, r->j->id, step, rc == 0 ? "done" : "failed",
@@ -506,13 +524,17 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	}
 
 	/* fetch: a hub repo into the job's directory; a path is used as is */
-	if (is_local_source(j->source)) {
+	if (!is_local_source(j->source))
+		snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
+	if (step_done(&r, "fetch")) {
+		if (is_local_source(j->source))
+			snprintf(r.model, sizeof(r.model), "%s", j->source);
+	} else if (is_local_source(j->source)) {
 		snprintf(r.model, sizeof(r.model), "%s", j->source);
 		mb_store_step_set(s, j->id, "fetch", "skipped", NULL, NULL);
 	} else {
 		const char *argv[] = { "fetch", j->source, "--dest", r.model, NULL };
 
-		snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
 		step_begin(&r, "fetch");
 		mb_buf_reset(&b);
 		json_str_array(&b, argv);
@@ -536,6 +558,8 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 			argv[9] = "--repo";
 			argv[10] = j->source;
 		}
+		if (step_done(&r, "convert"))
+			goto quantize;
 		step_begin(&r, "convert");
 		rc = mb_transport_mkdirs(r.t, r.out);
 		mb_buf_reset(&b);
@@ -547,6 +571,9 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 			goto out;
 
 		/* quantize, one worker step per type */
+quantize:
+		if (step_done(&r, "quantize"))
+			goto manifest;
 		step_begin(&r, "quantize");
 		snprintf(quants, sizeof(quants), "%s", j->quants);
 		for (q = strtok_r(quants, ",", &save); q && rc == 0;
@@ -566,7 +593,8 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	}
 
 	/* manifest */
-	{
+manifest:
+	if (!step_done(&r, "manifest")) {
 		const char *argv[] = { "manifest", r.out, NULL };
 
 		step_begin(&r, "manifest");
@@ -579,6 +607,18 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	}
 
 	/* pull */
+	snprintf(adir, sizeof(adir), "%s/artifacts/job-%lld", r.home,
+		 (long long)j->id);
+	if (step_done(&r, "pull")) {
+		/* pulled and verified before a restart: the local copy */
+		snprintf(path, sizeof(path), "%s/manifest.json", adir);
+		rc = mb_read_file(path, 16u << 20, &mjson, &got);
+		if (rc == 0)
+			rc = mb_manifest_list_from_json(mjson, got, &ml, err, errcap);
+		if (rc != 0)
+			goto out;
+		goto smoke;
+	}
 	step_begin(&r, "pull");
 	snprintf(path, sizeof(path), "%s/manifest.json", r.out);
 	mjson = mb_malloc(16u << 20);
@@ -589,8 +629,6 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	else
 		mb_seterr(err, errcap, "cannot read the manifest on %s: %s", r.w.name,
 			  mb_transport_errmsg(r.t));
-	snprintf(adir, sizeof(adir), "%s/artifacts/job-%lld", r.home,
-		 (long long)j->id);
 	snprintf(pdir, sizeof(pdir), "%s/partial/job-%lld", r.home, (long long)j->id);
 	if (rc == 0 && (rc = mb_mkdir_p(adir, 0755)) == 0)
 		rc = mb_mkdir_p(pdir, 0755);
@@ -617,6 +655,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 		goto out;
 
 	/* smoke, smallest first */
+smoke:
 	if (j->smoke) {
 		step_begin(&r, "smoke");
 		qsort(ml->files, ml->n, sizeof(*ml->files), by_size);
@@ -688,8 +727,18 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	mb_buf_release(&b);
 out:
 	mb_store_job_add_held(s, j->id, now_s() - t0);
-	mb_store_job_set_state(s, j->id, rc == 0 ? "succeeded" : "failed",
-			       rc == 0 ? NULL : err);
+	{
+		struct mb_job_row now;
+
+		/* a person's cancel stands: it is not a failure */
+		if (mb_store_job_get(s, j->id, &now) == 0 &&
+		    strcmp(now.state, "cancelled") == 0)
+			rc = MB_ECANCELLED;
+		else
+			mb_store_job_set_state(s, j->id,
+					       rc == 0 ? "succeeded" : "failed",
+					       rc == 0 ? NULL : err);
+	}
 	mb_manifest_list_free(ml);
 	free(mjson);
 	mb_transport_free(r.t);

@@ -763,3 +763,46 @@ int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : MB_EIO;
 }
+
+int mb_store_jobs_requeue_running(struct mb_store *s, int *n)
+{
+	*n = 0;
+	if (exec_simple(s, "UPDATE jobs SET state = 'queued' WHERE state = "
+			"'running'") != 0)
+		return MB_EIO;
+	*n = sqlite3_changes(s->db);
+	return 0;
+}
+
+int mb_store_job_retry(struct mb_store *s, int64_t id)
+{
+	struct mb_job_row j;
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = mb_store_job_get(s, id, &j);
+	if (rc != 0)
+		return rc;
+	if (strcmp(j.state, "failed") != 0 && strcmp(j.state, "cancelled") != 0)
+		return MB_EBUSY;
+	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
+		return MB_EBUSY;
+	rc = MB_EIO;
+	if (sqlite3_prepare_v2(s->db, "UPDATE steps SET state = 'pending', error = "
+			       "NULL WHERE job_id = ? AND state NOT IN ('done', "
+			       "'skipped')", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+		sqlite3_finalize(st);
+	}
+	if (rc == 0 &&
+	    sqlite3_prepare_v2(s->db, "UPDATE jobs SET state = 'queued', error = "
+			       "NULL, finished_at = NULL WHERE id = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+		sqlite3_finalize(st);
+	}
+	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	return rc;
+}

@@ -133,6 +133,15 @@ int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
 /* Sets the commit a job's revision resolved to. */
 int mb_store_job_set_commit(struct mb_store *s, int64_t id, const char *commit);
 
+/* A coordinator that died left its jobs 'running': at start, with one
+ * coordinator per database, they are queued again (every step resumes or
+ * finds itself done). Returns how many. */
+int mb_store_jobs_requeue_running(struct mb_store *s, int *n);
+
+/* Queues a failed or cancelled job again; its unfinished steps go back to
+ * pending (done steps stay done). MB_EBUSY when the job is not finished. */
+int mb_store_job_retry(struct mb_store *s, int64_t id);
+
 /* Adds seconds to the time the job held its worker. */
 int mb_store_job_add_held(struct mb_store *s, int64_t id, double seconds);
 

@@ -7,7 +7,10 @@
 #ifndef MB_CLI_H
 #define MB_CLI_H
 
+int cmd_artifacts(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);

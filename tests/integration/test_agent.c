@@ -80,6 +80,16 @@ static int worker(const char *args, const char *stdin_text, char **out)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Returns 1 when doc, printed, contains what. */
+static int json_has(const cJSON *doc, const char *what)
+{
+	char *text = cJSON_PrintUnformatted(doc);
+	int found = text != NULL && strstr(text, what) != NULL;
+
+	free(text);
+	return found;
+}
+
 static cJSON *worker_json(const char *args, const char *in)
 {
 	char *out;
@@ -159,7 +169,7 @@ static void test_step_followed_to_result(void **state)
 			    "done");
 	cJSON_Delete(doc);
 	doc = worker_json("status j1", NULL);
-	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "\"state\":\"done\""));
+	assert_true(json_has(doc, "\"state\":\"done\""));
 	cJSON_Delete(doc);
 	free(all);
 }
@@ -183,7 +193,7 @@ static void test_failed_step(void **state)
 	assert_non_null(strstr(out, "/nonexistent/model"));
 	free(out);
 	doc = worker_json("status j2", NULL);
-	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "\"state\":\"failed\""));
+	assert_true(json_has(doc, "\"state\":\"failed\""));
 	cJSON_Delete(doc);
 	/* cleanup removes the job */
 	assert_int_equal(worker("cleanup j2", NULL, &out), 0);
@@ -359,7 +369,7 @@ static void test_killed_step_is_a_failed_attempt(void **state)
 	/* a new attempt starts */
 	start_slow("j5");
 	doc = worker_json("status j5", NULL);
-	assert_non_null(strstr(cJSON_PrintUnformatted(doc), "running"));
+	assert_true(json_has(doc, "running"));
 	cJSON_Delete(doc);
 	assert_int_not_equal(step_pid("j5"), pid);
 	assert_int_equal(worker("cancel j5", NULL, &out), 0);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -304,6 +305,152 @@ static void test_follow_survives_dropped_links(void **state)
 	write_ssh_config();
 }
 
+/* Waits until `status JOB` shows the step running (or 60 s pass). */
+static void wait_running(const char *job, const char *step)
+{
+	char args[64], want[64], *out;
+	long long t0 = th_now_ms();
+	int found = 0;
+
+	snprintf(args, sizeof(args), "status %s", job);
+	snprintf(want, sizeof(want), "  %-10s running", step);
+	while (!found && th_now_ms() - t0 < 60000) {
+		run("mibera-job", args, &out);
+		found = strstr(out, want) != NULL;
+		free(out);
+		if (!found)
+			usleep(200 * 1000);
+	}
+	assert_true(found);
+}
+
+/* The events of a job's step: every seq once, in order. Returns n. */
+static int check_seqs(const char *job, const char *step)
+{
+	char args[64], *out, *line, *save = NULL;
+	int last = 0, n = 0;
+
+	snprintf(args, sizeof(args), "logs %s", job);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, step, strlen(step)) != 0 || line[strlen(step)] != ' ')
+			continue;
+		/* a new attempt of the step starts its journal's seq where the
+		 * last left off: the journal is appended to, never rewritten */
+		if (seq_of(line) != last + 1)
+			fail_msg("%s event seq %d after %d", step, seq_of(line), last);
+		last = seq_of(line);
+		n++;
+	}
+	free(out);
+	return n;
+}
+
+static void test_coordinator_killed_then_resumed(void **state)
+{
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	struct th_hub hub;
+	char hubroot[700], *out;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
+	assert_int_equal(th_hub_fault(&hub, "org/slow",
+				      "model-00001-of-00002.safetensors",
+				      "\"throttle\":1500000"),
+			 0);
+	setenv("HF_ENDPOINT", hub.url, 1);
+	assert_int_equal(run("mibera-job", "submit org/slow --worker w1 --quant "
+				     "Q8_0 --no-smoke", &out), 0);
+	assert_string_equal(out, "3\n");
+	free(out);
+	/* kill -9 during the fetch: the step goes on on the worker */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	wait_running("3", "fetch");
+	usleep(1500 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	/* a new coordinator takes the job up where it was */
+	if (run("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("restarted coordinator: %s", out);
+	assert_non_null(strstr(out, "resuming"));
+	free(out);
+	assert_int_equal(run("mibera-job", "status 3", &out), 0);
+	assert_non_null(strstr(out, "succeeded"));
+	free(out);
+	assert_true(check_seqs("3", "fetch") >= 2);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+}
+
+static void test_cancel_then_retry(void **state)
+{
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	struct th_hub hub;
+	char hubroot[700], *out;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
+	assert_int_equal(th_hub_fault(&hub, "org/slow",
+				      "model-00001-of-00002.safetensors",
+				      "\"throttle\":300000"),
+			 0);
+	setenv("HF_ENDPOINT", hub.url, 1);
+	/* a fresh cache directory, so the fetch has work to do */
+	{
+		char args[1024];
+
+		snprintf(args, sizeof(args), "submit org/slow --worker w1 --quant Q8_0 "
+			 "--no-smoke");
+		assert_int_equal(run("mibera-job", args, &out), 0);
+		assert_string_equal(out, "4\n");
+		free(out);
+	}
+	{
+		char cache[800];
+
+		snprintf(cache, sizeof(cache), "%s/wd/hub", root);
+		th_rmtree(cache);
+	}
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	wait_running("4", "fetch");
+	assert_int_equal(run("mibera-job", "cancel 4", &out), 0);
+	free(out);
+	waitpid(pid, &st, 0);
+	assert_int_equal(run("mibera-job", "status 4", &out), 0);
+	assert_non_null(strstr(out, "cancelled"));
+	free(out);
+	/* nothing of the job runs on the worker any more */
+	{
+		char args[1024];
+
+		snprintf(args, sizeof(args), "status job-4 --dir %s/wd", root);
+		assert_int_equal(run("mibera-worker", args, &out), 0);
+		assert_null(strstr(out, "\"running\""));
+		free(out);
+	}
+	/* retry resumes it to the end */
+	th_hub_reset(&hub);
+	assert_int_equal(run("mibera-job", "retry 4", &out), 0);
+	free(out);
+	if (run("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("coordinator after retry: %s", out);
+	free(out);
+	assert_int_equal(run("mibera-job", "status 4", &out), 0);
+	assert_non_null(strstr(out, "succeeded"));
+	free(out);
+	assert_int_equal(run("mibera-job", "artifacts 4", &out), 0);
+	assert_non_null(strstr(out, "slow-Q8_0.gguf"));
+	free(out);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +458,8 @@ int main(void)
 		cmocka_unit_test(test_job_end_to_end),
 		cmocka_unit_test(test_changed_host_key_refused),
 		cmocka_unit_test(test_follow_survives_dropped_links),
+		cmocka_unit_test(test_coordinator_killed_then_resumed),
+		cmocka_unit_test(test_cancel_then_retry),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
