@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "coordinator/smoke.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
+#include "coordinator/workerconn.h"
 #include "mb_version.h"
 
 /* What one job needs while it runs. */
@@ -424,38 +424,14 @@ static void json_str_array(struct mb_buf *b, const char *const *items)
 
 static int open_worker(struct run *r)
 {
-	struct mb_transport_opts o;
-	struct mb_target tg;
-	char msg[1024], self[2048];
-	ssize_t n;
-	int rc;
+	int rc = mb_store_worker_get(r->s, r->j->worker, &r->w);
 
-	rc = mb_store_worker_get(r->s, r->j->worker, &r->w);
 	if (rc != 0) {
 		mb_seterr(r->err, r->errcap, "worker '%s' is not known", r->j->worker);
 		return rc;
 	}
-	memset(&o, 0, sizeof(o));
-	o.target = r->w.target;
-	o.pinned_key = r->w.host_key[0] ? r->w.host_key : NULL;
-	o.identity = r->w.key_path[0] ? r->w.key_path : NULL;
-	rc = mb_transport_open(&o, &r->t, msg, sizeof(msg));
-	if (rc != 0) {
-		mb_seterr(r->err, r->errcap, "cannot connect to worker '%s': %s",
-			  r->w.name, msg);
-		return rc;
-	}
-	if (mb_target_parse(r->w.target, &tg, NULL, 0) == 0 &&
-	    tg.kind == MB_TRANSPORT_LOCAL && r->w.agent_path[0] == '\0' &&
-	    (n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
-		self[n] = '\0';
-		snprintf(r->agent, sizeof(r->agent), "%s/mibera-worker", dirname(self));
-	} else if (r->w.agent_path[0] != '\0') {
-		snprintf(r->agent, sizeof(r->agent), "%s", r->w.agent_path);
-	} else {
-		snprintf(r->agent, sizeof(r->agent), "%s/bin/mibera-worker", r->w.dir);
-	}
-	return 0;
+	return mb_worker_connect(&r->w, NULL, &r->t, r->agent, sizeof(r->agent),
+				 r->err, r->errcap);
 }
 
 /* The name files are called by: the repo's name, or the directory's. */

@@ -13,6 +13,7 @@
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
+#include "coordinator/workerconn.h"
 
 static int job_arg(int argc, char **argv, long long *id)
 {
@@ -28,7 +29,6 @@ static int job_arg(int argc, char **argv, long long *id)
 /* Runs `mibera-worker cancel job-N` on the job's worker. */
 static int cancel_on_worker(struct mb_store *s, const struct mb_job_row *j)
 {
-	struct mb_transport_opts o;
 	struct mb_transport *t = NULL;
 	struct mb_worker_row w;
 	char msg[1024], agent[2200], job[32];
@@ -38,20 +38,11 @@ static int cancel_on_worker(struct mb_store *s, const struct mb_job_row *j)
 
 	if (mb_store_worker_get(s, j->worker, &w) != 0)
 		return MB_ENOENT;
-	memset(&o, 0, sizeof(o));
-	o.target = w.target;
-	o.pinned_key = w.host_key[0] ? w.host_key : NULL;
-	o.identity = w.key_path[0] ? w.key_path : NULL;
-	rc = mb_transport_open(&o, &t, msg, sizeof(msg));
+	rc = mb_worker_connect(&w, NULL, &t, agent, sizeof(agent), msg, sizeof(msg));
 	if (rc != 0) {
-		fprintf(stderr, "mibera-job cancel: cannot reach '%s': %s\n", w.name,
-			msg);
+		fprintf(stderr, "mibera-job cancel: %s\n", msg);
 		return rc;
 	}
-	snprintf(agent, sizeof(agent), "%s",
-		 w.agent_path[0] ? w.agent_path : "mibera-worker");
-	if (w.agent_path[0] == '\0')
-		snprintf(agent, sizeof(agent), "%s/bin/mibera-worker", w.dir);
 	snprintf(job, sizeof(job), "job-%lld", (long long)j->id);
 	argv[0] = agent;
 	argv[1] = "cancel";

@@ -12,7 +12,6 @@
  * given), runs the agent's hello and pins the key: every later connection
  * insists on it.
  */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
+#include "coordinator/workerconn.h"
 #include "proto/protocol.h"
 
 #define MAX_HELLO 4000
@@ -42,57 +42,24 @@ static int usage(void)
 	return 2;
 }
 
-/* The agent to run: --agent, else for local the mibera-worker beside this
- * program, else DIR/bin/mibera-worker on the box. */
-static void agent_path(const struct mb_worker_row *w, int local, char *out,
-		       size_t cap)
-{
-	char self[2048];
-	ssize_t n;
-
-	if (w->agent_path[0] != '\0') {
-		snprintf(out, cap, "%s", w->agent_path);
-		return;
-	}
-	if (local && (n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
-		self[n] = '\0';
-		snprintf(out, cap, "%s/mibera-worker", dirname(self));
-		return;
-	}
-	snprintf(out, cap, "%s/bin/mibera-worker", w->dir);
-}
-
 /* Connects to w and runs hello; the hello JSON goes to hello (capped). */
 static int connect_hello(const struct mb_worker_row *w, const char *accept,
 			 struct mb_transport **tp, char *hello, size_t cap)
 {
-	struct mb_transport_opts o;
 	struct mb_transport *t = NULL;
 	struct mb_buf out, err;
-	struct mb_target tg;
 	char agent[2200], msg[1024];
 	const char *argv[5];
 	struct mb_exec x;
 	cJSON *doc = NULL;
 	int rc;
 
-	memset(&o, 0, sizeof(o));
-	o.target = w->target;
-	o.pinned_key = w->host_key[0] ? w->host_key : NULL;
-	o.accept_fingerprint = accept;
-	o.identity = w->key_path[0] ? w->key_path : NULL;
-	rc = mb_target_parse(w->target, &tg, msg, sizeof(msg));
+	rc = mb_worker_connect(w, accept, &t, agent, sizeof(agent), msg,
+			       sizeof(msg));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job worker: %s\n", msg);
 		return rc;
 	}
-	rc = mb_transport_open(&o, &t, msg, sizeof(msg));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job worker: cannot connect to '%s': %s\n",
-			w->target, msg);
-		return rc;
-	}
-	agent_path(w, tg.kind == MB_TRANSPORT_LOCAL, agent, sizeof(agent));
 	argv[0] = agent;
 	argv[1] = "hello";
 	argv[2] = "--dir";
