@@ -923,12 +923,16 @@ static int get_tensor(struct cur *c, struct mb_gguf_tensor *t, uint64_t idx,
 		mb_seterr(c->err, c->errcap, "%s has unknown ggml type %d", what,
 		       (int)type);
 		return MB_EFORMAT;
-	case SIZE_ROW:
+	case SIZE_ROW: {
+		/* only a known type has a block size to miss */
+		int ti = type_index(type);
+
 		mb_seterr(c->err, c->errcap, "%s row of %llu elements is not a "
 		       "multiple of the %s block size %u", what,
 		       (unsigned long long)t->ne[0], mb_ggml_type_name(type),
-		       ggml_types[type_index(type)].blck);
+		       ti >= 0 ? ggml_types[ti].blck : 0u);
 		return MB_EFORMAT;
+	}
 	default:
 		mb_seterr(c->err, c->errcap, "%s shape [%llu, %llu, %llu, %llu] "
 		       "overflows", what, (unsigned long long)t->ne[0],

@@ -479,22 +479,14 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	snprintf(r.out, sizeof(r.out), "%s/out", r.wjob);
 	mb_buf_init(&b, 1 << 16);
 
-	/* preflight: the worker answers and has the agent */
+	/* preflight: the worker answers and has this build's agent */
 	step_begin(&r, "preflight");
 	{
-		const char *hello[] = { "hello", NULL };
-		struct mb_buf out;
-		int status;
+		char hello[4096];
 
-		mb_buf_init(&out, 1 << 16);
-		rc = agent_exec(&r, hello, NULL, &out, NULL, NULL, NULL, &status);
-		if (rc == 0 && status != 0)
-			rc = MB_EPROTO;
-		if (rc != 0)
-			mb_seterr(err, errcap, "worker '%s' does not answer hello",
-				  r.w.name);
-		step_end(&r, "preflight", rc, out.data);
-		mb_buf_release(&out);
+		rc = mb_worker_hello(r.t, &r.w, r.agent, r.w.agent_path[0] == '\0',
+				     hello, sizeof(hello), err, errcap);
+		step_end(&r, "preflight", rc, rc == 0 ? hello : NULL);
 		if (rc != 0)
 			goto out;
 	}

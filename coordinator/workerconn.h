@@ -20,4 +20,14 @@ int mb_worker_connect(const struct mb_worker_row *w, const char *accept,
 		      struct mb_transport **t, char *agent, size_t agent_cap,
 		      char *err, size_t errcap);
 
+/* Runs the agent's hello on t. When the agent is missing or of another
+ * version than this coordinator and bootstrap is set (no --agent was
+ * given), installs it first: uploads the source bundle and
+ * worker-bootstrap.sh (found beside this program) into the worker
+ * directory and runs the script, which builds mibera-worker there. The
+ * hello JSON (one line) goes to hello. */
+int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
+		    const char *agent, int bootstrap, char *hello,
+		    size_t hello_cap, char *err, size_t errcap);
+
 #endif

@@ -42,16 +42,13 @@ static int usage(void)
 	return 2;
 }
 
-/* Connects to w and runs hello; the hello JSON goes to hello (capped). */
+/* Connects to w and runs hello (installing the agent first when it is
+ * missing or stale and no --agent was given). */
 static int connect_hello(const struct mb_worker_row *w, const char *accept,
 			 struct mb_transport **tp, char *hello, size_t cap)
 {
 	struct mb_transport *t = NULL;
-	struct mb_buf out, err;
 	char agent[2200], msg[1024];
-	const char *argv[5];
-	struct mb_exec x;
-	cJSON *doc = NULL;
 	int rc;
 
 	rc = mb_worker_connect(w, accept, &t, agent, sizeof(agent), msg,
@@ -60,54 +57,13 @@ static int connect_hello(const struct mb_worker_row *w, const char *accept,
 		fprintf(stderr, "mibera-job worker: %s\n", msg);
 		return rc;
 	}
-	argv[0] = agent;
-	argv[1] = "hello";
-	argv[2] = "--dir";
-	argv[3] = w->dir;
-	argv[4] = NULL;
-	mb_buf_init(&out, cap - 1);
-	mb_buf_init(&err, 4096);
-	memset(&x, 0, sizeof(x));
-	x.argv = argv;
-	x.out = &out;
-	x.err = &err;
-	x.timeout_ms = 60000;
-	rc = mb_transport_exec(t, &x);
-	if (rc == 0 && x.status != 0) {
-		fprintf(stderr, "mibera-job worker: the agent '%s' on '%s' did not "
-			"answer hello (exit %d): %s\n", agent, w->target, x.status,
-			err.data ? err.data : "");
-		if (x.status == 127)
-			fprintf(stderr, "mibera-job worker: install mibera-worker "
-				"there as %s, or name it with --agent\n", agent);
-		rc = MB_EPROTO;
-	} else if (rc != 0) {
-		fprintf(stderr, "mibera-job worker: hello on '%s' failed: %s\n",
-			w->target, mb_transport_errmsg(t));
-	}
-	if (rc == 0) {
-		doc = out.data ? mb_json_parse(out.data, out.len) : NULL;
-		if (doc == NULL || !cJSON_IsNumber(cJSON_GetObjectItem(doc, "protocol"))) {
-			fprintf(stderr, "mibera-job worker: '%s' answered hello with "
-				"something that is not mibera's\n", w->target);
-			rc = MB_EPROTO;
-		} else if (cJSON_GetObjectItem(doc, "protocol")->valuedouble !=
-			   MB_PROTO_VERSION) {
-			fprintf(stderr, "mibera-job worker: '%s' speaks protocol %.0f, "
-				"this coordinator %d: install the matching agent\n",
-				w->target,
-				cJSON_GetObjectItem(doc, "protocol")->valuedouble,
-				MB_PROTO_VERSION);
-			rc = MB_EPROTO;
-		} else {
-			snprintf(hello, cap, "%s", out.data);
-			hello[strcspn(hello, "\n")] = '\0';
-		}
-	}
-	cJSON_Delete(doc);
-	mb_buf_release(&out);
-	mb_buf_release(&err);
+	rc = mb_worker_hello(t, w, agent, w->agent_path[0] == '\0', hello, cap,
+			     msg, sizeof(msg));
 	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		if (w->agent_path[0] != '\0')
+			fprintf(stderr, "mibera-job worker: check --agent %s\n",
+				w->agent_path);
 		mb_transport_free(t);
 		return rc;
 	}

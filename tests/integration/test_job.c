@@ -451,6 +451,33 @@ static void test_cancel_then_retry(void **state)
 	unsetenv("HF_ENDPOINT");
 }
 
+static void test_bootstrap_installs_the_agent(void **state)
+{
+	char args[2048], path[900], *out;
+	const char *fp;
+
+	(void)state;
+	/* no --agent: an empty worker directory gets the agent built from
+	 * the bundle this build made */
+	snprintf(args, sizeof(args), "worker add w3 box1 --dir %s/wd3", root);
+	assert_int_equal(run("mibera-job", args, &out), 1);
+	fp = fingerprint_in(out);
+	free(out);
+	snprintf(args + strlen(args), sizeof(args) - strlen(args),
+		 " --accept-host-key %s", fp);
+	if (run("mibera-job", args, &out) != 0)
+		fail_msg("worker add with bootstrap: %s", out);
+	assert_non_null(strstr(out, "added worker w3"));
+	assert_non_null(strstr(out, "agent 0.1.0"));
+	free(out);
+	snprintf(path, sizeof(path), "%s/wd3/bin/mibera-worker", root);
+	assert_int_equal(access(path, X_OK), 0);
+	/* the installed agent is what answers from now on */
+	assert_int_equal(run("mibera-job", "worker check w3", &out), 0);
+	assert_non_null(strstr(out, "llama.cpp v0."));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -460,6 +487,7 @@ int main(void)
 		cmocka_unit_test(test_follow_survives_dropped_links),
 		cmocka_unit_test(test_coordinator_killed_then_resumed),
 		cmocka_unit_test(test_cancel_then_retry),
+		cmocka_unit_test(test_bootstrap_installs_the_agent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
