@@ -66,25 +66,35 @@ int th_free_port(void)
 	return port;
 }
 
-int th_wait_port(int port, int timeout_ms)
+int th_tcp_connect(int port)
 {
-	long long end = th_now_ms() + timeout_ms;
 	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+	if (fd < 0)
+		return -1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sa.sin_port = htons((unsigned short)port);
-	do {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		int ok;
-
-		if (fd < 0)
-			return -1;
-		ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
-		if (ok)
+		return -1;
+	}
+	return fd;
+}
+
+int th_wait_port(int port, int timeout_ms)
+{
+	long long end = th_now_ms() + timeout_ms;
+
+	do {
+		int fd = th_tcp_connect(port);
+
+		if (fd >= 0) {
+			close(fd);
 			return 0;
+		}
 		usleep(20 * 1000);
 	} while (th_now_ms() < end);
 	fprintf(stderr, "th: nothing listens on 127.0.0.1:%d after %d ms\n",

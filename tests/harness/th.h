@@ -23,6 +23,9 @@ int th_rmtree(const char *path);
 /* Returns a TCP port on 127.0.0.1 that was free a moment ago, or -1. */
 int th_free_port(void);
 
+/* Connects to 127.0.0.1:port; returns the socket or -1. */
+int th_tcp_connect(int port);
+
 /* Waits until something accepts TCP connections on 127.0.0.1:port, up to
  * timeout_ms. Returns 0 when it does, -1 on timeout. */
 int th_wait_port(int port, int timeout_ms);

@@ -27,6 +27,7 @@
 #include <libssh2.h>
 
 #include "proxy.h"
+#include "sshclient.h"
 #include "sshd.h"
 #include "th.h"
 
@@ -125,24 +126,6 @@ static void source_stop(void)
 		usleep(10 * 1000);
 }
 
-static int tcp_connect(int port)
-{
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = htons((unsigned short)port);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct result {
 	size_t len;		/* bytes received */
 	long long first_ms;	/* connect to first byte, -1 if none */
@@ -183,7 +166,7 @@ static void fetch(const char *const args[], unsigned char *buf, size_t limit,
 	int fd;
 
 	assert_int_equal(th_proxy_start(&p, "127.0.0.1", g_src.port, args), 0);
-	fd = tcp_connect(p.port);
+	fd = th_tcp_connect(p.port);
 	assert_true(fd >= 0);
 	read_stream(fd, buf, limit, r);
 	close(fd);
@@ -324,7 +307,7 @@ static void test_cut_all_resets_open_connections(void **state)
 	(void)state;
 	assert_non_null(buf);
 	assert_int_equal(th_proxy_start(&p, "127.0.0.1", g_src.port, args), 0);
-	fd = tcp_connect(p.port);
+	fd = th_tcp_connect(p.port);
 	assert_true(fd >= 0);
 	read_stream(fd, buf, 50000, &r);
 	assert_int_equal(r.len, 50000);
@@ -336,7 +319,7 @@ static void test_cut_all_resets_open_connections(void **state)
 	assert_memory_equal(buf, g_pattern, 50000 + r.len);
 
 	/* The proxy itself goes on serving. */
-	fd = tcp_connect(p.port);
+	fd = th_tcp_connect(p.port);
 	assert_true(fd >= 0);
 	read_stream(fd, buf, 1000, &r);
 	close(fd);
@@ -358,7 +341,7 @@ static void test_once_exits_after_one_connection(void **state)
 	(void)state;
 	assert_non_null(buf);
 	assert_int_equal(th_proxy_start(&p, "127.0.0.1", g_src.port, args), 0);
-	fd = tcp_connect(p.port);
+	fd = th_tcp_connect(p.port);
 	assert_true(fd >= 0);
 	read_stream(fd, buf, SRC_SIZE, &r);
 	close(fd);
@@ -373,63 +356,17 @@ static void test_once_exits_after_one_connection(void **state)
 	free(buf);
 }
 
-struct ssh {
-	int fd;
-	LIBSSH2_SESSION *session;
-};
-
-static void ssh_close(struct ssh *c)
+/* Logs in to the sshd through the proxy on port, checking its host key as
+ * the sshd's own host:port. */
+static int ssh_login(struct th_ssh *c, int port, long timeout_ms)
 {
-	if (c->session != NULL) {
-		libssh2_session_disconnect(c->session, "bye");
-		libssh2_session_free(c->session);
+	if (th_ssh_open(c, port, timeout_ms) != 0)
+		return -1;
+	if (th_ssh_login(c, &g_sshd, g_sshd.known_hosts, 1) != 0) {
+		th_ssh_close(c);
+		return -1;
 	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->session = NULL;
-	c->fd = -1;
-}
-
-/* Connects to port (the proxy), checks the host key as sshd's own
- * host:port and logs in; blocking calls bounded by timeout_ms. */
-static int ssh_login(struct ssh *c, int port, long timeout_ms)
-{
-	LIBSSH2_KNOWNHOSTS *kh = NULL;
-	struct libssh2_knownhost *found;
-	const char *key;
-	size_t len;
-	int type, rc = -1;
-
-	c->fd = tcp_connect(port);
-	c->session = c->fd >= 0 ? libssh2_session_init() : NULL;
-	if (c->session == NULL)
-		goto out;
-	libssh2_session_set_blocking(c->session, 1);
-	libssh2_session_set_timeout(c->session, timeout_ms);
-	if (libssh2_session_handshake(c->session, c->fd) != 0)
-		goto out;
-	key = libssh2_session_hostkey(c->session, &len, &type);
-	kh = libssh2_knownhost_init(c->session);
-	if (key == NULL || type != LIBSSH2_HOSTKEY_TYPE_ED25519 || kh == NULL ||
-	    libssh2_knownhost_readfile(kh, g_sshd.known_hosts,
-				       LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 1 ||
-	    libssh2_knownhost_checkp(kh, g_sshd.host, g_sshd.port, key, len,
-				     LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-					     LIBSSH2_KNOWNHOST_KEYENC_RAW |
-					     LIBSSH2_KNOWNHOST_KEY_ED25519,
-				     &found) != LIBSSH2_KNOWNHOST_CHECK_MATCH)
-		goto out;
-	if (libssh2_userauth_publickey_fromfile_ex(
-		    c->session, g_sshd.user, (unsigned)strlen(g_sshd.user),
-		    g_sshd.pubkey, g_sshd.key, "") != 0)
-		goto out;
-	rc = 0;
-out:
-	if (kh != NULL)
-		libssh2_knownhost_free(kh);
-	if (rc != 0)
-		ssh_close(c);
-	return rc;
+	return 0;
 }
 
 static void test_ssh_through_proxy(void **state)
@@ -437,7 +374,7 @@ static void test_ssh_through_proxy(void **state)
 	const char *const args[] = { "--latency", "5", NULL };
 	LIBSSH2_CHANNEL *ch;
 	struct th_proxy p;
-	struct ssh c;
+	struct th_ssh c;
 	char out[64];
 	size_t got = 0;
 	ssize_t n;
@@ -459,7 +396,7 @@ static void test_ssh_through_proxy(void **state)
 	assert_int_equal(libssh2_channel_wait_closed(ch), 0);
 	assert_int_equal(libssh2_channel_get_exit_status(ch), 0);
 	libssh2_channel_free(ch);
-	ssh_close(&c);
+	th_ssh_close(&c);
 	th_proxy_stop(&p);
 }
 
@@ -468,7 +405,7 @@ static void test_ssh_cut_fails_fast(void **state)
 	const char *const args[] = { "--cut-after", "200000", NULL };
 	LIBSSH2_CHANNEL *ch;
 	struct th_proxy p;
-	struct ssh c;
+	struct th_ssh c;
 	static char buf[32768];
 	long long t0, ms;
 	size_t got = 0;
@@ -493,7 +430,7 @@ static void test_ssh_cut_fails_fast(void **state)
 	assert_true(got < 200000);
 	assert_true(ms < 4000);
 	libssh2_channel_free(ch);
-	ssh_close(&c);
+	th_ssh_close(&c);
 	th_proxy_stop(&p);
 }
 

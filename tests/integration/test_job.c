@@ -226,85 +226,6 @@ static int seq_of(const char *line)
 	return p ? atoi(p + 6) : -1;
 }
 
-static void test_follow_survives_dropped_links(void **state)
-{
-	struct th_proxy proxy;
-	struct th_hub hub;
-	char hubroot[700], repo[800], cfg[700], text[2048], args[2048], *out;
-	const char *extra[] = { "--config", "correct", NULL };
-	const char *pargs[] = { NULL };
-	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	const char *fp;
-	pid_t pid;
-	int cuts = 0, st, last = 0, n = 0;
-	long long t0;
-	char *line, *save = NULL;
-
-	(void)state;
-	/* a slow hub, and the worker reached through a proxy we can cut */
-	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
-	snprintf(repo, sizeof(repo), "%s/org/slow", hubroot);
-	assert_int_equal(th_mkmodel(repo, "phi4-tiny", extra), 0);
-	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
-	assert_int_equal(th_hub_fault(&hub, "org/slow",
-				      "model-00001-of-00002.safetensors",
-				      "\"throttle\":1000000"),
-			 0);
-	setenv("HF_ENDPOINT", hub.url, 1);
-	assert_int_equal(th_proxy_start(&proxy, "127.0.0.1", sshd.port, pargs), 0);
-	snprintf(cfg, sizeof(cfg), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box2\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", proxy.port, sshd.user, sshd.key);
-	assert_int_equal(th_write_file(cfg, text, strlen(text)), 0);
-	snprintf(args, sizeof(args), "worker add w2 box2 --dir %s/wd2 --agent "
-		 "%s/mibera-worker", root, MB_BINARY_DIR);
-	assert_int_equal(run("mibera-job", args, &out), 1);
-	fp = fingerprint_in(out);
-	free(out);
-	snprintf(args + strlen(args), sizeof(args) - strlen(args),
-		 " --accept-host-key %s", fp);
-	if (run("mibera-job", args, &out) != 0)
-		fail_msg("worker add: %s", out);
-	free(out);
-	assert_int_equal(run("mibera-job", "submit org/slow --worker w2 --quant Q8_0 "
-				     "--no-smoke", &out), 0);
-	free(out);
-	/* cut every connection a few times while the fetch is followed */
-	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
-	t0 = th_now_ms();
-	while (waitpid(pid, &st, WNOHANG) == 0) {
-		assert_true(th_now_ms() - t0 < 180000);
-		usleep(100 * 1000);
-		if (cuts < 3 && th_now_ms() - t0 > 3000 + cuts * 2500) {
-			th_proxy_cut_all(&proxy);
-			cuts++;
-		}
-	}
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	assert_int_equal(cuts, 3);
-	/* the fetch's events: every seq once, in order, none missing */
-	assert_int_equal(run("mibera-job", "logs 2", &out), 0);
-	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "fetch", 5) != 0)
-			continue;
-		if (seq_of(line) != last + 1)
-			fail_msg("fetch event seq %d after %d: lost or repeated",
-				 seq_of(line), last);
-		last = seq_of(line);
-		n++;
-	}
-	free(out);
-	print_message("fetch: %d events, followed across %d cut links\n", n, cuts);
-	assert_true(n >= 3);
-	assert_int_equal(run("mibera-job", "status 2", &out), 0);
-	assert_non_null(strstr(out, "succeeded"));
-	free(out);
-	th_proxy_stop(&proxy);
-	th_hub_stop(&hub);
-	unsetenv("HF_ENDPOINT");
-	write_ssh_config();
-}
-
 /* Waits until `status JOB` shows the step running (or 60 s pass). */
 static void wait_running(const char *job, const char *step)
 {
@@ -346,22 +267,94 @@ static int check_seqs(const char *job, const char *step)
 	return n;
 }
 
+/* Starts a fake hub over root/hub with org/slow's first shard served at
+ * throttle bytes/s, and points HF_ENDPOINT at it. */
+static void slow_hub_start(struct th_hub *hub, long throttle)
+{
+	char hubroot[700], knob[64];
+
+	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+	assert_int_equal(th_hub_start(hub, hubroot, NULL), 0);
+	snprintf(knob, sizeof(knob), "\"throttle\":%ld", throttle);
+	assert_int_equal(th_hub_fault(hub, "org/slow",
+				      "model-00001-of-00002.safetensors", knob),
+			 0);
+	setenv("HF_ENDPOINT", hub->url, 1);
+}
+
+
+static void test_follow_survives_dropped_links(void **state)
+{
+	struct th_proxy proxy;
+	struct th_hub hub;
+	char repo[800], cfg[700], text[2048], args[2048], *out;
+	const char *extra[] = { "--config", "correct", NULL };
+	const char *pargs[] = { NULL };
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	const char *fp;
+	pid_t pid;
+	int cuts = 0, st, n;
+	long long t0;
+
+	(void)state;
+	/* a slow hub, and the worker reached through a proxy we can cut */
+	snprintf(repo, sizeof(repo), "%s/hub/org/slow", root);
+	assert_int_equal(th_mkmodel(repo, "phi4-tiny", extra), 0);
+	slow_hub_start(&hub, 1000000);
+	assert_int_equal(th_proxy_start(&proxy, "127.0.0.1", sshd.port, pargs), 0);
+	snprintf(cfg, sizeof(cfg), "%s/.ssh/config", home);
+	snprintf(text, sizeof(text), "Host box2\n  HostName 127.0.0.1\n  Port %d\n"
+		 "  User %s\n  IdentityFile %s\n", proxy.port, sshd.user, sshd.key);
+	assert_int_equal(th_write_file(cfg, text, strlen(text)), 0);
+	snprintf(args, sizeof(args), "worker add w2 box2 --dir %s/wd2 --agent "
+		 "%s/mibera-worker", root, MB_BINARY_DIR);
+	assert_int_equal(run("mibera-job", args, &out), 1);
+	fp = fingerprint_in(out);
+	free(out);
+	snprintf(args + strlen(args), sizeof(args) - strlen(args),
+		 " --accept-host-key %s", fp);
+	if (run("mibera-job", args, &out) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	assert_int_equal(run("mibera-job", "submit org/slow --worker w2 --quant Q8_0 "
+				     "--no-smoke", &out), 0);
+	free(out);
+	/* cut every connection a few times while the fetch is followed */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	t0 = th_now_ms();
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		assert_true(th_now_ms() - t0 < 180000);
+		usleep(100 * 1000);
+		if (cuts < 3 && th_now_ms() - t0 > 3000 + cuts * 2500) {
+			th_proxy_cut_all(&proxy);
+			cuts++;
+		}
+	}
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(cuts, 3);
+	/* the fetch's events: every seq once, in order, none missing */
+	n = check_seqs("2", "fetch");
+	print_message("fetch: %d events, followed across %d cut links\n", n, cuts);
+	assert_true(n >= 3);
+	assert_int_equal(run("mibera-job", "status 2", &out), 0);
+	assert_non_null(strstr(out, "succeeded"));
+	free(out);
+	th_proxy_stop(&proxy);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+	write_ssh_config();
+}
+
 static void test_coordinator_killed_then_resumed(void **state)
 {
 	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
 	struct th_hub hub;
-	char hubroot[700], *out;
+	char *out;
 	pid_t pid;
 	int st;
 
 	(void)state;
-	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
-	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
-	assert_int_equal(th_hub_fault(&hub, "org/slow",
-				      "model-00001-of-00002.safetensors",
-				      "\"throttle\":1500000"),
-			 0);
-	setenv("HF_ENDPOINT", hub.url, 1);
+	slow_hub_start(&hub, 1500000);
 	assert_int_equal(run("mibera-job", "submit org/slow --worker w1 --quant "
 				     "Q8_0 --no-smoke", &out), 0);
 	assert_string_equal(out, "3\n");
@@ -389,18 +382,12 @@ static void test_cancel_then_retry(void **state)
 {
 	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
 	struct th_hub hub;
-	char hubroot[700], *out;
+	char *out;
 	pid_t pid;
 	int st;
 
 	(void)state;
-	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
-	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
-	assert_int_equal(th_hub_fault(&hub, "org/slow",
-				      "model-00001-of-00002.safetensors",
-				      "\"throttle\":300000"),
-			 0);
-	setenv("HF_ENDPOINT", hub.url, 1);
+	slow_hub_start(&hub, 300000);
 	/* a fresh cache directory, so the fetch has work to do */
 	{
 		char args[1024];

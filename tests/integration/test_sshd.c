@@ -24,6 +24,7 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
+#include "sshclient.h"
 #include "sshd.h"
 #include "th.h"
 
@@ -32,109 +33,6 @@
 #define PATCH "patched-bytes"
 
 static struct th_sshd g_sshd;
-
-struct ssh {
-	int fd;
-	LIBSSH2_SESSION *session;
-};
-
-static int tcp_connect(int port)
-{
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = htons((unsigned short)port);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static void ssh_close(struct ssh *c)
-{
-	if (c->session != NULL) {
-		libssh2_session_disconnect(c->session, "bye");
-		libssh2_session_free(c->session);
-	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->session = NULL;
-	c->fd = -1;
-}
-
-/* TCP connect and SSH handshake, blocking calls bounded by 10 s. */
-static int ssh_open(struct ssh *c, int port)
-{
-	c->session = NULL;
-	c->fd = tcp_connect(port);
-	if (c->fd < 0)
-		return -1;
-	c->session = libssh2_session_init();
-	if (c->session == NULL)
-		goto fail;
-	libssh2_session_set_blocking(c->session, 1);
-	libssh2_session_set_timeout(c->session, 10000);
-	if (libssh2_session_handshake(c->session, c->fd) != 0)
-		goto fail;
-	return 0;
-fail:
-	ssh_close(c);
-	return -1;
-}
-
-/* Checks the session's host key against a known_hosts file (is_file) or a
- * single known_hosts line. Returns a LIBSSH2_KNOWNHOST_CHECK_* value. */
-static int check_host_key(struct ssh *c, const char *src, int is_file)
-{
-	LIBSSH2_KNOWNHOSTS *kh;
-	struct libssh2_knownhost *found = NULL;
-	const char *key;
-	size_t len;
-	int type, mask, rc;
-
-	key = libssh2_session_hostkey(c->session, &len, &type);
-	if (key == NULL || type != LIBSSH2_HOSTKEY_TYPE_ED25519)
-		return LIBSSH2_KNOWNHOST_CHECK_FAILURE;
-	kh = libssh2_knownhost_init(c->session);
-	if (kh == NULL)
-		return LIBSSH2_KNOWNHOST_CHECK_FAILURE;
-	if (is_file)
-		rc = libssh2_knownhost_readfile(kh, src,
-						LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-	else
-		rc = libssh2_knownhost_readline(kh, src, strlen(src),
-						LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-	if (rc < 0) {
-		libssh2_knownhost_free(kh);
-		return LIBSSH2_KNOWNHOST_CHECK_FAILURE;
-	}
-	mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	       LIBSSH2_KNOWNHOST_KEY_ED25519;
-	rc = libssh2_knownhost_checkp(kh, g_sshd.host, g_sshd.port, key, len,
-				      mask, &found);
-	libssh2_knownhost_free(kh);
-	return rc;
-}
-
-/* What the coordinator does: authenticate only after the host key matched.
- * Returns 0, -2 when the host key is not the known one, -1 otherwise. */
-static int ssh_login(struct ssh *c, const char *known_hosts, int is_file)
-{
-	if (check_host_key(c, known_hosts, is_file) !=
-	    LIBSSH2_KNOWNHOST_CHECK_MATCH)
-		return -2;
-	if (libssh2_userauth_publickey_fromfile_ex(
-		    c->session, g_sshd.user, (unsigned)strlen(g_sshd.user),
-		    g_sshd.pubkey, g_sshd.key, "") != 0)
-		return -1;
-	return libssh2_userauth_authenticated(c->session) ? 0 : -1;
-}
 
 static unsigned char pattern(size_t i)
 {
@@ -183,18 +81,18 @@ static void test_start_fills_fields(void **state)
 static void test_login_and_exec(void **state)
 {
 	LIBSSH2_CHANNEL *ch;
-	struct ssh c;
+	struct th_ssh c;
 	char out[256];
 	size_t got = 0;
 	ssize_t n;
 
 	(void)state;
-	assert_int_equal(ssh_open(&c, g_sshd.port), 0);
-	assert_int_equal(check_host_key(&c, g_sshd.known_hosts_line, 0),
+	assert_int_equal(th_ssh_open(&c, g_sshd.port, 10000), 0);
+	assert_int_equal(th_ssh_check_host_key(&c, &g_sshd, g_sshd.known_hosts_line, 0),
 			 LIBSSH2_KNOWNHOST_CHECK_MATCH);
-	assert_int_equal(check_host_key(&c, g_sshd.known_hosts, 1),
+	assert_int_equal(th_ssh_check_host_key(&c, &g_sshd, g_sshd.known_hosts, 1),
 			 LIBSSH2_KNOWNHOST_CHECK_MATCH);
-	assert_int_equal(ssh_login(&c, g_sshd.known_hosts_line, 0), 0);
+	assert_int_equal(th_ssh_login(&c, &g_sshd, g_sshd.known_hosts_line, 0), 0);
 
 	ch = libssh2_channel_open_session(c.session);
 	assert_non_null(ch);
@@ -209,7 +107,7 @@ static void test_login_and_exec(void **state)
 	assert_int_equal(libssh2_channel_wait_closed(ch), 0);
 	assert_int_equal(libssh2_channel_get_exit_status(ch), 0);
 	libssh2_channel_free(ch);
-	ssh_close(&c);
+	th_ssh_close(&c);
 }
 
 static void sftp_write_all(LIBSSH2_SFTP_HANDLE *h, const unsigned char *p,
@@ -232,7 +130,7 @@ static void test_sftp_offsets(void **state)
 	LIBSSH2_SFTP *sftp;
 	char path[700], *disk;
 	size_t i, got, len;
-	struct ssh c;
+	struct th_ssh c;
 	int n;
 
 	(void)state;
@@ -243,8 +141,8 @@ static void test_sftp_offsets(void **state)
 	for (i = 0; i < SFTP_SIZE; i++)
 		want[i] = pattern(i);
 
-	assert_int_equal(ssh_open(&c, g_sshd.port), 0);
-	assert_int_equal(ssh_login(&c, g_sshd.known_hosts, 1), 0);
+	assert_int_equal(th_ssh_open(&c, g_sshd.port, 10000), 0);
+	assert_int_equal(th_ssh_login(&c, &g_sshd, g_sshd.known_hosts, 1), 0);
 	sftp = libssh2_sftp_init(c.session);
 	assert_non_null(sftp);
 
@@ -278,7 +176,7 @@ static void test_sftp_offsets(void **state)
 	assert_memory_equal(back, want + PATCH_AT - 10, sizeof(back));
 	assert_int_equal(libssh2_sftp_close(h), 0);
 	assert_int_equal(libssh2_sftp_shutdown(sftp), 0);
-	ssh_close(&c);
+	th_ssh_close(&c);
 
 	disk = th_slurp(path, &len);
 	assert_non_null(disk);
@@ -294,7 +192,7 @@ static void test_wrong_host_key_refused(void **state)
 	char *argv[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "",
 			 "-C", "impostor", "-f", key, NULL };
 	char *text, *sp;
-	struct ssh c;
+	struct th_ssh c;
 	int n;
 
 	(void)state;
@@ -320,17 +218,17 @@ static void test_wrong_host_key_refused(void **state)
 	assert_true(n > 0 && (size_t)n < sizeof(kh));
 	assert_int_equal(th_write_file(kh, line, strlen(line)), 0);
 
-	assert_int_equal(ssh_open(&c, g_sshd.port), 0);
-	assert_int_equal(check_host_key(&c, kh, 1),
+	assert_int_equal(th_ssh_open(&c, g_sshd.port, 10000), 0);
+	assert_int_equal(th_ssh_check_host_key(&c, &g_sshd, kh, 1),
 			 LIBSSH2_KNOWNHOST_CHECK_MISMATCH);
-	assert_int_equal(ssh_login(&c, kh, 1), -2);
+	assert_int_equal(th_ssh_login(&c, &g_sshd, kh, 1), -2);
 	assert_int_equal(libssh2_userauth_authenticated(c.session), 0);
-	ssh_close(&c);
+	th_ssh_close(&c);
 
 	/* The right line still matches on a fresh connection. */
-	assert_int_equal(ssh_open(&c, g_sshd.port), 0);
-	assert_int_equal(ssh_login(&c, g_sshd.known_hosts, 1), 0);
-	ssh_close(&c);
+	assert_int_equal(th_ssh_open(&c, g_sshd.port, 10000), 0);
+	assert_int_equal(th_ssh_login(&c, &g_sshd, g_sshd.known_hosts, 1), 0);
+	th_ssh_close(&c);
 	assert_int_equal(th_rmtree(dir), 0);
 }
 
@@ -343,7 +241,7 @@ static void test_stop_refuses_connections(void **state)
 	(void)state;
 	memcpy(dir, g_sshd.dir, sizeof(dir));
 	th_sshd_stop(&g_sshd);
-	fd = tcp_connect(port);
+	fd = th_tcp_connect(port);
 	if (fd >= 0)
 		close(fd);
 	assert_true(fd < 0);
