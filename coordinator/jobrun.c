@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "coordinator/pull.h"
 #include "coordinator/smoke.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
@@ -53,6 +54,24 @@ static double now_s(void)
 static int is_local_source(const char *src)
 {
 	return src[0] == '/' || src[0] == '.';
+}
+
+/* Stores one event the coordinator itself reports (the pull's), in the
+ * worker's event format; members is the object's inside ("k":v,...). */
+static void store_event(struct run *r, const char *step, const char *type,
+			const char *members)
+{
+	struct mb_buf b;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	mb_buf_init(&b, 8192);
+	mb_buf_addf(&b, "{\"v\":1,\"seq\":0,\"ms\":%lld,\"step\":\"%s\","
+		    "\"type\":\"%s\",%s}", (long long)ts.tv_sec * 1000 +
+		    ts.tv_nsec / 1000000, step, type, members);
+	if (b.data != NULL)
+		mb_store_step_events(r->s, r->j->id, step, b.data, b.len, -1);
+	mb_buf_release(&b);
 }
 
 /* --- running agent verbs --- */
@@ -275,107 +294,84 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 
 /* --- the pull --- */
 
-/* Pulls one artifact: chunk by chunk, each verified against the manifest
- * and re-read once if it does not match; a record of verified chunks lets
- * a restart skip them. */
-static int pull_file(struct run *r, const struct mb_manifest *m, const char *dest)
+/* Another stream to the job's worker. */
+static int open_stream(void *ctx, struct mb_transport **t, char *err,
+		       size_t errcap)
 {
-	char part[4800], rec[4900], remote[2700];
-	uint8_t *buf = NULL, *done = NULL;
-	uint8_t digest[MB_SHA256_LEN];
-	uint64_t i, off, len, avail;
-	size_t got;
-	int fd = -1, rc = 0, tries;
+	struct run *r = ctx;
+	char agent[2200];
 
-	snprintf(part, sizeof(part), "%s.part", dest);
-	snprintf(rec, sizeof(rec), "%s.chunks", dest);
+	return mb_worker_connect(&r->w, NULL, t, agent, sizeof(agent), err,
+				 errcap);
+}
+
+struct pull_ctx {
+	struct run *r;
+	const char *file;
+	double t0, last;
+};
+
+/* Stores a progress event about once a second. */
+static void on_pull_progress(uint64_t done, uint64_t total, uint64_t fetched,
+			     void *ctx)
+{
+	struct pull_ctx *pc = ctx;
+	double now = now_s();
+	struct mb_buf b;
+
+	if (now - pc->last < 1.0 && done < total)
+		return;
+	pc->last = now;
+	mb_buf_init(&b, 4096);
+	mb_buf_adds(&b, "\"what\":");
+	mb_json_quote(&b, pc->file);
+	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f}",
+		    (unsigned long long)done, (unsigned long long)total,
+		    now > pc->t0 ? (double)fetched / (now - pc->t0) : 0.0);
+	store_event(pc->r, "pull", "progress", b.data);
+	mb_buf_release(&b);
+}
+
+/* Pulls one artifact into dest (in the partial directory) and records
+ * what the pull did as a "pulled" event. */
+static int pull_one(struct run *r, const struct mb_manifest *m,
+		    const char *dest)
+{
+	struct mb_pull_opts o;
+	struct mb_pull_stats st;
+	struct pull_ctx pc = { r, m->name, now_s(), 0 };
+	char remote[2700];
+	const char *ns = getenv("MIBERA_PULL_STREAMS");
+	char *end = NULL;
+	struct mb_buf b;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.t = r->t;
+	o.open = open_stream;
+	o.open_ctx = r;
+	if (ns != NULL && *ns != '\0') {
+		long v = strtol(ns, &end, 10);
+
+		if (*end == '\0' && v > 0 && v <= 16)
+			o.streams = (int)v;
+	}
+	o.progress = on_pull_progress;
+	o.progress_ctx = &pc;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
-	if (mb_fs_free_space(r->home, &avail) == 0 && avail < m->size) {
-		mb_seterr(r->err, r->errcap, "'%s' needs %.2f GB here and %.2f GB "
-			  "are free", m->name, (double)m->size / 1e9,
-			  (double)avail / 1e9);
-		return MB_ENOSPC;
-	}
-	done = mb_calloc(m->nchunks + 1, 1);
-	buf = mb_malloc(m->chunk_size);
-	if (done == NULL || buf == NULL) {
-		rc = MB_ENOMEM;
-		goto out;
-	}
-	{
-		/* the chunks a previous pull verified */
-		char *data = NULL;
-		size_t n;
-
-		if (mb_read_file(rec, m->nchunks + 1, &data, &n) == 0 &&
-		    n == m->nchunks)
-			memcpy(done, data, n);
-		free(data);
-	}
-	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = mb_err_from_errno(errno);
-		goto out;
-	}
-	for (i = 0; i < m->nchunks; i++) {
-		if (done[i] == '1')
-			continue;
-		mb_manifest_chunk(m, i, &off, &len);
-		for (tries = 0; tries < 2; tries++) {
-			rc = mb_transport_read(r->t, remote, off, buf, (size_t)len, &got);
-			if (rc == 0 && got != len)
-				rc = MB_EPROTO;
-			if (rc == 0)
-				rc = mb_manifest_check_chunk(m, i, buf, (size_t)len);
-			if (rc != MB_ECHECKSUM)
-				break;
-		}
-		if (rc == MB_ECHECKSUM) {
-			mb_seterr(r->err, r->errcap, "chunk %llu of '%s' does not match "
-				  "the manifest twice", (unsigned long long)i, m->name);
-			goto out;
-		}
-		if (rc != 0) {
-			mb_seterr(r->err, r->errcap, "cannot read '%s' on %s: %s", remote,
-				  r->w.name, mb_transport_errmsg(r->t));
-			goto out;
-		}
-		rc = mb_pwrite_all(fd, buf, (size_t)len, off);
-		if (rc == 0)
-			rc = mb_fsync(fd);
-		if (rc != 0) {
-			mb_seterr(r->err, r->errcap, "cannot write '%s': %s", part,
-				  mb_strerror(rc));
-			goto out;
-		}
-		done[i] = '1';
-		mb_atomic_write(rec, done, m->nchunks, 0644);
-	}
-	if (ftruncate(fd, (off_t)m->size) != 0) {
-		rc = mb_err_from_errno(errno);
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	rc = mb_sha256_file(part, digest, NULL);
-	if (rc == 0 && memcmp(digest, m->sha256, sizeof(digest)) != 0) {
-		unlink(rec);
-		mb_seterr(r->err, r->errcap, "'%s' does not match its sha256 after "
-			  "the pull", m->name);
-		rc = MB_ECHECKSUM;
-		goto out;
-	}
-	if (rc == 0 && rename(part, dest) != 0)
-		rc = mb_err_from_errno(errno);
-	if (rc == 0) {
-		mb_fsync_parent(dest);
-		unlink(rec);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	free(done);
+	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);
+	mb_buf_init(&b, 4096);
+	mb_buf_adds(&b, "\"file\":");
+	mb_json_quote(&b, m->name);
+	mb_buf_addf(&b, ",\"ok\":%s,\"bytes\":%llu,\"reused\":%llu,"
+		    "\"fetched\":%llu,\"refetched\":%llu,\"streams\":%u,"
+		    "\"reconnects\":%u,\"seconds\":%.3f",
+		    rc == 0 ? "true" : "false", (unsigned long long)m->size,
+		    (unsigned long long)st.reused, (unsigned long long)st.fetched,
+		    (unsigned long long)st.refetched, st.streams, st.reconnects,
+		    st.seconds);
+	store_event(r, "pull", "pulled", b.data);
+	mb_buf_release(&b);
 	return rc;
 }
 
@@ -604,7 +600,7 @@ manifest:
 		char hex[MB_SHA256_HEX], dest[4700];
 
 		snprintf(path, sizeof(path), "%s/%s", pdir, ml->files[i]->name);
-		rc = pull_file(&r, ml->files[i], path);
+		rc = pull_one(&r, ml->files[i], path);
 		snprintf(dest, sizeof(dest), "%s/%s", adir, ml->files[i]->name);
 		if (rc == 0 && rename(path, dest) != 0)
 			rc = mb_err_from_errno(errno);

@@ -700,11 +700,13 @@ int mb_store_step_events(struct mb_store *s, int64_t id, const char *name,
 			goto out;
 		p += n + (nl != NULL);
 	}
-	sqlite3_bind_int64(up, 1, offset);
-	sqlite3_bind_int64(up, 2, id);
-	bind_text(up, 3, name);
-	if (sqlite3_step(up) != SQLITE_DONE)
-		goto out;
+	if (offset >= 0) {
+		sqlite3_bind_int64(up, 1, offset);
+		sqlite3_bind_int64(up, 2, id);
+		bind_text(up, 3, name);
+		if (sqlite3_step(up) != SQLITE_DONE)
+			goto out;
+	}
 	rc = 0;
 out:
 	sqlite3_finalize(ins);

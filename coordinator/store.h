@@ -162,7 +162,9 @@ int mb_store_step_set(struct mb_store *s, int64_t id, const char *name,
 
 /* Stores the events of a step read up to offset, in one transaction: the
  * events and the new follow offset commit together, so a crash never
- * stores an event twice or loses one. lines holds whole JSON lines. */
+ * stores an event twice or loses one. lines holds whole JSON lines. An
+ * offset below 0 leaves the follow offset as it is (the coordinator's own
+ * events, such as the pull's). */
 int mb_store_step_events(struct mb_store *s, int64_t id, const char *name,
 			 const char *lines, size_t len, int64_t offset);
 

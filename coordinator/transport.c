@@ -234,13 +234,43 @@ int mb_transport_exec(struct mb_transport *t, struct mb_exec *x)
 	return t->ops->exec(t, x);
 }
 
+int mb_transport_read_stream(struct mb_transport *t, const char *path,
+			     uint64_t off, uint64_t len, mb_read_sink_fn sink,
+			     void *ctx, uint64_t *got)
+{
+	uint64_t n = 0;
+	int rc = path_ok(t, path);
+
+	if (rc == 0)
+		rc = t->ops->read_stream(t, path, off, len, sink, ctx, &n);
+	if (got != NULL)
+		*got = n;
+	return rc;
+}
+
+struct copy_sink {
+	char *buf;
+	uint64_t base;
+};
+
+static int copy_piece(const void *data, size_t n, uint64_t off, void *ctx)
+{
+	struct copy_sink *c = ctx;
+
+	memcpy(c->buf + (off - c->base), data, n);
+	return 0;
+}
+
 int mb_transport_read(struct mb_transport *t, const char *path, uint64_t off,
 		      void *buf, size_t len, size_t *got)
 {
-	int rc = path_ok(t, path);
+	struct copy_sink c = { buf, off };
+	uint64_t n = 0;
+	int rc;
 
-	*got = 0;
-	return rc != 0 ? rc : t->ops->read(t, path, off, buf, len, got);
+	rc = mb_transport_read_stream(t, path, off, len, copy_piece, &c, &n);
+	*got = (size_t)n;
+	return rc;
 }
 
 int mb_transport_write(struct mb_transport *t, const char *path,

@@ -181,9 +181,25 @@ struct mb_transport_stat {
 	unsigned mode;	/* permission bits */
 };
 
-/* Reads up to len bytes of path from off into buf; *got < len only at end
- * of file. SSH reads use large requests (libssh2 pipelines ~4x the buffer)
- * and resume after a reconnect. MB_ENOENT when path is missing. */
+/* Receives the bytes of a streamed read as they arrive: n bytes of the
+ * file at offset off, in order. Return 0 to go on; anything else stops the
+ * read, which returns that value. */
+typedef int (*mb_read_sink_fn)(const void *data, size_t n, uint64_t off,
+			       void *ctx);
+
+/* Streams up to len bytes of path from off to sink, in pieces of a few
+ * MiB, stopping early only at end of file (*got, may be NULL, says how
+ * many were delivered). SSH reads keep about 8 MiB in flight on one SFTP
+ * handle and ask for nothing past off + len; after a reconnect the read
+ * resumes at the first byte not yet delivered, so sink sees every byte
+ * exactly once. MB_ENOENT when path is missing. */
+int mb_transport_read_stream(struct mb_transport *t, const char *path,
+			     uint64_t off, uint64_t len, mb_read_sink_fn sink,
+			     void *ctx, uint64_t *got);
+
+/* Reads up to len bytes of path from off into buf (a streamed read into
+ * memory); *got < len only at end of file. MB_ENOENT when path is
+ * missing. */
 int mb_transport_read(struct mb_transport *t, const char *path, uint64_t off,
 		      void *buf, size_t len, size_t *got);
 
@@ -216,8 +232,9 @@ int mb_transport_mkdirs(struct mb_transport *t, const char *dir);
 struct mb_transport_ops {
 	void (*free)(struct mb_transport *t);
 	int (*exec)(struct mb_transport *t, struct mb_exec *x);
-	int (*read)(struct mb_transport *t, const char *path, uint64_t off,
-		    void *buf, size_t len, size_t *got);
+	int (*read_stream)(struct mb_transport *t, const char *path,
+			   uint64_t off, uint64_t len, mb_read_sink_fn sink,
+			   void *ctx, uint64_t *got);
 	int (*write)(struct mb_transport *t, const char *path, uint64_t off,
 		     const void *buf, size_t len);
 	int (*truncate)(struct mb_transport *t, const char *path,

@@ -325,10 +325,14 @@ static int sys_fail(struct mb_transport *t, const char *what, const char *p)
 				 what, p, strerror(e));
 }
 
-static int local_read(struct mb_transport *t, const char *path, uint64_t off,
-		      void *buf, size_t len, size_t *got)
+/* Local reads go through a buffer of this size to the sink. */
+#define LOCAL_READ_CHUNK (4u << 20)
+
+static int local_read_stream(struct mb_transport *t, const char *path,
+			     uint64_t off, uint64_t len, mb_read_sink_fn sink,
+			     void *ctx, uint64_t *got)
 {
-	char p[PATH_CAP];
+	char p[PATH_CAP], *buf = NULL;
 	int fd, rc;
 
 	rc = resolve((struct local *)t, path, p, sizeof(p));
@@ -337,10 +341,27 @@ static int local_read(struct mb_transport *t, const char *path, uint64_t off,
 	fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return sys_fail(t, "open", p);
-	rc = mb_pread_full(fd, buf, len, off, got);
-	if (rc != 0)
-		mb_transport_fail(t, rc, "cannot read '%s': %s", p,
-				  mb_strerror(rc));
+	buf = mb_malloc(LOCAL_READ_CHUNK);
+	if (buf == NULL)
+		rc = mb_transport_fail(t, MB_ENOMEM, "out of memory");
+	while (rc == 0 && *got < len) {
+		uint64_t want = len - *got;
+		size_t n;
+
+		if (want > LOCAL_READ_CHUNK)
+			want = LOCAL_READ_CHUNK;
+		rc = mb_pread_full(fd, buf, (size_t)want, off + *got, &n);
+		if (rc != 0) {
+			mb_transport_fail(t, rc, "cannot read '%s': %s", p,
+					  mb_strerror(rc));
+			break;
+		}
+		if (n == 0)
+			break; /* end of file */
+		rc = sink(buf, n, off + *got, ctx);
+		*got += n;
+	}
+	free(buf);
 	close(fd);
 	return rc;
 }
@@ -455,7 +476,7 @@ static void local_free(struct mb_transport *t)
 static const struct mb_transport_ops local_ops = {
 	.free = local_free,
 	.exec = local_exec,
-	.read = local_read,
+	.read_stream = local_read_stream,
 	.write = local_write,
 	.truncate = local_truncate,
 	.stat = local_stat,

@@ -114,6 +114,10 @@ static int is_drop(int rc)
 	case LIBSSH2_ERROR_CHANNEL_FAILURE:
 	case LIBSSH2_ERROR_KEX_FAILURE:
 	case LIBSSH2_ERROR_DECRYPT:
+	/* bytes damaged on the way: the link is no longer to be trusted,
+	 * a new one is */
+	case LIBSSH2_ERROR_INVALID_MAC:
+	case LIBSSH2_ERROR_OUT_OF_BOUNDARY:
 		return 1;
 	default:
 		return 0;
@@ -904,10 +908,27 @@ static void close_file(struct ssh *s, LIBSSH2_SFTP_HANDLE *h, int failed)
 struct rw_op {
 	const char *path;
 	uint64_t off;
-	char *rbuf;
 	const char *wbuf;
-	size_t len, done;
+	uint64_t len, done;
+	/* reads: where the bytes go, through a buffer of SFTP_READ_CHUNK */
+	mb_read_sink_fn sink;
+	void *ctx;
+	char *rbuf;
+	int sink_rc;
 };
+
+/* How much to ask libssh2 for next: it keeps up to four times that in
+ * flight (at most 8 MiB), so near the end of the range the request shrinks
+ * to a quarter of what is left and nothing past the range is read ahead
+ * and thrown away when the handle closes. */
+static size_t read_want(uint64_t left)
+{
+	uint64_t w = left / 4;
+
+	if (w < (64u << 10))
+		w = left < (64u << 10) ? left : (64u << 10);
+	return w > SFTP_READ_CHUNK ? SFTP_READ_CHUNK : (size_t)w;
+}
 
 static int op_read(struct ssh *s, void *arg)
 {
@@ -920,32 +941,42 @@ static int op_read(struct ssh *s, void *arg)
 		return rc;
 	libssh2_sftp_seek64(h, o->off + o->done);
 	while (o->done < o->len) {
-		size_t want = o->len - o->done;
 		ssize_t n;
 
-		if (want > SFTP_READ_CHUNK)
-			want = SFTP_READ_CHUNK;
-		n = libssh2_sftp_read(h, o->rbuf + o->done, want);
+		n = libssh2_sftp_read(h, o->rbuf, read_want(o->len - o->done));
 		if (n == 0)
 			break; /* end of file */
 		if (n < 0) {
 			rc = lib_fail(s, (int)n, "read", o->path);
 			break;
 		}
-		o->done += (size_t)n;
+		o->sink_rc = o->sink(o->rbuf, (size_t)n, o->off + o->done, o->ctx);
+		o->done += (uint64_t)n;
+		if (o->sink_rc != 0) {
+			rc = o->sink_rc;
+			break;
+		}
 	}
 	close_file(s, h, rc != 0);
 	return rc;
 }
 
-static int ssh_read(struct mb_transport *t, const char *path, uint64_t off,
-		    void *buf, size_t len, size_t *got)
+static int ssh_read_stream(struct mb_transport *t, const char *path,
+			   uint64_t off, uint64_t len, mb_read_sink_fn sink,
+			   void *ctx, uint64_t *got)
 {
-	struct rw_op o = { path, off, buf, NULL, len, 0 };
+	struct rw_op o = { .path = path, .off = off, .len = len,
+			   .sink = sink, .ctx = ctx };
 	int rc;
 
+	o.rbuf = mb_malloc(SFTP_READ_CHUNK);
+	if (o.rbuf == NULL)
+		return mb_transport_fail(t, MB_ENOMEM, "out of memory");
 	rc = with_retry((struct ssh *)t, op_read, &o);
+	if (o.sink_rc != 0)
+		rc = o.sink_rc; /* the reader said stop: not a link error */
 	*got = o.done;
+	free(o.rbuf);
 	return rc;
 }
 
@@ -960,7 +991,7 @@ static int op_write(struct ssh *s, void *arg)
 		return rc;
 	libssh2_sftp_seek64(h, o->off + o->done);
 	while (o->done < o->len) {
-		size_t want = o->len - o->done;
+		size_t want = (size_t)(o->len - o->done);
 		ssize_t n;
 
 		if (want > SFTP_WRITE_CHUNK)
@@ -972,7 +1003,7 @@ static int op_write(struct ssh *s, void *arg)
 				      "write", o->path);
 			break;
 		}
-		o->done += (size_t)n;
+		o->done += (uint64_t)n;
 	}
 	close_file(s, h, rc != 0);
 	return rc;
@@ -981,7 +1012,7 @@ static int op_write(struct ssh *s, void *arg)
 static int ssh_write(struct mb_transport *t, const char *path, uint64_t off,
 		     const void *buf, size_t len)
 {
-	struct rw_op o = { path, off, NULL, buf, len, 0 };
+	struct rw_op o = { .path = path, .off = off, .wbuf = buf, .len = len };
 
 	return with_retry((struct ssh *)t, op_write, &o);
 }
@@ -1178,7 +1209,7 @@ static void ssh_free(struct mb_transport *t)
 static const struct mb_transport_ops ssh_ops = {
 	.free = ssh_free,
 	.exec = ssh_exec,
-	.read = ssh_read,
+	.read_stream = ssh_read_stream,
 	.write = ssh_write,
 	.truncate = ssh_truncate,
 	.stat = ssh_stat,

@@ -4,7 +4,7 @@
  *
  *   mb-faultproxy --listen PORT --to HOST:PORT [--rate BYTES_PER_S]
  *       [--latency MS] [--cut-after N] [--corrupt-after N]
- *       [--direction up|down|both] [--once]
+ *       [--direction up|down|both] [--faulty-conns N] [--once]
  *
  * It listens on 127.0.0.1:PORT (0 picks a free port) and prints "PORT=<p>"
  * once it does. Each accepted connection gets its own thread, its own
@@ -13,7 +13,9 @@
  * it on, --cut-after resets both sides once N bytes went through, and
  * --corrupt-after flips (XOR 0xff) the byte at stream offset N. "up" is
  * client to server, "down" (the default) server to client; --direction says
- * where --cut-after and --corrupt-after count. --once serves one connection
+ * where --cut-after and --corrupt-after count; --faulty-conns N applies
+ * them to the first N connections only (default: all). --once serves one
+ * connection
  * and exits. SIGUSR1 cuts every open connection; SIGTERM or SIGINT ends it.
  */
 #ifndef _DEFAULT_SOURCE
@@ -62,6 +64,7 @@ struct options {
 	long long cut_after;	/* -1 = never */
 	long long corrupt_after; /* -1 = never */
 	int dirs;		/* DIR_UP | DIR_DOWN: where cut/corrupt count */
+	long long faulty_conns;	/* -1 = every connection */
 	int once;
 };
 
@@ -90,7 +93,8 @@ struct conn {
 };
 
 static struct options opt = { .cut_after = -1, .corrupt_after = -1,
-			      .dirs = DIR_DOWN };
+			      .dirs = DIR_DOWN, .faulty_conns = -1 };
+static long long accepted;	/* connections so far, under lock */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conn *conns[MAX_CONNS];
 static int nconns;
@@ -372,7 +376,12 @@ static void conn_unregister(struct conn *c)
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
-	int one = 1, rc = -1;
+	int one = 1, rc = -1, faulty;
+
+	pthread_mutex_lock(&lock);
+	faulty = opt.faulty_conns < 0 || accepted < opt.faulty_conns;
+	accepted++;
+	pthread_mutex_unlock(&lock);
 
 	c->server = connect_target();
 	if (c->server >= 0 && set_nonblock(c->client) == 0 &&
@@ -386,8 +395,8 @@ static void *conn_main(void *arg)
 		c->up.dst = c->down.src = c->server;
 		c->up.src_i = c->down.dst_i = 0;
 		c->up.dst_i = c->down.src_i = 1;
-		c->up.faulty = (opt.dirs & DIR_UP) != 0;
-		c->down.faulty = (opt.dirs & DIR_DOWN) != 0;
+		c->up.faulty = faulty && (opt.dirs & DIR_UP) != 0;
+		c->down.faulty = faulty && (opt.dirs & DIR_DOWN) != 0;
 		c->up.refill_us = c->down.refill_us = now_us();
 		rc = relay(c);
 	} else if (c->server < 0) {
@@ -480,7 +489,8 @@ static void usage(void)
 	fprintf(stderr, "usage: mb-faultproxy --listen PORT --to HOST:PORT "
 		"[--rate BYTES_PER_S] [--latency MS]\n"
 		"       [--cut-after N] [--corrupt-after N] "
-		"[--direction up|down|both] [--once]\n");
+		"[--direction up|down|both]\n"
+		"       [--faulty-conns N] [--once]\n");
 	exit(2);
 }
 
@@ -567,6 +577,8 @@ static void parse_args(int argc, char **argv)
 			opt.cut_after = number("byte count", v, 1LL << 60);
 		} else if (strcmp(a, "--corrupt-after") == 0) {
 			opt.corrupt_after = number("byte offset", v, 1LL << 60);
+		} else if (strcmp(a, "--faulty-conns") == 0) {
+			opt.faulty_conns = number("connection count", v, 1LL << 40);
 		} else if (strcmp(a, "--direction") == 0) {
 			if (strcmp(v, "up") == 0)
 				opt.dirs = DIR_UP;
