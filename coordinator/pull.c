@@ -1,4 +1,7 @@
 /* pull: one artifact, several verified streams, resumable. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include "coordinator/pull.h"
 
 #include <errno.h>
@@ -34,6 +37,9 @@ struct pull {
 	size_t head_len;	/* record header bytes before the flags */
 	char *record;		/* header + flags, as written */
 	pthread_mutex_t mu;
+	pthread_cond_t cv;	/* a chunk was marked or a stream ended */
+	uint64_t next;		/* the next chunk a stream may take */
+	int running;		/* streams still running */
 	uint64_t verified;	/* bytes of chunks verified */
 	uint64_t pending;	/* bytes of chunks in flight */
 	uint64_t fetched, refetched;
@@ -46,8 +52,6 @@ struct stream {
 	struct pull *p;
 	struct mb_transport *t;
 	int own;		/* t was opened for this stream */
-	uint64_t *idx;		/* the chunks this stream fetches */
-	size_t n;
 	unsigned reconnects;
 	pthread_t th;
 	int started;
@@ -69,6 +73,7 @@ static void pull_fail(struct pull *p, int rc, const char *fmt, ...)
 		va_end(ap);
 	}
 	p->stop = 1;
+	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -111,6 +116,7 @@ static int record_init(struct pull *p)
 static int record_mark(struct pull *p, uint64_t i)
 {
 	p->done[i] = '1';
+	pthread_cond_broadcast(&p->cv);
 	return mb_atomic_write(p->rec, p->record, p->head_len + p->m->nchunks,
 			       0644);
 }
@@ -135,6 +141,11 @@ static int on_piece(const void *data, size_t n, uint64_t off, void *ctx)
 		c->rc = mb_pwrite_all(p->fd, data, n, off);
 	if (c->rc != 0)
 		return c->rc;
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* start the writeback now, so the fsync that ends the chunk finds
+	 * little left to do and the stream is not held up by it */
+	sync_file_range(p->fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
+#endif
 	pthread_mutex_lock(&p->mu);
 	p->fetched += n;
 	p->pending += n;
@@ -217,24 +228,45 @@ static int fetch_chunk(struct stream *s, uint64_t i)
 	return rc;
 }
 
+/* Takes the next chunk not yet verified, in file order; 0 when none is
+ * left or the pull stopped. */
+static int take(struct pull *p, uint64_t *i)
+{
+	int got = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop && p->next < p->m->nchunks && p->done[p->next] == '1')
+		p->next++;
+	if (!p->stop && p->next < p->m->nchunks) {
+		*i = p->next++;
+		got = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return got;
+}
+
 static void *stream_main(void *arg)
 {
 	struct stream *s = arg;
 	struct pull *p = s->p;
-	size_t k;
+	uint64_t i;
 
 	if (s->t == NULL) {
 		char err[512];
 
-		/* a stream that cannot connect leaves its chunks to stream 0 */
-		if (p->o->open(p->o->open_ctx, &s->t, err, sizeof(err)) != 0)
-			return NULL;
-		s->own = 1;
+		/* a stream that cannot connect leaves the work to the others */
+		if (p->o->open(p->o->open_ctx, &s->t, err, sizeof(err)) == 0)
+			s->own = 1;
 	}
-	for (k = 0; k < s->n && !p->stop; k++)
-		if (p->done[s->idx[k]] != '1' && fetch_chunk(s, s->idx[k]) != 0)
+	while (s->t != NULL && take(p, &i))
+		if (fetch_chunk(s, i) != 0)
 			break;
-	s->reconnects = mb_transport_reconnects(s->t);
+	if (s->t != NULL)
+		s->reconnects = mb_transport_reconnects(s->t);
+	pthread_mutex_lock(&p->mu);
+	p->running--;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
@@ -248,34 +280,47 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Splits the missing chunks into up to want contiguous ranges. */
-static int plan(struct pull *p, int want, struct stream *ss, uint64_t **all,
-		size_t *nstreams)
+/* The whole file's sha256, hashed chunk by chunk from the .part as the
+ * verified part grows from the start, while the streams go on: when the
+ * last chunk lands little is left to hash. Returns 0 with the digest, or
+ * MB_ECANCELLED when the pull stopped first. */
+static int follow_hash(struct pull *p, uint8_t digest[MB_SHA256_LEN])
 {
-	uint64_t i, nmiss = 0;
-	size_t k, per, at = 0;
+	struct mb_sha256 h;
+	uint64_t i, off, len, at;
+	char *buf = NULL;
+	size_t piece = 4u << 20, got;
+	int rc;
 
-	for (i = 0; i < p->m->nchunks; i++)
-		nmiss += p->done[i] != '1';
-	*all = mb_calloc(nmiss + 1, sizeof(**all));
-	if (*all == NULL)
-		return MB_ENOMEM;
-	for (i = 0; i < p->m->nchunks; i++)
+	rc = mb_sha256_init(&h);
+	if (rc != 0)
+		return rc;
+	buf = mb_malloc(piece);
+	if (buf == NULL)
+		rc = MB_ENOMEM;
+	for (i = 0; rc == 0 && i < p->m->nchunks; i++) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->done[i] != '1' && p->running > 0)
+			pthread_cond_wait(&p->cv, &p->mu);
 		if (p->done[i] != '1')
-			(*all)[at++] = i;
-	if (want < 1)
-		want = 1;
-	if ((uint64_t)want > nmiss)
-		want = nmiss ? (int)nmiss : 1;
-	*nstreams = (size_t)want;
-	for (k = 0, at = 0; k < *nstreams; k++) {
-		per = (size_t)((nmiss - at) / (*nstreams - k));
-		ss[k].p = p;
-		ss[k].idx = *all + at;
-		ss[k].n = per;
-		at += per;
+			rc = MB_ECANCELLED;
+		pthread_mutex_unlock(&p->mu);
+		mb_manifest_chunk(p->m, i, &off, &len);
+		for (at = 0; rc == 0 && at < len; at += got) {
+			size_t want = len - at < piece ? (size_t)(len - at) : piece;
+
+			rc = mb_pread_full(p->fd, buf, want, off + at, &got);
+			if (rc == 0 && got != want)
+				rc = MB_EIO; /* the .part shrank under us */
+			if (rc == 0)
+				rc = mb_sha256_update(&h, buf, got);
+		}
 	}
-	return 0;
+	if (rc == 0)
+		rc = mb_sha256_final(&h, digest);
+	mb_sha256_release(&h);
+	free(buf);
+	return rc;
 }
 
 int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
@@ -286,9 +331,9 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 	struct stream ss[MAX_STREAMS];
 	struct mb_pull_stats local;
 	uint8_t digest[MB_SHA256_LEN];
-	uint64_t *all = NULL, avail, missing = 0, i, off, len;
+	uint64_t avail, missing = 0, nmiss = 0, i, off, len;
 	size_t k, nstreams = 0;
-	int rc, want = o->streams > 0 ? o->streams : MB_PULL_STREAMS;
+	int rc, hrc, want = o->streams > 0 ? o->streams : MB_PULL_STREAMS;
 	double t0 = now_s();
 
 	if (st == NULL)
@@ -301,6 +346,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 	p.remote = remote;
 	p.fd = -1;
 	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
 	snprintf(p.part, sizeof(p.part), "%s.part", dest);
 	snprintf(p.rec, sizeof(p.rec), "%s.chunks", dest);
 	if (want > MAX_STREAMS)
@@ -317,7 +363,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 		if (p.done[i] == '1')
 			st->reused += len;
 		else
-			missing += len;
+			missing += len, nmiss++;
 	}
 	p.verified = st->reused;
 	{
@@ -344,42 +390,43 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 			  mb_strerror(rc));
 		goto out;
 	}
-	rc = plan(&p, want, ss, &all, &nstreams);
-	if (rc != 0) {
-		mb_seterr(err, errcap, "out of memory");
-		goto out;
+	if ((uint64_t)want > nmiss)
+		want = (int)nmiss;
+	nstreams = want > 0 ? (size_t)want : 0;
+	p.running = (int)nstreams;
+	for (k = 0; k < nstreams; k++) {
+		ss[k].p = &p;
+		ss[k].t = k == 0 ? o->t : NULL;
+		ss[k].started = pthread_create(&ss[k].th, NULL, stream_main,
+					       &ss[k]) == 0;
+		if (!ss[k].started) {
+			pthread_mutex_lock(&p.mu);
+			p.running--;
+			pthread_mutex_unlock(&p.mu);
+		}
 	}
-	if (missing > 0) {
-		ss[0].t = o->t;
-		for (k = 1; k < nstreams; k++)
-			ss[k].started = pthread_create(&ss[k].th, NULL, stream_main,
-						       &ss[k]) == 0;
-		stream_main(&ss[0]);
-		for (k = 1; k < nstreams; k++) {
-			if (ss[k].started)
-				pthread_join(ss[k].th, NULL);
-			if (ss[k].own)
-				st->streams++;
-			st->reconnects += ss[k].reconnects;
-			if (ss[k].own)
-				mb_transport_free(ss[k].t);
-		}
-		st->streams++;
-		st->reconnects += ss[0].reconnects;
-		/* chunks of streams that could not connect, on the first */
-		for (k = 1; k < nstreams && p.rc == 0; k++) {
-			size_t j;
-
-			for (j = 0; j < ss[k].n && p.rc == 0; j++)
-				if (p.done[ss[k].idx[j]] != '1')
-					fetch_chunk(&ss[0], ss[k].idx[j]);
-		}
+	hrc = follow_hash(&p, digest);
+	for (k = 0; k < nstreams; k++) {
+		if (!ss[k].started)
+			continue;
+		pthread_join(ss[k].th, NULL);
+		st->streams += ss[k].t != NULL;
+		st->reconnects += ss[k].reconnects;
+		if (ss[k].own)
+			mb_transport_free(ss[k].t);
 	}
 	st->fetched = p.fetched;
 	st->refetched = p.refetched;
 	if (p.rc != 0) {
 		rc = p.rc;
 		mb_seterr(err, errcap, "%s", p.err);
+		goto out;
+	}
+	if (hrc != 0) {
+		rc = hrc == MB_ECANCELLED ? MB_EINTERNAL : hrc;
+		mb_seterr(err, errcap, hrc == MB_ECANCELLED ?
+			  "no stream could fetch the rest of '%s'" :
+			  "cannot read back '%s'", p.part);
 		goto out;
 	}
 	if (ftruncate(p.fd, (off_t)m->size) != 0 || mb_fsync(p.fd) != 0) {
@@ -390,8 +437,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 	}
 	close(p.fd);
 	p.fd = -1;
-	rc = mb_sha256_file(p.part, digest, NULL);
-	if (rc == 0 && memcmp(digest, m->sha256, sizeof(digest)) != 0) {
+	if (memcmp(digest, m->sha256, sizeof(digest)) != 0) {
 		/* every chunk matched and the whole does not: the manifest
 		 * contradicts itself; start from nothing next time */
 		unlink(p.rec);
@@ -401,7 +447,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 			  "is inconsistent", m->name);
 		goto out;
 	}
-	if (rc == 0 && rename(p.part, dest) != 0)
+	if (rename(p.part, dest) != 0)
 		rc = mb_err_from_errno(errno);
 	if (rc != 0) {
 		mb_seterr(err, errcap, "cannot publish '%s': %s", dest,
@@ -414,8 +460,8 @@ out:
 	st->seconds = now_s() - t0;
 	if (p.fd >= 0)
 		close(p.fd);
-	free(all);
 	free(p.record);
+	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	return rc;
 }
