@@ -998,6 +998,8 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	r->data_bytes = total;
 	r->nrepairs = mb_modelcfg_nrepairs(c);
 	r->seconds = now_s() - t0;
+	if (o->report != NULL)
+		rc = mb_modelcfg_report_json(c, o->report);
 out:
 	for (i = 0; i < (size_t)started; i++)
 		pthread_join(th[i], NULL);

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct mb_buf;
+
 enum mb_layout {
 	MB_LAYOUT_NATIVE,
 	MB_LAYOUT_SPLIT,
@@ -56,6 +58,9 @@ struct mb_convert_opts {
 	size_t base_config_len;
 	mb_convert_progress_fn progress;	/* called about twice a second */
 	void *progress_ctx;
+	struct mb_buf *report;		/* when not NULL, gets the inspect
+					   report (PROTOCOL.md) of the model
+					   as converted: the repairs made */
 };
 
 struct mb_convert_result {

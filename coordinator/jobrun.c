@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "coordinator/publish.h"
 #include "coordinator/pull.h"
 #include "coordinator/smoke.h"
 #include "coordinator/store.h"
@@ -72,6 +73,46 @@ static void store_event(struct run *r, const char *step, const char *type,
 	if (b.data != NULL)
 		mb_store_step_events(r->s, r->j->id, step, b.data, b.len, -1);
 	mb_buf_release(&b);
+}
+
+struct collect {
+	const char *step, *type;
+	cJSON *arr;
+};
+
+static int collect_one(int64_t id, const char *step, int64_t at_ms,
+		       const char *type, const char *data, void *ctx)
+{
+	struct collect *c = ctx;
+	static const char *const envelope[] = { "v", "seq", "ms", "step",
+						"type", NULL };
+	cJSON *doc;
+	int k;
+
+	(void)id;
+	(void)at_ms;
+	if (strcmp(step, c->step) != 0 || strcmp(type, c->type) != 0)
+		return 0;
+	doc = mb_json_parse(data, strlen(data));
+	if (!cJSON_IsObject(doc)) {
+		cJSON_Delete(doc);
+		return 0;
+	}
+	for (k = 0; envelope[k] != NULL; k++)
+		cJSON_DeleteItemFromObjectCaseSensitive(doc, envelope[k]);
+	cJSON_AddItemToArray(c->arr, doc);
+	return 0;
+}
+
+/* The members of the job's stored events of step and type, without their
+ * envelope, as a JSON array (caller frees with cJSON_Delete). */
+static cJSON *stored_events(struct run *r, const char *step, const char *type)
+{
+	struct collect c = { step, type, cJSON_CreateArray() };
+
+	if (c.arr != NULL)
+		mb_store_events(r->s, r->j->id, 0, collect_one, &c);
+	return c.arr;
 }
 
 /* --- running agent verbs --- */
@@ -507,20 +548,39 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 		if (rc != 0)
 			goto out;
 	}
+	if (!is_local_source(j->source) && j->commit_sha[0] == '\0') {
+		/* the commit the revision resolved to, from fetch's result */
+		cJSON *res = stored_events(&r, "fetch", "result");
+		const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(
+			cJSON_GetArrayItem(res, cJSON_GetArraySize(res) - 1),
+			"commit"));
+
+		if (c != NULL && strlen(c) == 40) {
+			mb_store_job_set_commit(s, j->id, c);
+			snprintf(j->commit_sha, sizeof(j->commit_sha), "%s", c);
+		}
+		cJSON_Delete(res);
+	}
 
 	/* convert */
 	{
-		char f16[2600];
+		char f16[2600], repo[300];
 		const char *argv[] = { "convert", r.model, f16, "--layout", j->layout,
 				       "--outtype", j->outtype, "--name", r.name,
-				       NULL, NULL, NULL };
+				       NULL, NULL, NULL, NULL, NULL };
 
 		snprintf(f16, sizeof(f16), "%s/%s-%s.gguf", r.out, r.name,
 			 strcmp(j->outtype, "bf16") == 0 ? "BF16"
 			 : strcmp(j->outtype, "f32") == 0 ? "F32" : "F16");
 		if (!is_local_source(j->source)) {
+			snprintf(repo, sizeof(repo), "%s", j->source);
+			repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
 			argv[9] = "--repo";
-			argv[10] = j->source;
+			argv[10] = repo;
+			if (j->commit_sha[0] != '\0') {
+				argv[11] = "--commit";
+				argv[12] = j->commit_sha;
+			}
 		}
 		if (step_done(&r, "convert"))
 			goto quantize;
@@ -658,24 +718,32 @@ smoke:
 		mb_store_step_set(s, j->id, "smoke", "skipped", NULL, NULL);
 	}
 
-	/* provenance, beside the artifacts */
+	/* provenance, Modelfile and model card, beside the artifacts */
 	{
-		struct mb_buf p;
+		struct mb_publish pub;
+		cJSON *repairs = stored_events(&r, "convert", "repair");
+		cJSON *done = stored_events(&r, "convert", "done");
+		char *rtext = cJSON_PrintUnformatted(repairs);
+		char *ctext = cJSON_GetArraySize(done) > 0 ?
+			cJSON_PrintUnformatted(cJSON_GetArrayItem(
+				done, cJSON_GetArraySize(done) - 1)) : NULL;
 
-		mb_buf_init(&p, 1 << 20);
-		mb_buf_adds(&p, "{\"version\":1,\"source\":");
-		mb_json_quote(&p, j->source);
-		mb_buf_addf(&p, ",\"layout\":\"%s\",\"outtype\":\"%s\",\"quants\":",
-			    j->layout, j->outtype);
-		mb_json_quote(&p, j->quants);
-		mb_buf_addf(&p, ",\"mibera\":\"%s\",\"llama_cpp\":\"%s\",\"worker\":",
-			    MB_VERSION, MB_LLAMA_VERSION);
-		mb_json_quote(&p, r.w.name);
-		mb_buf_addf(&p, ",\"smoke\":%s,\"manifest\":%s}\n",
-			    j->smoke ? b.data : "null", mjson);
-		snprintf(path, sizeof(path), "%s/provenance.json", adir);
-		mb_atomic_write(path, p.data, p.len, 0644);
-		mb_buf_release(&p);
+		memset(&pub, 0, sizeof(pub));
+		pub.j = j;
+		pub.dir = adir;
+		pub.worker = r.w.name;
+		pub.commit = j->commit_sha;
+		pub.repairs = rtext;
+		pub.convert = ctext;
+		pub.smoke = j->smoke ? b.data : NULL;
+		pub.files = ml;
+		rc = mb_publish(&pub, err, errcap);
+		cJSON_free(rtext);
+		cJSON_free(ctext);
+		cJSON_Delete(repairs);
+		cJSON_Delete(done);
+		if (rc != 0)
+			goto out;
 	}
 
 	/* cleanup on the worker */

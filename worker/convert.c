@@ -12,6 +12,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/convert.h"
 #include "common/err.h"
 #include "common/json.h"
@@ -51,13 +53,34 @@ static void on_progress(const struct mb_convert_progress *p, void *ctx)
 		fputc('\n', stderr);
 }
 
+/* One "repair" event per config.json field the conversion corrected,
+ * with its evidence (the report's "repairs" entries, PROTOCOL.md). */
+static void emit_repairs(struct mb_events *ev, const struct mb_buf *report)
+{
+	cJSON *doc = report->data ? mb_json_parse(report->data, report->len) : NULL;
+	const cJSON *rep = doc ? cJSON_GetObjectItemCaseSensitive(doc, "repairs")
+			       : NULL, *item;
+
+	cJSON_ArrayForEach(item, rep) {
+		char *text = cJSON_PrintUnformatted(item);
+		size_t n = text ? strlen(text) : 0;
+
+		if (n >= 2 && text[0] == '{' && text[n - 1] == '}') {
+			text[n - 1] = '\0';
+			mb_events_emit(ev, "repair", text + 1);
+		}
+		cJSON_free(text);
+	}
+	cJSON_Delete(doc);
+}
+
 int verb_convert(int argc, char **argv)
 {
 	struct mb_convert_opts o;
 	struct mb_convert_result r;
 	struct rusage ru;
 	struct progress_ctx pc;
-	struct mb_buf b;
+	struct mb_buf b, report;
 	char err[1024] = "";
 	int i, rc, npos = 0;
 
@@ -117,7 +140,12 @@ int verb_convert(int argc, char **argv)
 	}
 	o.progress = on_progress;
 	o.progress_ctx = &pc;
+	mb_buf_init(&report, 1 << 20);
+	o.report = &report;
 	rc = mb_convert(&o, &r, err, sizeof(err));
+	if (rc == 0)
+		emit_repairs(&pc.ev, &report);
+	mb_buf_release(&report);
 	mb_buf_init(&b, 4096);
 	if (rc != 0) {
 		fprintf(stderr, "%smibera-worker convert: %s\n", pc.tty ? "\n" : "",

@@ -140,6 +140,85 @@ static void test_worker_add_pins_host_key(void **state)
 	free(out);
 }
 
+/* provenance.json lists every repair with its evidence, the versions and
+ * each artifact's checksum (equal to the file's); the Modelfile starts
+ * from the recommended quant with the model's chat template translated;
+ * the card lists the files and the repairs. */
+static void check_published(int job, int nrepairs)
+{
+	char dir[800], path[900], *out;
+	cJSON *doc, *it;
+	const cJSON *repairs, *arts;
+	size_t len;
+
+	snprintf(dir, sizeof(dir), "%s/mibera/artifacts/job-%d", root, job);
+	snprintf(path, sizeof(path), "%s/provenance.json", dir);
+	out = th_slurp(path, &len);
+	assert_non_null(out);
+	doc = cJSON_ParseWithLength(out, len);
+	free(out);
+	assert_non_null(doc);
+	repairs = cJSON_GetObjectItem(doc, "repairs");
+	assert_int_equal(cJSON_GetArraySize(repairs), nrepairs);
+	cJSON_ArrayForEach(it, repairs) {
+		const char *ev = cJSON_GetStringValue(cJSON_GetObjectItem(it, "evidence"));
+
+		assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(it, "key")));
+		assert_non_null(cJSON_GetObjectItem(it, "actual"));
+		assert_non_null(ev);
+		assert_true(strlen(ev) > 0);
+	}
+	{
+		/* the lying layer count was repaired from the tensors */
+		int seen = 0;
+
+		cJSON_ArrayForEach(it, repairs)
+			if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "key")),
+				   "num_hidden_layers") == 0) {
+				assert_int_equal(cJSON_GetNumberValue(
+						 cJSON_GetObjectItem(it, "claimed")), 32);
+				assert_int_equal(cJSON_GetNumberValue(
+						 cJSON_GetObjectItem(it, "actual")), 3);
+				seen = 1;
+			}
+		assert_true(seen);
+	}
+	assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(doc, "mibera")));
+	assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(doc, "llama_cpp")));
+	assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "convert"),
+					    "tensors"));
+	assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "smoke")) >= 1);
+	arts = cJSON_GetObjectItem(doc, "artifacts");
+	assert_true(cJSON_GetArraySize(arts) >= 2);
+	cJSON_ArrayForEach(it, arts) {
+		uint8_t d[MB_SHA256_LEN];
+		char hex[MB_SHA256_HEX];
+
+		snprintf(path, sizeof(path), "%s/%s", dir,
+			 cJSON_GetStringValue(cJSON_GetObjectItem(it, "file")));
+		assert_int_equal(mb_sha256_file(path, d, NULL), 0);
+		mb_sha256_hex(d, hex);
+		assert_string_equal(hex, cJSON_GetStringValue(
+						 cJSON_GetObjectItem(it, "sha256")));
+	}
+	cJSON_Delete(doc);
+
+	snprintf(path, sizeof(path), "%s/Modelfile", dir);
+	out = th_slurp(path, NULL);
+	assert_non_null(out);
+	assert_non_null(strstr(out, "FROM ./phi4-tiny-Q8_0.gguf\n"));
+	assert_non_null(strstr(out, "TEMPLATE \"\"\"{{ if .System }}<|im_start|>"
+				    "system<|im_sep|>"));
+	assert_non_null(strstr(out, "PARAMETER stop \"<|im_end|>\""));
+	free(out);
+	snprintf(path, sizeof(path), "%s/README.md", dir);
+	out = th_slurp(path, NULL);
+	assert_non_null(out);
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf (recommended)"));
+	assert_non_null(strstr(out, "`num_hidden_layers`: 32 -> 3"));
+	free(out);
+}
+
 static void test_job_end_to_end(void **state)
 {
 	struct mb_manifest_list *ml;
@@ -179,14 +258,12 @@ static void test_job_end_to_end(void **state)
 		assert_memory_equal(d, ml->files[i]->sha256, MB_SHA256_LEN);
 	}
 	mb_manifest_list_free(ml);
-	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/provenance.json", root);
-	out = th_slurp(path, NULL);
-	assert_non_null(strstr(out, "\"smoke\":[{"));
-	free(out);
+	check_published(1, 13);
 	/* the events of the worker's steps were stored */
 	assert_int_equal(run("mibera-job", "logs 1", &out), 0);
 	assert_non_null(strstr(out, "\"type\":\"done\""));
 	assert_non_null(strstr(out, "\"repairs\":13"));
+	assert_non_null(strstr(out, "\"type\":\"pulled\""));
 	free(out);
 	/* cost: the worker's price times the time the job held it */
 	assert_int_equal(run("mibera-job", "status --json", &out), 0);

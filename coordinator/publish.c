@@ -1,0 +1,398 @@
+/* publish: provenance.json, Modelfile and README.md beside artifacts. */
+#include "coordinator/publish.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/gguf.h"
+#include "common/json.h"
+#include "common/manifest.h"
+#include "common/sha256.h"
+#include "coordinator/store.h"
+#include "mb_version.h"
+
+/* --- which file to start with --- */
+
+static const char *type_of(const char *file, char *out, size_t cap)
+{
+	const char *dash = strrchr(file, '-');
+	size_t n;
+
+	snprintf(out, cap, "%s", dash ? dash + 1 : file);
+	n = strlen(out);
+	if (n > 5 && strcmp(out + n - 5, ".gguf") == 0)
+		out[n - 5] = '\0';
+	return out;
+}
+
+const char *mb_publish_recommended(const struct mb_manifest_list *files)
+{
+	/* the usual best trade of size and quality first */
+	static const char *const order[] = { "Q4_K_M", "Q5_K_M", "Q4_K_S",
+					     "Q5_K_S", "Q6_K", "Q8_0", "Q4_0",
+					     "Q3_K_L", "Q3_K_M", "Q3_K_S",
+					     "Q2_K", "F16", "BF16", "F32", NULL };
+	char t[64];
+	size_t i, k;
+
+	if (files == NULL || files->n == 0)
+		return NULL;
+	for (k = 0; order[k] != NULL; k++)
+		for (i = 0; i < files->n; i++)
+			if (strcmp(type_of(files->files[i]->name, t, sizeof(t)),
+				   order[k]) == 0)
+				return files->files[i]->name;
+	return files->files[0]->name;
+}
+
+/* --- chat templates --- */
+
+struct chat_format {
+	const char *name;
+	const char *marks[2];	/* all must appear in the Jinja template */
+	const char *tmpl;	/* Ollama's Go template */
+	const char *stops[4];
+};
+
+static const struct chat_format formats[] = {
+	{ "phi4", { "<|im_start|>", "<|im_sep|>" },
+	  "{{ if .System }}<|im_start|>system<|im_sep|>{{ .System }}<|im_end|>"
+	  "{{ end }}{{ if .Prompt }}<|im_start|>user<|im_sep|>{{ .Prompt }}"
+	  "<|im_end|>{{ end }}<|im_start|>assistant<|im_sep|>{{ .Response }}"
+	  "<|im_end|>",
+	  { "<|im_start|>", "<|im_sep|>", "<|im_end|>", NULL } },
+	{ "chatml", { "<|im_start|>", NULL },
+	  "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n"
+	  "{{ end }}{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
+	  "{{ end }}<|im_start|>assistant\n{{ .Response }}<|im_end|>\n",
+	  { "<|im_start|>", "<|im_end|>", NULL } },
+	{ "llama3", { "<|start_header_id|>", NULL },
+	  "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n"
+	  "{{ .System }}<|eot_id|>{{ end }}{{ if .Prompt }}<|start_header_id|>"
+	  "user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>{{ end }}"
+	  "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}"
+	  "<|eot_id|>",
+	  { "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL } },
+	{ "phi3", { "<|user|>", "<|end|>" },
+	  "{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}"
+	  "{{ if .Prompt }}<|user|>\n{{ .Prompt }}<|end|>\n{{ end }}"
+	  "<|assistant|>\n{{ .Response }}<|end|>\n",
+	  { "<|end|>", "<|user|>", "<|assistant|>", NULL } },
+	{ "inst", { "[INST]", NULL },
+	  "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]",
+	  { "[INST]", "[/INST]", NULL } },
+};
+
+const char *mb_publish_ollama_template(const char *jinja, const char **tmpl,
+				       const char *const **stops)
+{
+	size_t i, k;
+
+	if (jinja == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		const struct chat_format *f = &formats[i];
+
+		for (k = 0; k < 2 && f->marks[k] != NULL; k++)
+			if (strstr(jinja, f->marks[k]) == NULL)
+				break;
+		if (k < 2 && f->marks[k] != NULL)
+			continue;
+		*tmpl = f->tmpl;
+		*stops = f->stops;
+		return f->name;
+	}
+	return NULL;
+}
+
+/* --- reading the recommended GGUF --- */
+
+static const char *kv_str(const struct mb_gguf *g, const char *key)
+{
+	const struct mb_gguf_kv *kv = g ? mb_gguf_kv(g, key) : NULL;
+
+	return kv && kv->type == MB_GGUF_STRING ? kv->v.s : NULL;
+}
+
+/* The text of the token whose id the key holds, or NULL. */
+static const char *token_text(const struct mb_gguf *g, const char *key)
+{
+	const struct mb_gguf_kv *id = g ? mb_gguf_kv(g, key) : NULL;
+	const struct mb_gguf_kv *toks = g ? mb_gguf_kv(g, "tokenizer.ggml.tokens")
+					  : NULL;
+	uint64_t i;
+
+	if (id == NULL || toks == NULL || toks->strs == NULL)
+		return NULL;
+	if (id->type == MB_GGUF_UINT32 || id->type == MB_GGUF_UINT64)
+		i = id->v.u;
+	else if (id->type == MB_GGUF_INT32 || id->type == MB_GGUF_INT64)
+		i = id->v.i < 0 ? UINT64_MAX : (uint64_t)id->v.i;
+	else
+		return NULL;
+	return i < toks->n ? toks->strs[i] : NULL;
+}
+
+/* --- the three files --- */
+
+static int write_buf(const char *dir, const char *name, const struct mb_buf *b,
+		     char *err, size_t errcap)
+{
+	char path[4400];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	rc = b->data ? mb_atomic_write(path, b->data, b->len, 0644) : MB_ENOMEM;
+	if (rc != 0)
+		mb_seterr(err, errcap, "cannot write '%s': %s", path,
+			  mb_strerror(rc));
+	return rc;
+}
+
+static int is_local(const char *src)
+{
+	return src[0] == '/' || src[0] == '.';
+}
+
+static void iso_now(char *out, size_t cap)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void provenance(const struct mb_publish *p, struct mb_buf *b)
+{
+	const struct mb_job_row *j = p->j;
+	char hex[MB_SHA256_HEX], when[32];
+	size_t i;
+
+	iso_now(when, sizeof(when));
+	mb_buf_adds(b, "{\n  \"version\": 1,\n  \"job\": ");
+	mb_buf_addf(b, "%lld,\n  \"created\": \"%s\",\n  \"source\": {",
+		    (long long)j->id, when);
+	mb_buf_adds(b, is_local(j->source) ? "\"path\": " : "\"repo\": ");
+	mb_json_quote(b, j->source);
+	mb_buf_adds(b, ", \"revision\": ");
+	mb_json_quote(b, j->revision[0] ? j->revision : "main");
+	mb_buf_adds(b, ", \"commit\": ");
+	if (p->commit != NULL && *p->commit != '\0')
+		mb_json_quote(b, p->commit);
+	else
+		mb_buf_adds(b, "null");
+	mb_buf_adds(b, "},\n  \"worker\": ");
+	mb_json_quote(b, p->worker);
+	mb_buf_addf(b, ",\n  \"layout\": \"%s\",\n  \"outtype\": \"%s\",\n"
+		    "  \"quants\": ", j->layout, j->outtype);
+	mb_json_quote(b, j->quants);
+	mb_buf_addf(b, ",\n  \"mibera\": \"%s\",\n  \"llama_cpp\": \"%s\",\n"
+		    "  \"convert\": %s,\n  \"repairs\": %s,\n  \"artifacts\": [",
+		    MB_VERSION, MB_LLAMA_VERSION, p->convert ? p->convert : "null",
+		    p->repairs ? p->repairs : "[]");
+	for (i = 0; p->files != NULL && i < p->files->n; i++) {
+		const struct mb_manifest *m = p->files->files[i];
+
+		mb_sha256_hex(m->sha256, hex);
+		mb_buf_adds(b, i ? ",\n    {\"file\": " : "\n    {\"file\": ");
+		mb_json_quote(b, m->name);
+		mb_buf_addf(b, ", \"size\": %llu, \"sha256\": \"%s\", "
+			    "\"chunk_size\": %llu}", (unsigned long long)m->size,
+			    hex, (unsigned long long)m->chunk_size);
+	}
+	mb_buf_addf(b, "\n  ],\n  \"recommended\": ");
+	if (mb_publish_recommended(p->files) != NULL)
+		mb_json_quote(b, mb_publish_recommended(p->files));
+	else
+		mb_buf_adds(b, "null");
+	mb_buf_addf(b, ",\n  \"smoke\": %s\n}\n", p->smoke ? p->smoke : "null");
+}
+
+/* Adds s to the stop list unless it is there or empty. */
+static void add_stop(const char **list, size_t *n, size_t cap, const char *s)
+{
+	size_t i;
+
+	if (s == NULL || *s == '\0' || strchr(s, '"') != NULL ||
+	    strchr(s, '\n') != NULL)
+		return;
+	for (i = 0; i < *n; i++)
+		if (strcmp(list[i], s) == 0)
+			return;
+	if (*n < cap)
+		list[(*n)++] = s;
+}
+
+static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
+		      const char *rec, struct mb_buf *b)
+{
+	const char *jinja = kv_str(g, "tokenizer.chat_template");
+	const char *tmpl = NULL, *fmt, *stops[12];
+	const char *const *fstops = NULL;
+	size_t i, n = 0;
+
+	fmt = mb_publish_ollama_template(jinja, &tmpl, &fstops);
+	mb_buf_addf(b, "# Ollama Modelfile for %s, made by mibera %s.\n"
+		    "#   ollama create NAME -f Modelfile\n", p->j->source,
+		    MB_VERSION);
+	mb_buf_addf(b, "FROM ./%s\n", rec);
+	if (fmt != NULL) {
+		mb_buf_addf(b, "\n# translated from the model's chat template "
+			    "(%s format)\nTEMPLATE \"\"\"%s\"\"\"\n", fmt, tmpl);
+		for (i = 0; fstops[i] != NULL; i++)
+			add_stop(stops, &n, 12, fstops[i]);
+	} else if (jinja != NULL) {
+		mb_buf_adds(b, "\n# The chat template is not one of the formats "
+			    "mibera translates;\n# Ollama reads it from the GGUF "
+			    "(tokenizer.chat_template).\n");
+	} else {
+		mb_buf_adds(b, "\n# The model has no chat template: a base "
+			    "model, prompted as plain text.\n"
+			    "TEMPLATE \"\"\"{{ .Prompt }}\"\"\"\n");
+	}
+	add_stop(stops, &n, 12, token_text(g, "tokenizer.ggml.eos_token_id"));
+	add_stop(stops, &n, 12, token_text(g, "tokenizer.ggml.eot_token_id"));
+	if (n > 0)
+		mb_buf_adds(b, "\n");
+	for (i = 0; i < n; i++)
+		mb_buf_addf(b, "PARAMETER stop \"%s\"\n", stops[i]);
+}
+
+static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
+{
+	const struct mb_job_row *j = p->j;
+	cJSON *rep = p->repairs ? mb_json_parse(p->repairs, strlen(p->repairs))
+				: NULL;
+	cJSON *smoke = p->smoke ? mb_json_parse(p->smoke, strlen(p->smoke)) : NULL;
+	const cJSON *it;
+	char hex[MB_SHA256_HEX];
+	const char *slash = strrchr(j->source, '/');
+	size_t i;
+	int nrep = cJSON_GetArraySize(rep);
+
+	mb_buf_adds(b, "---\n");
+	if (!is_local(j->source))
+		mb_buf_addf(b, "base_model: %s\n", j->source);
+	mb_buf_adds(b, "tags:\n- gguf\n- llama.cpp\n- mibera\n---\n\n");
+	mb_buf_addf(b, "# %s GGUF\n\n", slash ? slash + 1 : j->source);
+	if (is_local(j->source))
+		mb_buf_addf(b, "GGUF files of the model in `%s`", j->source);
+	else
+		mb_buf_addf(b, "GGUF files of [%s](https://huggingface.co/%s)",
+			    j->source, j->source);
+	if (p->commit != NULL && *p->commit != '\0')
+		mb_buf_addf(b, " at commit `%.12s`", p->commit);
+	mb_buf_addf(b, ", converted by mibera %s with llama.cpp %s (%s layout, "
+		    "%s weights before quantization). `provenance.json` has the "
+		    "details.\n\n", MB_VERSION, MB_LLAMA_VERSION, j->layout,
+		    j->outtype);
+	mb_buf_adds(b, "## Files\n\n| file | size | sha256 |\n|---|---:|---|\n");
+	for (i = 0; p->files != NULL && i < p->files->n; i++) {
+		const struct mb_manifest *m = p->files->files[i];
+
+		mb_sha256_hex(m->sha256, hex);
+		mb_buf_addf(b, "| %s%s | %.2f GB | `%s` |\n", m->name,
+			    strcmp(m->name, rec) == 0 ? " (recommended)" : "",
+			    (double)m->size / 1e9, hex);
+	}
+	mb_buf_adds(b, "\n## How they were checked\n\nEach file was copied "
+		    "back from the machine that made it with every chunk and "
+		    "the whole file checked against the sha256 computed there");
+	if (cJSON_GetArraySize(smoke) > 0) {
+		mb_buf_adds(b, ", then loaded by llama.cpp on a CPU, which "
+			    "generated text greedily from a fixed prompt:\n\n"
+			    "| file | load | prompt | generation | logits | text |\n"
+			    "|---|---:|---:|---:|---|---|\n");
+		cJSON_ArrayForEach(it, smoke) {
+			const char *text = cJSON_GetStringValue(
+				cJSON_GetObjectItem(it, "text"));
+			char shown[81];
+			size_t k;
+
+			snprintf(shown, sizeof(shown), "%s", text ? text : "");
+			for (k = 0; shown[k]; k++)
+				if (shown[k] == '\n' || shown[k] == '|' ||
+				    shown[k] == '`')
+					shown[k] = ' ';
+			mb_buf_addf(b, "| %s | %.2f s | %.1f tok/s | %.1f tok/s | "
+				    "%s | `%s` |\n",
+				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "file")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "load_s")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "prompt_tps")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "gen_tps")),
+				    cJSON_IsTrue(cJSON_GetObjectItem(it, "finite"))
+					    ? "finite" : "NOT finite", shown);
+		}
+	} else {
+		mb_buf_adds(b, ". They were not run (the job skipped the smoke "
+			    "test).\n");
+	}
+	mb_buf_adds(b, "\n## Config repairs\n\n");
+	if (nrep <= 0) {
+		mb_buf_adds(b, "config.json agreed with the weights; nothing was "
+			    "repaired.\n");
+	} else {
+		mb_buf_addf(b, "config.json disagreed with the weights in %d "
+			    "field%s; the conversion used what the weights "
+			    "show:\n\n", nrep, nrep == 1 ? "" : "s");
+		cJSON_ArrayForEach(it, rep) {
+			char *claimed = cJSON_PrintUnformatted(
+				cJSON_GetObjectItem(it, "claimed"));
+			char *actual = cJSON_PrintUnformatted(
+				cJSON_GetObjectItem(it, "actual"));
+
+			mb_buf_addf(b, "- `%s`: %s -> %s (%s: %s)\n",
+				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "key")),
+				    cJSON_IsTrue(cJSON_GetObjectItem(it, "missing"))
+					    ? "missing" : claimed ? claimed : "?",
+				    actual ? actual : "?",
+				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "source")),
+				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "evidence")));
+			cJSON_free(claimed);
+			cJSON_free(actual);
+		}
+	}
+	mb_buf_addf(b, "\n## Run\n\n```\nllama-cli -m %s -cnv\nollama create "
+		    "%s -f Modelfile\n```\n", rec,
+		    slash ? slash + 1 : "model");
+	cJSON_Delete(rep);
+	cJSON_Delete(smoke);
+}
+
+int mb_publish(const struct mb_publish *p, char *err, size_t errcap)
+{
+	const char *rec = mb_publish_recommended(p->files);
+	struct mb_gguf *g = NULL;
+	struct mb_buf b;
+	char path[4400], sub[512];
+	int rc;
+
+	mb_buf_init(&b, 16u << 20);
+	provenance(p, &b);
+	rc = write_buf(p->dir, "provenance.json", &b, err, errcap);
+	if (rc == 0 && rec != NULL) {
+		snprintf(path, sizeof(path), "%s/%s", p->dir, rec);
+		/* a header it cannot read only costs the template */
+		if (mb_gguf_read(path, &g, sub, sizeof(sub)) != 0)
+			g = NULL;
+		mb_buf_reset(&b);
+		modelfile(p, g, rec, &b);
+		rc = write_buf(p->dir, "Modelfile", &b, err, errcap);
+	}
+	if (rc == 0 && rec != NULL) {
+		mb_buf_reset(&b);
+		card(p, rec, &b);
+		rc = write_buf(p->dir, "README.md", &b, err, errcap);
+	}
+	mb_gguf_free(g);
+	mb_buf_release(&b);
+	return rc;
+}
