@@ -2,6 +2,7 @@
 #include "coordinator/smoke.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +12,35 @@
 #include "common/fs.h"
 #include "llama.h"
 
-/* llama.cpp reports why a load failed only through its log: keep the
- * last warning and error lines for the message. */
+/* llama.cpp reports why a load failed only through its log, the cause
+ * first ("error loading model: tensor ... is not within the file
+ * bounds") and a generic line last ("failed to load model"): keep the
+ * first error message, else the last warning, for the message. One smoke
+ * run at a time: the log callback is process-wide. */
+static pthread_mutex_t smoke_mu = PTHREAD_MUTEX_INITIALIZER;
 static char log_tail[512];
+static int log_level;	/* of what log_tail holds */
+static int log_cont;	/* the next CONT line continues log_tail */
 
 static void on_log(enum ggml_log_level level, const char *text, void *ctx)
 {
 	size_t n = strlen(log_tail), t = strlen(text);
 
 	(void)ctx;
-	if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN &&
-	    level != GGML_LOG_LEVEL_CONT)
+	if (level == GGML_LOG_LEVEL_CONT) {
+		if (!log_cont)
+			return;
+	} else if (level == GGML_LOG_LEVEL_ERROR && log_level != GGML_LOG_LEVEL_ERROR) {
+		n = 0; /* the first error replaces any warning */
+		log_level = GGML_LOG_LEVEL_ERROR;
+	} else if (level == GGML_LOG_LEVEL_WARN && log_level != GGML_LOG_LEVEL_ERROR) {
+		n = 0; /* a later warning replaces an earlier one */
+		log_level = GGML_LOG_LEVEL_WARN;
+	} else {
+		log_cont = 0;
 		return;
-	if (level != GGML_LOG_LEVEL_CONT)
-		n = 0; /* a new message replaces the last */
+	}
+	log_cont = 1;
 	if (n + t >= sizeof(log_tail))
 		t = sizeof(log_tail) - n - 1;
 	memcpy(log_tail + n, text, t);
@@ -109,7 +125,10 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 		prompt = MB_SMOKE_PROMPT;
 	if (threads <= 0)
 		threads = 2;
+	pthread_mutex_lock(&smoke_mu);
 	log_tail[0] = '\0';
+	log_level = 0;
+	log_cont = 0;
 	llama_log_set(on_log, NULL);
 	llama_backend_init();
 	reset_peak();
@@ -210,5 +229,6 @@ out:
 	if (model != NULL)
 		llama_model_free(model);
 	llama_log_set(NULL, NULL);
+	pthread_mutex_unlock(&smoke_mu);
 	return rc;
 }

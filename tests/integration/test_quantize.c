@@ -1,4 +1,5 @@
-/* mibera-worker quantize and manifest, as the job runs them: the real
+/* mibera-worker quantize and manifest and mibera-job smoke, as the job runs
+ * them: the real
  * binary converts the tiny fixtures to F16 and quantizes them with
  * libllama; the outputs load and run in libllama with logits close to the
  * F16's, carry the right file type, appear only when complete, and are
@@ -19,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <cjson/cJSON.h>
 
 #include "common/err.h"
 #include "common/gguf.h"
@@ -527,6 +530,60 @@ static void test_manifest(void **state)
 	free(log);
 }
 
+/* The smoke test, as the job runs it (mibera-job smoke): a quantized file
+ * loads, runs through its chat template and produces text at a measured
+ * speed with finite logits. */
+static void test_smoke_runs_quantized(void **state)
+{
+	char q4[700], *out;
+	cJSON *doc;
+
+	(void)state;
+	free(quantize(phi_f16, "smoke-Q4_K_M.gguf", "Q4_K_M"));
+	path_in(q4, sizeof(q4), "smoke-Q4_K_M.gguf");
+	if (run(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
+		MB_BINARY_DIR, q4) != 0)
+		fail_msg("smoke failed: %s", out);
+	print_message("%s", out);
+	doc = cJSON_Parse(out);
+	free(out);
+	assert_non_null(doc);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "ok")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "finite")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "templated")));
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "prompt_tps")) > 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "gen_tps")) > 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "gen_tokens")) > 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "load_s")) > 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "peak_rss")) > 0);
+	assert_true(strlen(cJSON_GetStringValue(cJSON_GetObjectItem(doc, "text"))) > 0);
+	cJSON_Delete(doc);
+}
+
+/* A file cut short (a transfer that stopped) fails the smoke test with
+ * llama.cpp's own words, and the exit code says so. */
+static void test_smoke_truncated_fails(void **state)
+{
+	char q8[700], cut[700], *out;
+	long long size;
+
+	(void)state;
+	free(quantize(phi_f16, "cut-Q8_0.gguf", "Q8_0"));
+	path_in(q8, sizeof(q8), "cut-Q8_0.gguf");
+	path_in(cut, sizeof(cut), "cut-Q8_0.truncated.gguf");
+	size = file_size(q8);
+	assert_int_equal(run(NULL, "cp '%s' '%s'", q8, cut), 0);
+	assert_int_equal(truncate(cut, size * 2 / 3), 0);
+	assert_int_equal(run(&out, "'%s/mibera-job' smoke '%s' 2>/dev/null",
+			     MB_BINARY_DIR, cut), 1);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "FAILED"));
+	/* llama.cpp's loader: "tensor '...' data is not within the file
+	 * bounds, model is corrupted or incomplete" */
+	assert_non_null(strstr(out, "not within the file bounds"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -537,6 +594,8 @@ int main(void)
 		cmocka_unit_test(test_no_space),
 		cmocka_unit_test(test_already_done),
 		cmocka_unit_test(test_manifest),
+		cmocka_unit_test(test_smoke_runs_quantized),
+		cmocka_unit_test(test_smoke_truncated_fails),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
