@@ -1,18 +1,35 @@
 /*
  * mibera-coordinator: the daemon that claims queued jobs, leases workers and
  * drives each job's steps over the transports.
+ *
+ * Each claimed job runs in its own thread with its own database
+ * connection; a worker takes as many jobs at once as its max_jobs (one
+ * unless configured), so two workers work on two jobs side by side. A job
+ * that failed transiently waits (state `waiting`) and is claimed again once
+ * its pause is over. When a job ends, its notify URL (or the config's)
+ * gets a summary. A worker that has been idle for its idle_after_s, with
+ * every artifact made on it pulled and verified, gets its idle command run
+ * here once.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
+#include "coordinator/config.h"
 #include "coordinator/jobrun.h"
+#include "coordinator/notify.h"
 #include "coordinator/store.h"
 #include "mb_version.h"
+
+#define MAX_RUNNING 64
 
 static volatile sig_atomic_t stopping;
 
@@ -27,18 +44,125 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mibera-coordinator [--once] [--foreground]\n"
 		   "       mibera-coordinator --version | --help\n\n"
 		   "Runs the mibera job queue: claims queued jobs, drives their "
-		   "steps on the\nworkers and records every event in the job "
-		   "database ($MIBERA_HOME/jobs.db).\n\n"
-		   "  --once        work until the queue is empty, then exit\n"
+		   "steps on the\nworkers (one job per worker at a time unless "
+		   "the worker says more) and\nrecords every event in the job "
+		   "database ($MIBERA_HOME/jobs.db). Settings:\n"
+		   "$MIBERA_HOME/config.json (see the README).\n\n"
+		   "  --once        work until no job is queued, waiting or "
+		   "running, then exit\n"
 		   "  --foreground  stay attached to the terminal, log to "
 		   "stderr (the default)\n");
 }
 
+struct slot {
+	pthread_t th;
+	int used;
+	int done;		/* set by its thread (atomic) */
+	struct mb_job_row j;
+	const struct mb_config *cfg;
+	int failed;	/* the job ended failed */
+};
+
+/* One job, start to end, on its own connection to the database. */
+static void *job_main(void *arg)
+{
+	struct slot *sl = arg;
+	struct mb_store *s = NULL;
+	struct mb_job_row now;
+	char err[2048];
+
+	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0) {
+		mb_log(MB_LOG_ERROR, "job %lld: %s", (long long)sl->j.id, err);
+		sl->failed = 1;
+		__atomic_store_n(&sl->done, 1, __ATOMIC_RELEASE);
+		return NULL;
+	}
+	mb_jobrun(s, &sl->j, sl->cfg, err, sizeof(err));
+	if (mb_store_job_get(s, sl->j.id, &now) != 0)
+		now = sl->j;
+	if (strcmp(now.state, "succeeded") == 0)
+		mb_log(MB_LOG_INFO, "job %lld succeeded", (long long)now.id);
+	else if (strcmp(now.state, "waiting") == 0)
+		mb_log(MB_LOG_WARN, "job %lld waits to try again: %s",
+		       (long long)now.id, now.error);
+	else
+		mb_log(strcmp(now.state, "cancelled") == 0 ? MB_LOG_INFO
+							   : MB_LOG_ERROR,
+		       "job %lld %s%s%s", (long long)now.id, now.state,
+		       now.error[0] ? ": " : "", now.error);
+	sl->failed = strcmp(now.state, "failed") == 0;
+	if (strcmp(now.state, "succeeded") == 0 || sl->failed) {
+		const char *url = now.notify_url[0] ? now.notify_url
+						    : sl->cfg->notify_url;
+
+		if (url[0] != '\0' &&
+		    mb_notify_send(s, &now, url, err, sizeof(err)) != 0)
+			mb_log(MB_LOG_WARN, "job %lld: %s", (long long)now.id, err);
+	}
+	mb_store_close(s);
+	__atomic_store_n(&sl->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Runs a worker's idle command through the shell, detached from us: it
+ * is the person's own command line (`vastai stop instance 123`). */
+static void run_idle(const struct mb_worker_row *w)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		/* the grandchild runs it, the child is reaped at once: no
+		 * zombie, and no SIGCHLD handling that would take the job
+		 * threads' children from them */
+		setsid();
+		if (fork() == 0) {
+			execl("/bin/sh", "sh", "-c", w->idle_command, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	if (pid < 0) {
+		mb_log(MB_LOG_ERROR, "worker %s: cannot run its idle command: %s",
+		       w->name, strerror(errno));
+		return;
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	mb_log(MB_LOG_INFO, "worker %s has been idle for %lld s with every "
+	       "artifact pulled: ran its idle command", w->name,
+	       (long long)w->idle_after_s);
+}
+
+static int check_idle(const struct mb_worker_row *w, void *ctx)
+{
+	struct mb_store *s = ctx;
+	struct mb_worker_idle idle;
+	time_t now = time(NULL);
+
+	if (w->idle_command[0] == '\0' || w->idle_ran_at != 0)
+		return 0;
+	if (mb_store_worker_idle(s, w->id, &idle) != 0)
+		return 0;
+	/* never while a job on it is under way or has artifacts there that
+	 * are not pulled and verified yet */
+	if (idle.active > 0 || idle.unpulled > 0)
+		return 0;
+	if (now - idle.since < w->idle_after_s)
+		return 0;
+	if (mb_store_worker_idle_ran(s, w->id) == 0)
+		run_idle(w);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	static struct slot slots[MAX_RUNNING];
+	struct mb_config cfg;
 	struct mb_store *s = NULL;
 	char err[2048];
 	int i, once = 0, failed = 0;
+	time_t last_idle = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
@@ -68,6 +192,10 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	if (mb_config_load(NULL, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-coordinator: %s\n", err);
+		return 1;
+	}
 	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
 		return 1;
@@ -79,31 +207,71 @@ int main(int argc, char **argv)
 			mb_log(MB_LOG_INFO, "%d job%s left running by a coordinator "
 			       "that stopped: resuming", n, n == 1 ? "" : "s");
 	}
-	while (!stopping) {
-		struct mb_job_row j;
-		int rc = mb_store_job_claim(s, &j);
+	for (;;) {
+		int running = 0, claimed = 0, unfinished = 0;
 
-		if (rc == MB_ENOENT) {
-			if (once)
+		/* reap the jobs that ended */
+		for (i = 0; i < MAX_RUNNING; i++) {
+			if (slots[i].used &&
+			    __atomic_load_n(&slots[i].done, __ATOMIC_ACQUIRE)) {
+				pthread_join(slots[i].th, NULL);
+				failed |= slots[i].failed;
+				slots[i].used = 0;
+			}
+			running += slots[i].used;
+		}
+		if (stopping) {
+			/* a stop leaves running jobs to the next start, which
+			 * follows their steps on the workers */
+			if (running == 0)
 				break;
-			sleep(2);
-			continue;
-		}
-		if (rc != 0) {
-			mb_log(MB_LOG_ERROR, "cannot claim a job: %s", mb_strerror(rc));
-			sleep(2);
-			continue;
-		}
-		mb_log(MB_LOG_INFO, "job %lld: %s on %s", (long long)j.id, j.source,
-		       j.worker);
-		rc = mb_jobrun(s, &j, err, sizeof(err));
-		if (rc == 0) {
-			mb_log(MB_LOG_INFO, "job %lld succeeded", (long long)j.id);
-		} else if (rc == MB_ECANCELLED) {
-			mb_log(MB_LOG_INFO, "job %lld cancelled", (long long)j.id);
 		} else {
-			mb_log(MB_LOG_ERROR, "job %lld failed: %s", (long long)j.id, err);
-			failed++;
+			for (i = 0; i < MAX_RUNNING; i++) {
+				struct slot *sl = &slots[i];
+				int rc;
+
+				if (sl->used)
+					continue;
+				rc = mb_store_job_claim(s, &sl->j);
+				if (rc == MB_ENOENT)
+					break;
+				if (rc != 0) {
+					mb_log(MB_LOG_ERROR, "cannot claim a job: %s",
+					       mb_strerror(rc));
+					break;
+				}
+				mb_log(MB_LOG_INFO, "job %lld: %s on %s (attempt %d)",
+				       (long long)sl->j.id, sl->j.source,
+				       sl->j.worker, sl->j.attempts);
+				sl->cfg = &cfg;
+				sl->done = 0;
+				sl->failed = 0;
+				sl->used = 1;
+				if (pthread_create(&sl->th, NULL, job_main, sl) != 0) {
+					mb_log(MB_LOG_ERROR, "cannot start a thread");
+					mb_store_job_set_state(s, sl->j.id, "queued",
+							       NULL);
+					sl->used = 0;
+					break;
+				}
+				claimed++;
+			}
+		}
+		if (!stopping && time(NULL) - last_idle >= cfg.idle_check_s) {
+			last_idle = time(NULL);
+			mb_store_worker_list(s, check_idle, s);
+		}
+		if (once && !stopping && claimed == 0 && running == 0 &&
+		    mb_store_jobs_unfinished(s, &unfinished) == 0 &&
+		    unfinished == 0) {
+			/* the last job's end may make a worker idle */
+			mb_store_worker_list(s, check_idle, s);
+			break;
+		}
+		if (claimed == 0) {
+			struct timespec ts = { 0, 200000000L };
+
+			nanosleep(&ts, NULL);
 		}
 	}
 	mb_store_close(s);

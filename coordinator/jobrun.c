@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "coordinator/config.h"
 #include "coordinator/publish.h"
 #include "coordinator/pull.h"
 #include "coordinator/smoke.h"
@@ -29,6 +31,7 @@
 
 /* What one job needs while it runs. */
 struct run {
+	const struct mb_config *cfg;
 	struct mb_store *s;
 	struct mb_job_row *j;
 	struct mb_worker_row w;
@@ -382,8 +385,6 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	struct mb_pull_stats st;
 	struct pull_ctx pc = { r, m->name, now_s(), 0 };
 	char remote[2700];
-	const char *ns = getenv("MIBERA_PULL_STREAMS");
-	char *end = NULL;
 	struct mb_buf b;
 	int rc;
 
@@ -391,12 +392,7 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	o.t = r->t;
 	o.open = open_stream;
 	o.open_ctx = r;
-	if (ns != NULL && *ns != '\0') {
-		long v = strtol(ns, &end, 10);
-
-		if (*end == '\0' && v > 0 && v <= 16)
-			o.streams = (int)v;
-	}
+	o.streams = r->cfg->pull_streams;
 	o.progress = on_pull_progress;
 	o.progress_ctx = &pc;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
@@ -488,8 +484,29 @@ static void model_name(struct run *r)
 	snprintf(r->name, sizeof(r->name), "%.120s", slash ? slash + 1 : tmp);
 }
 
-int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
-	      size_t errcap)
+long mb_jobrun_backoff(int base_s, int attempts)
+{
+	double d = base_s, f;
+	unsigned r = 0;
+
+	while (--attempts > 0 && d < 3600)
+		d *= 2;
+	if (d > 3600)
+		d = 3600;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (unsigned)time(NULL) * 2654435761u;
+	f = 0.5 + (double)r / 4294967296.0;
+	return (long)(d * f + 0.5);
+}
+
+/* A failure a later attempt may get past without a person. */
+static int transient(int rc)
+{
+	return rc == MB_ENETWORK || rc == MB_ETIMEDOUT;
+}
+
+int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
+	      const struct mb_config *cfg, char *err, size_t errcap)
 {
 	struct run r;
 	struct mb_manifest_list *ml = NULL;
@@ -501,6 +518,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 	int rc;
 
 	memset(&r, 0, sizeof(r));
+	r.cfg = cfg;
 	r.s = s;
 	r.j = j;
 	r.err = err;
@@ -523,6 +541,8 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
 
 		rc = mb_worker_hello(r.t, &r.w, r.agent, r.w.agent_path[0] == '\0',
 				     hello, sizeof(hello), err, errcap);
+		if (rc == 0) /* its free disk and GPUs, for the dashboard */
+			mb_store_worker_checked(s, r.w.name, hello, NULL, NULL);
 		step_end(&r, "preflight", rc, rc == 0 ? hello : NULL);
 		if (rc != 0)
 			goto out;
@@ -764,12 +784,20 @@ out:
 
 		/* a person's cancel stands: it is not a failure */
 		if (mb_store_job_get(s, j->id, &now) == 0 &&
-		    strcmp(now.state, "cancelled") == 0)
+		    strcmp(now.state, "cancelled") == 0) {
 			rc = MB_ECANCELLED;
-		else
+		} else if (rc != 0 && transient(rc) && j->attempts < cfg->retry_max) {
+			long pause = mb_jobrun_backoff(cfg->retry_base_s, j->attempts);
+			char why[1200];
+
+			snprintf(why, sizeof(why), "%s (attempt %d of %d; next in "
+				 "%ld s)", err, j->attempts, cfg->retry_max, pause);
+			mb_store_job_wait(s, j->id, pause, why);
+		} else {
 			mb_store_job_set_state(s, j->id,
 					       rc == 0 ? "succeeded" : "failed",
 					       rc == 0 ? NULL : err);
+		}
 	}
 	mb_manifest_list_free(ml);
 	free(mjson);

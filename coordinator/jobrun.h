@@ -16,12 +16,22 @@
 
 #include <stddef.h>
 
+struct mb_config;
 struct mb_store;
 struct mb_job_row;
 
-/* Runs job j to its end (succeeded or failed) and records it. Returns 0
- * when the job succeeded; otherwise its error is in err and in the job. */
-int mb_jobrun(struct mb_store *s, struct mb_job_row *j, char *err,
-	      size_t errcap);
+/* Runs job j as far as it goes and records where it ended: succeeded;
+ * waiting, after a transient failure (the link, the worker unreachable,
+ * a worker step that may pass on a later try) while the job has attempts
+ * left, until a pause that doubles with each attempt (with jitter) has
+ * passed; failed, with a message a person can act on; or cancelled.
+ * Returns 0 when the job succeeded; otherwise its error is in err and in
+ * the job. */
+int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
+	      const struct mb_config *cfg, char *err, size_t errcap);
+
+/* The pause before attempt `attempts` + 1: base * 2^(attempts - 1), at
+ * most an hour, times a random factor from 0.5 to 1.5. */
+long mb_jobrun_backoff(int base_s, int attempts);
 
 #endif

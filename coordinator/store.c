@@ -129,15 +129,19 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 			return rc;
 		}
 	}
-	/* created 0600 before SQLite sees it; its -wal and -shm files copy
-	 * the mode */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	/* created 0600 before SQLite sees it (its -wal and -shm files copy
+	 * the mode); an existing file is never opened here: closing a
+	 * descriptor drops every POSIX lock this process holds on the file,
+	 * the locks of its other connections too, and another process that
+	 * then thinks itself the last reader deletes the WAL under them */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EEXIST) {
 		rc = mb_err_from_errno(errno);
 		mb_seterr(err, errcap, "cannot open '%s': %s", path, strerror(errno));
 		return rc;
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	s = mb_calloc(1, sizeof(*s));
 	if (s == NULL)
 		return MB_ENOMEM;
@@ -188,7 +192,8 @@ static void col(sqlite3_stmt *st, int i, char *out, size_t cap)
 }
 
 #define WORKER_COLS "id, name, target, dir, key_path, host_key, fingerprint, " \
-		    "agent_path, cost_per_hour, state, hello, checked_at, created_at"
+		    "agent_path, cost_per_hour, state, hello, checked_at, created_at, " \
+		    "idle_command, idle_after_s, max_jobs, last_active_at, idle_ran_at"
 
 static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 {
@@ -206,6 +211,11 @@ static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 	col(st, 10, w->hello, sizeof(w->hello));
 	w->checked_at = sqlite3_column_int64(st, 11);
 	w->created_at = sqlite3_column_int64(st, 12);
+	col(st, 13, w->idle_command, sizeof(w->idle_command));
+	w->idle_after_s = sqlite3_column_int64(st, 14);
+	w->max_jobs = sqlite3_column_int(st, 15);
+	w->last_active_at = sqlite3_column_int64(st, 16);
+	w->idle_ran_at = sqlite3_column_int64(st, 17);
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -222,7 +232,8 @@ int mb_store_worker_add(struct mb_store *s, struct mb_worker_row *w)
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO workers (name, target, dir, key_path, "
 			       "host_key, fingerprint, agent_path, cost_per_hour, "
-			       "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+			       "created_at, idle_command, idle_after_s, max_jobs) "
+			       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	w->created_at = (int64_t)time(NULL);
@@ -235,6 +246,9 @@ int mb_store_worker_add(struct mb_store *s, struct mb_worker_row *w)
 	bind_text(st, 7, opt(w->agent_path));
 	sqlite3_bind_double(st, 8, w->cost_per_hour);
 	sqlite3_bind_int64(st, 9, w->created_at);
+	bind_text(st, 10, opt(w->idle_command));
+	sqlite3_bind_int64(st, 11, w->idle_after_s);
+	sqlite3_bind_int(st, 12, w->max_jobs > 0 ? w->max_jobs : 1);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_CONSTRAINT)
@@ -355,7 +369,7 @@ const char *const mb_job_steps[] = {
 		 "w.name, j.quants, j.layout, j.outtype, j.smoke, "        \
 		 "j.notify_url, j.state, j.error, j.attempts, "            \
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
-		 "j.started_at, j.finished_at"
+		 "j.started_at, j.finished_at, w.cost_per_hour"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -379,6 +393,7 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	j->created_at = sqlite3_column_int64(st, 16);
 	j->started_at = sqlite3_column_int64(st, 17);
 	j->finished_at = sqlite3_column_int64(st, 18);
+	j->cost_per_hour = sqlite3_column_double(st, 19);
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -485,9 +500,12 @@ int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
 	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
 		return MB_EBUSY;
 	if (sqlite3_prepare_v2(s->db,
-			       "SELECT id FROM jobs WHERE state = 'queued' OR "
-			       "(state = 'waiting' AND next_try_at <= ?) ORDER BY id "
-			       "LIMIT 1", -1, &st, NULL) != SQLITE_OK) {
+			       "SELECT j.id FROM jobs j JOIN workers w ON "
+			       "j.worker_id = w.id WHERE (j.state = 'queued' OR "
+			       "(j.state = 'waiting' AND j.next_try_at <= ?)) AND "
+			       "(SELECT count(*) FROM jobs r WHERE r.worker_id = "
+			       "j.worker_id AND r.state = 'running') < w.max_jobs "
+			       "ORDER BY j.id LIMIT 1", -1, &st, NULL) != SQLITE_OK) {
 		rc = MB_EIO;
 		goto out;
 	}
@@ -508,11 +526,40 @@ int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
 	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
 	sqlite3_bind_int64(st, 2, id);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	sqlite3_finalize(st);
+	st = NULL;
+	/* the worker is in use from now: its idle time starts again */
+	if (rc == 0 &&
+	    sqlite3_prepare_v2(s->db, "UPDATE workers SET last_active_at = ?, "
+			       "idle_ran_at = NULL WHERE id = (SELECT worker_id "
+			       "FROM jobs WHERE id = ?)", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+		sqlite3_bind_int64(st, 2, id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	}
 out:
 	sqlite3_finalize(st);
 	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
 	if (rc == 0)
 		rc = mb_store_job_get(s, id, j);
+	return rc;
+}
+
+int mb_store_job_wait(struct mb_store *s, int64_t id, int64_t delay_s,
+		      const char *error)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET state = 'waiting', error = ?, "
+			       "next_try_at = ? WHERE id = ? AND state = 'running'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, error);
+	sqlite3_bind_int64(st, 2, (int64_t)time(NULL) + delay_s);
+	sqlite3_bind_int64(st, 3, id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	sqlite3_finalize(st);
 	return rc;
 }
 
@@ -806,5 +853,153 @@ int mb_store_job_retry(struct mb_store *s, int64_t id)
 		sqlite3_finalize(st);
 	}
 	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	return rc;
+}
+
+/* --- what the scheduler and the dashboard ask --- */
+
+static int64_t query_i64(struct mb_store *s, const char *sql, int64_t a,
+			 int *rc)
+{
+	sqlite3_stmt *st;
+	int64_t v = 0;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		*rc = MB_EIO;
+		return 0;
+	}
+	if (strchr(sql, '?') != NULL)
+		sqlite3_bind_int64(st, 1, a);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	else
+		*rc = MB_EIO;
+	sqlite3_finalize(st);
+	return v;
+}
+
+int mb_store_jobs_unfinished(struct mb_store *s, int *n)
+{
+	int rc = 0;
+
+	*n = (int)query_i64(s, "SELECT count(*) FROM jobs WHERE state IN "
+			    "('queued', 'waiting', 'running')", 0, &rc);
+	return rc;
+}
+
+int mb_store_worker_idle(struct mb_store *s, int64_t worker_id,
+			 struct mb_worker_idle *out)
+{
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->active = (int)query_i64(s, "SELECT count(*) FROM jobs WHERE "
+				     "worker_id = ? AND state IN ('queued', "
+				     "'waiting', 'running')", worker_id, &rc);
+	/* artifacts made (manifest done) and not yet pulled and verified */
+	out->unpulled = (int)query_i64(s, "SELECT count(*) FROM jobs j JOIN steps m "
+				       "ON m.job_id = j.id AND m.name = 'manifest' "
+				       "JOIN steps p ON p.job_id = j.id AND p.name = "
+				       "'pull' WHERE j.worker_id = ? AND m.state = "
+				       "'done' AND p.state != 'done'", worker_id, &rc);
+	out->since = query_i64(s, "SELECT max(coalesce((SELECT max(finished_at) "
+			       "FROM jobs WHERE worker_id = w.id), 0), "
+			       "coalesce(w.last_active_at, 0), w.created_at) FROM "
+			       "workers w WHERE w.id = ?", worker_id, &rc);
+	return rc;
+}
+
+int mb_store_worker_idle_ran(struct mb_store *s, int64_t worker_id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE workers SET idle_ran_at = ? WHERE "
+			       "id = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	sqlite3_bind_int64(st, 2, worker_id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_events_recent(struct mb_store *s, int limit,
+			   int (*fn)(int64_t job, const char *step, int64_t at_ms,
+				     const char *type, const char *data,
+				     void *ctx),
+			   void *ctx)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	/* newest first, read back to front for the caller */
+	if (sqlite3_prepare_v2(s->db, "SELECT job_id, step, at_ms, type, data FROM "
+			       "(SELECT * FROM events WHERE type NOT IN "
+			       "('progress', 'log') ORDER BY id DESC LIMIT ?) "
+			       "ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int(st, 1, limit);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		rc = fn(sqlite3_column_int64(st, 0),
+			(const char *)sqlite3_column_text(st, 1),
+			sqlite3_column_int64(st, 2),
+			(const char *)sqlite3_column_text(st, 3),
+			(const char *)sqlite3_column_text(st, 4), ctx);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_event_last(struct mb_store *s, int64_t id, const char *type,
+			char *step, size_t step_cap, char *data, size_t cap)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT step, data FROM events WHERE job_id "
+			       "= ? AND type = ? ORDER BY id DESC LIMIT 1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, type);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		col(st, 0, step, step_cap);
+		col(st, 1, data, cap);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
+}
+
+int mb_store_artifact_list(struct mb_store *s, int64_t id,
+			   int (*fn)(const char *name, uint64_t size,
+				     const char *sha256, const char *path,
+				     const char *smoke, void *ctx),
+			   void *ctx)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT name, size, sha256, path, smoke FROM "
+			       "artifacts WHERE job_id = ? ORDER BY size", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_text(st, 3);
+		const unsigned char *sm = sqlite3_column_text(st, 4);
+
+		rc = fn((const char *)sqlite3_column_text(st, 0),
+			(uint64_t)sqlite3_column_int64(st, 1),
+			(const char *)sqlite3_column_text(st, 2),
+			p ? (const char *)p : "", sm ? (const char *)sm : NULL,
+			ctx);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(st);
 	return rc;
 }

@@ -48,6 +48,11 @@ struct mb_worker_row {
 	char hello[4096];	/* the last hello JSON, "" if never */
 	int64_t checked_at;
 	int64_t created_at;
+	char idle_command[1024]; /* run here once the worker is idle; "" none */
+	int64_t idle_after_s;	/* ... for this long */
+	int max_jobs;		/* jobs it runs at once (default 1) */
+	int64_t last_active_at;	/* a job last started on it (0: never) */
+	int64_t idle_ran_at;	/* the idle command ran (0: not since) */
 };
 
 /* Adds a worker (id, created_at filled in). MB_EEXIST: the name is
@@ -96,6 +101,7 @@ struct mb_job_row {
 	int64_t next_try_at;
 	double held_seconds;
 	int64_t created_at, started_at, finished_at;
+	double cost_per_hour;	/* its worker's (read only) */
 };
 
 struct mb_step_row {
@@ -120,10 +126,16 @@ int mb_store_job_get(struct mb_store *s, int64_t id, struct mb_job_row *j);
 int mb_store_job_list(struct mb_store *s,
 		      int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx);
 
-/* Takes the oldest queued job (or a waiting one whose time has come) and
- * marks it running, in one transaction, so two coordinators never take
- * the same job. MB_ENOENT when there is none. */
+/* Takes the oldest queued job (or a waiting one whose time has come)
+ * whose worker runs fewer jobs than its max_jobs, and marks it running
+ * (and the worker active), in one transaction, so two coordinators never
+ * take the same job. MB_ENOENT when there is none. */
 int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j);
+
+/* Puts a running job to wait delay_s seconds before a coordinator may
+ * claim it again (a transient failure), keeping error as the reason. */
+int mb_store_job_wait(struct mb_store *s, int64_t id, int64_t delay_s,
+		      const char *error);
 
 /* Sets a job's state and error (NULL: cleared); finished states stamp
  * finished_at. */
@@ -178,5 +190,46 @@ int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
 int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
 			  const char *type, uint64_t size, const char *sha256,
 			  const char *path, const char *smoke);
+
+/* Calls fn for each artifact of job id, smallest first (smoke: the smoke
+ * result JSON, or NULL). */
+int mb_store_artifact_list(struct mb_store *s, int64_t id,
+			   int (*fn)(const char *name, uint64_t size,
+				     const char *sha256, const char *path,
+				     const char *smoke, void *ctx),
+			   void *ctx);
+
+/* --- what the scheduler and the dashboard ask --- */
+
+/* Counts the jobs queued, waiting or running. */
+int mb_store_jobs_unfinished(struct mb_store *s, int *n);
+
+struct mb_worker_idle {
+	int active;	/* its jobs queued, waiting or running */
+	int unpulled;	/* its jobs whose artifacts exist on it and are not
+			   yet pulled and verified */
+	int64_t since;	/* idle since: its last job's end (or its start,
+			   or when it was added) */
+};
+
+/* Says how idle the worker is. */
+int mb_store_worker_idle(struct mb_store *s, int64_t worker_id,
+			 struct mb_worker_idle *out);
+
+/* Records that the worker's idle command ran (until a job claims it). */
+int mb_store_worker_idle_ran(struct mb_store *s, int64_t worker_id);
+
+/* Calls fn for the latest limit events of every job (progress and log
+ * lines left out), oldest first. */
+int mb_store_events_recent(struct mb_store *s, int limit,
+			   int (*fn)(int64_t job, const char *step, int64_t at_ms,
+				     const char *type, const char *data,
+				     void *ctx),
+			   void *ctx);
+
+/* Reads the newest event of job id of the given type: its step and data.
+ * MB_ENOENT when there is none. */
+int mb_store_event_last(struct mb_store *s, int64_t id, const char *type,
+			char *step, size_t step_cap, char *data, size_t cap);
 
 #endif

@@ -1,9 +1,11 @@
 /*
  * mibera-job submit SOURCE --worker NAME [--quant Q4_K_M,Q3_K_M]
- *     [--layout native|split] [--outtype f16|bf16] [--no-smoke] [--json]
+ *     [--layout native|split] [--outtype f16|bf16] [--no-smoke]
+ *     [--notify URL] [--json]
  * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
  * the worker can read. Prints the job id (or {"id":N} with --json); the
- * coordinator runs it.
+ * coordinator runs it, and POSTs a summary to URL (default: notify_url of
+ * the config) when it succeeds or fails.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,8 @@ static int usage(void)
 	fprintf(stderr, "usage: mibera-job submit SOURCE --worker NAME "
 		"[--quant Q4_K_M,Q3_K_M]\n"
 		"           [--layout native|split] [--outtype f16|bf16] "
-		"[--no-smoke] [--json]\n");
+		"[--no-smoke]\n"
+		"           [--notify URL] [--json]\n");
 	return 2;
 }
 
@@ -45,6 +48,11 @@ int cmd_submit(int argc, char **argv)
 			json = 1;
 		else if (strcmp(argv[i], "--no-smoke") == 0)
 			j.smoke = 0;
+		else if (strcmp(argv[i], "--notify") == 0 && v &&
+			 (strncmp(v, "http://", 7) == 0 ||
+			  strncmp(v, "https://", 8) == 0) &&
+			 strlen(v) < sizeof(j.notify_url))
+			snprintf(j.notify_url, sizeof(j.notify_url), "%s", argv[++i]);
 		else if (strcmp(argv[i], "--worker") == 0 && v)
 			worker = argv[++i];
 		else if (strcmp(argv[i], "--quant") == 0 && v)

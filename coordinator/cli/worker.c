@@ -3,6 +3,7 @@
  *
  *   worker add NAME TARGET [--key PATH] [--dir PATH] [--cost-per-hour N]
  *              [--accept-host-key SHA256:...] [--agent PATH]
+ *              [--idle-command CMD [--idle-after SECONDS]] [--max-jobs N]
  *   worker list [--json]
  *   worker check NAME
  *   worker remove NAME
@@ -10,7 +11,10 @@
  * TARGET is "local", [user@]host[:port] or an ssh config alias. Adding
  * connects, checks the host key (an unknown one only with its fingerprint
  * given), runs the agent's hello and pins the key: every later connection
- * insists on it.
+ * insists on it. The idle command (for example `vastai stop instance 123`)
+ * runs on this machine, through the shell, once the worker has had no job
+ * for SECONDS (default 600) and every artifact made on it is pulled and
+ * verified; --max-jobs lets a big box run several jobs at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +39,9 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: mibera-job worker add NAME TARGET [--key PATH] [--dir PATH]\n"
 		"              [--cost-per-hour N] [--accept-host-key SHA256:...]\n"
-		"              [--agent PATH]\n"
+		"              [--agent PATH] [--idle-command CMD [--idle-after "
+		"SECONDS]]\n"
+		"              [--max-jobs N]\n"
 		"       mibera-job worker list [--json]\n"
 		"       mibera-job worker check NAME\n"
 		"       mibera-job worker remove NAME\n");
@@ -99,7 +105,7 @@ static int cmd_add(int argc, char **argv, struct mb_store *s)
 	const char *accept = NULL;
 	char hello[MAX_HELLO], *end;
 	struct mb_target tg;
-	int i, rc;
+	int i, rc, idle_after = 0;
 
 	if (argc < 3)
 		return usage();
@@ -124,7 +130,21 @@ static int cmd_add(int argc, char **argv, struct mb_store *s)
 			snprintf(w.agent_path, sizeof(w.agent_path), "%s", v);
 		else if (strcmp(argv[i], "--accept-host-key") == 0)
 			accept = v;
-		else if (strcmp(argv[i], "--cost-per-hour") == 0) {
+		else if (strcmp(argv[i], "--idle-command") == 0 &&
+			 strlen(v) < sizeof(w.idle_command))
+			snprintf(w.idle_command, sizeof(w.idle_command), "%s", v);
+		else if (strcmp(argv[i], "--idle-after") == 0) {
+			w.idle_after_s = strtoll(v, &end, 10);
+			if (*end != '\0' || w.idle_after_s < 0)
+				return usage();
+			idle_after = 1;
+		} else if (strcmp(argv[i], "--max-jobs") == 0) {
+			long n = strtol(v, &end, 10);
+
+			if (*end != '\0' || n < 1 || n > 64)
+				return usage();
+			w.max_jobs = (int)n;
+		} else if (strcmp(argv[i], "--cost-per-hour") == 0) {
 			w.cost_per_hour = strtod(v, &end);
 			if (*end != '\0' || !(w.cost_per_hour >= 0))
 				return usage();
@@ -132,6 +152,8 @@ static int cmd_add(int argc, char **argv, struct mb_store *s)
 			return usage();
 		i++;
 	}
+	if (!idle_after)
+		w.idle_after_s = 600;
 	if (mb_target_parse(w.target, &tg, NULL, 0) != 0) {
 		fprintf(stderr, "mibera-job worker: '%s' is not local, "
 			"[user@]host[:port] or an ssh alias\n", w.target);
