@@ -17,7 +17,9 @@ struct cmd {
 static const struct cmd cmds[] = {
 	{ "submit", cmd_submit, "queue a model to convert on a worker" },
 	{ "status", cmd_status, "the jobs, or one job's steps, and their cost" },
-	{ "logs", cmd_logs, "the events of a job" },
+	{ "show", cmd_show, "everything about one job: steps, repairs, artifacts" },
+	{ "dashboard", cmd_dashboard, "a live view of workers, jobs and events" },
+	{ "logs", cmd_logs, "the events of a job (-f: follow)" },
 	{ "cancel", cmd_cancel, "stop a job and its step on the worker" },
 	{ "retry", cmd_retry, "queue a failed or cancelled job again" },
 	{ "artifacts", cmd_artifacts, "a job's files and their checksums" },

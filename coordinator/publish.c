@@ -299,9 +299,11 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 		const struct mb_manifest *m = p->files->files[i];
 
 		mb_sha256_hex(m->sha256, hex);
-		mb_buf_addf(b, "| %s%s | %.2f GB | `%s` |\n", m->name,
+		mb_buf_addf(b, "| %s%s | %.2f %s | `%s` |\n", m->name,
 			    strcmp(m->name, rec) == 0 ? " (recommended)" : "",
-			    (double)m->size / 1e9, hex);
+			    m->size >= 1000000000ull ? (double)m->size / 1e9
+						     : (double)m->size / 1e6,
+			    m->size >= 1000000000ull ? "GB" : "MB", hex);
 	}
 	mb_buf_adds(b, "\n## How they were checked\n\nEach file was copied "
 		    "back from the machine that made it with every chunk and "

@@ -155,7 +155,10 @@ int verb_convert(int argc, char **argv)
 		mb_events_emit(&pc.ev, "error", b.data);
 		mb_buf_release(&b);
 		mb_events_close(&pc.ev);
-		return rc == MB_EUNSUPPORTED ? 3 : 1;
+		/* 1: a later try may get past it; 3: the same input fails the
+		 * same way (missing or broken files, a model mibera cannot
+		 * convert, no space), so a person must act */
+		return rc == MB_EIO || rc == MB_ENOMEM || rc == MB_EINTERNAL ? 1 : 3;
 	}
 	getrusage(RUSAGE_SELF, &ru);
 	mb_buf_adds(&b, "\"file\":");

@@ -469,6 +469,7 @@ int verb_quantize(int argc, char **argv)
 			"%.1f MB free\n",
 			out, q->name, (double)est / 1e6, in, (double)in_size / 1e6,
 			reserve ? " plus the reserve" : "", (double)avail / 1e6);
+		ret = 3; /* a person must make room */
 		goto out;
 	}
 
@@ -495,6 +496,7 @@ int verb_quantize(int argc, char **argv)
 			"quantize '%s' to %s: %s\n", in, q->name,
 			st.err[0] ? st.err : "no reason given");
 		unlink(tmp);
+		ret = 3; /* the same input fails the same way */
 		goto out;
 	}
 	st.done = st.total;

@@ -11,6 +11,8 @@ int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_dashboard(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);

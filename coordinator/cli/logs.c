@@ -1,9 +1,12 @@
 /*
- * mibera-job logs JOB: the events the job's steps reported, in order.
+ * mibera-job logs [-f] JOB: the events the job's steps reported, in order;
+ * with -f, goes on printing new ones as they are stored until the job
+ * ends (succeeded, failed or cancelled), like tail -f.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
@@ -11,22 +14,40 @@
 static int print_event(int64_t id, const char *step, int64_t at_ms,
 		       const char *type, const char *data, void *ctx)
 {
-	(void)id;
+	int64_t *last = ctx;
+
 	(void)at_ms;
-	(void)ctx;
+	*last = id;
 	printf("%-10s %-9s %s\n", step ? step : "", type, data);
 	return 0;
+}
+
+static int finished(const char *state)
+{
+	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+	       strcmp(state, "cancelled") == 0;
 }
 
 int cmd_logs(int argc, char **argv)
 {
 	struct mb_store *s;
+	struct mb_job_row j;
 	char err[1024], *end;
-	long long id;
-	int rc;
+	long long id = 0;
+	int64_t last = 0;
+	int i, rc, follow = 0;
 
-	if (argc != 2 || (id = strtoll(argv[1], &end, 10)) <= 0 || *end != '\0') {
-		fprintf(stderr, "usage: mibera-job logs JOB\n");
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
+			follow = 1;
+		else if (id == 0 && (id = strtoll(argv[i], &end, 10)) > 0 &&
+			 *end == '\0')
+			continue;
+		else
+			id = -1;
+	}
+	if (id <= 0) {
+		fprintf(stderr, "usage: mibera-job logs [-f] JOB\n");
 		return 2;
 	}
 	rc = mb_store_open(NULL, &s, err, sizeof(err));
@@ -34,7 +55,29 @@ int cmd_logs(int argc, char **argv)
 		fprintf(stderr, "mibera-job: %s\n", err);
 		return 1;
 	}
-	rc = mb_store_events(s, id, 0, print_event, NULL);
+	if (mb_store_job_get(s, id, &j) != 0) {
+		fprintf(stderr, "mibera-job logs: no job %lld\n", id);
+		mb_store_close(s);
+		return 1;
+	}
+	for (;;) {
+		int done;
+
+		/* the state first: events stored before it ended all show */
+		done = mb_store_job_get(s, id, &j) == 0 && finished(j.state);
+		rc = mb_store_events(s, id, last, print_event, &last);
+		fflush(stdout);
+		if (rc != 0 || !follow || done)
+			break;
+		{
+			struct timespec ts = { 0, 300000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (follow && rc == 0)
+		printf("job %lld %s%s%s\n", id, j.state, j.error[0] ? ": " : "",
+		       j.error);
 	mb_store_close(s);
 	return rc == 0 ? 0 : 1;
 }

@@ -346,7 +346,9 @@ static void test_corrupt_input(void **state)
 	snprintf(part, sizeof(part), "%s.part", out);
 	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
 	print_message("%s", log);
-	assert_int_equal(rc, 1);
+	/* 3: the same input fails again, so the job fails instead of
+	 * retrying */
+	assert_int_equal(rc, 3);
 	assert_non_null(strstr(log, "llama.cpp could not quantize"));
 	assert_non_null(strstr(log, "not within the file bounds"));
 	assert_false(exists(out));
@@ -356,7 +358,7 @@ static void test_corrupt_input(void **state)
 	/* not a GGUF at all */
 	assert_int_equal(th_write_file(bad, "GGUF\3\0\0\0garbage", 15), 0);
 	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
-	assert_int_equal(rc, 1);
+	assert_int_equal(rc, 3);
 	assert_non_null(strstr(log, "failed to"));
 	assert_false(exists(out));
 	assert_false(exists(part));
@@ -374,7 +376,7 @@ static void test_no_space(void **state)
 	/* a reserve larger than any disk: the check must refuse up front */
 	rc = run(&log, "'%s' quantize '%s' '%s' Q6_K --reserve %llu", worker,
 		 phi_f16, out, 1ull << 62);
-	assert_int_equal(rc, 1);
+	assert_int_equal(rc, 3);
 	assert_non_null(strstr(log, "not enough free space"));
 	assert_false(exists(out));
 	assert_false(exists(part));

@@ -1,0 +1,489 @@
+/*
+ * mibera-job dashboard [--once]: a live full-screen view of the queue,
+ * redrawn about once a second from the job database: the workers (state,
+ * current job, free disk, GPU, cost so far), the jobs (model, quant types,
+ * current step, a progress bar with bytes, rate and ETA, elapsed time) and
+ * the latest events. It fits 80x24 and uses the room a bigger terminal
+ * gives. q (or Ctrl-C) quits and gives the terminal back as it was.
+ * --once prints one frame without taking the screen (for scripts).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "common/json.h"
+#include "coordinator/cli/cli.h"
+#include "coordinator/store.h"
+
+#define MAX_JOBS 4096
+#define MAX_WORKERS 256
+
+static volatile sig_atomic_t quit, resized;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGWINCH)
+		resized = 1;
+	else
+		quit = 1;
+}
+
+/* A JSON string member's text, "" when it is missing or not a string. */
+static const char *str_of(const cJSON *item)
+{
+	const char *v = cJSON_GetStringValue(item);
+
+	return v ? v : "";
+}
+
+struct wrow {
+	struct mb_worker_row w;
+	int64_t job;		/* its running job, 0: none */
+	double cost;		/* over all its jobs */
+};
+
+struct frame {
+	struct mb_store *s;
+	struct mb_job_row *jobs;
+	size_t njobs;
+	struct wrow *workers;
+	size_t nworkers;
+	int queued, running, waiting;
+	double total;
+};
+
+static int take_job(const struct mb_job_row *j, void *ctx)
+{
+	struct frame *f = ctx;
+
+	f->total += j->cost_per_hour * j->held_seconds / 3600.0;
+	f->queued += strcmp(j->state, "queued") == 0;
+	f->running += strcmp(j->state, "running") == 0;
+	f->waiting += strcmp(j->state, "waiting") == 0;
+	if (f->njobs < MAX_JOBS)
+		f->jobs[f->njobs++] = *j;
+	return 0;
+}
+
+static int take_worker(const struct mb_worker_row *w, void *ctx)
+{
+	struct frame *f = ctx;
+
+	if (f->nworkers < MAX_WORKERS) {
+		memset(&f->workers[f->nworkers], 0, sizeof(f->workers[0]));
+		f->workers[f->nworkers++].w = *w;
+	}
+	return 0;
+}
+
+/* Appends s cut or padded to exactly width columns (bytes: the text here
+ * is ASCII but for model names and event data, cut the same way). */
+static void cell(struct mb_buf *b, const char *s, int width)
+{
+	int n = (int)strlen(s);
+
+	if (n > width)
+		n = width;
+	mb_buf_add(b, s, (size_t)n);
+	for (; n < width; n++)
+		mb_buf_adds(b, " ");
+}
+
+static void human_bytes(double v, char *out, size_t cap)
+{
+	const char *u[] = { "B", "kB", "MB", "GB", "TB" };
+	int i = 0;
+
+	while (v >= 1000 && i < 4) {
+		v /= 1000;
+		i++;
+	}
+	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void duration(double s, char *out, size_t cap)
+{
+	long t = (long)(s + 0.5);
+
+	if (t >= 3600)
+		snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(out, cap, "%lds", t);
+}
+
+struct step_find {
+	char name[32];
+	int found;
+};
+
+static int running_step(const struct mb_step_row *st, void *ctx)
+{
+	struct step_find *sf = ctx;
+
+	if (strcmp(st->state, "running") == 0 && !sf->found) {
+		snprintf(sf->name, sizeof(sf->name), "%s", st->name);
+		sf->found = 1;
+	}
+	return 0;
+}
+
+/* One line per job: id, model, quants, step, progress, elapsed. */
+static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
+		     struct mb_buf *b)
+{
+	struct step_find sf = { "", 0 };
+	char tmp[512], ev_step[32], data[8192];
+	int model_w = cols >= 100 ? 30 : 20, bar_w = cols - (6 + model_w + 14 + 10 + 9) - 2;
+	double elapsed = 0;
+
+	snprintf(tmp, sizeof(tmp), "%-5lld ", (long long)j->id);
+	cell(b, tmp, 6);
+	{
+		/* a long path keeps its end, where the model's name is */
+		size_t n = strlen(j->source);
+
+		cell(b, n > (size_t)model_w ? j->source + n - model_w : j->source,
+		     model_w);
+	}
+	mb_buf_adds(b, " ");
+	cell(b, j->quants, 13);
+	mb_buf_adds(b, " ");
+	if (strcmp(j->state, "running") == 0) {
+		mb_store_step_list(f->s, j->id, running_step, &sf);
+		cell(b, sf.found ? sf.name : "starting", 9);
+	} else {
+		cell(b, j->state, 9);
+	}
+	mb_buf_adds(b, " ");
+	tmp[0] = '\0';
+	if (sf.found &&
+	    mb_store_event_last(f->s, j->id, "progress", ev_step, sizeof(ev_step),
+				data, sizeof(data)) == 0 &&
+	    strcmp(ev_step, sf.name) == 0) {
+		cJSON *doc = mb_json_parse(data, strlen(data));
+		double done = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "done"));
+		double total = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total"));
+		double rate = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "rate"));
+		char d[32], t[32], r[32], e[32] = "?";
+		int k, w = bar_w > 40 ? bar_w - 30 : 10, fill;
+
+		if (done != done)
+			done = 0;
+		if (!(total > 0))
+			total = 0;
+		fill = total > 0 ? (int)(w * (done / total) + 0.5) : 0;
+		if (fill > w)
+			fill = w;
+		human_bytes(done, d, sizeof(d));
+		human_bytes(total, t, sizeof(t));
+		human_bytes(rate > 0 ? rate : 0, r, sizeof(r));
+		if (rate > 0 && total >= done)
+			duration((total - done) / rate, e, sizeof(e));
+		{
+			struct mb_buf bar;
+
+			mb_buf_init(&bar, 512);
+			mb_buf_adds(&bar, "[");
+			for (k = 0; k < w; k++)
+				mb_buf_adds(&bar, k < fill ? "#" : ".");
+			mb_buf_addf(&bar, "] %s/%s %s/s eta %s", d, t, r, e);
+			snprintf(tmp, sizeof(tmp), "%s", bar.data ? bar.data : "");
+			mb_buf_release(&bar);
+		}
+		cJSON_Delete(doc);
+	} else if (j->error[0] && strcmp(j->state, "succeeded") != 0) {
+		snprintf(tmp, sizeof(tmp), "%.500s", j->error);
+	}
+	cell(b, tmp, bar_w > 10 ? bar_w : 10);
+	mb_buf_adds(b, " ");
+	if (j->started_at > 0)
+		elapsed = (double)((j->finished_at > 0 ? j->finished_at
+						       : (int64_t)time(NULL)) -
+				   j->started_at);
+	duration(elapsed, tmp, sizeof(tmp));
+	cell(b, j->started_at > 0 ? tmp : "-", 8);
+}
+
+struct ev_ctx {
+	struct mb_buf *b;
+	int cols;
+};
+
+static int event_line(int64_t job, const char *step, int64_t at_ms,
+		      const char *type, const char *data, void *ctx)
+{
+	struct ev_ctx *e = ctx;
+	time_t t = (time_t)(at_ms / 1000);
+	char when[16], head[96], what[600] = "";
+	cJSON *doc = mb_json_parse(data, strlen(data));
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	if (strcmp(type, "repair") == 0) {
+		char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "actual"));
+		char *c = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "claimed"));
+
+		snprintf(what, sizeof(what), "%s: %s -> %s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(doc, "key")),
+			 c ? c : "missing", a ? a : "?");
+		cJSON_free(a);
+		cJSON_free(c);
+	} else if (strcmp(type, "error") == 0) {
+		snprintf(what, sizeof(what), "%s",
+			 str_of(cJSON_GetObjectItem(doc, "message")));
+	} else if (strcmp(type, "pulled") == 0) {
+		snprintf(what, sizeof(what), "%s verified (%u streams, %.1f s)",
+			 str_of(cJSON_GetObjectItem(doc, "file")),
+			 (unsigned)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "streams")),
+			 cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "seconds")));
+	} else if (strcmp(type, "done") == 0 &&
+		   cJSON_GetObjectItem(doc, "file") != NULL) {
+		const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "file"));
+		const char *slash = file ? strrchr(file, '/') : NULL;
+
+		snprintf(what, sizeof(what), "%s", slash ? slash + 1 : file ? file : "");
+	} else if (strcmp(type, "fallback") == 0) {
+		snprintf(what, sizeof(what), "%s stored as %s",
+			 str_of(cJSON_GetObjectItem(doc, "tensor")),
+			 str_of(cJSON_GetObjectItem(doc, "to")));
+	}
+	cJSON_Delete(doc);
+	snprintf(head, sizeof(head), " %s %5lld %-9s %-8s ", when, (long long)job,
+		 step ? step : "", type);
+	cell(e->b, head, (int)strlen(head));
+	cell(e->b, what, e->cols - (int)strlen(head));
+	mb_buf_adds(e->b, "\033[K\r\n");
+	return 0;
+}
+
+static void worker_line(const struct wrow *w, int cols, struct mb_buf *b)
+{
+	cJSON *hello = w->w.hello[0] ? mb_json_parse(w->w.hello, strlen(w->w.hello))
+				     : NULL;
+	const cJSON *gpus = cJSON_GetObjectItem(hello, "gpus");
+	char tmp[256], disk[32] = "?", gpu[128] = "none";
+	int n = cJSON_GetArraySize(gpus);
+
+	if (cJSON_IsNumber(cJSON_GetObjectItem(hello, "disk_free")))
+		human_bytes(cJSON_GetNumberValue(cJSON_GetObjectItem(hello,
+								     "disk_free")),
+			    disk, sizeof(disk));
+	if (n > 0)
+		snprintf(gpu, sizeof(gpu), "%dx %s", n,
+			 str_of(cJSON_GetObjectItem(cJSON_GetArrayItem(gpus, 0),
+						   "name")));
+	cJSON_Delete(hello);
+	mb_buf_adds(b, " ");
+	cell(b, w->w.name, 14);
+	mb_buf_adds(b, " ");
+	cell(b, w->job ? "busy" : w->w.idle_ran_at ? "idle*" : "idle", 6);
+	snprintf(tmp, sizeof(tmp), w->job ? "%lld" : "-", (long long)w->job);
+	cell(b, tmp, 7);
+	cell(b, disk, 11);
+	cell(b, gpu, cols > 100 ? 40 : 24);
+	snprintf(tmp, sizeof(tmp), "$%.2f", w->cost);
+	cell(b, tmp, 10);
+	mb_buf_adds(b, "\033[K\r\n");
+}
+
+/* Draws one frame of rows x cols into b. */
+static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
+{
+	char now[16], head[256];
+	time_t t = time(NULL);
+	struct tm tm;
+	size_t i, k;
+	int line = 0, budget, shown = 0, ev_rows;
+	struct ev_ctx ec = { b, cols };
+
+	f->njobs = f->nworkers = 0;
+	f->queued = f->running = f->waiting = 0;
+	f->total = 0;
+	if (mb_store_job_list(f->s, take_job, f) != 0 ||
+	    mb_store_worker_list(f->s, take_worker, f) != 0)
+		return 1;
+	for (i = 0; i < f->njobs; i++)
+		for (k = 0; k < f->nworkers; k++)
+			if (f->jobs[i].worker_id == f->workers[k].w.id) {
+				f->workers[k].cost += f->jobs[i].cost_per_hour *
+						      f->jobs[i].held_seconds / 3600.0;
+				if (strcmp(f->jobs[i].state, "running") == 0)
+					f->workers[k].job = f->jobs[i].id;
+			}
+	localtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%H:%M:%S", &tm);
+	snprintf(head, sizeof(head), " mibera  %zu worker%s  %d running  %d "
+		 "queued  %d waiting  cost $%.2f", f->nworkers,
+		 f->nworkers == 1 ? "" : "s", f->running, f->queued, f->waiting,
+		 f->total);
+	mb_buf_adds(b, "\033[H\033[7m");
+	cell(b, head, cols - 10);
+	cell(b, now, 10);
+	mb_buf_adds(b, "\033[0m\r\n");
+	line++;
+	mb_buf_adds(b, "\033[1m WORKER         STATE JOB    DISK FREE  GPU");
+	mb_buf_addf(b, "%*sCOST\033[0m\033[K\r\n", (cols > 100 ? 40 : 24) - 3, "");
+	line++;
+	/* the events get a third of what is left after the workers */
+	for (k = 0; k < f->nworkers && line < rows / 3; k++, line++)
+		worker_line(&f->workers[k], cols, b);
+	mb_buf_adds(b, "\033[1m JOB   MODEL");
+	mb_buf_addf(b, "%*sQUANTS        STEP      PROGRESS\033[0m\033[K\r\n",
+		    (cols >= 100 ? 30 : 20) - 5 + 1, "");
+	line++;
+	ev_rows = (rows - line - 2) / 3;
+	if (ev_rows < 3)
+		ev_rows = rows - line - 2 > 3 ? 3 : 0;
+	budget = rows - line - ev_rows - 2;
+	/* unfinished jobs first, oldest first, then the latest finished */
+	for (k = 0; k < 2; k++)
+		for (i = f->njobs; i-- > 0 && shown < budget;) {
+			const struct mb_job_row *j = &f->jobs[k == 0 ? i : f->njobs - 1 - i];
+			int unfinished = strcmp(j->state, "queued") == 0 ||
+					 strcmp(j->state, "running") == 0 ||
+					 strcmp(j->state, "waiting") == 0;
+
+			if (unfinished != (k == 0))
+				continue;
+			job_line(f, j, cols, b);
+			mb_buf_adds(b, "\033[K\r\n");
+			shown++;
+		}
+	line += shown;
+	for (; shown < budget; shown++, line++)
+		mb_buf_adds(b, "\033[K\r\n");
+	if (ev_rows > 0) {
+		mb_buf_adds(b, "\033[1m EVENTS\033[0m\033[K\r\n");
+		line++;
+		mb_store_events_recent(f->s, ev_rows, event_line, &ec);
+	}
+	mb_buf_adds(b, "\033[J\033[");
+	mb_buf_addf(b, "%d;1H\033[7m q quit \033[0m", rows);
+	return 0;
+}
+
+static void term_size(int *rows, int *cols)
+{
+	struct winsize ws;
+
+	*rows = 24;
+	*cols = 80;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 &&
+	    ws.ws_col > 0) {
+		*rows = ws.ws_row;
+		*cols = ws.ws_col;
+	}
+	if (*rows < 12)
+		*rows = 12;
+	if (*cols < 60)
+		*cols = 60;
+}
+
+int cmd_dashboard(int argc, char **argv)
+{
+	struct frame f;
+	struct termios old, raw;
+	struct mb_buf b;
+	char err[1024];
+	int once = 0, rows, cols, rc = 0, tty;
+
+	if (argc == 2 && strcmp(argv[1], "--once") == 0)
+		once = 1;
+	else if (argc != 1) {
+		fprintf(stderr, "usage: mibera-job dashboard [--once]\n");
+		return 2;
+	}
+	memset(&f, 0, sizeof(f));
+	if (mb_store_open(NULL, &f.s, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-job: %s\n", err);
+		return 1;
+	}
+	f.jobs = calloc(MAX_JOBS, sizeof(*f.jobs));
+	f.workers = calloc(MAX_WORKERS, sizeof(*f.workers));
+	if (f.jobs == NULL || f.workers == NULL) {
+		fprintf(stderr, "mibera-job dashboard: out of memory\n");
+		rc = 1;
+		goto out;
+	}
+	tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+	if (!once && !tty) {
+		fprintf(stderr, "mibera-job dashboard: needs a terminal (or "
+			"--once)\n");
+		rc = 2;
+		goto out;
+	}
+	if (!once) {
+		tcgetattr(STDIN_FILENO, &old);
+		raw = old;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		signal(SIGHUP, on_signal);
+		signal(SIGWINCH, on_signal);
+		/* the alternate screen, no cursor: given back on the way out */
+		fputs("\033[?1049h\033[?25l", stdout);
+	}
+	mb_buf_init(&b, 4u << 20);
+	while (!quit) {
+		struct pollfd pf = { STDIN_FILENO, POLLIN, 0 };
+		long long t0;
+		struct timespec ts;
+
+		term_size(&rows, &cols);
+		mb_buf_reset(&b);
+		if (draw(&f, rows, cols, &b) != 0) {
+			rc = 1;
+			break;
+		}
+		if (b.data != NULL)
+			fwrite(b.data, 1, b.len, stdout);
+		if (once) {
+			fputs("\033[0m\n", stdout);
+			break;
+		}
+		fflush(stdout);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t0 = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+		/* a key or a second, whichever comes first */
+		for (;;) {
+			long long now;
+			char c;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			now = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+			if (quit || resized || now - t0 >= 1000)
+				break;
+			if (poll(&pf, 1, (int)(1000 - (now - t0))) > 0 &&
+			    read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q'))
+				quit = 1;
+		}
+		resized = 0;
+	}
+	mb_buf_release(&b);
+	if (!once) {
+		fputs("\033[?25h\033[?1049l", stdout);
+		fflush(stdout);
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+	}
+out:
+	free(f.jobs);
+	free(f.workers);
+	mb_store_close(f.s);
+	return rc;
+}
