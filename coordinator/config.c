@@ -35,7 +35,7 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 {
 	static const char *const known[] = { "notify_url", "pull_streams",
 					     "retry_base_s", "retry_max",
-					     "idle_check_s", NULL };
+					     "idle_check_s", "chunk_mib", NULL };
 	char def[4200], *text = NULL;
 	const cJSON *it;
 	cJSON *doc = NULL;
@@ -47,6 +47,7 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 	c->retry_base_s = 30;
 	c->retry_max = 5;
 	c->idle_check_s = 30;
+	c->chunk_mib = 64;
 	if (path == NULL) {
 		char home[4096];
 
@@ -103,6 +104,9 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 	if (rc == 0)
 		rc = get_int(doc, "idle_check_s", 1, 86400, &c->idle_check_s, path,
 			     err, errcap);
+	if (rc == 0)
+		rc = get_int(doc, "chunk_mib", 1, 1024, &c->chunk_mib, path, err,
+			     errcap);
 out:
 	cJSON_Delete(doc);
 	return rc;

@@ -6,7 +6,8 @@
  *    "pull_streams": 4,        -- SFTP streams per pulled file (1-16)
  *    "retry_base_s": 30,       -- first pause after a transient failure
  *    "retry_max": 5,           -- attempts before a job fails for good
- *    "idle_check_s": 30}       -- how often idle workers are looked at
+ *    "idle_check_s": 30,       -- how often idle workers are looked at
+ *    "chunk_mib": 64}          -- chunk size of the artifacts' manifests
  *
  * A file that is not valid JSON, or a value of the wrong type or range, is
  * an error naming the key: a typo must not pass silently.
@@ -22,6 +23,7 @@ struct mb_config {
 	int retry_base_s;
 	int retry_max;
 	int idle_check_s;
+	int chunk_mib;
 };
 
 /* Fills c with the defaults, then what path (NULL: $MIBERA_HOME/

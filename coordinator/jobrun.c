@@ -376,6 +376,19 @@ static void on_pull_progress(uint64_t done, uint64_t total, uint64_t fetched,
 	mb_buf_release(&b);
 }
 
+/* A file an earlier run of this pull verified and published: the same
+ * size and sha256 as its manifest. */
+static int already_pulled(const struct mb_manifest *m, const char *dest)
+{
+	uint8_t d[MB_SHA256_LEN];
+	uint64_t size = 0;
+	struct stat st;
+
+	return stat(dest, &st) == 0 && (uint64_t)st.st_size == m->size &&
+	       mb_sha256_file(dest, d, &size) == 0 && size == m->size &&
+	       memcmp(d, m->sha256, sizeof(d)) == 0;
+}
+
 /* Pulls one artifact into dest (in the partial directory) and records
  * what the pull did as a "pulled" event. */
 static int pull_one(struct run *r, const struct mb_manifest *m,
@@ -639,8 +652,12 @@ quantize:
 	/* manifest */
 manifest:
 	if (!step_done(&r, "manifest")) {
-		const char *argv[] = { "manifest", r.out, NULL };
+		char chunk[32];
+		const char *argv[] = { "manifest", r.out, "--chunk-size", chunk,
+				       NULL };
 
+		snprintf(chunk, sizeof(chunk), "%llu",
+			 (unsigned long long)cfg->chunk_mib << 20);
 		step_begin(&r, "manifest");
 		mb_buf_reset(&b);
 		json_str_array(&b, argv);
@@ -680,10 +697,13 @@ manifest:
 		char hex[MB_SHA256_HEX], dest[4700];
 
 		snprintf(path, sizeof(path), "%s/%s", pdir, ml->files[i]->name);
-		rc = pull_one(&r, ml->files[i], path);
 		snprintf(dest, sizeof(dest), "%s/%s", adir, ml->files[i]->name);
+		if (already_pulled(ml->files[i], dest))
+			goto record; /* before a restart */
+		rc = pull_one(&r, ml->files[i], path);
 		if (rc == 0 && rename(path, dest) != 0)
 			rc = mb_err_from_errno(errno);
+record:
 		mb_sha256_hex(ml->files[i]->sha256, hex);
 		if (rc == 0)
 			mb_store_artifact_add(s, j->id, ml->files[i]->name, "gguf",

@@ -24,6 +24,7 @@ PACKAGES=(
 	libzstd-dev libssl-dev libcmocka-dev
 	clang libclang-rt-14-dev
 	openssh-server openssh-client python3 nodejs npm sqlite3
+	tmux python3-jsonschema
 )
 
 t0=$(date +%s)

@@ -1,6 +1,9 @@
 /*
  * mibera-job status [JOB] [--json]: the jobs (or one job and its steps),
- * with the time each held its worker and what that cost.
+ * with the time each held its worker and what that cost. The --json forms
+ * follow proto/status.schema.json (version 1):
+ *   status --json      {"version":1,"jobs":[<job>...],"total_cost":N}
+ *   status JOB --json  {"version":1,"job":<job with "steps">}
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +18,28 @@
 struct ctx {
 	struct mb_store *s;
 	struct mb_buf *b;	/* JSON output, or NULL for text */
+	int steps;		/* with each job's steps */
 	double total_cost;
 };
 
+static int step_json(const struct mb_step_row *st, void *p)
+{
+	struct mb_buf *b = p;
+
+	if (b->data[b->len - 1] != '[')
+		mb_buf_adds(b, ",");
+	mb_buf_addf(b, "{\"name\":\"%s\",\"state\":\"%s\",\"attempts\":%d,"
+		    "\"started_at\":%lld,\"finished_at\":%lld,\"error\":",
+		    st->name, st->state, st->attempts, (long long)st->started_at,
+		    (long long)st->finished_at);
+	mb_json_quote(b, st->error);
+	return mb_buf_adds(b, "}");
+}
+
 static double cost(struct mb_store *s, const struct mb_job_row *j)
 {
-	struct mb_worker_row w;
-
-	if (j->worker[0] == '\0' || mb_store_worker_get(s, j->worker, &w) != 0)
-		return 0;
-	return w.cost_per_hour * j->held_seconds / 3600.0;
+	(void)s;
+	return j->cost_per_hour * j->held_seconds / 3600.0;
 }
 
 static int job_json(const struct mb_job_row *j, void *p)
@@ -41,11 +56,21 @@ static int job_json(const struct mb_job_row *j, void *p)
 	mb_json_quote(b, j->worker);
 	mb_buf_addf(b, ",\"state\":\"%s\",\"quants\":", j->state);
 	mb_json_quote(b, j->quants);
-	mb_buf_addf(b, ",\"layout\":\"%s\",\"attempts\":%d,\"held_seconds\":%.1f,"
-		    "\"cost\":%.4f,\"created_at\":%lld,\"finished_at\":%lld,"
-		    "\"error\":", j->layout, j->attempts, j->held_seconds, usd,
-		    (long long)j->created_at, (long long)j->finished_at);
+	mb_buf_addf(b, ",\"layout\":\"%s\",\"outtype\":\"%s\",\"smoke\":%s,"
+		    "\"attempts\":%d,\"held_seconds\":%.1f,\"cost\":%.4f,"
+		    "\"created_at\":%lld,\"started_at\":%lld,\"finished_at\":%lld,"
+		    "\"next_try_at\":%lld,\"commit\":", j->layout, j->outtype,
+		    j->smoke ? "true" : "false", j->attempts, j->held_seconds, usd,
+		    (long long)j->created_at, (long long)j->started_at,
+		    (long long)j->finished_at, (long long)j->next_try_at);
+	mb_json_quote(b, j->commit_sha);
+	mb_buf_adds(b, ",\"error\":");
 	mb_json_quote(b, j->error);
+	if (c->steps) {
+		mb_buf_adds(b, ",\"steps\":[");
+		mb_store_step_list(c->s, j->id, step_json, b);
+		mb_buf_adds(b, "]");
+	}
 	mb_buf_adds(b, "}");
 	c->total_cost += usd;
 	return 0;
@@ -107,9 +132,10 @@ int cmd_status(int argc, char **argv)
 		if (json) {
 			mb_buf_init(&b, 1 << 20);
 			c.b = &b;
+			c.steps = 1;
 			mb_buf_adds(&b, "[");
 			job_json(&j, &c);
-			printf("%s\n", b.data + 1);
+			printf("{\"version\":1,\"job\":%s}\n", b.data + 1);
 			mb_buf_release(&b);
 		} else {
 			job_text(&j, &c);
@@ -123,7 +149,8 @@ int cmd_status(int argc, char **argv)
 		c.b = &b;
 		mb_buf_adds(&b, "[");
 		rc = mb_store_job_list(c.s, job_json, &c);
-		printf("{\"jobs\":%s],\"total_cost\":%.4f}\n", b.data, c.total_cost);
+		printf("{\"version\":1,\"jobs\":%s],\"total_cost\":%.4f}\n", b.data,
+		       c.total_cost);
 		mb_buf_release(&b);
 	} else {
 		printf("%-5s %-10s %-34s %-10s %-14s %8s  %s\n", "JOB", "STATE",

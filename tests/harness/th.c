@@ -206,6 +206,36 @@ int th_run(char *const argv[])
 	return WEXITSTATUS(status);
 }
 
+int th_capture(const char *cmd, char **out)
+{
+	char line[8192], chunk[65536];
+	char *buf = NULL, *p;
+	size_t len = 0, n;
+	FILE *f;
+	int st;
+
+	snprintf(line, sizeof(line), "%s 2>&1", cmd);
+	*out = NULL;
+	f = popen(line, "r");
+	if (f == NULL)
+		return -1;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		p = realloc(buf, len + n + 1);
+		if (p == NULL)
+			break;
+		buf = p;
+		memcpy(buf + len, chunk, n);
+		len += n;
+	}
+	if (buf == NULL)
+		buf = calloc(1, 1);
+	else
+		buf[len] = '\0';
+	st = pclose(f);
+	*out = buf;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 char *th_slurp(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");

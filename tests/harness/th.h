@@ -47,6 +47,11 @@ int th_stop(pid_t pid, int timeout_ms);
  * or -1 if it could not run or died from a signal. */
 int th_run(char *const argv[]);
 
+/* Runs the shell command cmd with stderr folded into stdout; *out gets
+ * the output (NUL-terminated, caller frees). Returns the exit code, or -1
+ * when it could not run or died from a signal. */
+int th_capture(const char *cmd, char **out);
+
 /* Reads a whole file into a NUL-terminated heap buffer (caller frees).
  * Returns NULL on error; *len gets the size when len is not NULL. */
 char *th_slurp(const char *path, size_t *len);

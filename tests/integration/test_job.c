@@ -34,21 +34,12 @@ static struct th_sshd sshd;
 static int run(const char *prog, const char *args, char **out)
 {
 	char cmd[4096];
-	struct mb_buf b;
-	char chunk[65536];
-	size_t n;
-	FILE *p;
-	int st;
+	int rc;
 
-	snprintf(cmd, sizeof(cmd), "%s/%s %s 2>&1", MB_BINARY_DIR, prog, args);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	mb_buf_init(&b, 64u << 20);
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		assert_int_equal(mb_buf_add(&b, chunk, n), 0);
-	st = pclose(p);
-	*out = mb_buf_detach(&b, NULL);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	snprintf(cmd, sizeof(cmd), "%s/%s %s", MB_BINARY_DIR, prog, args);
+	rc = th_capture(cmd, out);
+	assert_non_null(*out);
+	return rc;
 }
 
 static void write_ssh_config(void)
