@@ -187,8 +187,15 @@ static const char *opt(const char *s)
 static void col(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
 
-	snprintf(out, cap, "%s", t ? (const char *)t : "");
+	/* cut to the buffer, as snprintf would; the rows of a big queue are
+	 * read by the thousand */
+	if (n >= cap)
+		n = cap - 1;
+	if (n > 0)
+		memcpy(out, t, n);
+	out[n] = '\0';
 }
 
 #define WORKER_COLS "id, name, target, dir, key_path, host_key, fingerprint, " \
@@ -1002,4 +1009,76 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int mb_store_job_list_recent(struct mb_store *s, int finished,
+			     int (*fn)(const struct mb_job_row *j, void *ctx),
+			     void *ctx)
+{
+	struct mb_job_row *j = mb_malloc(sizeof(*j));
+	sqlite3_stmt *st;
+	int rc = 0, r;
+
+	if (j == NULL)
+		return MB_ENOMEM;
+	/* both halves come from the (state, id) index: a big history costs
+	 * nothing here */
+	if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN "
+			       "workers w ON j.worker_id = w.id WHERE j.id IN "
+			       "(SELECT id FROM jobs WHERE state IN ('queued', "
+			       "'running', 'waiting') UNION ALL SELECT id FROM "
+			       "(SELECT id FROM jobs WHERE state IN ('succeeded', "
+			       "'failed', 'cancelled') ORDER BY id DESC LIMIT ?)) "
+			       "ORDER BY j.id DESC", -1, &st, NULL) != SQLITE_OK) {
+		free(j);
+		return MB_EIO;
+	}
+	sqlite3_bind_int(st, 1, finished);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		read_job(st, j);
+		rc = fn(j, ctx);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = MB_EIO;
+	sqlite3_finalize(st);
+	free(j);
+	return rc;
+}
+
+int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	if (sqlite3_prepare_v2(s->db, "SELECT j.state, count(*), sum(j.held_seconds "
+			       "* coalesce(w.cost_per_hour, 0)) FROM jobs j LEFT "
+			       "JOIN workers w ON j.worker_id = w.id GROUP BY "
+			       "j.state", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+		int n = sqlite3_column_int(st, 1);
+
+		t->jobs += n;
+		t->cost += sqlite3_column_double(st, 2) / 3600.0;
+		if (state == NULL)
+			continue;
+		if (strcmp(state, "queued") == 0)
+			t->queued = n;
+		else if (strcmp(state, "running") == 0)
+			t->running = n;
+		else if (strcmp(state, "waiting") == 0)
+			t->waiting = n;
+		else if (strcmp(state, "succeeded") == 0)
+			t->succeeded = n;
+		else if (strcmp(state, "failed") == 0)
+			t->failed = n;
+		else if (strcmp(state, "cancelled") == 0)
+			t->cancelled = n;
+	}
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : MB_EIO;
 }

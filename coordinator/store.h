@@ -126,6 +126,20 @@ int mb_store_job_get(struct mb_store *s, int64_t id, struct mb_job_row *j);
 int mb_store_job_list(struct mb_store *s,
 		      int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx);
 
+/* Calls fn for the jobs not finished and the latest `finished` finished
+ * ones, newest first: what a person looks at in a long history. */
+int mb_store_job_list_recent(struct mb_store *s, int finished,
+			     int (*fn)(const struct mb_job_row *j, void *ctx),
+			     void *ctx);
+
+struct mb_job_totals {
+	int jobs, queued, running, waiting, succeeded, failed, cancelled;
+	double cost;	/* over every job: its worker's price times held time */
+};
+
+/* Counts the jobs by state and adds up their cost. */
+int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t);
+
 /* Takes the oldest queued job (or a waiting one whose time has come)
  * whose worker runs fewer jobs than its max_jobs, and marks it running
  * (and the worker active), in one transaction, so two coordinators never

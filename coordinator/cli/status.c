@@ -1,9 +1,12 @@
 /*
  * mibera-job status [JOB] [--json]: the jobs (or one job and its steps),
- * with the time each held its worker and what that cost. The --json forms
- * follow proto/status.schema.json (version 1):
- *   status --json      {"version":1,"jobs":[<job>...],"total_cost":N}
- *   status JOB --json  {"version":1,"job":<job with "steps">}
+ * with the time each held its worker and what that cost. The list shows
+ * the jobs not finished and the latest 50 finished ones (--all: every
+ * job), then the counts by state and the cost of all of them. The --json
+ * forms follow proto/status.schema.json (version 1):
+ *   status [--all] --json  {"version":1,"jobs":[<job>...],"counts":{...},
+ *                           "total_cost":N}
+ *   status JOB --json      {"version":1,"job":<job with "steps">}
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,9 @@
 #include "common/json.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
+
+/* Finished jobs the list shows without --all. */
+#define RECENT 50
 
 struct ctx {
 	struct mb_store *s;
@@ -102,19 +108,25 @@ int cmd_status(int argc, char **argv)
 	struct mb_buf b;
 	char err[1024], *end;
 	long long id = 0;
-	int i, json = 0, rc;
+	struct mb_job_totals t;
+	int i, json = 0, all = 0, rc;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = 1;
+		} else if (strcmp(argv[i], "--all") == 0) {
+			all = 1;
 		} else {
 			id = strtoll(argv[i], &end, 10);
 			if (*end != '\0' || id <= 0) {
-				fprintf(stderr, "usage: mibera-job status [JOB] [--json]\n");
+				fprintf(stderr, "usage: mibera-job status [JOB] [--all] "
+					"[--json]\n");
 				return 2;
 			}
 		}
 	}
+	/* thousands of lines: one write per block, not per line */
+	setvbuf(stdout, NULL, _IOFBF, 1 << 20);
 	rc = mb_store_open(NULL, &c.s, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job: %s\n", err);
@@ -144,19 +156,33 @@ int cmd_status(int argc, char **argv)
 		mb_store_close(c.s);
 		return 0;
 	}
+	rc = mb_store_job_totals(c.s, &t);
 	if (json) {
-		mb_buf_init(&b, 64u << 20);
+		mb_buf_init(&b, 256u << 20);
 		c.b = &b;
 		mb_buf_adds(&b, "[");
-		rc = mb_store_job_list(c.s, job_json, &c);
-		printf("{\"version\":1,\"jobs\":%s],\"total_cost\":%.4f}\n", b.data,
-		       c.total_cost);
+		if (rc == 0)
+			rc = all ? mb_store_job_list(c.s, job_json, &c)
+				 : mb_store_job_list_recent(c.s, RECENT, job_json, &c);
+		printf("{\"version\":1,\"jobs\":%s],\"counts\":{\"jobs\":%d,"
+		       "\"queued\":%d,\"running\":%d,\"waiting\":%d,"
+		       "\"succeeded\":%d,\"failed\":%d,\"cancelled\":%d},"
+		       "\"total_cost\":%.4f}\n", b.data, t.jobs, t.queued, t.running,
+		       t.waiting, t.succeeded, t.failed, t.cancelled, t.cost);
 		mb_buf_release(&b);
 	} else {
 		printf("%-5s %-10s %-34s %-10s %-14s %8s  %s\n", "JOB", "STATE",
 		       "SOURCE", "WORKER", "QUANTS", "HELD", "COST");
-		rc = mb_store_job_list(c.s, job_text, &c);
-		printf("total cost $%.2f\n", c.total_cost);
+		if (rc == 0)
+			rc = all ? mb_store_job_list(c.s, job_text, &c)
+				 : mb_store_job_list_recent(c.s, RECENT, job_text, &c);
+		printf("%d job%s: %d queued, %d running, %d waiting, %d succeeded, "
+		       "%d failed, %d cancelled%s; total cost $%.2f\n", t.jobs,
+		       t.jobs == 1 ? "" : "s", t.queued, t.running, t.waiting,
+		       t.succeeded, t.failed, t.cancelled,
+		       !all && t.succeeded + t.failed + t.cancelled > RECENT
+			       ? " (the latest 50 finished shown; --all for every one)"
+			       : "", t.cost);
 	}
 	mb_store_close(c.s);
 	return rc == 0 ? 0 : 1;
