@@ -222,9 +222,13 @@ int main(int argc, char **argv)
 		}
 		if (stopping) {
 			/* a stop leaves running jobs to the next start, which
-			 * follows their steps on the workers */
-			if (running == 0)
-				break;
+			 * follows their steps on the workers: every write so far
+			 * is a whole transaction, so nothing waits for them */
+			if (running > 0)
+				mb_log(MB_LOG_INFO, "stopping: %d running job%s will "
+				       "resume at the next start", running,
+				       running == 1 ? "" : "s");
+			break;
 		} else {
 			for (i = 0; i < MAX_RUNNING; i++) {
 				struct slot *sl = &slots[i];
@@ -275,5 +279,7 @@ int main(int argc, char **argv)
 		}
 	}
 	mb_store_close(s);
+	if (stopping)
+		_exit(0); /* the job threads end with the process */
 	return failed ? 1 : 0;
 }

@@ -11,7 +11,8 @@
 #   4. mibera-job worker add: the loopback box, its host key pinned
 #   5. mibera-job submit + mibera-coordinator --once: fetch, convert (with
 #      the repairs), quantize, manifest, verified pull over SFTP, smoke
-#   6. the artifacts, their checksums and the smoke results
+#   6. the status table, the repairs it made, the artifacts with their
+#      checksums, the smoke results, the Modelfile and model card
 #
 # Environment: MIBERA_DEMO_DIR (default /tmp/mibera-demo) holds everything,
 # the job database included (MIBERA_HOME is set inside it).
@@ -79,17 +80,24 @@ echo "job $job"
 
 step "mibera-coordinator --once"
 "$bin/mibera-coordinator" --once
+[ "$("$bin/mibera-job" status "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["state"])')" = succeeded ] ||
+	{ echo "demo: the job did not succeed" >&2; exit 1; }
 
-step "the result"
-"$bin/mibera-job" status "$job"
+step "the result: mibera-job status, then show (steps, repairs, artifacts)"
+"$bin/mibera-job" status
+"$bin/mibera-job" show "$job"
 ls -l "$MIBERA_HOME/artifacts/job-$job"
 (cd "$MIBERA_HOME/artifacts/job-$job" && sha256sum ./*.gguf)
 python3 - "$MIBERA_HOME/artifacts/job-$job/provenance.json" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
+print("provenance: %d config repairs, %d artifacts, recommended %s" % (
+    len(p["repairs"]), len(p["artifacts"]), p["recommended"]))
 for s in p["smoke"]:
     print("smoke %-24s load %.2f s, %6.1f tokens/s, peak RSS %.0f MiB: %r" % (
         s["file"], s["load_s"], s["gen_tps"], s["peak_rss"] / 2**20, s["text"][:40]))
 PY
+echo
+sed -n '1,12p' "$MIBERA_HOME/artifacts/job-$job/Modelfile"
 echo
 echo "Done: everything is in $demo (job database: $MIBERA_HOME/jobs.db)."
