@@ -5,9 +5,11 @@
  * each worker's idle command run once and only after its last artifacts
  * were pulled and verified, `status --json` valid against its schema, the
  * dashboard under tmux showing the jobs' steps and giving the terminal
- * back on q); and the coordinator killed with SIGKILL during convert and
+ * back on q); the coordinator killed with SIGKILL during convert and
  * again during pull, each time restarted: the job succeeds, no finished
- * step runs again and the pull resumes from its verified chunks.
+ * step runs again and the pull resumes from its verified chunks; and a
+ * cancel while the worker quantizes: the worker's process ends, the job is
+ * cancelled, and a retry goes on from the quantize step.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -492,11 +494,69 @@ static void test_killed_during_convert_and_pull(void **state)
 	assert_true(reused >= (long long)verified * (4 << 20) - (4 << 20));
 }
 
+/* Counts the processes whose command line holds what. */
+static int processes_with(const char *what)
+{
+	char cmd[1024], *out;
+	int n;
+
+	snprintf(cmd, sizeof(cmd), "pgrep -fc -- '%s'", what);
+	th_capture(cmd, &out);
+	n = atoi(out);
+	free(out);
+	return n;
+}
+
+static void test_cancel_during_a_worker_step_then_retry(void **state)
+{
+	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	char model[700], what[800], *out;
+	cJSON *doc, *job;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	write_config("{}");
+	path_in(model, sizeof(model), "big");
+	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant "
+			     "Q4_K_M --no-smoke", model), 0);
+	assert_string_equal(out, "6\n");
+	free(out);
+	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	assert_true(wait_step("6", "quantize"));
+	/* [m]: the pattern does not match the shell that runs pgrep */
+	snprintf(what, sizeof(what), "[m]ibera-worker quantize .*job-6/");
+	assert_int_equal(run(&out, "mibera-job cancel 6"), 0);
+	free(out);
+	/* the coordinator gives the job up, the worker's process is gone */
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	doc = status_json("6");
+	job = cJSON_GetObjectItem(doc, "job");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(job, "state")),
+			    "cancelled");
+	cJSON_Delete(doc);
+	assert_int_equal(processes_with(what), 0);
+	/* retry: from the first unfinished step; convert is not run again */
+	assert_int_equal(run(&out, "mibera-job retry 6"), 0);
+	free(out);
+	if (run(&out, "mibera-coordinator --once") != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	doc = status_json("6");
+	job = cJSON_GetObjectItem(doc, "job");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(job, "state")),
+			    "succeeded");
+	assert_int_equal(attempts_of(job, "convert"), 1);
+	assert_int_equal(attempts_of(job, "quantize"), 2);
+	cJSON_Delete(doc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_workers_four_jobs),
 		cmocka_unit_test(test_killed_during_convert_and_pull),
+		cmocka_unit_test(test_cancel_during_a_worker_step_then_retry),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
