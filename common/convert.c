@@ -1,5 +1,6 @@
 /* convert: streaming safetensors -> GGUF conversion. */
 #define _GNU_SOURCE /* copy_file_range */
+#include "common/clock.h"
 #include "common/convert.h"
 
 #include <errno.h>
@@ -698,14 +699,6 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 
 /* --- the conversion --- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *read_small(const char *dir, const char *name, size_t *len)
 {
 	char path[4200];
@@ -794,7 +787,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	memset(&pl, 0, sizeof(pl));
 	memset(&jb, 0, sizeof(jb));
 	pthread_mutex_init(&jb.err_mu, NULL);
-	t0 = now_s();
+	t0 = mb_now_s();
 
 	rc = mb_st_model_open_dir(o->model_dir, &m, sub, sizeof(sub));
 	if (rc != 0) {
@@ -943,7 +936,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	nth = o->threads > 0 ? (o->threads > MAX_THREADS ? MAX_THREADS : o->threads)
 			     : ncpus();
 	{
-		double start = now_s(), last = 0;
+		double start = mb_now_s(), last = 0;
 		int done = 0;
 
 		for (started = 0; started < nth; started++)
@@ -961,7 +954,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			nanosleep(&ts, NULL);
 			pr.done = atomic_load(&jb.done);
 			pr.total = total;
-			pr.seconds = now_s() - start;
+			pr.seconds = mb_now_s() - start;
 			done = atomic_load(&jb.exited) == started;
 			pr.finished = 0;
 			if (o->progress != NULL && pr.seconds - last >= 0.5) {
@@ -979,7 +972,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		}
 		if (o->progress != NULL) {
 			struct mb_convert_progress pr = {
-				atomic_load(&jb.done), total, now_s() - start, 1
+				atomic_load(&jb.done), total, mb_now_s() - start, 1
 			};
 
 			o->progress(&pr, o->progress_ctx);
@@ -997,7 +990,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	r->file_size = w.file_size;
 	r->data_bytes = total;
 	r->nrepairs = mb_modelcfg_nrepairs(c);
-	r->seconds = now_s() - t0;
+	r->seconds = mb_now_s() - t0;
 	if (o->report != NULL)
 		rc = mb_modelcfg_report_json(c, o->report);
 out:

@@ -15,6 +15,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -46,14 +47,6 @@ struct run {
 	char *err;
 	size_t errcap;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int is_local_source(const char *src)
 {
@@ -360,7 +353,7 @@ static void on_pull_progress(uint64_t done, uint64_t total, uint64_t fetched,
 			     void *ctx)
 {
 	struct pull_ctx *pc = ctx;
-	double now = now_s();
+	double now = mb_now_s();
 	struct mb_buf b;
 
 	if (now - pc->last < 1.0 && done < total)
@@ -396,7 +389,7 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 {
 	struct mb_pull_opts o;
 	struct mb_pull_stats st;
-	struct pull_ctx pc = { r, m->name, now_s(), 0 };
+	struct pull_ctx pc = { r, m->name, mb_now_s(), 0 };
 	char remote[2700];
 	struct mb_buf b;
 	int rc;
@@ -526,7 +519,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	struct mb_buf b;
 	char path[4600], adir[4400], pdir[4400], *mjson = NULL;
 	char quants[256], *q, *save = NULL;
-	double t0 = now_s();
+	double t0 = mb_now_s();
 	size_t i, got;
 	int rc;
 
@@ -798,7 +791,7 @@ smoke:
 	}
 	mb_buf_release(&b);
 out:
-	mb_store_job_add_held(s, j->id, now_s() - t0);
+	mb_store_job_add_held(s, j->id, mb_now_s() - t0);
 	{
 		struct mb_job_row now;
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/manifest.h"
@@ -272,14 +273,6 @@ static void *stream_main(void *arg)
 
 /* --- the file --- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The whole file's sha256, hashed chunk by chunk from the .part as the
  * verified part grows from the start, while the streams go on: when the
  * last chunk lands little is left to hash. Returns 0 with the digest, or
@@ -334,7 +327,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 	uint64_t avail, missing = 0, nmiss = 0, i, off, len;
 	size_t k, nstreams = 0;
 	int rc, hrc, want = o->streams > 0 ? o->streams : MB_PULL_STREAMS;
-	double t0 = now_s();
+	double t0 = mb_now_s();
 
 	if (st == NULL)
 		st = &local;
@@ -457,7 +450,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 	mb_fsync_parent(dest);
 	unlink(p.rec);
 out:
-	st->seconds = now_s() - t0;
+	st->seconds = mb_now_s() - t0;
 	if (p.fd >= 0)
 		close(p.fd);
 	free(p.record);

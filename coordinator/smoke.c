@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "llama.h"
@@ -45,14 +46,6 @@ static void on_log(enum ggml_log_level level, const char *text, void *ctx)
 		t = sizeof(log_tail) - n - 1;
 	memcpy(log_tail + n, text, t);
 	log_tail[n + t] = '\0';
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The kernel's peak resident set of this process (VmHWM), and its reset
@@ -133,9 +126,9 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	llama_backend_init();
 	reset_peak();
 	mp.n_gpu_layers = 0;
-	t0 = now_s();
+	t0 = mb_now_s();
 	model = llama_model_load_from_file(path, mp);
-	r->load_s = now_s() - t0;
+	r->load_s = mb_now_s() - t0;
 	if (model == NULL) {
 		trim(log_tail);
 		snprintf(r->error, sizeof(r->error), "llama.cpp cannot load '%.400s': %s",
@@ -178,18 +171,18 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 		goto out;
 	}
 	r->n_prompt = n;
-	t0 = now_s();
+	t0 = mb_now_s();
 	if (llama_decode(ctx, llama_batch_get_one(toks, n)) != 0) {
 		trim(log_tail);
 		snprintf(r->error, sizeof(r->error), "llama_decode failed on the "
 			 "prompt: %s", log_tail);
 		goto out;
 	}
-	r->prompt_tps = n / (now_s() - t0);
+	r->prompt_tps = n / (mb_now_s() - t0);
 	r->finite = logits_finite(ctx, nv);
 	smpl = llama_sampler_chain_init(sp);
 	llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
-	t0 = now_s();
+	t0 = mb_now_s();
 	for (i = 0; i < n_gen && r->finite; i++) {
 		char piece[256];
 		int pn;
@@ -212,7 +205,7 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	}
 	r->text[tlen] = '\0';
 	if (r->n_gen > 0)
-		r->gen_tps = r->n_gen / (now_s() - t0);
+		r->gen_tps = r->n_gen / (mb_now_s() - t0);
 	if (!r->finite) {
 		snprintf(r->error, sizeof(r->error), "the model produced logits "
 			 "that are not finite (NaN or infinity)");

@@ -11,17 +11,10 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* The number of complete lines already in the journal. */
 static int count_lines(int fd, uint64_t *n)
@@ -92,7 +85,7 @@ int mb_events_emit(struct mb_events *e, const char *type, const char *fields)
 	mb_buf_init(&b, MB_EVENT_MAX - 1);
 	rc = mb_buf_addf(&b, "{\"v\":%d,\"seq\":%llu,\"ms\":%llu,\"step\":",
 			 MB_EVENT_VERSION, (unsigned long long)(e->seq + 1),
-			 (unsigned long long)now_ms());
+			 (unsigned long long)mb_wall_ms());
 	if (rc == 0)
 		rc = mb_json_quote(&b, e->step);
 	if (rc == 0)
@@ -121,7 +114,7 @@ int mb_events_progress(struct mb_events *e, const char *what, uint64_t done,
 {
 	char fields[1024];
 	struct mb_buf b;
-	uint64_t t = now_ms();
+	uint64_t t = mb_wall_ms();
 	int rc;
 
 	if (e->fd < 0)

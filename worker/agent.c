@@ -38,6 +38,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -235,14 +236,6 @@ static void write_result(const char *path, int ok, int code, int cancelled,
 	mb_buf_release(&b);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* In the detached session: run the verb, wait, write the result. */
 static void supervise(const char *self, const char *jd, const char *step,
 		      char **args, char **env_set)
@@ -250,7 +243,7 @@ static void supervise(const char *self, const char *jd, const char *step,
 	char log[2300], events[2300], result[2300], err[1024];
 	pid_t child;
 	int status = 0, fd, i;
-	double t0 = now_s();
+	double t0 = mb_now_s();
 
 	step_path(log, sizeof(log), jd, step, "log");
 	step_path(events, sizeof(events), jd, step, "events");
@@ -278,7 +271,7 @@ static void supervise(const char *self, const char *jd, const char *step,
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		write_result(result, 1, 0, 0, "", now_s() - t0);
+		write_result(result, 1, 0, 0, "", mb_now_s() - t0);
 	} else {
 		last_line(log, err, sizeof(err));
 		if (WIFSIGNALED(status) && err[0] == '\0')
@@ -287,7 +280,7 @@ static void supervise(const char *self, const char *jd, const char *step,
 		write_result(result, 0,
 			     WIFEXITED(status) ? WEXITSTATUS(status)
 					       : 128 + WTERMSIG(status),
-			     0, err, now_s() - t0);
+			     0, err, mb_now_s() - t0);
 	}
 	_exit(0);
 }

@@ -23,6 +23,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/manifest.h"
@@ -47,14 +48,6 @@ static void usage(FILE *f)
 		   "changed since it was\n"
 		   "written, unless --force.\n",
 		(unsigned long long)MB_MANIFEST_DEFAULT_CHUNK);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -85,7 +78,7 @@ struct hashing {
 
 static void show(struct hashing *h, uint64_t done, int final)
 {
-	double dt = now_s() - h->t0;
+	double dt = mb_now_s() - h->t0;
 	double rate = dt > 0 ? (double)done / dt : 0;
 
 	mb_events_progress(h->ev, final ? "manifest" : h->name, done, h->total,
@@ -327,7 +320,7 @@ int verb_manifest(int argc, char **argv)
 	}
 	h.ev = &ev;
 	h.tty = isatty(2);
-	t0 = h.t0 = now_s();
+	t0 = h.t0 = mb_now_s();
 	for (i = 0; i < n; i++) {
 		if (files[i] != NULL)
 			continue;
@@ -360,8 +353,8 @@ int verb_manifest(int argc, char **argv)
 	printf("manifest %s: %zu file%s (%zu reused), %.1f MB hashed in %.2f s "
 	       "(%.0f MB/s)\n",
 	       out, n, n == 1 ? "" : "s", reused, (double)hashed / 1e6,
-	       now_s() - t0,
-	       now_s() - t0 > 0 ? (double)hashed / 1e6 / (now_s() - t0) : 0.0);
+	       mb_now_s() - t0,
+	       mb_now_s() - t0 > 0 ? (double)hashed / 1e6 / (mb_now_s() - t0) : 0.0);
 	ret = 0;
 	goto out;
 toolong:

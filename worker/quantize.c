@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/gguf.h"
@@ -88,14 +89,6 @@ struct qstate {
 	enum ggml_log_level last;	/* what a CONT piece continues */
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void trim_end(char *s)
 {
 	size_t n = strlen(s);
@@ -125,7 +118,7 @@ static void add_error(struct qstate *st, const char *text)
 
 static void show_progress(struct qstate *st, int final)
 {
-	double dt = now_s() - st->t0;
+	double dt = mb_now_s() - st->t0;
 	double rate = dt > 0 ? (double)st->done / dt : 0;
 
 	/* one event per tensor, not rate-limited: a few hundred in a model,
@@ -480,7 +473,7 @@ int verb_quantize(int argc, char **argv)
 	st.verbose = verbose;
 	for (i = 0; in_hdr != NULL && i < in_hdr->ntensors; i++)
 		st.total += in_hdr->tensors[i].size;
-	t0 = st.t0 = now_s();
+	t0 = st.t0 = mb_now_s();
 	llama_log_set(on_log, &st);
 	llama_backend_init();
 	p = llama_model_quantize_default_params();
@@ -521,7 +514,7 @@ int verb_quantize(int argc, char **argv)
 	       out, q->name, q->ftype, st.count, (double)sout.st_size / 1e6,
 	       (double)in_size / 1e6,
 	       n_in ? (double)sout.st_size * 8.0 / (double)n_in : 0.0,
-	       now_s() - t0);
+	       mb_now_s() - t0);
 	for (i = 0; i < st.nfallback; i++) {
 		const struct fallback *f = &st.fallback[i];
 
