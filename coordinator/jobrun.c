@@ -29,6 +29,7 @@
 #include "coordinator/transport.h"
 #include "coordinator/workerconn.h"
 #include "mb_version.h"
+#include "proto/event.h"
 
 /* What one job needs while it runs. */
 struct run {
@@ -54,19 +55,15 @@ static int is_local_source(const char *src)
 }
 
 /* Stores one event the coordinator itself reports (the pull's), in the
- * worker's event format; members is the object's inside ("k":v,...). */
+ * worker's event format with seq 0; members is the object's inside
+ * ("k":v,...). */
 static void store_event(struct run *r, const char *step, const char *type,
 			const char *members)
 {
 	struct mb_buf b;
-	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	mb_buf_init(&b, 8192);
-	mb_buf_addf(&b, "{\"v\":1,\"seq\":0,\"ms\":%lld,\"step\":\"%s\","
-		    "\"type\":\"%s\",%s}", (long long)ts.tv_sec * 1000 +
-		    ts.tv_nsec / 1000000, step, type, members);
-	if (b.data != NULL)
+	mb_buf_init(&b, MB_EVENT_MAX - 1);
+	if (mb_event_format(&b, 0, step, type, members) == 0)
 		mb_store_step_events(r->s, r->j->id, step, b.data, b.len, -1);
 	mb_buf_release(&b);
 }

@@ -75,6 +75,26 @@ void mb_events_close(struct mb_events *e)
 	e->fd = -1;
 }
 
+int mb_event_format(struct mb_buf *b, uint64_t seq, const char *step,
+		    const char *type, const char *fields)
+{
+	int rc = mb_buf_addf(b, "{\"v\":%d,\"seq\":%llu,\"ms\":%llu,\"step\":",
+			     MB_EVENT_VERSION, (unsigned long long)seq,
+			     (unsigned long long)mb_wall_ms());
+
+	if (rc == 0)
+		rc = mb_json_quote(b, step);
+	if (rc == 0)
+		rc = mb_buf_adds(b, ",\"type\":");
+	if (rc == 0)
+		rc = mb_json_quote(b, type);
+	if (rc == 0 && fields != NULL && fields[0] != '\0')
+		rc = mb_buf_addf(b, ",%s", fields);
+	if (rc == 0)
+		rc = mb_buf_adds(b, "}");
+	return rc;
+}
+
 int mb_events_emit(struct mb_events *e, const char *type, const char *fields)
 {
 	struct mb_buf b;
@@ -83,19 +103,7 @@ int mb_events_emit(struct mb_events *e, const char *type, const char *fields)
 	if (e->fd < 0)
 		return 0;
 	mb_buf_init(&b, MB_EVENT_MAX - 1);
-	rc = mb_buf_addf(&b, "{\"v\":%d,\"seq\":%llu,\"ms\":%llu,\"step\":",
-			 MB_EVENT_VERSION, (unsigned long long)(e->seq + 1),
-			 (unsigned long long)mb_wall_ms());
-	if (rc == 0)
-		rc = mb_json_quote(&b, e->step);
-	if (rc == 0)
-		rc = mb_buf_adds(&b, ",\"type\":");
-	if (rc == 0)
-		rc = mb_json_quote(&b, type);
-	if (rc == 0 && fields != NULL && fields[0] != '\0')
-		rc = mb_buf_addf(&b, ",%s", fields);
-	if (rc == 0)
-		rc = mb_buf_adds(&b, "}");
+	rc = mb_event_format(&b, e->seq + 1, e->step, type, fields);
 	/* the cap left room for the newline: one write, one whole line */
 	if (rc == 0)
 		rc = mb_buf_reserve(&b, 1) == 0 ? 0 : MB_ETOOBIG;

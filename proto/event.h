@@ -33,6 +33,15 @@ int mb_events_open(struct mb_events *e, const char *path, const char *step);
 /* Closes the journal; NULL-safe, idempotent. */
 void mb_events_close(struct mb_events *e);
 
+/* Formats one event line (without its newline) into b: the envelope
+ * {"v","seq","ms" (now),"step","type"} and the extra members fields (the
+ * inside of a JSON object, or NULL). The journal writes its lines with
+ * it; the coordinator stores its own events (seq 0) the same way.
+ * MB_ETOOBIG past b's cap. */
+struct mb_buf;
+int mb_event_format(struct mb_buf *b, uint64_t seq, const char *step,
+		    const char *type, const char *fields);
+
 /* Appends one event of type with extra members: fields is the inside of a
  * JSON object ("\"file\":\"a\",\"bytes\":3") or NULL. MB_ETOOBIG when the
  * line would pass MB_EVENT_MAX. */
