@@ -49,11 +49,6 @@ struct run {
 	size_t errcap;
 };
 
-static int is_local_source(const char *src)
-{
-	return src[0] == '/' || src[0] == '.';
-}
-
 /* Stores one event the coordinator itself reports (the pull's), in the
  * worker's event format with seq 0; members is the object's inside
  * ("k":v,...). */
@@ -478,7 +473,7 @@ static void model_name(struct run *r)
 	size_t n;
 
 	snprintf(tmp, sizeof(tmp), "%s", r->j->source);
-	if (!is_local_source(tmp))
+	if (!mb_job_source_is_path(tmp))
 		tmp[strcspn(tmp, "@")] = '\0'; /* org/name@revision */
 	n = strlen(tmp);
 	while (n > 1 && tmp[n - 1] == '/')
@@ -552,12 +547,12 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	}
 
 	/* fetch: a hub repo into the job's directory; a path is used as is */
-	if (!is_local_source(j->source))
+	if (!mb_job_source_is_path(j->source))
 		snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
 	if (step_done(&r, "fetch")) {
-		if (is_local_source(j->source))
+		if (mb_job_source_is_path(j->source))
 			snprintf(r.model, sizeof(r.model), "%s", j->source);
-	} else if (is_local_source(j->source)) {
+	} else if (mb_job_source_is_path(j->source)) {
 		snprintf(r.model, sizeof(r.model), "%s", j->source);
 		mb_store_step_set(s, j->id, "fetch", "skipped", NULL, NULL);
 	} else {
@@ -571,7 +566,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 		if (rc != 0)
 			goto out;
 	}
-	if (!is_local_source(j->source) && j->commit_sha[0] == '\0') {
+	if (!mb_job_source_is_path(j->source) && j->commit_sha[0] == '\0') {
 		/* the commit the revision resolved to, from fetch's result */
 		cJSON *res = stored_events(&r, "fetch", "result");
 		const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(
@@ -595,7 +590,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 		snprintf(f16, sizeof(f16), "%s/%s-%s.gguf", r.out, r.name,
 			 strcmp(j->outtype, "bf16") == 0 ? "BF16"
 			 : strcmp(j->outtype, "f32") == 0 ? "F32" : "F16");
-		if (!is_local_source(j->source)) {
+		if (!mb_job_source_is_path(j->source)) {
 			snprintf(repo, sizeof(repo), "%s", j->source);
 			repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
 			argv[9] = "--repo";

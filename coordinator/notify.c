@@ -45,7 +45,7 @@ static int count_artifact(const char *name, uint64_t size, const char *sha256,
 char *mb_notify_summary(struct mb_store *s, const struct mb_job_row *j,
 			char *line, size_t cap)
 {
-	double cost = j->cost_per_hour * j->held_seconds / 3600.0;
+	double cost = mb_job_cost(j);
 	struct mb_buf b;
 	int n = 0;
 

@@ -156,11 +156,6 @@ static int write_buf(const char *dir, const char *name, const struct mb_buf *b,
 	return rc;
 }
 
-static int is_local(const char *src)
-{
-	return src[0] == '/' || src[0] == '.';
-}
-
 static void iso_now(char *out, size_t cap)
 {
 	time_t now = time(NULL);
@@ -180,7 +175,7 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 	mb_buf_adds(b, "{\n  \"version\": 1,\n  \"job\": ");
 	mb_buf_addf(b, "%lld,\n  \"created\": \"%s\",\n  \"source\": {",
 		    (long long)j->id, when);
-	mb_buf_adds(b, is_local(j->source) ? "\"path\": " : "\"repo\": ");
+	mb_buf_adds(b, mb_job_source_is_path(j->source) ? "\"path\": " : "\"repo\": ");
 	mb_json_quote(b, j->source);
 	mb_buf_adds(b, ", \"revision\": ");
 	mb_json_quote(b, j->revision[0] ? j->revision : "main");
@@ -279,11 +274,11 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 	int nrep = cJSON_GetArraySize(rep);
 
 	mb_buf_adds(b, "---\n");
-	if (!is_local(j->source))
+	if (!mb_job_source_is_path(j->source))
 		mb_buf_addf(b, "base_model: %s\n", j->source);
 	mb_buf_adds(b, "tags:\n- gguf\n- llama.cpp\n- mibera\n---\n\n");
 	mb_buf_addf(b, "# %s GGUF\n\n", slash ? slash + 1 : j->source);
-	if (is_local(j->source))
+	if (mb_job_source_is_path(j->source))
 		mb_buf_addf(b, "GGUF files of the model in `%s`", j->source);
 	else
 		mb_buf_addf(b, "GGUF files of [%s](https://huggingface.co/%s)",

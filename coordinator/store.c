@@ -470,8 +470,10 @@ int mb_store_job_get(struct mb_store *s, int64_t id, struct mb_job_row *j)
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
 }
 
-int mb_store_job_list(struct mb_store *s,
-		      int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx)
+/* Prepares sql (JOB_COLS rows; an optional ? bound to arg, when arg >= 0)
+ * and calls fn for each row; stops at fn's first nonzero return. */
+static int each_job(struct mb_store *s, const char *sql, int arg,
+		    int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx)
 {
 	struct mb_job_row *j = mb_malloc(sizeof(*j));
 	sqlite3_stmt *st;
@@ -479,12 +481,12 @@ int mb_store_job_list(struct mb_store *s,
 
 	if (j == NULL)
 		return MB_ENOMEM;
-	if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN "
-			       "workers w ON j.worker_id = w.id ORDER BY j.id DESC",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		free(j);
 		return MB_EIO;
 	}
+	if (arg >= 0)
+		sqlite3_bind_int(st, 1, arg);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		read_job(st, j);
 		rc = fn(j, ctx);
@@ -496,6 +498,38 @@ int mb_store_job_list(struct mb_store *s,
 	sqlite3_finalize(st);
 	free(j);
 	return rc;
+}
+
+int mb_store_job_list(struct mb_store *s,
+		      int (*fn)(const struct mb_job_row *j, void *ctx), void *ctx)
+{
+	return each_job(s, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN workers w ON "
+			"j.worker_id = w.id ORDER BY j.id DESC", -1, fn, ctx);
+}
+
+int mb_store_job_list_recent(struct mb_store *s, int finished,
+			     int (*fn)(const struct mb_job_row *j, void *ctx),
+			     void *ctx)
+{
+	/* both halves come from the (state, id) index: a big history costs
+	 * nothing here */
+	return each_job(s, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN workers w ON "
+			"j.worker_id = w.id WHERE j.id IN (SELECT id FROM jobs "
+			"WHERE state IN ('queued', 'running', 'waiting') UNION ALL "
+			"SELECT id FROM (SELECT id FROM jobs WHERE state IN "
+			"('succeeded', 'failed', 'cancelled') ORDER BY id DESC "
+			"LIMIT ?)) ORDER BY j.id DESC", finished < 0 ? 0 : finished,
+			fn, ctx);
+}
+
+double mb_job_cost(const struct mb_job_row *j)
+{
+	return j->cost_per_hour * j->held_seconds / 3600.0;
+}
+
+int mb_job_source_is_path(const char *source)
+{
+	return source[0] == '/' || source[0] == '.';
 }
 
 int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
@@ -1008,42 +1042,6 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 			break;
 	}
 	sqlite3_finalize(st);
-	return rc;
-}
-
-int mb_store_job_list_recent(struct mb_store *s, int finished,
-			     int (*fn)(const struct mb_job_row *j, void *ctx),
-			     void *ctx)
-{
-	struct mb_job_row *j = mb_malloc(sizeof(*j));
-	sqlite3_stmt *st;
-	int rc = 0, r;
-
-	if (j == NULL)
-		return MB_ENOMEM;
-	/* both halves come from the (state, id) index: a big history costs
-	 * nothing here */
-	if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLS " FROM jobs j LEFT JOIN "
-			       "workers w ON j.worker_id = w.id WHERE j.id IN "
-			       "(SELECT id FROM jobs WHERE state IN ('queued', "
-			       "'running', 'waiting') UNION ALL SELECT id FROM "
-			       "(SELECT id FROM jobs WHERE state IN ('succeeded', "
-			       "'failed', 'cancelled') ORDER BY id DESC LIMIT ?)) "
-			       "ORDER BY j.id DESC", -1, &st, NULL) != SQLITE_OK) {
-		free(j);
-		return MB_EIO;
-	}
-	sqlite3_bind_int(st, 1, finished);
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		read_job(st, j);
-		rc = fn(j, ctx);
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0 && r != SQLITE_DONE)
-		rc = MB_EIO;
-	sqlite3_finalize(st);
-	free(j);
 	return rc;
 }
 

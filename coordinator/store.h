@@ -115,6 +115,14 @@ struct mb_step_row {
 	char error[1024];
 };
 
+/* What the job cost: its worker's price per hour times the time it held
+ * the worker. */
+double mb_job_cost(const struct mb_job_row *j);
+
+/* 1 when a job's source is a path on the worker (starts with / or .),
+ * 0 when it is a hub repo (org/name[@revision]). */
+int mb_job_source_is_path(const char *source);
+
 /* Adds a queued job with its steps (pending) in one transaction; fills
  * j->id. */
 int mb_store_job_add(struct mb_store *s, struct mb_job_row *j);

@@ -66,7 +66,7 @@ static int take_job(const struct mb_job_row *j, void *ctx)
 {
 	struct frame *f = ctx;
 
-	f->total += j->cost_per_hour * j->held_seconds / 3600.0;
+	f->total += mb_job_cost(j);
 	f->queued += strcmp(j->state, "queued") == 0;
 	f->running += strcmp(j->state, "running") == 0;
 	f->waiting += strcmp(j->state, "waiting") == 0;
@@ -318,8 +318,7 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 	for (i = 0; i < f->njobs; i++)
 		for (k = 0; k < f->nworkers; k++)
 			if (f->jobs[i].worker_id == f->workers[k].w.id) {
-				f->workers[k].cost += f->jobs[i].cost_per_hour *
-						      f->jobs[i].held_seconds / 3600.0;
+				f->workers[k].cost += mb_job_cost(&f->jobs[i]);
 				if (strcmp(f->jobs[i].state, "running") == 0)
 					f->workers[k].job = f->jobs[i].id;
 			}

@@ -124,7 +124,7 @@ int cmd_show(int argc, char **argv)
 	       "  %s layout, %s weights, quantized to %s, smoke test %s\n"
 	       "  created %s, started %s, finished %s\n", j.worker,
 	       j.cost_per_hour, j.held_seconds,
-	       j.cost_per_hour * j.held_seconds / 3600.0, j.attempts,
+	       mb_job_cost(&j), j.attempts,
 	       j.attempts == 1 ? "" : "s", j.layout, j.outtype, j.quants,
 	       j.smoke ? "on" : "off", c, st, fin);
 	if (strcmp(j.state, "waiting") == 0) {

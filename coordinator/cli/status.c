@@ -42,17 +42,11 @@ static int step_json(const struct mb_step_row *st, void *p)
 	return mb_buf_adds(b, "}");
 }
 
-static double cost(struct mb_store *s, const struct mb_job_row *j)
-{
-	(void)s;
-	return j->cost_per_hour * j->held_seconds / 3600.0;
-}
-
 static int job_json(const struct mb_job_row *j, void *p)
 {
 	struct ctx *c = p;
 	struct mb_buf *b = c->b;
-	double usd = cost(c->s, j);
+	double usd = mb_job_cost(j);
 
 	if (b->len > 1)
 		mb_buf_adds(b, ",");
@@ -85,7 +79,7 @@ static int job_json(const struct mb_job_row *j, void *p)
 static int job_text(const struct mb_job_row *j, void *p)
 {
 	struct ctx *c = p;
-	double usd = cost(c->s, j);
+	double usd = mb_job_cost(j);
 
 	printf("%-5lld %-10s %-34.34s %-10s %-14.14s %7.0fs  $%.2f%s%s\n",
 	       (long long)j->id, j->state, j->source, j->worker, j->quants,

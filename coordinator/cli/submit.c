@@ -70,7 +70,7 @@ int cmd_submit(int argc, char **argv)
 	}
 	if (j.source[0] == '\0' || worker == NULL)
 		return usage();
-	if (j.source[0] != '/' && j.source[0] != '.') {
+	if (!mb_job_source_is_path(j.source)) {
 		char repo[300];
 
 		snprintf(repo, sizeof(repo), "%s", j.source);
