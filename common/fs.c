@@ -347,3 +347,18 @@ int mb_rmtree(const char *path)
 		       ? 0
 		       : mb_err_from_errno(errno);
 }
+
+uint64_t mb_proc_kb_field(const char *path, const char *key)
+{
+	char *s = NULL, *p;
+	size_t len;
+	uint64_t kb = 0;
+
+	if (mb_read_file(path, 1 << 16, &s, &len) != 0)
+		return 0;
+	p = strstr(s, key);
+	if (p != NULL)
+		kb = strtoull(p + strlen(key), NULL, 10);
+	free(s);
+	return kb * 1024;
+}

@@ -40,6 +40,11 @@ int mb_mkdir_p(const char *dir, mode_t mode);
  * file system holding path (statvfs f_bavail * f_frsize). */
 int mb_fs_free_space(const char *path, uint64_t *avail);
 
+/* The bytes a "Key:   N kB" line of a /proc file says (key given with its
+ * colon: "VmHWM:" in /proc/self/status, "MemTotal:" in /proc/meminfo); 0
+ * when the file or the line is missing. */
+uint64_t mb_proc_kb_field(const char *path, const char *key);
+
 /* Reads a whole file of at most max bytes into a NUL-terminated heap
  * buffer (caller frees *out). MB_ETOOBIG when the file is larger. */
 int mb_read_file(const char *path, size_t max, char **out, size_t *len);

@@ -52,17 +52,7 @@ static void on_log(enum ggml_log_level level, const char *text, void *ctx)
  * (writing 5 to clear_refs), so each artifact's peak is its own. */
 static uint64_t peak_rss(void)
 {
-	char *s = NULL, *p;
-	size_t len;
-	uint64_t kb = 0;
-
-	if (mb_read_file("/proc/self/status", 1 << 16, &s, &len) != 0)
-		return 0;
-	p = strstr(s, "VmHWM:");
-	if (p != NULL)
-		kb = strtoull(p + 6, NULL, 10);
-	free(s);
-	return kb * 1024;
+	return mb_proc_kb_field("/proc/self/status", "VmHWM:");
 }
 
 static void reset_peak(void)

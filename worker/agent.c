@@ -95,17 +95,7 @@ static void step_path(char *out, size_t cap, const char *jd, const char *step,
 
 static uint64_t mem_total(void)
 {
-	char *s = NULL, *p;
-	size_t len;
-	uint64_t kb = 0;
-
-	if (mb_read_file("/proc/meminfo", 1 << 16, &s, &len) != 0)
-		return 0;
-	p = strstr(s, "MemTotal:");
-	if (p != NULL)
-		kb = strtoull(p + 9, NULL, 10);
-	free(s);
-	return kb * 1024;
+	return mb_proc_kb_field("/proc/meminfo", "MemTotal:");
 }
 
 /* GPUs from nvidia-smi, when there is one: "name, memory MiB" lines. */

@@ -218,6 +218,21 @@ static void test_repo_path_ok(void **state)
 	assert_false(mb_repo_path_ok(longp));
 }
 
+static void test_proc_kb_field(void **state)
+{
+	struct ctx *c = *state;
+	char path[700];
+	const char *text = "Name:\tx\nVmPeak:\t  900 kB\nVmHWM:\t   12345 kB\n";
+
+	snprintf(path, sizeof(path), "%s/status", c->dir);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+	assert_int_equal(mb_proc_kb_field(path, "VmHWM:"), 12345ull * 1024);
+	assert_int_equal(mb_proc_kb_field(path, "VmRSS:"), 0);
+	assert_int_equal(mb_proc_kb_field("/nonexistent/status", "VmHWM:"), 0);
+	/* the real one: this process has a peak resident set */
+	assert_true(mb_proc_kb_field("/proc/self/status", "VmHWM:") > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +250,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_full_and_pread, setup,
 						teardown),
 		cmocka_unit_test(test_repo_path_ok),
+		cmocka_unit_test_setup_teardown(test_proc_kb_field, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
