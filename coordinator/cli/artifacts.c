@@ -16,11 +16,11 @@
 int cmd_artifacts(int argc, char **argv)
 {
 	struct mb_manifest_list *ml = NULL;
-	char home[4096], path[4300], err[512], *json = NULL, *end;
+	char home[4096], path[4300], err[512], *json = NULL;
 	long long id;
 	size_t len, i;
 
-	if (argc != 2 || (id = strtoll(argv[1], &end, 10)) <= 0 || *end != '\0') {
+	if (argc != 2 || cli_job_id(argv[1], &id) != 0) {
 		fprintf(stderr, "usage: mibera-job artifacts JOB\n");
 		return 2;
 	}

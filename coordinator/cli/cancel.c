@@ -17,9 +17,7 @@
 
 static int job_arg(int argc, char **argv, long long *id)
 {
-	char *end;
-
-	if (argc != 2 || (*id = strtoll(argv[1], &end, 10)) <= 0 || *end != '\0') {
+	if (argc != 2 || cli_job_id(argv[1], id) != 0) {
 		fprintf(stderr, "usage: mibera-job %s JOB\n", argv[0]);
 		return 2;
 	}
@@ -62,22 +60,13 @@ int cmd_cancel(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
-	char err[1024];
 	long long id;
 	int rc;
 
 	if ((rc = job_arg(argc, argv, &id)) != 0)
 		return rc;
-	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mibera-job: %s\n", err);
+	if (cli_open_job("cancel", id, &s, &j) != 0)
 		return 1;
-	}
-	rc = mb_store_job_get(s, id, &j);
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job cancel: no job %lld\n", id);
-		mb_store_close(s);
-		return 1;
-	}
 	if (strcmp(j.state, "succeeded") == 0 || strcmp(j.state, "failed") == 0 ||
 	    strcmp(j.state, "cancelled") == 0) {
 		fprintf(stderr, "mibera-job cancel: job %lld is already %s\n", id,
@@ -98,16 +87,13 @@ int cmd_cancel(int argc, char **argv)
 int cmd_retry(int argc, char **argv)
 {
 	struct mb_store *s;
-	char err[1024];
 	long long id;
 	int rc;
 
 	if ((rc = job_arg(argc, argv, &id)) != 0)
 		return rc;
-	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mibera-job: %s\n", err);
+	if (cli_open(&s) != 0)
 		return 1;
-	}
 	rc = mb_store_job_retry(s, id);
 	mb_store_close(s);
 	if (rc == MB_ENOENT)

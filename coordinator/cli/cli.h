@@ -7,6 +7,23 @@
 #ifndef MB_CLI_H
 #define MB_CLI_H
 
+struct mb_store;
+struct mb_job_row;
+
+/* Shared by the subcommands (coordinator/cli/common.c). */
+
+/* Reads a job id (a positive integer): 0, or -1 when arg is not one. */
+int cli_job_id(const char *arg, long long *id);
+
+/* Opens the job database; on failure says why on stderr and returns 1
+ * (the exit code), else 0. */
+int cli_open(struct mb_store **s);
+
+/* Opens the database and reads job id into j; on failure ("no job N",
+ * prefixed with the subcommand cmd) returns 1 with nothing left open. */
+int cli_open_job(const char *cmd, long long id, struct mb_store **s,
+		 struct mb_job_row *j);
+
 int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -32,7 +32,6 @@ int cmd_logs(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
-	char err[1024], *end;
 	long long id = 0;
 	int64_t last = 0;
 	int i, rc, follow = 0;
@@ -40,8 +39,7 @@ int cmd_logs(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
 			follow = 1;
-		else if (id == 0 && (id = strtoll(argv[i], &end, 10)) > 0 &&
-			 *end == '\0')
+		else if (id == 0 && cli_job_id(argv[i], &id) == 0)
 			continue;
 		else
 			id = -1;
@@ -50,16 +48,8 @@ int cmd_logs(int argc, char **argv)
 		fprintf(stderr, "usage: mibera-job logs [-f] JOB\n");
 		return 2;
 	}
-	rc = mb_store_open(NULL, &s, err, sizeof(err));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job: %s\n", err);
+	if (cli_open_job("logs", id, &s, &j) != 0)
 		return 1;
-	}
-	if (mb_store_job_get(s, id, &j) != 0) {
-		fprintf(stderr, "mibera-job logs: no job %lld\n", id);
-		mb_store_close(s);
-		return 1;
-	}
 	for (;;) {
 		int done;
 

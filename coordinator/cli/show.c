@@ -96,24 +96,16 @@ int cmd_show(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
-	char err[1024], *end, home[4096], c[32], st[32], fin[32];
+	char home[4096], c[32], st[32], fin[32];
 	long long id;
-	int rc, nrep = 0;
+	int nrep = 0;
 
-	if (argc != 2 || (id = strtoll(argv[1], &end, 10)) <= 0 || *end != '\0') {
+	if (argc != 2 || cli_job_id(argv[1], &id) != 0) {
 		fprintf(stderr, "usage: mibera-job show JOB\n");
 		return 2;
 	}
-	rc = mb_store_open(NULL, &s, err, sizeof(err));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job: %s\n", err);
+	if (cli_open_job("show", id, &s, &j) != 0)
 		return 1;
-	}
-	if (mb_store_job_get(s, id, &j) != 0) {
-		fprintf(stderr, "mibera-job show: no job %lld\n", id);
-		mb_store_close(s);
-		return 1;
-	}
 	when(j.created_at, c, sizeof(c));
 	when(j.started_at, st, sizeof(st));
 	when(j.finished_at, fin, sizeof(fin));

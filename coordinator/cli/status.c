@@ -100,7 +100,6 @@ int cmd_status(int argc, char **argv)
 {
 	struct ctx c = { 0 };
 	struct mb_buf b;
-	char err[1024], *end;
 	long long id = 0;
 	struct mb_job_totals t;
 	int i, json = 0, all = 0, rc;
@@ -111,8 +110,7 @@ int cmd_status(int argc, char **argv)
 		} else if (strcmp(argv[i], "--all") == 0) {
 			all = 1;
 		} else {
-			id = strtoll(argv[i], &end, 10);
-			if (*end != '\0' || id <= 0) {
+			if (cli_job_id(argv[i], &id) != 0) {
 				fprintf(stderr, "usage: mibera-job status [JOB] [--all] "
 					"[--json]\n");
 				return 2;
@@ -121,20 +119,11 @@ int cmd_status(int argc, char **argv)
 	}
 	/* thousands of lines: one write per block, not per line */
 	setvbuf(stdout, NULL, _IOFBF, 1 << 20);
-	rc = mb_store_open(NULL, &c.s, err, sizeof(err));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job: %s\n", err);
-		return 1;
-	}
 	if (id > 0) {
 		struct mb_job_row j;
 
-		rc = mb_store_job_get(c.s, id, &j);
-		if (rc != 0) {
-			fprintf(stderr, "mibera-job status: no job %lld\n", id);
-			mb_store_close(c.s);
+		if (cli_open_job("status", id, &c.s, &j) != 0)
 			return 1;
-		}
 		if (json) {
 			mb_buf_init(&b, 1 << 20);
 			c.b = &b;
@@ -150,6 +139,8 @@ int cmd_status(int argc, char **argv)
 		mb_store_close(c.s);
 		return 0;
 	}
+	if (cli_open(&c.s) != 0)
+		return 1;
 	rc = mb_store_job_totals(c.s, &t);
 	if (json) {
 		mb_buf_init(&b, 256u << 20);

@@ -1,0 +1,40 @@
+/* What the mibera-job subcommands share: reading a job id, opening the
+ * job database and a job in it, with the messages a person sees. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "coordinator/cli/cli.h"
+#include "coordinator/store.h"
+
+int cli_job_id(const char *arg, long long *id)
+{
+	char *end;
+
+	*id = strtoll(arg, &end, 10);
+	return *id > 0 && *end == '\0' && end != arg ? 0 : -1;
+}
+
+int cli_open(struct mb_store **s)
+{
+	char err[1024];
+
+	if (mb_store_open(NULL, s, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-job: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+int cli_open_job(const char *cmd, long long id, struct mb_store **s,
+		 struct mb_job_row *j)
+{
+	if (cli_open(s) != 0)
+		return 1;
+	if (mb_store_job_get(*s, id, j) != 0) {
+		fprintf(stderr, "mibera-job %s: no job %lld\n", cmd, id);
+		mb_store_close(*s);
+		*s = NULL;
+		return 1;
+	}
+	return 0;
+}
