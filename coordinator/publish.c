@@ -32,7 +32,10 @@ static const char *type_of(const char *file, char *out, size_t cap)
 	return out;
 }
 
-const char *mb_publish_recommended(const struct mb_manifest_list *files)
+/* The artifact a person should start with: Q4_K_M when there is one, else
+ * the nearest of a fixed order of preference, else the first. NULL when
+ * files is empty. */
+static const char *recommended(const struct mb_manifest_list *files)
 {
 	/* the usual best trade of size and quality first */
 	static const char *const order[] = { "Q4_K_M", "Q5_K_M", "Q4_K_S",
@@ -90,8 +93,12 @@ static const struct chat_format formats[] = {
 	  { "[INST]", "[/INST]", NULL } },
 };
 
-const char *mb_publish_ollama_template(const char *jinja, const char **tmpl,
-				       const char *const **stops)
+/* Translates a Jinja chat template of a known format (ChatML, Phi-3,
+ * Phi-4, Llama 3, Llama 2 / Mistral [INST]) into an Ollama Go template
+ * and its stop strings. Returns the format's name, or NULL when the
+ * template is none of them (*tmpl and *stops untouched). */
+static const char *ollama_template(const char *jinja, const char **tmpl,
+				   const char *const **stops)
 {
 	size_t i, k;
 
@@ -204,8 +211,8 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 			    hex, (unsigned long long)m->chunk_size);
 	}
 	mb_buf_addf(b, "\n  ],\n  \"recommended\": ");
-	if (mb_publish_recommended(p->files) != NULL)
-		mb_json_quote(b, mb_publish_recommended(p->files));
+	if (recommended(p->files) != NULL)
+		mb_json_quote(b, recommended(p->files));
 	else
 		mb_buf_adds(b, "null");
 	mb_buf_addf(b, ",\n  \"smoke\": %s\n}\n", p->smoke ? p->smoke : "null");
@@ -234,7 +241,7 @@ static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
 	const char *const *fstops = NULL;
 	size_t i, n = 0;
 
-	fmt = mb_publish_ollama_template(jinja, &tmpl, &fstops);
+	fmt = ollama_template(jinja, &tmpl, &fstops);
 	mb_buf_addf(b, "# Ollama Modelfile for %s, made by mibera %s.\n"
 		    "#   ollama create NAME -f Modelfile\n", p->j->source,
 		    MB_VERSION);
@@ -366,7 +373,7 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 
 int mb_publish(const struct mb_publish *p, char *err, size_t errcap)
 {
-	const char *rec = mb_publish_recommended(p->files);
+	const char *rec = recommended(p->files);
 	struct mb_gguf *g = NULL;
 	struct mb_buf b;
 	char path[4400], sub[512];

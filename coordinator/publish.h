@@ -34,19 +34,7 @@ struct mb_publish {
 	const struct mb_manifest_list *files;
 };
 
-/* The artifact a person should start with: Q4_K_M when there is one, else
- * the nearest of a fixed order of preference, else the first. NULL when
- * files is empty. */
-const char *mb_publish_recommended(const struct mb_manifest_list *files);
-
 /* Writes provenance.json, Modelfile and README.md into p->dir. */
 int mb_publish(const struct mb_publish *p, char *err, size_t errcap);
-
-/* Translates a Jinja chat template of a known format (ChatML, Phi-3,
- * Phi-4, Llama 3, Llama 2 / Mistral [INST]) into an Ollama Go template
- * and its stop strings. Returns the format's name, or NULL when the
- * template is none of them (*tmpl and *stops untouched). */
-const char *mb_publish_ollama_template(const char *jinja, const char **tmpl,
-				       const char *const **stops);
 
 #endif

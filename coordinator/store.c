@@ -1080,3 +1080,21 @@ int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t)
 	sqlite3_finalize(st);
 	return r == SQLITE_DONE ? 0 : MB_EIO;
 }
+
+int mb_store_worker_cost(struct mb_store *s, int64_t worker_id, double *cost)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	*cost = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT sum(j.held_seconds * w.cost_per_hour) "
+			       "FROM jobs j JOIN workers w ON j.worker_id = w.id "
+			       "WHERE w.id = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, worker_id);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		*cost = sqlite3_column_double(st, 0) / 3600.0;
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW ? 0 : MB_EIO;
+}

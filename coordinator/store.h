@@ -148,6 +148,9 @@ struct mb_job_totals {
 /* Counts the jobs by state and adds up their cost. */
 int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t);
 
+/* Adds up the cost of every job the worker ran (mb_job_cost of each). */
+int mb_store_worker_cost(struct mb_store *s, int64_t worker_id, double *cost);
+
 /* Takes the oldest queued job (or a waiting one whose time has come)
  * whose worker runs fewer jobs than its max_jobs, and marks it running
  * (and the worker active), in one transaction, so two coordinators never

@@ -26,6 +26,9 @@
 #include "coordinator/store.h"
 
 #define MAX_JOBS 4096
+/* Finished jobs shown after the unfinished ones (the screen shows what
+ * fits). */
+#define RECENT 50
 #define MAX_WORKERS 256
 
 static volatile sig_atomic_t quit, resized;
@@ -58,18 +61,13 @@ struct frame {
 	size_t njobs;
 	struct wrow *workers;
 	size_t nworkers;
-	int queued, running, waiting;
-	double total;
+	struct mb_job_totals t;	/* over every job, however long the history */
 };
 
 static int take_job(const struct mb_job_row *j, void *ctx)
 {
 	struct frame *f = ctx;
 
-	f->total += mb_job_cost(j);
-	f->queued += strcmp(j->state, "queued") == 0;
-	f->running += strcmp(j->state, "running") == 0;
-	f->waiting += strcmp(j->state, "waiting") == 0;
 	if (f->njobs < MAX_JOBS)
 		f->jobs[f->njobs++] = *j;
 	return 0;
@@ -310,24 +308,25 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 	struct ev_ctx ec = { b, cols };
 
 	f->njobs = f->nworkers = 0;
-	f->queued = f->running = f->waiting = 0;
-	f->total = 0;
-	if (mb_store_job_list(f->s, take_job, f) != 0 ||
+	/* the unfinished jobs and the latest finished ones, as status shows
+	 * them; counts and costs from the database's sums */
+	if (mb_store_job_totals(f->s, &f->t) != 0 ||
+	    mb_store_job_list_recent(f->s, RECENT, take_job, f) != 0 ||
 	    mb_store_worker_list(f->s, take_worker, f) != 0)
 		return 1;
-	for (i = 0; i < f->njobs; i++)
-		for (k = 0; k < f->nworkers; k++)
-			if (f->jobs[i].worker_id == f->workers[k].w.id) {
-				f->workers[k].cost += mb_job_cost(&f->jobs[i]);
-				if (strcmp(f->jobs[i].state, "running") == 0)
-					f->workers[k].job = f->jobs[i].id;
-			}
+	for (k = 0; k < f->nworkers; k++) {
+		mb_store_worker_cost(f->s, f->workers[k].w.id, &f->workers[k].cost);
+		for (i = 0; i < f->njobs; i++)
+			if (f->jobs[i].worker_id == f->workers[k].w.id &&
+			    strcmp(f->jobs[i].state, "running") == 0)
+				f->workers[k].job = f->jobs[i].id;
+	}
 	localtime_r(&t, &tm);
 	strftime(now, sizeof(now), "%H:%M:%S", &tm);
 	snprintf(head, sizeof(head), " mibera  %zu worker%s  %d running  %d "
 		 "queued  %d waiting  cost $%.2f", f->nworkers,
-		 f->nworkers == 1 ? "" : "s", f->running, f->queued, f->waiting,
-		 f->total);
+		 f->nworkers == 1 ? "" : "s", f->t.running, f->t.queued,
+		 f->t.waiting, f->t.cost);
 	mb_buf_adds(b, "\033[H\033[7m");
 	cell(b, head, cols - 10);
 	cell(b, now, 10);
