@@ -614,17 +614,14 @@ int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
 
 	if (sqlite3_prepare_v2(s->db,
 			       "UPDATE jobs SET state = ?, error = ?, finished_at = "
-			       "CASE WHEN ? THEN ? ELSE finished_at END, "
-			       "next_try_at = CASE WHEN ? = 'waiting' THEN ? ELSE "
-			       "next_try_at END WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+			       "CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	bind_text(st, 1, state);
 	bind_text(st, 2, error);
 	sqlite3_bind_int(st, 3, fin);
 	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
-	bind_text(st, 5, state);
-	sqlite3_bind_int64(st, 6, (int64_t)time(NULL) + 30);
-	sqlite3_bind_int64(st, 7, id);
+	sqlite3_bind_int64(st, 5, id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : MB_EIO;
@@ -803,20 +800,15 @@ out:
 	return rc;
 }
 
-int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
-		    int (*fn)(int64_t event_id, const char *step, int64_t at_ms,
-			      const char *type, const char *data, void *ctx),
-		    void *ctx)
+/* Steps a prepared (id or job, step, at_ms, type, data) query, calling fn
+ * for each row until it returns nonzero, and finalizes it. */
+static int each_event(sqlite3_stmt *st,
+		      int (*fn)(int64_t id, const char *step, int64_t at_ms,
+				const char *type, const char *data, void *ctx),
+		      void *ctx)
 {
-	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT id, step, at_ms, type, data FROM "
-			       "events WHERE job_id = ? AND id > ? ORDER BY id",
-			       -1, &st, NULL) != SQLITE_OK)
-		return MB_EIO;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, after_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		rc = fn(sqlite3_column_int64(st, 0),
 			(const char *)sqlite3_column_text(st, 1),
@@ -828,6 +820,22 @@ int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
+		    int (*fn)(int64_t event_id, const char *step, int64_t at_ms,
+			      const char *type, const char *data, void *ctx),
+		    void *ctx)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT id, step, at_ms, type, data FROM "
+			       "events WHERE job_id = ? AND id > ? ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, after_id);
+	return each_event(st, fn, ctx);
 }
 
 int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
@@ -972,7 +980,6 @@ int mb_store_events_recent(struct mb_store *s, int limit,
 			   void *ctx)
 {
 	sqlite3_stmt *st;
-	int rc = 0;
 
 	/* newest first, read back to front for the caller */
 	if (sqlite3_prepare_v2(s->db, "SELECT job_id, step, at_ms, type, data FROM "
@@ -981,17 +988,7 @@ int mb_store_events_recent(struct mb_store *s, int limit,
 			       "ORDER BY id", -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	sqlite3_bind_int(st, 1, limit);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		rc = fn(sqlite3_column_int64(st, 0),
-			(const char *)sqlite3_column_text(st, 1),
-			sqlite3_column_int64(st, 2),
-			(const char *)sqlite3_column_text(st, 3),
-			(const char *)sqlite3_column_text(st, 4), ctx);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return each_event(st, fn, ctx);
 }
 
 int mb_store_event_last(struct mb_store *s, int64_t id, const char *type,
