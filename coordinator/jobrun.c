@@ -227,6 +227,14 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		rc = agent_exec(r, start, spec.data, &out, &errb, NULL, NULL, &status);
 		if (rc == 0 && status != 0)
 			rc = MB_EPROTO;
+		if (rc == MB_ENETWORK && attempt < 5) {
+			/* the link dropped around the start: start is
+			 * idempotent (a running or finished step says so), so
+			 * ask again on the reconnected link */
+			mb_buf_release(&out);
+			mb_buf_release(&errb);
+			continue;
+		}
 		if (rc != 0) {
 			mb_seterr(r->err, r->errcap, "cannot start '%s' on %s: %s",
 				  wstep, r->w.name, errb.data ? errb.data
@@ -525,12 +533,12 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	mb_store_home(r.home, sizeof(r.home));
 	snprintf(r.job, sizeof(r.job), "job-%lld", (long long)j->id);
 	model_name(&r);
+	mb_buf_init(&b, 1 << 16);
 	rc = open_worker(&r);
 	if (rc != 0)
 		goto out;
 	snprintf(r.wjob, sizeof(r.wjob), "%s/jobs/%s", r.w.dir, r.job);
 	snprintf(r.out, sizeof(r.out), "%s/out", r.wjob);
-	mb_buf_init(&b, 1 << 16);
 
 	/* preflight: the worker answers and has this build's agent */
 	step_begin(&r, "preflight");
@@ -781,8 +789,8 @@ smoke:
 		step_end(&r, "cleanup", rc == 0 && status == 0 ? 0 : MB_EIO, NULL);
 		rc = 0; /* a leftover directory does not fail a good job */
 	}
-	mb_buf_release(&b);
 out:
+	mb_buf_release(&b);
 	mb_store_job_add_held(s, j->id, mb_now_s() - t0);
 	{
 		struct mb_job_row now;
