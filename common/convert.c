@@ -815,6 +815,12 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		mb_seterr(err, errcap, "tokenizer: %s", sub);
 		goto out;
 	}
+	if (v->n_renamed > 0)
+		mb_log(MB_LOG_WARN, "tokenizer: %llu token id%s shared %s text "
+		       "with another id; made padding, as llama.cpp takes one id "
+		       "for each text", (unsigned long long)v->n_renamed,
+		       v->n_renamed == 1 ? "" : "s",
+		       v->n_renamed == 1 ? "its" : "their");
 
 	/* the sources stay open for the threads' preads */
 	pl.fds = mb_calloc(m->nshards, sizeof(int));

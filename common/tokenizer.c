@@ -218,6 +218,102 @@ static int vocab_pad(struct mb_vocab *v)
 	return 0;
 }
 
+/* Which of two tokens with the same text keeps it: an added token (the
+ * tokenizer decodes to it) before an ordinary one, an ordinary one before
+ * padding, then the lower id. */
+static int dup_rank(int32_t type)
+{
+	return type == MB_TOK_CONTROL || type == MB_TOK_USER_DEFINED ? 0
+	       : type == MB_TOK_UNUSED ? 2 : 1;
+}
+
+struct dup_entry {
+	const char *text;
+	uint64_t id;
+	int rank;
+};
+
+static int dup_cmp(const void *a, const void *b)
+{
+	const struct dup_entry *x = a, *y = b;
+	int c = strcmp(x->text, y->text);
+
+	if (c != 0)
+		return c;
+	if (x->rank != y->rank)
+		return x->rank - y->rank;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* llama.cpp maps each token's text to one id and refuses a vocabulary
+ * where two ids share a text (the loader asserts that both maps have the
+ * same size, and aborts). A repo can hold such a vocabulary: an added
+ * token with a vocabulary token's text at another id, a key twice in
+ * tokenizer.json, a "[PADn]" filler that is also a real token. The
+ * tokenizer library maps the text to one id too, which leaves the other a
+ * hole: that id becomes padding ("[PAD<id>]", UNUSED) as
+ * convert_hf_to_gguf.py makes holes, with a suffix while that name is
+ * taken as well. */
+static int vocab_dedupe(struct mb_vocab *v)
+{
+	struct dup_entry *e;
+	uint64_t i, changed;
+	int pass, rc = 0;
+
+	if (v->n == 0)
+		return 0;
+	e = mb_calloc(v->n, sizeof(*e));
+	if (e == NULL)
+		return MB_ENOMEM;
+	for (pass = 0; pass < 16; pass++) {
+		for (i = 0; i < v->n; i++) {
+			e[i].text = v->tokens[i];
+			e[i].id = i;
+			e[i].rank = dup_rank(v->types[i]);
+		}
+		qsort(e, v->n, sizeof(*e), dup_cmp);
+		changed = 0;
+		for (i = 1; i < v->n; i++) {
+			char name[64];
+			char *t;
+			uint64_t id = e[i].id;
+
+			if (strcmp(e[i].text, e[i - 1].text) != 0)
+				continue;
+			if (pass == 0)
+				snprintf(name, sizeof(name), "[PAD%llu]",
+					 (unsigned long long)id);
+			else
+				snprintf(name, sizeof(name), "[PAD%llu_%d]",
+					 (unsigned long long)id, pass);
+			t = mb_strdup(name);
+			if (t == NULL) {
+				rc = MB_ENOMEM;
+				goto out;
+			}
+			/* e[i].text points into the token being replaced; the
+			 * next comparison uses e[i - 1] of the next pair,
+			 * which is e[i]: keep its text alive until the pass
+			 * ends by comparing against the kept copy instead */
+			e[i].text = e[i - 1].text;
+			free(v->tokens[id]);
+			v->tokens[id] = t;
+			v->types[id] = MB_TOK_UNUSED;
+			if (v->scores != NULL)
+				v->scores[id] = PAD_SCORE;
+			changed++;
+		}
+		if (pass == 0)
+			v->n_renamed = changed;
+		if (changed == 0)
+			goto out;
+	}
+	rc = MB_EFORMAT; /* cannot happen: each pass names fewer tokens */
+out:
+	free(e);
+	return rc;
+}
+
 /* Returns the first id holding text, or -1. */
 static int64_t vocab_find(const struct mb_vocab *v, const char *text)
 {
@@ -805,6 +901,8 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 	if (rc == 0)
 		rc = vocab_pad(v);
 	if (rc == 0)
+		rc = vocab_dedupe(v);
+	if (rc == 0)
 		rc = gpt2_merges(v, model, err, errcap);
 	if (rc == 0)
 		rc = gpt2_pre(v, doc,
@@ -1071,6 +1169,8 @@ static int llama_build(struct mb_vocab *v, const void *buf, size_t len,
 		rc = apply_added(v, added, count, err, errcap);
 	if (rc == 0)
 		rc = vocab_pad(v);
+	if (rc == 0)
+		rc = vocab_dedupe(v);
 	if (rc != 0)
 		return rc;
 	v->n_real = maxid + 1;

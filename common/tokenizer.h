@@ -41,6 +41,8 @@ struct mb_vocab {
 	int add_bos, add_eos;	/* -1: not said */
 	char *chat_template;	/* NULL: none */
 	uint64_t n_real;	/* tokens before padding */
+	uint64_t n_renamed;	/* ids whose text another id kept: made
+				   padding, as llama.cpp takes one id a text */
 };
 
 /* Reads the tokenizer of the model in dir and pads it to n_rows tokens

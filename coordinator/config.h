@@ -24,6 +24,8 @@ struct mb_config {
 	int retry_max;
 	int idle_check_s;
 	int chunk_mib;
+	const char *hf_token;	/* not from the file: the coordinator's
+				   HF_TOKEN, for the steps that fetch */
 };
 
 /* Fills c with the defaults, then what path (NULL: $MIBERA_HOME/

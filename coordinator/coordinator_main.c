@@ -23,8 +23,10 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "coordinator/cli/cli.h"
 #include "coordinator/config.h"
 #include "coordinator/jobrun.h"
+#include "coordinator/lock.h"
 #include "coordinator/notify.h"
 #include "coordinator/store.h"
 #include "mb_version.h"
@@ -161,9 +163,15 @@ int main(int argc, char **argv)
 	struct mb_config cfg;
 	struct mb_store *s = NULL;
 	char err[2048];
-	int i, once = 0, failed = 0;
-	time_t last_idle = 0;
+	struct mb_coord_lock lock;
+	char *token = NULL;
+	int i, once = 0, failed = 0, claim_failures = 0, fatal = 0;
+	time_t last_idle = 0, last_beat = time(NULL);
 
+	/* the smoke test's child (coordinator/smoke.h): llama.cpp loads an
+	 * artifact in a process of its own, this program run again */
+	if (argc >= 2 && strcmp(argv[1], "smoke") == 0)
+		return cmd_smoke(argc - 1, argv + 1);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("mibera-coordinator %s (llama.cpp %s)\n",
@@ -187,8 +195,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	mb_log_set_sink(mb_log_stderr_sink, "mibera-coordinator");
-	if (getenv("HF_TOKEN") != NULL)
-		mb_log_add_secret(getenv("HF_TOKEN"));
+	if (getenv("HF_TOKEN") != NULL && *getenv("HF_TOKEN") != '\0') {
+		/* the token goes to the worker steps that fetch, on their
+		 * stdin, and to nothing else: not the idle command, not the
+		 * smoke test, not ssh; it leaves the environment here */
+		token = strdup(getenv("HF_TOKEN"));
+		if (token == NULL)
+			return 1;
+		mb_log_add_secret(token);
+	}
+	unsetenv("HF_TOKEN");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -196,7 +212,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
 		return 1;
 	}
-	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0) {
+	cfg.hf_token = token;
+	if (mb_coord_lock_take(&lock, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-coordinator: %s\n", err);
+		return 1;
+	}
+	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0 ||
+	    mb_store_check(s, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
 		return 1;
 	}
@@ -241,9 +263,15 @@ int main(int argc, char **argv)
 					break;
 				if (rc != 0) {
 					mb_log(MB_LOG_ERROR, "cannot claim a job: %s",
-					       mb_strerror(rc));
+					       mb_store_errmsg(s));
+					/* a database that fails every time
+					 * (damaged, unreadable) is not
+					 * waited out in silence */
+					if (++claim_failures >= 5)
+						stopping = fatal = 1;
 					break;
 				}
+				claim_failures = 0;
 				mb_log(MB_LOG_INFO, "job %lld: %s on %s (attempt %d)",
 				       (long long)sl->j.id, sl->j.source,
 				       sl->j.worker, sl->j.attempts);
@@ -260,6 +288,10 @@ int main(int argc, char **argv)
 				}
 				claimed++;
 			}
+		}
+		if (time(NULL) - last_beat >= MB_COORD_BEAT_S) {
+			last_beat = time(NULL);
+			mb_coord_lock_beat(&lock);
 		}
 		if (!stopping && time(NULL) - last_idle >= cfg.idle_check_s) {
 			last_idle = time(NULL);
@@ -279,7 +311,15 @@ int main(int argc, char **argv)
 		}
 	}
 	mb_store_close(s);
+	if (fatal) {
+		fprintf(stderr, "mibera-coordinator: the job database fails "
+			"every read; stopping\n");
+		_exit(1);
+	}
 	if (stopping)
-		_exit(0); /* the job threads end with the process */
+		_exit(0); /* the job threads end with the process (and the
+			     kernel drops the lock with it) */
+	mb_coord_lock_release(&lock);
+	free(token);
 	return failed ? 1 : 0;
 }

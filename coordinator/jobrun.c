@@ -19,8 +19,10 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "common/text.h"
 #include "coordinator/config.h"
 #include "coordinator/publish.h"
 #include "coordinator/pull.h"
@@ -44,7 +46,6 @@ struct run {
 	char model[2400];	/* the model directory there */
 	char out[2400];		/* the artifacts directory there */
 	char name[128];		/* the model's name for file names */
-	char home[4096];	/* MIBERA_HOME */
 	char *err;
 	size_t errcap;
 };
@@ -56,10 +57,13 @@ static void store_event(struct run *r, const char *step, const char *type,
 			const char *members)
 {
 	struct mb_buf b;
+	char err[256];
 
 	mb_buf_init(&b, MB_EVENT_MAX - 1);
-	if (mb_event_format(&b, 0, step, type, members) == 0)
-		mb_store_step_events(r->s, r->j->id, step, b.data, b.len, -1);
+	if (mb_event_format(&b, 0, step, type, members) == 0 &&
+	    mb_store_step_events(r->s, r->j->id, step, b.data, b.len, NULL, -1,
+				 err, sizeof(err)) != 0)
+		mb_log(MB_LOG_WARN, "job %lld: %s", (long long)r->j->id, err);
 	mb_buf_release(&b);
 }
 
@@ -107,40 +111,66 @@ static cJSON *stored_events(struct run *r, const char *step, const char *type)
 
 struct follow_ctx {
 	struct run *r;
-	const char *step;
-	int64_t offset;
-	struct mb_buf pending;	/* bytes after the last newline */
+	const char *step;	/* the job's step the events belong to */
+	const char *wstep;	/* the worker step whose journal this is */
+	int64_t offset;		/* journal bytes stored */
+	struct mb_buf line;	/* a line not yet ended */
+	struct mb_buf batch;	/* whole lines not yet stored */
 	int rc;
 };
 
-/* Stores whole lines as they arrive, with the offset they end at. */
+/* Stores the whole lines gathered so far with the offset they end at. */
+static int follow_flush(struct follow_ctx *f)
+{
+	int64_t end = f->offset + (int64_t)f->batch.len;
+
+	if (f->batch.len == 0)
+		return 0;
+	f->rc = mb_store_step_events(f->r->s, f->r->j->id, f->step,
+				     f->batch.data, f->batch.len, f->wstep, end,
+				     f->r->err, f->r->errcap);
+	if (f->rc != 0)
+		return f->rc;
+	f->offset = end;
+	mb_buf_reset(&f->batch);
+	return 0;
+}
+
+/* Streams a journal of any size: lines are gathered as they arrive and
+ * stored in batches with the offset they end at, so a follow that stops
+ * anywhere resumes at the next line. Only a single line longer than an
+ * event may be is a protocol error. */
 static int on_follow(int stream, const void *data, size_t len, void *ctx)
 {
 	struct follow_ctx *f = ctx;
-	const char *last;
-	size_t whole;
+	const char *p = data;
 
 	if (stream != MB_EXEC_STDOUT)
 		return 0;
-	if (mb_buf_add(&f->pending, data, len) != 0) {
-		f->rc = MB_EPROTO; /* a line longer than any event may be */
-		return 1;
+	while (len > 0) {
+		const char *nl = memchr(p, '\n', len);
+		size_t n = nl ? (size_t)(nl - p) + 1 : len;
+
+		if (mb_buf_add(&f->line, p, n) != 0) {
+			mb_seterr(f->r->err, f->r->errcap, "the worker's journal "
+				  "of '%s' has a line longer than %d bytes",
+				  f->wstep, MB_EVENT_MAX);
+			f->rc = MB_EPROTO;
+			return 1;
+		}
+		p += n;
+		len -= n;
+		if (nl == NULL)
+			break;
+		if (f->batch.len + f->line.len > f->batch.cap && follow_flush(f) != 0)
+			return 1;
+		if (mb_buf_add(&f->batch, f->line.data, f->line.len) != 0) {
+			f->rc = MB_ENOMEM;
+			return 1;
+		}
+		mb_buf_reset(&f->line);
 	}
-	last = f->pending.len ? f->pending.data + f->pending.len - 1 : NULL;
-	while (last != NULL && last >= f->pending.data && *last != '\n')
-		last--;
-	if (last == NULL || last < f->pending.data)
-		return 0;
-	whole = (size_t)(last - f->pending.data) + 1;
-	f->offset += (int64_t)whole;
-	f->rc = mb_store_step_events(f->r->s, f->r->j->id, f->step,
-				     f->pending.data, whole, f->offset);
-	if (f->rc != 0)
-		return 1;
-	memmove(f->pending.data, f->pending.data + whole, f->pending.len - whole);
-	f->pending.len -= whole;
-	f->pending.data[f->pending.len] = '\0';
-	return 0;
+	return follow_flush(f) != 0;
 }
 
 static int agent_exec(struct run *r, const char *const *args, const char *in,
@@ -177,9 +207,8 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 {
 	struct mb_buf spec, out, errb;
 	struct follow_ctx f;
-	struct mb_step_row st;
 	char offs[32], path[2600], res[8192];
-	const char *token = getenv("HF_TOKEN");
+	const char *token = r->cfg->hf_token;
 	int rc, status = 0, attempt;
 	size_t got;
 
@@ -246,13 +275,14 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		mb_buf_release(&out);
 		mb_buf_release(&errb);
 		/* follow from the stored offset: nothing twice, nothing lost */
-		if (mb_store_step_get(r->s, r->j->id, jstep, &st) != 0)
-			st.follow_offset = 0;
 		memset(&f, 0, sizeof(f));
 		f.r = r;
 		f.step = jstep;
-		f.offset = st.follow_offset;
-		mb_buf_init(&f.pending, 16384);
+		f.wstep = wstep;
+		if (mb_store_follow_offset(r->s, r->j->id, wstep, &f.offset) != 0)
+			f.offset = 0;
+		mb_buf_init(&f.line, MB_EVENT_MAX);
+		mb_buf_init(&f.batch, 256u << 10);
 		snprintf(offs, sizeof(offs), "%lld", (long long)f.offset);
 		{
 			const char *follow[] = { "follow", r->job, wstep, "--from",
@@ -262,9 +292,15 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			rc = agent_exec(r, follow, NULL, NULL, &errb, on_follow, &f,
 					&status);
 		}
-		mb_buf_release(&f.pending);
-		if (rc == 0 && f.rc != 0)
+		mb_buf_release(&f.line);
+		mb_buf_release(&f.batch);
+		if (f.rc != 0) {
+			/* what the follower itself refused: the worker's
+			 * journal, or the local store, not the link */
+			mb_buf_release(&errb);
 			rc = f.rc;
+			break;
+		}
 		if (rc == MB_ENETWORK && attempt < 5) {
 			/* the link dropped: the step runs on; follow again */
 			mb_buf_release(&errb);
@@ -362,7 +398,7 @@ static void on_pull_progress(uint64_t done, uint64_t total, uint64_t fetched,
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"what\":");
 	mb_json_quote(&b, pc->file);
-	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f}",
+	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f",
 		    (unsigned long long)done, (unsigned long long)total,
 		    now > pc->t0 ? (double)fetched / (now - pc->t0) : 0.0);
 	store_event(pc->r, "pull", "progress", b.data);
@@ -490,6 +526,56 @@ static void model_name(struct run *r)
 	snprintf(r->name, sizeof(r->name), "%.120s", slash ? slash + 1 : tmp);
 }
 
+/* The file name the job's artifact of type (F16, BF16, F32 or a quant
+ * type) has. */
+static void artifact_name(const struct run *r, const char *type, char *out,
+			  size_t cap)
+{
+	snprintf(out, cap, "%s-%s.gguf", r->name, type);
+}
+
+static const char *outtype_name(const char *outtype)
+{
+	return strcmp(outtype, "bf16") == 0 ? "BF16"
+	       : strcmp(outtype, "f32") == 0 ? "F32" : "F16";
+}
+
+/* A worker's manifest names the files the coordinator writes locally: it
+ * may name the GGUF files this job asked for and nothing else (not
+ * provenance.json, a Modelfile, a README, a dot file, or another job's
+ * file), each once. */
+static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
+{
+	char want[512], quants[256], *q, *save = NULL;
+	size_t i, k;
+
+	for (i = 0; i < ml->n; i++) {
+		const char *n = ml->files[i]->name;
+		int ok = 0;
+
+		artifact_name(r, outtype_name(r->j->outtype), want, sizeof(want));
+		ok = strcmp(n, want) == 0;
+		snprintf(quants, sizeof(quants), "%s", r->j->quants);
+		for (q = strtok_r(quants, ",", &save); q && !ok;
+		     q = strtok_r(NULL, ",", &save)) {
+			artifact_name(r, q, want, sizeof(want));
+			ok = strcmp(n, want) == 0;
+		}
+		for (k = 0; k < i && ok; k++)
+			ok = strcmp(ml->files[k]->name, n) != 0;
+		if (!ok) {
+			char shown[160];
+
+			mb_seterr(r->err, r->errcap, "the manifest from %s names "
+				  "'%s', which is not an artifact of this job "
+				  "(or is named twice)", r->w.name,
+				  mb_printable(shown, sizeof(shown), n));
+			return MB_EPROTO;
+		}
+	}
+	return 0;
+}
+
 long mb_jobrun_backoff(int base_s, int attempts)
 {
 	double d = base_s, f;
@@ -530,7 +616,6 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	r.err = err;
 	r.errcap = errcap;
 	err[0] = '\0';
-	mb_store_home(r.home, sizeof(r.home));
 	snprintf(r.job, sizeof(r.job), "job-%lld", (long long)j->id);
 	model_name(&r);
 	mb_buf_init(&b, 1 << 16);
@@ -590,14 +675,13 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 
 	/* convert */
 	{
-		char f16[2600], repo[300];
+		char f16[3000], repo[300], qname[512];
 		const char *argv[] = { "convert", r.model, f16, "--layout", j->layout,
 				       "--outtype", j->outtype, "--name", r.name,
 				       NULL, NULL, NULL, NULL, NULL };
 
-		snprintf(f16, sizeof(f16), "%s/%s-%s.gguf", r.out, r.name,
-			 strcmp(j->outtype, "bf16") == 0 ? "BF16"
-			 : strcmp(j->outtype, "f32") == 0 ? "F32" : "F16");
+		artifact_name(&r, outtype_name(j->outtype), qname, sizeof(qname));
+		snprintf(f16, sizeof(f16), "%s/%s", r.out, qname);
 		if (!mb_job_source_is_path(j->source)) {
 			snprintf(repo, sizeof(repo), "%s", j->source);
 			repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
@@ -628,10 +712,11 @@ quantize:
 		snprintf(quants, sizeof(quants), "%s", j->quants);
 		for (q = strtok_r(quants, ",", &save); q && rc == 0;
 		     q = strtok_r(NULL, ",", &save)) {
-			char qout[2600], wstep[48];
+			char qout[3000], wstep[48];
 			const char *qa[] = { "quantize", f16, qout, q, NULL };
 
-			snprintf(qout, sizeof(qout), "%s/%s-%s.gguf", r.out, r.name, q);
+			artifact_name(&r, q, qname, sizeof(qname));
+			snprintf(qout, sizeof(qout), "%s/%s", r.out, qname);
 			snprintf(wstep, sizeof(wstep), "quantize-%s", q);
 			mb_buf_reset(&b);
 			json_str_array(&b, qa);
@@ -661,14 +746,15 @@ manifest:
 	}
 
 	/* pull */
-	snprintf(adir, sizeof(adir), "%s/artifacts/job-%lld", r.home,
-		 (long long)j->id);
+	mb_job_dir("artifacts", j->id, adir, sizeof(adir));
 	if (step_done(&r, "pull")) {
 		/* pulled and verified before a restart: the local copy */
 		snprintf(path, sizeof(path), "%s/manifest.json", adir);
 		rc = mb_read_file(path, 16u << 20, &mjson, &got);
 		if (rc == 0)
 			rc = mb_manifest_list_from_json(mjson, got, &ml, err, errcap);
+		if (rc == 0)
+			rc = manifest_names_ok(&r, ml);
 		if (rc != 0)
 			goto out;
 		goto smoke;
@@ -683,7 +769,9 @@ manifest:
 	else
 		mb_seterr(err, errcap, "cannot read the manifest on %s: %s", r.w.name,
 			  mb_transport_errmsg(r.t));
-	snprintf(pdir, sizeof(pdir), "%s/partial/job-%lld", r.home, (long long)j->id);
+	if (rc == 0)
+		rc = manifest_names_ok(&r, ml);
+	mb_job_dir("partial", j->id, pdir, sizeof(pdir));
 	if (rc == 0 && (rc = mb_mkdir_p(adir, 0755)) == 0)
 		rc = mb_mkdir_p(pdir, 0755);
 	for (i = 0; rc == 0 && i < ml->n; i++) {
@@ -723,7 +811,7 @@ smoke:
 			char hex[MB_SHA256_HEX];
 
 			snprintf(path, sizeof(path), "%s/%s", adir, ml->files[i]->name);
-			rc = mb_smoke_run(path, NULL, 32, 0, &sr);
+			rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
 			if (rc != 0) {
 				mb_seterr(err, errcap, "smoke test of '%s' failed: %s",
 					  ml->files[i]->name, sr.error);

@@ -1,16 +1,31 @@
 /* smoke: load, prompt and generate with libllama on the CPU. */
 #include "coordinator/smoke.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
+extern char **environ;
+
+#include <cjson/cJSON.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "common/json.h"
+#include "common/text.h"
 #include "llama.h"
 
 /* llama.cpp reports why a load failed only through its log, the cause
@@ -213,5 +228,257 @@ out:
 		llama_model_free(model);
 	llama_log_set(NULL, NULL);
 	pthread_mutex_unlock(&smoke_mu);
+	return rc;
+}
+
+/* --- in a child process --- */
+
+/* The line of the child's stderr that says why it died: llama.cpp's
+ * GGML_ASSERT or error line, else the last line it printed. */
+static void last_words(const char *err, char *out, size_t cap)
+{
+	const char *p = strstr(err, "GGML_ASSERT");
+	const char *e;
+	size_t n;
+
+	if (p == NULL)
+		p = strstr(err, "error");
+	if (p != NULL) {
+		while (p > err && p[-1] != '\n')
+			p--;
+	} else {
+		/* the last non-empty line */
+		e = err + strlen(err);
+		while (e > err && (e[-1] == '\n' || e[-1] == ' '))
+			e--;
+		p = e;
+		while (p > err && p[-1] != '\n')
+			p--;
+	}
+	e = strchr(p, '\n');
+	n = e ? (size_t)(e - p) : strlen(p);
+	mb_printable_n(out, cap, p, n, 0);
+}
+
+static void result_from_json(const char *text, size_t len,
+			     struct mb_smoke_result *r)
+{
+	cJSON *doc = mb_json_parse(text, len);
+	const cJSON *v;
+
+	if (!cJSON_IsObject(doc)) {
+		cJSON_Delete(doc);
+		snprintf(r->error, sizeof(r->error), "the smoke test printed "
+			 "no result");
+		return;
+	}
+#define NUM(key) ((v = cJSON_GetObjectItemCaseSensitive(doc, key)) != NULL && \
+		  cJSON_IsNumber(v) && isfinite(v->valuedouble) && \
+		  v->valuedouble >= 0 ? v->valuedouble : 0.0)
+	r->load_s = NUM("load_s");
+	r->n_prompt = (int)fmin(NUM("prompt_tokens"), 1e6);
+	r->prompt_tps = NUM("prompt_tps");
+	r->n_gen = (int)fmin(NUM("gen_tokens"), 1e6);
+	r->gen_tps = NUM("gen_tps");
+	r->peak_rss = (uint64_t)fmin(NUM("peak_rss"), 1e18);
+#undef NUM
+	r->finite = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "finite"));
+	r->templated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc,
+								    "templated"));
+	v = cJSON_GetObjectItemCaseSensitive(doc, "text");
+	snprintf(r->text, sizeof(r->text), "%s",
+		 cJSON_IsString(v) ? v->valuestring : "");
+	v = cJSON_GetObjectItemCaseSensitive(doc, "error");
+	snprintf(r->error, sizeof(r->error), "%s",
+		 cJSON_IsString(v) ? v->valuestring : "");
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "ok")) &&
+	    r->error[0] == '\0')
+		snprintf(r->error, sizeof(r->error), "no reason given");
+	cJSON_Delete(doc);
+}
+
+int mb_smoke_isolated(const char *exe, const char *path, int n_gen,
+		      uint64_t mem_limit, int timeout_s,
+		      struct mb_smoke_result *r)
+{
+	char self[4096], tokens[16], **envp = NULL;
+	int out[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	struct mb_buf ob, eb;
+	double deadline;
+	pid_t pid;
+	int st = 0, rc, timed_out = 0, open_fds = 2;
+
+	memset(r, 0, sizeof(*r));
+	if (exe == NULL) {
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (n <= 0) {
+			snprintf(r->error, sizeof(r->error), "cannot find this "
+				 "program to run the smoke test: %s",
+				 strerror(errno));
+			return MB_EINTERNAL;
+		}
+		self[n] = '\0';
+		exe = self;
+	}
+	if (timeout_s <= 0)
+		timeout_s = 600;
+	if (mem_limit == 0)
+		mem_limit = mb_proc_kb_field("/proc/meminfo", "MemTotal:") * 1024;
+	snprintf(tokens, sizeof(tokens), "%d", n_gen);
+	/* the child's environment, made before the fork: ggml's abort
+	 * attaches gdb for a backtrace unless told not to */
+	{
+		size_t n = 0;
+
+		while (environ[n] != NULL)
+			n++;
+		envp = mb_calloc(n + 2, sizeof(*envp));
+		if (envp == NULL)
+			return MB_ENOMEM;
+		n = 0;
+		for (size_t k = 0; environ[k] != NULL; k++)
+			if (strncmp(environ[k], "GGML_NO_BACKTRACE=", 18) != 0)
+				envp[n++] = environ[k];
+		envp[n++] = (char *)"GGML_NO_BACKTRACE=1";
+		envp[n] = NULL;
+	}
+	if (pipe(out) != 0 || pipe(errp) != 0 ||
+	    fcntl(out[0], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(out[1], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(errp[0], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(errp[1], F_SETFD, FD_CLOEXEC) != 0) {
+		snprintf(r->error, sizeof(r->error), "cannot run the smoke test: "
+			 "%s", strerror(errno));
+		rc = mb_err_from_errno(errno);
+		goto close;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(r->error, sizeof(r->error), "cannot run the smoke test: "
+			 "%s", strerror(errno));
+		rc = mb_err_from_errno(errno);
+		goto close;
+	}
+	if (pid == 0) {
+		/* async-signal-safe calls only until exec: the parent has
+		 * threads */
+		struct rlimit core = { 0, 0 };
+
+		setpgid(0, 0); /* its own group, so a timeout ends it all */
+		dup2(out[1], 1);
+		dup2(errp[1], 2);
+		setrlimit(RLIMIT_CORE, &core);
+#if !defined(__SANITIZE_ADDRESS__)
+		if (mem_limit > 0) {
+			/* the heap and anonymous maps, not the model's file
+			 * mapping: what a runaway load would grow */
+			struct rlimit data = { mem_limit, mem_limit };
+
+			setrlimit(RLIMIT_DATA, &data);
+		}
+#endif
+		{
+			char *const args[] = { (char *)exe, (char *)"smoke",
+					       (char *)path, (char *)"--tokens",
+					       tokens, (char *)"--json", NULL };
+
+			execve(exe, args, envp);
+		}
+		_exit(127);
+	}
+	close(out[1]);
+	close(errp[1]);
+	out[1] = errp[1] = -1;
+	mb_buf_init(&ob, 1 << 20);
+	mb_buf_init(&eb, 1 << 20);
+	deadline = mb_now_s() + timeout_s;
+	while (open_fds > 0) {
+		struct pollfd pf[2] = { { out[0], POLLIN, 0 }, { errp[0], POLLIN, 0 } };
+		double left = deadline - mb_now_s();
+		int k;
+
+		if (left <= 0) {
+			timed_out = 1;
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(pf, 2, (int)(left * 1000) + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (k = 0; k < 2; k++) {
+			char buf[8192];
+			ssize_t n;
+			struct mb_buf *b = k == 0 ? &ob : &eb;
+
+			if (pf[k].fd < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(pf[k].fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(pf[k].fd);
+				if (k == 0)
+					out[0] = -1;
+				else
+					errp[0] = -1;
+				open_fds--;
+				continue;
+			}
+			if (b->len + (size_t)n > b->cap) {
+				/* keep the newest stderr: the cause is late */
+				size_t drop = b->len / 2;
+
+				memmove(b->data, b->data + drop, b->len - drop);
+				b->len -= drop;
+			}
+			mb_buf_add(b, buf, (size_t)n);
+		}
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out) {
+		snprintf(r->error, sizeof(r->error), "the smoke test of '%.400s' "
+			 "did not finish in %d s", path, timeout_s);
+		rc = MB_ETIMEDOUT;
+	} else if (WIFSIGNALED(st)) {
+		char why[512];
+
+		last_words(eb.data ? eb.data : "", why, sizeof(why));
+		snprintf(r->error, sizeof(r->error), "llama.cpp crashed on "
+			 "'%.300s' (signal %d, %s)%s%s", path, WTERMSIG(st),
+			 strsignal(WTERMSIG(st)), why[0] ? ": " : "", why);
+		rc = MB_EFORMAT;
+	} else if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+		snprintf(r->error, sizeof(r->error), "cannot run '%.400s' for the "
+			 "smoke test", exe);
+		rc = MB_EINTERNAL;
+	} else {
+		result_from_json(ob.data ? ob.data : "", ob.len, r);
+		rc = WIFEXITED(st) && WEXITSTATUS(st) == 0 && r->error[0] == '\0'
+			     ? 0 : MB_EFORMAT;
+		if (rc != 0 && r->error[0] == '\0') {
+			char why[512];
+
+			last_words(eb.data ? eb.data : "", why, sizeof(why));
+			snprintf(r->error, sizeof(r->error), "the smoke test "
+				 "failed (exit %d): %s", WEXITSTATUS(st), why);
+		}
+	}
+	mb_buf_release(&ob);
+	mb_buf_release(&eb);
+close:
+	if (out[0] >= 0)
+		close(out[0]);
+	if (out[1] >= 0)
+		close(out[1]);
+	if (errp[0] >= 0)
+		close(errp[0]);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	free(envp);
 	return rc;
 }

@@ -32,4 +32,16 @@ struct mb_smoke_result {
 int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 		 struct mb_smoke_result *r);
 
+/* Runs the smoke test in a child process, so that a file llama.cpp
+ * answers with abort() (a GGML_ASSERT on a malformed vocabulary, say)
+ * fails that artifact instead of the process that asked: exe (NULL: this
+ * program, /proc/self/exe) is run as `exe smoke PATH --tokens N --json`,
+ * with its heap limited to mem_limit bytes (0: the machine's memory) and
+ * killed after timeout_s seconds (0: 600). A crash, a kill or a timeout is
+ * MB_EFORMAT / MB_ETIMEDOUT with r->error naming the signal and
+ * llama.cpp's last words on stderr. */
+int mb_smoke_isolated(const char *exe, const char *path, int n_gen,
+		      uint64_t mem_limit, int timeout_s,
+		      struct mb_smoke_result *r);
+
 #endif

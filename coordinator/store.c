@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/text.h"
 
 extern const char *const mb_migrations[];
 
@@ -35,6 +36,17 @@ int mb_store_home(char *out, size_t cap)
 		n = snprintf(out, cap, "%s/mibera", x);
 	else
 		n = snprintf(out, cap, "%s/.local/share/mibera", home ? home : "/tmp");
+	return n < 0 || (size_t)n >= cap ? MB_ETOOBIG : 0;
+}
+
+int mb_job_dir(const char *kind, int64_t id, char *out, size_t cap)
+{
+	char home[4096];
+	int rc = mb_store_home(home, sizeof(home)), n;
+
+	if (rc != 0)
+		return rc;
+	n = snprintf(out, cap, "%s/%s/job-%lld", home, kind, (long long)id);
 	return n < 0 || (size_t)n >= cap ? MB_ETOOBIG : 0;
 }
 
@@ -167,6 +179,39 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 	}
 	*out = s;
 	return 0;
+}
+
+const char *mb_store_errmsg(struct mb_store *s)
+{
+	return s != NULL && s->db != NULL ? sqlite3_errmsg(s->db) : "no database";
+}
+
+int mb_store_check(struct mb_store *s, char *err, size_t errcap)
+{
+	sqlite3_stmt *st = NULL;
+	const char *what = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		mb_seterr(err, errcap, "the job database '%s' cannot be read: %s",
+			  sqlite3_db_filename(s->db, "main"), sqlite3_errmsg(s->db));
+		return MB_EIO;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		what = (const char *)sqlite3_column_text(st, 0);
+	if (rc == SQLITE_ROW && what != NULL && strcmp(what, "ok") == 0) {
+		sqlite3_finalize(st);
+		return 0;
+	}
+	mb_seterr(err, errcap, "the job database '%s' is damaged (%s); move it "
+		  "aside and restore a copy, or try `sqlite3 %s .recover`",
+		  sqlite3_db_filename(s->db, "main"),
+		  what != NULL ? what : sqlite3_errmsg(s->db),
+		  sqlite3_db_filename(s->db, "main"));
+	sqlite3_finalize(st);
+	return MB_EIO;
 }
 
 void mb_store_close(struct mb_store *s)
@@ -624,7 +669,17 @@ int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
 	sqlite3_bind_int64(st, 5, id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : MB_EIO;
+	if (rc != SQLITE_DONE)
+		return MB_EIO;
+	if (fin && strcmp(state, "succeeded") != 0) {
+		/* a job that ended will not resume: the partial files of its
+		 * pull (up to full size) go, not the disk with them */
+		char dir[4300];
+
+		if (mb_job_dir("partial", id, dir, sizeof(dir)) == 0)
+			mb_rmtree(dir);
+	}
+	return 0;
 }
 
 int mb_store_job_set_commit(struct mb_store *s, int64_t id, const char *commit)
@@ -658,7 +713,7 @@ int mb_store_job_add_held(struct mb_store *s, int64_t id, double seconds)
 }
 
 #define STEP_COLS "name, seq, state, attempts, started_at, finished_at, " \
-		  "follow_offset, result, error"
+		  "result, error"
 
 static void read_step(sqlite3_stmt *st, struct mb_step_row *r)
 {
@@ -669,9 +724,8 @@ static void read_step(sqlite3_stmt *st, struct mb_step_row *r)
 	r->attempts = sqlite3_column_int(st, 3);
 	r->started_at = sqlite3_column_int64(st, 4);
 	r->finished_at = sqlite3_column_int64(st, 5);
-	r->follow_offset = sqlite3_column_int64(st, 6);
-	col(st, 7, r->result, sizeof(r->result));
-	col(st, 8, r->error, sizeof(r->error));
+	col(st, 6, r->result, sizeof(r->result));
+	col(st, 7, r->error, sizeof(r->error));
 }
 
 int mb_store_step_get(struct mb_store *s, int64_t id, const char *name,
@@ -746,58 +800,109 @@ int mb_store_step_set(struct mb_store *s, int64_t id, const char *name,
 	return rc == SQLITE_DONE ? 0 : MB_EIO;
 }
 
+/* One journal line as the protocol defines an event: a JSON object whose
+ * "type" is a short name, with integral "seq" and "ms". */
+static int event_line_ok(const char *p, size_t n, uint64_t *seq, uint64_t *ms,
+			 char *type, size_t tcap)
+{
+	cJSON *doc = mb_json_parse(p, n);
+	const char *t = NULL;
+	int ok = cJSON_IsObject(doc) &&
+		 mb_json_get_str(doc, "type", tcap - 1, &t) == 0 && *t != '\0' &&
+		 mb_json_get_u64(doc, "seq", MB_JSON_MAX_INT, seq) == 0 &&
+		 mb_json_get_u64(doc, "ms", MB_JSON_MAX_INT, ms) == 0;
+
+	if (ok)
+		snprintf(type, tcap, "%s", t);
+	cJSON_Delete(doc);
+	return ok;
+}
+
 int mb_store_step_events(struct mb_store *s, int64_t id, const char *name,
-			 const char *lines, size_t len, int64_t offset)
+			 const char *lines, size_t len, const char *follow,
+			 int64_t offset, char *err, size_t errcap)
 {
 	sqlite3_stmt *ins = NULL, *up = NULL;
 	const char *p = lines, *end = lines + len;
 	int rc = MB_EIO;
 
-	if (exec_simple(s, "BEGIN IMMEDIATE") != 0)
+	if (exec_simple(s, "BEGIN IMMEDIATE") != 0) {
+		mb_seterr(err, errcap, "cannot store events: %s",
+			  sqlite3_errmsg(s->db));
 		return MB_EBUSY;
+	}
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO events (job_id, step, seq, at_ms, "
 			       "type, data) VALUES (?,?,?,?,?,?)", -1, &ins,
 			       NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db, "UPDATE steps SET follow_offset = ? WHERE "
-			       "job_id = ? AND name = ?", -1, &up, NULL) != SQLITE_OK)
-		goto out;
+	    sqlite3_prepare_v2(s->db, "INSERT INTO follows (job_id, wstep, offset) "
+			       "VALUES (?,?,?) ON CONFLICT (job_id, wstep) DO "
+			       "UPDATE SET offset = excluded.offset", -1, &up,
+			       NULL) != SQLITE_OK)
+		goto fail;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		cJSON *doc = mb_json_parse(p, n);
-		const cJSON *type = doc ? cJSON_GetObjectItemCaseSensitive(doc, "type") : NULL;
+		uint64_t seq, ms;
+		char type[64];
 
-		/* a worker is hostile input: a line that is not an event is
-		 * kept as such, not dropped silently */
+		/* a worker is hostile input: a line that is not an event
+		 * fails the whole batch, and nothing of it is stored */
+		if (!event_line_ok(p, n, &seq, &ms, type, sizeof(type))) {
+			char shown[81];
+
+			mb_printable_n(shown, sizeof(shown), p, n < 80 ? n : 80, 0);
+			mb_seterr(err, errcap, "the worker sent a line that is not "
+				  "an event (%s): \"%s%s\"", follow ? follow : name,
+				  shown, n > 80 ? "..." : "");
+			rc = MB_EPROTO;
+			goto out;
+		}
 		sqlite3_reset(ins);
 		sqlite3_bind_int64(ins, 1, id);
 		bind_text(ins, 2, name);
-		sqlite3_bind_int64(ins, 3, doc ? (int64_t)cJSON_GetNumberValue(
-							 cJSON_GetObjectItem(doc, "seq"))
-					       : 0);
-		sqlite3_bind_int64(ins, 4, doc ? (int64_t)cJSON_GetNumberValue(
-							 cJSON_GetObjectItem(doc, "ms"))
-					       : 0);
-		bind_text(ins, 5, cJSON_IsString(type) ? type->valuestring : "invalid");
+		sqlite3_bind_int64(ins, 3, (int64_t)seq);
+		sqlite3_bind_int64(ins, 4, (int64_t)ms);
+		bind_text(ins, 5, type);
 		sqlite3_bind_text(ins, 6, p, (int)n, SQLITE_TRANSIENT);
-		cJSON_Delete(doc);
 		if (sqlite3_step(ins) != SQLITE_DONE)
-			goto out;
+			goto fail;
 		p += n + (nl != NULL);
 	}
-	if (offset >= 0) {
-		sqlite3_bind_int64(up, 1, offset);
-		sqlite3_bind_int64(up, 2, id);
-		bind_text(up, 3, name);
+	if (follow != NULL) {
+		sqlite3_bind_int64(up, 1, id);
+		bind_text(up, 2, follow);
+		sqlite3_bind_int64(up, 3, offset);
 		if (sqlite3_step(up) != SQLITE_DONE)
-			goto out;
+			goto fail;
 	}
 	rc = 0;
+	goto out;
+fail:
+	mb_seterr(err, errcap, "cannot store events: %s", sqlite3_errmsg(s->db));
 out:
 	sqlite3_finalize(ins);
 	sqlite3_finalize(up);
 	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
 	return rc;
+}
+
+int mb_store_follow_offset(struct mb_store *s, int64_t id, const char *wstep,
+			   int64_t *offset)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*offset = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT offset FROM follows WHERE job_id = ? "
+			       "AND wstep = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, wstep);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*offset = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : MB_EIO;
 }
 
 /* Steps a prepared (id or job, step, at_ms, type, data) query, calling fn

@@ -19,11 +19,23 @@ struct mb_store;
 /* Writes $MIBERA_HOME's path to out. */
 int mb_store_home(char *out, size_t cap);
 
+/* Writes the directory of job id's files of kind ("artifacts": the
+ * verified GGUFs and sidecars; "partial": the pull's files while it may
+ * resume) under $MIBERA_HOME to out. */
+int mb_job_dir(const char *kind, int64_t id, char *out, size_t cap);
+
 /* Opens (creating, mode 0600) the database at path (NULL: MIBERA_HOME/
  * jobs.db) and brings its schema up to date. A database written by a newer
  * mibera is refused (MB_EUNSUPPORTED). Messages in err. */
 int mb_store_open(const char *path, struct mb_store **out, char *err,
 		  size_t errcap);
+
+/* SQLite's message for the last failed call on s. */
+const char *mb_store_errmsg(struct mb_store *s);
+
+/* Checks the database file's integrity (SQLite's quick_check): a damaged
+ * file is MB_EIO with err saying what is wrong and what to do. */
+int mb_store_check(struct mb_store *s, char *err, size_t errcap);
 
 /* Closes s; NULL-safe. */
 void mb_store_close(struct mb_store *s);
@@ -110,7 +122,6 @@ struct mb_step_row {
 	char state[16];
 	int attempts;
 	int64_t started_at, finished_at;
-	int64_t follow_offset;
 	char result[1024];
 	char error[1024];
 };
@@ -163,7 +174,8 @@ int mb_store_job_wait(struct mb_store *s, int64_t id, int64_t delay_s,
 		      const char *error);
 
 /* Sets a job's state and error (NULL: cleared); finished states stamp
- * finished_at. */
+ * finished_at. A job that failed or was cancelled loses its partial
+ * files (mb_job_dir "partial"): it will not resume them. */
 int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
 			   const char *error);
 
@@ -197,13 +209,21 @@ int mb_store_step_list(struct mb_store *s, int64_t id,
 int mb_store_step_set(struct mb_store *s, int64_t id, const char *name,
 		      const char *state, const char *result, const char *error);
 
-/* Stores the events of a step read up to offset, in one transaction: the
- * events and the new follow offset commit together, so a crash never
- * stores an event twice or loses one. lines holds whole JSON lines. An
- * offset below 0 leaves the follow offset as it is (the coordinator's own
- * events, such as the pull's). */
+/* Stores the events of job step name read from the journal of worker step
+ * follow up to offset, in one transaction: the events and the new follow
+ * offset commit together, so a crash never stores an event twice or loses
+ * one. lines holds whole lines, each of which must be an event (a JSON
+ * object with a type, seq and ms): one that is not fails the batch with
+ * MB_EPROTO, stores nothing, and says so in err. follow NULL stores no
+ * offset (the coordinator's own events, such as the pull's). */
 int mb_store_step_events(struct mb_store *s, int64_t id, const char *name,
-			 const char *lines, size_t len, int64_t offset);
+			 const char *lines, size_t len, const char *follow,
+			 int64_t offset, char *err, size_t errcap);
+
+/* Where the coordinator stopped reading worker step wstep's journal (0
+ * when it never read it). */
+int mb_store_follow_offset(struct mb_store *s, int64_t id, const char *wstep,
+			   int64_t *offset);
 
 /* Calls fn for each event of job id after event after_id (0: all). */
 int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,

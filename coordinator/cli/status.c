@@ -142,6 +142,17 @@ int cmd_status(int argc, char **argv)
 	if (cli_open(&c.s) != 0)
 		return 1;
 	rc = mb_store_job_totals(c.s, &t);
+	if (rc != 0) {
+		char why[1024];
+
+		/* a damaged database says so, rather than "0 jobs" */
+		if (mb_store_check(c.s, why, sizeof(why)) == 0)
+			snprintf(why, sizeof(why), "cannot read the job database: "
+				 "%s", mb_store_errmsg(c.s));
+		fprintf(stderr, "mibera-job status: %s\n", why);
+		mb_store_close(c.s);
+		return 1;
+	}
 	if (json) {
 		mb_buf_init(&b, 256u << 20);
 		c.b = &b;

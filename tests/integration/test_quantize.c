@@ -26,6 +26,7 @@
 #include "common/err.h"
 #include "common/gguf.h"
 #include "common/manifest.h"
+#include "coordinator/smoke.h"
 #include "llm.h"
 #include "model.h"
 #include "th.h"
@@ -586,6 +587,46 @@ static void test_smoke_truncated_fails(void **state)
 	free(out);
 }
 
+/* A file llama.cpp answers with abort(): a vocabulary with a text at two
+ * ids (GGML_ASSERT in its vocabulary loader). Run in a child, the smoke
+ * test fails that file with llama.cpp's words and the caller lives on;
+ * the same file loaded in this process would have ended it. */
+static void test_smoke_crash_is_contained(void **state)
+{
+	char bad[700];
+	struct mb_smoke_result r;
+	int rc;
+
+	(void)state;
+	path_in(bad, sizeof(bad), "dup-F16.gguf");
+	/* token "b" (a GGUF string: u64 length 1, then the byte) becomes
+	 * a second "a" */
+	assert_int_equal(run(NULL, "%s -c \"import struct,sys; d=open(sys.argv[1],"
+			     "'rb').read(); p=lambda c: struct.pack('<Q',1)+c; "
+			     "i=d.index(p(b'b')); open(sys.argv[2],'wb').write("
+			     "d[:i]+p(b'a')+d[i+9:])\" '%s' '%s'", MB_PYTHON,
+			     phi_f16, bad), 0);
+	rc = mb_smoke_isolated(MB_BINARY_DIR "/mibera-job", bad, 8, 0, 120, &r);
+	print_message("%s\n", r.error);
+	assert_int_equal(rc, MB_EFORMAT);
+	assert_non_null(strstr(r.error, "crashed"));
+	assert_non_null(strstr(r.error, "id_to_token.size() == token_to_id.size()"));
+	/* a good file through the same path: the figures come back */
+	rc = mb_smoke_isolated(MB_BINARY_DIR "/mibera-job", phi_f16, 8, 0, 120, &r);
+	if (rc != 0)
+		fail_msg("%s", r.error);
+	assert_true(r.finite);
+	assert_true(r.peak_rss > 0);
+	assert_true(r.n_prompt > 0);
+	/* a load that takes too long is stopped */
+	path_in(bad, sizeof(bad), "slow-smoke.sh");
+	assert_int_equal(run(NULL, "printf '#!/bin/sh\\nsleep 30\\n' > '%s' && "
+			     "chmod +x '%s'", bad, bad), 0);
+	rc = mb_smoke_isolated(bad, phi_f16, 8, 0, 1, &r);
+	assert_int_equal(rc, MB_ETIMEDOUT);
+	assert_non_null(strstr(r.error, "did not finish in 1 s"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -598,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_smoke_runs_quantized),
 		cmocka_unit_test(test_smoke_truncated_fails),
+		cmocka_unit_test(test_smoke_crash_is_contained),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

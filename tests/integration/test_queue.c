@@ -231,7 +231,7 @@ static void test_two_workers_four_jobs(void **state)
 		 "\"idle_check_s\": 1, \"retry_base_s\": 1}", line + 5);
 	write_config(cfg);
 	snprintf(cmd, sizeof(cmd), "--cost-per-hour 2.40 --idle-command 'date "
-		 "+%%s >> %s' --idle-after 2", idle1);
+		 "+%%s >> %s; env > %s.env' --idle-after 2", idle1, idle1);
 	add_worker("w1", cmd);
 	snprintf(cmd, sizeof(cmd), "--cost-per-hour 1.20 --idle-command 'date "
 		 "+%%s >> %s' --idle-after 2", idle2);
@@ -248,7 +248,11 @@ static void test_two_workers_four_jobs(void **state)
 		 "%s/mibera-job dashboard'", root, MB_BINARY_DIR);
 	assert_int_equal(th_capture(cmd, &out), 0);
 	free(out);
+	/* the token is in the coordinator's environment, as the unit's
+	 * EnvironmentFile puts it: it must not reach the idle command */
+	setenv("HF_TOKEN", "hf_queueSecretToken0123456789", 1);
 	assert_int_equal(th_spawn(coord_argv, &coord_pid, NULL), 0);
+	unsetenv("HF_TOKEN");
 	t0 = th_now_ms();
 	while (!all_done) {
 		const cJSON *j;
@@ -320,6 +324,37 @@ static void test_two_workers_four_jobs(void **state)
 					cJSON_GetObjectItem(j, "finished_at"));
 		cJSON_Delete(doc);
 		assert_true(ran >= last);
+	}
+	{
+		/* the idle command's environment holds no token */
+		char envf[800], *env;
+
+		snprintf(envf, sizeof(envf), "%s.env", idle1);
+		env = th_slurp(envf, NULL);
+		assert_non_null(env);
+		assert_non_null(strstr(env, "PATH="));
+		assert_null(strstr(env, "HF_TOKEN"));
+		assert_null(strstr(env, "hf_queueSecretToken"));
+		free(env);
+	}
+	{
+		/* the pull's progress is stored as progress events, each one
+		 * JSON, and no row of any job is anything but an event */
+		char q[1200];
+
+		snprintf(q, sizeof(q), "sqlite3 %s/mibera/jobs.db \"select count(*) "
+			 "from events where step = 'pull' and type = 'progress' and "
+			 "json_valid(data)\"", root);
+		assert_int_equal(th_capture(q, &out), 0);
+		print_message("pull progress events: %s", out);
+		assert_true(atoi(out) >= 4);
+		free(out);
+		snprintf(q, sizeof(q), "sqlite3 %s/mibera/jobs.db \"select count(*) "
+			 "from events where not json_valid(data) or type = "
+			 "'invalid'\"", root);
+		assert_int_equal(th_capture(q, &out), 0);
+		assert_string_equal(out, "0\n");
+		free(out);
 	}
 
 	/* one summary per job at the webhook */
@@ -526,6 +561,20 @@ static void test_cancel_during_a_worker_step_then_retry(void **state)
 	assert_true(wait_step("6", "quantize"));
 	/* [m]: the pattern does not match the shell that runs pgrep */
 	snprintf(what, sizeof(what), "[m]ibera-worker quantize .*job-6/");
+	{
+		/* the worker's quantize is held still, so the cancel lands
+		 * while it runs however fast this machine quantizes (a
+		 * stopped process still dies of cancel's signals) */
+		long long t0 = th_now_ms();
+		char cmd[1000];
+
+		while (processes_with(what) == 0 && th_now_ms() - t0 < 60000)
+			usleep(20 * 1000);
+		assert_true(processes_with(what) > 0);
+		snprintf(cmd, sizeof(cmd), "pkill -STOP -f -- '%s'", what);
+		assert_int_equal(th_capture(cmd, &out), 0);
+		free(out);
+	}
 	assert_int_equal(run(&out, "mibera-job cancel 6"), 0);
 	free(out);
 	/* the coordinator gives the job up, the worker's process is gone */
@@ -551,12 +600,175 @@ static void test_cancel_during_a_worker_step_then_retry(void **state)
 	cJSON_Delete(doc);
 }
 
+
+/* Journal bytes of worker step wstep of job N on worker w1. */
+static long long journal_size(int job, const char *wstep)
+{
+	char path[900];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/wd-w1/jobs/job-%d/%s.events", root, job,
+		 wstep);
+	return stat(path, &st) == 0 ? (long long)st.st_size : 0;
+}
+
+/* The coordinator killed while the worker quantizes the second of two
+ * types, with a journal backlog far past one read (a 40-layer model's
+ * quantize journal is tens of KiB): the restart streams the backlog of
+ * each type's own journal from where it stopped, the job succeeds, and
+ * every event is stored once, whole. */
+static void test_killed_during_quantize_with_a_long_journal(void **state)
+{
+	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	char model[700], q[1200], *out;
+	long long t0, q4 = 0;
+	cJSON *doc, *job;
+	pid_t pid;
+	int st, journal_lines = 0;
+
+	(void)state;
+	write_config("{}");
+	path_in(model, sizeof(model), "big");
+	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant "
+			     "Q8_0,Q4_K_M --no-smoke", model), 0);
+	assert_string_equal(out, "7\n");
+	free(out);
+	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	/* kill once Q4_K_M's journal holds more than 16 KiB */
+	t0 = th_now_ms();
+	while ((q4 = journal_size(7, "quantize-Q4_K_M")) < 20000 &&
+	       th_now_ms() - t0 < 120000)
+		usleep(20 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	print_message("killed with %lld journal bytes of Q4_K_M\n", q4);
+	assert_true(q4 >= 20000);
+	/* the worker finishes the type meanwhile: the whole journal waits */
+	t0 = th_now_ms();
+	snprintf(q, sizeof(q), "%s/wd-w1/jobs/job-7/quantize-Q4_K_M.result.json",
+		 root);
+	while (access(q, F_OK) != 0 && th_now_ms() - t0 < 120000)
+		usleep(50 * 1000);
+	print_message("backlog at the restart: %lld bytes\n",
+		      journal_size(7, "quantize-Q4_K_M"));
+	{
+		/* the lines of both journals, before cleanup removes them */
+		char cnt[1200], *lines;
+
+		snprintf(cnt, sizeof(cnt), "cat %s/wd-w1/jobs/job-7/quantize-*.events "
+			 "| wc -l", root);
+		assert_int_equal(th_capture(cnt, &lines), 0);
+		journal_lines = atoi(lines);
+		free(lines);
+		assert_true(journal_lines > 100);
+	}
+	if (run(&out, "mibera-coordinator --once") != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	doc = status_json("7");
+	job = cJSON_GetObjectItem(doc, "job");
+	if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(job, "state")),
+		   "succeeded") != 0)
+		fail_msg("job 7: %s", cJSON_GetStringValue(cJSON_GetObjectItem(job,
+										"error")));
+	assert_int_equal(attempts_of(job, "convert"), 1);
+	assert_int_equal(attempts_of(job, "quantize"), 2);
+	cJSON_Delete(doc);
+	/* every stored line is an event, none stored twice, and every line
+	 * of both journals is there */
+	snprintf(q, sizeof(q), "sqlite3 %s/mibera/jobs.db \"select count(*), "
+		 "count(distinct data), sum(json_valid(data)) from events where "
+		 "job_id = 7 and step = 'quantize'\"", root);
+	assert_int_equal(th_capture(q, &out), 0);
+	print_message("quantize events (rows|distinct|valid): %s", out);
+	{
+		int rows = 0, distinct = 0, valid = 0;
+
+		assert_int_equal(sscanf(out, "%d|%d|%d", &rows, &distinct, &valid), 3);
+		assert_int_equal(rows, distinct);
+		assert_int_equal(rows, valid);
+		assert_int_equal(rows, journal_lines);
+	}
+	free(out);
+}
+
+/* One coordinator per MIBERA_HOME: a second one exits at once naming the
+ * first one's pid and takes none of its jobs; once the first is dead, a
+ * new one starts. A damaged database stops it with the reason. */
+static void test_one_coordinator(void **state)
+{
+	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", NULL };
+	char pidtext[32], dbcopy[800], db[800], *out;
+	pid_t pid;
+	int st;
+	long long t0;
+
+	(void)state;
+	write_config("{}");
+	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	t0 = th_now_ms();
+	do {
+		usleep(50 * 1000);
+		snprintf(dbcopy, sizeof(dbcopy), "%s/mibera/coordinator.lock", root);
+		out = th_slurp(dbcopy, NULL);
+		st = out != NULL && atoi(out) == (int)pid;
+		free(out);
+	} while (!st && th_now_ms() - t0 < 10000);
+	assert_true(st);
+	assert_int_equal(run(&out, "mibera-coordinator --once"), 1);
+	print_message("%s", out);
+	snprintf(pidtext, sizeof(pidtext), "(pid %d)", (int)pid);
+	assert_non_null(strstr(out, "another coordinator"));
+	assert_non_null(strstr(out, pidtext));
+	free(out);
+	/* the first is killed: its lock goes with it */
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	if (run(&out, "mibera-coordinator --once") != 0)
+		fail_msg("after the first died: %s", out);
+	free(out);
+
+	/* a damaged database: said, and a non-zero exit, not a hang */
+	snprintf(db, sizeof(db), "%s/mibera/jobs.db", root);
+	snprintf(dbcopy, sizeof(dbcopy), "%s/jobs.db.good", root);
+	{
+		char cmd[8000];
+
+		snprintf(cmd, sizeof(cmd), "sqlite3 %s 'PRAGMA wal_checkpoint(TRUNCATE)' "
+			 ">/dev/null && mv %s %s && cp %s %s && rm -f %s-wal %s-shm",
+			 db, db, dbcopy, dbcopy, db, db, db);
+		assert_int_equal(th_capture(cmd, &out), 0);
+		free(out);
+		snprintf(cmd, sizeof(cmd), "dd if=/dev/urandom of=%s "
+			 "bs=4096 seek=2 count=8 conv=notrunc status=none", db);
+		assert_int_equal(th_capture(cmd, &out), 0);
+		free(out);
+	}
+	{
+		char cmd[1000];
+
+		snprintf(cmd, sizeof(cmd), "timeout 30 %s/mibera-coordinator --once",
+			 MB_BINARY_DIR);
+		assert_int_equal(th_capture(cmd, &out), 1);
+	}
+	print_message("%s", out);
+	assert_non_null(strstr(out, "jobs.db"));
+	free(out);
+	assert_int_equal(run(&out, "mibera-job status") != 0, 1);
+	assert_null(strstr(out, "0 jobs"));
+	assert_non_null(strstr(out, "jobs.db"));
+	free(out);
+	assert_int_equal(rename(dbcopy, db), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_workers_four_jobs),
 		cmocka_unit_test(test_killed_during_convert_and_pull),
 		cmocka_unit_test(test_cancel_during_a_worker_step_then_retry),
+		cmocka_unit_test(test_killed_during_quantize_with_a_long_journal),
+		cmocka_unit_test(test_one_coordinator),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "common/err.h"
+#include "common/fs.h"
 #include "coordinator/store.h"
 #include "th.h"
 
@@ -153,6 +154,167 @@ static void test_two_processes(void **state)
 	mb_store_close(s);
 }
 
+
+static int count_event(int64_t id, const char *step, int64_t at_ms,
+		       const char *type, const char *data, void *ctx)
+{
+	int *n = ctx;
+
+	(void)id;
+	(void)step;
+	(void)at_ms;
+	(void)data;
+	assert_string_not_equal(type, "invalid");
+	(*n)++;
+	return 0;
+}
+
+/* A job with its worker, for the event tests. */
+static int64_t add_job(struct mb_store *s, const char *worker)
+{
+	struct mb_worker_row w;
+	struct mb_job_row j;
+
+	memset(&w, 0, sizeof(w));
+	snprintf(w.name, sizeof(w.name), "%s", worker);
+	snprintf(w.target, sizeof(w.target), "local");
+	snprintf(w.dir, sizeof(w.dir), "/tmp");
+	assert_int_equal(mb_store_worker_add(s, &w), 0);
+	memset(&j, 0, sizeof(j));
+	snprintf(j.source, sizeof(j.source), "org/model");
+	snprintf(j.worker, sizeof(j.worker), "%s", worker);
+	j.worker_id = w.id;
+	snprintf(j.quants, sizeof(j.quants), "Q4_K_M,Q8_0");
+	snprintf(j.layout, sizeof(j.layout), "native");
+	snprintf(j.outtype, sizeof(j.outtype), "f16");
+	j.smoke = 1;
+	assert_int_equal(mb_store_job_add(s, &j), 0);
+	return j.id;
+}
+
+/* Every stored event parses: a batch with a line that is not an event
+ * (a fragment of a line cut in two, a stray brace) is refused whole with
+ * a message, and nothing of it is stored; the follow offset is kept per
+ * worker step, so the journals of the quantize types do not share one. */
+static void test_events_are_events(void **state)
+{
+	static const char good[] =
+		"{\"v\":1,\"seq\":1,\"ms\":1764158400123,\"step\":\"quantize\","
+		"\"type\":\"progress\",\"done\":1}\n"
+		"{\"v\":1,\"seq\":2,\"ms\":1764158400124,\"step\":\"quantize\","
+		"\"type\":\"done\"}\n";
+	static const char *const bad[] = {
+		"9835308}\n",
+		"{\"v\":1,\"seq\":3,\"ms\":1,\"type\":\"progress\",\"rate\":5}}\n",
+		"{\"v\":1,\"seq\":3,\"ms\":1}\n",
+		"{\"v\":1,\"seq\":-3,\"ms\":1,\"type\":\"x\"}\n",
+		"[1,2]\n",
+	};
+	struct mb_store *s;
+	char err[512];
+	int64_t id, off;
+	size_t k;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(mb_store_open(path, &s, err, sizeof(err)), 0);
+	id = add_job(s, "ev1");
+	assert_int_equal(mb_store_step_events(s, id, "quantize", good,
+					      strlen(good), "quantize-Q4_K_M",
+					      (int64_t)strlen(good), err,
+					      sizeof(err)), 0);
+	for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		char batch[1024];
+
+		snprintf(batch, sizeof(batch), "%s%s", good, bad[k]);
+		err[0] = '\0';
+		assert_int_equal(mb_store_step_events(s, id, "quantize", batch,
+						      strlen(batch),
+						      "quantize-Q8_0", 999, err,
+						      sizeof(err)), MB_EPROTO);
+		assert_non_null(strstr(err, "not an event"));
+		assert_non_null(strstr(err, "quantize-Q8_0"));
+	}
+	mb_store_events(s, id, 0, count_event, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(mb_store_follow_offset(s, id, "quantize-Q4_K_M", &off), 0);
+	assert_int_equal(off, (int64_t)strlen(good));
+	assert_int_equal(mb_store_follow_offset(s, id, "quantize-Q8_0", &off), 0);
+	assert_int_equal(off, 0);
+	/* the coordinator's own events move no offset */
+	assert_int_equal(mb_store_step_events(s, id, "pull", good, strlen(good),
+					      NULL, -1, err, sizeof(err)), 0);
+	assert_int_equal(mb_store_follow_offset(s, id, "pull", &off), 0);
+	assert_int_equal(off, 0);
+	mb_store_close(s);
+}
+
+/* A damaged database is said to be damaged, with what to do. */
+static void test_damaged_database(void **state)
+{
+	char dpath[700], err[1024];
+	struct mb_store *s;
+	FILE *f;
+	int i;
+
+	(void)state;
+	snprintf(dpath, sizeof(dpath), "%s/damaged.db", dir);
+	assert_int_equal(mb_store_open(dpath, &s, err, sizeof(err)), 0);
+	for (i = 0; i < 200; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "w%d", i);
+		add_job(s, name);
+	}
+	assert_int_equal(mb_store_check(s, err, sizeof(err)), 0);
+	mb_store_close(s);
+	/* garbage over the pages after the schema's */
+	f = fopen(dpath, "r+b");
+	assert_non_null(f);
+	fseek(f, 4096 * 3, SEEK_SET);
+	for (i = 0; i < 4096 * 4; i++)
+		fputc(0xA5, f);
+	fclose(f);
+	if (mb_store_open(dpath, &s, err, sizeof(err)) == 0) {
+		assert_int_equal(mb_store_check(s, err, sizeof(err)), MB_EIO);
+		mb_store_close(s);
+	}
+	assert_non_null(strstr(err, "damaged.db"));
+}
+
+
+/* A job's partial files (a pull's, up to full size) stay while it may
+ * resume and go when it fails or is cancelled. */
+static void test_partial_files_go_with_the_job(void **state)
+{
+	char home[700], part[800], file[2000], err[256];
+	struct mb_store *s;
+	struct stat st;
+	int64_t id;
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s/home", dir);
+	setenv("MIBERA_HOME", home, 1);
+	assert_int_equal(mb_store_open(NULL, &s, err, sizeof(err)), 0);
+	id = add_job(s, "pw1");
+	assert_int_equal(mb_job_dir("partial", id, part, sizeof(part)), 0);
+	snprintf(file, sizeof(file), "mkdir -p %s && head -c 100000 /dev/zero > "
+		 "%s/m-F16.gguf.part", part, part);
+	assert_int_equal(system(file), 0);
+	snprintf(file, sizeof(file), "%s/m-F16.gguf.part", part);
+	assert_int_equal(mb_store_job_set_state(s, id, "running", NULL), 0);
+	assert_int_equal(mb_store_job_wait(s, id, 30, "link down"), 0);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(mb_store_job_set_state(s, id, "failed", "it broke"), 0);
+	assert_int_not_equal(stat(part, &st), 0);
+	/* cancelled: the same */
+	assert_int_equal(mb_mkdir_p(part, 0755), 0);
+	assert_int_equal(mb_store_job_set_state(s, id, "cancelled", NULL), 0);
+	assert_int_not_equal(stat(part, &st), 0);
+	mb_store_close(s);
+	unsetenv("MIBERA_HOME");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +322,9 @@ int main(void)
 		cmocka_unit_test(test_newer_database_refused),
 		cmocka_unit_test(test_workers),
 		cmocka_unit_test(test_two_processes),
+		cmocka_unit_test(test_events_are_events),
+		cmocka_unit_test(test_damaged_database),
+		cmocka_unit_test(test_partial_files_go_with_the_job),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -340,6 +340,81 @@ static void test_ignore_merges_is_llama_bpe(void **state)
 	free(json);
 }
 
+/* Every text once: llama.cpp maps each token's text to one id and
+ * aborts on a vocabulary where two ids share one. */
+static void assert_unique(const struct mb_vocab *v)
+{
+	uint64_t i, k;
+
+	for (i = 0; i < v->n; i++)
+		for (k = i + 1; k < v->n; k++)
+			if (strcmp(v->tokens[i], v->tokens[k]) == 0)
+				fail_msg("ids %llu and %llu are both '%s'",
+					 (unsigned long long)i,
+					 (unsigned long long)k, v->tokens[i]);
+}
+
+/* Repos that hold a vocabulary with a text twice convert to one that
+ * llama.cpp loads: the id the tokenizer decodes to keeps the text, the
+ * other becomes padding. */
+static void test_duplicate_texts_resolved(void **state)
+{
+	static const char *const cases[] = {
+		/* an added token with a vocabulary token's text at another id */
+		"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},"
+		"\"merges\":[\"a b\"]},\"added_tokens\":[{\"id\":3,\"content\":"
+		"\"ab\",\"special\":false}],\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}",
+		/* a key twice in the vocabulary */
+		"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,"
+		"\"a\":3},\"merges\":[\"a b\"]},\"pre_tokenizer\":{\"type\":"
+		"\"ByteLevel\"}}",
+		/* a hole whose "[PAD1]" filler is also a real token */
+		"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2,"
+		"\"[PAD1]\":3,\"ab\":4},\"merges\":[\"a b\"]},\"pre_tokenizer\":"
+		"{\"type\":\"ByteLevel\"}}",
+	};
+	static const uint64_t renamed[] = { 1, 1, 1 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mb_vocab *v = NULL;
+		char err[256] = "";
+
+		if (mb_vocab_parse_tokenizer_json(cases[i], strlen(cases[i]), &v,
+						  err, sizeof(err)) != 0)
+			fail_msg("case %zu: %s", i, err);
+		assert_unique(v);
+		assert_int_equal(v->n_renamed, renamed[i]);
+		mb_vocab_free(v);
+	}
+	{
+		/* the added token keeps its text: it is what the tokenizer
+		 * makes of "ab"; the vocabulary's id is padding */
+		struct mb_vocab *v = NULL;
+		char err[256] = "";
+
+		assert_int_equal(mb_vocab_parse_tokenizer_json(cases[0],
+							       strlen(cases[0]),
+							       &v, err, sizeof(err)),
+				 0);
+		assert_string_equal(v->tokens[3], "ab");
+		assert_int_equal(v->types[3], MB_TOK_USER_DEFINED);
+		assert_string_equal(v->tokens[2], "[PAD2]");
+		assert_int_equal(v->types[2], MB_TOK_UNUSED);
+		mb_vocab_free(v);
+		/* the real "[PAD1]" keeps its text; the hole gets another */
+		assert_int_equal(mb_vocab_parse_tokenizer_json(cases[2],
+							       strlen(cases[2]),
+							       &v, err, sizeof(err)),
+				 0);
+		assert_string_equal(v->tokens[3], "[PAD1]");
+		assert_int_equal(v->types[3], MB_TOK_NORMAL);
+		assert_string_equal(v->tokens[1], "[PAD1_1]");
+		mb_vocab_free(v);
+	}
+}
+
 static void test_unknown_regex(void **state)
 {
 	struct mb_vocab *v = NULL;
@@ -1064,6 +1139,7 @@ int main(void)
 		cmocka_unit_test(test_pre_names),
 		cmocka_unit_test(test_ignore_merges_is_llama_bpe),
 		cmocka_unit_test(test_unknown_regex),
+		cmocka_unit_test(test_duplicate_texts_resolved),
 		cmocka_unit_test(test_hostile_tokenizer_json),
 		cmocka_unit_test(test_token_too_long),
 		cmocka_unit_test(test_more_tokens_than_rows),
