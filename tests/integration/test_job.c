@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -506,6 +507,64 @@ static void test_cancel_then_retry(void **state)
 	unsetenv("HF_ENDPOINT");
 }
 
+/* A worker's manifest chooses the names of files written here: one that
+ * names anything but this job's GGUFs (provenance.json, which mibera
+ * writes itself beside them) fails the job by name, and nothing of it
+ * lands. The worker is honest but for its manifest: an agent wrapper
+ * adds the entry once the manifest step is done. */
+static void test_manifest_names_only_the_jobs_ggufs(void **state)
+{
+	static const char wrapper[] =
+		"#!/bin/sh\n"
+		"real=%s/mibera-worker\n"
+		"if [ \"$1\" = follow ] && [ \"$3\" = manifest ]; then\n"
+		"  \"$real\" \"$@\"; rc=$?\n"
+		"  dir=; prev=; for a in \"$@\"; do [ \"$prev\" = --dir ] && dir=$a; "
+		"prev=$a; done\n"
+		"  %s -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); "
+		"m[\"files\"].append(dict(m[\"files\"][0], name=\"provenance.json\")); "
+		"json.dump(m, open(p, \"w\"))' \"$dir/jobs/$2/out/manifest.json\"\n"
+		"  exit $rc\n"
+		"fi\n"
+		"exec \"$real\" \"$@\"\n";
+	char agent[800], text[2048], args[2048], path[900], *out;
+	int rc, id;
+
+	(void)state;
+	snprintf(agent, sizeof(agent), "%s/hostile-agent.sh", root);
+	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, MB_PYTHON);
+	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
+	assert_int_equal(chmod(agent, 0755), 0);
+	snprintf(args, sizeof(args), "worker add wh box1 --dir %s/wdh --agent %s",
+		 root, agent);
+	rc = run("mibera-job", args, &out);
+	if (rc != 0) {
+		snprintf(args, sizeof(args), "worker add wh box1 --dir %s/wdh --agent "
+			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
+		free(out);
+		rc = run("mibera-job", args, &out);
+	}
+	if (rc != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "submit %s --worker wh --quant Q8_0 "
+		 "--no-smoke", model);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	id = atoi(out);
+	free(out);
+	run("mibera-coordinator", "--once", &out);
+	free(out);
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "failed"));
+	assert_non_null(strstr(out, "'provenance.json', which is not an artifact"));
+	free(out);
+	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/provenance.json",
+		 root, id);
+	assert_int_not_equal(access(path, F_OK), 0);
+}
+
 static void test_bootstrap_installs_the_agent(void **state)
 {
 	char args[2048], path[900], *out;
@@ -543,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_coordinator_killed_then_resumed),
 		cmocka_unit_test(test_cancel_then_retry),
 		cmocka_unit_test(test_bootstrap_installs_the_agent),
+		cmocka_unit_test(test_manifest_names_only_the_jobs_ggufs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
