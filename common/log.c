@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/text.h"
 
 #define MAX_SECRETS 8
 #define MAX_SECRET_LEN 512
@@ -134,6 +135,9 @@ void mb_vlog(enum mb_log_level level, const char *fmt, va_list ap)
 	pthread_mutex_lock(&lock);
 	if (sink_fn != NULL) {
 		redact_locked(raw, msg, sizeof(msg));
+		/* messages carry text from outside (a worker's error, a
+		 * hub's file name): no terminal escapes reach a sink */
+		mb_sanitize(msg, 1);
 		sink_fn(level, msg, sink_ctx);
 	}
 	pthread_mutex_unlock(&lock);

@@ -276,6 +276,21 @@ static int bind_text(sqlite3_stmt *st, int i, const char *s)
 		 : sqlite3_bind_null(st, i);
 }
 
+/* Binds a message that may hold a worker's words (an error) with its
+ * control characters made '?', so no reader prints an escape sequence. */
+static int bind_printable(sqlite3_stmt *st, int i, const char *s)
+{
+	char *copy;
+
+	if (s == NULL)
+		return sqlite3_bind_null(st, i);
+	copy = mb_strdup(s);
+	if (copy == NULL)
+		return SQLITE_NOMEM;
+	mb_sanitize(copy, 1);
+	return sqlite3_bind_text(st, i, copy, -1, free);
+}
+
 int mb_store_worker_add(struct mb_store *s, struct mb_worker_row *w)
 {
 	sqlite3_stmt *st;
@@ -641,7 +656,7 @@ int mb_store_job_wait(struct mb_store *s, int64_t id, int64_t delay_s,
 			       "next_try_at = ? WHERE id = ? AND state = 'running'",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
-	bind_text(st, 1, error);
+	bind_printable(st, 1, error);
 	sqlite3_bind_int64(st, 2, (int64_t)time(NULL) + delay_s);
 	sqlite3_bind_int64(st, 3, id);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
@@ -663,7 +678,7 @@ int mb_store_job_set_state(struct mb_store *s, int64_t id, const char *state,
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	bind_text(st, 1, state);
-	bind_text(st, 2, error);
+	bind_printable(st, 2, error);
 	sqlite3_bind_int(st, 3, fin);
 	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
 	sqlite3_bind_int64(st, 5, id);
@@ -792,7 +807,7 @@ int mb_store_step_set(struct mb_store *s, int64_t id, const char *name,
 	sqlite3_bind_int(st, 5, fin);
 	sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
 	bind_text(st, 7, result);
-	bind_text(st, 8, error);
+	bind_printable(st, 8, error);
 	sqlite3_bind_int64(st, 9, id);
 	bind_text(st, 10, name);
 	rc = sqlite3_step(st);

@@ -22,6 +22,7 @@
 
 #include "common/buf.h"
 #include "common/json.h"
+#include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
 
@@ -88,11 +89,15 @@ static int take_worker(const struct mb_worker_row *w, void *ctx)
  * is ASCII but for model names and event data, cut the same way). */
 static void cell(struct mb_buf *b, const char *s, int width)
 {
-	int n = (int)strlen(s);
+	char safe[1024];
+	int n;
 
+	/* a worker's or a hub's text on a terminal: no escape sequences */
+	mb_printable(safe, sizeof(safe), s);
+	n = (int)strlen(safe);
 	if (n > width)
 		n = width;
-	mb_buf_add(b, s, (size_t)n);
+	mb_buf_add(b, safe, (size_t)n);
 	for (; n < width; n++)
 		mb_buf_adds(b, " ");
 }

@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/hub.h"
 #include "common/json.h"
+#include "common/text.h"
 #include "common/modelcfg.h"
 #include "common/safetensors.h"
 #include "coordinator/cli/cli.h"
@@ -303,8 +304,20 @@ static void json_text(const cJSON *v, char *out, size_t cap)
 		return;
 	}
 	s = cJSON_PrintUnformatted(v);
-	snprintf(out, cap, "%s", s ? s : "?");
+	mb_printable(out, cap, s ? s : "?");
 	free(s);
+}
+
+/* What the repo says (names, evidence, reasons quoting config.json) on a
+ * terminal: printable only. A few at a time in one printf. */
+static const char *pr(const char *s)
+{
+	static char ring[6][1024];
+	static int next;
+	char *out = ring[next];
+
+	next = (next + 1) % 6;
+	return mb_printable(out, sizeof(ring[0]), s ? s : "");
 }
 
 static void print_human(const struct source *s, const struct mb_st_model *m,
@@ -315,7 +328,7 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 	int k;
 
 	if (s->hub)
-		printf("model      %s @ %s (revision %s)\n", s->repo, s->commit,
+		printf("model      %s @ %s (revision %s)\n", s->repo, pr(s->commit),
 		       s->rev);
 	else
 		printf("model      %s\n", s->dir);
@@ -323,15 +336,15 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 	printf("weights    %zu shard%s, %zu tensors, %s\n", m ? m->nshards : 0,
 	       m && m->nshards == 1 ? "" : "s", m ? m->ntensors : 0, a);
 	if (s->note[0] != '\0')
-		printf("note       %s\n", s->note);
+		printf("note       %s\n", pr(s->note));
 	printf("family     %s\n", mb_family_name(c->family));
 	if (c->base_name[0] != '\0')
-		printf("base       %s (%s)\n", c->base_name,
+		printf("base       %s (%s)\n", pr(c->base_name),
 		       c->base_matches ? "shapes match" : "shapes differ");
 	if (c->known_base[0] != '\0')
-		printf("known base %s (shapes match)\n", c->known_base);
+		printf("known base %s (shapes match)\n", pr(c->known_base));
 	if (!c->convertible)
-		printf("verdict    NOT CONVERTIBLE: %s\n", c->reason);
+		printf("verdict    NOT CONVERTIBLE: %s\n", pr(c->reason));
 	else if (nrep > 0)
 		printf("verdict    convertible after %zu repair%s to "
 		       "config.json\n", nrep, nrep == 1 ? "" : "s");
@@ -359,7 +372,7 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 			json_text(c->v[k].value, b, sizeof(b));
 			printf("  %s: %s -> %s\n      from %s: %s\n",
 			       mb_cfg_key_name(k), a, b, mb_src_name(c->v[k].src),
-			       c->v[k].evidence);
+			       pr(c->v[k].evidence));
 		}
 	}
 	if (e != NULL) {
@@ -378,7 +391,7 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 		printf("  %-24s %10s\n", "worker disk for the job", a);
 	}
 	for (i = 0; i < c->nwarnings; i++)
-		printf("%s%s\n", i == 0 ? "\nwarnings\n  " : "  ", c->warnings[i]);
+		printf("%s%s\n", i == 0 ? "\nwarnings\n  " : "  ", pr(c->warnings[i]));
 	if (s->hub) {
 		human_bytes(s->hub_bytes, a, sizeof(a));
 		printf("\nread %s from the hub\n", a);
@@ -541,7 +554,7 @@ int cmd_inspect(int argc, char **argv)
 			if (cache_snapshot(s.repo, s.rev, s.dir, sizeof(s.dir),
 					   s.commit) != 0) {
 				fprintf(stderr, "mibera-job inspect: %s; '%s' is "
-					"not in the local cache either\n", h.err,
+					"not in the local cache either\n", pr(h.err),
 					s.repo);
 				goto out;
 			}
@@ -549,7 +562,7 @@ int cmd_inspect(int argc, char **argv)
 				 "local cache", h.err);
 			s.hub = 0;
 		} else if (rc != 0) {
-			fprintf(stderr, "mibera-job inspect: %s\n", h.err);
+			fprintf(stderr, "mibera-job inspect: %s\n", pr(h.err));
 			goto out;
 		} else {
 			hub_ok = 1;
@@ -605,7 +618,7 @@ int cmd_inspect(int argc, char **argv)
 	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, base, base_len,
 			       &c, err, sizeof(err));
 	if (rc != 0) {
-		fprintf(stderr, "mibera-job inspect: %s\n", err);
+		fprintf(stderr, "mibera-job inspect: %s\n", pr(err));
 		goto out;
 	}
 	if (c->family != MB_FAMILY_UNKNOWN &&

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/text.h"
 #include "coordinator/cli/cli.h"
+#include "proto/event.h"
 #include "coordinator/store.h"
 
 static int print_event(int64_t id, const char *step, int64_t at_ms,
@@ -18,7 +20,10 @@ static int print_event(int64_t id, const char *step, int64_t at_ms,
 
 	(void)at_ms;
 	*last = id;
-	printf("%-10s %-9s %s\n", step ? step : "", type, data);
+	char safe[MB_EVENT_MAX];
+
+	printf("%-10s %-9s %s\n", step ? step : "", type,
+	       mb_printable(safe, sizeof(safe), data));
 	return 0;
 }
 

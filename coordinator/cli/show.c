@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/json.h"
+#include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
 
@@ -55,12 +56,21 @@ static int show_repair(int64_t id, const char *step, int64_t at_ms,
 	doc = mb_json_parse(data, strlen(data));
 	claimed = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "claimed"));
 	actual = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "actual"));
-	printf("  %-28s %s -> %s  (%s: %s)\n",
-	       cJSON_GetStringValue(cJSON_GetObjectItem(doc, "key")),
-	       cJSON_IsTrue(cJSON_GetObjectItem(doc, "missing")) ? "missing"
-								  : claimed,
-	       actual, cJSON_GetStringValue(cJSON_GetObjectItem(doc, "source")),
-	       cJSON_GetStringValue(cJSON_GetObjectItem(doc, "evidence")));
+	{
+		/* the worker's words: printable only */
+		char k[128], c[512], a[512], src[128], ev[1024];
+
+		printf("  %-28s %s -> %s  (%s: %s)\n",
+		       mb_printable(k, sizeof(k), cJSON_GetStringValue(
+						   cJSON_GetObjectItem(doc, "key"))),
+		       cJSON_IsTrue(cJSON_GetObjectItem(doc, "missing"))
+			       ? "missing" : mb_printable(c, sizeof(c), claimed),
+		       mb_printable(a, sizeof(a), actual),
+		       mb_printable(src, sizeof(src), cJSON_GetStringValue(
+						       cJSON_GetObjectItem(doc, "source"))),
+		       mb_printable(ev, sizeof(ev), cJSON_GetStringValue(
+						     cJSON_GetObjectItem(doc, "evidence"))));
+	}
 	cJSON_free(claimed);
 	cJSON_free(actual);
 	cJSON_Delete(doc);
@@ -75,9 +85,13 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 
 	(void)path;
 	(void)ctx;
-	printf("  %-34s %9.1f MB  sha256 %s\n", name, (double)size / 1e6, sha256);
+	char safe[256];
+
+	printf("  %-34s %9.1f MB  sha256 %s\n",
+	       mb_printable(safe, sizeof(safe), name), (double)size / 1e6, sha256);
 	if (doc != NULL) {
-		const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "text"));
+		const char *text = mb_printable(
+			safe, 61, cJSON_GetStringValue(cJSON_GetObjectItem(doc, "text")));
 
 		printf("  %-34s smoke: load %.2f s, %.1f tok/s prompt, %.1f tok/s "
 		       "generation, logits %s\n  %-34s \"%.60s\"\n", "",

@@ -510,7 +510,8 @@ static void test_cancel_then_retry(void **state)
 /* A worker's manifest chooses the names of files written here: one that
  * names anything but this job's GGUFs (provenance.json, which mibera
  * writes itself beside them) fails the job by name, and nothing of it
- * lands. The worker is honest but for its manifest: an agent wrapper
+ * lands. The name carries terminal escapes (the 8-bit CSI), which no
+ * command prints. The worker is honest but for its manifest: an agent wrapper
  * adds the entry once the manifest step is done. */
 static void test_manifest_names_only_the_jobs_ggufs(void **state)
 {
@@ -522,7 +523,7 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 		"  dir=; prev=; for a in \"$@\"; do [ \"$prev\" = --dir ] && dir=$a; "
 		"prev=$a; done\n"
 		"  %s -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); "
-		"m[\"files\"].append(dict(m[\"files\"][0], name=\"provenance.json\")); "
+		"m[\"files\"].append(dict(m[\"files\"][0], name=\"\\u009b2J\\u009b0;0Hprovenance.json\")); "
 		"json.dump(m, open(p, \"w\"))' \"$dir/jobs/$2/out/manifest.json\"\n"
 		"  exit $rc\n"
 		"fi\n"
@@ -553,12 +554,20 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 	id = atoi(out);
 	free(out);
 	run("mibera-coordinator", "--once", &out);
+	assert_null(strstr(out, "\xc2\x9b"));
 	free(out);
 	snprintf(args, sizeof(args), "status %d", id);
 	assert_int_equal(run("mibera-job", args, &out), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "failed"));
-	assert_non_null(strstr(out, "'provenance.json', which is not an artifact"));
+	assert_non_null(strstr(out, "'?2J?0;0Hprovenance.json', which is not an "
+				    "artifact"));
+	assert_null(strstr(out, "\xc2\x9b"));
+	free(out);
+	snprintf(args, sizeof(args), "show %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_non_null(strstr(out, "0Hprovenance.json"));
+	assert_null(strstr(out, "\xc2\x9b"));
 	free(out);
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/provenance.json",
 		 root, id);

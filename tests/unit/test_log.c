@@ -84,6 +84,16 @@ static void test_secret_redacted(void **state)
 	assert_string_equal(c->last, "GET https://hub/x?t=*** failed (***)");
 }
 
+static void test_escapes_never_reach_a_sink(void **state)
+{
+	struct capture *c = *state;
+
+	/* a worker's error text, quoted in a message */
+	mb_log(MB_LOG_ERROR, "job 3: %s", "bad\x1b]0;owned\x07\x1b[2J\r\nnext");
+	assert_null(strchr(c->last, 0x1b));
+	assert_string_equal(c->last, "job 3: bad?]0;owned??[2J?\nnext");
+}
+
 static void test_secret_rules(void **state)
 {
 	char out[64];
@@ -118,6 +128,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_secret_redacted, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_escapes_never_reach_a_sink,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_no_sink_is_silent, setup,
