@@ -1395,9 +1395,13 @@ int mb_vocab_load_dir(const char *dir, uint64_t n_rows, struct mb_vocab **out,
 		goto out;
 	if (tcfg != NULL)
 		specials_from_tcfg(v, tcfg);
-	rc = read_json(dir, "config.json", MAX_SMALL_JSON, &cfg, err, errcap);
-	if (rc != 0 && rc != MB_ENOENT)
-		goto out;
+	/* config.json only fills special ids tokenizer_config.json left
+	 * open; one that cannot be read (too big, not JSON, nested too
+	 * deep) is taken as absent, as the model's configuration takes it
+	 * (common/modelcfg.h), so inspect and convert agree on it */
+	if (read_json(dir, "config.json", MAX_SMALL_JSON, &cfg, err, errcap) != 0)
+		cfg = NULL;
+	err[0] = '\0';
 	if (cfg != NULL)
 		specials_from_cfg(v, cfg);
 	rc = chat_template(v, dir, tcfg, err, errcap);

@@ -17,6 +17,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/text.h"
+#include "common/tokenizer.h"
 #include "common/modelcfg.h"
 #include "common/safetensors.h"
 #include "coordinator/cli/cli.h"
@@ -155,6 +156,57 @@ static char *read_hub(struct mb_hub *h, const struct source *s,
 	out = mb_buf_detach(&b, len);
 	mb_buf_release(&b);
 	return out;
+}
+
+/* The tokenizer, read as convert reads it (common/tokenizer.h): what it
+ * refuses makes the model not convertible here too, before a box is paid
+ * for. A hub repo's tokenizer files are read into a private temporary
+ * directory first. */
+static void check_tokenizer(struct mb_hub *h, const struct source *s,
+			    const struct mb_hub_repo *r, struct mb_modelcfg *c)
+{
+	static const char *const files[] = {
+		"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+		"added_tokens.json", "config.json", "chat_template.jinja", NULL,
+	};
+	char tmp[4096], path[4300], sub[512] = "";
+	const char *dir = s->dir, *t = getenv("TMPDIR");
+	struct mb_vocab *v = NULL;
+	int rc, i;
+
+	tmp[0] = '\0';
+	if (s->hub) {
+		snprintf(tmp, sizeof(tmp), "%s/mibera-inspect-XXXXXX",
+			 t != NULL && *t != '\0' ? t : "/tmp");
+		if (mkdtemp(tmp) == NULL) {
+			snprintf(c->reason, sizeof(c->reason), "cannot make a "
+				 "temporary directory for the tokenizer: %s",
+				 strerror(errno));
+			c->convertible = 0;
+			return;
+		}
+		for (i = 0; files[i] != NULL; i++) {
+			size_t len;
+			int frc;
+			char *data = read_hub(h, s, r, files[i], MB_VOCAB_MAX_FILE,
+					      &len, &frc);
+
+			if (data == NULL)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", tmp, files[i]);
+			mb_atomic_write(path, data, len, 0600);
+			free(data);
+		}
+		dir = tmp;
+	}
+	rc = mb_vocab_load_dir(dir, c->vocab_rows, &v, sub, sizeof(sub));
+	if (rc != 0) {
+		c->convertible = 0;
+		snprintf(c->reason, sizeof(c->reason), "tokenizer: %.480s", sub);
+	}
+	mb_vocab_free(v);
+	if (tmp[0] != '\0')
+		mb_rmtree(tmp);
 }
 
 /* Reads one shard's header with two range requests: 8 bytes, then N. */
@@ -621,6 +673,8 @@ int cmd_inspect(int argc, char **argv)
 		fprintf(stderr, "mibera-job inspect: %s\n", pr(err));
 		goto out;
 	}
+	if (c->convertible)
+		check_tokenizer(&h, &s, r, c);
 	if (c->family != MB_FAMILY_UNKNOWN &&
 	    mb_modelcfg_estimate(c, m, quants, s.side_bytes, &est) == 0)
 		e = &est;

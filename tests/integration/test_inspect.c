@@ -258,6 +258,17 @@ static int setup(void **state)
 	copy_fixture("phi4-tiny", "correct", p);
 	snprintf(p, sizeof(p), "%s/ivxxdegen/mibera-v1-merged", hubdir);
 	make_phi4_repo(p);
+	{
+		/* a tokenizer, as every real repo has: inspect reads it as
+		 * convert does */
+		char cmd[4000], *out;
+
+		snprintf(cmd, sizeof(cmd), "cp %s/org/phi4-tiny/tokenizer.json "
+			 "%s/org/phi4-tiny/tokenizer_config.json %s/", hubdir, hubdir, p);
+		if (th_capture(cmd, &out) != 0)
+			return -1;
+		free(out);
+	}
 	/* the base on the hub, so its config comes from there */
 	snprintf(p, sizeof(p), "%s/microsoft/phi-4", hubdir);
 	mkdirs(p);
@@ -488,6 +499,52 @@ static void test_unreachable_does_not_hang(void **state)
 	setenv("HF_ENDPOINT", hub.url, 1);
 }
 
+/* inspect and convert run one set of checks: for config.json files that
+ * are not JSON, nested past any parser's depth, or 52 MB, and for a
+ * broken tokenizer, inspect's verdict (exit 0 or 3) is what convert does
+ * with the same files, locally and from the hub. */
+static void test_inspect_agrees_with_convert(void **state)
+{
+	static const struct {
+		const char *name, *make;
+	} cases[] = {
+		{ "notjson", "printf '{\"architectures\": [\"Phi3' > config.json" },
+		{ "deep", "python3 -c \"print('[' * 100000 + ']' * 100000)\" > "
+			  "config.json" },
+		{ "huge", "python3 -c \"import json; print(json.dumps({'pad': 'x' * "
+			  "52000000}))\" > config.json" },
+		{ "badtok", "head -c 3000 tokenizer.json > t && mv t tokenizer.json" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char dir[800], cmd[4000], *out, err[2048];
+		int irc, hrc, crc;
+
+		snprintf(dir, sizeof(dir), "%s/org/agree-%s", hubdir, cases[i].name);
+		copy_fixture("phi4-tiny", "broken", dir);
+		snprintf(cmd, sizeof(cmd), "cd %s && %s", dir, cases[i].make);
+		assert_int_equal(th_capture(cmd, &out), 0);
+		free(out);
+		snprintf(cmd, sizeof(cmd), "inspect %s", dir);
+		irc = run_job(cmd, &out, err, sizeof(err));
+		free(out);
+		snprintf(cmd, sizeof(cmd), "inspect org/agree-%s", cases[i].name);
+		hrc = run_job(cmd, &out, err, sizeof(err));
+		free(out);
+		snprintf(cmd, sizeof(cmd), "%s/mibera-worker convert %s %s/agree.gguf "
+			 "2>&1", MB_BINARY_DIR, dir, root);
+		crc = th_capture(cmd, &out);
+		print_message("%s: inspect %d (hub %d), convert %d: %.200s\n",
+			      cases[i].name, irc, hrc, crc, out);
+		free(out);
+		assert_true(irc == 0 || irc == 3);
+		assert_int_equal(irc, hrc);
+		assert_int_equal(irc == 0, crc == 0);
+	}
+}
+
 static void test_hostile_index(void **state)
 {
 	char p[900], *out, err[2048];
@@ -513,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),
 		cmocka_unit_test(test_hostile_index),
+		cmocka_unit_test(test_inspect_agrees_with_convert),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
