@@ -15,6 +15,12 @@ void mb_buf_init(struct mb_buf *b, size_t cap)
 	b->len = 0;
 	b->alloc = 0;
 	b->cap = cap;
+	b->err = 0;
+}
+
+int mb_buf_error(const struct mb_buf *b)
+{
+	return b->err;
 }
 
 void mb_buf_release(struct mb_buf *b)
@@ -25,11 +31,13 @@ void mb_buf_release(struct mb_buf *b)
 	b->data = NULL;
 	b->len = 0;
 	b->alloc = 0;
+	b->err = 0;
 }
 
 void mb_buf_reset(struct mb_buf *b)
 {
 	b->len = 0;
+	b->err = 0;
 	if (b->data != NULL)
 		b->data[0] = '\0';
 }
@@ -39,8 +47,10 @@ int mb_buf_reserve(struct mb_buf *b, size_t n)
 	size_t need, a;
 	char *p;
 
+	if (b->err != 0)
+		return b->err;
 	if (n > b->cap || b->len > b->cap - n)
-		return MB_ETOOBIG;
+		return b->err = MB_ETOOBIG;
 	need = b->len + n + 1;
 	if (need <= b->alloc)
 		return 0;
@@ -52,7 +62,7 @@ int mb_buf_reserve(struct mb_buf *b, size_t n)
 		a = b->cap + 1;
 	p = mb_realloc(b->data, a);
 	if (p == NULL)
-		return MB_ENOMEM;
+		return b->err = MB_ENOMEM;
 	b->data = p;
 	b->alloc = a;
 	return 0;
@@ -84,8 +94,10 @@ int mb_buf_vaddf(struct mb_buf *b, const char *fmt, va_list ap)
 	va_copy(copy, ap);
 	n = vsnprintf(NULL, 0, fmt, copy);
 	va_end(copy);
+	if (b->err != 0)
+		return b->err;
 	if (n < 0)
-		return MB_EINVAL;
+		return b->err = MB_EINVAL;
 	rc = mb_buf_reserve(b, (size_t)n);
 	if (rc != 0)
 		return rc;

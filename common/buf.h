@@ -18,10 +18,20 @@ struct mb_buf {
 	size_t len;	/* bytes in use, excluding the NUL */
 	size_t alloc;	/* bytes allocated */
 	size_t cap;	/* most bytes len may reach */
+	int err;	/* the first append's failure, kept (0: none) */
 };
 
 /* Initialises an empty buffer that may hold at most cap bytes. */
 void mb_buf_init(struct mb_buf *b, size_t cap);
+
+/* A failure is sticky (as curl's dynbuf): once an append fails, every
+ * later one fails with the same error and changes nothing, so what the
+ * buffer holds is always a prefix of what was meant, never a text with a
+ * piece silently missing from its middle (JSON that parses, but wrong).
+ * Release and reset clear it. */
+
+/* The error of the first append that failed, or 0. */
+int mb_buf_error(const struct mb_buf *b);
 
 /* Frees the data and leaves the buffer empty (cap kept); NULL-safe. */
 void mb_buf_release(struct mb_buf *b);
@@ -32,7 +42,7 @@ void mb_buf_reset(struct mb_buf *b);
 /* Ensures room for n more bytes. MB_ETOOBIG past the cap, MB_ENOMEM. */
 int mb_buf_reserve(struct mb_buf *b, size_t n);
 
-/* Appends n bytes. On error the buffer is unchanged. */
+/* Appends n bytes. On error the buffer is unchanged (and failed). */
 int mb_buf_add(struct mb_buf *b, const void *data, size_t n);
 
 /* Appends a NUL-terminated string. */

@@ -248,6 +248,12 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			mb_buf_adds(&spec, "}");
 	}
 	mb_buf_adds(&spec, "}");
+	if ((rc = mb_buf_error(&spec)) != 0) {
+		mb_seterr(r->err, r->errcap, "cannot make the spec of '%s': %s",
+			  wstep, mb_strerror(rc));
+		mb_buf_release(&spec);
+		return rc;
+	}
 	for (attempt = 1;; attempt++) {
 		const char *start[] = { "start", r->job, wstep, NULL };
 

@@ -47,6 +47,29 @@ static void test_cap_is_hard(void **state)
 	mb_buf_release(&b);
 }
 
+/* A failed append fails every later one: no text with a piece missing
+ * from its middle, such as JSON that parses but says something else. */
+static void test_failure_is_sticky(void **state)
+{
+	struct mb_buf b;
+
+	(void)state;
+	mb_buf_init(&b, 16);
+	assert_int_equal(mb_buf_adds(&b, "{\"a\":"), 0);
+	assert_int_equal(mb_buf_adds(&b, "\"a value too long\""), MB_ETOOBIG);
+	assert_int_equal(mb_buf_error(&b), MB_ETOOBIG);
+	/* the closing brace would make "{"a":}"... or worse, valid JSON */
+	assert_int_equal(mb_buf_adds(&b, "1}"), MB_ETOOBIG);
+	assert_int_equal(mb_buf_addf(&b, "%d", 1), MB_ETOOBIG);
+	assert_string_equal(b.data, "{\"a\":");
+	/* a reset starts afresh */
+	mb_buf_reset(&b);
+	assert_int_equal(mb_buf_error(&b), 0);
+	assert_int_equal(mb_buf_adds(&b, "{}"), 0);
+	assert_string_equal(b.data, "{}");
+	mb_buf_release(&b);
+}
+
 static void test_addf(void **state)
 {
 	struct mb_buf b;
@@ -105,6 +128,7 @@ int main(void)
 		cmocka_unit_test(test_grow_and_nul),
 		cmocka_unit_test(test_cap_is_hard),
 		cmocka_unit_test(test_addf),
+		cmocka_unit_test(test_failure_is_sticky),
 		cmocka_unit_test(test_enomem_leaves_buffer),
 		cmocka_unit_test(test_detach),
 	};
