@@ -1309,12 +1309,6 @@ void mb_download_opts_init(struct mb_download_opts *o)
 	o->max_attempts = MB_DOWNLOAD_DEFAULT_ATTEMPTS;
 }
 
-int mb_download_permanent(int rc)
-{
-	return rc != 0 && rc != MB_ENETWORK && rc != MB_ETIMEDOUT &&
-	       rc != MB_ENOMEM && rc != MB_EINTERNAL;
-}
-
 static double gb(uint64_t n)
 {
 	return (double)n / 1e9;

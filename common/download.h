@@ -104,10 +104,6 @@ void mb_download_opts_init(struct mb_download_opts *o);
 int mb_download_repo(struct mb_hub *h, const struct mb_download_opts *o,
 		     struct mb_download_result *res, char *err, size_t errcap);
 
-/* Returns 1 when a failure with code rc needs a person (auth, missing,
- * checksum, disk, bad input), 0 when running again later may succeed. */
-int mb_download_permanent(int rc);
-
 /* Returns 1 when path is in the default selection given the repo's file
  * list (paths, n of them): top-level safetensors shards and their index,
  * config, tokenizer and generation files, the model card; .bin/.pt/.pth/

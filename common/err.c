@@ -76,3 +76,14 @@ void mb_seterr(char *err, size_t cap, const char *fmt, ...)
 	vsnprintf(err, cap, fmt, ap);
 	va_end(ap);
 }
+
+int mb_err_transient(int code)
+{
+	return code == MB_ENETWORK || code == MB_ETIMEDOUT || code == MB_ENOMEM ||
+	       code == MB_EIO || code == MB_EINTERNAL;
+}
+
+int mb_err_exit(int code)
+{
+	return code == 0 ? 0 : mb_err_transient(code) ? 1 : 3;
+}

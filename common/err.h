@@ -49,6 +49,17 @@ const char *mb_errname(int code);
 /* Maps an errno value to the closest mb_err code (ENOSPC -> MB_ENOSPC ...). */
 int mb_err_from_errno(int e);
 
+/* 1 when a later attempt may get past the failure with nobody acting:
+ * the network, a timeout, memory, an I/O error or an internal hiccup.
+ * The one judgement of it: worker verbs' exit codes, fetch's retries and
+ * the coordinator's job retries all ask here. */
+int mb_err_transient(int code);
+
+/* The exit code of a worker verb that failed with code (proto/PROTOCOL.md,
+ * "Exit codes"): 0 for success, 1 when transient (the coordinator starts
+ * the step again after a pause), 3 when a person must act. */
+int mb_err_exit(int code);
+
 /* Writes a printf-formatted message into err (cap bytes, truncated,
  * always terminated); does nothing when err is NULL or cap is 0. The one
  * way a library function leaves a message for its caller. */

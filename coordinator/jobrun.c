@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include "coordinator/workerconn.h"
 #include "mb_version.h"
 #include "proto/event.h"
+#include "proto/protocol.h"
 
 /* What one job needs while it runs. */
 struct run {
@@ -171,6 +173,39 @@ static int on_follow(int stream, const void *data, size_t len, void *ctx)
 		mb_buf_reset(&f->line);
 	}
 	return follow_flush(f) != 0;
+}
+
+/* What a worker step cost, as its supervisor measured it: a "finished"
+ * event under the job's step, for show and the figures of a run. */
+static void finished_event(struct run *r, const char *jstep, const char *wstep,
+			   const struct mb_step_result *sr)
+{
+	struct mb_buf b;
+	cJSON *had = stored_events(r, jstep, "finished");
+	const cJSON *e;
+
+	/* a restart reads a finished step's result again: once is enough */
+	cJSON_ArrayForEach(e, had) {
+		const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seconds");
+		const char *w = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(e, "wstep"));
+
+		if (w != NULL && strcmp(w, wstep) == 0 && cJSON_IsNumber(s) &&
+		    fabs(s->valuedouble - sr->seconds) < 0.001) {
+			cJSON_Delete(had);
+			return;
+		}
+	}
+	cJSON_Delete(had);
+	mb_buf_init(&b, 1024);
+	mb_buf_adds(&b, "\"wstep\":");
+	mb_json_quote(&b, wstep);
+	mb_buf_addf(&b, ",\"ok\":%s,\"exit\":%d,\"seconds\":%.3f,"
+		    "\"peak_rss\":%llu", sr->ok ? "true" : "false", sr->exit,
+		    sr->seconds, (unsigned long long)sr->peak_rss);
+	if (mb_buf_error(&b) == 0)
+		store_event(r, jstep, "finished", b.data);
+	mb_buf_release(&b);
 }
 
 static int agent_exec(struct run *r, const char *const *args, const char *in,
@@ -335,29 +370,28 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		}
 		res[got] = '\0';
 		{
-			cJSON *doc = mb_json_parse(res, got);
-			const cJSON *ok = doc ? cJSON_GetObjectItem(doc, "ok") : NULL;
+			struct mb_step_result sr;
+			char why[512];
 
-			int code = doc ? (int)cJSON_GetNumberValue(
-						 cJSON_GetObjectItem(doc, "exit"))
-				       : -1;
-
-			if (cJSON_IsTrue(ok)) {
+			rc = mb_step_result_parse(res, got, &sr, why, sizeof(why));
+			if (rc != 0) {
+				mb_seterr(r->err, r->errcap, "%s on %s: %s", wstep,
+					  r->w.name, why);
+				break;
+			}
+			finished_event(r, jstep, wstep, &sr);
+			if (sr.ok) {
 				rc = 0;
 			} else {
-				const char *e = doc ? cJSON_GetStringValue(
-							      cJSON_GetObjectItem(doc, "error"))
-						    : NULL;
-
 				mb_seterr(r->err, r->errcap, "%s failed on %s: %s", wstep,
-					  r->w.name, e && *e ? e : "no reason given");
+					  r->w.name, sr.error[0] ? sr.error
+								: "no reason given");
 				/* exit 1 is a failure a later run may get past (a
 				 * network error; what was done is kept): start the
 				 * step again, after a pause that grows; exit 3 and
 				 * the rest need a person */
-				rc = code == 1 ? MB_ENETWORK : MB_EUNSUPPORTED;
+				rc = mb_step_exit_err(sr.exit);
 			}
-			cJSON_Delete(doc);
 			if (rc == MB_ENETWORK && attempt < 4) {
 				struct timespec ts = { 2L << attempt, 0 };
 
@@ -595,12 +629,6 @@ long mb_jobrun_backoff(int base_s, int attempts)
 		r = (unsigned)time(NULL) * 2654435761u;
 	f = 0.5 + (double)r / 4294967296.0;
 	return (long)(d * f + 0.5);
-}
-
-/* A failure a later attempt may get past without a person. */
-static int transient(int rc)
-{
-	return rc == MB_ENETWORK || rc == MB_ETIMEDOUT;
 }
 
 int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
@@ -893,7 +921,7 @@ out:
 		if (mb_store_job_get(s, j->id, &now) == 0 &&
 		    strcmp(now.state, "cancelled") == 0) {
 			rc = MB_ECANCELLED;
-		} else if (rc != 0 && transient(rc) && j->attempts < cfg->retry_max) {
+		} else if (rc != 0 && mb_err_transient(rc) && j->attempts < cfg->retry_max) {
 			long pause = mb_jobrun_backoff(cfg->retry_base_s, j->attempts);
 			char why[1200];
 

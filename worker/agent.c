@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -211,15 +212,16 @@ static void last_line(const char *path, char *out, size_t cap)
 }
 
 static void write_result(const char *path, int ok, int code, int cancelled,
-			 const char *error, double seconds)
+			 const char *error, double seconds, uint64_t peak_rss)
 {
 	struct mb_buf b;
 
 	mb_buf_init(&b, 1 << 16);
 	mb_buf_addf(&b, "{\"v\":%d,\"ok\":%s,\"exit\":%d,\"cancelled\":%s,"
-		    "\"seconds\":%.3f,\"error\":", MB_PROTO_VERSION,
-		    ok ? "true" : "false", code, cancelled ? "true" : "false",
-		    seconds);
+		    "\"seconds\":%.3f,\"peak_rss\":%llu,\"error\":",
+		    MB_PROTO_VERSION, ok ? "true" : "false", code,
+		    cancelled ? "true" : "false", seconds,
+		    (unsigned long long)peak_rss);
 	mb_json_quote(&b, error);
 	mb_buf_adds(&b, "}\n");
 	mb_atomic_write(path, b.data, b.len, 0600);
@@ -231,9 +233,13 @@ static void supervise(const char *self, const char *jd, const char *step,
 		      char **args, char **env_set)
 {
 	char log[2300], events[2300], result[2300], err[1024];
+	struct rusage ru;
+	uint64_t peak;
 	pid_t child;
 	int status = 0, fd, i;
 	double t0 = mb_now_s();
+
+	memset(&ru, 0, sizeof(ru));
 
 	step_path(log, sizeof(log), jd, step, "log");
 	step_path(events, sizeof(events), jd, step, "events");
@@ -253,15 +259,16 @@ static void supervise(const char *self, const char *jd, const char *step,
 		_exit(127);
 	}
 	if (child < 0) {
-		write_result(result, 0, -1, 0, "cannot fork the step", 0);
+		write_result(result, 0, -1, 0, "cannot fork the step", 0, 0);
 		_exit(1);
 	}
 	/* SIGTERM from cancel reaches the whole group; the supervisor lets
 	 * cancel write the result */
-	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+	while (wait4(child, &status, 0, &ru) < 0 && errno == EINTR)
 		;
+	peak = (uint64_t)ru.ru_maxrss * 1024;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		write_result(result, 1, 0, 0, "", mb_now_s() - t0);
+		write_result(result, 1, 0, 0, "", mb_now_s() - t0, peak);
 	} else {
 		last_line(log, err, sizeof(err));
 		if (WIFSIGNALED(status) && err[0] == '\0')
@@ -270,7 +277,7 @@ static void supervise(const char *self, const char *jd, const char *step,
 		write_result(result, 0,
 			     WIFEXITED(status) ? WEXITSTATUS(status)
 					       : 128 + WTERMSIG(status),
-			     0, err, mb_now_s() - t0);
+			     0, err, mb_now_s() - t0, peak);
 	}
 	_exit(0);
 }
@@ -611,7 +618,7 @@ static int cancel_one(const char *jd, const char *step, void *ctx)
 	for (i = 0; i < 50 && pid_alive(pid); i++)
 		usleep(100 * 1000);
 	step_path(path, sizeof(path), jd, step, "result.json");
-	write_result(path, 0, -1, 1, "cancelled", 0);
+	write_result(path, 0, -1, 1, "cancelled", 0, 0);
 	return 0;
 }
 

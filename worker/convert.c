@@ -158,7 +158,7 @@ int verb_convert(int argc, char **argv)
 		/* 1: a later try may get past it; 3: the same input fails the
 		 * same way (missing or broken files, a model mibera cannot
 		 * convert, no space), so a person must act */
-		return rc == MB_EIO || rc == MB_ENOMEM || rc == MB_EINTERNAL ? 1 : 3;
+		return mb_err_exit(rc);
 	}
 	getrusage(RUSAGE_SELF, &ru);
 	mb_buf_adds(&b, "\"file\":");

@@ -180,7 +180,7 @@ static int result_json(struct mb_buf *b, const char *repo, const char *rev,
 	if (e == 0 && rc != 0) {
 		e = mb_buf_addf(b, ",\"error\":\"%s\",\"permanent\":%s,\"message\":",
 				mb_errname(rc),
-				mb_download_permanent(rc) ? "true" : "false");
+				mb_err_transient(rc) ? "false" : "true");
 		if (e == 0)
 			e = mb_json_quote(b, err[0] ? err : mb_strerror(rc));
 	}
@@ -198,7 +198,7 @@ int verb_fetch(int argc, char **argv)
 	struct mb_buf out;
 	char repo[128], rev[256] = "main", cache[2048], err[1024] = "";
 	const char *spec = NULL, *cache_arg = NULL, *at;
-	int i, rc, json = 0, code = 1;
+	int i, rc, json = 0;
 	long v;
 
 	mb_download_opts_init(&o);
@@ -326,8 +326,7 @@ int verb_fetch(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker fetch: %s\n",
 			err[0] ? err : mb_strerror(rc));
-		code = mb_download_permanent(rc) ? 3 : 1;
-		return code;
+		return mb_err_exit(rc);
 	}
 	if (!json)
 		printf("fetched %s@%.12s: %zu files, %.1f MB (%.1f MB downloaded, "

@@ -54,13 +54,16 @@ static void test_pytorch_only_repo(void **state)
 static void test_permanent(void **state)
 {
 	(void)state;
-	assert_true(mb_download_permanent(MB_EAUTH));
-	assert_true(mb_download_permanent(MB_ENOENT));
-	assert_true(mb_download_permanent(MB_ECHECKSUM));
-	assert_true(mb_download_permanent(MB_ENOSPC));
-	assert_false(mb_download_permanent(MB_ENETWORK));
-	assert_false(mb_download_permanent(MB_ETIMEDOUT));
-	assert_false(mb_download_permanent(0));
+	/* a failure a person must act on exits 3, one a later run may get
+	 * past exits 1 */
+	assert_int_equal(mb_err_exit(MB_EAUTH), 3);
+	assert_int_equal(mb_err_exit(MB_ENOENT), 3);
+	assert_int_equal(mb_err_exit(MB_ECHECKSUM), 3);
+	assert_int_equal(mb_err_exit(MB_ENOSPC), 3);
+	assert_int_equal(mb_err_exit(MB_ENETWORK), 1);
+	assert_int_equal(mb_err_exit(MB_ETIMEDOUT), 1);
+	assert_int_equal(mb_err_exit(0), 0);
+	assert_false(mb_err_transient(0));
 }
 
 static void test_opts_defaults(void **state)
