@@ -166,7 +166,8 @@ int main(int argc, char **argv)
 	struct mb_coord_lock lock;
 	char *token = NULL;
 	int i, once = 0, failed = 0, claim_failures = 0, fatal = 0;
-	time_t last_idle = 0, last_beat = time(NULL);
+	time_t last_idle = 0, last_beat = time(NULL), last_full = 0;
+	int full_wait = 0;
 
 	/* the smoke test's child (coordinator/smoke.h): llama.cpp loads an
 	 * artifact in a process of its own, this program run again */
@@ -222,6 +223,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
 		return 1;
 	}
+	if (mb_store_full(s)) {
+		fprintf(stderr, "mibera-coordinator: the disk holding the job "
+			"database is full: free some space, then start again\n");
+		mb_store_close(s);
+		return 1;
+	}
 	{
 		int n = 0;
 
@@ -261,6 +268,18 @@ int main(int argc, char **argv)
 				rc = mb_store_job_claim(s, &sl->j);
 				if (rc == MB_ENOENT)
 					break;
+				if (rc == MB_ENOSPC) {
+					/* nothing can be written until space is
+					 * freed: say so now and then, and wait */
+					if (time(NULL) - last_full >= 60) {
+						last_full = time(NULL);
+						mb_log(MB_LOG_ERROR, "the disk holding "
+						       "the job database is full: no job "
+						       "is started until space is freed");
+					}
+					full_wait = 1;
+					break;
+				}
 				if (rc != 0) {
 					mb_log(MB_LOG_ERROR, "cannot claim a job: %s",
 					       mb_store_errmsg(s));
@@ -305,8 +324,10 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (claimed == 0) {
-			struct timespec ts = { 0, 200000000L };
+			struct timespec ts = { full_wait ? 5 : 0,
+					       full_wait ? 0 : 200000000L };
 
+			full_wait = 0;
 			nanosleep(&ts, NULL);
 		}
 	}

@@ -22,6 +22,7 @@ extern const char *const mb_migrations[];
 
 struct mb_store {
 	sqlite3 *db;
+	int full;	/* opened read-only: the disk is full */
 };
 
 int mb_store_home(char *out, size_t cap)
@@ -116,6 +117,36 @@ static int migrate(sqlite3 *db, char *err, size_t errcap)
 	}
 }
 
+/* Opens path read-only as an immutable file: what was checkpointed into
+ * it, without the WAL. */
+static int open_full(struct mb_store *s, const char *path)
+{
+	char uri[4400];
+	size_t o = 0;
+	const char *p;
+
+	o = (size_t)snprintf(uri, sizeof(uri), "file:");
+	for (p = path; *p && o + 4 < sizeof(uri); p++) {
+		/* the path as a URI: the few characters that mean something */
+		if (*p == '?' || *p == '#' || *p == '%')
+			o += (size_t)snprintf(uri + o, sizeof(uri) - o, "%%%02X",
+					      (unsigned char)*p);
+		else
+			uri[o++] = *p;
+	}
+	snprintf(uri + o, sizeof(uri) - o, "?immutable=1");
+	if (sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+			    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(s->db, "SELECT count(*) FROM jobs", NULL, NULL, NULL) !=
+		    SQLITE_OK) {
+		sqlite3_close(s->db);
+		s->db = NULL;
+		return MB_EIO;
+	}
+	s->full = 1;
+	return 0;
+}
+
 int mb_store_open(const char *path, struct mb_store **out, char *err,
 		  size_t errcap)
 {
@@ -167,10 +198,31 @@ int mb_store_open(const char *path, struct mb_store **out, char *err,
 	sqlite3_busy_timeout(s->db, 10000);
 	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
 			 "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+		int ext = sqlite3_extended_errcode(s->db);
+		uint64_t avail = UINT64_MAX;
+
 		mb_seterr(err, errcap, "cannot set up '%s': %s", path,
 		       sqlite3_errmsg(s->db));
+		sqlite3_close(s->db);
+		s->db = NULL;
+		/* a full disk: the WAL's index cannot be made, so nothing can
+		 * be read either. Read the file as it stands (as of its last
+		 * checkpoint), read-only, and say so */
+		if (((ext & 0xff) == SQLITE_IOERR || (ext & 0xff) == SQLITE_FULL) &&
+		    mb_fs_free_space(home, &avail) == 0 && avail < (1u << 20) &&
+		    open_full(s, path) == 0) {
+			*out = s;
+			return 0;
+		}
 		mb_store_close(s);
 		return MB_EIO;
+	}
+	{
+		/* the WAL and its index stay when the last connection closes,
+		 * so a later open on a full disk finds them made */
+		int on = 1;
+
+		sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
 	}
 	rc = migrate(s->db, err, errcap);
 	if (rc != 0) {
@@ -212,6 +264,11 @@ int mb_store_check(struct mb_store *s, char *err, size_t errcap)
 		  sqlite3_db_filename(s->db, "main"));
 	sqlite3_finalize(st);
 	return MB_EIO;
+}
+
+int mb_store_full(const struct mb_store *s)
+{
+	return s->full;
 }
 
 void mb_store_close(struct mb_store *s)
@@ -468,6 +525,24 @@ static int exec_simple(struct mb_store *s, const char *sql)
 	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : MB_EIO;
 }
 
+/* Ends the transaction BEGIN started: commits when rc is 0, else rolls
+ * back. A commit that fails (a full disk) is rolled back too and turns
+ * rc into an error, so no caller goes on as if it had been written. */
+static int end_tx(struct mb_store *s, int rc)
+{
+	if (rc == 0) {
+		if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+			return 0;
+		rc = MB_EIO;
+	}
+	/* a write that failed for want of space says so, wherever in the
+	 * transaction it failed */
+	if (rc == MB_EIO && (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_FULL)
+		rc = MB_ENOSPC;
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 {
 	sqlite3_stmt *st = NULL;
@@ -509,7 +584,7 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	rc = 0;
 out:
 	sqlite3_finalize(st);
-	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	rc = end_tx(s, rc);
 	return rc;
 }
 
@@ -640,7 +715,7 @@ int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
 	}
 out:
 	sqlite3_finalize(st);
-	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	rc = end_tx(s, rc);
 	if (rc == 0)
 		rc = mb_store_job_get(s, id, j);
 	return rc;
@@ -897,7 +972,14 @@ fail:
 out:
 	sqlite3_finalize(ins);
 	sqlite3_finalize(up);
-	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	if (rc == 0 && (rc = end_tx(s, 0)) != 0) {
+		mb_seterr(err, errcap, "cannot store events: %s", rc == MB_ENOSPC
+			  ? "the disk holding the job database is full"
+			  : "the database did not commit");
+		return rc;
+	}
+	if (rc != 0)
+		end_tx(s, rc);
 	return rc;
 }
 
@@ -1021,7 +1103,7 @@ int mb_store_job_retry(struct mb_store *s, int64_t id)
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
 		sqlite3_finalize(st);
 	}
-	exec_simple(s, rc == 0 ? "COMMIT" : "ROLLBACK");
+	rc = end_tx(s, rc);
 	return rc;
 }
 

@@ -30,6 +30,11 @@ int mb_job_dir(const char *kind, int64_t id, char *out, size_t cap);
 int mb_store_open(const char *path, struct mb_store **out, char *err,
 		  size_t errcap);
 
+/* 1 when the disk holding the database was full at open: s is then a
+ * read-only view of the file as of its last checkpoint (what the WAL held
+ * since is not seen), and every write fails. */
+int mb_store_full(const struct mb_store *s);
+
 /* SQLite's message for the last failed call on s. */
 const char *mb_store_errmsg(struct mb_store *s);
 

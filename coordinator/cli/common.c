@@ -22,6 +22,10 @@ int cli_open(struct mb_store **s)
 		fprintf(stderr, "mibera-job: %s\n", err);
 		return 1;
 	}
+	if (mb_store_full(*s))
+		fprintf(stderr, "mibera-job: the disk holding the job database is "
+			"full: this is the database as of its last checkpoint, "
+			"read-only; free some space to queue or change jobs\n");
 	return 0;
 }
 

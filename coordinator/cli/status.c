@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/lock.h"
 #include "coordinator/store.h"
 
 /* Finished jobs the list shows without --all. */
@@ -96,12 +98,34 @@ static int step_text(const struct mb_step_row *st, void *p)
 	return 0;
 }
 
+/* Whether anything will run the queue: the coordinator's lock and
+ * heartbeat (coordinator/lock.h). */
+static void coordinator_line(const struct mb_coord_info *ci, int unfinished)
+{
+	if (ci->alive) {
+		long ago = ci->beat > 0 ? (long)(time(NULL) - ci->beat) : -1;
+
+		printf("coordinator: running (pid %ld", ci->pid);
+		if (ago >= 0)
+			printf(", heartbeat %ld s ago", ago);
+		printf(")%s\n", ago > 3 * MB_COORD_BEAT_S
+				       ? "; it has not beaten for a while: is it stuck?"
+				       : "");
+	} else {
+		printf("coordinator: not running%s\n", unfinished > 0
+		       ? "; the queue waits for it: start `mibera-coordinator` "
+			 "(or the systemd unit deploy/mibera-coordinator.service)"
+		       : "");
+	}
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct ctx c = { 0 };
 	struct mb_buf b;
 	long long id = 0;
 	struct mb_job_totals t;
+	struct mb_coord_info ci;
 	int i, json = 0, all = 0, rc;
 
 	for (i = 1; i < argc; i++) {
@@ -153,6 +177,7 @@ int cmd_status(int argc, char **argv)
 		mb_store_close(c.s);
 		return 1;
 	}
+	mb_coord_probe(&ci);
 	if (json) {
 		mb_buf_init(&b, 256u << 20);
 		c.b = &b;
@@ -163,8 +188,12 @@ int cmd_status(int argc, char **argv)
 		printf("{\"version\":1,\"jobs\":%s],\"counts\":{\"jobs\":%d,"
 		       "\"queued\":%d,\"running\":%d,\"waiting\":%d,"
 		       "\"succeeded\":%d,\"failed\":%d,\"cancelled\":%d},"
-		       "\"total_cost\":%.4f}\n", b.data, t.jobs, t.queued, t.running,
-		       t.waiting, t.succeeded, t.failed, t.cancelled, t.cost);
+		       "\"total_cost\":%.4f,\"coordinator\":{\"running\":%s,"
+		       "\"pid\":%ld,\"started\":%lld,\"heartbeat\":%lld}}\n",
+		       b.data, t.jobs, t.queued, t.running, t.waiting, t.succeeded,
+		       t.failed, t.cancelled, t.cost, ci.alive ? "true" : "false",
+		       ci.alive ? ci.pid : 0L, ci.alive ? (long long)ci.started : 0LL,
+		       ci.alive ? (long long)ci.beat : 0LL);
 		mb_buf_release(&b);
 	} else {
 		printf("%-5s %-10s %-34s %-10s %-14s %8s  %s\n", "JOB", "STATE",
@@ -179,6 +208,7 @@ int cmd_status(int argc, char **argv)
 		       !all && t.succeeded + t.failed + t.cancelled > RECENT
 			       ? " (the latest 50 finished shown; --all for every one)"
 			       : "", t.cost);
+		coordinator_line(&ci, t.queued + t.running + t.waiting);
 	}
 	mb_store_close(c.s);
 	return rc == 0 ? 0 : 1;

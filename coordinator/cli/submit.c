@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/hub.h"
 #include "common/modelcfg.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/lock.h"
 #include "coordinator/store.h"
 
 static int usage(void)
@@ -112,5 +114,18 @@ int cmd_submit(int argc, char **argv)
 		printf("{\"id\":%lld}\n", (long long)j.id);
 	else
 		printf("%lld\n", (long long)j.id);
+	if (isatty(2)) {
+		/* what happens next, for a person (scripts read the id) */
+		struct mb_coord_info ci;
+
+		mb_coord_probe(&ci);
+		fprintf(stderr, "queued job %lld on %s. Follow it: mibera-job logs -f "
+			"%lld; stop it: mibera-job cancel %lld\n", (long long)j.id,
+			j.worker, (long long)j.id, (long long)j.id);
+		if (!ci.alive)
+			fprintf(stderr, "no coordinator is running, so nothing runs "
+				"it yet: start `mibera-coordinator` (or the systemd "
+				"unit deploy/mibera-coordinator.service)\n");
+	}
 	return 0;
 }

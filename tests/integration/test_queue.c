@@ -715,6 +715,17 @@ static void test_one_coordinator(void **state)
 		free(out);
 	} while (!st && th_now_ms() - t0 < 10000);
 	assert_true(st);
+	/* the CLI sees it, with its pid and heartbeat */
+	{
+		cJSON *doc = status_json(""), *co;
+
+		co = cJSON_GetObjectItem(doc, "coordinator");
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItem(co, "running")));
+		assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetObjectItem(co, "pid")),
+				 (int)pid);
+		assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(co, "heartbeat")) > 0);
+		cJSON_Delete(doc);
+	}
 	assert_int_equal(run(&out, "mibera-coordinator --once"), 1);
 	print_message("%s", out);
 	snprintf(pidtext, sizeof(pidtext), "(pid %d)", (int)pid);
@@ -724,6 +735,9 @@ static void test_one_coordinator(void **state)
 	/* the first is killed: its lock goes with it */
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
+	assert_int_equal(run(&out, "mibera-job status"), 0);
+	assert_non_null(strstr(out, "coordinator: not running"));
+	free(out);
 	if (run(&out, "mibera-coordinator --once") != 0)
 		fail_msg("after the first died: %s", out);
 	free(out);
