@@ -14,6 +14,8 @@
 # the wall time and peak RSS of each step.
 #
 #   tests/long/realsize.sh [--layers N] [--quant TYPE] [--dir DIR]
+#   tests/long/realsize.sh --report [--dir DIR]   the checks and figures of
+#                                                 the last run, again
 #
 # Needs a build in build/ (tests/run.sh or deploy/demo.sh make one; or
 # MIBERA_BUILD names another directory holding the three programs). The
@@ -22,12 +24,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 layers=40 quant=Q4_K_M dir=${MIBERA_REALSIZE_DIR:-/var/tmp/mibera-realsize}
+report_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--layers) layers=$2; shift 2 ;;
 	--quant) quant=$2; shift 2 ;;
 	--dir) dir=$2; shift 2 ;;
-	*) echo "usage: $0 [--layers N] [--quant TYPE] [--dir DIR]" >&2; exit 2 ;;
+	--report) report_only=1; shift ;;
+	*) echo "usage: $0 [--layers N] [--quant TYPE] [--dir DIR] [--report]" >&2; exit 2 ;;
 	esac
 done
 bin=${MIBERA_BUILD:-$PWD/build}
@@ -36,6 +40,98 @@ for p in mibera-job mibera-coordinator mibera-worker; do
 done
 say() { printf '%s realsize: %s\n' "$(date +%T)" "$*"; }
 t_start=$(date +%s)
+
+# The checks and the figures, from what the run left in $dir.
+report() {
+	sqlite3 "$MIBERA_HOME/jobs.db" "PRAGMA wal_checkpoint" >/dev/null
+	python3 - "$MIBERA_HOME/jobs.db" "$job" "$dir/coord-rss" "$quant" <<-'PY'
+	import json, sqlite3, sys
+	
+	db, job, rssf, quant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+	c = sqlite3.connect(db)
+	rows = c.execute("select step, type, data from events where job_id = ?",
+	                 (job,)).fetchall()
+	bad = [r for r in rows if r[1] == "invalid"]
+	ev = []
+	for step, typ, data in rows:
+	    try:
+	        ev.append((step, typ, json.loads(data)))
+	    except ValueError:
+	        bad.append((step, typ, data))
+	problems = []
+	if bad:
+	    problems.append("%d stored events are not events: %r" % (len(bad), bad[:3]))
+	dup = c.execute("select count(*) - count(distinct data) from events where "
+	                "job_id = ? and seq > 0", (job,)).fetchone()[0]
+	if dup:
+	    problems.append("%d worker events stored twice" % dup)
+	done = [e for s, t, e in ev if s == "convert" and t == "done"]
+	if len(done) != 1:
+	    problems.append("convert finished %d times" % len(done))
+	fin = {}
+	for s, t, e in ev:
+	    if t == "finished" and e.get("ok"):
+	        fin.setdefault(e["wstep"], []).append(e)
+	for w, l in fin.items():
+	    if len(l) != 1:
+	        problems.append("%s finished %d times" % (w, len(l)))
+	pulled = [e for s, t, e in ev if t == "pulled" and e.get("ok")]
+	size = {e["file"]: e["bytes"] for e in pulled}
+	fetched = {}
+	for s, t, e in ev:
+	    if t == "pulled":
+	        fetched[e["file"]] = fetched.get(e["file"], 0) + e["fetched"]
+	for f, n in fetched.items():
+	    # a killed pull refetches at most one 64 MiB chunk per stream
+	    if n > size.get(f, 0) + 16 * (64 << 20):
+	        problems.append("%s: %d bytes pulled for a file of %d" % (f, n, size[f]))
+	steps = {r[0]: r for r in c.execute(
+	    "select name, state, attempts, started_at, finished_at from steps "
+	    "where job_id = ?", (job,))}
+	rss = [int(x) for x in open(rssf).read().split()]
+	smoke = [json.loads(r[0]) for r in c.execute(
+	    "select smoke from artifacts where job_id = ? and smoke is not null",
+	    (job,))]
+	
+	
+	def mib(n):
+	    return "%.0f MiB" % (n / 2**20)
+	
+	
+	print("\nstep       wall            peak RSS        (attempts; how measured)")
+	for w in ["convert", "quantize-" + quant, "manifest"]:
+	    for e in fin.get(w, []):
+	        print("%-10s %8.1f s      %10s      (%s on the worker)" % (
+	            w.split("-")[0], e["seconds"], mib(e["peak_rss"]), w))
+	p = steps.get("pull")
+	if p:
+	    print("%-10s %8.0f s      %10s      (%d starts; the coordinator, "
+	          "restarts included)" % ("pull", p[4] - p[3], mib(max(rss or [0]) * 1024),
+	                                  p[2]))
+	for s in smoke:
+	    print("%-10s %8.1f s      %10s      (%s: the load; then %.1f tok/s)" % (
+	        "smoke", s["load_s"], mib(s["peak_rss"]), s["file"], s["gen_tps"]))
+	jr = c.execute("select started_at, finished_at, held_seconds from jobs "
+	               "where id = ?", (job,)).fetchone()
+	print("\njob: %.0f s from its first start to its end (%.0f s held "
+	      "by coordinators)" % (jr[1] - jr[0], jr[2]))
+	print("step attempts: " + ", ".join("%s %d" % (n, r[2]) for n, r in
+	                                     sorted(steps.items(), key=lambda x: x[1][3] or 0)))
+	print("events: %d stored, all valid" % len(rows) if not bad else "")
+	if problems:
+	    print("\nPROBLEMS:\n  " + "\n  ".join(problems))
+	    sys.exit(1)
+	print("no invalid event, no step done twice")
+	PY
+}
+
+if [ "$report_only" = 1 ]; then
+	export MIBERA_HOME=$dir/mibera
+	job=$(sqlite3 "$MIBERA_HOME/jobs.db" "select max(id) from jobs")
+	quant=$(sqlite3 "$MIBERA_HOME/jobs.db" "select quants from jobs where id = $job")
+	report
+	exit
+fi
 
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -135,7 +231,8 @@ start
 wait_for "the pull to have verified chunks" pulled_some
 kill_coord pull
 start
-wait_for "the job to end" test "$(job_state)" = succeeded
+job_succeeded() { [ "$(job_state)" = succeeded ]; }
+wait_for "the job to end" job_succeeded
 kill "$coord"
 wait "$coord" 2>/dev/null || true
 coord=
@@ -143,81 +240,5 @@ kill "$sampler" 2>/dev/null || true
 sampler=
 
 say "the job succeeded in $(( $(date +%s) - t_start )) s; checking what it stored"
-sqlite3 "$MIBERA_HOME/jobs.db" "PRAGMA wal_checkpoint" >/dev/null
-python3 - "$MIBERA_HOME/jobs.db" "$job" "$dir/coord-rss" "$quant" <<'PY'
-import json, sqlite3, sys
-
-db, job, rssf, quant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-c = sqlite3.connect(db)
-rows = c.execute("select step, type, data from events where job_id = ?",
-                 (job,)).fetchall()
-bad = [r for r in rows if r[1] == "invalid"]
-ev = []
-for step, typ, data in rows:
-    try:
-        ev.append((step, typ, json.loads(data)))
-    except ValueError:
-        bad.append((step, typ, data))
-problems = []
-if bad:
-    problems.append("%d stored events are not events: %r" % (len(bad), bad[:3]))
-dup = c.execute("select count(*) - count(distinct data) from events where "
-                "job_id = ? and seq > 0", (job,)).fetchone()[0]
-if dup:
-    problems.append("%d worker events stored twice" % dup)
-done = [e for s, t, e in ev if s == "convert" and t == "done"]
-if len(done) != 1:
-    problems.append("convert finished %d times" % len(done))
-fin = {}
-for s, t, e in ev:
-    if t == "finished" and e.get("ok"):
-        fin.setdefault(e["wstep"], []).append(e)
-for w, l in fin.items():
-    if len(l) != 1:
-        problems.append("%s finished %d times" % (w, len(l)))
-pulled = [e for s, t, e in ev if t == "pulled" and e.get("ok")]
-size = {e["file"]: e["bytes"] for e in pulled}
-fetched = {}
-for s, t, e in ev:
-    if t == "pulled":
-        fetched[e["file"]] = fetched.get(e["file"], 0) + e["fetched"]
-for f, n in fetched.items():
-    # a killed pull refetches at most one 64 MiB chunk per stream
-    if n > size.get(f, 0) + 16 * (64 << 20):
-        problems.append("%s: %d bytes pulled for a file of %d" % (f, n, size[f]))
-steps = {r[0]: r for r in c.execute(
-    "select name, state, attempts, started_at, finished_at from steps "
-    "where job_id = ?", (job,))}
-rss = [int(x) for x in open(rssf).read().split()]
-smoke = [json.loads(r[0]) for r in c.execute(
-    "select smoke from artifacts where job_id = ? and smoke is not null",
-    (job,))]
-
-
-def mib(n):
-    return "%.0f MiB" % (n / 2**20)
-
-
-print("\nstep       wall            peak RSS        (attempts; how measured)")
-for w in ["convert", "quantize-" + quant, "manifest"]:
-    for e in fin.get(w, []):
-        print("%-10s %8.1f s      %10s      (%s on the worker)" % (
-            w.split("-")[0], e["seconds"], mib(e["peak_rss"]), w))
-p = steps.get("pull")
-if p:
-    print("%-10s %8.0f s      %10s      (%d starts; the coordinator, "
-          "restarts included)" % ("pull", p[4] - p[3], mib(max(rss or [0]) * 1024),
-                                  p[2]))
-for s in smoke:
-    print("%-10s %8.1f s      %10s      (%s: load %.1f s, %.1f tok/s)" % (
-        "smoke", s["load_s"], mib(s["peak_rss"]), s["file"], s["load_s"],
-        s["gen_tps"]))
-print("\nstep attempts: " + ", ".join("%s %d" % (n, r[2]) for n, r in
-                                     sorted(steps.items(), key=lambda x: x[1][3] or 0)))
-print("events: %d stored, all valid" % len(rows) if not bad else "")
-if problems:
-    print("\nPROBLEMS:\n  " + "\n  ".join(problems))
-    sys.exit(1)
-print("no invalid event, no step done twice")
-PY
+report
 say "done in $(( $(date +%s) - t_start )) s"
