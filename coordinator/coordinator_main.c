@@ -211,22 +211,27 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (mb_config_load(NULL, &cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
+		free(token);
 		return 1;
 	}
 	cfg.hf_token = token;
 	if (mb_coord_lock_take(&lock, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
+		free(token);
 		return 1;
 	}
 	if (mb_store_open(NULL, &s, err, sizeof(err)) != 0 ||
 	    mb_store_check(s, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-coordinator: %s\n", err);
+		mb_store_close(s);
+		free(token);
 		return 1;
 	}
 	if (mb_store_full(s)) {
 		fprintf(stderr, "mibera-coordinator: the disk holding the job "
 			"database is full: free some space, then start again\n");
 		mb_store_close(s);
+		free(token);
 		return 1;
 	}
 	{

@@ -48,6 +48,13 @@ struct run {
 	char model[2400];	/* the model directory there */
 	char out[2400];		/* the artifacts directory there */
 	char name[128];		/* the model's name for file names */
+	char f16[3000];		/* the converted GGUF there */
+	char adir[4400];	/* the job's artifacts here */
+	struct mb_manifest_list *ml;	/* what the pull brought, verified */
+	char *mjson;		/* ... as the manifest's JSON */
+	size_t mjson_len;
+	struct mb_buf smoke;	/* the smoke results, a JSON array */
+	char *result;		/* the running step's result JSON, or NULL */
 	char *err;
 	size_t errcap;
 };
@@ -631,16 +638,364 @@ long mb_jobrun_backoff(int base_s, int attempts)
 	return (long)(d * f + 0.5);
 }
 
+/* --- the steps of a job ---
+ *
+ * A job is the table below, run in order by one loop that records each
+ * step (running, then done, failed or skipped), skips what an earlier run
+ * finished (after a restart or a retry) and stops at the first failure.
+ * A new step is one entry: its run, and what a later run needs from it
+ * when it was done before (its resume). */
+
+/* Starts worker step wstep with argv (NULL-terminated) for job step
+ * jstep, and follows it to its result. */
+static int run_worker(struct run *r, const char *jstep, const char *wstep,
+		      const char *const *argv, int with_token)
+{
+	struct mb_buf b;
+	int rc;
+
+	mb_buf_init(&b, 1 << 16);
+	json_str_array(&b, argv);
+	rc = mb_buf_error(&b);
+	if (rc == 0)
+		rc = worker_step(r, jstep, wstep, b.data, with_token);
+	else
+		mb_seterr(r->err, r->errcap, "the arguments of '%s' are too long",
+			  wstep);
+	mb_buf_release(&b);
+	return rc;
+}
+
+/* preflight: the worker answers and has this build's agent */
+static int step_preflight(struct run *r)
+{
+	char hello[4096];
+	int rc;
+
+	rc = mb_worker_hello(r->t, &r->w, r->agent, r->w.agent_path[0] == '\0',
+			     hello, sizeof(hello), r->err, r->errcap);
+	if (rc == 0) { /* its free disk and GPUs, for the dashboard */
+		mb_store_worker_checked(r->s, r->w.name, hello, NULL, NULL);
+		r->result = mb_strdup(hello);
+	}
+	return rc;
+}
+
+/* The commit the revision resolved to, from fetch's result event. */
+static int fetch_resume(struct run *r)
+{
+	cJSON *res;
+	const char *c;
+
+	if (mb_job_source_is_path(r->j->source) || r->j->commit_sha[0] != '\0')
+		return 0;
+	res = stored_events(r, "fetch", "result");
+	c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetArrayItem(res, cJSON_GetArraySize(res) - 1), "commit"));
+	if (c != NULL && strlen(c) == 40) {
+		mb_store_job_set_commit(r->s, r->j->id, c);
+		snprintf(r->j->commit_sha, sizeof(r->j->commit_sha), "%s", c);
+	}
+	cJSON_Delete(res);
+	return 0;
+}
+
+/* fetch: a hub repo into the job's directory; a path is used as is */
+static int step_fetch(struct run *r)
+{
+	const char *argv[] = { "fetch", r->j->source, "--dest", r->model, NULL };
+	int rc;
+
+	rc = run_worker(r, "fetch", "fetch", argv, 1);
+	return rc == 0 ? fetch_resume(r) : rc;
+}
+
+static int step_convert(struct run *r)
+{
+	const struct mb_job_row *j = r->j;
+	char repo[300];
+	const char *argv[] = { "convert", r->model, r->f16, "--layout", j->layout,
+			       "--outtype", j->outtype, "--name", r->name,
+			       NULL, NULL, NULL, NULL, NULL };
+	int rc;
+
+	if (!mb_job_source_is_path(j->source)) {
+		snprintf(repo, sizeof(repo), "%s", j->source);
+		repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
+		argv[9] = "--repo";
+		argv[10] = repo;
+		if (j->commit_sha[0] != '\0') {
+			argv[11] = "--commit";
+			argv[12] = j->commit_sha;
+		}
+	}
+	rc = mb_transport_mkdirs(r->t, r->out);
+	if (rc != 0) {
+		mb_seterr(r->err, r->errcap, "cannot make '%s' on %s: %s", r->out,
+			  r->w.name, mb_transport_errmsg(r->t));
+		return rc;
+	}
+	return run_worker(r, "convert", "convert", argv, 0);
+}
+
+/* quantize: one worker step per type, each with its own journal */
+static int step_quantize(struct run *r)
+{
+	char quants[256], *q, *save = NULL;
+	int rc = 0;
+
+	snprintf(quants, sizeof(quants), "%s", r->j->quants);
+	for (q = strtok_r(quants, ",", &save); q && rc == 0;
+	     q = strtok_r(NULL, ",", &save)) {
+		char qname[512], qout[3000], wstep[48];
+		const char *argv[] = { "quantize", r->f16, qout, q, NULL };
+
+		artifact_name(r, q, qname, sizeof(qname));
+		snprintf(qout, sizeof(qout), "%s/%s", r->out, qname);
+		snprintf(wstep, sizeof(wstep), "quantize-%s", q);
+		rc = run_worker(r, "quantize", wstep, argv, 0);
+	}
+	return rc;
+}
+
+static int step_manifest(struct run *r)
+{
+	char chunk[32];
+	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL };
+
+	snprintf(chunk, sizeof(chunk), "%llu",
+		 (unsigned long long)r->cfg->chunk_mib << 20);
+	return run_worker(r, "manifest", "manifest", argv, 0);
+}
+
+/* Pulled and verified before a restart: the local copy of the manifest. */
+static int pull_resume(struct run *r)
+{
+	char path[4600];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/manifest.json", r->adir);
+	rc = mb_read_file(path, 16u << 20, &r->mjson, &r->mjson_len);
+	if (rc != 0)
+		mb_seterr(r->err, r->errcap, "cannot read '%s': %s", path,
+			  mb_strerror(rc));
+	if (rc == 0)
+		rc = mb_manifest_list_from_json(r->mjson, r->mjson_len, &r->ml,
+						r->err, r->errcap);
+	if (rc == 0)
+		rc = manifest_names_ok(r, r->ml);
+	return rc;
+}
+
+/* pull: every artifact, verified chunk by chunk, into the partial
+ * directory, then published under artifacts/ */
+static int step_pull(struct run *r)
+{
+	char path[4600], pdir[4400];
+	size_t i;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/manifest.json", r->out);
+	r->mjson = mb_malloc(16u << 20);
+	rc = r->mjson ? mb_transport_read(r->t, path, 0, r->mjson,
+					  (16u << 20) - 1, &r->mjson_len)
+		      : MB_ENOMEM;
+	if (rc == 0)
+		rc = mb_manifest_list_from_json(r->mjson, r->mjson_len, &r->ml,
+						r->err, r->errcap);
+	else
+		mb_seterr(r->err, r->errcap, "cannot read the manifest on %s: %s",
+			  r->w.name, mb_transport_errmsg(r->t));
+	if (rc == 0)
+		rc = manifest_names_ok(r, r->ml);
+	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
+	if (rc == 0 && (rc = mb_mkdir_p(r->adir, 0755)) == 0)
+		rc = mb_mkdir_p(pdir, 0755);
+	for (i = 0; rc == 0 && i < r->ml->n; i++) {
+		const struct mb_manifest *m = r->ml->files[i];
+		char hex[MB_SHA256_HEX], dest[4700];
+
+		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
+		snprintf(dest, sizeof(dest), "%s/%s", r->adir, m->name);
+		/* verified and published before a restart: kept */
+		if (!already_pulled(m, dest)) {
+			rc = pull_one(r, m, path);
+			if (rc == 0 && rename(path, dest) != 0)
+				rc = mb_err_from_errno(errno);
+		}
+		mb_sha256_hex(m->sha256, hex);
+		if (rc == 0)
+			mb_store_artifact_add(r->s, r->j->id, m->name, "gguf",
+					      m->size, hex, dest, NULL);
+	}
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/manifest.json", r->adir);
+		rc = mb_atomic_write(path, r->mjson, r->mjson_len, 0644);
+		rmdir(pdir);
+	}
+	return rc;
+}
+
+/* smoke, smallest first, each file in a child process; it runs again
+ * after a restart, as its figures go into the provenance */
+static int step_smoke(struct run *r)
+{
+	struct mb_buf *b = &r->smoke;
+	size_t i;
+	int rc = 0;
+
+	qsort(r->ml->files, r->ml->n, sizeof(*r->ml->files), by_size);
+	mb_buf_reset(b);
+	mb_buf_adds(b, "[");
+	for (i = 0; rc == 0 && i < r->ml->n; i++) {
+		const struct mb_manifest *m = r->ml->files[i];
+		struct mb_smoke_result sr;
+		char path[4700], hex[MB_SHA256_HEX];
+		size_t at;
+
+		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
+		rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
+		if (rc != 0) {
+			mb_seterr(r->err, r->errcap, "smoke test of '%s' failed: %s",
+				  m->name, sr.error);
+			break;
+		}
+		if (i)
+			mb_buf_adds(b, ",");
+		at = b->len;
+		mb_buf_adds(b, "{\"file\":");
+		mb_json_quote(b, m->name);
+		mb_buf_addf(b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
+			    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
+			    "\"text\":", sr.load_s, sr.prompt_tps, sr.gen_tps,
+			    (unsigned long long)sr.peak_rss,
+			    sr.finite ? "true" : "false");
+		mb_json_quote(b, sr.text);
+		mb_buf_adds(b, "}");
+		if ((rc = mb_buf_error(b)) != 0)
+			break;
+		mb_sha256_hex(m->sha256, hex);
+		mb_store_artifact_add(r->s, r->j->id, m->name, "gguf", m->size, hex,
+				      path, b->data + at);
+	}
+	mb_buf_adds(b, "]");
+	if (rc == 0 && (rc = mb_buf_error(b)) == 0)
+		r->result = mb_strdup(b->data);
+	return rc;
+}
+
+/* provenance, Modelfile and model card, beside the artifacts */
+static int step_publish(struct run *r)
+{
+	struct mb_publish pub;
+	cJSON *repairs = stored_events(r, "convert", "repair");
+	cJSON *done = stored_events(r, "convert", "done");
+	char *rtext = cJSON_PrintUnformatted(repairs);
+	char *ctext = cJSON_GetArraySize(done) > 0 ?
+		cJSON_PrintUnformatted(cJSON_GetArrayItem(
+			done, cJSON_GetArraySize(done) - 1)) : NULL;
+	int rc;
+
+	memset(&pub, 0, sizeof(pub));
+	pub.j = r->j;
+	pub.dir = r->adir;
+	pub.worker = r->w.name;
+	pub.commit = r->j->commit_sha;
+	pub.repairs = rtext;
+	pub.convert = ctext;
+	pub.smoke = r->j->smoke ? r->smoke.data : NULL;
+	pub.files = r->ml;
+	rc = mb_publish(&pub, r->err, r->errcap);
+	cJSON_free(rtext);
+	cJSON_free(ctext);
+	cJSON_Delete(repairs);
+	cJSON_Delete(done);
+	return rc;
+}
+
+/* cleanup on the worker: a leftover directory does not fail a good job */
+static int step_cleanup(struct run *r)
+{
+	const char *cl[] = { "cleanup", r->job, NULL };
+	int status, rc;
+
+	rc = agent_exec(r, cl, NULL, NULL, NULL, NULL, NULL, &status);
+	if (rc == 0 && status != 0)
+		rc = MB_EIO;
+	if (rc != 0)
+		mb_seterr(r->err, r->errcap, "cleanup on %s failed",
+			  r->w.name);
+	return rc;
+}
+
+static int from_hub(struct run *r)
+{
+	return !mb_job_source_is_path(r->j->source);
+}
+
+static int smoke_asked(struct run *r)
+{
+	return r->j->smoke;
+}
+
+static const struct job_step {
+	const char *name;		/* its row in steps; NULL: not recorded */
+	int (*run)(struct run *r);
+	int (*resume)(struct run *r);	/* when an earlier run did it */
+	int (*applies)(struct run *r);	/* NULL: always; else 0 skips it */
+	int every_run;			/* runs even when done before */
+	int optional;			/* its failure does not fail the job */
+} job_steps[] = {
+	{ "preflight", step_preflight, NULL, NULL, 1, 0 },
+	{ "fetch", step_fetch, fetch_resume, from_hub, 0, 0 },
+	{ "convert", step_convert, NULL, NULL, 0, 0 },
+	{ "quantize", step_quantize, NULL, NULL, 0, 0 },
+	{ "manifest", step_manifest, NULL, NULL, 0, 0 },
+	{ "pull", step_pull, pull_resume, NULL, 0, 0 },
+	{ "smoke", step_smoke, NULL, smoke_asked, 1, 0 },
+	{ NULL, step_publish, NULL, NULL, 1, 0 },
+	{ "cleanup", step_cleanup, NULL, NULL, 1, 1 },
+	{ NULL, NULL, NULL, NULL, 0, 0 },
+};
+
+/* Runs the job's steps in order, each recorded; the first failure ends
+ * the run with its error in r->err. */
+static int run_steps(struct run *r)
+{
+	const struct job_step *sd;
+	int rc = 0;
+
+	for (sd = job_steps; sd->run != NULL && rc == 0; sd++) {
+		if (sd->applies != NULL && !sd->applies(r)) {
+			mb_store_step_set(r->s, r->j->id, sd->name, "skipped", NULL,
+					  NULL);
+			continue;
+		}
+		if (sd->name != NULL && !sd->every_run && step_done(r, sd->name)) {
+			if (sd->resume != NULL)
+				rc = sd->resume(r);
+			continue;
+		}
+		if (sd->name != NULL)
+			step_begin(r, sd->name);
+		r->err[0] = '\0';
+		rc = sd->run(r);
+		if (sd->name != NULL)
+			step_end(r, sd->name, rc, r->result);
+		free(r->result);
+		r->result = NULL;
+		if (sd->optional)
+			rc = 0;
+	}
+	return rc;
+}
+
 int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	      const struct mb_config *cfg, char *err, size_t errcap)
 {
 	struct run r;
-	struct mb_manifest_list *ml = NULL;
-	struct mb_buf b;
-	char path[4600], adir[4400], pdir[4400], *mjson = NULL;
-	char quants[256], *q, *save = NULL;
 	double t0 = mb_now_s();
-	size_t i, got;
+	char f16name[512];
 	int rc;
 
 	memset(&r, 0, sizeof(r));
@@ -652,267 +1007,21 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	err[0] = '\0';
 	snprintf(r.job, sizeof(r.job), "job-%lld", (long long)j->id);
 	model_name(&r);
-	mb_buf_init(&b, 1 << 16);
+	mb_buf_init(&r.smoke, 1 << 20);
+	mb_job_dir("artifacts", j->id, r.adir, sizeof(r.adir));
 	rc = open_worker(&r);
-	if (rc != 0)
-		goto out;
-	snprintf(r.wjob, sizeof(r.wjob), "%s/jobs/%s", r.w.dir, r.job);
-	snprintf(r.out, sizeof(r.out), "%s/out", r.wjob);
-
-	/* preflight: the worker answers and has this build's agent */
-	step_begin(&r, "preflight");
-	{
-		char hello[4096];
-
-		rc = mb_worker_hello(r.t, &r.w, r.agent, r.w.agent_path[0] == '\0',
-				     hello, sizeof(hello), err, errcap);
-		if (rc == 0) /* its free disk and GPUs, for the dashboard */
-			mb_store_worker_checked(s, r.w.name, hello, NULL, NULL);
-		step_end(&r, "preflight", rc, rc == 0 ? hello : NULL);
-		if (rc != 0)
-			goto out;
-	}
-
-	/* fetch: a hub repo into the job's directory; a path is used as is */
-	if (!mb_job_source_is_path(j->source))
-		snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
-	if (step_done(&r, "fetch")) {
+	if (rc == 0) {
+		snprintf(r.wjob, sizeof(r.wjob), "%s/jobs/%s", r.w.dir, r.job);
+		snprintf(r.out, sizeof(r.out), "%s/out", r.wjob);
 		if (mb_job_source_is_path(j->source))
 			snprintf(r.model, sizeof(r.model), "%s", j->source);
-	} else if (mb_job_source_is_path(j->source)) {
-		snprintf(r.model, sizeof(r.model), "%s", j->source);
-		mb_store_step_set(s, j->id, "fetch", "skipped", NULL, NULL);
-	} else {
-		const char *argv[] = { "fetch", j->source, "--dest", r.model, NULL };
-
-		step_begin(&r, "fetch");
-		mb_buf_reset(&b);
-		json_str_array(&b, argv);
-		rc = worker_step(&r, "fetch", "fetch", b.data, 1);
-		step_end(&r, "fetch", rc, NULL);
-		if (rc != 0)
-			goto out;
+		else
+			snprintf(r.model, sizeof(r.model), "%s/model", r.wjob);
+		artifact_name(&r, outtype_name(j->outtype), f16name,
+			      sizeof(f16name));
+		snprintf(r.f16, sizeof(r.f16), "%s/%s", r.out, f16name);
+		rc = run_steps(&r);
 	}
-	if (!mb_job_source_is_path(j->source) && j->commit_sha[0] == '\0') {
-		/* the commit the revision resolved to, from fetch's result */
-		cJSON *res = stored_events(&r, "fetch", "result");
-		const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(
-			cJSON_GetArrayItem(res, cJSON_GetArraySize(res) - 1),
-			"commit"));
-
-		if (c != NULL && strlen(c) == 40) {
-			mb_store_job_set_commit(s, j->id, c);
-			snprintf(j->commit_sha, sizeof(j->commit_sha), "%s", c);
-		}
-		cJSON_Delete(res);
-	}
-
-	/* convert */
-	{
-		char f16[3000], repo[300], qname[512];
-		const char *argv[] = { "convert", r.model, f16, "--layout", j->layout,
-				       "--outtype", j->outtype, "--name", r.name,
-				       NULL, NULL, NULL, NULL, NULL };
-
-		artifact_name(&r, outtype_name(j->outtype), qname, sizeof(qname));
-		snprintf(f16, sizeof(f16), "%s/%s", r.out, qname);
-		if (!mb_job_source_is_path(j->source)) {
-			snprintf(repo, sizeof(repo), "%s", j->source);
-			repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
-			argv[9] = "--repo";
-			argv[10] = repo;
-			if (j->commit_sha[0] != '\0') {
-				argv[11] = "--commit";
-				argv[12] = j->commit_sha;
-			}
-		}
-		if (step_done(&r, "convert"))
-			goto quantize;
-		step_begin(&r, "convert");
-		rc = mb_transport_mkdirs(r.t, r.out);
-		mb_buf_reset(&b);
-		json_str_array(&b, argv);
-		if (rc == 0)
-			rc = worker_step(&r, "convert", "convert", b.data, 0);
-		step_end(&r, "convert", rc, NULL);
-		if (rc != 0)
-			goto out;
-
-		/* quantize, one worker step per type */
-quantize:
-		if (step_done(&r, "quantize"))
-			goto manifest;
-		step_begin(&r, "quantize");
-		snprintf(quants, sizeof(quants), "%s", j->quants);
-		for (q = strtok_r(quants, ",", &save); q && rc == 0;
-		     q = strtok_r(NULL, ",", &save)) {
-			char qout[3000], wstep[48];
-			const char *qa[] = { "quantize", f16, qout, q, NULL };
-
-			artifact_name(&r, q, qname, sizeof(qname));
-			snprintf(qout, sizeof(qout), "%s/%s", r.out, qname);
-			snprintf(wstep, sizeof(wstep), "quantize-%s", q);
-			mb_buf_reset(&b);
-			json_str_array(&b, qa);
-			rc = worker_step(&r, "quantize", wstep, b.data, 0);
-		}
-		step_end(&r, "quantize", rc, NULL);
-		if (rc != 0)
-			goto out;
-	}
-
-	/* manifest */
-manifest:
-	if (!step_done(&r, "manifest")) {
-		char chunk[32];
-		const char *argv[] = { "manifest", r.out, "--chunk-size", chunk,
-				       NULL };
-
-		snprintf(chunk, sizeof(chunk), "%llu",
-			 (unsigned long long)cfg->chunk_mib << 20);
-		step_begin(&r, "manifest");
-		mb_buf_reset(&b);
-		json_str_array(&b, argv);
-		rc = worker_step(&r, "manifest", "manifest", b.data, 0);
-		step_end(&r, "manifest", rc, NULL);
-		if (rc != 0)
-			goto out;
-	}
-
-	/* pull */
-	mb_job_dir("artifacts", j->id, adir, sizeof(adir));
-	if (step_done(&r, "pull")) {
-		/* pulled and verified before a restart: the local copy */
-		snprintf(path, sizeof(path), "%s/manifest.json", adir);
-		rc = mb_read_file(path, 16u << 20, &mjson, &got);
-		if (rc == 0)
-			rc = mb_manifest_list_from_json(mjson, got, &ml, err, errcap);
-		if (rc == 0)
-			rc = manifest_names_ok(&r, ml);
-		if (rc != 0)
-			goto out;
-		goto smoke;
-	}
-	step_begin(&r, "pull");
-	snprintf(path, sizeof(path), "%s/manifest.json", r.out);
-	mjson = mb_malloc(16u << 20);
-	rc = mjson ? mb_transport_read(r.t, path, 0, mjson, (16u << 20) - 1, &got)
-		   : MB_ENOMEM;
-	if (rc == 0)
-		rc = mb_manifest_list_from_json(mjson, got, &ml, err, errcap);
-	else
-		mb_seterr(err, errcap, "cannot read the manifest on %s: %s", r.w.name,
-			  mb_transport_errmsg(r.t));
-	if (rc == 0)
-		rc = manifest_names_ok(&r, ml);
-	mb_job_dir("partial", j->id, pdir, sizeof(pdir));
-	if (rc == 0 && (rc = mb_mkdir_p(adir, 0755)) == 0)
-		rc = mb_mkdir_p(pdir, 0755);
-	for (i = 0; rc == 0 && i < ml->n; i++) {
-		char hex[MB_SHA256_HEX], dest[4700];
-
-		snprintf(path, sizeof(path), "%s/%s", pdir, ml->files[i]->name);
-		snprintf(dest, sizeof(dest), "%s/%s", adir, ml->files[i]->name);
-		if (already_pulled(ml->files[i], dest))
-			goto record; /* before a restart */
-		rc = pull_one(&r, ml->files[i], path);
-		if (rc == 0 && rename(path, dest) != 0)
-			rc = mb_err_from_errno(errno);
-record:
-		mb_sha256_hex(ml->files[i]->sha256, hex);
-		if (rc == 0)
-			mb_store_artifact_add(s, j->id, ml->files[i]->name, "gguf",
-					      ml->files[i]->size, hex, dest, NULL);
-	}
-	if (rc == 0) {
-		snprintf(path, sizeof(path), "%s/manifest.json", adir);
-		rc = mb_atomic_write(path, mjson, got, 0644);
-		rmdir(pdir);
-	}
-	step_end(&r, "pull", rc, NULL);
-	if (rc != 0)
-		goto out;
-
-	/* smoke, smallest first */
-smoke:
-	if (j->smoke) {
-		step_begin(&r, "smoke");
-		qsort(ml->files, ml->n, sizeof(*ml->files), by_size);
-		mb_buf_reset(&b);
-		mb_buf_adds(&b, "[");
-		for (i = 0; rc == 0 && i < ml->n; i++) {
-			struct mb_smoke_result sr;
-			char hex[MB_SHA256_HEX];
-
-			snprintf(path, sizeof(path), "%s/%s", adir, ml->files[i]->name);
-			rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
-			if (rc != 0) {
-				mb_seterr(err, errcap, "smoke test of '%s' failed: %s",
-					  ml->files[i]->name, sr.error);
-				break;
-			}
-			mb_buf_addf(&b, "%s{\"file\":", i ? "," : "");
-			mb_json_quote(&b, ml->files[i]->name);
-			mb_buf_addf(&b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
-				    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
-				    "\"text\":", sr.load_s, sr.prompt_tps, sr.gen_tps,
-				    (unsigned long long)sr.peak_rss,
-				    sr.finite ? "true" : "false");
-			mb_json_quote(&b, sr.text);
-			mb_buf_adds(&b, "}");
-			mb_sha256_hex(ml->files[i]->sha256, hex);
-			mb_store_artifact_add(s, j->id, ml->files[i]->name, "gguf",
-					      ml->files[i]->size, hex, path,
-					      strrchr(b.data, '{'));
-		}
-		mb_buf_adds(&b, "]");
-		step_end(&r, "smoke", rc, rc == 0 ? b.data : NULL);
-		if (rc != 0)
-			goto out;
-	} else {
-		mb_store_step_set(s, j->id, "smoke", "skipped", NULL, NULL);
-	}
-
-	/* provenance, Modelfile and model card, beside the artifacts */
-	{
-		struct mb_publish pub;
-		cJSON *repairs = stored_events(&r, "convert", "repair");
-		cJSON *done = stored_events(&r, "convert", "done");
-		char *rtext = cJSON_PrintUnformatted(repairs);
-		char *ctext = cJSON_GetArraySize(done) > 0 ?
-			cJSON_PrintUnformatted(cJSON_GetArrayItem(
-				done, cJSON_GetArraySize(done) - 1)) : NULL;
-
-		memset(&pub, 0, sizeof(pub));
-		pub.j = j;
-		pub.dir = adir;
-		pub.worker = r.w.name;
-		pub.commit = j->commit_sha;
-		pub.repairs = rtext;
-		pub.convert = ctext;
-		pub.smoke = j->smoke ? b.data : NULL;
-		pub.files = ml;
-		rc = mb_publish(&pub, err, errcap);
-		cJSON_free(rtext);
-		cJSON_free(ctext);
-		cJSON_Delete(repairs);
-		cJSON_Delete(done);
-		if (rc != 0)
-			goto out;
-	}
-
-	/* cleanup on the worker */
-	{
-		const char *cl[] = { "cleanup", r.job, NULL };
-		int status;
-
-		step_begin(&r, "cleanup");
-		rc = agent_exec(&r, cl, NULL, NULL, NULL, NULL, NULL, &status);
-		step_end(&r, "cleanup", rc == 0 && status == 0 ? 0 : MB_EIO, NULL);
-		rc = 0; /* a leftover directory does not fail a good job */
-	}
-out:
-	mb_buf_release(&b);
 	mb_store_job_add_held(s, j->id, mb_now_s() - t0);
 	{
 		struct mb_job_row now;
@@ -921,7 +1030,8 @@ out:
 		if (mb_store_job_get(s, j->id, &now) == 0 &&
 		    strcmp(now.state, "cancelled") == 0) {
 			rc = MB_ECANCELLED;
-		} else if (rc != 0 && mb_err_transient(rc) && j->attempts < cfg->retry_max) {
+		} else if (rc != 0 && mb_err_transient(rc) &&
+			   j->attempts < cfg->retry_max) {
 			long pause = mb_jobrun_backoff(cfg->retry_base_s, j->attempts);
 			char why[1200];
 
@@ -934,8 +1044,10 @@ out:
 					       rc == 0 ? NULL : err);
 		}
 	}
-	mb_manifest_list_free(ml);
-	free(mjson);
+	mb_buf_release(&r.smoke);
+	mb_manifest_list_free(r.ml);
+	free(r.mjson);
+	free(r.result);
 	mb_transport_free(r.t);
 	return rc;
 }

@@ -317,7 +317,7 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 			    "|---|---:|---:|---:|---|---|\n");
 		cJSON_ArrayForEach(it, smoke) {
 			const char *text = cJSON_GetStringValue(
-				cJSON_GetObjectItem(it, "text"));
+				cJSON_GetObjectItemCaseSensitive(it, "text"));
 			char shown[81];
 			size_t k;
 
@@ -328,11 +328,11 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 					shown[k] = ' ';
 			mb_buf_addf(b, "| %s | %.2f s | %.1f tok/s | %.1f tok/s | "
 				    "%s | `%s` |\n",
-				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "file")),
-				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "load_s")),
-				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "prompt_tps")),
-				    cJSON_GetNumberValue(cJSON_GetObjectItem(it, "gen_tps")),
-				    cJSON_IsTrue(cJSON_GetObjectItem(it, "finite"))
+				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "file")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "load_s")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "prompt_tps")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "gen_tps")),
+				    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "finite"))
 					    ? "finite" : "NOT finite", shown);
 		}
 	} else {
@@ -349,17 +349,17 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 			    "show:\n\n", nrep, nrep == 1 ? "" : "s");
 		cJSON_ArrayForEach(it, rep) {
 			char *claimed = cJSON_PrintUnformatted(
-				cJSON_GetObjectItem(it, "claimed"));
+				cJSON_GetObjectItemCaseSensitive(it, "claimed"));
 			char *actual = cJSON_PrintUnformatted(
-				cJSON_GetObjectItem(it, "actual"));
+				cJSON_GetObjectItemCaseSensitive(it, "actual"));
 
 			mb_buf_addf(b, "- `%s`: %s -> %s (%s: %s)\n",
-				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "key")),
-				    cJSON_IsTrue(cJSON_GetObjectItem(it, "missing"))
+				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "key")),
+				    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "missing"))
 					    ? "missing" : claimed ? claimed : "?",
 				    actual ? actual : "?",
-				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "source")),
-				    cJSON_GetStringValue(cJSON_GetObjectItem(it, "evidence")));
+				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "source")),
+				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "evidence")));
 			cJSON_free(claimed);
 			cJSON_free(actual);
 		}

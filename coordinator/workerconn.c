@@ -88,10 +88,10 @@ static int hello_once(struct mb_transport *t, const struct mb_worker_row *w,
 	}
 	doc = out.data ? mb_json_parse(out.data, out.len) : NULL;
 	if (doc == NULL ||
-	    cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "protocol")) !=
+	    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "protocol")) !=
 		    MB_PROTO_VERSION ||
-	    !cJSON_IsString(cJSON_GetObjectItem(doc, "agent")) ||
-	    strcmp(cJSON_GetObjectItem(doc, "agent")->valuestring, MB_VERSION) != 0) {
+	    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "agent")) ||
+	    strcmp(cJSON_GetObjectItemCaseSensitive(doc, "agent")->valuestring, MB_VERSION) != 0) {
 		mb_seterr(err, errcap, "the agent on '%s' is not mibera-worker %s "
 			  "(protocol %d)", w->target, MB_VERSION, MB_PROTO_VERSION);
 		goto out;

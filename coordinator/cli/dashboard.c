@@ -176,9 +176,9 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 				data, sizeof(data)) == 0 &&
 	    strcmp(ev_step, sf.name) == 0) {
 		cJSON *doc = mb_json_parse(data, strlen(data));
-		double done = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "done"));
-		double total = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total"));
-		double rate = cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "rate"));
+		double done = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "done"));
+		double total = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "total"));
+		double rate = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "rate"));
 		char d[32], t[32], r[32], e[32] = "?";
 		int k, w = bar_w > 40 ? bar_w - 30 : 10, fill;
 
@@ -236,32 +236,36 @@ static int event_line(int64_t job, const char *step, int64_t at_ms,
 	localtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%H:%M:%S", &tm);
 	if (strcmp(type, "repair") == 0) {
-		char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "actual"));
-		char *c = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "claimed"));
+		char *a = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "actual"));
+		char *c = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "claimed"));
 
 		snprintf(what, sizeof(what), "%s: %s -> %s",
-			 cJSON_GetStringValue(cJSON_GetObjectItem(doc, "key")),
+			 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "key")),
 			 c ? c : "missing", a ? a : "?");
 		cJSON_free(a);
 		cJSON_free(c);
 	} else if (strcmp(type, "error") == 0) {
 		snprintf(what, sizeof(what), "%s",
-			 str_of(cJSON_GetObjectItem(doc, "message")));
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "message")));
 	} else if (strcmp(type, "pulled") == 0) {
+		uint64_t streams = 0;
+
+		/* a number from outside: checked, never cast as it comes */
+		mb_json_get_u64(doc, "streams", 1024, &streams);
 		snprintf(what, sizeof(what), "%s verified (%u streams, %.1f s)",
-			 str_of(cJSON_GetObjectItem(doc, "file")),
-			 (unsigned)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "streams")),
-			 cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "seconds")));
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "file")),
+			 (unsigned)streams,
+			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "seconds")));
 	} else if (strcmp(type, "done") == 0 &&
-		   cJSON_GetObjectItem(doc, "file") != NULL) {
-		const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "file"));
+		   cJSON_GetObjectItemCaseSensitive(doc, "file") != NULL) {
+		const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "file"));
 		const char *slash = file ? strrchr(file, '/') : NULL;
 
 		snprintf(what, sizeof(what), "%s", slash ? slash + 1 : file ? file : "");
 	} else if (strcmp(type, "fallback") == 0) {
 		snprintf(what, sizeof(what), "%s stored as %s",
-			 str_of(cJSON_GetObjectItem(doc, "tensor")),
-			 str_of(cJSON_GetObjectItem(doc, "to")));
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "tensor")),
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "to")));
 	}
 	cJSON_Delete(doc);
 	snprintf(head, sizeof(head), " %s %5lld %-9s %-8s ", when, (long long)job,
@@ -276,17 +280,17 @@ static void worker_line(const struct wrow *w, int cols, struct mb_buf *b)
 {
 	cJSON *hello = w->w.hello[0] ? mb_json_parse(w->w.hello, strlen(w->w.hello))
 				     : NULL;
-	const cJSON *gpus = cJSON_GetObjectItem(hello, "gpus");
+	const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(hello, "gpus");
 	char tmp[256], disk[32] = "?", gpu[128] = "none";
 	int n = cJSON_GetArraySize(gpus);
 
-	if (cJSON_IsNumber(cJSON_GetObjectItem(hello, "disk_free")))
-		human_bytes(cJSON_GetNumberValue(cJSON_GetObjectItem(hello,
+	if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(hello, "disk_free")))
+		human_bytes(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(hello,
 								     "disk_free")),
 			    disk, sizeof(disk));
 	if (n > 0)
 		snprintf(gpu, sizeof(gpu), "%dx %s", n,
-			 str_of(cJSON_GetObjectItem(cJSON_GetArrayItem(gpus, 0),
+			 str_of(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(gpus, 0),
 						   "name")));
 	cJSON_Delete(hello);
 	mb_buf_adds(b, " ");

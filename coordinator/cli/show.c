@@ -54,22 +54,22 @@ static int show_repair(int64_t id, const char *step, int64_t at_ms,
 	if (strcmp(step, "convert") != 0 || strcmp(type, "repair") != 0)
 		return 0;
 	doc = mb_json_parse(data, strlen(data));
-	claimed = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "claimed"));
-	actual = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "actual"));
+	claimed = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "claimed"));
+	actual = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "actual"));
 	{
 		/* the worker's words: printable only */
 		char k[128], c[512], a[512], src[128], ev[1024];
 
 		printf("  %-28s %s -> %s  (%s: %s)\n",
 		       mb_printable(k, sizeof(k), cJSON_GetStringValue(
-						   cJSON_GetObjectItem(doc, "key"))),
-		       cJSON_IsTrue(cJSON_GetObjectItem(doc, "missing"))
+						   cJSON_GetObjectItemCaseSensitive(doc, "key"))),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "missing"))
 			       ? "missing" : mb_printable(c, sizeof(c), claimed),
 		       mb_printable(a, sizeof(a), actual),
 		       mb_printable(src, sizeof(src), cJSON_GetStringValue(
-						       cJSON_GetObjectItem(doc, "source"))),
+						       cJSON_GetObjectItemCaseSensitive(doc, "source"))),
 		       mb_printable(ev, sizeof(ev), cJSON_GetStringValue(
-						     cJSON_GetObjectItem(doc, "evidence"))));
+						     cJSON_GetObjectItemCaseSensitive(doc, "evidence"))));
 	}
 	cJSON_free(claimed);
 	cJSON_free(actual);
@@ -91,14 +91,14 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 	       mb_printable(safe, sizeof(safe), name), (double)size / 1e6, sha256);
 	if (doc != NULL) {
 		const char *text = mb_printable(
-			safe, 61, cJSON_GetStringValue(cJSON_GetObjectItem(doc, "text")));
+			safe, 61, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "text")));
 
 		printf("  %-34s smoke: load %.2f s, %.1f tok/s prompt, %.1f tok/s "
 		       "generation, logits %s\n  %-34s \"%.60s\"\n", "",
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "load_s")),
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "prompt_tps")),
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "gen_tps")),
-		       cJSON_IsTrue(cJSON_GetObjectItem(doc, "finite")) ? "finite"
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "load_s")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "prompt_tps")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "gen_tps")),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "finite")) ? "finite"
 									: "NOT finite",
 		       "", text ? text : "");
 	}

@@ -85,16 +85,16 @@ static void summary(const char *hello)
 	if (h == NULL)
 		return;
 	printf("  agent %s, %.0f CPUs, %.1f GB RAM, %.1f GB free in %s, llama.cpp %s\n",
-	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "agent")),
-	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "cpus")),
-	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "ram")) / 1e9,
-	       cJSON_GetNumberValue(cJSON_GetObjectItem(h, "disk_free")) / 1e9,
-	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "dir")),
-	       cJSON_GetStringValue(cJSON_GetObjectItem(h, "llama_cpp")));
-	cJSON_ArrayForEach(g, cJSON_GetObjectItem(h, "gpus"))
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "agent")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "cpus")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "ram")) / 1e9,
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "disk_free")) / 1e9,
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "dir")),
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "llama_cpp")));
+	cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(h, "gpus"))
 		printf("  GPU %s, %.1f GB\n",
-		       cJSON_GetStringValue(cJSON_GetObjectItem(g, "name")),
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(g, "memory")) / 1e9);
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(g, "name")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "memory")) / 1e9);
 	cJSON_Delete(h);
 }
 
