@@ -1347,6 +1347,82 @@ const struct mb_quant_type *mb_quant_find(const char *name)
 	return NULL;
 }
 
+/* 1 when the comma-separated list holds name as one of its items. */
+static int in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p != '\0';) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return 1;
+		p += len + (end != NULL);
+	}
+	return 0;
+}
+
+int mb_quant_list_parse(const char *in, char *out, size_t cap, char *err,
+			size_t errcap)
+{
+	char valid[256] = "";
+	const char *p = in;
+	size_t i, o = 0, n = 0;
+
+	for (i = 0; i < NQUANTS; i++)
+		if (quants[i].bpw < 16)
+			snprintf(valid + strlen(valid), sizeof(valid) - strlen(valid),
+				 "%s%s", strlen(valid) ? ", " : "", quants[i].name);
+	if (cap > 0)
+		out[0] = '\0';
+	while (*p != '\0') {
+		const struct mb_quant_type *q;
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		char name[32];
+
+		while (len > 0 && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 0 || len >= sizeof(name)) {
+			mb_seterr(err, errcap, "'%s' is not a list of quant types "
+				  "(valid: %s)", in, valid);
+			return MB_EINVAL;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		q = mb_quant_find(name);
+		if (q == NULL || q->bpw >= 16) {
+			mb_seterr(err, errcap, "%s quant type '%s' (valid: %s)%s",
+				  q ? "not a" : "unknown", name, valid,
+				  q ? "; the F16 is made by every job" : "");
+			return MB_EINVAL;
+		}
+		/* once each */
+		if (!in_list(out, q->name)) {
+			int w = snprintf(out + o, cap - o, "%s%s", n ? "," : "",
+					 q->name);
+
+			if (w < 0 || (size_t)w >= cap - o) {
+				mb_seterr(err, errcap, "too many quant types");
+				return MB_ETOOBIG;
+			}
+			o += (size_t)w;
+			n++;
+		}
+		p = end != NULL ? end + 1 : p + strlen(p);
+	}
+	if (n == 0) {
+		mb_seterr(err, errcap, "no quant type given (valid: %s)", valid);
+		return MB_EINVAL;
+	}
+	return 0;
+}
+
 int mb_modelcfg_estimate(const struct mb_modelcfg *c,
 			 const struct mb_st_model *m, const char *const *want,
 			 uint64_t extra_download, struct mb_estimate *out)

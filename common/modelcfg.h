@@ -165,6 +165,15 @@ size_t mb_quant_types(const struct mb_quant_type **types);
 /* Finds a quant type by name (case-insensitive), or NULL. */
 const struct mb_quant_type *mb_quant_find(const char *name);
 
+/* Reads a person's list of quant types ("q4_k_m, Q8_0,Q4_K_M") into out
+ * as the canonical names, comma-separated, each once, in the order
+ * given: names are trimmed and matched case-insensitively. F16 and BF16
+ * are refused (a job always makes the float GGUF), as is any name that
+ * is not a quant type: MB_EINVAL with err naming it and listing the
+ * valid types. */
+int mb_quant_list_parse(const char *in, char *out, size_t cap, char *err,
+			size_t errcap);
+
 struct mb_estimate {
 	uint64_t download;	/* the shards (and side files given) */
 	uint64_t f16;		/* the F16 GGUF */

@@ -55,6 +55,7 @@ struct run {
 	size_t mjson_len;
 	struct mb_buf smoke;	/* the smoke results, a JSON array */
 	char *result;		/* the running step's result JSON, or NULL */
+	double held_from;	/* held time is counted up to here */
 	char *err;
 	size_t errcap;
 };
@@ -966,6 +967,12 @@ static int run_steps(struct run *r)
 	int rc = 0;
 
 	for (sd = job_steps; sd->run != NULL && rc == 0; sd++) {
+		/* the worker is held step by step, so the time of a run a
+		 * killed coordinator never finished still counts */
+		double now = mb_now_s();
+
+		mb_store_job_add_held(r->s, r->j->id, now - r->held_from);
+		r->held_from = now;
 		if (sd->applies != NULL && !sd->applies(r)) {
 			mb_store_step_set(r->s, r->j->id, sd->name, "skipped", NULL,
 					  NULL);
@@ -994,7 +1001,6 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	      const struct mb_config *cfg, char *err, size_t errcap)
 {
 	struct run r;
-	double t0 = mb_now_s();
 	char f16name[512];
 	int rc;
 
@@ -1004,6 +1010,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	r.j = j;
 	r.err = err;
 	r.errcap = errcap;
+	r.held_from = mb_now_s();
 	err[0] = '\0';
 	snprintf(r.job, sizeof(r.job), "job-%lld", (long long)j->id);
 	model_name(&r);
@@ -1022,7 +1029,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 		snprintf(r.f16, sizeof(r.f16), "%s/%s", r.out, f16name);
 		rc = run_steps(&r);
 	}
-	mb_store_job_add_held(s, j->id, mb_now_s() - t0);
+	mb_store_job_add_held(s, j->id, mb_now_s() - r.held_from);
 	{
 		struct mb_job_row now;
 

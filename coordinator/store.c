@@ -412,7 +412,8 @@ int mb_store_worker_list(struct mb_store *s,
 	if (w == NULL)
 		return MB_ENOMEM;
 	if (sqlite3_prepare_v2(s->db, "SELECT " WORKER_COLS " FROM workers "
-			       "ORDER BY name", -1, &st, NULL) != SQLITE_OK) {
+			       "WHERE removed_at IS NULL ORDER BY name", -1, &st,
+			       NULL) != SQLITE_OK) {
 		free(w);
 		return MB_EIO;
 	}
@@ -446,6 +447,22 @@ int mb_store_worker_remove(struct mb_store *s, const char *name)
 	sqlite3_finalize(st);
 	if (busy)
 		return MB_EBUSY;
+	/* one that ran jobs stays, aside, for their history; one that did
+	 * not goes */
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE workers SET removed_at = ?, name = "
+			       "substr(name, 1, 48) || '~' || id WHERE name = ? AND "
+			       "EXISTS (SELECT 1 FROM jobs WHERE worker_id = "
+			       "workers.id)", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	bind_text(st, 2, name);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return MB_EIO;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
 	if (sqlite3_prepare_v2(s->db, "DELETE FROM workers WHERE name = ?", -1, &st,
 			       NULL) != SQLITE_OK)
 		return MB_EIO;

@@ -87,7 +87,9 @@ int mb_store_worker_list(struct mb_store *s,
 			 void *ctx);
 
 /* Removes the worker called name. MB_ENOENT when there is none, MB_EBUSY
- * when a job that is not finished uses it. */
+ * when a job that is not finished uses it. A worker that ran jobs is kept
+ * for their history, renamed "name~ID" and left out of the list, so the
+ * name is free again. */
 int mb_store_worker_remove(struct mb_store *s, const char *name);
 
 /* Records a successful check: the hello JSON and the host key pinned. */

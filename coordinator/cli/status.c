@@ -78,14 +78,25 @@ static int job_json(const struct mb_job_row *j, void *p)
 	return 0;
 }
 
+/* s cut to width columns, its end shown by "..." when it was cut. */
+static const char *fit(const char *s, size_t width, char *buf, size_t cap)
+{
+	if (strlen(s) <= width || width < 4 || width >= cap)
+		return s;
+	snprintf(buf, cap, "%.*s...", (int)(width - 3), s);
+	return buf;
+}
+
 static int job_text(const struct mb_job_row *j, void *p)
 {
 	struct ctx *c = p;
 	double usd = mb_job_cost(j);
+	char src[64], q[32];
 
-	printf("%-5lld %-10s %-34.34s %-10s %-14.14s %7.0fs  $%.2f%s%s\n",
-	       (long long)j->id, j->state, j->source, j->worker, j->quants,
-	       j->held_seconds, usd, j->error[0] ? "  " : "", j->error);
+	printf("%-5lld %-10s %-34s %-10s %-14s %7.0fs  $%.2f%s%s\n",
+	       (long long)j->id, j->state, fit(j->source, 34, src, sizeof(src)),
+	       j->worker, fit(j->quants, 14, q, sizeof(q)), j->held_seconds, usd,
+	       j->error[0] ? "  " : "", j->error);
 	c->total_cost += usd;
 	return 0;
 }

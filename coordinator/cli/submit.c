@@ -1,11 +1,13 @@
 /*
- * mibera-job submit SOURCE --worker NAME [--quant Q4_K_M,Q3_K_M]
+ * mibera-job submit SOURCE [--worker NAME] [--quant Q4_K_M,Q3_K_M]
  *     [--layout native|split] [--outtype f16|bf16] [--no-smoke]
  *     [--notify URL] [--json]
  * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
  * the worker can read. Prints the job id (or {"id":N} with --json); the
  * coordinator runs it, and POSTs a summary to URL (default: notify_url of
- * the config) when it succeeds or fails.
+ * the config) when it succeeds or fails. --worker may be left out when
+ * there is one worker. Quant types are read as a person writes them
+ * (any case, spaces, repeats) and stored by their names.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +23,26 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: mibera-job submit SOURCE --worker NAME "
+	fprintf(stderr, "usage: mibera-job submit SOURCE [--worker NAME] "
 		"[--quant Q4_K_M,Q3_K_M]\n"
 		"           [--layout native|split] [--outtype f16|bf16] "
 		"[--no-smoke]\n"
 		"           [--notify URL] [--json]\n");
 	return 2;
+}
+
+struct one_worker {
+	int n;
+	char name[65];
+};
+
+static int count_worker(const struct mb_worker_row *w, void *ctx)
+{
+	struct one_worker *ow = ctx;
+
+	if (ow->n++ == 0)
+		snprintf(ow->name, sizeof(ow->name), "%s", w->name);
+	return 0;
 }
 
 int cmd_submit(int argc, char **argv)
@@ -35,7 +51,8 @@ int cmd_submit(int argc, char **argv)
 	struct mb_worker_row w;
 	struct mb_store *s = NULL;
 	const char *worker = NULL;
-	char err[1024], list[256], *q, *save = NULL;
+	char err[1024], list[256];
+	struct one_worker ow = { 0, "" };
 	int i, json = 0, rc;
 
 	memset(&j, 0, sizeof(j));
@@ -70,7 +87,7 @@ int cmd_submit(int argc, char **argv)
 		else
 			snprintf(j.source, sizeof(j.source), "%s", argv[i]);
 	}
-	if (j.source[0] == '\0' || worker == NULL)
+	if (j.source[0] == '\0')
 		return usage();
 	if (!mb_job_source_is_path(j.source)) {
 		char repo[300];
@@ -84,16 +101,29 @@ int cmd_submit(int argc, char **argv)
 			return 2;
 		}
 	}
-	snprintf(list, sizeof(list), "%s", j.quants);
-	for (q = strtok_r(list, ",", &save); q; q = strtok_r(NULL, ",", &save))
-		if (mb_quant_find(q) == NULL) {
-			fprintf(stderr, "mibera-job submit: unknown quant type '%s'\n", q);
-			return 2;
-		}
+	if (mb_quant_list_parse(j.quants, list, sizeof(list), err,
+				sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-job submit: %s\n", err);
+		return 2;
+	}
+	snprintf(j.quants, sizeof(j.quants), "%s", list);
 	rc = mb_store_open(NULL, &s, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job: %s\n", err);
 		return 1;
+	}
+	if (worker == NULL) {
+		/* one worker: it is the one meant */
+		mb_store_worker_list(s, count_worker, &ow);
+		if (ow.n != 1) {
+			fprintf(stderr, "mibera-job submit: %s; name one with "
+				"--worker NAME\n", ow.n == 0
+				? "no worker yet (mibera-job worker add first)"
+				: "there are several workers");
+			mb_store_close(s);
+			return 2;
+		}
+		worker = ow.name;
 	}
 	rc = mb_store_worker_get(s, worker, &w);
 	if (rc != 0) {

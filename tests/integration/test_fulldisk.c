@@ -87,9 +87,18 @@ static void test_full_disk(void **state)
 	assert_int_equal(sh(&out, "mibera-job worker add w local --dir %s/wd "
 			    "--agent %s/mibera-worker", root, MB_BINARY_DIR), 0);
 	free(out);
-	assert_int_equal(sh(&out, "mibera-job submit %s --worker w --quant Q8_0 "
+	/* F16 is not a quant type, and the valid ones are listed */
+	assert_int_equal(sh(&out, "mibera-job submit %s --quant Q8_0,F16", model), 2);
+	assert_non_null(strstr(out, "not a quant type 'F16'"));
+	assert_non_null(strstr(out, "Q4_K_M"));
+	free(out);
+	/* the one worker is the one meant; types as a person types them */
+	assert_int_equal(sh(&out, "mibera-job submit %s --quant ' q8_0, Q8_0 ' "
 			    "--no-smoke", model), 0);
 	assert_string_equal(out, "1\n");
+	free(out);
+	assert_int_equal(sh(&out, "mibera-job status 1 --json"), 0);
+	assert_non_null(strstr(out, "\"quants\":\"Q8_0\""));
 	free(out);
 	/* the disk fills (a pull, a log, anything) */
 	assert_int_equal(sh(&out, "dd if=/dev/zero of=%s/fill bs=64k 2>/dev/null; "
@@ -141,6 +150,13 @@ static void test_full_disk(void **state)
 	assert_int_equal(sh(&out, "mibera-job status 1"), 0);
 	assert_non_null(strstr(out, "succeeded"));
 	assert_null(strstr(out, "disk holding"));
+	free(out);
+	/* a worker that ran a job can be removed; the job keeps its history */
+	assert_int_equal(sh(&out, "mibera-job worker remove w"), 0);
+	free(out);
+	assert_int_equal(sh(&out, "mibera-job status 1"), 0);
+	assert_non_null(strstr(out, "w~"));
+	assert_non_null(strstr(out, "succeeded"));
 	free(out);
 }
 

@@ -605,6 +605,33 @@ static void test_estimates(void **state)
 	mb_st_model_free(m);
 }
 
+/* A person's list of quant types: any case, spaces, repeats; F16 and
+ * what is not a quant type are refused with the valid types listed. */
+static void test_quant_list(void **state)
+{
+	char out[256], err[512];
+
+	(void)state;
+	assert_int_equal(mb_quant_list_parse("q4_k_m, Q8_0 ,Q4_K_M,q8_0", out,
+					     sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "Q4_K_M,Q8_0");
+	assert_int_equal(mb_quant_list_parse("Q5_K_S", out, sizeof(out), err,
+					     sizeof(err)), 0);
+	assert_string_equal(out, "Q5_K_S");
+	assert_int_equal(mb_quant_list_parse("F16", out, sizeof(out), err,
+					     sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "not a quant type 'F16'"));
+	assert_non_null(strstr(err, "Q4_K_M"));
+	assert_int_equal(mb_quant_list_parse("Q4_K_M,Q9_X", out, sizeof(out), err,
+					     sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "unknown quant type 'Q9_X'"));
+	assert_non_null(strstr(err, "valid: Q2_K"));
+	assert_int_equal(mb_quant_list_parse("Q4_K_M,,Q8_0", out, sizeof(out), err,
+					     sizeof(err)), MB_EINVAL);
+	assert_int_equal(mb_quant_list_parse("", out, sizeof(out), err,
+					     sizeof(err)), MB_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -623,6 +650,7 @@ int main(void)
 		cmocka_unit_test(test_unsupported_layouts),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
+		cmocka_unit_test(test_quant_list),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -325,6 +325,46 @@ static void test_partial_files_go_with_the_job(void **state)
 	unsetenv("MIBERA_HOME");
 }
 
+static int count_workers(const struct mb_worker_row *w, void *ctx)
+{
+	(void)w;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* A worker that ran jobs can be removed: its jobs keep their history (the
+ * worker's name, aside), the name is free to add again, lists leave it
+ * out; one with a job not finished cannot. */
+static void test_remove_worker_with_history(void **state)
+{
+	struct mb_worker_row w;
+	struct mb_job_row j;
+	struct mb_store *s;
+	char err[256];
+	int64_t id;
+	int n = 0, before = 0;
+
+	(void)state;
+	assert_int_equal(mb_store_open(path, &s, err, sizeof(err)), 0);
+	mb_store_worker_list(s, count_workers, &before);
+	id = add_job(s, "old-box");
+	assert_int_equal(mb_store_worker_remove(s, "old-box"), MB_EBUSY);
+	assert_int_equal(mb_store_job_set_state(s, id, "succeeded", NULL), 0);
+	assert_int_equal(mb_store_worker_remove(s, "old-box"), 0);
+	assert_int_equal(mb_store_worker_get(s, "old-box", &w), MB_ENOENT);
+	assert_int_equal(mb_store_job_get(s, id, &j), 0);
+	assert_non_null(strstr(j.worker, "old-box~"));
+	mb_store_worker_list(s, count_workers, &n);
+	assert_int_equal(n, before);
+	/* the name again, for a new box */
+	memset(&w, 0, sizeof(w));
+	snprintf(w.name, sizeof(w.name), "old-box");
+	snprintf(w.target, sizeof(w.target), "local");
+	snprintf(w.dir, sizeof(w.dir), "/tmp");
+	assert_int_equal(mb_store_worker_add(s, &w), 0);
+	mb_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_events_are_events),
 		cmocka_unit_test(test_damaged_database),
 		cmocka_unit_test(test_partial_files_go_with_the_job),
+		cmocka_unit_test(test_remove_worker_with_history),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
