@@ -12,6 +12,7 @@
  * here once.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "coordinator/cli/cli.h"
@@ -106,54 +108,207 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-/* Runs a worker's idle command through the shell, detached from us: it
- * is the person's own command line (`vastai stop instance 123`). */
-static void run_idle(const struct mb_worker_row *w)
-{
-	pid_t pid = fork();
-	int st;
+/* A worker's idle command (`vastai stop instance 123`): the one thing
+ * that stops a rented box, so its exit status matters. It runs through
+ * the shell in a thread of its own (the queue goes on meanwhile), up to
+ * three times with a growing pause; a command that still fails is an
+ * error in the log and an alert to the notify URL, since the box may
+ * still be billing. */
+#define MAX_IDLE 16
+#define IDLE_TIMEOUT_S 600
 
-	if (pid == 0) {
-		/* the grandchild runs it, the child is reaped at once: no
-		 * zombie, and no SIGCHLD handling that would take the job
-		 * threads' children from them */
-		setsid();
-		if (fork() == 0) {
-			execl("/bin/sh", "sh", "-c", w->idle_command, (char *)NULL);
-			_exit(127);
-		}
-		_exit(0);
-	}
+struct idle_run {
+	pthread_t th;
+	int used, done;
+	char worker[65];
+	char command[1024];
+	long long idle_s;
+	const struct mb_config *cfg;
+};
+
+static struct idle_run idle_runs[MAX_IDLE];
+
+/* Runs cmd once: its exit code (128 + signal when killed, -1 when it did
+ * not start), the last line it wrote in last. */
+static int idle_once(const char *cmd, char *last, size_t cap)
+{
+	char buf[4096];
+	size_t len = 0;
+	int p[2], st = 0;
+	double t0 = mb_now_s();
+	pid_t pid;
+
+	last[0] = '\0';
+	if (pipe(p) != 0)
+		return -1;
+	pid = fork();
 	if (pid < 0) {
-		mb_log(MB_LOG_ERROR, "worker %s: cannot run its idle command: %s",
-		       w->name, strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		setsid();
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		ssize_t n = read(p[0], buf + len, sizeof(buf) - 1 - len);
+		pid_t w;
+
+		if (n > 0) {
+			len += (size_t)n;
+			if (len >= sizeof(buf) - 1) { /* keep the tail */
+				memmove(buf, buf + len / 2, len - len / 2);
+				len -= len / 2;
+			}
+			continue;
+		}
+		w = waitpid(pid, &st, WNOHANG);
+		if (w == pid)
+			break;
+		if (mb_now_s() - t0 > IDLE_TIMEOUT_S) {
+			kill(-pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			break;
+		}
+		usleep(100 * 1000);
+	}
+	while (len < sizeof(buf) - 1) { /* what is left in the pipe */
+		ssize_t n = read(p[0], buf + len, sizeof(buf) - 1 - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(p[0]);
+	buf[len] = '\0';
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	{
+		char *nl = strrchr(buf, '\n');
+
+		snprintf(last, cap, "%.300s", nl ? nl + 1 : buf);
+	}
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void *idle_main(void *arg)
+{
+	struct idle_run *ir = arg;
+	char last[400] = "", err[512];
+	int attempt, code = -1;
+
+	for (attempt = 1; attempt <= 3; attempt++) {
+		if (attempt > 1) {
+			struct timespec ts = { (time_t)ir->cfg->retry_base_s *
+					       (attempt - 1), 0 };
+
+			nanosleep(&ts, NULL);
+		}
+		code = idle_once(ir->command, last, sizeof(last));
+		if (code == 0) {
+			mb_log(MB_LOG_INFO, "worker %s has been idle for %lld s with "
+			       "every artifact pulled: its idle command ran "
+			       "(exit 0)", ir->worker, ir->idle_s);
+			break;
+		}
+		mb_log(MB_LOG_WARN, "worker %s: its idle command failed (exit %d, "
+		       "attempt %d of 3)%s%s", ir->worker, code, attempt,
+		       last[0] ? ": " : "", last);
+	}
+	if (code != 0) {
+		char line[1024];
+
+		snprintf(line, sizeof(line), "worker %s: its idle command failed 3 "
+			 "times (exit %d%s%s): the box may still be running and "
+			 "billing; stop it by hand", ir->worker, code,
+			 last[0] ? ": " : "", last);
+		mb_log(MB_LOG_ERROR, "%s", line);
+		if (ir->cfg->notify_url[0] != '\0' &&
+		    mb_notify_alert(ir->cfg->notify_url, "mibera: a box may still "
+				    "be running", line, err, sizeof(err)) != 0)
+			mb_log(MB_LOG_WARN, "worker %s: %s", ir->worker, err);
+	}
+	__atomic_store_n(&ir->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Joins the idle runs that ended (all of them, waiting, when wait). */
+static void reap_idle(int wait)
+{
+	int i;
+
+	for (i = 0; i < MAX_IDLE; i++)
+		if (idle_runs[i].used &&
+		    (wait || __atomic_load_n(&idle_runs[i].done, __ATOMIC_ACQUIRE))) {
+			pthread_join(idle_runs[i].th, NULL);
+			idle_runs[i].used = 0;
+		}
+}
+
+static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg)
+{
+	int i;
+
+	reap_idle(0);
+	for (i = 0; i < MAX_IDLE && idle_runs[i].used; i++)
+		;
+	if (i == MAX_IDLE) {
+		mb_log(MB_LOG_ERROR, "worker %s: too many idle commands running; "
+		       "not run", w->name);
 		return;
 	}
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	mb_log(MB_LOG_INFO, "worker %s has been idle for %lld s with every "
-	       "artifact pulled: ran its idle command", w->name,
-	       (long long)w->idle_after_s);
+	memset(&idle_runs[i], 0, sizeof(idle_runs[i]));
+	snprintf(idle_runs[i].worker, sizeof(idle_runs[i].worker), "%s", w->name);
+	snprintf(idle_runs[i].command, sizeof(idle_runs[i].command), "%s",
+		 w->idle_command);
+	idle_runs[i].idle_s = (long long)w->idle_after_s;
+	idle_runs[i].cfg = cfg;
+	if (pthread_create(&idle_runs[i].th, NULL, idle_main, &idle_runs[i]) != 0) {
+		mb_log(MB_LOG_ERROR, "worker %s: cannot run its idle command",
+		       w->name);
+		return;
+	}
+	idle_runs[i].used = 1;
 }
+
+struct idle_check {
+	struct mb_store *s;
+	const struct mb_config *cfg;
+	int at_exit;	/* --once is ending: nothing more will come */
+};
 
 static int check_idle(const struct mb_worker_row *w, void *ctx)
 {
-	struct mb_store *s = ctx;
+	struct idle_check *ic = ctx;
 	struct mb_worker_idle idle;
 	time_t now = time(NULL);
 
 	if (w->idle_command[0] == '\0' || w->idle_ran_at != 0)
 		return 0;
-	if (mb_store_worker_idle(s, w->id, &idle) != 0)
+	if (mb_store_worker_idle(ic->s, w->id, &idle) != 0)
 		return 0;
 	/* never while a job on it is under way or has artifacts there that
 	 * are not pulled and verified yet */
 	if (idle.active > 0 || idle.unpulled > 0)
 		return 0;
-	if (now - idle.since < w->idle_after_s)
+	/* under --once, nothing is left for it when the queue is done */
+	if (!ic->at_exit && now - idle.since < w->idle_after_s)
 		return 0;
-	if (mb_store_worker_idle_ran(s, w->id) == 0)
-		run_idle(w);
+	/* a worker that never ran a job under --once is not stopped */
+	if (ic->at_exit && w->last_active_at == 0)
+		return 0;
+	if (mb_store_worker_idle_ran(ic->s, w->id) == 0)
+		run_idle(w, ic->cfg);
 	return 0;
 }
 
@@ -318,14 +473,20 @@ int main(int argc, char **argv)
 			mb_coord_lock_beat(&lock);
 		}
 		if (!stopping && time(NULL) - last_idle >= cfg.idle_check_s) {
+			struct idle_check ic = { s, &cfg, 0 };
+
 			last_idle = time(NULL);
-			mb_store_worker_list(s, check_idle, s);
+			mb_store_worker_list(s, check_idle, &ic);
 		}
 		if (once && !stopping && claimed == 0 && running == 0 &&
 		    mb_store_jobs_unfinished(s, &unfinished) == 0 &&
 		    unfinished == 0) {
-			/* the last job's end may make a worker idle */
-			mb_store_worker_list(s, check_idle, s);
+			/* nothing is left for the workers: their idle
+			 * commands run now, and are waited for */
+			struct idle_check ic = { s, &cfg, 1 };
+
+			mb_store_worker_list(s, check_idle, &ic);
+			reap_idle(1);
 			break;
 		}
 		if (claimed == 0) {

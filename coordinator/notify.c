@@ -92,27 +92,23 @@ static int is_ntfy(const char *url)
 	return host != NULL && strncasecmp(host + 3, "ntfy.", 5) == 0;
 }
 
-int mb_notify_send(struct mb_store *s, const struct mb_job_row *j,
-		   const char *url, char *err, size_t errcap)
+/* POSTs body (JSON) to url, or line as plain text with a Title header to
+ * an ntfy topic; three tries. */
+static int post(const char *url, const char *title, const char *line,
+		const char *body, char *err, size_t errcap)
 {
-	char line[1400], title[200], cerr[CURL_ERROR_SIZE];
-	char *body = mb_notify_summary(s, j, line, sizeof(line));
+	char hdr[300], cerr[CURL_ERROR_SIZE];
 	struct curl_slist *h = NULL;
 	long code = 0;
 	int tries, rc = MB_ENETWORK;
 	CURL *c;
 
-	if (body == NULL)
-		return MB_ENOMEM;
 	c = curl_easy_init();
-	if (c == NULL) {
-		free(body);
+	if (c == NULL)
 		return MB_ENOMEM;
-	}
 	if (is_ntfy(url)) {
-		snprintf(title, sizeof(title), "Title: mibera job %lld %s",
-			 (long long)j->id, j->state);
-		h = curl_slist_append(h, title);
+		snprintf(hdr, sizeof(hdr), "Title: %s", title);
+		h = curl_slist_append(h, hdr);
 		h = curl_slist_append(h, "Content-Type: text/plain; charset=utf-8");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, line);
 	} else {
@@ -154,6 +150,42 @@ int mb_notify_send(struct mb_store *s, const struct mb_job_row *j,
 	}
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
+	return rc;
+}
+
+int mb_notify_send(struct mb_store *s, const struct mb_job_row *j,
+		   const char *url, char *err, size_t errcap)
+{
+	char line[1400], title[200];
+	char *body = mb_notify_summary(s, j, line, sizeof(line));
+	int rc;
+
+	if (body == NULL)
+		return MB_ENOMEM;
+	snprintf(title, sizeof(title), "mibera job %lld %s", (long long)j->id,
+		 j->state);
+	rc = post(url, title, line, body, err, errcap);
 	free(body);
+	return rc;
+}
+
+int mb_notify_alert(const char *url, const char *title, const char *line,
+		    char *err, size_t errcap)
+{
+	struct mb_buf b;
+	int rc;
+
+	mb_buf_init(&b, 1 << 16);
+	mb_buf_adds(&b, "{\"text\":");
+	mb_json_quote(&b, line);
+	mb_buf_adds(&b, ",\"content\":");
+	mb_json_quote(&b, line);
+	mb_buf_adds(&b, ",\"alert\":");
+	mb_json_quote(&b, title);
+	mb_buf_adds(&b, "}");
+	rc = mb_buf_error(&b);
+	if (rc == 0)
+		rc = post(url, title, line, b.data, err, errcap);
+	mb_buf_release(&b);
 	return rc;
 }

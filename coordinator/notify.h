@@ -32,4 +32,10 @@ char *mb_notify_summary(struct mb_store *s, const struct mb_job_row *j,
 int mb_notify_send(struct mb_store *s, const struct mb_job_row *j,
 		   const char *url, char *err, size_t errcap);
 
+/* POSTs an alert that is not about one job (a worker's idle command
+ * failed, so a box may still be billing): {"text","content","alert"}, or
+ * the plain line to an ntfy topic. */
+int mb_notify_alert(const char *url, const char *title, const char *line,
+		    char *err, size_t errcap);
+
 #endif

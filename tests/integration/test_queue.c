@@ -779,7 +779,51 @@ static void test_one_coordinator(void **state)
 	assert_null(strstr(out, "0 jobs"));
 	assert_non_null(strstr(out, "jobs.db"));
 	free(out);
+	{
+		/* the good copy back, without what the damaged one left */
+		char side[900];
+
+		snprintf(side, sizeof(side), "%s-wal", db);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", db);
+		unlink(side);
+	}
 	assert_int_equal(rename(dbcopy, db), 0);
+}
+
+/* A worker's idle command is what stops a rented box: under --once it
+ * runs when nothing is left for the worker (not --idle-after later, when
+ * no coordinator is there to run it), and one that fails is tried again
+ * and then reported loudly, with what it said. */
+static void test_idle_command_under_once_and_failing(void **state)
+{
+	char model[700], idle4[700], cmd[2000], *out;
+
+	(void)state;
+	write_config("{\"retry_base_s\": 1}");
+	path_in(idle4, sizeof(idle4), "idle-w4");
+	snprintf(cmd, sizeof(cmd), "--idle-command 'echo the box said no >&2; "
+		 "exit 3' --idle-after 1000");
+	add_worker("w3", cmd);
+	snprintf(cmd, sizeof(cmd), "--idle-command 'date +%%s >> %s' --idle-after "
+		 "1000", idle4);
+	add_worker("w4", cmd);
+	path_in(model, sizeof(model), "tiny");
+	assert_int_equal(run(&out, "mibera-job submit %s --worker w3 --quant Q8_0 "
+			     "--no-smoke", model), 0);
+	free(out);
+	assert_int_equal(run(&out, "mibera-job submit %s --worker w4 --quant Q8_0 "
+			     "--no-smoke", model), 0);
+	free(out);
+	if (run(&out, "mibera-coordinator --once") != 0)
+		fail_msg("coordinator: %s", out);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "worker w3: its idle command failed (exit 3, "
+				    "attempt 3 of 3): the box said no"));
+	assert_non_null(strstr(out, "may still be running"));
+	assert_non_null(strstr(out, "worker w4 has been idle"));
+	free(out);
+	assert_int_equal(count_lines(idle4), 1);
 }
 
 int main(void)
@@ -790,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_during_a_worker_step_then_retry),
 		cmocka_unit_test(test_killed_during_quantize_with_a_long_journal),
 		cmocka_unit_test(test_one_coordinator),
+		cmocka_unit_test(test_idle_command_under_once_and_failing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
