@@ -122,7 +122,7 @@ struct idle_run {
 	int used, done;
 	char worker[65];
 	char command[1024];
-	long long idle_s;
+	long long idle_s;	/* how long it was idle; -1: --once ended */
 	const struct mb_config *cfg;
 };
 
@@ -216,9 +216,14 @@ static void *idle_main(void *arg)
 		}
 		code = idle_once(ir->command, last, sizeof(last));
 		if (code == 0) {
-			mb_log(MB_LOG_INFO, "worker %s has been idle for %lld s with "
-			       "every artifact pulled: its idle command ran "
-			       "(exit 0)", ir->worker, ir->idle_s);
+			if (ir->idle_s < 0)
+				mb_log(MB_LOG_INFO, "worker %s has nothing left to do "
+				       "and every artifact is pulled: its idle "
+				       "command ran (exit 0)", ir->worker);
+			else
+				mb_log(MB_LOG_INFO, "worker %s has been idle for "
+				       "%lld s with every artifact pulled: its idle "
+				       "command ran (exit 0)", ir->worker, ir->idle_s);
 			break;
 		}
 		mb_log(MB_LOG_WARN, "worker %s: its idle command failed (exit %d, "
@@ -255,7 +260,8 @@ static void reap_idle(int wait)
 		}
 }
 
-static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg)
+static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg,
+		     int at_exit)
 {
 	int i;
 
@@ -271,7 +277,7 @@ static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg)
 	snprintf(idle_runs[i].worker, sizeof(idle_runs[i].worker), "%s", w->name);
 	snprintf(idle_runs[i].command, sizeof(idle_runs[i].command), "%s",
 		 w->idle_command);
-	idle_runs[i].idle_s = (long long)w->idle_after_s;
+	idle_runs[i].idle_s = at_exit ? -1 : (long long)w->idle_after_s;
 	idle_runs[i].cfg = cfg;
 	if (pthread_create(&idle_runs[i].th, NULL, idle_main, &idle_runs[i]) != 0) {
 		mb_log(MB_LOG_ERROR, "worker %s: cannot run its idle command",
@@ -308,7 +314,7 @@ static int check_idle(const struct mb_worker_row *w, void *ctx)
 	if (ic->at_exit && w->last_active_at == 0)
 		return 0;
 	if (mb_store_worker_idle_ran(ic->s, w->id) == 0)
-		run_idle(w, ic->cfg);
+		run_idle(w, ic->cfg, ic->at_exit);
 	return 0;
 }
 

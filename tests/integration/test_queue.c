@@ -821,7 +821,7 @@ static void test_idle_command_under_once_and_failing(void **state)
 	assert_non_null(strstr(out, "worker w3: its idle command failed (exit 3, "
 				    "attempt 3 of 3): the box said no"));
 	assert_non_null(strstr(out, "may still be running"));
-	assert_non_null(strstr(out, "worker w4 has been idle"));
+	assert_non_null(strstr(out, "worker w4 has nothing left to do"));
 	free(out);
 	assert_int_equal(count_lines(idle4), 1);
 }
