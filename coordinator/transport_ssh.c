@@ -391,8 +391,8 @@ static int check_host_key(struct ssh *s)
 			"host key for %s is %s, not the %s you accepted",
 			s->host, fp, s->accept_fp);
 	return mb_transport_fail(&s->base, MB_EHOSTKEY,
-				 "unknown host key for %s: %s; pass "
-				 "--accept-host-key %s after checking it",
+				 "unknown host key for %s: %s (pass "
+				 "--accept-host-key %s after checking it)",
 				 s->host, fp, fp);
 accept:
 	snprintf(s->base.fingerprint, sizeof(s->base.fingerprint), "%s", fp);

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "common/fs.h"
 #include "common/json.h"
 #include "mb_version.h"
@@ -143,7 +144,8 @@ int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
 	rc = hello_once(t, w, agent, hello, hello_cap, err, errcap);
 	if (rc != MB_EPROTO || !bootstrap)
 		return rc;
-	/* the bundle and the script were built beside this program */
+	/* the bundle and the script: beside this program in a build tree,
+	 * in PREFIX/share/mibera in an installed copy */
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
 		return MB_EINTERNAL;
@@ -151,10 +153,25 @@ int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
 	{
 		const char *bin = dirname(self);
 
-		snprintf(bundle, sizeof(bundle), "%s/mibera-src.tar.zst", bin);
+		snprintf(bundle, sizeof(bundle), "%s/mibera-src.tar.gz", bin);
 		snprintf(script, sizeof(script), "%s/mibera-worker-bootstrap.sh", bin);
+		if (access(bundle, R_OK) != 0) {
+			snprintf(bundle, sizeof(bundle), "%.1000s/../share/mibera/"
+				 "mibera-src.tar.gz", bin);
+			snprintf(script, sizeof(script), "%.1000s/../share/mibera/"
+				 "mibera-worker-bootstrap.sh", bin);
+		}
+		if (access(bundle, R_OK) != 0 || access(script, R_OK) != 0) {
+			mb_seterr(err, errcap, "the agent on '%s' is missing or of "
+				  "another version, and this mibera has no worker "
+				  "bundle to install it with (looked beside %s and in "
+				  "%s/../share/mibera): install mibera with `cmake "
+				  "--install`, or pass --agent PATH", w->target, bin,
+				  bin);
+			return MB_ENOENT;
+		}
 	}
-	snprintf(rbundle, sizeof(rbundle), "%.1000s/mibera-src.tar.zst", w->dir);
+	snprintf(rbundle, sizeof(rbundle), "%.1000s/mibera-src.tar.gz", w->dir);
 	snprintf(rscript, sizeof(rscript), "%.1000s/bootstrap.sh", w->dir);
 	rc = mb_transport_mkdirs(t, w->dir);
 	if (rc == 0)
@@ -175,12 +192,28 @@ int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
 	x.timeout_ms = 60 * 60 * 1000; /* llama.cpp may be built: minutes */
 	rc = mb_transport_exec(t, &x);
 	if (rc == 0 && x.status != 0) {
-		const char *tail = eb.data ? eb.data : "";
+		/* the step that failed (the script's last line), then what
+		 * the tool said just before it */
+		const char *all = eb.data ? eb.data : "", *p, *q, *at = NULL;
+		char phase[300] = "", detail[500] = "";
 
-		if (eb.len > 600)
-			tail = eb.data + eb.len - 600;
-		mb_seterr(err, errcap, "bootstrap on '%s' failed (exit %d): %s",
-			  w->target, x.status, tail);
+		for (p = all; (q = strstr(p, "bootstrap: failed while ")) != NULL;
+		     p = q + 1)
+			at = q;
+		if (at != NULL) {
+			const char *e = strchr(at, '\n');
+			const char *from = at - all > 400 ? at - 400 : all;
+
+			snprintf(phase, sizeof(phase), "%.*s",
+				 (int)(e ? e - at : (long)strlen(at)) - 11, at + 11);
+			mb_printable_n(detail, sizeof(detail), from,
+				       (size_t)(at - from), 1);
+		} else {
+			mb_printable(detail, sizeof(detail),
+				     eb.len > 400 ? all + eb.len - 400 : all);
+		}
+		mb_seterr(err, errcap, "bootstrap on '%s' %s: %s", w->target,
+			  phase[0] ? phase : "failed", detail);
 		rc = MB_EIO;
 	}
 	mb_buf_release(&eb);

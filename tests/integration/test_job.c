@@ -580,19 +580,30 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 
 static void test_bootstrap_installs_the_agent(void **state)
 {
-	char args[2048], path[900], *out;
+	char args[2048], path[900], inst[700], *out;
 	const char *fp;
 
 	(void)state;
+	/* an installed copy, as the README's `worker add` runs it: the
+	 * bundle and the bootstrap script come with the programs */
+	snprintf(inst, sizeof(inst), "%s/inst", root);
+	snprintf(args, sizeof(args), "cmake --install %s --prefix %s", MB_BINARY_DIR,
+		 inst);
+	if (th_capture(args, &out) != 0)
+		fail_msg("cmake --install: %s", out);
+	free(out);
+	snprintf(path, sizeof(path), "%s/share/mibera/mibera-src.tar.gz", inst);
+	assert_int_equal(access(path, R_OK), 0);
 	/* no --agent: an empty worker directory gets the agent built from
-	 * the bundle this build made */
-	snprintf(args, sizeof(args), "worker add w3 box1 --dir %s/wd3", root);
-	assert_int_equal(run("mibera-job", args, &out), 1);
+	 * the bundle the installed copy carries */
+	snprintf(args, sizeof(args), "%s/bin/mibera-job worker add w3 box1 --dir "
+		 "%s/wd3", inst, root);
+	assert_int_equal(th_capture(args, &out), 1);
 	fp = fingerprint_in(out);
 	free(out);
 	snprintf(args + strlen(args), sizeof(args) - strlen(args),
 		 " --accept-host-key %s", fp);
-	if (run("mibera-job", args, &out) != 0)
+	if (th_capture(args, &out) != 0)
 		fail_msg("worker add with bootstrap: %s", out);
 	assert_non_null(strstr(out, "added worker w3"));
 	assert_non_null(strstr(out, "agent 0.1.0"));
