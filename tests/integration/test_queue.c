@@ -402,6 +402,19 @@ static void test_two_workers_four_jobs(void **state)
 	free(out);
 }
 
+/* Submits the 40-layer model to w1 with quants, no smoke; it must get
+ * job id want. */
+static void submit_big(const char *quants, const char *want)
+{
+	char model[700], *out;
+
+	path_in(model, sizeof(model), "big");
+	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant %s "
+			     "--no-smoke", model, quants), 0);
+	assert_int_equal(atoi(out), atoi(want));
+	free(out);
+}
+
 /* Waits until job's step is running; returns 1, or 0 after 60 s. */
 static int wait_step(const char *job, const char *step)
 {
@@ -457,7 +470,7 @@ static int verified_chunks(int job)
 static void test_killed_during_convert_and_pull(void **state)
 {
 	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char model[700], *out, *l, *save = NULL;
+	char *out, *l, *save = NULL;
 	long long reused = 0;
 	pid_t pid;
 	int st, verified, done_events = 0;
@@ -466,11 +479,7 @@ static void test_killed_during_convert_and_pull(void **state)
 	(void)state;
 	/* small chunks, so the pull has chunks verified before the kill */
 	write_config("{\"chunk_mib\": 4, \"pull_streams\": 2}");
-	path_in(model, sizeof(model), "big");
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant Q8_0 "
-			     "--no-smoke", model), 0);
-	assert_string_equal(out, "5\n");
-	free(out);
+	submit_big("Q8_0", "5");
 
 	/* kill -9 during convert */
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
@@ -545,18 +554,14 @@ static int processes_with(const char *what)
 static void test_cancel_during_a_worker_step_then_retry(void **state)
 {
 	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char model[700], what[800], *out;
+	char what[800], *out;
 	cJSON *doc, *job;
 	pid_t pid;
 	int st;
 
 	(void)state;
 	write_config("{}");
-	path_in(model, sizeof(model), "big");
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant "
-			     "Q4_K_M --no-smoke", model), 0);
-	assert_string_equal(out, "6\n");
-	free(out);
+	submit_big("Q4_K_M", "6");
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
 	assert_true(wait_step("6", "quantize"));
 	/* [m]: the pattern does not match the shell that runs pgrep */
@@ -620,7 +625,7 @@ static long long journal_size(int job, const char *wstep)
 static void test_killed_during_quantize_with_a_long_journal(void **state)
 {
 	char *coord_argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char model[700], q[1200], *out;
+	char q[1200], *out;
 	long long t0, q4 = 0;
 	cJSON *doc, *job;
 	pid_t pid;
@@ -628,11 +633,7 @@ static void test_killed_during_quantize_with_a_long_journal(void **state)
 
 	(void)state;
 	write_config("{}");
-	path_in(model, sizeof(model), "big");
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant "
-			     "Q8_0,Q4_K_M --no-smoke", model), 0);
-	assert_string_equal(out, "7\n");
-	free(out);
+	submit_big("Q8_0,Q4_K_M", "7");
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
 	/* kill once Q4_K_M's journal holds more than 16 KiB */
 	t0 = th_now_ms();
