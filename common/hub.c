@@ -70,9 +70,56 @@ int mb_hub_repo_id_ok(const char *s)
 	return 1;
 }
 
+int mb_hub_token(char *out, size_t cap)
+{
+	const char *env = getenv("HF_TOKEN"), *p;
+	char path[4096];
+	char *data = NULL;
+	size_t len = 0, a, b;
+
+	if (cap > 0)
+		out[0] = '\0';
+	if (env != NULL && *env != '\0') {
+		if (strlen(env) >= cap)
+			return MB_ETOOBIG;
+		snprintf(out, cap, "%s", env);
+		return 0;
+	}
+	/* where `hf auth login` keeps it, in huggingface_hub's order */
+	if ((p = getenv("HF_TOKEN_PATH")) != NULL && *p != '\0')
+		snprintf(path, sizeof(path), "%s", p);
+	else if ((p = getenv("HF_HOME")) != NULL && *p != '\0')
+		snprintf(path, sizeof(path), "%s/token", p);
+	else if ((p = getenv("XDG_CACHE_HOME")) != NULL && *p != '\0')
+		snprintf(path, sizeof(path), "%s/huggingface/token", p);
+	else if ((p = getenv("HOME")) != NULL && *p != '\0')
+		snprintf(path, sizeof(path), "%s/.cache/huggingface/token", p);
+	else
+		return MB_ENOENT;
+	if (mb_read_file(path, 4096, &data, &len) != 0)
+		return MB_ENOENT;
+	for (a = 0; a < len && (data[a] == ' ' || data[a] == '\n' ||
+				data[a] == '\r' || data[a] == '\t'); a++)
+		;
+	for (b = len; b > a && (data[b - 1] == ' ' || data[b - 1] == '\n' ||
+				data[b - 1] == '\r' || data[b - 1] == '\t'); b--)
+		;
+	if (b == a || b - a >= cap || memchr(data + a, '\n', b - a) != NULL) {
+		free(data);
+		return b == a ? MB_ENOENT : MB_EFORMAT;
+	}
+	memcpy(out, data + a, b - a);
+	out[b - a] = '\0';
+	for (a = 0; a < len; a++) /* the secret leaves memory */
+		((volatile char *)data)[a] = 0;
+	free(data);
+	return 0;
+}
+
 int mb_hub_init(struct mb_hub *h, const char *endpoint, const char *token)
 {
 	const char *off = getenv("HF_HUB_OFFLINE");
+	char found[512];
 	size_t n;
 
 	memset(h, 0, sizeof(*h));
@@ -90,14 +137,15 @@ int mb_hub_init(struct mb_hub *h, const char *endpoint, const char *token)
 		return MB_EINVAL;
 	memcpy(h->endpoint, endpoint, n);
 	h->endpoint[n] = '\0';
-	if (token == NULL)
-		token = getenv("HF_TOKEN");
+	if (token == NULL && mb_hub_token(found, sizeof(found)) == 0)
+		token = found;
 	if (token != NULL && *token != '\0') {
 		h->token = mb_strdup(token);
 		if (h->token == NULL)
 			return MB_ENOMEM;
 		mb_log_add_secret(token); /* short test tokens are refused: fine */
 	}
+	memset(found, 0, sizeof(found));
 	h->offline = off != NULL && (strcmp(off, "1") == 0 ||
 				     strcasecmp(off, "true") == 0 ||
 				     strcasecmp(off, "yes") == 0);
@@ -438,7 +486,9 @@ int mb_hub_answer_error(struct mb_hub *h, const struct mb_hub_answer *a,
 		if (h->token == NULL)
 			seterr(h, "'%s' is a gated repository: accept its terms "
 			       "at %s/%s and set HF_TOKEN to a token of that "
-			       "account", repo, h->endpoint, repo);
+			       "account (or `hf auth login`; for queued jobs, in "
+			       "the coordinator's environment or its unit's "
+			       "EnvironmentFile)", repo, h->endpoint, repo);
 		else
 			seterr(h, "'%s' is gated and the token has no access: "
 			       "accept its terms at %s/%s with the token's "
@@ -448,7 +498,8 @@ int mb_hub_answer_error(struct mb_hub *h, const struct mb_hub_answer *a,
 	if (strcmp(code, "RepoNotFound") == 0 ||
 	    (st == 401 && code[0] == '\0')) {
 		seterr(h, "repository '%s' not found%s", repo,
-		       h->token == NULL ? " (if it is private, set HF_TOKEN)"
+		       h->token == NULL ? " (if it is private, set HF_TOKEN or "
+					  "run `hf auth login`)"
 					: " or not visible to the token");
 		return st == 401 || st == 404 ? MB_ENOENT : MB_EAUTH;
 	}

@@ -41,6 +41,12 @@ struct mb_hub {
  * not http(s)). */
 int mb_hub_init(struct mb_hub *h, const char *endpoint, const char *token);
 
+/* The Hugging Face token as huggingface_hub finds it: HF_TOKEN, else the
+ * file `hf auth login` wrote ($HF_TOKEN_PATH, else $HF_HOME/token, else
+ * ${XDG_CACHE_HOME:-~/.cache}/huggingface/token), trimmed. MB_ENOENT when
+ * there is none. */
+int mb_hub_token(char *out, size_t cap);
+
 /* Frees the handle and wipes the token; NULL-safe. */
 void mb_hub_release(struct mb_hub *h);
 

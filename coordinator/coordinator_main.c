@@ -24,6 +24,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/hub.h"
 #include "common/log.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/config.h"
@@ -357,14 +358,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	mb_log_set_sink(mb_log_stderr_sink, "mibera-coordinator");
-	if (getenv("HF_TOKEN") != NULL && *getenv("HF_TOKEN") != '\0') {
-		/* the token goes to the worker steps that fetch, on their
-		 * stdin, and to nothing else: not the idle command, not the
-		 * smoke test, not ssh; it leaves the environment here */
-		token = strdup(getenv("HF_TOKEN"));
-		if (token == NULL)
-			return 1;
-		mb_log_add_secret(token);
+	{
+		/* the token (HF_TOKEN, or the file `hf auth login` wrote)
+		 * goes to the worker steps that fetch, on their stdin, and to
+		 * nothing else: not the idle command, not the smoke test, not
+		 * ssh; it leaves the environment here */
+		char found[512];
+
+		if (mb_hub_token(found, sizeof(found)) == 0) {
+			token = strdup(found);
+			if (token == NULL)
+				return 1;
+			mb_log_add_secret(token);
+		}
+		memset(found, 0, sizeof(found));
 	}
 	unsetenv("HF_TOKEN");
 	signal(SIGTERM, on_signal);

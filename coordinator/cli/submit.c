@@ -14,8 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/err.h"
 #include "common/hub.h"
+#include "common/json.h"
 #include "common/modelcfg.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/lock.h"
@@ -29,6 +32,73 @@ static int usage(void)
 		"[--no-smoke]\n"
 		"           [--notify URL] [--json]\n");
 	return 2;
+}
+
+/* Asks the hub whether source exists and is readable with our token,
+ * before a box is paid for. 0 with *bytes the size of the repo's
+ * safetensors and small files (what fetch downloads) when it is; 1 when
+ * the hub could not be asked (the job is queued anyway, with a warning);
+ * -1 when the hub said no (err says why). */
+static int check_source(const char *source, uint64_t *bytes, char *err,
+			size_t errcap)
+{
+	char repo[300], *at;
+	struct mb_hub h;
+	struct mb_hub_repo *r = NULL;
+	size_t i;
+	int rc;
+
+	*bytes = 0;
+	snprintf(repo, sizeof(repo), "%s", source);
+	at = strchr(repo, '@');
+	if (at != NULL)
+		*at++ = '\0';
+	if (mb_hub_init(&h, NULL, NULL) != 0)
+		return 1;
+	if (h.offline) {
+		mb_hub_release(&h);
+		return 1;
+	}
+	h.max_attempts = 2;
+	rc = mb_hub_list(&h, repo, at, &r);
+	if (rc == MB_ENOENT || rc == MB_EAUTH) {
+		snprintf(err, errcap, "%s", h.err);
+		mb_hub_release(&h);
+		return -1;
+	}
+	if (rc != 0) {
+		snprintf(err, errcap, "%s", h.err[0] ? h.err : mb_strerror(rc));
+		mb_hub_release(&h);
+		return 1;
+	}
+	for (i = 0; i < r->nfiles; i++) {
+		const char *p = r->files[i].path;
+		size_t n = strlen(p);
+
+		if ((n > 12 && strcmp(p + n - 12, ".safetensors") == 0) ||
+		    strchr(p, '/') == NULL)
+			*bytes += r->files[i].size;
+	}
+	mb_hub_repo_free(r);
+	mb_hub_release(&h);
+	return 0;
+}
+
+/* The worker disk a job needs: the download, the F16 (about the size of
+ * 16-bit weights) and each quant, with 5% to spare. */
+static uint64_t disk_needed(uint64_t download, const char *quants)
+{
+	char list[256], *q, *save = NULL;
+	double need = 2.0 * (double)download;
+
+	snprintf(list, sizeof(list), "%s", quants);
+	for (q = strtok_r(list, ",", &save); q; q = strtok_r(NULL, ",", &save)) {
+		const struct mb_quant_type *t = mb_quant_find(q);
+
+		if (t != NULL)
+			need += (double)download * t->bpw / 16.0;
+	}
+	return (uint64_t)(need * 1.05);
 }
 
 struct one_worker {
@@ -52,6 +122,7 @@ int cmd_submit(int argc, char **argv)
 	struct mb_store *s = NULL;
 	const char *worker = NULL;
 	char err[1024], list[256];
+	uint64_t download = 0;
 	struct one_worker ow = { 0, "" };
 	int i, json = 0, rc;
 
@@ -107,6 +178,20 @@ int cmd_submit(int argc, char **argv)
 		return 2;
 	}
 	snprintf(j.quants, sizeof(j.quants), "%s", list);
+	/* a repo that does not exist, or that the token cannot read, is
+	 * refused here rather than on the rented box */
+	if (!mb_job_source_is_path(j.source)) {
+		err[0] = '\0';
+		rc = check_source(j.source, &download, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "mibera-job submit: %s\n", err);
+			return 1;
+		}
+		if (rc > 0)
+			fprintf(stderr, "mibera-job submit: warning: cannot check "
+				"'%s' on the hub%s%s; queued anyway\n", j.source,
+				err[0] ? ": " : "", err);
+	}
 	rc = mb_store_open(NULL, &s, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job: %s\n", err);
@@ -131,6 +216,27 @@ int cmd_submit(int argc, char **argv)
 			"add first)\n", worker);
 		mb_store_close(s);
 		return 1;
+	}
+	if (download > 0) {
+		/* the worker's free disk at its last check, against what the
+		 * job will put there */
+		cJSON *hello = mb_json_parse(w.hello, strlen(w.hello));
+		uint64_t free_b = 0, need = disk_needed(download, j.quants);
+
+		if (hello != NULL &&
+		    mb_json_get_u64(hello, "disk_free", MB_JSON_MAX_INT, &free_b) == 0 &&
+		    free_b < need) {
+			fprintf(stderr, "mibera-job submit: '%s' had %.1f GB free in "
+				"%s at its last check; this job needs about %.1f GB "
+				"(the download, the F16 and each quant). Free space "
+				"there (then mibera-job worker check %s), or use a "
+				"bigger box\n", w.name, (double)free_b / 1e9, w.dir,
+				(double)need / 1e9, w.name);
+			cJSON_Delete(hello);
+			mb_store_close(s);
+			return 1;
+		}
+		cJSON_Delete(hello);
 	}
 	j.worker_id = w.id;
 	rc = mb_store_job_add(s, &j);

@@ -416,6 +416,20 @@ static void test_gated_and_missing(void **state)
 	assert_int_equal(run_job("inspect org/gated-tiny", &out, err, sizeof(err)),
 			 0);
 	free(out);
+	unsetenv("HF_TOKEN");
+	{
+		/* or the file `hf auth login` writes, as huggingface_hub
+		 * reads it */
+		char tp[700];
+
+		snprintf(tp, sizeof(tp), "%s/hf-token", root);
+		assert_int_equal(th_write_file(tp, TOKEN "\n", strlen(TOKEN) + 1), 0);
+		setenv("HF_TOKEN_PATH", tp, 1);
+		assert_int_equal(run_job("inspect org/gated-tiny", &out, err,
+					 sizeof(err)), 0);
+		free(out);
+		unsetenv("HF_TOKEN_PATH");
+	}
 	/* the token never shows in what a person sees */
 	unsetenv("HF_TOKEN");
 	assert_int_equal(run_job("inspect org/nothing-here", &out, err,

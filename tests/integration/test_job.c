@@ -616,6 +616,46 @@ static void test_bootstrap_installs_the_agent(void **state)
 	free(out);
 }
 
+/* A repo that does not exist is refused at submit, before any box is
+ * paid for; one that exists is queued. */
+static void test_submit_checks_the_source(void **state)
+{
+	struct th_hub hub;
+	char *out;
+
+	(void)state;
+	slow_hub_start(&hub, 100000000);
+	assert_int_equal(run("mibera-job", "submit org/nothing-here --worker w1 "
+			     "--quant Q8_0", &out), 1);
+	assert_non_null(strstr(out, "not found"));
+	free(out);
+	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	assert_null(strstr(out, "org/nothing-here"));
+	free(out);
+	/* a hub that cannot be reached: queued, with a warning */
+	setenv("HF_ENDPOINT", "http://127.0.0.1:9", 1);
+	assert_int_equal(run("mibera-job", "submit org/slow --worker w1 --quant "
+			     "Q8_0", &out), 0);
+	assert_non_null(strstr(out, "cannot check"));
+	free(out);
+	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	{
+		/* that one is not for running here */
+		cJSON *doc = cJSON_Parse(out);
+		const cJSON *j = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "jobs"), 0);
+		char args[64];
+
+		snprintf(args, sizeof(args), "cancel %d",
+			 (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "id")));
+		cJSON_Delete(doc);
+		free(out);
+		assert_int_equal(run("mibera-job", args, &out), 0);
+	}
+	free(out);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -627,6 +667,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_then_retry),
 		cmocka_unit_test(test_bootstrap_installs_the_agent),
 		cmocka_unit_test(test_manifest_names_only_the_jobs_ggufs),
+		cmocka_unit_test(test_submit_checks_the_source),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
