@@ -1,29 +1,209 @@
 /*
- * mibera-job logs [-f] JOB: the events the job's steps reported, in order;
- * with -f, goes on printing new ones as they are stored until the job
- * ends (succeeded, failed or cancelled), like tail -f.
+ * mibera-job logs [-f] [--step STEP] [--json] JOB: the events the job's
+ * steps reported, in order, for a person: the time, the step and what
+ * happened ("converted ... in 53.5 s", "repaired hidden_size: 2560 ->
+ * 5120"); progress is one line that updates in place on a terminal (bytes,
+ * rate and time left) and only its last state elsewhere. With -f it goes
+ * on as new events are stored until the job ends, like tail -f; the job's
+ * state is the last line. --json prints the stored events as they are,
+ * one JSON object a line (proto/PROTOCOL.md, "Events").
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "common/json.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
-#include "proto/event.h"
 #include "coordinator/store.h"
+#include "proto/event.h"
+
+struct logs {
+	int64_t last;		/* the last event shown */
+	int json;
+	int tty;
+	const char *step;	/* only this step's; NULL: all */
+	int progress_open;	/* a progress line waits for its end */
+	char pending[512];	/* off a terminal: the latest progress line */
+};
+
+static double num(const cJSON *doc, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, key);
+
+	return cJSON_IsNumber(v) && isfinite(v->valuedouble) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *doc, const char *key)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc,
+									       key));
+
+	return s ? s : "";
+}
+
+static void human(double b, char *out, size_t cap)
+{
+	const char *u[] = { "B", "kB", "MB", "GB", "TB" };
+	int i = 0;
+
+	while (b >= 1000 && i < 4) {
+		b /= 1000;
+		i++;
+	}
+	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void duration(double s, char *out, size_t cap)
+{
+	long t = (long)(s + 0.5);
+
+	if (t >= 3600)
+		snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(out, cap, "%lds", t);
+}
+
+/* One event in words; 1 when it is a progress line. */
+static int describe(const char *type, const cJSON *d, char *out, size_t cap)
+{
+	char a[32], b[32], c[32], e[32];
+
+	if (strcmp(type, "progress") == 0) {
+		double done = num(d, "done"), total = num(d, "total");
+		double rate = num(d, "rate");
+
+		human(done, a, sizeof(a));
+		human(total, b, sizeof(b));
+		human(rate, c, sizeof(c));
+		if (rate > 0 && total > done)
+			duration((total - done) / rate, e, sizeof(e));
+		else
+			snprintf(e, sizeof(e), "-");
+		snprintf(out, cap, "%.120s  %s of %s (%.0f%%)  %s/s  ETA %s",
+			 str(d, "what"), a, b, total > 0 ? 100 * done / total : 0,
+			 c, e);
+		return 1;
+	}
+	if (strcmp(type, "repair") == 0) {
+		char *cl = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(
+			d, "claimed"));
+		char *ac = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(
+			d, "actual"));
+
+		snprintf(out, cap, "repaired %s: %.60s -> %.60s (%s: %.200s)",
+			 str(d, "key"),
+			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "missing"))
+				 ? "missing" : cl ? cl : "?",
+			 ac ? ac : "?", str(d, "source"), str(d, "evidence"));
+		cJSON_free(cl);
+		cJSON_free(ac);
+	} else if (strcmp(type, "done") == 0 && *str(d, "file") != '\0') {
+		human(num(d, "bytes"), a, sizeof(a));
+		snprintf(out, cap, "wrote %.200s: %s, %.0f tensors in %.1f s, %.0f "
+			 "config repairs, peak RSS %.0f MiB", str(d, "file"), a,
+			 num(d, "tensors"), num(d, "seconds"), num(d, "repairs"),
+			 num(d, "peak_rss") / 1048576);
+	} else if (strcmp(type, "result") == 0 && *str(d, "repo") != '\0') {
+		human(num(d, "bytes"), a, sizeof(a));
+		human(num(d, "fetched"), b, sizeof(b));
+		snprintf(out, cap, "fetched %.120s@%.12s: %.0f files, %s (%s "
+			 "downloaded) in %.1f s%s%s", str(d, "repo"), str(d, "commit"),
+			 num(d, "files"), a, b, num(d, "seconds"),
+			 *str(d, "message") ? ": " : "", str(d, "message"));
+	} else if (strcmp(type, "pulled") == 0) {
+		human(num(d, "bytes"), a, sizeof(a));
+		human(num(d, "reused"), b, sizeof(b));
+		snprintf(out, cap, "%s %.200s: %s in %.1f s over %.0f streams (%s "
+			 "kept from before)",
+			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
+				 ? "pulled and verified" : "FAILED to pull",
+			 str(d, "file"), a, num(d, "seconds"), num(d, "streams"), b);
+	} else if (strcmp(type, "finished") == 0) {
+		snprintf(out, cap, "%s %s (exit %.0f) in %.1f s, peak RSS %.0f MiB",
+			 str(d, "wstep"),
+			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
+				 ? "finished" : "failed",
+			 num(d, "exit"), num(d, "seconds"),
+			 num(d, "peak_rss") / 1048576);
+	} else if (strcmp(type, "error") == 0) {
+		snprintf(out, cap, "error: %.400s", str(d, "message"));
+	} else if (strcmp(type, "log") == 0) {
+		snprintf(out, cap, "%s: %.400s", str(d, "level"), str(d, "msg"));
+	} else if (strcmp(type, "fallback") == 0) {
+		snprintf(out, cap, "tensor %.200s stored as %s, not %s (rows of %.0f)",
+			 str(d, "tensor"), str(d, "to"), str(d, "from"),
+			 num(d, "ncols"));
+	} else {
+		/* a type this version does not know: its members as they are */
+		cJSON *copy = cJSON_Duplicate(d, 1);
+		static const char *const env[] = { "v", "seq", "ms", "step", "type",
+						   NULL };
+		char *t;
+		int k;
+
+		for (k = 0; copy != NULL && env[k] != NULL; k++)
+			cJSON_DeleteItemFromObjectCaseSensitive(copy, env[k]);
+		t = copy ? cJSON_PrintUnformatted(copy) : NULL;
+		snprintf(out, cap, "%s %.400s", type, t ? t : "");
+		cJSON_free(t);
+		cJSON_Delete(copy);
+	}
+	return 0;
+}
+
+static void end_progress(struct logs *l)
+{
+	if (l->progress_open && l->tty)
+		fputc('\n', stdout);
+	else if (l->progress_open)
+		printf("%s\n", l->pending);
+	l->progress_open = 0;
+}
 
 static int print_event(int64_t id, const char *step, int64_t at_ms,
 		       const char *type, const char *data, void *ctx)
 {
-	int64_t *last = ctx;
+	struct logs *l = ctx;
+	char safe[MB_EVENT_MAX], what[1024], when[16];
+	time_t t = (time_t)(at_ms / 1000);
+	struct tm tm;
+	cJSON *doc;
 
-	(void)at_ms;
-	*last = id;
-	char safe[MB_EVENT_MAX];
-
-	printf("%-10s %-9s %s\n", step ? step : "", type,
-	       mb_printable(safe, sizeof(safe), data));
+	l->last = id;
+	if (l->step != NULL && strcmp(step ? step : "", l->step) != 0)
+		return 0;
+	if (l->json) {
+		printf("%s\n", mb_printable(safe, sizeof(safe), data));
+		return 0;
+	}
+	doc = mb_json_parse(data, strlen(data));
+	if (doc == NULL)
+		return 0;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	if (describe(type, doc, what, sizeof(what))) {
+		/* progress: one line, rewritten */
+		snprintf(l->pending, sizeof(l->pending), "%s %-9s %s", when,
+			 step ? step : "", mb_printable(safe, sizeof(safe), what));
+		if (l->tty) {
+			printf("\r\033[K%s", l->pending);
+			fflush(stdout);
+		}
+		l->progress_open = 1;
+	} else {
+		end_progress(l);
+		printf("%s %-9s %s\n", when, step ? step : "",
+		       mb_printable(safe, sizeof(safe), what));
+	}
+	cJSON_Delete(doc);
 	return 0;
 }
 
@@ -33,26 +213,44 @@ static int finished(const char *state)
 	       strcmp(state, "cancelled") == 0;
 }
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: mibera-job logs [-f] [--step STEP] [--json] JOB\n");
+	return 2;
+}
+
 int cmd_logs(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
+	struct logs l;
 	long long id = 0;
-	int64_t last = 0;
 	int i, rc, follow = 0;
 
+	memset(&l, 0, sizeof(l));
+	l.tty = isatty(1);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
 			follow = 1;
-		else if (id == 0 && cli_job_id(argv[i], &id) == 0)
+		else if (strcmp(argv[i], "--json") == 0)
+			l.json = 1;
+		else if (strcmp(argv[i], "--step") == 0 && i + 1 < argc)
+			l.step = argv[++i];
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: mibera-job logs [-f] [--step STEP] [--json] JOB\n\n"
+			       "The events of a job, in words: the time, the step, what "
+			       "happened.\n  -f, --follow   go on until the job ends\n"
+			       "  --step STEP    only that step's (fetch, convert, "
+			       "quantize, pull, ...)\n  --json         the stored "
+			       "events, one JSON object a line\n");
+			return 0;
+		} else if (id == 0 && cli_job_id(argv[i], &id) == 0)
 			continue;
 		else
-			id = -1;
+			return usage();
 	}
-	if (id <= 0) {
-		fprintf(stderr, "usage: mibera-job logs [-f] JOB\n");
-		return 2;
-	}
+	if (id <= 0)
+		return usage();
 	if (cli_open_job("logs", id, &s, &j) != 0)
 		return 1;
 	for (;;) {
@@ -60,7 +258,7 @@ int cmd_logs(int argc, char **argv)
 
 		/* the state first: events stored before it ended all show */
 		done = mb_store_job_get(s, id, &j) == 0 && finished(j.state);
-		rc = mb_store_events(s, id, last, print_event, &last);
+		rc = mb_store_events(s, id, l.last, print_event, &l);
 		fflush(stdout);
 		if (rc != 0 || !follow || done)
 			break;
@@ -70,9 +268,13 @@ int cmd_logs(int argc, char **argv)
 			nanosleep(&ts, NULL);
 		}
 	}
-	if (follow && rc == 0)
+	if (!l.json) {
+		char safe[1100];
+
+		end_progress(&l);
 		printf("job %lld %s%s%s\n", id, j.state, j.error[0] ? ": " : "",
-		       j.error);
+		       mb_printable(safe, sizeof(safe), j.error));
+	}
 	mb_store_close(s);
 	return rc == 0 ? 0 : 1;
 }

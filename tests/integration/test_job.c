@@ -252,10 +252,21 @@ static void test_job_end_to_end(void **state)
 	mb_manifest_list_free(ml);
 	check_published(1, 13);
 	/* the events of the worker's steps were stored */
-	assert_int_equal(run("mibera-job", "logs 1", &out), 0);
+	assert_int_equal(run("mibera-job", "logs --json 1", &out), 0);
 	assert_non_null(strstr(out, "\"type\":\"done\""));
 	assert_non_null(strstr(out, "\"repairs\":13"));
 	assert_non_null(strstr(out, "\"type\":\"pulled\""));
+	free(out);
+	/* and in words, for a person */
+	assert_int_equal(run("mibera-job", "logs 1", &out), 0);
+	assert_non_null(strstr(out, "convert   repaired "));
+	assert_non_null(strstr(out, "pull      pulled and verified phi4-tiny-Q8_0.gguf"));
+	assert_non_null(strstr(out, "13 config repairs"));
+	assert_non_null(strstr(out, "job 1 succeeded"));
+	assert_null(strstr(out, "\"type\""));
+	free(out);
+	assert_int_equal(run("mibera-job", "logs --step smoke 1", &out), 0);
+	assert_null(strstr(out, "repaired"));
 	free(out);
 	/* cost: the worker's price times the time the job held it */
 	assert_int_equal(run("mibera-job", "status --json", &out), 0);
@@ -320,11 +331,9 @@ static int check_seqs(const char *job, const char *step)
 	char args[64], *out, *line, *save = NULL;
 	int last = 0, n = 0;
 
-	snprintf(args, sizeof(args), "logs %s", job);
+	snprintf(args, sizeof(args), "logs --json --step %s %s", step, job);
 	assert_int_equal(run("mibera-job", args, &out), 0);
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, step, strlen(step)) != 0 || line[strlen(step)] != ' ')
-			continue;
 		/* the coordinator's own events (a step's "finished") have
 		 * seq 0: the worker's journal is what is checked here */
 		if (seq_of(line) == 0)

@@ -520,13 +520,13 @@ static void test_killed_during_convert_and_pull(void **state)
 	assert_int_equal(attempts_of(job, "manifest"), 1);
 	assert_int_equal(attempts_of(job, "pull"), 2);
 	cJSON_Delete(doc);
-	assert_int_equal(run(&out, "mibera-job logs 5"), 0);
+	assert_int_equal(run(&out, "mibera-job logs --json 5"), 0);
 	for (l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		const char *r = strstr(l, "\"reused\":");
 
-		if (strncmp(l, "convert ", 8) == 0 && strstr(l, "\"type\":\"done\""))
+		if (strstr(l, "\"step\":\"convert\"") && strstr(l, "\"type\":\"done\""))
 			done_events++;
-		if (strncmp(l, "pull ", 5) == 0 && strstr(l, "\"type\":\"pulled\"") &&
+		if (strstr(l, "\"step\":\"pull\"") && strstr(l, "\"type\":\"pulled\"") &&
 		    r != NULL)
 			reused += atoll(r + 9);
 	}
