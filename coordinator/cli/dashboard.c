@@ -111,7 +111,7 @@ static void human_bytes(double v, char *out, size_t cap)
 		v /= 1000;
 		i++;
 	}
-	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+	snprintf(out, cap, i && v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
 static void duration(double s, char *out, size_t cap)
@@ -142,17 +142,90 @@ static int running_step(const struct mb_step_row *st, void *ctx)
 	return 0;
 }
 
+/* The progress of a step in at most width columns: the fullest of
+ * "[####....] 3.4 GB/9.1 GB 120 MB/s ETA 1m20s", then without the bar,
+ * then "37% 120 MB/s ETA 1m20s", then "37% ETA 1m20s": the time left is
+ * the last thing given up. */
+static void progress_text(double done, double total, double rate, int width,
+			  char *out, size_t cap)
+{
+	char d[32], t[32], r[32], e[32] = "?", rest[160];
+	int pct = total > 0 ? (int)(100 * done / total) : 0;
+	int w, k, fill;
+
+	human_bytes(done, d, sizeof(d));
+	human_bytes(total, t, sizeof(t));
+	human_bytes(rate > 0 ? rate : 0, r, sizeof(r));
+	if (rate > 0 && total >= done)
+		duration((total - done) / rate, e, sizeof(e));
+	{
+		/* "3.4/9.1 GB" when both have the same unit */
+		const char *du = strchr(d, ' '), *tu = strchr(t, ' ');
+
+		if (du != NULL && tu != NULL && strcmp(du, tu) == 0)
+			snprintf(rest, sizeof(rest), "%.*s/%s %s/s ETA %s",
+				 (int)(du - d), d, t, r, e);
+		else
+			snprintf(rest, sizeof(rest), "%s/%s %s/s ETA %s", d, t, r, e);
+	}
+	w = width - (int)strlen(rest) - 3;
+	if (w >= 8) {
+		size_t o = 0;
+
+		if (w > 40)
+			w = 40;
+		fill = total > 0 ? (int)(w * (done / total) + 0.5) : 0;
+		out[o++] = '[';
+		for (k = 0; k < w && o + 2 < cap; k++)
+			out[o++] = k < fill ? '#' : '.';
+		snprintf(out + o, cap - o, "] %s", rest);
+		return;
+	}
+	if ((int)strlen(rest) <= width) {
+		snprintf(out, cap, "%s", rest);
+		return;
+	}
+	snprintf(out, cap, "%d%% %s/s ETA %s", pct, r, e);
+	if ((int)strlen(out) <= width)
+		return;
+	snprintf(out, cap, "%d%% ETA %s", pct, e);
+}
+
+/* The widths of a job row's columns at cols columns; the header uses the
+ * same. */
+static int model_width(int cols)
+{
+	return cols >= 100 ? 30 : cols >= 80 ? 14 : 10;
+}
+
+/* 0: no quants column (a narrow terminal keeps the progress instead) */
+static int quants_width(int cols)
+{
+	return cols >= 100 ? 13 : cols >= 80 ? 11 : 0;
+}
+
+static int progress_width(int cols)
+{
+	/* " " id 5, " ", model, " ", quants, " ", step 9, " ", progress,
+	 * " ", elapsed 7, and the last column left free (no wrap) */
+	int qw = quants_width(cols);
+	int w = cols - (1 + 5 + 1 + model_width(cols) + 1 + (qw ? qw + 1 : 0) +
+			9 + 1 + 1 + 7) - 1;
+
+	return w < 8 ? 8 : w;
+}
+
 /* One line per job: id, model, quants, step, progress, elapsed. */
 static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		     struct mb_buf *b)
 {
 	struct step_find sf = { "", 0 };
 	char tmp[512], ev_step[32], data[8192];
-	int model_w = cols >= 100 ? 30 : 20, bar_w = cols - (6 + model_w + 14 + 10 + 9) - 2;
+	int model_w = model_width(cols), bar_w = progress_width(cols);
 	double elapsed = 0;
 
-	snprintf(tmp, sizeof(tmp), "%-5lld ", (long long)j->id);
-	cell(b, tmp, 6);
+	snprintf(tmp, sizeof(tmp), " %-5lld ", (long long)j->id);
+	cell(b, tmp, 7);
 	{
 		/* a long path keeps its end, where the model's name is */
 		size_t n = strlen(j->source);
@@ -161,8 +234,10 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		     model_w);
 	}
 	mb_buf_adds(b, " ");
-	cell(b, j->quants, 13);
-	mb_buf_adds(b, " ");
+	if (quants_width(cols) > 0) {
+		cell(b, j->quants, quants_width(cols));
+		mb_buf_adds(b, " ");
+	}
 	if (strcmp(j->state, "running") == 0) {
 		mb_store_step_list(f->s, j->id, running_step, &sf);
 		cell(b, sf.found ? sf.name : "starting", 9);
@@ -179,44 +254,26 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		double done = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "done"));
 		double total = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "total"));
 		double rate = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "rate"));
-		char d[32], t[32], r[32], e[32] = "?";
-		int k, w = bar_w > 40 ? bar_w - 30 : 10, fill;
 
-		if (done != done)
+		if (!(done >= 0))
 			done = 0;
 		if (!(total > 0))
 			total = 0;
-		fill = total > 0 ? (int)(w * (done / total) + 0.5) : 0;
-		if (fill > w)
-			fill = w;
-		human_bytes(done, d, sizeof(d));
-		human_bytes(total, t, sizeof(t));
-		human_bytes(rate > 0 ? rate : 0, r, sizeof(r));
-		if (rate > 0 && total >= done)
-			duration((total - done) / rate, e, sizeof(e));
-		{
-			struct mb_buf bar;
-
-			mb_buf_init(&bar, 512);
-			mb_buf_adds(&bar, "[");
-			for (k = 0; k < w; k++)
-				mb_buf_adds(&bar, k < fill ? "#" : ".");
-			mb_buf_addf(&bar, "] %s/%s %s/s eta %s", d, t, r, e);
-			snprintf(tmp, sizeof(tmp), "%s", bar.data ? bar.data : "");
-			mb_buf_release(&bar);
-		}
+		if (!(rate > 0))
+			rate = 0;
+		progress_text(done, total, rate, bar_w, tmp, sizeof(tmp));
 		cJSON_Delete(doc);
 	} else if (j->error[0] && strcmp(j->state, "succeeded") != 0) {
 		snprintf(tmp, sizeof(tmp), "%.500s", j->error);
 	}
-	cell(b, tmp, bar_w > 10 ? bar_w : 10);
+	cell(b, tmp, bar_w);
 	mb_buf_adds(b, " ");
 	if (j->started_at > 0)
 		elapsed = (double)((j->finished_at > 0 ? j->finished_at
 						       : (int64_t)time(NULL)) -
 				   j->started_at);
 	duration(elapsed, tmp, sizeof(tmp));
-	cell(b, j->started_at > 0 ? tmp : "-", 8);
+	cell(b, j->started_at > 0 ? tmp : "-", 7);
 }
 
 struct ev_ctx {
@@ -348,8 +405,11 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 	for (k = 0; k < f->nworkers && line < rows / 3; k++, line++)
 		worker_line(&f->workers[k], cols, b);
 	mb_buf_adds(b, "\033[1m JOB   MODEL");
-	mb_buf_addf(b, "%*sQUANTS        STEP      PROGRESS\033[0m\033[K\r\n",
-		    (cols >= 100 ? 30 : 20) - 5 + 1, "");
+	mb_buf_addf(b, "%*s", model_width(cols) - 5 + 1, "");
+	if (quants_width(cols) > 0)
+		mb_buf_addf(b, "QUANTS%*s", quants_width(cols) - 6 + 1, "");
+	mb_buf_addf(b, "STEP      PROGRESS%*sTIME\033[0m\033[K\r\n",
+		    progress_width(cols) - 8 + 1, "");
 	line++;
 	ev_rows = (rows - line - 2) / 3;
 	if (ev_rows < 3)
