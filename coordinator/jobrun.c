@@ -243,6 +243,20 @@ static int agent_exec(struct run *r, const char *const *args, const char *in,
 	return rc;
 }
 
+/* A person cancelled the job (mibera-job cancel): nothing more is
+ * started for it. */
+static int cancelled(struct run *r)
+{
+	struct mb_job_row now;
+
+	if (mb_store_job_get(r->s, r->j->id, &now) == 0 &&
+	    strcmp(now.state, "cancelled") == 0) {
+		mb_seterr(r->err, r->errcap, "cancelled");
+		return 1;
+	}
+	return 0;
+}
+
 /* Starts worker step wstep running argv (a JSON array text) and follows it
  * to its result; the events are stored under the job's step jstep. */
 static int worker_step(struct run *r, const char *jstep, const char *wstep,
@@ -255,15 +269,8 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 	int rc, status = 0, attempt;
 	size_t got;
 
-	{
-		struct mb_job_row now;
-
-		if (mb_store_job_get(r->s, r->j->id, &now) == 0 &&
-		    strcmp(now.state, "cancelled") == 0) {
-			mb_seterr(r->err, r->errcap, "cancelled");
-			return MB_ECANCELLED;
-		}
-	}
+	if (cancelled(r))
+		return MB_ECANCELLED;
 	mb_buf_init(&spec, 1 << 20);
 	mb_buf_addf(&spec, "{\"v\":1,\"argv\":%s", argv_json);
 	if (with_token && token != NULL && *token != '\0') {
@@ -299,6 +306,13 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 	}
 	for (attempt = 1;; attempt++) {
 		const char *start[] = { "start", r->job, wstep, NULL };
+
+		/* a cancel kills the step: that attempt's end is not a reason
+		 * to start it again */
+		if (attempt > 1 && cancelled(r)) {
+			rc = MB_ECANCELLED;
+			break;
+		}
 
 		mb_buf_init(&out, 1 << 16);
 		mb_buf_init(&errb, 1 << 16);
@@ -390,6 +404,10 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			finished_event(r, jstep, wstep, &sr);
 			if (sr.ok) {
 				rc = 0;
+			} else if (sr.cancelled) {
+				mb_seterr(r->err, r->errcap, "%s on %s was cancelled",
+					  wstep, r->w.name);
+				rc = MB_ECANCELLED;
 			} else {
 				mb_seterr(r->err, r->errcap, "%s failed on %s: %s", wstep,
 					  r->w.name, sr.error[0] ? sr.error
@@ -788,8 +806,58 @@ static int pull_resume(struct run *r)
 	return rc;
 }
 
-/* pull: every artifact, verified chunk by chunk, into the partial
- * directory, then published under artifacts/ */
+/* Leaves in r->ml what the job pulls back: the quants, and the float
+ * GGUF only when the job asked for it (tens of GB for a real model). */
+static void keep_asked(struct run *r)
+{
+	char fname[512];
+	size_t i, k = 0;
+
+	artifact_name(r, outtype_name(r->j->outtype), fname, sizeof(fname));
+	for (i = 0; i < r->ml->n; i++) {
+		struct mb_manifest *m = r->ml->files[i];
+
+		if (!r->j->pull_f16 && strcmp(m->name, fname) == 0)
+			mb_manifest_free(m);
+		else
+			r->ml->files[k++] = m;
+	}
+	r->ml->n = k;
+}
+
+/* Before the first byte: the space the pull still needs here, against
+ * what the disk has. A pull that cannot fit fails at once, saying so. */
+static int room_to_pull(struct run *r, const char *pdir)
+{
+	uint64_t need = 0, avail = 0;
+	size_t i;
+
+	for (i = 0; i < r->ml->n; i++) {
+		const struct mb_manifest *m = r->ml->files[i];
+		char path[4700];
+		struct stat st;
+		uint64_t have = 0;
+
+		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
+		if (stat(path, &st) == 0 && (uint64_t)st.st_size == m->size)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
+		if (stat(path, &st) == 0)
+			have = (uint64_t)st.st_blocks * 512;
+		need += m->size > have ? m->size - have : 0;
+	}
+	if (need == 0 || mb_fs_free_space(r->adir, &avail) != 0 ||
+	    avail >= need + (8u << 20))
+		return 0;
+	mb_seterr(r->err, r->errcap, "pulling the artifacts needs %.1f MB more in "
+		  "%s, and the disk has %.1f MB free: free some space, then "
+		  "mibera-job retry %lld", (double)need / 1e6, r->adir,
+		  (double)avail / 1e6, (long long)r->j->id);
+	return MB_ENOSPC;
+}
+
+/* pull: every artifact asked for, verified chunk by chunk, into the
+ * partial directory, then published under artifacts/ */
 static int step_pull(struct run *r)
 {
 	char path[4600], pdir[4400];
@@ -809,9 +877,13 @@ static int step_pull(struct run *r)
 			  r->w.name, mb_transport_errmsg(r->t));
 	if (rc == 0)
 		rc = manifest_names_ok(r, r->ml);
+	if (rc == 0)
+		keep_asked(r);
 	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
 	if (rc == 0 && (rc = mb_mkdir_p(r->adir, 0755)) == 0)
 		rc = mb_mkdir_p(pdir, 0755);
+	if (rc == 0)
+		rc = room_to_pull(r, pdir);
 	for (i = 0; rc == 0 && i < r->ml->n; i++) {
 		const struct mb_manifest *m = r->ml->files[i];
 		char hex[MB_SHA256_HEX], dest[4700];
@@ -830,8 +902,15 @@ static int step_pull(struct run *r)
 					      m->size, hex, dest, NULL);
 	}
 	if (rc == 0) {
+		/* the local manifest lists what is here */
+		struct mb_buf b;
+
+		mb_buf_init(&b, 16u << 20);
+		rc = mb_manifest_list_to_json(r->ml->files, r->ml->n, &b);
 		snprintf(path, sizeof(path), "%s/manifest.json", r->adir);
-		rc = mb_atomic_write(path, r->mjson, r->mjson_len, 0644);
+		if (rc == 0)
+			rc = mb_atomic_write(path, b.data, b.len, 0644);
+		mb_buf_release(&b);
 		rmdir(pdir);
 	}
 	return rc;

@@ -510,7 +510,7 @@ const char *const mb_job_steps[] = {
 		 "w.name, j.quants, j.layout, j.outtype, j.smoke, "        \
 		 "j.notify_url, j.state, j.error, j.attempts, "            \
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
-		 "j.started_at, j.finished_at, w.cost_per_hour"
+		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -535,6 +535,7 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	j->started_at = sqlite3_column_int64(st, 17);
 	j->finished_at = sqlite3_column_int64(st, 18);
 	j->cost_per_hour = sqlite3_column_double(st, 19);
+	j->pull_f16 = sqlite3_column_int(st, 20);
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -570,8 +571,9 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	j->created_at = (int64_t)time(NULL);
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
-			       "layout, outtype, smoke, notify_url, created_at) "
-			       "VALUES (?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+			       "layout, outtype, smoke, notify_url, created_at, "
+			       "pull_f16) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK)
 		goto out;
 	bind_text(st, 1, j->source);
 	bind_text(st, 2, opt(j->revision));
@@ -582,6 +584,7 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	sqlite3_bind_int(st, 7, j->smoke);
 	bind_text(st, 8, opt(j->notify_url));
 	sqlite3_bind_int64(st, 9, j->created_at);
+	sqlite3_bind_int(st, 10, j->pull_f16);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

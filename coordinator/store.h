@@ -113,6 +113,7 @@ struct mb_job_row {
 	char layout[16];
 	char outtype[8];
 	int smoke;
+	int pull_f16;		/* pull the float GGUF back too */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

@@ -1,13 +1,15 @@
 /*
  * mibera-job submit SOURCE [--worker NAME] [--quant Q4_K_M,Q3_K_M]
- *     [--layout native|split] [--outtype f16|bf16] [--no-smoke]
+ *     [--layout native|split] [--outtype f16|bf16] [--no-smoke] [--pull-f16]
  *     [--notify URL] [--json]
  * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
  * the worker can read. Prints the job id (or {"id":N} with --json); the
  * coordinator runs it, and POSTs a summary to URL (default: notify_url of
  * the config) when it succeeds or fails. --worker may be left out when
  * there is one worker. Quant types are read as a person writes them
- * (any case, spaces, repeats) and stored by their names.
+ * (any case, spaces, repeats) and stored by their names. The quants are
+ * pulled back; the F16 only with --pull-f16 (the worker removes it with
+ * the job's directory).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@ static int usage(void)
 	fprintf(stderr, "usage: mibera-job submit SOURCE [--worker NAME] "
 		"[--quant Q4_K_M,Q3_K_M]\n"
 		"           [--layout native|split] [--outtype f16|bf16] "
-		"[--no-smoke]\n"
+		"[--no-smoke] [--pull-f16]\n"
 		"           [--notify URL] [--json]\n");
 	return 2;
 }
@@ -138,6 +140,8 @@ int cmd_submit(int argc, char **argv)
 			json = 1;
 		else if (strcmp(argv[i], "--no-smoke") == 0)
 			j.smoke = 0;
+		else if (strcmp(argv[i], "--pull-f16") == 0)
+			j.pull_f16 = 1;
 		else if (strcmp(argv[i], "--notify") == 0 && v &&
 			 (strncmp(v, "http://", 7) == 0 ||
 			  strncmp(v, "https://", 8) == 0) &&

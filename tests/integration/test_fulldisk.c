@@ -151,6 +151,23 @@ static void test_full_disk(void **state)
 	assert_non_null(strstr(out, "succeeded"));
 	assert_null(strstr(out, "disk holding"));
 	free(out);
+	/* a pull that cannot fit fails before its first byte, saying how
+	 * much it needs (the quant only: the F16 stays on the worker) */
+	assert_int_equal(sh(&out, "dd if=/dev/zero of=%s/fill3 bs=1M count=$(( "
+			    "$(df -m --output=avail %s | tail -n 1) - 10 )) "
+			    "2>/dev/null; mibera-job submit %s --quant Q8_0 "
+			    "--no-smoke && timeout 300 mibera-coordinator --once",
+			    mnt, mnt, model), 1);
+	free(out);
+	assert_int_equal(sh(&out, "mibera-job status 2; ls %s/home/partial "
+			    "2>/dev/null | wc -l", mnt), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "failed"));
+	assert_non_null(strstr(out, "pulling the artifacts needs"));
+	assert_non_null(strstr(out, "\n0\n"));
+	free(out);
+	assert_int_equal(sh(&out, "rm -f %s/fill3", mnt), 0);
+	free(out);
 	/* a worker that ran a job can be removed; the job keeps its history */
 	assert_int_equal(sh(&out, "mibera-job worker remove w"), 0);
 	free(out);

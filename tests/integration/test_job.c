@@ -219,7 +219,7 @@ static void test_job_end_to_end(void **state)
 
 	(void)state;
 	snprintf(args, sizeof(args), "submit %s --worker w1 --quant Q8_0 "
-		 "--layout split", model);
+		 "--layout split --pull-f16", model);
 	assert_int_equal(run("mibera-job", args, &out), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
@@ -515,6 +515,8 @@ static void test_cancel_then_retry(void **state)
 	free(out);
 	assert_int_equal(run("mibera-job", "artifacts 4", &out), 0);
 	assert_non_null(strstr(out, "slow-Q8_0.gguf"));
+	/* the F16 stays on the worker unless asked for */
+	assert_null(strstr(out, "slow-F16.gguf"));
 	free(out);
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");

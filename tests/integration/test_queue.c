@@ -237,8 +237,10 @@ static void test_two_workers_four_jobs(void **state)
 		 "+%%s >> %s' --idle-after 2", idle2);
 	add_worker("w2", cmd);
 	for (i = 0; i < 4; i++) {
+		/* the F16 too: each job long enough to see both workers
+		 * busy at once */
 		assert_int_equal(run(&out, "mibera-job submit %s --worker %s --quant "
-				     "Q8_0", model, i % 2 ? "w2" : "w1"), 0);
+				     "Q8_0 --pull-f16", model, i % 2 ? "w2" : "w1"), 0);
 		free(out);
 	}
 
