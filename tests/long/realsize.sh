@@ -19,8 +19,8 @@
 #
 # Needs a build in build/ (tests/run.sh or deploy/demo.sh make one; or
 # MIBERA_BUILD names another directory holding the three programs). The
-# disk it needs (the F16 and the quant, once on the worker and once
-# pulled back, both in DIR) is checked first; --layers makes it smaller.
+# disk it needs (the F16 and the quant on the worker, the quant pulled
+# back, all in DIR) is checked first; --layers makes it smaller.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 layers=40 quant=Q4_K_M dir=${MIBERA_REALSIZE_DIR:-/var/tmp/mibera-realsize}
