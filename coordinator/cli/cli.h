@@ -15,6 +15,13 @@ struct mb_job_row;
 /* Reads a job id (a positive integer): 0, or -1 when arg is not one. */
 int cli_job_id(const char *arg, long long *id);
 
+/* A byte count for a person: "940 B", "3.4 GB", "120 MB" (decimal units,
+ * one decimal below 100). */
+void cli_bytes(double v, char *out, size_t cap);
+
+/* A time span for a person: "48s", "1m20s", "2h05m". */
+void cli_duration(double s, char *out, size_t cap);
+
 /* Opens the job database; on failure says why on stderr and returns 1
  * (the exit code), else 0. */
 int cli_open(struct mb_store **s);

@@ -42,3 +42,27 @@ int cli_open_job(const char *cmd, long long id, struct mb_store **s,
 	}
 	return 0;
 }
+
+void cli_bytes(double v, char *out, size_t cap)
+{
+	const char *u[] = { "B", "kB", "MB", "GB", "TB" };
+	int i = 0;
+
+	while (v >= 1000 && i < 4) {
+		v /= 1000;
+		i++;
+	}
+	snprintf(out, cap, i && v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+void cli_duration(double s, char *out, size_t cap)
+{
+	long t = (long)(s + 0.5);
+
+	if (t >= 3600)
+		snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(out, cap, "%lds", t);
+}

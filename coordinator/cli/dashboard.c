@@ -102,30 +102,6 @@ static void cell(struct mb_buf *b, const char *s, int width)
 		mb_buf_adds(b, " ");
 }
 
-static void human_bytes(double v, char *out, size_t cap)
-{
-	const char *u[] = { "B", "kB", "MB", "GB", "TB" };
-	int i = 0;
-
-	while (v >= 1000 && i < 4) {
-		v /= 1000;
-		i++;
-	}
-	snprintf(out, cap, i && v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
-static void duration(double s, char *out, size_t cap)
-{
-	long t = (long)(s + 0.5);
-
-	if (t >= 3600)
-		snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-	else if (t >= 60)
-		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-	else
-		snprintf(out, cap, "%lds", t);
-}
-
 struct step_find {
 	char name[32];
 	int found;
@@ -153,11 +129,11 @@ static void progress_text(double done, double total, double rate, int width,
 	int pct = total > 0 ? (int)(100 * done / total) : 0;
 	int w, k, fill;
 
-	human_bytes(done, d, sizeof(d));
-	human_bytes(total, t, sizeof(t));
-	human_bytes(rate > 0 ? rate : 0, r, sizeof(r));
+	cli_bytes(done, d, sizeof(d));
+	cli_bytes(total, t, sizeof(t));
+	cli_bytes(rate > 0 ? rate : 0, r, sizeof(r));
 	if (rate > 0 && total >= done)
-		duration((total - done) / rate, e, sizeof(e));
+		cli_duration((total - done) / rate, e, sizeof(e));
 	{
 		/* "3.4/9.1 GB" when both have the same unit */
 		const char *du = strchr(d, ' '), *tu = strchr(t, ' ');
@@ -272,7 +248,7 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		elapsed = (double)((j->finished_at > 0 ? j->finished_at
 						       : (int64_t)time(NULL)) -
 				   j->started_at);
-	duration(elapsed, tmp, sizeof(tmp));
+	cli_duration(elapsed, tmp, sizeof(tmp));
 	cell(b, j->started_at > 0 ? tmp : "-", 7);
 }
 
@@ -342,7 +318,7 @@ static void worker_line(const struct wrow *w, int cols, struct mb_buf *b)
 	int n = cJSON_GetArraySize(gpus);
 
 	if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(hello, "disk_free")))
-		human_bytes(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(hello,
+		cli_bytes(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(hello,
 								     "disk_free")),
 			    disk, sizeof(disk));
 	if (n > 0)

@@ -47,30 +47,6 @@ static const char *str(const cJSON *doc, const char *key)
 	return s ? s : "";
 }
 
-static void human(double b, char *out, size_t cap)
-{
-	const char *u[] = { "B", "kB", "MB", "GB", "TB" };
-	int i = 0;
-
-	while (b >= 1000 && i < 4) {
-		b /= 1000;
-		i++;
-	}
-	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
-static void duration(double s, char *out, size_t cap)
-{
-	long t = (long)(s + 0.5);
-
-	if (t >= 3600)
-		snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-	else if (t >= 60)
-		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-	else
-		snprintf(out, cap, "%lds", t);
-}
-
 /* One event in words; 1 when it is a progress line. */
 static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 {
@@ -80,11 +56,11 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 		double done = num(d, "done"), total = num(d, "total");
 		double rate = num(d, "rate");
 
-		human(done, a, sizeof(a));
-		human(total, b, sizeof(b));
-		human(rate, c, sizeof(c));
+		cli_bytes(done, a, sizeof(a));
+		cli_bytes(total, b, sizeof(b));
+		cli_bytes(rate, c, sizeof(c));
 		if (rate > 0 && total > done)
-			duration((total - done) / rate, e, sizeof(e));
+			cli_duration((total - done) / rate, e, sizeof(e));
 		else
 			snprintf(e, sizeof(e), "-");
 		snprintf(out, cap, "%.120s  %s of %s (%.0f%%)  %s/s  ETA %s",
@@ -106,21 +82,21 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 		cJSON_free(cl);
 		cJSON_free(ac);
 	} else if (strcmp(type, "done") == 0 && *str(d, "file") != '\0') {
-		human(num(d, "bytes"), a, sizeof(a));
+		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		snprintf(out, cap, "wrote %.200s: %s, %.0f tensors in %.1f s, %.0f "
 			 "config repairs, peak RSS %.0f MiB", str(d, "file"), a,
 			 num(d, "tensors"), num(d, "seconds"), num(d, "repairs"),
 			 num(d, "peak_rss") / 1048576);
 	} else if (strcmp(type, "result") == 0 && *str(d, "repo") != '\0') {
-		human(num(d, "bytes"), a, sizeof(a));
-		human(num(d, "fetched"), b, sizeof(b));
+		cli_bytes(num(d, "bytes"), a, sizeof(a));
+		cli_bytes(num(d, "fetched"), b, sizeof(b));
 		snprintf(out, cap, "fetched %.120s@%.12s: %.0f files, %s (%s "
 			 "downloaded) in %.1f s%s%s", str(d, "repo"), str(d, "commit"),
 			 num(d, "files"), a, b, num(d, "seconds"),
 			 *str(d, "message") ? ": " : "", str(d, "message"));
 	} else if (strcmp(type, "pulled") == 0) {
-		human(num(d, "bytes"), a, sizeof(a));
-		human(num(d, "reused"), b, sizeof(b));
+		cli_bytes(num(d, "bytes"), a, sizeof(a));
+		cli_bytes(num(d, "reused"), b, sizeof(b));
 		snprintf(out, cap, "%s %.200s: %s in %.1f s over %.0f streams (%s "
 			 "kept from before)",
 			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
