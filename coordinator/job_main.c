@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coordinator/cli/cli.h"
 
@@ -58,9 +59,27 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	for (c = cmds; c->name != NULL; c++)
-		if (strcmp(argv[1], c->name) == 0)
-			return c->fn(argc - 1, argv + 1);
+	for (c = cmds; c->name != NULL; c++) {
+		int i;
+
+		if (strcmp(argv[1], c->name) != 0)
+			continue;
+		for (i = 2; i < argc; i++)
+			if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+				break;
+		if (i < argc && i == 2 && argc == 3) {
+			/* `CMD --help`: the command's usage, on stdout, exit 0
+			 * (every command prints it for an argument it does not
+			 * take) */
+			char *args[] = { argv[1], (char *)"--help", NULL };
+
+			fflush(stdout);
+			dup2(STDOUT_FILENO, STDERR_FILENO);
+			c->fn(2, args);
+			return 0;
+		}
+		return c->fn(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "mibera-job: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -559,6 +559,28 @@ static void test_inspect_agrees_with_convert(void **state)
 	}
 }
 
+/* Every command's --help is its usage on stdout, with exit 0, as the
+ * tools people know do it; nothing is done. */
+static void test_every_help(void **state)
+{
+	static const char *const cmds[] = { "submit", "status", "show", "dashboard",
+					    "logs", "cancel", "retry", "artifacts",
+					    "worker", "inspect", "smoke", "version" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char args[64], *out, err[2048];
+
+		snprintf(args, sizeof(args), "%s --help", cmds[i]);
+		if (run_job(args, &out, err, sizeof(err)) != 0)
+			fail_msg("%s: exit not 0: %s", args, err);
+		if (strncmp(out, "usage: mibera-job ", 18) != 0)
+			fail_msg("%s: no usage on stdout: '%s'", args, out);
+		free(out);
+	}
+}
+
 static void test_hostile_index(void **state)
 {
 	char p[900], *out, err[2048];
@@ -585,6 +607,7 @@ int main(void)
 		cmocka_unit_test(test_unreachable_does_not_hang),
 		cmocka_unit_test(test_hostile_index),
 		cmocka_unit_test(test_inspect_agrees_with_convert),
+		cmocka_unit_test(test_every_help),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
