@@ -51,8 +51,6 @@ struct run {
 	char f16[3000];		/* the converted GGUF there */
 	char adir[4400];	/* the job's artifacts here */
 	struct mb_manifest_list *ml;	/* what the pull brought, verified */
-	char *mjson;		/* ... as the manifest's JSON */
-	size_t mjson_len;
 	struct mb_buf smoke;	/* the smoke results, a JSON array */
 	char *result;		/* the running step's result JSON, or NULL */
 	double held_from;	/* held time is counted up to here */
@@ -787,22 +785,30 @@ static int step_manifest(struct run *r)
 	return run_worker(r, "manifest", "manifest", argv, 0);
 }
 
+/* Reads a manifest list (the worker's, or the local copy) into r->ml,
+ * checked: only this job's artifact names. */
+static int load_manifest(struct run *r, const char *json, size_t len)
+{
+	int rc = mb_manifest_list_from_json(json, len, &r->ml, r->err, r->errcap);
+
+	return rc == 0 ? manifest_names_ok(r, r->ml) : rc;
+}
+
 /* Pulled and verified before a restart: the local copy of the manifest. */
 static int pull_resume(struct run *r)
 {
-	char path[4600];
+	char path[4600], *json = NULL;
+	size_t len = 0;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/manifest.json", r->adir);
-	rc = mb_read_file(path, 16u << 20, &r->mjson, &r->mjson_len);
+	rc = mb_read_file(path, 16u << 20, &json, &len);
 	if (rc != 0)
 		mb_seterr(r->err, r->errcap, "cannot read '%s': %s", path,
 			  mb_strerror(rc));
-	if (rc == 0)
-		rc = mb_manifest_list_from_json(r->mjson, r->mjson_len, &r->ml,
-						r->err, r->errcap);
-	if (rc == 0)
-		rc = manifest_names_ok(r, r->ml);
+	else
+		rc = load_manifest(r, json, len);
+	free(json);
 	return rc;
 }
 
@@ -865,18 +871,20 @@ static int step_pull(struct run *r)
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/manifest.json", r->out);
-	r->mjson = mb_malloc(16u << 20);
-	rc = r->mjson ? mb_transport_read(r->t, path, 0, r->mjson,
-					  (16u << 20) - 1, &r->mjson_len)
-		      : MB_ENOMEM;
-	if (rc == 0)
-		rc = mb_manifest_list_from_json(r->mjson, r->mjson_len, &r->ml,
-						r->err, r->errcap);
-	else
-		mb_seterr(r->err, r->errcap, "cannot read the manifest on %s: %s",
-			  r->w.name, mb_transport_errmsg(r->t));
-	if (rc == 0)
-		rc = manifest_names_ok(r, r->ml);
+	{
+		char *json = mb_malloc(16u << 20);
+		size_t len = 0;
+
+		rc = json ? mb_transport_read(r->t, path, 0, json, (16u << 20) - 1,
+					      &len)
+			  : MB_ENOMEM;
+		if (rc == 0)
+			rc = load_manifest(r, json, len);
+		else
+			mb_seterr(r->err, r->errcap, "cannot read the manifest on "
+				  "%s: %s", r->w.name, mb_transport_errmsg(r->t));
+		free(json);
+	}
 	if (rc == 0)
 		keep_asked(r);
 	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
@@ -1110,11 +1118,8 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	}
 	mb_store_job_add_held(s, j->id, mb_now_s() - r.held_from);
 	{
-		struct mb_job_row now;
-
 		/* a person's cancel stands: it is not a failure */
-		if (mb_store_job_get(s, j->id, &now) == 0 &&
-		    strcmp(now.state, "cancelled") == 0) {
+		if (cancelled(&r)) {
 			rc = MB_ECANCELLED;
 		} else if (rc != 0 && mb_err_transient(rc) &&
 			   j->attempts < cfg->retry_max) {
@@ -1132,7 +1137,6 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	}
 	mb_buf_release(&r.smoke);
 	mb_manifest_list_free(r.ml);
-	free(r.mjson);
 	free(r.result);
 	mb_transport_free(r.t);
 	return rc;
