@@ -1399,7 +1399,9 @@ int mb_quant_list_parse(const char *in, char *out, size_t cap, char *err,
 		if (q == NULL || q->bpw >= 16) {
 			mb_seterr(err, errcap, "%s quant type '%s' (valid: %s)%s",
 				  q ? "not a" : "unknown", name, valid,
-				  q ? "; the F16 is made by every job" : "");
+				  q ? "; every job makes the float GGUF (--outtype "
+				      "f16 or bf16) and pulls it back with "
+				      "--pull-f16" : "");
 			return MB_EINVAL;
 		}
 		/* once each */

@@ -389,8 +389,10 @@ int mb_store_worker_get(struct mb_store *s, const char *name,
 	sqlite3_stmt *st;
 	int rc;
 
+	/* a removed worker is history, not a worker */
 	if (sqlite3_prepare_v2(s->db, "SELECT " WORKER_COLS " FROM workers "
-			       "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+			       "WHERE name = ? AND removed_at IS NULL", -1, &st,
+			       NULL) != SQLITE_OK)
 		return MB_EIO;
 	bind_text(st, 1, name);
 	rc = sqlite3_step(st);
@@ -697,7 +699,8 @@ int mb_store_job_claim(struct mb_store *s, struct mb_job_row *j)
 		return MB_EBUSY;
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT j.id FROM jobs j JOIN workers w ON "
-			       "j.worker_id = w.id WHERE (j.state = 'queued' OR "
+			       "j.worker_id = w.id AND w.removed_at IS NULL WHERE "
+			       "(j.state = 'queued' OR "
 			       "(j.state = 'waiting' AND j.next_try_at <= ?)) AND "
 			       "(SELECT count(*) FROM jobs r WHERE r.worker_id = "
 			       "j.worker_id AND r.state = 'running') < w.max_jobs "

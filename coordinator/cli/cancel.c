@@ -94,6 +94,20 @@ int cmd_retry(int argc, char **argv)
 		return rc;
 	if (cli_open(&s) != 0)
 		return 1;
+	{
+		/* its worker must still be there to run it */
+		struct mb_job_row j;
+		struct mb_worker_row w;
+
+		if (mb_store_job_get(s, id, &j) == 0 &&
+		    mb_store_worker_get(s, j.worker, &w) == MB_ENOENT) {
+			fprintf(stderr, "mibera-job retry: job %lld ran on worker "
+				"'%s', which was removed; submit it again with "
+				"--worker NAME\n", id, j.worker);
+			mb_store_close(s);
+			return 1;
+		}
+	}
 	rc = mb_store_job_retry(s, id);
 	mb_store_close(s);
 	if (rc == MB_ENOENT)

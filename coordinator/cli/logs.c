@@ -87,6 +87,9 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 			 "config repairs, peak RSS %.0f MiB", str(d, "file"), a,
 			 num(d, "tensors"), num(d, "seconds"), num(d, "repairs"),
 			 num(d, "peak_rss") / 1048576);
+	} else if (strcmp(type, "result") == 0 && *str(d, "error") != '\0') {
+		snprintf(out, cap, "fetch of %.120s failed after %.1f s: %.400s",
+			 str(d, "repo"), num(d, "seconds"), str(d, "message"));
 	} else if (strcmp(type, "result") == 0 && *str(d, "repo") != '\0') {
 		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		cli_bytes(num(d, "fetched"), b, sizeof(b));
@@ -97,11 +100,12 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 	} else if (strcmp(type, "pulled") == 0) {
 		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		cli_bytes(num(d, "reused"), b, sizeof(b));
-		snprintf(out, cap, "%s %.200s: %s in %.1f s over %.0f streams (%s "
+		snprintf(out, cap, "%s %.200s: %s in %.1f s over %.0f stream%s (%s "
 			 "kept from before)",
 			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
 				 ? "pulled and verified" : "FAILED to pull",
-			 str(d, "file"), a, num(d, "seconds"), num(d, "streams"), b);
+			 str(d, "file"), a, num(d, "seconds"), num(d, "streams"),
+			 num(d, "streams") == 1 ? "" : "s", b);
 	} else if (strcmp(type, "finished") == 0) {
 		snprintf(out, cap, "%s %s (exit %.0f) in %.1f s, peak RSS %.0f MiB",
 			 str(d, "wstep"),

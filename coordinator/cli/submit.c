@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -205,10 +206,11 @@ int cmd_submit(int argc, char **argv)
 		/* one worker: it is the one meant */
 		mb_store_worker_list(s, count_worker, &ow);
 		if (ow.n != 1) {
-			fprintf(stderr, "mibera-job submit: %s; name one with "
-				"--worker NAME\n", ow.n == 0
-				? "no worker yet (mibera-job worker add first)"
-				: "there are several workers");
+			fprintf(stderr, "mibera-job submit: %s\n", ow.n == 0
+				? "no worker yet: add one first (mibera-job worker "
+				  "add NAME TARGET)"
+				: "there are several workers: name one with "
+				  "--worker NAME");
 			mb_store_close(s);
 			return 2;
 		}
@@ -241,6 +243,17 @@ int cmd_submit(int argc, char **argv)
 			return 1;
 		}
 		cJSON_Delete(hello);
+	}
+	if (mb_job_source_is_path(j.source) && strcmp(w.target, "local") == 0) {
+		/* a local worker reads the same disk: the model must be there */
+		struct stat st;
+
+		if (stat(j.source, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "mibera-job submit: '%s' is not a directory "
+				"here, where worker '%s' runs\n", j.source, w.name);
+			mb_store_close(s);
+			return 1;
+		}
 	}
 	j.worker_id = w.id;
 	rc = mb_store_job_add(s, &j);

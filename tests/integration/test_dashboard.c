@@ -32,6 +32,7 @@ static int setup(void **state)
 	snprintf(home, sizeof(home), "%s/home", root);
 	setenv("MIBERA_HOME", home, 1);
 	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s/models/a-long-directory-of-models/phi-4-my-finetune && "
 		 "%s/mibera-job worker add w local --dir %s/wd --agent "
 		 "%s/mibera-worker >/dev/null && %s/mibera-job submit "
 		 "%s/models/a-long-directory-of-models/phi-4-my-finetune "
@@ -43,7 +44,7 @@ static int setup(void **state)
 		 "'{\\\"v\\\":1,\\\"seq\\\":0,\\\"ms\\\":%lld,\\\"step\\\":\\\"pull\\\","
 		 "\\\"type\\\":\\\"progress\\\",\\\"what\\\":\\\"m-Q4_K_M.gguf\\\","
 		 "\\\"done\\\":3400000000,\\\"total\\\":9100000000,"
-		 "\\\"rate\\\":120000000}')\"", MB_BINARY_DIR, root, MB_BINARY_DIR,
+		 "\\\"rate\\\":120000000}')\"", root, MB_BINARY_DIR, root, MB_BINARY_DIR,
 		 MB_BINARY_DIR, root, home, now_ms, now_ms);
 	rc = th_capture(cmd, &out);
 	if (rc != 0)

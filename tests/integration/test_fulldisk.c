@@ -171,6 +171,21 @@ static void test_full_disk(void **state)
 	/* a worker that ran a job can be removed; the job keeps its history */
 	assert_int_equal(sh(&out, "mibera-job worker remove w"), 0);
 	free(out);
+	/* and gets no more work: a retry on it is refused, as is its name */
+	assert_int_not_equal(sh(&out, "mibera-job retry 2"), 0);
+	assert_non_null(strstr(out, "which was removed"));
+	free(out);
+	assert_int_not_equal(sh(&out, "mibera-job submit %s --worker 'w~1' "
+				"--quant Q8_0", model), 0);
+	free(out);
+	/* a local worker's model must be there at submit */
+	assert_int_equal(sh(&out, "mibera-job worker add w2 local --dir %s/wd2 "
+			    "--agent %s/mibera-worker", root, MB_BINARY_DIR), 0);
+	free(out);
+	assert_int_not_equal(sh(&out, "mibera-job submit %s/nothing-here --quant "
+				"Q8_0", root), 0);
+	assert_non_null(strstr(out, "is not a directory here"));
+	free(out);
 	assert_int_equal(sh(&out, "mibera-job status 1"), 0);
 	assert_non_null(strstr(out, "w~"));
 	assert_non_null(strstr(out, "succeeded"));
