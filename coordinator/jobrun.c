@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,30 @@ static void store_event(struct run *r, const char *step, const char *type,
 	    mb_store_step_events(r->s, r->j->id, step, b.data, b.len, NULL, -1,
 				 err, sizeof(err)) != 0)
 		mb_log(MB_LOG_WARN, "job %lld: %s", (long long)r->j->id, err);
+	mb_buf_release(&b);
+}
+
+/* A sentence for a person in the job's events, as a "log" event of the
+ * coordinator's (logs shows it as "LEVEL: message"). */
+static void note(struct run *r, const char *step, const char *level,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void note(struct run *r, const char *step, const char *level,
+		 const char *fmt, ...)
+{
+	char msg[1600];
+	struct mb_buf b;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mb_buf_init(&b, sizeof(msg) * 2 + 64);
+	mb_buf_adds(&b, "\"level\":");
+	mb_json_quote(&b, level);
+	mb_buf_adds(&b, ",\"msg\":");
+	mb_json_quote(&b, msg);
+	if (mb_buf_error(&b) == 0)
+		store_event(r, step, "log", b.data);
 	mb_buf_release(&b);
 }
 
@@ -692,8 +717,28 @@ static int step_preflight(struct run *r)
 	rc = mb_worker_hello(r->t, &r->w, r->agent, r->w.agent_path[0] == '\0',
 			     hello, sizeof(hello), r->err, r->errcap);
 	if (rc == 0) { /* its free disk and GPUs, for the dashboard */
+		cJSON *h = mb_json_parse(hello, strlen(hello));
+		const cJSON *g = cJSON_GetArrayItem(
+			cJSON_GetObjectItemCaseSensitive(h, "gpus"), 0);
+		char agent[64], gpu[128] = "no GPU";
+
 		mb_store_worker_checked(r->s, r->w.name, hello, NULL, NULL);
 		r->result = mb_strdup(hello);
+		if (g != NULL)
+			snprintf(gpu, sizeof(gpu), "%d GPU%s (%.80s)",
+				 cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+					 h, "gpus")),
+				 cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+					 h, "gpus")) == 1 ? "" : "s",
+				 mb_printable(agent, sizeof(agent), cJSON_GetStringValue(
+					 cJSON_GetObjectItemCaseSensitive(g, "name"))));
+		note(r, "preflight", "info", "%s answers: agent %s, %.1f GB free, "
+		     "%s", r->w.name, mb_printable(agent, sizeof(agent),
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				h, "agent"))),
+		     cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+			     h, "disk_free")) / 1e9, gpu);
+		cJSON_Delete(h);
 	}
 	return rc;
 }
@@ -1011,8 +1056,10 @@ static int step_cleanup(struct run *r)
 	if (rc == 0 && status != 0)
 		rc = MB_EIO;
 	if (rc != 0)
-		mb_seterr(r->err, r->errcap, "cleanup on %s failed",
-			  r->w.name);
+		mb_seterr(r->err, r->errcap, "cleanup on %s failed: %s is left "
+			  "there", r->w.name, r->wjob);
+	else
+		note(r, "cleanup", "info", "removed %s on %s", r->wjob, r->w.name);
 	return rc;
 }
 
@@ -1046,12 +1093,28 @@ static const struct job_step {
 	{ NULL, NULL, NULL, NULL, 0, 0 },
 };
 
+static int find_running(const struct mb_step_row *st, void *ctx)
+{
+	if (strcmp(st->state, "running") != 0)
+		return 0;
+	snprintf(ctx, 32, "%s", st->name);
+	return 1;
+}
+
 /* Runs the job's steps in order, each recorded; the first failure ends
  * the run with its error in r->err. */
 static int run_steps(struct run *r)
 {
 	const struct job_step *sd;
+	char was[32] = "";
 	int rc = 0;
+
+	/* a step still "running" as this run starts: the coordinator that
+	 * ran it stopped (killed, crashed, restarted) */
+	mb_store_step_list(r->s, r->j->id, find_running, was);
+	if (was[0] != '\0')
+		note(r, was, "warn", "the coordinator stopped while this step "
+		     "ran; resuming the job (the steps it finished are kept)");
 
 	for (sd = job_steps; sd->run != NULL && rc == 0; sd++) {
 		/* the worker is held step by step, so the time of a run a
@@ -1119,6 +1182,8 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	mb_store_job_add_held(s, j->id, mb_now_s() - r.held_from);
 	{
 		/* a person's cancel stands: it is not a failure */
+		int final = 1;
+
 		if (cancelled(&r)) {
 			rc = MB_ECANCELLED;
 		} else if (rc != 0 && mb_err_transient(rc) &&
@@ -1129,11 +1194,17 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 			snprintf(why, sizeof(why), "%s (attempt %d of %d; next in "
 				 "%ld s)", err, j->attempts, cfg->retry_max, pause);
 			mb_store_job_wait(s, j->id, pause, why);
+			final = 0;
 		} else {
 			mb_store_job_set_state(s, j->id,
 					       rc == 0 ? "succeeded" : "failed",
 					       rc == 0 ? NULL : err);
 		}
+		if (rc != 0 && final && r.wjob[0] != '\0')
+			note(&r, "job", "info", "the job's files stay on %s in %s, "
+			     "so that `mibera-job retry %lld` resumes after the "
+			     "last finished step; they are removed when the job "
+			     "succeeds", r.w.name, r.wjob, (long long)j->id);
 	}
 	mb_buf_release(&r.smoke);
 	mb_manifest_list_free(r.ml);

@@ -80,6 +80,16 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Before each test: the ssh config and environment every test starts
+ * from, whatever a failed test before it left changed. */
+static int fresh(void **state)
+{
+	(void)state;
+	unsetenv("HF_ENDPOINT");
+	write_ssh_config();
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -264,6 +274,10 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "13 config repairs"));
 	assert_non_null(strstr(out, "job 1 succeeded"));
 	assert_null(strstr(out, "\"type\""));
+	/* the coordinator's own steps say what they did */
+	assert_non_null(strstr(out, "preflight info: w1 answers: agent "));
+	assert_non_null(strstr(out, "cleanup   info: removed "));
+	assert_null(strstr(out, "files stay"));
 	free(out);
 	assert_int_equal(run("mibera-job", "logs --step smoke 1", &out), 0);
 	assert_null(strstr(out, "repaired"));
@@ -494,6 +508,12 @@ static void test_cancel_then_retry(void **state)
 	assert_int_equal(run("mibera-job", "status 4", &out), 0);
 	assert_non_null(strstr(out, "cancelled"));
 	free(out);
+	/* the job says where its files stay, and why */
+	assert_int_equal(run("mibera-job", "logs --step job 4", &out), 0);
+	assert_non_null(strstr(out, "the job's files stay on w1 in "));
+	assert_non_null(strstr(out, "/jobs/job-4, so that `mibera-job retry 4` "
+				    "resumes"));
+	free(out);
 	/* nothing of the job runs on the worker any more */
 	{
 		char args[1024];
@@ -670,15 +690,15 @@ static void test_submit_checks_the_source(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_worker_add_pins_host_key),
-		cmocka_unit_test(test_job_end_to_end),
-		cmocka_unit_test(test_changed_host_key_refused),
-		cmocka_unit_test(test_follow_survives_dropped_links),
-		cmocka_unit_test(test_coordinator_killed_then_resumed),
-		cmocka_unit_test(test_cancel_then_retry),
-		cmocka_unit_test(test_bootstrap_installs_the_agent),
-		cmocka_unit_test(test_manifest_names_only_the_jobs_ggufs),
-		cmocka_unit_test(test_submit_checks_the_source),
+		cmocka_unit_test_setup(test_worker_add_pins_host_key, fresh),
+		cmocka_unit_test_setup(test_job_end_to_end, fresh),
+		cmocka_unit_test_setup(test_changed_host_key_refused, fresh),
+		cmocka_unit_test_setup(test_follow_survives_dropped_links, fresh),
+		cmocka_unit_test_setup(test_coordinator_killed_then_resumed, fresh),
+		cmocka_unit_test_setup(test_cancel_then_retry, fresh),
+		cmocka_unit_test_setup(test_bootstrap_installs_the_agent, fresh),
+		cmocka_unit_test_setup(test_manifest_names_only_the_jobs_ggufs, fresh),
+		cmocka_unit_test_setup(test_submit_checks_the_source, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

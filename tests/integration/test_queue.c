@@ -533,6 +533,13 @@ static void test_killed_during_convert_and_pull(void **state)
 			reused += atoll(r + 9);
 	}
 	free(out);
+	/* each restart said, in the job's events, which step it resumed */
+	assert_int_equal(run(&out, "mibera-job logs --step convert 5"), 0);
+	assert_non_null(strstr(out, "the coordinator stopped while this step ran"));
+	free(out);
+	assert_int_equal(run(&out, "mibera-job logs --step pull 5"), 0);
+	assert_non_null(strstr(out, "the coordinator stopped while this step ran"));
+	free(out);
 	/* the worker converted once; the pull kept what it had verified */
 	assert_int_equal(done_events, 1);
 	print_message("pull after the kill reused %lld bytes (%d chunks of 4 MiB "
