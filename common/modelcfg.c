@@ -587,6 +587,211 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 
 /* --- configs: the model's own and its bases' --- */
 
+/*
+ * Architectures transformers knows that mibera does not convert, and the
+ * layout analyze() would see in their checkpoints: LLA when their tensors
+ * are named and shaped as Llama's (Qwen2 adds q/k/v biases, Gemma ties
+ * the output), 0 when their checkpoints never pass as Phi-3 or Llama
+ * (extra norms, experts, fused or other names). A config naming one of
+ * them tells the truth unless the tensors contradict it: Qwen2's tensors
+ * fit the Llama layout, but its rope turns other pairs, so converted as
+ * Llama it would load and produce nonsense. Only a config the tensors
+ * prove wrong (the Phi-2 config shipped with Phi-4 weights) is rewritten.
+ */
+static const struct foreign_arch {
+	const char *arch;	/* its architectures[0] */
+	const char *model_type;
+	int layout;		/* LLA, or 0: no layout mibera reads */
+} foreign_archs[] = {
+	{ "Qwen2ForCausalLM", "qwen2", LLA },
+	{ "GemmaForCausalLM", "gemma", LLA },
+	{ "GraniteForCausalLM", "granite", LLA },
+	{ "MinistralForCausalLM", "ministral", LLA },
+	{ "HeliumForCausalLM", "helium", LLA },
+	{ "SmolLM3ForCausalLM", "smollm3", LLA },
+	{ "Ernie4_5ForCausalLM", "ernie4_5", LLA },
+	{ "MiniCPMForCausalLM", "minicpm", LLA },
+	{ "Qwen3ForCausalLM", "qwen3", 0 },
+	{ "Qwen2MoeForCausalLM", "qwen2_moe", 0 },
+	{ "Qwen3MoeForCausalLM", "qwen3_moe", 0 },
+	{ "Gemma2ForCausalLM", "gemma2", 0 },
+	{ "Gemma3ForCausalLM", "gemma3_text", 0 },
+	{ "Gemma3ForConditionalGeneration", "gemma3", 0 },
+	{ "MixtralForCausalLM", "mixtral", 0 },
+	{ "DeepseekV2ForCausalLM", "deepseek_v2", 0 },
+	{ "DeepseekV3ForCausalLM", "deepseek_v3", 0 },
+	{ "PhiForCausalLM", "phi", 0 },
+	{ "PhimoeForCausalLM", "phimoe", 0 },
+	{ "GPT2LMHeadModel", "gpt2", 0 },
+	{ "GPTBigCodeForCausalLM", "gpt_bigcode", 0 },
+	{ "GPTNeoXForCausalLM", "gpt_neox", 0 },
+	{ "GPTJForCausalLM", "gptj", 0 },
+	{ "FalconForCausalLM", "falcon", 0 },
+	{ "BloomForCausalLM", "bloom", 0 },
+	{ "OPTForCausalLM", "opt", 0 },
+	{ "MptForCausalLM", "mpt", 0 },
+	{ "Starcoder2ForCausalLM", "starcoder2", 0 },
+	{ "OlmoForCausalLM", "olmo", 0 },
+	{ "Olmo2ForCausalLM", "olmo2", 0 },
+	{ "OlmoeForCausalLM", "olmoe", 0 },
+	{ "CohereForCausalLM", "cohere", 0 },
+	{ "Cohere2ForCausalLM", "cohere2", 0 },
+	{ "StableLmForCausalLM", "stablelm", 0 },
+	{ "GlmForCausalLM", "glm", 0 },
+	{ "Glm4ForCausalLM", "glm4", 0 },
+	{ "NemotronForCausalLM", "nemotron", 0 },
+	{ "GraniteMoeForCausalLM", "granitemoe", 0 },
+	{ "DbrxForCausalLM", "dbrx", 0 },
+	{ "JambaForCausalLM", "jamba", 0 },
+	{ "MambaForCausalLM", "mamba", 0 },
+	{ "Mamba2ForCausalLM", "mamba2", 0 },
+	{ "InternLM2ForCausalLM", "internlm2", 0 },
+	{ "BaichuanForCausalLM", "baichuan", 0 },
+	{ "Exaone4ForCausalLM", "exaone4", 0 },
+	{ "Llama4ForCausalLM", "llama4_text", 0 },
+	{ "Llama4ForConditionalGeneration", "llama4", 0 },
+	{ "LlavaForConditionalGeneration", "llava", 0 },
+	{ "MllamaForConditionalGeneration", "mllama", 0 },
+	{ "Mistral3ForConditionalGeneration", "mistral3", 0 },
+	{ "Qwen2VLForConditionalGeneration", "qwen2_vl", 0 },
+	{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", 0 },
+};
+
+#define NFOREIGN (sizeof(foreign_archs) / sizeof(foreign_archs[0]))
+
+/* What mibera converts, for the refusal message. */
+#define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM"
+
+/* The architecture a config.json claims, when mibera does not convert it. */
+struct claim {
+	int foreign;			/* names one mibera does not convert */
+	const char *arch;		/* architectures[0], or NULL */
+	const char *model_type;		/* or NULL */
+	const struct foreign_arch *known; /* its table entry, or NULL */
+};
+
+/* A model_type as transformers spells them: "qwen2", "gpt_neox". */
+static int model_type_like(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 48 || !isalpha((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* A model class name: "Qwen2ForCausalLM", "GPT2LMHeadModel". */
+static int arch_like(const char *s)
+{
+	static const char *const ends[] = { "ForCausalLM",
+					    "ForConditionalGeneration",
+					    "LMHeadModel" };
+	size_t i, n = strlen(s), e;
+
+	if (n == 0 || n > 96 || !isupper((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return 0;
+	for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		e = strlen(ends[i]);
+		if (n > e && strcmp(s + n - e, ends[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Reads the architecture config.json claims. model_type decides, as it
+ * does for transformers' Auto classes; architectures only when there is
+ * no model_type. A name in neither form (a number, "", "my model") claims
+ * nothing: the tensors then say what the model is. A well-formed name
+ * mibera's table lacks is foreign all the same: it may be a real
+ * architecture newer than the table, and guessing Llama for it is the
+ * silent wrong model this check exists to prevent. */
+static void config_claim(const cJSON *doc, struct claim *cl)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(doc, "architectures");
+	const char *mt = NULL;
+	size_t i;
+
+	memset(cl, 0, sizeof(*cl));
+	if (!cJSON_IsObject(doc))
+		return;
+	if (mb_json_get_str(doc, "model_type", 64, &mt) == 0 &&
+	    model_type_like(mt))
+		cl->model_type = mt;
+	if (cJSON_IsArray(a) && cJSON_IsString(cJSON_GetArrayItem(a, 0)) &&
+	    arch_like(cJSON_GetArrayItem(a, 0)->valuestring))
+		cl->arch = cJSON_GetArrayItem(a, 0)->valuestring;
+	if (cl->model_type != NULL) {
+		if (strcmp(mt, "phi3") == 0 || strcmp(mt, "llama") == 0 ||
+		    strcmp(mt, "mistral") == 0)
+			return;
+		for (i = 0; i < NFOREIGN; i++)
+			if (strcmp(mt, foreign_archs[i].model_type) == 0)
+				cl->known = &foreign_archs[i];
+	} else if (cl->arch != NULL) {
+		if (strcmp(cl->arch, "Phi3ForCausalLM") == 0 ||
+		    strcmp(cl->arch, "LlamaForCausalLM") == 0 ||
+		    strcmp(cl->arch, "MistralForCausalLM") == 0)
+			return;
+		for (i = 0; i < NFOREIGN; i++)
+			if (strcmp(cl->arch, foreign_archs[i].arch) == 0)
+				cl->known = &foreign_archs[i];
+	} else {
+		return;
+	}
+	cl->foreign = 1;
+}
+
+/* Whether the tensors prove the claim wrong: analyze() found a layout
+ * that the claimed architecture's checkpoints never have. */
+static int claim_contradicted(const struct claim *cl,
+			      const struct mb_modelcfg *c)
+{
+	int seen = c->family == MB_FAMILY_PHI3	 ? PHI
+		   : c->family == MB_FAMILY_LLAMA ? LLA
+						  : 0;
+
+	return cl->known != NULL && seen != 0 && (cl->known->layout & seen) == 0;
+}
+
+/* Refuses c for a claim the tensors do not contradict. The reason names
+ * the architecture; it replaces any earlier one (a tensor the layout
+ * lacks is a symptom, the architecture the cause), and the family is
+ * unknown: mibera does not know this model, whatever its names look
+ * like. */
+static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
+{
+	const char *name = cl->arch;
+	char also[160] = "";
+
+	if (cl->model_type != NULL && cl->known != NULL &&
+	    (name == NULL || strcmp(name, cl->known->arch) != 0)) {
+		if (name != NULL)
+			snprintf(also, sizeof(also), "; config.json's "
+				 "architectures says %s, but transformers "
+				 "loads it by model_type", name);
+		name = cl->known->arch;
+	}
+	c->convertible = 1; /* so that refuse() takes this reason */
+	c->family = MB_FAMILY_UNKNOWN;
+	if (name != NULL && cl->model_type != NULL)
+		refuse(c, "%s (model_type %s) is not a family mibera converts "
+		       "natively (it converts: " OWN_ARCHS ")%s", name,
+		       cl->model_type, also);
+	else if (name != NULL)
+		refuse(c, "%s is not a family mibera converts natively (it "
+		       "converts: " OWN_ARCHS ")", name);
+	else
+		refuse(c, "model_type %s is not a family mibera converts "
+		       "natively (it converts: " OWN_ARCHS ")",
+		       cl->model_type);
+}
+
 struct view {
 	const char *label;	/* for evidence: "config.json", a base name */
 	enum mb_src src;
@@ -993,6 +1198,7 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 {
 	struct view cf, named, known, tmp;
 	const struct view *order[5];
+	struct claim claim;
 	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
 	struct mb_modelcfg *c;
 	char label_named[200], label_known[160];
@@ -1030,6 +1236,13 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 			c->v[k].claimed = v ? cJSON_Duplicate(v, 1) : NULL;
 		}
 	analyze(m, c);
+	/* an architecture mibera does not convert is refused by name, never
+	 * rewritten into one it does, unless the tensors prove it a lie */
+	config_claim(c->config, &claim);
+	if (claim.foreign && !claim_contradicted(&claim, c)) {
+		refuse_claim(c, &claim);
+		goto done;
+	}
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);

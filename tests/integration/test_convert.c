@@ -35,6 +35,7 @@
 
 static char root[512];
 static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
+static char qwen2[600];
 static int32_t toks[NTOK];
 static float *ref_phi, *ref_llama;
 static int nv_phi, nv_llama;
@@ -60,6 +61,7 @@ static int setup(void **state)
 	gen(phi_good, sizeof(phi_good), "phi-correct", "phi4-tiny", "correct");
 	gen(llama_good, sizeof(llama_good), "llama-correct", "llama-tiny", "correct");
 	gen(llama_bad, sizeof(llama_bad), "llama-broken", "llama-tiny", "broken");
+	gen(qwen2, sizeof(qwen2), "qwen2", "qwen2-tiny", "correct");
 	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
 	for (i = 0; i < NTOK; i++)
 		toks[i] = (int32_t)((i * 7919 + 13) % 499);
@@ -403,6 +405,37 @@ static void test_cli(void **state)
 	assert_int_equal(run_worker(args, out, sizeof(out)), 2);
 }
 
+/* A Qwen2 model is refused by name, by the library and by the worker's
+ * command, and nothing is written: never converted as Llama. */
+static void test_qwen2_refused(void **state)
+{
+	static const char *const want =
+		"Qwen2ForCausalLM (model_type qwen2) is not a family mibera "
+		"converts natively";
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	char out[700], part[720], args[2048], text[8192], err[1024] = "";
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/qwen2.gguf", root);
+	snprintf(part, sizeof(part), "%s.part", out);
+	memset(&o, 0, sizeof(o));
+	o.model_dir = qwen2;
+	o.out_path = out;
+	o.outtype = MB_OUT_F32;
+	o.threads = 2;
+	assert_int_equal(mb_convert(&o, &r, err, sizeof(err)), MB_EUNSUPPORTED);
+	if (strstr(err, want) == NULL)
+		fail_msg("convert said: %s", err);
+	assert_int_equal(access(out, F_OK), -1);
+	assert_int_equal(access(part, F_OK), -1);
+	snprintf(args, sizeof(args), "convert %s %s --layout split", qwen2, out);
+	assert_int_equal(run_worker(args, text, sizeof(text)), 3);
+	if (strstr(text, want) == NULL)
+		fail_msg("mibera-worker said: %s", text);
+	assert_int_equal(access(out, F_OK), -1);
+}
+
 static void test_full_disk_leaves_nothing(void **state)
 {
 	struct mb_convert_opts o;
@@ -450,6 +483,7 @@ int main(void)
 		cmocka_unit_test(test_comparison_bites),
 		cmocka_unit_test(test_tensors_read_back),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_qwen2_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -256,6 +256,14 @@ static int setup(void **state)
 	copy_fixture("llama-tiny", "broken", p);
 	snprintf(p, sizeof(p), "%s/local/correct", root);
 	copy_fixture("phi4-tiny", "correct", p);
+	snprintf(p, sizeof(p), "%s/org/qwen2-tiny", hubdir);
+	copy_fixture("qwen2-tiny", "correct", p);
+	{
+		const char *extra[] = { "--no-architectures", NULL };
+
+		snprintf(p, sizeof(p), "%s/local/qwen2-noarch", root);
+		assert_int_equal(th_mkmodel(p, "qwen2-tiny", extra), 0);
+	}
 	snprintf(p, sizeof(p), "%s/ivxxdegen/mibera-v1-merged", hubdir);
 	make_phi4_repo(p);
 	{
@@ -467,6 +475,46 @@ static void test_not_convertible_and_usage(void **state)
 	free(out);
 }
 
+/* A Qwen2 model with its true config: refused before a box is rented,
+ * naming the architecture, with nothing "repaired" into Llama (which
+ * converted it into a model that loads and talks nonsense). */
+static void test_qwen2_refused_by_name(void **state)
+{
+	static const char *const want =
+		"NOT CONVERTIBLE: Qwen2ForCausalLM (model_type qwen2) is not a "
+		"family mibera converts natively (it converts: "
+		"LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM)";
+	const cJSON *model;
+	char args[900], *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/qwen2-tiny", &out, err,
+				 sizeof(err)),
+			 3);
+	if (strstr(out, want) == NULL)
+		fail_msg("inspect said: %s", out);
+	assert_null(strstr(out, "LlamaForCausalLM\"]"));
+	assert_null(strstr(out, "repaired"));
+	free(out);
+	doc = run_json("inspect --json org/qwen2-tiny", 3);
+	model = cJSON_GetObjectItem(doc, "model");
+	assert_false(cJSON_IsTrue(cJSON_GetObjectItem(model, "convertible")));
+	assert_string_equal(cJSON_GetObjectItem(model, "family")->valuestring,
+			    "unknown");
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(model, "repairs")),
+			 0);
+	assert_non_null(strstr(cJSON_GetObjectItem(model, "reason")->valuestring,
+			       "Qwen2ForCausalLM"));
+	cJSON_Delete(doc);
+	/* no architectures, model_type qwen2: the same refusal */
+	snprintf(args, sizeof(args), "inspect %s/local/qwen2-noarch", root);
+	assert_int_equal(run_job(args, &out, err, sizeof(err)), 3);
+	if (strstr(out, want) == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+}
+
 static void test_offline_uses_local_cache(void **state)
 {
 	char p[900], *out, err[2048];
@@ -603,6 +651,7 @@ int main(void)
 		cmocka_unit_test(test_phi4_shaped_from_headers),
 		cmocka_unit_test(test_gated_and_missing),
 		cmocka_unit_test(test_not_convertible_and_usage),
+		cmocka_unit_test(test_qwen2_refused_by_name),
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),
 		cmocka_unit_test(test_hostile_index),
