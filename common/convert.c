@@ -546,7 +546,10 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 	double rot = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value
 			     ? num(c, MB_CFG_PARTIAL_ROTARY_FACTOR)
 			     : 1.0;
-	uint32_t rope_dims = (uint32_t)(rot * (double)c->hidden) / heads;
+	/* int(head_dim * partial_rotary_factor), as transformers and
+	 * modelcfg's longrope check count it: the factor lists have one
+	 * number per pair of these */
+	uint32_t rope_dims = (uint32_t)(rot * (double)hd);
 	char key[128], name[256], label[32], url[300];
 	int rc, ftype;
 

@@ -1035,11 +1035,34 @@ static void pick(struct mb_modelcfg *c, enum mb_cfg_key k,
 	}
 }
 
-/* A longrope scaling needs its factor lists, one per rotary pair. */
+/* Rope turns pairs of dimensions: a partial rotary factor must leave a
+ * positive even number of them in a head. */
+static void check_rotary(struct mb_modelcfg *c)
+{
+	const cJSON *prf = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value;
+	const cJSON *heads = c->v[MB_CFG_NUM_ATTENTION_HEADS].value;
+	uint64_t hd, rot;
+
+	if (!cJSON_IsNumber(prf) || !cJSON_IsNumber(heads) ||
+	    heads->valuedouble < 1)
+		return;
+	hd = c->q_width / (uint64_t)heads->valuedouble;
+	rot = (uint64_t)((double)hd * prf->valuedouble);
+	if (rot == 0 || rot % 2 != 0)
+		refuse(c, "partial_rotary_factor %g turns %llu of the %llu "
+		       "dimensions of a head: not a positive even number",
+		       prf->valuedouble, (unsigned long long)rot,
+		       (unsigned long long)hd);
+}
+
+/* A longrope scaling needs its factor lists, one per rotary pair: rope
+ * turns int(head_dim * partial_rotary_factor) dimensions of each head, as
+ * transformers counts them (Phi-4-mini: 96 of 128, so 48 factors), and
+ * the converter writes that count as rope.dimension_count. */
 static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 {
 	cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value;
-	const cJSON *type, *own;
+	const cJSON *type, *own, *prf = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value;
 	const char *lists[] = { "long_factor", "short_factor" };
 	uint64_t hd = 0;
 	size_t i;
@@ -1054,6 +1077,8 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 	if (c->v[MB_CFG_NUM_ATTENTION_HEADS].value != NULL)
 		hd = c->q_width /
 		     (uint64_t)c->v[MB_CFG_NUM_ATTENTION_HEADS].value->valuedouble;
+	if (cJSON_IsNumber(prf))
+		hd = (uint64_t)((double)hd * prf->valuedouble);
 	/* the table has no factors: the model's own config carries them */
 	own = cf->doc ? cJSON_GetObjectItemCaseSensitive(cf->doc, "rope_scaling")
 		      : NULL;
@@ -1069,8 +1094,10 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 		if (!cJSON_IsArray(l) ||
 		    (hd != 0 && (uint64_t)cJSON_GetArraySize(l) != hd / 2)) {
 			refuse(c, "longrope scaling needs %s with %llu numbers "
-			       "(one per rotary pair)", lists[i],
-			       (unsigned long long)(hd / 2));
+			       "(one per rotary pair of the %llu rotated "
+			       "dimensions of a head)", lists[i],
+			       (unsigned long long)(hd / 2),
+			       (unsigned long long)hd);
 			return;
 		}
 		cJSON_ArrayForEach(e, l) if (!ok_pos_number(e)) {
@@ -1354,6 +1381,7 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window, NULL);
 	}
 #undef DEF
+	check_rotary(c);
 	check_longrope(c, &cf);
 	for (k = 0; k < MB_CFG_NKEYS; k++)
 		if (c->v[k].value != NULL)

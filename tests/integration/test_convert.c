@@ -35,7 +35,7 @@
 
 static char root[512];
 static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
-static char qwen2[600];
+static char qwen2[600], phi_mini[600];
 static int32_t toks[NTOK];
 static float *ref_phi, *ref_llama;
 static int nv_phi, nv_llama;
@@ -62,6 +62,7 @@ static int setup(void **state)
 	gen(llama_good, sizeof(llama_good), "llama-correct", "llama-tiny", "correct");
 	gen(llama_bad, sizeof(llama_bad), "llama-broken", "llama-tiny", "broken");
 	gen(qwen2, sizeof(qwen2), "qwen2", "qwen2-tiny", "correct");
+	gen(phi_mini, sizeof(phi_mini), "phi4-mini", "phi4-mini-tiny", "correct");
 	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
 	for (i = 0; i < NTOK; i++)
 		toks[i] = (int32_t)((i * 7919 + 13) % 499);
@@ -405,6 +406,73 @@ static void test_cli(void **state)
 	assert_int_equal(run_worker(args, out, sizeof(out)), 2);
 }
 
+/* Phi-4-mini's layout: rope on 96 of each head's 128 dimensions, longrope
+ * factors for those 48 pairs, the output tied to the embedding. The GGUF
+ * says 96 and carries 48 factors per list; libllama's logits match the
+ * reference, which applies the short factors and the attention factor as
+ * transformers does at this length. */
+static void test_phi4_mini_partial_rotary_longrope(void **state)
+{
+	const struct mb_gguf_tensor *t;
+	struct mb_gguf *g;
+	char path[700], err[2048];
+	float *ref;
+	int nv;
+
+	(void)state;
+	if (ref_logits(phi_mini, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(phi_mini, "phi-mini-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref, nv,
+		 5e-3, NULL);
+	fidelity(phi_mini, "phi-mini-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref, nv,
+		 1e-2, NULL);
+	snprintf(path, sizeof(path), "%s/phi-mini-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	{
+		/* the factors matter at this length: all 1 must fail */
+		char bad[700];
+		size_t len, i;
+		char *data = th_slurp(path, &len);
+		float *f, *got;
+		double rel, top1;
+		int n, fd;
+
+		assert_non_null(data);
+		t = mb_gguf_tensor(g, "rope_factors_short.weight");
+		assert_non_null(t);
+		f = (float *)(void *)(data + t->offset);
+		for (i = 0; i < t->ne[0]; i++)
+			f[i] = 1.0f;
+		snprintf(bad, sizeof(bad), "%s/phi-mini-no-factors.gguf", root);
+		fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(mb_write_all(fd, data, len), 0);
+		close(fd);
+		free(data);
+		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+						 sizeof(err)),
+				 0);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		print_message("short factors all 1: rel max err %.2e, top-1 "
+			      "%.0f%% (must fail)\n", rel, top1 * 100);
+		assert_true(rel > 5e-3 || top1 < 1.0);
+		free(got);
+	}
+	free(ref);
+	assert_int_equal(mb_gguf_kv(g, "phi3.rope.dimension_count")->v.u, 96);
+	assert_int_equal(mb_gguf_kv(g, "phi3.attention.head_count")->v.u, 3);
+	assert_int_equal(mb_gguf_kv(g, "phi3.rope.scaling.original_context_length")->v.u,
+			 4096);
+	t = mb_gguf_tensor(g, "rope_factors_long.weight");
+	assert_non_null(t);
+	assert_int_equal(t->ne[0], 48);
+	t = mb_gguf_tensor(g, "rope_factors_short.weight");
+	assert_non_null(t);
+	assert_int_equal(t->ne[0], 48);
+	assert_null(mb_gguf_tensor(g, "output.weight"));
+	mb_gguf_free(g);
+}
+
 /* A Qwen2 model is refused by name, by the library and by the worker's
  * command, and nothing is written: never converted as Llama. */
 static void test_qwen2_refused(void **state)
@@ -483,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_comparison_bites),
 		cmocka_unit_test(test_tensors_read_back),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_phi4_mini_partial_rotary_longrope),
 		cmocka_unit_test(test_qwen2_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};

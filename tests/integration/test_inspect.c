@@ -256,6 +256,8 @@ static int setup(void **state)
 	copy_fixture("llama-tiny", "broken", p);
 	snprintf(p, sizeof(p), "%s/local/correct", root);
 	copy_fixture("phi4-tiny", "correct", p);
+	snprintf(p, sizeof(p), "%s/org/phi4-mini-tiny", hubdir);
+	copy_fixture("phi4-mini-tiny", "correct", p);
 	snprintf(p, sizeof(p), "%s/org/qwen2-tiny", hubdir);
 	copy_fixture("qwen2-tiny", "correct", p);
 	{
@@ -515,6 +517,27 @@ static void test_qwen2_refused_by_name(void **state)
 	free(out);
 }
 
+/* Phi-4-mini's true config (partial rotary 0.75, 48 longrope factors per
+ * list for the 96 rotated dimensions of a 128-wide head) is right as it
+ * is. */
+static void test_phi4_mini_accepted(void **state)
+{
+	char *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/phi4-mini-tiny", &out, err,
+				 sizeof(err)),
+			 0);
+	if (strstr(out, "convertible; config.json is right") == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	doc = run_json("inspect --json org/phi4-mini-tiny", 0);
+	assert_true(fabs(value(doc, "partial_rotary_factor") - 0.75) < 1e-12);
+	assert_false(repaired(doc, "rope_scaling"));
+	cJSON_Delete(doc);
+}
+
 static void test_offline_uses_local_cache(void **state)
 {
 	char p[900], *out, err[2048];
@@ -652,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_gated_and_missing),
 		cmocka_unit_test(test_not_convertible_and_usage),
 		cmocka_unit_test(test_qwen2_refused_by_name),
+		cmocka_unit_test(test_phi4_mini_accepted),
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),
 		cmocka_unit_test(test_hostile_index),

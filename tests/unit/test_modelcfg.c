@@ -742,6 +742,58 @@ static void test_foreign_layout_named(void **state)
 	mb_st_model_free(m);
 }
 
+/* Phi-4-mini's true config: rope on 96 of 128 dimensions, so longrope
+ * has 48 factors per list, one per rotary pair. It needs no repair; a
+ * list of another length, or a factor leaving no even rotary dimension,
+ * is refused. */
+static void test_phi4_mini_partial_rotary(void **state)
+{
+	const char *dir = fixture("phi4-mini", "phi4-mini-tiny", "correct");
+	struct mb_modelcfg *c = infer_dir(dir, NULL);
+	size_t len;
+	char *text, *cfg;
+	cJSON *doc, *rs, *l;
+
+	(void)state;
+	if (!c->convertible)
+		fail_msg("%s", c->reason);
+	assert_int_equal(c->family, MB_FAMILY_PHI3);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_true(c->tied);
+	assert_true(fabs(num(c, MB_CFG_PARTIAL_ROTARY_FACTOR) - 0.75) < 1e-12);
+	rs = c->v[MB_CFG_ROPE_SCALING].value;
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(rs,
+								"long_factor")),
+			 48);
+	mb_modelcfg_free(c);
+	/* 64 factors (one per pair of the whole head) is the wrong count */
+	text = read_in(dir, "config.json", &len);
+	doc = mb_json_parse(text, len);
+	free(text);
+	rs = cJSON_GetObjectItem(doc, "rope_scaling");
+	l = cJSON_GetObjectItem(rs, "short_factor");
+	while (cJSON_GetArraySize(l) < 64)
+		cJSON_AddItemToArray(l, cJSON_CreateNumber(1.0));
+	cfg = cJSON_PrintUnformatted(doc);
+	c = infer_with(dir, cfg);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "short_factor with 48 numbers"));
+	assert_non_null(strstr(c->reason, "96 rotated dimensions"));
+	mb_modelcfg_free(c);
+	free(cfg);
+	/* 128 * 0.01 = 1.28: one dimension, which rope cannot turn */
+	cJSON_ReplaceItemInObject(doc, "partial_rotary_factor",
+				  cJSON_CreateNumber(0.01));
+	cfg = cJSON_PrintUnformatted(doc);
+	c = infer_with(dir, cfg);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "partial_rotary_factor 0.01 turns 1 "
+				      "of the 128 dimensions"));
+	mb_modelcfg_free(c);
+	free(cfg);
+	cJSON_Delete(doc);
+}
+
 static void test_base_names(void **state)
 {
 	char out[128];
@@ -840,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_absent_architecture_repaired),
 		cmocka_unit_test(test_contradicted_architecture_repaired),
 		cmocka_unit_test(test_foreign_layout_named),
+		cmocka_unit_test(test_phi4_mini_partial_rotary),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
 		cmocka_unit_test(test_quant_list),
