@@ -69,6 +69,8 @@ const char *mb_family_name(enum mb_family f)
 		return "phi3";
 	case MB_FAMILY_LLAMA:
 		return "llama";
+	case MB_FAMILY_QWEN2:
+		return "qwen2";
 	default:
 		return "unknown";
 	}
@@ -590,20 +592,19 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 /*
  * Architectures transformers knows that mibera does not convert, and the
  * layout analyze() would see in their checkpoints: LLA when their tensors
- * are named and shaped as Llama's (Qwen2 adds q/k/v biases, Gemma ties
- * the output), 0 when their checkpoints never pass as Phi-3 or Llama
- * (extra norms, experts, fused or other names). A config naming one of
- * them tells the truth unless the tensors contradict it: Qwen2's tensors
- * fit the Llama layout, but its rope turns other pairs, so converted as
- * Llama it would load and produce nonsense. Only a config the tensors
- * prove wrong (the Phi-2 config shipped with Phi-4 weights) is rewritten.
+ * are named and shaped as Llama's (Gemma ties the output and scales its
+ * norms and embedding), 0 when their checkpoints never pass as Phi-3 or
+ * Llama (extra norms, experts, fused or other names). A config naming one
+ * of them tells the truth unless the tensors contradict it: Gemma's
+ * tensors fit the Llama layout, but converted as Llama it would load and
+ * produce nonsense. Only a config the tensors prove wrong (the Phi-2
+ * config shipped with Phi-4 weights) is rewritten.
  */
 static const struct foreign_arch {
 	const char *arch;	/* its architectures[0] */
 	const char *model_type;
 	int layout;		/* LLA, or 0: no layout mibera reads */
 } foreign_archs[] = {
-	{ "Qwen2ForCausalLM", "qwen2", LLA },
 	{ "GemmaForCausalLM", "gemma", LLA },
 	{ "GraniteForCausalLM", "granite", LLA },
 	{ "MinistralForCausalLM", "ministral", LLA },
@@ -660,7 +661,8 @@ static const struct foreign_arch {
 #define NFOREIGN (sizeof(foreign_archs) / sizeof(foreign_archs[0]))
 
 /* What mibera converts, for the refusal message. */
-#define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM"
+#define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, " \
+		  "Qwen2ForCausalLM"
 
 /* The architecture a config.json claims, when mibera does not convert it. */
 struct claim {
@@ -728,7 +730,7 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 		cl->arch = cJSON_GetArrayItem(a, 0)->valuestring;
 	if (cl->model_type != NULL) {
 		if (strcmp(mt, "phi3") == 0 || strcmp(mt, "llama") == 0 ||
-		    strcmp(mt, "mistral") == 0)
+		    strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(mt, foreign_archs[i].model_type) == 0)
@@ -736,7 +738,8 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 	} else if (cl->arch != NULL) {
 		if (strcmp(cl->arch, "Phi3ForCausalLM") == 0 ||
 		    strcmp(cl->arch, "LlamaForCausalLM") == 0 ||
-		    strcmp(cl->arch, "MistralForCausalLM") == 0)
+		    strcmp(cl->arch, "MistralForCausalLM") == 0 ||
+		    strcmp(cl->arch, "Qwen2ForCausalLM") == 0)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(cl->arch, foreign_archs[i].arch) == 0)
@@ -817,6 +820,9 @@ static enum mb_family family_of(const cJSON *doc, const char **model_type)
 	    (!mt && a && (strcmp(a, "LlamaForCausalLM") == 0 ||
 			  strcmp(a, "MistralForCausalLM") == 0)))
 		return MB_FAMILY_LLAMA;
+	if ((mt && strcmp(mt, "qwen2") == 0) ||
+	    (!mt && a && strcmp(a, "Qwen2ForCausalLM") == 0))
+		return MB_FAMILY_QWEN2;
 	return MB_FAMILY_UNKNOWN;
 }
 
@@ -1184,6 +1190,11 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 		arch = "Phi3ForCausalLM";
 		mt = "phi3";
 		evid(e, sizeof(e), qkv);
+	} else if (c->family == MB_FAMILY_QWEN2) {
+		arch = "Qwen2ForCausalLM";
+		mt = "qwen2";
+		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj with "
+			 "biases, gate_proj, up_proj; config.json says qwen2");
 	} else {
 		arch = "LlamaForCausalLM";
 		mt = "llama";
@@ -1192,9 +1203,11 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 	}
 	a = cJSON_CreateArray();
 	cJSON_AddItemToArray(a, cJSON_CreateString(arch));
-	set_value(c, MB_CFG_ARCHITECTURES, a, MB_SRC_TENSORS,
-		  "tensor layout: %s", e);
-	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt), MB_SRC_TENSORS,
+	/* Qwen2's layout is Llama's: its name comes from the config */
+	set_value(c, MB_CFG_ARCHITECTURES, a, c->family == MB_FAMILY_QWEN2
+		  ? MB_SRC_CONFIG : MB_SRC_TENSORS, "tensor layout: %s", e);
+	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt),
+		  c->family == MB_FAMILY_QWEN2 ? MB_SRC_CONFIG : MB_SRC_TENSORS,
 		  "tensor layout: %s", e);
 	td = torch_dtype(m, &n, &total);
 	if (td != NULL)
@@ -1218,6 +1231,42 @@ static void mistral_names(struct mb_modelcfg *c, const struct view *v)
 		  "Llama layout; %s says mistral", v->label);
 }
 
+/* Qwen2's tensors are Llama's plus q/k/v biases, and only its config
+ * tells them apart. llama.cpp's qwen2 requires the three biases in every
+ * layer, has no o_proj bias and no head size of its own (queries are
+ * hidden wide); anything else is refused rather than guessed at. */
+static void qwen2_layout(struct mb_modelcfg *c, const struct mb_st_model *m)
+{
+	static const char *const need[] = { "self_attn.q_proj.bias",
+					    "self_attn.k_proj.bias",
+					    "self_attn.v_proj.bias" };
+	unsigned layer;
+	size_t k;
+
+	c->family = MB_FAMILY_QWEN2;
+	if (c->q_width != c->hidden) {
+		refuse(c, "Qwen2 with a query width of %llu and a hidden size "
+		       "of %llu: llama.cpp's qwen2 needs them equal",
+		       (unsigned long long)c->q_width,
+		       (unsigned long long)c->hidden);
+		return;
+	}
+	for (layer = 0; layer < c->layers; layer++) {
+		for (k = 0; k < sizeof(need) / sizeof(need[0]); k++)
+			if (layer_tensor(m, layer, need[k]) == NULL) {
+				refuse(c, "Qwen2 without 'model.layers.%u.%s': "
+				       "Qwen2 has q, k and v biases in every "
+				       "layer", layer, need[k]);
+				return;
+			}
+		if (layer_tensor(m, layer, "self_attn.o_proj.bias") != NULL) {
+			refuse(c, "Qwen2 with 'model.layers.%u.self_attn."
+			       "o_proj.bias': Qwen2 has none", layer);
+			return;
+		}
+	}
+}
+
 int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      size_t config_len, const char *card, size_t card_len,
 		      const char *base_config, size_t base_len,
@@ -1226,6 +1275,7 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 	struct view cf, named, known, tmp;
 	const struct view *order[5];
 	struct claim claim;
+	const char *mt;
 	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
 	struct mb_modelcfg *c;
 	char label_named[200], label_known[160];
@@ -1270,6 +1320,9 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		refuse_claim(c, &claim);
 		goto done;
 	}
+	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
+	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN2)
+		qwen2_layout(c, m);
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
@@ -1354,7 +1407,12 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		order[n++] = &named;
 	for (i = 0; i < n; i++)
 		mistral_names(c, order[i]);
-	defaults = c->family == MB_FAMILY_PHI3
+	/* transformers' Qwen2Config defaults */
+	defaults = c->family == MB_FAMILY_QWEN2
+		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,"
+			      "\"max_position_embeddings\":32768,"
+			      "\"rope_scaling\":null}")
+		: c->family == MB_FAMILY_PHI3
 		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
 			      "\"max_position_embeddings\":4096,"
 			      "\"original_max_position_embeddings\":4096,"
@@ -1377,7 +1435,9 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		     DEF("sliding_window"));
 		pick(c, MB_CFG_PARTIAL_ROTARY_FACTOR, order, n, ok_fraction,
 		     NULL);
-	} else {
+	} else if (c->family == MB_FAMILY_LLAMA) {
+		/* Qwen2's sliding_window is off unless use_sliding_window
+		 * says so, and llama.cpp's qwen2 has none: not carried */
 		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window, NULL);
 	}
 #undef DEF

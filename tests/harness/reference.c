@@ -35,6 +35,7 @@
 
 struct ref_cfg {
 	int fused;		/* model_type phi3: qkv_proj, gate_up_proj */
+	int qkv_bias;		/* model_type qwen2: q/k/v_proj.bias */
 	size_t hidden, ff, layers, heads, kv_heads, head_dim, vocab;
 	size_t rot_dim;		/* leading dimensions of a head rope turns */
 	double eps, theta;
@@ -64,6 +65,7 @@ struct ref_ctx {
 struct ref_layer {
 	float *attn_norm;	/* [H] */
 	float *qkv;		/* [qd + 2 kvd][H]: q rows, k rows, v rows */
+	float *qkv_b;		/* [qd + 2 kvd] or NULL: their biases */
 	float *o;		/* [H][qd] */
 	float *ffn_norm;	/* [H] */
 	float *gate_up;		/* [2 ff][H]: gate rows, then up rows */
@@ -78,6 +80,7 @@ static void ref_layer_release(struct ref_layer *l)
 	free(l->ffn_norm);
 	free(l->gate_up);
 	free(l->down);
+	free(l->qkv_b);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -244,9 +247,12 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	}
 	if (strcmp(type, "phi3") == 0) {
 		cfg->fused = 1;
+	} else if (strcmp(type, "qwen2") == 0) {
+		/* Qwen2Attention: q/k/v with bias, o without, always */
+		cfg->qkv_bias = 1;
 	} else if (strcmp(type, "llama") != 0) {
 		snprintf(err, errcap, "config.json: model_type '%s' is not "
-			 "supported (phi3, llama)", type);
+			 "supported (phi3, llama, qwen2)", type);
 		return MB_EUNSUPPORTED;
 	}
 	if ((rc = cfg_size(c, "hidden_size", REF_MAX_DIM, &cfg->hidden, err,
@@ -283,7 +289,8 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	} else {
 		cfg->head_dim = cfg->hidden / cfg->heads;
 	}
-	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig 1e-6. */
+	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig and
+	 * Qwen2Config 1e-6. */
 	if ((rc = cfg_double(c, "rms_norm_eps", cfg->fused ? 1e-5 : 1e-6,
 			     &cfg->eps, err, errcap)) != 0 ||
 	    (rc = cfg_double(c, "rope_theta", 10000.0, &cfg->theta, err,
@@ -300,7 +307,7 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	}
 	if (factor != 1.0 && !cfg->fused) {
 		snprintf(err, errcap, "config.json: partial_rotary_factor is "
-			 "not supported for llama");
+			 "not supported for %s", type);
 		return MB_EUNSUPPORTED;
 	}
 	/* int(head_dim * partial_rotary_factor), as transformers does */
@@ -329,6 +336,19 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	if (bias) {
 		snprintf(err, errcap, "config.json: biases are not supported");
 		return MB_EUNSUPPORTED;
+	}
+	/* Qwen2 slides only with use_sliding_window, which is not done */
+	if (cfg->qkv_bias) {
+		int sliding;
+
+		if ((rc = cfg_bool(c, "use_sliding_window", 0, &sliding, err,
+				   errcap)) != 0)
+			return rc;
+		if (sliding) {
+			snprintf(err, errcap, "config.json: use_sliding_window "
+				 "is not supported");
+			return MB_EUNSUPPORTED;
+		}
 	}
 	/* LlamaConfig has no sliding window; transformers ignores the key */
 	v = cfg_item(c, "sliding_window");
@@ -584,6 +604,17 @@ static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 					2 * ff, H, l->gate_up)) != 0)
 			return rc;
 	} else {
+		if (g->qkv_bias &&
+		    ((l->qkv_b = ref_alloc(c, qd + 2 * kvd, 1)) == NULL))
+			return MB_ENOMEM;
+		if (g->qkv_bias &&
+		    ((rc = ref_load_into(c, NAME("self_attn.q_proj.bias"), qd, 0,
+					 l->qkv_b)) != 0 ||
+		     (rc = ref_load_into(c, NAME("self_attn.k_proj.bias"), kvd, 0,
+					 l->qkv_b + qd)) != 0 ||
+		     (rc = ref_load_into(c, NAME("self_attn.v_proj.bias"), kvd, 0,
+					 l->qkv_b + qd + kvd)) != 0))
+			return rc;
 		if ((rc = ref_load_into(c, NAME("self_attn.q_proj.weight"), qd,
 					H, l->qkv)) != 0 ||
 		    (rc = ref_load_into(c, NAME("self_attn.k_proj.weight"), kvd,
@@ -756,6 +787,10 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 		/* attention block */
 		ref_rmsnorm(x, n, H, l.attn_norm, g->eps, xn);
 		ref_linear(xn, n, H, l.qkv, qd + 2 * kvd, qkv);
+		if (l.qkv_b != NULL)
+			for (t = 0; t < n; t++)
+				for (i = 0; i < qd + 2 * kvd; i++)
+					qkv[t * (qd + 2 * kvd) + i] += l.qkv_b[i];
 		ref_rope(qkv, n, qd + 2 * kvd, g->heads, hd, g->rot_dim,
 			 g->theta, ext, mscale);
 		ref_rope(qkv + qd, n, qd + 2 * kvd, g->kv_heads, hd,

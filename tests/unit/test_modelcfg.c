@@ -586,13 +586,15 @@ static char *config_without(const char *dir, const char *const *keys)
 }
 
 static const char *const own_archs =
-	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM)";
+	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
+	"Qwen2ForCausalLM)";
 
 /* A Qwen2 checkpoint with its true config: Llama's tensor names plus
- * biases, but another rope. It is refused by name, never rewritten into
+ * biases, but another rope. It is Qwen2, never rewritten into
  * LlamaForCausalLM (which converted it into a model that loads and talks
- * nonsense). */
-static void test_qwen2_refused_not_repaired(void **state)
+ * nonsense); without architectures, model_type says it. Qwen2 named over
+ * tensors without the biases Qwen2 always has is refused. */
+static void test_qwen2(void **state)
 {
 	const char *dir = fixture("qwen2", "qwen2-tiny", "correct");
 	struct mb_modelcfg *c = infer_dir(dir, NULL);
@@ -600,24 +602,63 @@ static void test_qwen2_refused_not_repaired(void **state)
 	char *cfg;
 
 	(void)state;
+	if (!c->convertible)
+		fail_msg("%s", c->reason);
+	assert_int_equal(c->family, MB_FAMILY_QWEN2);
+	assert_true(c->config_family_matches);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_true(c->has_bias);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 4);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 2);
+	assert_true(fabs(num(c, MB_CFG_RMS_NORM_EPS) - 1e-6) < 1e-12);
+	mb_modelcfg_free(c);
+	cfg = config_without(dir, none);
+	c = infer_with(dir, cfg);
+	assert_true(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_QWEN2);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 1);
+	assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+	assert_string_equal(cJSON_GetArrayItem(c->v[MB_CFG_ARCHITECTURES].value,
+					       0)->valuestring,
+			    "Qwen2ForCausalLM");
+	mb_modelcfg_free(c);
+	free(cfg);
+	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"),
+		       "{\"architectures\":[\"Qwen2ForCausalLM\"],"
+		       "\"model_type\":\"qwen2\",\"hidden_size\":256,"
+		       "\"num_attention_heads\":4,\"num_key_value_heads\":2}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "Qwen2 without "
+				      "'model.layers.0.self_attn.q_proj.bias'"));
+	mb_modelcfg_free(c);
+}
+
+/* A true config of an architecture mibera does not convert, over tensors
+ * that fit the Llama layout (Gemma's do): refused by name with no repair.
+ * A well-formed name no table lists is not guessed into Llama either. */
+static void test_foreign_refused_not_repaired(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	struct mb_modelcfg *c;
+
+	(void)state;
+	c = infer_with(dir, "{\"architectures\":[\"GemmaForCausalLM\"],"
+			    "\"model_type\":\"gemma\",\"hidden_size\":256,"
+			    "\"num_attention_heads\":4}");
 	assert_false(c->convertible);
 	assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
-	assert_non_null(strstr(c->reason, "Qwen2ForCausalLM (model_type qwen2) "
+	assert_non_null(strstr(c->reason, "GemmaForCausalLM (model_type gemma) "
 				      "is not a family mibera converts natively"));
 	assert_non_null(strstr(c->reason, own_archs));
 	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
 	assert_null(c->v[MB_CFG_ARCHITECTURES].value);
-	assert_true(c->has_bias);
 	mb_modelcfg_free(c);
-	/* architectures left out: model_type alone still names it */
-	cfg = config_without(dir, none);
-	c = infer_with(dir, cfg);
+	/* model_type alone names it */
+	c = infer_with(dir, "{\"model_type\":\"gemma\"}");
 	assert_false(c->convertible);
-	assert_non_null(strstr(c->reason, "Qwen2ForCausalLM (model_type qwen2)"));
+	assert_non_null(strstr(c->reason, "GemmaForCausalLM (model_type gemma)"));
 	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
 	mb_modelcfg_free(c);
-	free(cfg);
-	/* a well-formed name no table lists is not guessed into Llama */
 	c = infer_with(dir, "{\"architectures\":[\"Zeta7ForCausalLM\"]}");
 	assert_false(c->convertible);
 	assert_non_null(strstr(c->reason, "Zeta7ForCausalLM is not a family"));
@@ -888,7 +929,8 @@ int main(void)
 		cmocka_unit_test(test_hostile_configs),
 		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
-		cmocka_unit_test(test_qwen2_refused_not_repaired),
+		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_foreign_refused_not_repaired),
 		cmocka_unit_test(test_absent_architecture_repaired),
 		cmocka_unit_test(test_contradicted_architecture_repaired),
 		cmocka_unit_test(test_foreign_layout_named),
