@@ -406,6 +406,10 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
 	uint32_t kv_heads = (uint32_t)num(c, MB_CFG_NUM_KEY_VALUE_HEADS);
 	uint64_t h = c->hidden, kv = c->kv_width, ff = c->ff, l;
+	/* llama's NORM rope wants q and k permuted; qwen2's NEOX rope turns
+	 * the pairs transformers does, so its rows stay in order */
+	uint32_t q_perm = c->family == MB_FAMILY_QWEN2 ? 0 : heads;
+	uint32_t k_perm = c->family == MB_FAMILY_QWEN2 ? 0 : kv_heads;
 	char out[96], src[160];
 	int rc;
 
@@ -428,12 +432,12 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 			SRC(L("attn_k.weight"), S("self_attn.qkv_proj.weight"), h, kv, kv_heads);
 			SRC(L("attn_v.weight"), S("self_attn.qkv_proj.weight"), h + kv, kv, 0);
 		} else {
-			SRC(L("attn_q.weight"), S("self_attn.q_proj.weight"), 0, 0, heads);
-			SRC(L("attn_k.weight"), S("self_attn.k_proj.weight"), 0, 0, kv_heads);
+			SRC(L("attn_q.weight"), S("self_attn.q_proj.weight"), 0, 0, q_perm);
+			SRC(L("attn_k.weight"), S("self_attn.k_proj.weight"), 0, 0, k_perm);
 			SRC(L("attn_v.weight"), S("self_attn.v_proj.weight"), 0, 0, 0);
 			if (mb_st_model_find(m, S("self_attn.q_proj.bias")) != NULL) {
-				SRC(L("attn_q.bias"), S("self_attn.q_proj.bias"), 0, 0, heads);
-				SRC(L("attn_k.bias"), S("self_attn.k_proj.bias"), 0, 0, kv_heads);
+				SRC(L("attn_q.bias"), S("self_attn.q_proj.bias"), 0, 0, q_perm);
+				SRC(L("attn_k.bias"), S("self_attn.k_proj.bias"), 0, 0, k_perm);
 				SRC(L("attn_v.bias"), S("self_attn.v_proj.bias"), 0, 0, 0);
 			}
 		}
@@ -546,7 +550,10 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 	double rot = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value
 			     ? num(c, MB_CFG_PARTIAL_ROTARY_FACTOR)
 			     : 1.0;
-	uint32_t rope_dims = (uint32_t)(rot * (double)c->hidden) / heads;
+	/* int(head_dim * partial_rotary_factor), as transformers and
+	 * modelcfg's longrope check count it: the factor lists have one
+	 * number per pair of these */
+	uint32_t rope_dims = (uint32_t)(rot * (double)hd);
 	char key[128], name[256], label[32], url[300];
 	int rc, ftype;
 
@@ -809,7 +816,9 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		goto out;
 	}
 	split = c->family == MB_FAMILY_PHI3 && o->layout == MB_LAYOUT_SPLIT;
-	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3" : "llama";
+	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3"
+	       : c->family == MB_FAMILY_QWEN2	   ? "qwen2"
+						   : "llama";
 	rc = mb_vocab_load_dir(o->model_dir, c->vocab_rows, &v, sub, sizeof(sub));
 	if (rc != 0) {
 		mb_seterr(err, errcap, "tokenizer: %s", sub);

@@ -15,7 +15,8 @@
  * Layouts: "native" keeps Phi-3's fused attn_qkv and ffn_up (2 * n_ff)
  * under arch phi3; "split" writes arch llama with q/k/v and gate/up split
  * by rows and q, k permuted for llama.cpp's NORM rope. Llama-family models
- * are always written as llama.
+ * are always written as llama; Qwen2 as qwen2 (NEOX rope: q and k as they
+ * are, with their biases).
  */
 #ifndef MB_CONVERT_H
 #define MB_CONVERT_H

@@ -69,6 +69,8 @@ const char *mb_family_name(enum mb_family f)
 		return "phi3";
 	case MB_FAMILY_LLAMA:
 		return "llama";
+	case MB_FAMILY_QWEN2:
+		return "qwen2";
 	default:
 		return "unknown";
 	}
@@ -587,6 +589,212 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 
 /* --- configs: the model's own and its bases' --- */
 
+/*
+ * Architectures transformers knows that mibera does not convert, and the
+ * layout analyze() would see in their checkpoints: LLA when their tensors
+ * are named and shaped as Llama's (Gemma ties the output and scales its
+ * norms and embedding), 0 when their checkpoints never pass as Phi-3 or
+ * Llama (extra norms, experts, fused or other names). A config naming one
+ * of them tells the truth unless the tensors contradict it: Gemma's
+ * tensors fit the Llama layout, but converted as Llama it would load and
+ * produce nonsense. Only a config the tensors prove wrong (the Phi-2
+ * config shipped with Phi-4 weights) is rewritten.
+ */
+static const struct foreign_arch {
+	const char *arch;	/* its architectures[0] */
+	const char *model_type;
+	int layout;		/* LLA, or 0: no layout mibera reads */
+} foreign_archs[] = {
+	{ "GemmaForCausalLM", "gemma", LLA },
+	{ "GraniteForCausalLM", "granite", LLA },
+	{ "MinistralForCausalLM", "ministral", LLA },
+	{ "HeliumForCausalLM", "helium", LLA },
+	{ "SmolLM3ForCausalLM", "smollm3", LLA },
+	{ "Ernie4_5ForCausalLM", "ernie4_5", LLA },
+	{ "MiniCPMForCausalLM", "minicpm", LLA },
+	{ "Qwen3ForCausalLM", "qwen3", 0 },
+	{ "Qwen2MoeForCausalLM", "qwen2_moe", 0 },
+	{ "Qwen3MoeForCausalLM", "qwen3_moe", 0 },
+	{ "Gemma2ForCausalLM", "gemma2", 0 },
+	{ "Gemma3ForCausalLM", "gemma3_text", 0 },
+	{ "Gemma3ForConditionalGeneration", "gemma3", 0 },
+	{ "MixtralForCausalLM", "mixtral", 0 },
+	{ "DeepseekV2ForCausalLM", "deepseek_v2", 0 },
+	{ "DeepseekV3ForCausalLM", "deepseek_v3", 0 },
+	{ "PhiForCausalLM", "phi", 0 },
+	{ "PhimoeForCausalLM", "phimoe", 0 },
+	{ "GPT2LMHeadModel", "gpt2", 0 },
+	{ "GPTBigCodeForCausalLM", "gpt_bigcode", 0 },
+	{ "GPTNeoXForCausalLM", "gpt_neox", 0 },
+	{ "GPTJForCausalLM", "gptj", 0 },
+	{ "FalconForCausalLM", "falcon", 0 },
+	{ "BloomForCausalLM", "bloom", 0 },
+	{ "OPTForCausalLM", "opt", 0 },
+	{ "MptForCausalLM", "mpt", 0 },
+	{ "Starcoder2ForCausalLM", "starcoder2", 0 },
+	{ "OlmoForCausalLM", "olmo", 0 },
+	{ "Olmo2ForCausalLM", "olmo2", 0 },
+	{ "OlmoeForCausalLM", "olmoe", 0 },
+	{ "CohereForCausalLM", "cohere", 0 },
+	{ "Cohere2ForCausalLM", "cohere2", 0 },
+	{ "StableLmForCausalLM", "stablelm", 0 },
+	{ "GlmForCausalLM", "glm", 0 },
+	{ "Glm4ForCausalLM", "glm4", 0 },
+	{ "NemotronForCausalLM", "nemotron", 0 },
+	{ "GraniteMoeForCausalLM", "granitemoe", 0 },
+	{ "DbrxForCausalLM", "dbrx", 0 },
+	{ "JambaForCausalLM", "jamba", 0 },
+	{ "MambaForCausalLM", "mamba", 0 },
+	{ "Mamba2ForCausalLM", "mamba2", 0 },
+	{ "InternLM2ForCausalLM", "internlm2", 0 },
+	{ "BaichuanForCausalLM", "baichuan", 0 },
+	{ "Exaone4ForCausalLM", "exaone4", 0 },
+	{ "Llama4ForCausalLM", "llama4_text", 0 },
+	{ "Llama4ForConditionalGeneration", "llama4", 0 },
+	{ "LlavaForConditionalGeneration", "llava", 0 },
+	{ "MllamaForConditionalGeneration", "mllama", 0 },
+	{ "Mistral3ForConditionalGeneration", "mistral3", 0 },
+	{ "Qwen2VLForConditionalGeneration", "qwen2_vl", 0 },
+	{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", 0 },
+};
+
+#define NFOREIGN (sizeof(foreign_archs) / sizeof(foreign_archs[0]))
+
+/* What mibera converts, for the refusal message. */
+#define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, " \
+		  "Qwen2ForCausalLM"
+
+/* The architecture a config.json claims, when mibera does not convert it. */
+struct claim {
+	int foreign;			/* names one mibera does not convert */
+	const char *arch;		/* architectures[0], or NULL */
+	const char *model_type;		/* or NULL */
+	const struct foreign_arch *known; /* its table entry, or NULL */
+};
+
+/* A model_type as transformers spells them: "qwen2", "gpt_neox". */
+static int model_type_like(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 48 || !isalpha((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* A model class name: "Qwen2ForCausalLM", "GPT2LMHeadModel". */
+static int arch_like(const char *s)
+{
+	static const char *const ends[] = { "ForCausalLM",
+					    "ForConditionalGeneration",
+					    "LMHeadModel" };
+	size_t i, n = strlen(s), e;
+
+	if (n == 0 || n > 96 || !isupper((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return 0;
+	for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		e = strlen(ends[i]);
+		if (n > e && strcmp(s + n - e, ends[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Reads the architecture config.json claims. model_type decides, as it
+ * does for transformers' Auto classes; architectures only when there is
+ * no model_type. A name in neither form (a number, "", "my model") claims
+ * nothing: the tensors then say what the model is. A well-formed name
+ * mibera's table lacks is foreign all the same: it may be a real
+ * architecture newer than the table, and guessing Llama for it is the
+ * silent wrong model this check exists to prevent. */
+static void config_claim(const cJSON *doc, struct claim *cl)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(doc, "architectures");
+	const char *mt = NULL;
+	size_t i;
+
+	memset(cl, 0, sizeof(*cl));
+	if (!cJSON_IsObject(doc))
+		return;
+	if (mb_json_get_str(doc, "model_type", 64, &mt) == 0 &&
+	    model_type_like(mt))
+		cl->model_type = mt;
+	if (cJSON_IsArray(a) && cJSON_IsString(cJSON_GetArrayItem(a, 0)) &&
+	    arch_like(cJSON_GetArrayItem(a, 0)->valuestring))
+		cl->arch = cJSON_GetArrayItem(a, 0)->valuestring;
+	if (cl->model_type != NULL) {
+		if (strcmp(mt, "phi3") == 0 || strcmp(mt, "llama") == 0 ||
+		    strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0)
+			return;
+		for (i = 0; i < NFOREIGN; i++)
+			if (strcmp(mt, foreign_archs[i].model_type) == 0)
+				cl->known = &foreign_archs[i];
+	} else if (cl->arch != NULL) {
+		if (strcmp(cl->arch, "Phi3ForCausalLM") == 0 ||
+		    strcmp(cl->arch, "LlamaForCausalLM") == 0 ||
+		    strcmp(cl->arch, "MistralForCausalLM") == 0 ||
+		    strcmp(cl->arch, "Qwen2ForCausalLM") == 0)
+			return;
+		for (i = 0; i < NFOREIGN; i++)
+			if (strcmp(cl->arch, foreign_archs[i].arch) == 0)
+				cl->known = &foreign_archs[i];
+	} else {
+		return;
+	}
+	cl->foreign = 1;
+}
+
+/* Whether the tensors prove the claim wrong: analyze() found a layout
+ * that the claimed architecture's checkpoints never have. */
+static int claim_contradicted(const struct claim *cl,
+			      const struct mb_modelcfg *c)
+{
+	int seen = c->family == MB_FAMILY_PHI3	 ? PHI
+		   : c->family == MB_FAMILY_LLAMA ? LLA
+						  : 0;
+
+	return cl->known != NULL && seen != 0 && (cl->known->layout & seen) == 0;
+}
+
+/* Refuses c for a claim the tensors do not contradict. The reason names
+ * the architecture; it replaces any earlier one (a tensor the layout
+ * lacks is a symptom, the architecture the cause), and the family is
+ * unknown: mibera does not know this model, whatever its names look
+ * like. */
+static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
+{
+	const char *name = cl->arch;
+	char also[160] = "";
+
+	if (cl->model_type != NULL && cl->known != NULL &&
+	    (name == NULL || strcmp(name, cl->known->arch) != 0)) {
+		if (name != NULL)
+			snprintf(also, sizeof(also), "; config.json's "
+				 "architectures says %s, but transformers "
+				 "loads it by model_type", name);
+		name = cl->known->arch;
+	}
+	c->convertible = 1; /* so that refuse() takes this reason */
+	c->family = MB_FAMILY_UNKNOWN;
+	if (name != NULL && cl->model_type != NULL)
+		refuse(c, "%s (model_type %s) is not a family mibera converts "
+		       "natively (it converts: " OWN_ARCHS ")%s", name,
+		       cl->model_type, also);
+	else if (name != NULL)
+		refuse(c, "%s is not a family mibera converts natively (it "
+		       "converts: " OWN_ARCHS ")", name);
+	else
+		refuse(c, "model_type %s is not a family mibera converts "
+		       "natively (it converts: " OWN_ARCHS ")",
+		       cl->model_type);
+}
+
 struct view {
 	const char *label;	/* for evidence: "config.json", a base name */
 	enum mb_src src;
@@ -612,6 +820,9 @@ static enum mb_family family_of(const cJSON *doc, const char **model_type)
 	    (!mt && a && (strcmp(a, "LlamaForCausalLM") == 0 ||
 			  strcmp(a, "MistralForCausalLM") == 0)))
 		return MB_FAMILY_LLAMA;
+	if ((mt && strcmp(mt, "qwen2") == 0) ||
+	    (!mt && a && strcmp(a, "Qwen2ForCausalLM") == 0))
+		return MB_FAMILY_QWEN2;
 	return MB_FAMILY_UNKNOWN;
 }
 
@@ -830,11 +1041,34 @@ static void pick(struct mb_modelcfg *c, enum mb_cfg_key k,
 	}
 }
 
-/* A longrope scaling needs its factor lists, one per rotary pair. */
+/* Rope turns pairs of dimensions: a partial rotary factor must leave a
+ * positive even number of them in a head. */
+static void check_rotary(struct mb_modelcfg *c)
+{
+	const cJSON *prf = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value;
+	const cJSON *heads = c->v[MB_CFG_NUM_ATTENTION_HEADS].value;
+	uint64_t hd, rot;
+
+	if (!cJSON_IsNumber(prf) || !cJSON_IsNumber(heads) ||
+	    heads->valuedouble < 1)
+		return;
+	hd = c->q_width / (uint64_t)heads->valuedouble;
+	rot = (uint64_t)((double)hd * prf->valuedouble);
+	if (rot == 0 || rot % 2 != 0)
+		refuse(c, "partial_rotary_factor %g turns %llu of the %llu "
+		       "dimensions of a head: not a positive even number",
+		       prf->valuedouble, (unsigned long long)rot,
+		       (unsigned long long)hd);
+}
+
+/* A longrope scaling needs its factor lists, one per rotary pair: rope
+ * turns int(head_dim * partial_rotary_factor) dimensions of each head, as
+ * transformers counts them (Phi-4-mini: 96 of 128, so 48 factors), and
+ * the converter writes that count as rope.dimension_count. */
 static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 {
 	cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value;
-	const cJSON *type, *own;
+	const cJSON *type, *own, *prf = c->v[MB_CFG_PARTIAL_ROTARY_FACTOR].value;
 	const char *lists[] = { "long_factor", "short_factor" };
 	uint64_t hd = 0;
 	size_t i;
@@ -849,6 +1083,8 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 	if (c->v[MB_CFG_NUM_ATTENTION_HEADS].value != NULL)
 		hd = c->q_width /
 		     (uint64_t)c->v[MB_CFG_NUM_ATTENTION_HEADS].value->valuedouble;
+	if (cJSON_IsNumber(prf))
+		hd = (uint64_t)((double)hd * prf->valuedouble);
 	/* the table has no factors: the model's own config carries them */
 	own = cf->doc ? cJSON_GetObjectItemCaseSensitive(cf->doc, "rope_scaling")
 		      : NULL;
@@ -864,8 +1100,10 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 		if (!cJSON_IsArray(l) ||
 		    (hd != 0 && (uint64_t)cJSON_GetArraySize(l) != hd / 2)) {
 			refuse(c, "longrope scaling needs %s with %llu numbers "
-			       "(one per rotary pair)", lists[i],
-			       (unsigned long long)(hd / 2));
+			       "(one per rotary pair of the %llu rotated "
+			       "dimensions of a head)", lists[i],
+			       (unsigned long long)(hd / 2),
+			       (unsigned long long)hd);
 			return;
 		}
 		cJSON_ArrayForEach(e, l) if (!ok_pos_number(e)) {
@@ -952,6 +1190,11 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 		arch = "Phi3ForCausalLM";
 		mt = "phi3";
 		evid(e, sizeof(e), qkv);
+	} else if (c->family == MB_FAMILY_QWEN2) {
+		arch = "Qwen2ForCausalLM";
+		mt = "qwen2";
+		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj with "
+			 "biases, gate_proj, up_proj; config.json says qwen2");
 	} else {
 		arch = "LlamaForCausalLM";
 		mt = "llama";
@@ -960,9 +1203,11 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 	}
 	a = cJSON_CreateArray();
 	cJSON_AddItemToArray(a, cJSON_CreateString(arch));
-	set_value(c, MB_CFG_ARCHITECTURES, a, MB_SRC_TENSORS,
-		  "tensor layout: %s", e);
-	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt), MB_SRC_TENSORS,
+	/* Qwen2's layout is Llama's: its name comes from the config */
+	set_value(c, MB_CFG_ARCHITECTURES, a, c->family == MB_FAMILY_QWEN2
+		  ? MB_SRC_CONFIG : MB_SRC_TENSORS, "tensor layout: %s", e);
+	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt),
+		  c->family == MB_FAMILY_QWEN2 ? MB_SRC_CONFIG : MB_SRC_TENSORS,
 		  "tensor layout: %s", e);
 	td = torch_dtype(m, &n, &total);
 	if (td != NULL)
@@ -986,6 +1231,42 @@ static void mistral_names(struct mb_modelcfg *c, const struct view *v)
 		  "Llama layout; %s says mistral", v->label);
 }
 
+/* Qwen2's tensors are Llama's plus q/k/v biases, and only its config
+ * tells them apart. llama.cpp's qwen2 requires the three biases in every
+ * layer, has no o_proj bias and no head size of its own (queries are
+ * hidden wide); anything else is refused rather than guessed at. */
+static void qwen2_layout(struct mb_modelcfg *c, const struct mb_st_model *m)
+{
+	static const char *const need[] = { "self_attn.q_proj.bias",
+					    "self_attn.k_proj.bias",
+					    "self_attn.v_proj.bias" };
+	unsigned layer;
+	size_t k;
+
+	c->family = MB_FAMILY_QWEN2;
+	if (c->q_width != c->hidden) {
+		refuse(c, "Qwen2 with a query width of %llu and a hidden size "
+		       "of %llu: llama.cpp's qwen2 needs them equal",
+		       (unsigned long long)c->q_width,
+		       (unsigned long long)c->hidden);
+		return;
+	}
+	for (layer = 0; layer < c->layers; layer++) {
+		for (k = 0; k < sizeof(need) / sizeof(need[0]); k++)
+			if (layer_tensor(m, layer, need[k]) == NULL) {
+				refuse(c, "Qwen2 without 'model.layers.%u.%s': "
+				       "Qwen2 has q, k and v biases in every "
+				       "layer", layer, need[k]);
+				return;
+			}
+		if (layer_tensor(m, layer, "self_attn.o_proj.bias") != NULL) {
+			refuse(c, "Qwen2 with 'model.layers.%u.self_attn."
+			       "o_proj.bias': Qwen2 has none", layer);
+			return;
+		}
+	}
+}
+
 int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      size_t config_len, const char *card, size_t card_len,
 		      const char *base_config, size_t base_len,
@@ -993,6 +1274,8 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 {
 	struct view cf, named, known, tmp;
 	const struct view *order[5];
+	struct claim claim;
+	const char *mt;
 	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
 	struct mb_modelcfg *c;
 	char label_named[200], label_known[160];
@@ -1030,6 +1313,16 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 			c->v[k].claimed = v ? cJSON_Duplicate(v, 1) : NULL;
 		}
 	analyze(m, c);
+	/* an architecture mibera does not convert is refused by name, never
+	 * rewritten into one it does, unless the tensors prove it a lie */
+	config_claim(c->config, &claim);
+	if (claim.foreign && !claim_contradicted(&claim, c)) {
+		refuse_claim(c, &claim);
+		goto done;
+	}
+	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
+	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN2)
+		qwen2_layout(c, m);
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
@@ -1114,7 +1407,12 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		order[n++] = &named;
 	for (i = 0; i < n; i++)
 		mistral_names(c, order[i]);
-	defaults = c->family == MB_FAMILY_PHI3
+	/* transformers' Qwen2Config defaults */
+	defaults = c->family == MB_FAMILY_QWEN2
+		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,"
+			      "\"max_position_embeddings\":32768,"
+			      "\"rope_scaling\":null}")
+		: c->family == MB_FAMILY_PHI3
 		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
 			      "\"max_position_embeddings\":4096,"
 			      "\"original_max_position_embeddings\":4096,"
@@ -1137,10 +1435,13 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		     DEF("sliding_window"));
 		pick(c, MB_CFG_PARTIAL_ROTARY_FACTOR, order, n, ok_fraction,
 		     NULL);
-	} else {
+	} else if (c->family == MB_FAMILY_LLAMA) {
+		/* Qwen2's sliding_window is off unless use_sliding_window
+		 * says so, and llama.cpp's qwen2 has none: not carried */
 		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window, NULL);
 	}
 #undef DEF
+	check_rotary(c);
 	check_longrope(c, &cf);
 	for (k = 0; k < MB_CFG_NKEYS; k++)
 		if (c->v[k].value != NULL)

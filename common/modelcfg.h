@@ -33,6 +33,7 @@ enum mb_family {
 	MB_FAMILY_UNKNOWN = 0,
 	MB_FAMILY_PHI3,	 /* Phi-3, Phi-3.5, Phi-4: fused qkv and gate_up */
 	MB_FAMILY_LLAMA, /* Llama, Mistral: separate q/k/v and gate/up */
+	MB_FAMILY_QWEN2, /* Llama's tensors plus q/k/v biases, NEOX rope */
 };
 
 /* Where a value came from. Numbered for the JSON report; append only. */
@@ -106,7 +107,7 @@ const char *mb_cfg_key_name(enum mb_cfg_key k);
 /* Returns a short name for a source ("tensors", "config.json" ...). */
 const char *mb_src_name(enum mb_src s);
 
-/* Returns "phi3", "llama" or "unknown". */
+/* Returns "phi3", "llama", "qwen2" or "unknown". */
 const char *mb_family_name(enum mb_family f);
 
 /* Finds the base model a repo names: the model card's front matter

@@ -30,12 +30,22 @@
 #define REF_READ_CHUNK (1u << 20)
 /* lm_head rows converted to f32 at a time (Phi-4: 4096 * 5120 * 4 = 80 MB). */
 #define REF_HEAD_ROWS 4096u
+/* Longrope factors kept: one per rotary pair, head_dim up to 1024. */
+#define REF_MAX_PAIRS 512u
 
 struct ref_cfg {
 	int fused;		/* model_type phi3: qkv_proj, gate_up_proj */
+	int qkv_bias;		/* model_type qwen2: q/k/v_proj.bias */
 	size_t hidden, ff, layers, heads, kv_heads, head_dim, vocab;
 	size_t rot_dim;		/* leading dimensions of a head rope turns */
 	double eps, theta;
+	/* Phi-3's longrope: per-pair frequency divisors, short ones up to
+	 * the original context and long ones past it, and the factor cos
+	 * and sin are scaled by */
+	int longrope;
+	size_t orig_ctx;
+	double rope_attn;
+	double short_f[REF_MAX_PAIRS], long_f[REF_MAX_PAIRS];
 	int tied;
 	size_t sliding;		/* 0: no sliding window */
 };
@@ -55,6 +65,7 @@ struct ref_ctx {
 struct ref_layer {
 	float *attn_norm;	/* [H] */
 	float *qkv;		/* [qd + 2 kvd][H]: q rows, k rows, v rows */
+	float *qkv_b;		/* [qd + 2 kvd] or NULL: their biases */
 	float *o;		/* [H][qd] */
 	float *ffn_norm;	/* [H] */
 	float *gate_up;		/* [2 ff][H]: gate rows, then up rows */
@@ -69,6 +80,7 @@ static void ref_layer_release(struct ref_layer *l)
 	free(l->ffn_norm);
 	free(l->gate_up);
 	free(l->down);
+	free(l->qkv_b);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -140,6 +152,79 @@ static int cfg_bool(const cJSON *c, const char *key, int def, int *out,
 	return 0;
 }
 
+/* One of longrope's factor lists: rot_dim / 2 positive numbers. */
+static int cfg_factors(const cJSON *rs, const char *key, size_t n, double *out,
+		       char *err, size_t errcap)
+{
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(rs, key), *e;
+	size_t i = 0;
+
+	if (!cJSON_IsArray(l) || (size_t)cJSON_GetArraySize(l) != n) {
+		snprintf(err, errcap, "config.json: rope_scaling.%s is not a "
+			 "list of %zu numbers", key, n);
+		return MB_EJSON;
+	}
+	cJSON_ArrayForEach(e, l) {
+		if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) ||
+		    !(e->valuedouble > 0)) {
+			snprintf(err, errcap, "config.json: rope_scaling.%s "
+				 "holds a value that is not a positive number",
+				 key);
+			return MB_EJSON;
+		}
+		out[i++] = e->valuedouble;
+	}
+	return 0;
+}
+
+/* Phi-3's longrope, as transformers' _compute_longrope_parameters reads
+ * it: factor = max_position_embeddings / original_max_position_embeddings,
+ * attention_factor (when not given) sqrt(1 + ln(factor) / ln(original)),
+ * the long factors only for sequences longer than the original context.
+ * Any other scaling is refused. Needs rot_dim set. */
+static int cfg_longrope(const cJSON *c, struct ref_cfg *cfg, char *err,
+			size_t errcap)
+{
+	const cJSON *rs = cfg_item(c, "rope_scaling"), *type;
+	double max_pos, orig, factor;
+	int rc;
+
+	type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+	if (!cJSON_IsString(type))
+		type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+	if (!cfg->fused || !cJSON_IsString(type) ||
+	    (strcmp(type->valuestring, "longrope") != 0 &&
+	     strcmp(type->valuestring, "su") != 0)) {
+		snprintf(err, errcap, "config.json: rope_scaling is not "
+			 "supported (only null, or longrope for phi3)");
+		return MB_EUNSUPPORTED;
+	}
+	if (cfg->rot_dim / 2 > REF_MAX_PAIRS) {
+		snprintf(err, errcap, "config.json: %zu rotary pairs for "
+			 "longrope, at most %u supported", cfg->rot_dim / 2,
+			 REF_MAX_PAIRS);
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_factors(rs, "short_factor", cfg->rot_dim / 2,
+			      cfg->short_f, err, errcap)) != 0 ||
+	    (rc = cfg_factors(rs, "long_factor", cfg->rot_dim / 2,
+			      cfg->long_f, err, errcap)) != 0 ||
+	    (rc = cfg_double(c, "max_position_embeddings", 4096, &max_pos, err,
+			     errcap)) != 0 ||
+	    (rc = cfg_double(c, "original_max_position_embeddings", max_pos,
+			     &orig, err, errcap)) != 0)
+		return rc;
+	factor = max_pos / orig;
+	cfg->rope_attn = factor <= 1.0 ? 1.0
+				       : sqrt(1 + log(factor) / log(orig));
+	if ((rc = cfg_double(rs, "attention_factor", cfg->rope_attn,
+			     &cfg->rope_attn, err, errcap)) != 0)
+		return rc;
+	cfg->orig_ctx = (size_t)orig;
+	cfg->longrope = 1;
+	return 0;
+}
+
 /* Reads what the forward pass needs from the parsed config, with the
  * defaults of transformers' Phi3Config and LlamaConfig where a key may be
  * left out. */
@@ -162,9 +247,12 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	}
 	if (strcmp(type, "phi3") == 0) {
 		cfg->fused = 1;
+	} else if (strcmp(type, "qwen2") == 0) {
+		/* Qwen2Attention: q/k/v with bias, o without, always */
+		cfg->qkv_bias = 1;
 	} else if (strcmp(type, "llama") != 0) {
 		snprintf(err, errcap, "config.json: model_type '%s' is not "
-			 "supported (phi3, llama)", type);
+			 "supported (phi3, llama, qwen2)", type);
 		return MB_EUNSUPPORTED;
 	}
 	if ((rc = cfg_size(c, "hidden_size", REF_MAX_DIM, &cfg->hidden, err,
@@ -201,7 +289,8 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	} else {
 		cfg->head_dim = cfg->hidden / cfg->heads;
 	}
-	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig 1e-6. */
+	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig and
+	 * Qwen2Config 1e-6. */
 	if ((rc = cfg_double(c, "rms_norm_eps", cfg->fused ? 1e-5 : 1e-6,
 			     &cfg->eps, err, errcap)) != 0 ||
 	    (rc = cfg_double(c, "rope_theta", 10000.0, &cfg->theta, err,
@@ -218,7 +307,7 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	}
 	if (factor != 1.0 && !cfg->fused) {
 		snprintf(err, errcap, "config.json: partial_rotary_factor is "
-			 "not supported for llama");
+			 "not supported for %s", type);
 		return MB_EUNSUPPORTED;
 	}
 	/* int(head_dim * partial_rotary_factor), as transformers does */
@@ -230,11 +319,9 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 			 factor);
 		return MB_EJSON;
 	}
-	if (cfg_item(c, "rope_scaling") != NULL) {
-		snprintf(err, errcap, "config.json: rope_scaling is not "
-			 "supported (only null)");
-		return MB_EUNSUPPORTED;
-	}
+	if (cfg_item(c, "rope_scaling") != NULL &&
+	    (rc = cfg_longrope(c, cfg, err, errcap)) != 0)
+		return rc;
 	if (mb_json_get_str(c, "hidden_act", 64, &act) == 0 &&
 	    strcmp(act, "silu") != 0) {
 		snprintf(err, errcap, "config.json: hidden_act '%s' is not "
@@ -249,6 +336,19 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	if (bias) {
 		snprintf(err, errcap, "config.json: biases are not supported");
 		return MB_EUNSUPPORTED;
+	}
+	/* Qwen2 slides only with use_sliding_window, which is not done */
+	if (cfg->qkv_bias) {
+		int sliding;
+
+		if ((rc = cfg_bool(c, "use_sliding_window", 0, &sliding, err,
+				   errcap)) != 0)
+			return rc;
+		if (sliding) {
+			snprintf(err, errcap, "config.json: use_sliding_window "
+				 "is not supported");
+			return MB_EUNSUPPORTED;
+		}
 	}
 	/* LlamaConfig has no sliding window; transformers ignores the key */
 	v = cfg_item(c, "sliding_window");
@@ -504,6 +604,17 @@ static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 					2 * ff, H, l->gate_up)) != 0)
 			return rc;
 	} else {
+		if (g->qkv_bias &&
+		    ((l->qkv_b = ref_alloc(c, qd + 2 * kvd, 1)) == NULL))
+			return MB_ENOMEM;
+		if (g->qkv_bias &&
+		    ((rc = ref_load_into(c, NAME("self_attn.q_proj.bias"), qd, 0,
+					 l->qkv_b)) != 0 ||
+		     (rc = ref_load_into(c, NAME("self_attn.k_proj.bias"), kvd, 0,
+					 l->qkv_b + qd)) != 0 ||
+		     (rc = ref_load_into(c, NAME("self_attn.v_proj.bias"), kvd, 0,
+					 l->qkv_b + qd + kvd)) != 0))
+			return rc;
 		if ((rc = ref_load_into(c, NAME("self_attn.q_proj.weight"), qd,
 					H, l->qkv)) != 0 ||
 		    (rc = ref_load_into(c, NAME("self_attn.k_proj.weight"), kvd,
@@ -563,21 +674,25 @@ static void ref_rmsnorm(const float *x, size_t n, size_t dim, const float *w,
 
 /* Rope in transformers' rotate_half form on nh heads of hd values at the
  * start of each of the n rows (row stride `stride`): for i < rot/2, pair
- * (i, i + rot/2) turns by pos * theta^(-2i/rot); values past rot stay. */
+ * (i, i + rot/2) turns by pos * theta^(-2i/rot) / ext[i] (ext NULL: 1);
+ * cos and sin are scaled by mscale; values past rot stay. */
 static void ref_rope(float *x, size_t n, size_t stride, size_t nh, size_t hd,
-		     size_t rot, double theta)
+		     size_t rot, double theta, const double *ext,
+		     double mscale)
 {
 	size_t t, h, i, half = rot / 2;
 
 	for (t = 0; t < n; t++) {
 		for (i = 0; i < half; i++) {
-			/* inv_freq = 1 / theta^(2i/rot) and pos * inv_freq
-			 * are f32 in transformers; cos and sin of that */
-			float inv = (float)(1.0 / pow(theta, (double)(2 * i) /
-							  (double)rot));
+			/* inv_freq = 1 / (ext * theta^(2i/rot)) and
+			 * pos * inv_freq are f32 in transformers; cos and
+			 * sin of that, times the attention factor */
+			float inv = (float)(1.0 / ((ext ? ext[i] : 1.0) *
+						   pow(theta, (double)(2 * i) /
+								(double)rot)));
 			float ang = (float)t * inv;
-			float cs = (float)cos((double)ang);
-			float sn = (float)sin((double)ang);
+			float cs = (float)(cos((double)ang) * mscale);
+			float sn = (float)(sin((double)ang) * mscale);
 
 			for (h = 0; h < nh; h++) {
 				float *p = x + t * stride + h * hd;
@@ -648,6 +763,10 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 	struct ref_layer l = { 0 };
 	float *xn, *qkv, *att, *gu, *act, *res, *fnorm = NULL;
 	double *scores;
+	/* longrope: the long factors only past the original context */
+	const double *ext = !g->longrope ? NULL
+			    : n > g->orig_ctx ? g->long_f : g->short_f;
+	double mscale = g->longrope ? g->rope_attn : 1.0;
 	int rc = MB_ENOMEM;
 
 	xn = ref_alloc(c, n, H);
@@ -668,10 +787,14 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 		/* attention block */
 		ref_rmsnorm(x, n, H, l.attn_norm, g->eps, xn);
 		ref_linear(xn, n, H, l.qkv, qd + 2 * kvd, qkv);
+		if (l.qkv_b != NULL)
+			for (t = 0; t < n; t++)
+				for (i = 0; i < qd + 2 * kvd; i++)
+					qkv[t * (qd + 2 * kvd) + i] += l.qkv_b[i];
 		ref_rope(qkv, n, qd + 2 * kvd, g->heads, hd, g->rot_dim,
-			 g->theta);
+			 g->theta, ext, mscale);
 		ref_rope(qkv + qd, n, qd + 2 * kvd, g->kv_heads, hd,
-			 g->rot_dim, g->theta);
+			 g->rot_dim, g->theta, ext, mscale);
 		ref_attention(g, qkv, n, att, scores);
 		ref_linear(att, n, qd, l.o, H, res);
 		for (i = 0; i < n * H; i++)

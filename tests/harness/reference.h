@@ -2,21 +2,25 @@
  * reference: a plain f32 forward pass of a causal LM straight from its
  * safetensors, the ground truth the converted GGUF's logits are compared
  * with (fidelity). It does what Hugging Face transformers'
- * Phi3ForCausalLM and LlamaForCausalLM do in eval mode, in the plainest
- * loops: embedding, per layer RMSNorm, attention with rotate_half (NEOX)
- * rope, causal softmax and GQA, residual, RMSNorm, SiLU-gated MLP,
- * residual; final norm and lm_head (or the tied embedding).
+ * Phi3ForCausalLM, LlamaForCausalLM and Qwen2ForCausalLM do in eval
+ * mode, in the plainest loops: embedding, per layer RMSNorm, attention
+ * with rotate_half (NEOX) rope, causal softmax and GQA, residual, RMSNorm,
+ * SiLU-gated MLP, residual; final norm and lm_head (or the tied embedding).
  *
  * It shares no code with the converter's numerics on purpose (its own
  * bf16/f16 decoding, its own tensor slicing): a bug there must show up as
  * a difference, not be repeated on both sides.
  *
  * Layout comes from config.json's model_type: "phi3" (fused qkv_proj and
- * gate_up_proj) or "llama" (q/k/v_proj, gate_proj/up_proj). Refused with
- * MB_EUNSUPPORTED: rope_scaling other than null, attention or MLP biases,
- * an activation other than silu, a sequence longer than sliding_window,
- * and partial_rotary_factor != 1 for llama (Phi-3 applies rope to the
- * first head_dim * factor dimensions, as transformers does).
+ * gate_up_proj), "llama" (q/k/v_proj, gate_proj/up_proj) or "qwen2"
+ * (Llama's, with the q/k/v biases Qwen2Attention always has). Phi-3's
+ * longrope scaling is applied as transformers does (short factors up to
+ * original_max_position_embeddings tokens, long ones past it, cos and sin
+ * times the attention factor). Refused with MB_EUNSUPPORTED: any other
+ * rope_scaling, attention or MLP biases, an activation other than silu,
+ * a sequence longer than sliding_window, and partial_rotary_factor != 1
+ * for llama (Phi-3 applies rope to the first head_dim * factor
+ * dimensions, as transformers does).
  *
  * Weights are read with pread one layer at a time (the embedding only for
  * the tokens given, lm_head in row blocks), so memory stays about one

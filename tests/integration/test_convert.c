@@ -35,6 +35,7 @@
 
 static char root[512];
 static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
+static char qwen2[600], qwen2_tied[600], phi_mini[600], gemma[600];
 static int32_t toks[NTOK];
 static float *ref_phi, *ref_llama;
 static int nv_phi, nv_llama;
@@ -60,6 +61,30 @@ static int setup(void **state)
 	gen(phi_good, sizeof(phi_good), "phi-correct", "phi4-tiny", "correct");
 	gen(llama_good, sizeof(llama_good), "llama-correct", "llama-tiny", "correct");
 	gen(llama_bad, sizeof(llama_bad), "llama-broken", "llama-tiny", "broken");
+	gen(qwen2, sizeof(qwen2), "qwen2", "qwen2-tiny", "correct");
+	{
+		const char *extra[] = { "--tied", "yes", NULL };
+
+		snprintf(qwen2_tied, sizeof(qwen2_tied), "%s/qwen2-tied", root);
+		assert_int_equal(th_mkmodel(qwen2_tied, "qwen2-tiny", extra), 0);
+	}
+	/* Gemma's config over Llama-shaped tensors: a true config of an
+	 * architecture mibera does not convert */
+	gen(gemma, sizeof(gemma), "gemma", "llama-tiny", "correct");
+	{
+		char p[700];
+		static const char cfg[] =
+			"{\"architectures\":[\"GemmaForCausalLM\"],"
+			"\"model_type\":\"gemma\",\"hidden_size\":256,"
+			"\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+			"\"head_dim\":64,\"num_hidden_layers\":2,"
+			"\"intermediate_size\":688,\"vocab_size\":512,"
+			"\"hidden_activation\":\"gelu_pytorch_tanh\"}\n";
+
+		snprintf(p, sizeof(p), "%s/config.json", gemma);
+		assert_int_equal(th_write_file(p, cfg, sizeof(cfg) - 1), 0);
+	}
+	gen(phi_mini, sizeof(phi_mini), "phi4-mini", "phi4-mini-tiny", "correct");
 	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
 	for (i = 0; i < NTOK; i++)
 		toks[i] = (int32_t)((i * 7919 + 13) % 499);
@@ -403,6 +428,224 @@ static void test_cli(void **state)
 	assert_int_equal(run_worker(args, out, sizeof(out)), 2);
 }
 
+/* Phi-4-mini's layout: rope on 96 of each head's 128 dimensions, longrope
+ * factors for those 48 pairs, the output tied to the embedding. The GGUF
+ * says 96 and carries 48 factors per list; libllama's logits match the
+ * reference, which applies the short factors and the attention factor as
+ * transformers does at this length. */
+static void test_phi4_mini_partial_rotary_longrope(void **state)
+{
+	const struct mb_gguf_tensor *t;
+	struct mb_gguf *g;
+	char path[700], err[2048];
+	float *ref;
+	int nv;
+
+	(void)state;
+	if (ref_logits(phi_mini, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(phi_mini, "phi-mini-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref, nv,
+		 5e-3, NULL);
+	fidelity(phi_mini, "phi-mini-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref, nv,
+		 1e-2, NULL);
+	snprintf(path, sizeof(path), "%s/phi-mini-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	{
+		/* the factors matter at this length: all 1 must fail */
+		char bad[700];
+		size_t len, i;
+		char *data = th_slurp(path, &len);
+		float *f, *got;
+		double rel, top1;
+		int n, fd;
+
+		assert_non_null(data);
+		t = mb_gguf_tensor(g, "rope_factors_short.weight");
+		assert_non_null(t);
+		f = (float *)(void *)(data + t->offset);
+		for (i = 0; i < t->ne[0]; i++)
+			f[i] = 1.0f;
+		snprintf(bad, sizeof(bad), "%s/phi-mini-no-factors.gguf", root);
+		fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(mb_write_all(fd, data, len), 0);
+		close(fd);
+		free(data);
+		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+						 sizeof(err)),
+				 0);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		print_message("short factors all 1: rel max err %.2e, top-1 "
+			      "%.0f%% (must fail)\n", rel, top1 * 100);
+		assert_true(rel > 5e-3 || top1 < 1.0);
+		free(got);
+	}
+	free(ref);
+	assert_int_equal(mb_gguf_kv(g, "phi3.rope.dimension_count")->v.u, 96);
+	assert_int_equal(mb_gguf_kv(g, "phi3.attention.head_count")->v.u, 3);
+	assert_int_equal(mb_gguf_kv(g, "phi3.rope.scaling.original_context_length")->v.u,
+			 4096);
+	t = mb_gguf_tensor(g, "rope_factors_long.weight");
+	assert_non_null(t);
+	assert_int_equal(t->ne[0], 48);
+	t = mb_gguf_tensor(g, "rope_factors_short.weight");
+	assert_non_null(t);
+	assert_int_equal(t->ne[0], 48);
+	assert_null(mb_gguf_tensor(g, "output.weight"));
+	mb_gguf_free(g);
+}
+
+/* Reorders each head's rows as the llama layout's q/k permutation does:
+ * what the converter once did to Qwen2. */
+static void permute_heads(float *x, uint64_t rows, uint64_t cols,
+			  uint64_t heads)
+{
+	uint64_t per = rows / heads, half = per / 2, s;
+	float *orig = malloc(rows * cols * sizeof(float));
+
+	assert_non_null(orig);
+	memcpy(orig, x, rows * cols * sizeof(float));
+	for (s = 0; s < rows; s++) {
+		uint64_t h = s / per, r = s % per;
+		uint64_t j = h * per + (r % 2) * half + r / 2;
+
+		memcpy(x + s * cols, orig + j * cols, cols * sizeof(float));
+	}
+	free(orig);
+}
+
+/* Qwen2 converts as llama.cpp's qwen2: q and k as transformers keeps them
+ * (NEOX rope), their biases, and the output tied or not; libllama's
+ * logits match the reference. Converted the llama way (q permuted) the
+ * comparison fails: the model that once passed the smoke test. */
+static void test_qwen2(void **state)
+{
+	const struct mb_gguf_tensor *t;
+	const struct mb_st_tensor *s;
+	struct mb_st_model *m;
+	struct mb_gguf *g;
+	char path[700], bad[700], shard[800], err[2048];
+	float *ref, *got;
+	uint16_t *src;
+	double rel, top1;
+	size_t len, i, got_n;
+	char *data;
+	int nv, n, fd;
+
+	(void)state;
+	if (ref_logits(qwen2, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(qwen2, "qwen2-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref, nv, 5e-3,
+		 NULL);
+	fidelity(qwen2, "qwen2-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref, nv, 1e-2,
+		 NULL);
+	snprintf(path, sizeof(path), "%s/qwen2-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s, "qwen2");
+	assert_int_equal(mb_gguf_kv(g, "qwen2.attention.head_count")->v.u, 4);
+	assert_int_equal(mb_gguf_kv(g, "qwen2.attention.head_count_kv")->v.u, 2);
+	assert_non_null(mb_gguf_tensor(g, "blk.1.attn_k.bias"));
+	assert_non_null(mb_gguf_tensor(g, "output.weight"));
+	/* attn_q is q_proj row for row: no permutation */
+	t = mb_gguf_tensor(g, "blk.0.attn_q.weight");
+	assert_non_null(t);
+	assert_int_equal(mb_st_model_open_dir(qwen2, &m, err, sizeof(err)), 0);
+	s = mb_st_model_find(m, "model.layers.0.self_attn.q_proj.weight");
+	assert_non_null(s);
+	assert_int_equal(t->size, (s->end - s->begin) * 2);
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	src = malloc(s->end - s->begin);
+	snprintf(shard, sizeof(shard), "%s/%s", qwen2, m->shards[s->shard]);
+	fd = open(shard, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_pread_full(fd, src, s->end - s->begin,
+				       m->files[s->shard]->data_start + s->begin,
+				       &got_n), 0);
+	close(fd);
+	for (i = 0; i < (s->end - s->begin) / 2; i++)
+		if (((float *)(void *)(data + t->offset))[i] !=
+		    mb_bf16_to_f32(src[i]))
+			fail_msg("blk.0.attn_q.weight element %zu is not "
+				 "q_proj's", i);
+	free(src);
+	mb_st_model_free(m);
+	/* q and its bias permuted the llama way: must fail */
+	for (i = 0; i < 2; i++) {
+		const struct mb_gguf_tensor *q, *qb;
+		char name[64];
+
+		snprintf(name, sizeof(name), "blk.%zu.attn_q.weight", i);
+		q = mb_gguf_tensor(g, name);
+		snprintf(name, sizeof(name), "blk.%zu.attn_q.bias", i);
+		qb = mb_gguf_tensor(g, name);
+		assert_int_equal(q->type, MB_GGML_F32);
+		permute_heads((float *)(void *)(data + q->offset), q->ne[1],
+			      q->ne[0], 4);
+		permute_heads((float *)(void *)(data + qb->offset), qb->ne[0], 1,
+			      4);
+	}
+	snprintf(bad, sizeof(bad), "%s/qwen2-permuted.gguf", root);
+	fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_write_all(fd, data, len), 0);
+	close(fd);
+	free(data);
+	mb_gguf_free(g);
+	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+	print_message("qwen2 q permuted: rel max err %.2e, top-1 %.0f%% (must "
+		      "fail)\n", rel, top1 * 100);
+	assert_true(rel > 5e-3 || top1 < 1.0);
+	free(got);
+	free(ref);
+	/* tied: no output.weight, llama.cpp reads the embedding */
+	if (ref_logits(qwen2_tied, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(qwen2_tied, "qwen2-tied-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref,
+		 nv, 5e-3, NULL);
+	free(ref);
+	snprintf(path, sizeof(path), "%s/qwen2-tied-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_null(mb_gguf_tensor(g, "output.weight"));
+	mb_gguf_free(g);
+}
+
+/* A true config of an architecture mibera does not convert (Gemma, whose
+ * tensors have Llama's names and shapes) is refused by name, by the
+ * library and by the worker's command, and nothing is written: never
+ * converted as Llama. */
+static void test_foreign_architecture_refused(void **state)
+{
+	static const char *const want =
+		"GemmaForCausalLM (model_type gemma) is not a family mibera "
+		"converts natively";
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	char out[700], part[720], args[2048], text[8192], err[1024] = "";
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/gemma.gguf", root);
+	snprintf(part, sizeof(part), "%s.part", out);
+	memset(&o, 0, sizeof(o));
+	o.model_dir = gemma;
+	o.out_path = out;
+	o.outtype = MB_OUT_F32;
+	o.threads = 2;
+	assert_int_equal(mb_convert(&o, &r, err, sizeof(err)), MB_EUNSUPPORTED);
+	if (strstr(err, want) == NULL)
+		fail_msg("convert said: %s", err);
+	assert_int_equal(access(out, F_OK), -1);
+	assert_int_equal(access(part, F_OK), -1);
+	snprintf(args, sizeof(args), "convert %s %s --layout split", gemma, out);
+	assert_int_equal(run_worker(args, text, sizeof(text)), 3);
+	if (strstr(text, want) == NULL)
+		fail_msg("mibera-worker said: %s", text);
+	assert_int_equal(access(out, F_OK), -1);
+}
+
 static void test_full_disk_leaves_nothing(void **state)
 {
 	struct mb_convert_opts o;
@@ -450,6 +693,9 @@ int main(void)
 		cmocka_unit_test(test_comparison_bites),
 		cmocka_unit_test(test_tensors_read_back),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_phi4_mini_partial_rotary_longrope),
+		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -256,6 +256,31 @@ static int setup(void **state)
 	copy_fixture("llama-tiny", "broken", p);
 	snprintf(p, sizeof(p), "%s/local/correct", root);
 	copy_fixture("phi4-tiny", "correct", p);
+	snprintf(p, sizeof(p), "%s/org/phi4-mini-tiny", hubdir);
+	copy_fixture("phi4-mini-tiny", "correct", p);
+	snprintf(p, sizeof(p), "%s/org/qwen2-tiny", hubdir);
+	copy_fixture("qwen2-tiny", "correct", p);
+	{
+		const char *extra[] = { "--no-architectures", NULL };
+
+		snprintf(p, sizeof(p), "%s/local/qwen2-noarch", root);
+		assert_int_equal(th_mkmodel(p, "qwen2-tiny", extra), 0);
+	}
+	/* Gemma's true config over Llama-shaped tensors, and the same with
+	 * model_type alone */
+	snprintf(p, sizeof(p), "%s/org/gemma-tiny", hubdir);
+	copy_fixture("llama-tiny", "correct", p);
+	write_text(p, "config.json",
+		   "{\"architectures\":[\"GemmaForCausalLM\"],\"model_type\":"
+		   "\"gemma\",\"hidden_size\":256,\"num_attention_heads\":4,"
+		   "\"num_key_value_heads\":2,\"head_dim\":64,"
+		   "\"num_hidden_layers\":2,\"intermediate_size\":688,"
+		   "\"vocab_size\":512}");
+	snprintf(p, sizeof(p), "%s/local/gemma-noarch", root);
+	copy_fixture("llama-tiny", "correct", p);
+	write_text(p, "config.json",
+		   "{\"model_type\":\"gemma\",\"hidden_size\":256,"
+		   "\"num_attention_heads\":4,\"num_key_value_heads\":2}");
 	snprintf(p, sizeof(p), "%s/ivxxdegen/mibera-v1-merged", hubdir);
 	make_phi4_repo(p);
 	{
@@ -467,6 +492,96 @@ static void test_not_convertible_and_usage(void **state)
 	free(out);
 }
 
+/* A true config of an architecture mibera does not convert (Gemma, whose
+ * tensors have Llama's names and shapes) is refused before a box is
+ * rented, naming the architecture, with nothing "repaired" into Llama
+ * (which would convert it into a model that loads and talks nonsense). */
+static void test_foreign_architecture_refused(void **state)
+{
+	static const char *const want =
+		"NOT CONVERTIBLE: GemmaForCausalLM (model_type gemma) is not a "
+		"family mibera converts natively (it converts: "
+		"LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
+		"Qwen2ForCausalLM)";
+	const cJSON *model;
+	char args[900], *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/gemma-tiny", &out, err,
+				 sizeof(err)),
+			 3);
+	if (strstr(out, want) == NULL)
+		fail_msg("inspect said: %s", out);
+	assert_null(strstr(out, "repaired"));
+	free(out);
+	doc = run_json("inspect --json org/gemma-tiny", 3);
+	model = cJSON_GetObjectItem(doc, "model");
+	assert_false(cJSON_IsTrue(cJSON_GetObjectItem(model, "convertible")));
+	assert_string_equal(cJSON_GetObjectItem(model, "family")->valuestring,
+			    "unknown");
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(model, "repairs")),
+			 0);
+	cJSON_Delete(doc);
+	/* no architectures, model_type gemma: the same refusal */
+	snprintf(args, sizeof(args), "inspect %s/local/gemma-noarch", root);
+	assert_int_equal(run_job(args, &out, err, sizeof(err)), 3);
+	if (strstr(out, want) == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+}
+
+/* Qwen2 with its true config converts natively: nothing to repair, and
+ * never taken for Llama. Without architectures, model_type qwen2 still
+ * says what it is; the missing name is the one repair. */
+static void test_qwen2_accepted(void **state)
+{
+	char args[900], *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/qwen2-tiny", &out, err,
+				 sizeof(err)),
+			 0);
+	if (strstr(out, "convertible; config.json is right") == NULL ||
+	    strstr(out, "family     qwen2") == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "inspect --json %s/local/qwen2-noarch", root);
+	doc = run_json(args, 0);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"),
+						"family")->valuestring, "qwen2");
+	assert_true(repaired(doc, "architectures"));
+	assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(
+				field(doc, "architectures"), "value"), 0)->valuestring,
+			    "Qwen2ForCausalLM");
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
+				 cJSON_GetObjectItem(doc, "model"), "repairs")),
+			 1);
+	cJSON_Delete(doc);
+}
+
+/* Phi-4-mini's true config (partial rotary 0.75, 48 longrope factors per
+ * list for the 96 rotated dimensions of a 128-wide head) is right as it
+ * is. */
+static void test_phi4_mini_accepted(void **state)
+{
+	char *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/phi4-mini-tiny", &out, err,
+				 sizeof(err)),
+			 0);
+	if (strstr(out, "convertible; config.json is right") == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	doc = run_json("inspect --json org/phi4-mini-tiny", 0);
+	assert_true(fabs(value(doc, "partial_rotary_factor") - 0.75) < 1e-12);
+	assert_false(repaired(doc, "rope_scaling"));
+	cJSON_Delete(doc);
+}
+
 static void test_offline_uses_local_cache(void **state)
 {
 	char p[900], *out, err[2048];
@@ -603,6 +718,9 @@ int main(void)
 		cmocka_unit_test(test_phi4_shaped_from_headers),
 		cmocka_unit_test(test_gated_and_missing),
 		cmocka_unit_test(test_not_convertible_and_usage),
+		cmocka_unit_test(test_foreign_architecture_refused),
+		cmocka_unit_test(test_qwen2_accepted),
+		cmocka_unit_test(test_phi4_mini_accepted),
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),
 		cmocka_unit_test(test_hostile_index),

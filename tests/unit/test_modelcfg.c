@@ -554,6 +554,287 @@ static void test_unsupported_layouts(void **state)
 	}
 }
 
+/* Infers the tensors of dir with config text cfg instead of its own. */
+static struct mb_modelcfg *infer_with(const char *dir, const char *cfg)
+{
+	struct mb_st_model *m;
+	struct mb_modelcfg *c;
+	char err[256];
+
+	assert_int_equal(mb_st_model_open_dir(dir, &m, err, sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_infer(m, cfg, cfg ? strlen(cfg) : 0, NULL,
+					   0, NULL, 0, &c, err, sizeof(err)),
+			 0);
+	mb_st_model_free(m);
+	return c;
+}
+
+/* The fixture's own config.json without the keys named (NULL-ended). */
+static char *config_without(const char *dir, const char *const *keys)
+{
+	size_t len;
+	char *text = read_in(dir, "config.json", &len), *out;
+	cJSON *doc = mb_json_parse(text, len);
+
+	assert_non_null(doc);
+	for (; *keys != NULL; keys++)
+		cJSON_DeleteItemFromObjectCaseSensitive(doc, *keys);
+	out = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	free(text);
+	return out;
+}
+
+static const char *const own_archs =
+	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
+	"Qwen2ForCausalLM)";
+
+/* A Qwen2 checkpoint with its true config: Llama's tensor names plus
+ * biases, but another rope. It is Qwen2, never rewritten into
+ * LlamaForCausalLM (which converted it into a model that loads and talks
+ * nonsense); without architectures, model_type says it. Qwen2 named over
+ * tensors without the biases Qwen2 always has is refused. */
+static void test_qwen2(void **state)
+{
+	const char *dir = fixture("qwen2", "qwen2-tiny", "correct");
+	struct mb_modelcfg *c = infer_dir(dir, NULL);
+	const char *const none[] = { "architectures", NULL };
+	char *cfg;
+
+	(void)state;
+	if (!c->convertible)
+		fail_msg("%s", c->reason);
+	assert_int_equal(c->family, MB_FAMILY_QWEN2);
+	assert_true(c->config_family_matches);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_true(c->has_bias);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 4);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 2);
+	assert_true(fabs(num(c, MB_CFG_RMS_NORM_EPS) - 1e-6) < 1e-12);
+	mb_modelcfg_free(c);
+	cfg = config_without(dir, none);
+	c = infer_with(dir, cfg);
+	assert_true(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_QWEN2);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 1);
+	assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+	assert_string_equal(cJSON_GetArrayItem(c->v[MB_CFG_ARCHITECTURES].value,
+					       0)->valuestring,
+			    "Qwen2ForCausalLM");
+	mb_modelcfg_free(c);
+	free(cfg);
+	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"),
+		       "{\"architectures\":[\"Qwen2ForCausalLM\"],"
+		       "\"model_type\":\"qwen2\",\"hidden_size\":256,"
+		       "\"num_attention_heads\":4,\"num_key_value_heads\":2}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "Qwen2 without "
+				      "'model.layers.0.self_attn.q_proj.bias'"));
+	mb_modelcfg_free(c);
+}
+
+/* A true config of an architecture mibera does not convert, over tensors
+ * that fit the Llama layout (Gemma's do): refused by name with no repair.
+ * A well-formed name no table lists is not guessed into Llama either. */
+static void test_foreign_refused_not_repaired(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	struct mb_modelcfg *c;
+
+	(void)state;
+	c = infer_with(dir, "{\"architectures\":[\"GemmaForCausalLM\"],"
+			    "\"model_type\":\"gemma\",\"hidden_size\":256,"
+			    "\"num_attention_heads\":4}");
+	assert_false(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
+	assert_non_null(strstr(c->reason, "GemmaForCausalLM (model_type gemma) "
+				      "is not a family mibera converts natively"));
+	assert_non_null(strstr(c->reason, own_archs));
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_null(c->v[MB_CFG_ARCHITECTURES].value);
+	mb_modelcfg_free(c);
+	/* model_type alone names it */
+	c = infer_with(dir, "{\"model_type\":\"gemma\"}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "GemmaForCausalLM (model_type gemma)"));
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	mb_modelcfg_free(c);
+	c = infer_with(dir, "{\"architectures\":[\"Zeta7ForCausalLM\"]}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "Zeta7ForCausalLM is not a family"));
+	mb_modelcfg_free(c);
+	c = infer_with(dir, "{\"model_type\":\"zeta7\"}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "model_type zeta7 is not a family"));
+	mb_modelcfg_free(c);
+}
+
+/* A config with no architecture at all, or one that is no name, claims
+ * nothing: Llama tensors make it Llama, as always. */
+static void test_absent_architecture_repaired(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	const char *const both[] = { "architectures", "model_type", NULL };
+	const char *const arch[] = { "architectures", NULL };
+	char *cfgs[4];
+	size_t i;
+
+	(void)state;
+	cfgs[0] = config_without(dir, both);
+	cfgs[1] = config_without(dir, arch);
+	cfgs[2] = strdup("{\"architectures\":[\"my model\"],\"hidden_size\":256,"
+			 "\"num_attention_heads\":4}");
+	cfgs[3] = strdup("{\"architectures\":[7],\"model_type\":\"\","
+			 "\"hidden_size\":256,\"num_attention_heads\":4}");
+	for (i = 0; i < 4; i++) {
+		struct mb_modelcfg *c = infer_with(dir, cfgs[i]);
+
+		if (!c->convertible)
+			fail_msg("config %zu: %s", i, c->reason);
+		assert_int_equal(c->family, MB_FAMILY_LLAMA);
+		assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+		assert_string_equal(cJSON_GetArrayItem(
+			c->v[MB_CFG_ARCHITECTURES].value, 0)->valuestring,
+				    "LlamaForCausalLM");
+		assert_string_equal(c->v[MB_CFG_MODEL_TYPE].value->valuestring,
+				    "llama");
+		mb_modelcfg_free(c);
+		free(cfgs[i]);
+	}
+}
+
+/* A config whose architecture the tensors rule out is a lie, repaired:
+ * Phi-3 said of Llama tensors, Llama or Qwen2 said of Phi-3 tensors, the
+ * Phi-2 config of the model this tool was built for. */
+static void test_contradicted_architecture_repaired(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	static const char *const on_phi[] = {
+		"{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\"}",
+		"{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\"}",
+		"{\"architectures\":[\"Gemma3ForCausalLM\"],"
+		"\"model_type\":\"gemma3_text\"}",
+	};
+	struct mb_modelcfg *c;
+	size_t i;
+
+	(void)state;
+	c = infer_with(dir, "{\"architectures\":[\"Phi3ForCausalLM\"],"
+			    "\"model_type\":\"phi3\",\"hidden_size\":256,"
+			    "\"num_attention_heads\":4}");
+	assert_true(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_LLAMA);
+	assert_false(c->config_family_matches);
+	assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+	assert_string_equal(cJSON_GetArrayItem(c->v[MB_CFG_ARCHITECTURES].value,
+					       0)->valuestring,
+			    "LlamaForCausalLM");
+	mb_modelcfg_free(c);
+	for (i = 0; i < sizeof(on_phi) / sizeof(on_phi[0]); i++) {
+		c = infer(m, on_phi[i], card, NULL);
+		if (!c->convertible)
+			fail_msg("%s: %s", on_phi[i], c->reason);
+		assert_int_equal(c->family, MB_FAMILY_PHI3);
+		assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+		assert_true(c->v[MB_CFG_MODEL_TYPE].repaired);
+		assert_string_equal(c->v[MB_CFG_MODEL_TYPE].value->valuestring,
+				    "phi3");
+		mb_modelcfg_free(c);
+	}
+	mb_st_model_free(m);
+}
+
+/* Tensors of no layout mibera reads, under a config naming what they
+ * are: the refusal names the architecture, not a tensor. */
+static void test_foreign_layout_named(void **state)
+{
+	static const char header[] =
+		"{\"model.layers.0.self_attn.q_norm.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[0,4]},"
+		"\"model.layers.0.self_attn.q_proj.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[4,8]}}";
+	struct mb_st_model *m;
+	struct mb_st_file *f;
+	struct mb_modelcfg *c;
+
+	(void)state;
+	assert_int_equal(mb_st_parse_header(header, sizeof(header) - 1,
+					    8 + sizeof(header) - 1 + 8, &f,
+					    NULL, 0),
+			 0);
+	assert_int_equal(mb_st_model_single("m.safetensors", f, &m), 0);
+	assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
+	c = infer(m, "{\"architectures\":[\"Gemma3ForCausalLM\"],"
+		     "\"model_type\":\"gemma3_text\"}", NULL, NULL);
+	assert_false(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
+	assert_non_null(strstr(c->reason, "Gemma3ForCausalLM (model_type "
+				      "gemma3_text) is not a family"));
+	mb_modelcfg_free(c);
+	/* architectures at odds with model_type: transformers goes by
+	 * model_type, and so does the refusal */
+	c = infer(m, "{\"architectures\":[\"LlamaForCausalLM\"],"
+		     "\"model_type\":\"qwen3\"}", NULL, NULL);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "Qwen3ForCausalLM (model_type qwen3)"));
+	assert_non_null(strstr(c->reason, "architectures says LlamaForCausalLM"));
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
+/* Phi-4-mini's true config: rope on 96 of 128 dimensions, so longrope
+ * has 48 factors per list, one per rotary pair. It needs no repair; a
+ * list of another length, or a factor leaving no even rotary dimension,
+ * is refused. */
+static void test_phi4_mini_partial_rotary(void **state)
+{
+	const char *dir = fixture("phi4-mini", "phi4-mini-tiny", "correct");
+	struct mb_modelcfg *c = infer_dir(dir, NULL);
+	size_t len;
+	char *text, *cfg;
+	cJSON *doc, *rs, *l;
+
+	(void)state;
+	if (!c->convertible)
+		fail_msg("%s", c->reason);
+	assert_int_equal(c->family, MB_FAMILY_PHI3);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_true(c->tied);
+	assert_true(fabs(num(c, MB_CFG_PARTIAL_ROTARY_FACTOR) - 0.75) < 1e-12);
+	rs = c->v[MB_CFG_ROPE_SCALING].value;
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(rs,
+								"long_factor")),
+			 48);
+	mb_modelcfg_free(c);
+	/* 64 factors (one per pair of the whole head) is the wrong count */
+	text = read_in(dir, "config.json", &len);
+	doc = mb_json_parse(text, len);
+	free(text);
+	rs = cJSON_GetObjectItem(doc, "rope_scaling");
+	l = cJSON_GetObjectItem(rs, "short_factor");
+	while (cJSON_GetArraySize(l) < 64)
+		cJSON_AddItemToArray(l, cJSON_CreateNumber(1.0));
+	cfg = cJSON_PrintUnformatted(doc);
+	c = infer_with(dir, cfg);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "short_factor with 48 numbers"));
+	assert_non_null(strstr(c->reason, "96 rotated dimensions"));
+	mb_modelcfg_free(c);
+	free(cfg);
+	/* 128 * 0.01 = 1.28: one dimension, which rope cannot turn */
+	cJSON_ReplaceItemInObject(doc, "partial_rotary_factor",
+				  cJSON_CreateNumber(0.01));
+	cfg = cJSON_PrintUnformatted(doc);
+	c = infer_with(dir, cfg);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "partial_rotary_factor 0.01 turns 1 "
+				      "of the 128 dimensions"));
+	mb_modelcfg_free(c);
+	free(cfg);
+	cJSON_Delete(doc);
+}
+
 static void test_base_names(void **state)
 {
 	char out[128];
@@ -648,6 +929,12 @@ int main(void)
 		cmocka_unit_test(test_hostile_configs),
 		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
+		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_foreign_refused_not_repaired),
+		cmocka_unit_test(test_absent_architecture_repaired),
+		cmocka_unit_test(test_contradicted_architecture_repaired),
+		cmocka_unit_test(test_foreign_layout_named),
+		cmocka_unit_test(test_phi4_mini_partial_rotary),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
 		cmocka_unit_test(test_quant_list),
