@@ -804,8 +804,9 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	}
 	cfg = read_small(o->model_dir, "config.json", &cfg_len);
 	card = read_small(o->model_dir, "README.md", &card_len);
-	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, o->base_config,
-			       o->base_config_len, &c, sub, sizeof(sub));
+	rc = mb_modelcfg_infer_user(m, cfg, cfg_len, card, card_len,
+				    o->base_config, o->base_config_len, o->user,
+				    &c, sub, sizeof(sub));
 	if (rc != 0) {
 		mb_seterr(err, errcap, "%s", sub);
 		goto out;

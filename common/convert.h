@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 struct mb_buf;
+struct mb_modelcfg_user;
 
 enum mb_layout {
 	MB_LAYOUT_NATIVE,
@@ -57,6 +58,8 @@ struct mb_convert_opts {
 	const char *source_commit;	/* 40 hex, or NULL */
 	const char *base_config;	/* the named base's config.json, or NULL */
 	size_t base_config_len;
+	const struct mb_modelcfg_user *user;	/* what the user settled, or
+						   NULL */
 	mb_convert_progress_fn progress;	/* called about twice a second */
 	void *progress_ctx;
 	struct mb_buf *report;		/* when not NULL, gets the inspect

@@ -50,6 +50,7 @@ static const char *const src_names[] = {
 	[MB_SRC_BASE_FAMILY] = "base model of the family (other shapes)",
 	[MB_SRC_DEFAULT] = "family default",
 	[MB_SRC_DERIVED] = "derived",
+	[MB_SRC_USER] = "set by the user",
 };
 
 const char *mb_cfg_key_name(enum mb_cfg_key k)
@@ -59,7 +60,7 @@ const char *mb_cfg_key_name(enum mb_cfg_key k)
 
 const char *mb_src_name(enum mb_src s)
 {
-	return (unsigned)s <= MB_SRC_DERIVED ? src_names[s] : "?";
+	return (unsigned)s < sizeof(src_names) / sizeof(src_names[0]) ? src_names[s] : "?";
 }
 
 const char *mb_family_name(enum mb_family f)
@@ -1002,6 +1003,122 @@ static int ok_scaling(const cJSON *v)
 	return cJSON_IsNull(v) || cJSON_IsObject(v);
 }
 
+/* What a person may set, and how each value is checked: the values the
+ * tensors cannot give. */
+static const struct settable {
+	enum mb_cfg_key key;
+	int (*ok)(const cJSON *);
+	const char *what;
+} settable[] = {
+	{ MB_CFG_NUM_ATTENTION_HEADS, ok_pos_int, "a positive integer" },
+	{ MB_CFG_NUM_KEY_VALUE_HEADS, ok_pos_int, "a positive integer" },
+	{ MB_CFG_HEAD_DIM, ok_pos_int, "a positive integer" },
+	{ MB_CFG_ROPE_THETA, ok_pos_number, "a positive number" },
+	{ MB_CFG_RMS_NORM_EPS, ok_eps, "a number between 0 and 1" },
+	{ MB_CFG_MAX_POSITION_EMBEDDINGS, ok_pos_int, "a positive integer" },
+	{ MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS, ok_pos_int,
+	  "a positive integer" },
+	{ MB_CFG_SLIDING_WINDOW, ok_window, "a positive integer or null" },
+	{ MB_CFG_ROPE_SCALING, ok_scaling, "a JSON object or null" },
+	{ MB_CFG_PARTIAL_ROTARY_FACTOR, ok_fraction,
+	  "a number above 0, at most 1" },
+};
+#define NSETTABLE (sizeof(settable) / sizeof(settable[0]))
+
+static const struct settable *settable_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NSETTABLE; i++)
+		if (strcmp(key_names[settable[i].key], name) == 0)
+			return &settable[i];
+	return NULL;
+}
+
+static void settable_list(char *out, size_t cap)
+{
+	size_t i, n = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < NSETTABLE && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? ", " : "",
+				      key_names[settable[i].key]);
+}
+
+int mb_modelcfg_user_set(cJSON *set, const char *kv, char *err, size_t errcap)
+{
+	const struct settable *st;
+	const char *eq = strchr(kv, '=');
+	char key[64], list[400];
+	cJSON *v;
+	int k;
+
+	if (eq == NULL || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+		mb_seterr(err, errcap, "'%.80s' is not KEY=VALUE (for example "
+			  "num_attention_heads=24)", kv);
+		return MB_EINVAL;
+	}
+	snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
+	st = settable_find(key);
+	if (st == NULL) {
+		settable_list(list, sizeof(list));
+		for (k = 0; k < MB_CFG_NKEYS; k++)
+			if (strcmp(key_names[k], key) == 0)
+				break;
+		if (k < MB_CFG_NKEYS)
+			mb_seterr(err, errcap, "%s cannot be set: mibera reads it "
+				  "from the tensors' names and shapes, which are "
+				  "the truth for it; what can be set: %s", key,
+				  list);
+		else
+			mb_seterr(err, errcap, "'%.60s' is not a config.json key "
+				  "mibera reconciles; what can be set: %s", key,
+				  list);
+		return MB_EINVAL;
+	}
+	v = mb_json_parse(eq + 1, strlen(eq + 1));
+	if (v == NULL || !st->ok(v)) {
+		cJSON_Delete(v);
+		mb_seterr(err, errcap, "%s=%.200s: the value must be %s", key,
+			  eq + 1, st->what);
+		return MB_EINVAL;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(set, key);
+	cJSON_AddItemToObject(set, key, v);
+	return 0;
+}
+
+/* The user's settings that fix the head count: head_dim, else the query
+ * width over num_attention_heads, else the KV width over
+ * num_key_value_heads; each given count must then fit the tensors. */
+static void user_heads(struct mb_modelcfg *c, const cJSON *set)
+{
+	uint64_t heads = 0, kvh = 0, hd = 0;
+	char why[200];
+
+	mb_json_get_u64(set, "num_attention_heads", 1u << 30, &heads);
+	mb_json_get_u64(set, "num_key_value_heads", 1u << 30, &kvh);
+	mb_json_get_u64(set, "head_dim", 1u << 30, &hd);
+	if (hd == 0 && heads != 0 && c->q_width % heads == 0)
+		hd = c->q_width / heads;
+	if (hd == 0 && kvh != 0 && c->kv_width % kvh == 0)
+		hd = c->kv_width / kvh;
+	snprintf(why, sizeof(why), "the user's --set");
+	if (!try_hd(c, hd, MB_SRC_USER, why) ||
+	    (heads != 0 && c->q_width / hd != heads) ||
+	    (kvh != 0 && c->kv_width / hd != kvh)) {
+		refuse(c, "the heads set by the user (num_attention_heads %llu, "
+		       "num_key_value_heads %llu, head_dim %llu) do not fit the "
+		       "tensors: the query width is %llu and the KV width %llu, "
+		       "so heads x head_dim must equal each",
+		       (unsigned long long)heads, (unsigned long long)kvh,
+		       (unsigned long long)hd, (unsigned long long)c->q_width,
+		       (unsigned long long)c->kv_width);
+		return;
+	}
+	c->heads_ambiguous = 0;
+}
+
 /* Takes key from the first source that has an acceptable value; an
  * unacceptable value in the model's own config.json is reported whether
  * or not a better source made it moot. */
@@ -1272,8 +1389,22 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      const char *base_config, size_t base_len,
 		      struct mb_modelcfg **out, char *err, size_t errcap)
 {
-	struct view cf, named, known, tmp;
-	const struct view *order[5];
+	return mb_modelcfg_infer_user(m, config, config_len, card, card_len,
+				      base_config, base_len, NULL, out, err,
+				      errcap);
+}
+
+int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
+			   size_t config_len, const char *card,
+			   size_t card_len, const char *base_config,
+			   size_t base_len,
+			   const struct mb_modelcfg_user *user,
+			   struct mb_modelcfg **out, char *err, size_t errcap)
+{
+	struct view cf, named, known, tmp, uv;
+	const struct view *order[6];
+	const cJSON *set = user != NULL && cJSON_IsObject(user->set) &&
+			   user->set->child != NULL ? user->set : NULL;
 	struct claim claim;
 	const char *mt;
 	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
@@ -1293,6 +1424,7 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 	memset(&cf, 0, sizeof(cf));
 	memset(&named, 0, sizeof(named));
 	memset(&known, 0, sizeof(known));
+	memset(&uv, 0, sizeof(uv));
 	if (config != NULL) {
 		c->config = mb_json_parse(config, config_len);
 		if (c->config == NULL || !cJSON_IsObject(c->config)) {
@@ -1334,9 +1466,35 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 			cf.model_type ? cf.model_type : "none",
 			mb_family_name(c->family));
 
-	/* the named base: from the hub when the caller fetched it */
-	mb_modelcfg_base_name(card, card_len, config, config_len, c->base_name,
-			      sizeof(c->base_name));
+	/* what the user set: every key one that can be set, with a good
+	 * value (the command line checked them; a worker reads them from a
+	 * file) */
+	if (set != NULL) {
+		const cJSON *e;
+
+		cJSON_ArrayForEach(e, set) {
+			const struct settable *st = settable_find(e->string);
+
+			if (st == NULL || !st->ok(e)) {
+				refuse(c, "the user's setting of '%.60s' is not "
+				       "one mibera can use", e->string);
+				goto done;
+			}
+		}
+		uv.doc = set;
+		uv.label = "set by the user";
+		uv.src = MB_SRC_USER;
+		uv.family = c->family;
+	}
+	/* the named base: the user's, else the card's; from the hub when
+	 * the caller fetched it */
+	if (user != NULL && user->base != NULL && user->base[0] != '\0') {
+		snprintf(c->base_name, sizeof(c->base_name), "%s", user->base);
+		c->base_by_user = 1;
+	} else {
+		mb_modelcfg_base_name(card, card_len, config, config_len,
+				      c->base_name, sizeof(c->base_name));
+	}
 	if (c->base_name[0] != '\0') {
 		const char *table = table_config(c->base_name);
 		enum mb_src src = MB_SRC_BASE_HUB;
@@ -1391,10 +1549,18 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		}
 
 	shape_values(c, m);
-	settle_heads(c, &named, &known, &cf);
+	if (set != NULL &&
+	    (cJSON_HasObjectItem(set, "num_attention_heads") ||
+	     cJSON_HasObjectItem(set, "num_key_value_heads") ||
+	     cJSON_HasObjectItem(set, "head_dim")))
+		user_heads(c, set);
+	else
+		settle_heads(c, &named, &known, &cf);
 
 	/* the values shapes cannot give, in the order of trust */
 	n = 0;
+	if (set != NULL)
+		order[n++] = &uv;
 	if (c->base_matches)
 		order[n++] = &named;
 	if (known.doc != NULL)
@@ -1443,6 +1609,21 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 #undef DEF
 	check_rotary(c);
 	check_longrope(c, &cf);
+	if (set != NULL) {
+		const cJSON *e;
+
+		/* a setting this family has no use for is said, not dropped
+		 * in silence */
+		cJSON_ArrayForEach(e, set) {
+			for (k = 0; k < MB_CFG_NKEYS; k++)
+				if (strcmp(key_names[k], e->string) == 0)
+					break;
+			if (k < MB_CFG_NKEYS && c->v[k].src != MB_SRC_USER)
+				addwarn(c, "%s was set by the user, but a %s "
+					"model has no use for it: ignored",
+					e->string, mb_family_name(c->family));
+		}
+	}
 	for (k = 0; k < MB_CFG_NKEYS; k++)
 		if (c->v[k].value != NULL)
 			c->v[k].repaired = !same_value(c->v[k].claimed,
@@ -1547,6 +1728,7 @@ int mb_modelcfg_report_json(const struct mb_modelcfg *c, struct mb_buf *b)
 	t = cJSON_AddObjectToObject(r, "base_model");
 	cJSON_AddStringToObject(t, "name", c->base_name);
 	cJSON_AddBoolToObject(t, "matches", c->base_matches);
+	cJSON_AddBoolToObject(t, "set_by_user", c->base_by_user);
 	cJSON_AddStringToObject(r, "known_base", c->known_base);
 	cJSON_AddBoolToObject(r, "config_family_matches",
 			      c->config_family_matches);

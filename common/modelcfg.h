@@ -47,6 +47,7 @@ enum mb_src {
 	MB_SRC_BASE_FAMILY = 6,	/* a named base of the family, other shapes */
 	MB_SRC_DEFAULT = 7,	/* the family's default: a guess, flagged */
 	MB_SRC_DERIVED = 8,	/* computed from other values */
+	MB_SRC_USER = 9,	/* set by the user (--set, --base) */
 };
 
 /* The config.json keys mibera reconciles. Numbered; append only. */
@@ -86,6 +87,7 @@ struct mb_modelcfg {
 	int convertible;		/* 0: see reason */
 	char reason[512];		/* why not, naming what was seen */
 	char base_name[128];		/* named base ("" if none) */
+	int base_by_user;		/* named by --base */
 	int base_matches;		/* its shapes match the tensors */
 	char known_base[128];		/* table base matched by shapes */
 	int config_family_matches;	/* config.json is of this family */
@@ -100,6 +102,22 @@ struct mb_modelcfg {
 	size_t nwarnings;
 	char warnings[8][256];
 };
+
+/* What a person settles that the files cannot (inspect and submit's
+ * --set KEY=VALUE and --base ORG/NAME). */
+struct mb_modelcfg_user {
+	const char *base;	/* the base model; NULL: the card's */
+	const cJSON *set;	/* {"num_attention_heads": 24, ...}; NULL: none */
+};
+
+/* Reads one "KEY=VALUE" into set (a JSON object): KEY must be a
+ * config.json key mibera reconciles that the tensors cannot give (the
+ * head counts and size, rope and context values, the norm epsilon);
+ * VALUE is JSON (24, 1e-5, null, {"type":"longrope",...}). A key given
+ * twice takes the later value. MB_EINVAL with err saying what is wrong
+ * and what can be set. */
+int mb_modelcfg_user_set(cJSON *set, const char *kv, char *err,
+			 size_t errcap);
 
 /* Returns the config.json key name of k ("num_attention_heads"). */
 const char *mb_cfg_key_name(enum mb_cfg_key k);
@@ -129,6 +147,17 @@ int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      size_t config_len, const char *card, size_t card_len,
 		      const char *base_config, size_t base_len,
 		      struct mb_modelcfg **out, char *err, size_t errcap);
+
+/* mb_modelcfg_infer with what the user settled (user may be NULL): a set
+ * value outranks every other source (one the tensors contradict makes the
+ * model not convertible, saying so), and user->base replaces the base
+ * the card names (base_config is then that base's config.json). */
+int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
+			   size_t config_len, const char *card,
+			   size_t card_len, const char *base_config,
+			   size_t base_len,
+			   const struct mb_modelcfg_user *user,
+			   struct mb_modelcfg **out, char *err, size_t errcap);
 
 /* Frees c; NULL-safe. */
 void mb_modelcfg_free(struct mb_modelcfg *c);

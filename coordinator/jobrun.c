@@ -772,23 +772,52 @@ static int step_fetch(struct run *r)
 	return rc == 0 ? fetch_resume(r) : rc;
 }
 
+/* Writes the job's overrides (--set, --base) to the worker; path gets
+ * the file's name there, or "" when the job has none. */
+static int put_overrides(struct run *r, char *path, size_t cap)
+{
+	size_t ocap = 1 << 20;
+	char *text = mb_malloc(ocap);
+	int rc;
+
+	path[0] = '\0';
+	if (text == NULL)
+		return MB_ENOMEM;
+	rc = mb_store_job_overrides(r->s, r->j->id, text, ocap);
+	if (rc != 0)
+		mb_seterr(r->err, r->errcap, "cannot read the job's settings: %s",
+			  mb_strerror(rc));
+	if (rc == 0 && text[0] != '\0') {
+		snprintf(path, cap, "%s/overrides.json", r->wjob);
+		rc = mb_transport_truncate(r->t, path, 0);
+		if (rc == 0)
+			rc = mb_transport_write(r->t, path, 0, text, strlen(text));
+		if (rc != 0)
+			mb_seterr(r->err, r->errcap, "cannot write '%s' on %s: %s",
+				  path, r->w.name, mb_transport_errmsg(r->t));
+	}
+	free(text);
+	return rc;
+}
+
 static int step_convert(struct run *r)
 {
 	const struct mb_job_row *j = r->j;
 	char repo[300];
 	const char *argv[] = { "convert", r->model, r->f16, "--layout", j->layout,
 			       "--outtype", j->outtype, "--name", r->name,
-			       NULL, NULL, NULL, NULL, NULL };
-	int rc;
+			       NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	char ofile[2400];
+	int rc, n = 9;
 
 	if (!mb_job_source_is_path(j->source)) {
 		snprintf(repo, sizeof(repo), "%s", j->source);
 		repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
-		argv[9] = "--repo";
-		argv[10] = repo;
+		argv[n++] = "--repo";
+		argv[n++] = repo;
 		if (j->commit_sha[0] != '\0') {
-			argv[11] = "--commit";
-			argv[12] = j->commit_sha;
+			argv[n++] = "--commit";
+			argv[n++] = j->commit_sha;
 		}
 	}
 	rc = mb_transport_mkdirs(r->t, r->out);
@@ -796,6 +825,14 @@ static int step_convert(struct run *r)
 		mb_seterr(r->err, r->errcap, "cannot make '%s' on %s: %s", r->out,
 			  r->w.name, mb_transport_errmsg(r->t));
 		return rc;
+	}
+	/* what the user settled travels as a file beside the job's output */
+	rc = put_overrides(r, ofile, sizeof(ofile));
+	if (rc != 0)
+		return rc;
+	if (ofile[0] != '\0') {
+		argv[n++] = "--overrides";
+		argv[n++] = ofile;
 	}
 	return run_worker(r, "convert", "convert", argv, 0);
 }

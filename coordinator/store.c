@@ -563,6 +563,37 @@ static int end_tx(struct mb_store *s, int rc)
 	return rc;
 }
 
+int mb_store_job_overrides(struct mb_store *s, int64_t id, char *out,
+			   size_t cap)
+{
+	sqlite3_stmt *st;
+	int rc = MB_EIO;
+
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(s->db, "SELECT overrides FROM jobs WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW: {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+		rc = 0;
+		if (t != NULL && n >= cap)
+			rc = MB_ETOOBIG;
+		else if (t != NULL)
+			memcpy(out, t, n + 1);
+		break;
+	}
+	case SQLITE_DONE:
+		rc = MB_ENOENT;
+		break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 {
 	sqlite3_stmt *st = NULL;
@@ -574,7 +605,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
 			       "layout, outtype, smoke, notify_url, created_at, "
-			       "pull_f16) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &st,
+			       "pull_f16, overrides) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+			       -1, &st,
 			       NULL) != SQLITE_OK)
 		goto out;
 	bind_text(st, 1, j->source);
@@ -587,6 +619,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	bind_text(st, 8, opt(j->notify_url));
 	sqlite3_bind_int64(st, 9, j->created_at);
 	sqlite3_bind_int(st, 10, j->pull_f16);
+	if (j->overrides != NULL && j->overrides[0] != '\0')
+		sqlite3_bind_text(st, 11, j->overrides, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

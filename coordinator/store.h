@@ -122,6 +122,11 @@ struct mb_job_row {
 	double held_seconds;
 	int64_t created_at, started_at, finished_at;
 	double cost_per_hour;	/* its worker's (read only) */
+	/* what the user settled for the conversion, as JSON
+	 * ({"set":{...},"base":"org/name"}), or NULL: written by
+	 * mb_store_job_add only (reads leave it NULL; see
+	 * mb_store_job_overrides) */
+	const char *overrides;
 };
 
 struct mb_step_row {
@@ -145,6 +150,11 @@ int mb_job_source_is_path(const char *source);
 /* Adds a queued job with its steps (pending) in one transaction; fills
  * j->id. */
 int mb_store_job_add(struct mb_store *s, struct mb_job_row *j);
+
+/* Reads the overrides job id was submitted with into out (cap bytes):
+ * "" when none. MB_ENOENT: no such job; MB_ETOOBIG: they do not fit. */
+int mb_store_job_overrides(struct mb_store *s, int64_t id, char *out,
+			   size_t cap);
 
 /* Reads job id. MB_ENOENT when there is none. */
 int mb_store_job_get(struct mb_store *s, int64_t id, struct mb_job_row *j);

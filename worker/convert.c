@@ -1,10 +1,13 @@
 /*
  * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
- *     [--commit SHA]
+ *     [--commit SHA] [--overrides FILE]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
- * and the peak memory the process used.
+ * and the peak memory the process used. FILE holds what the user settled
+ * ({"set": {KEY: VALUE...}, "base": "org/name", "base_config": {...}}:
+ * inspect and submit's --set and --base, the base's config.json as the
+ * coordinator read it from the hub).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,8 @@
 
 #include "common/convert.h"
 #include "common/err.h"
+#include "common/fs.h"
+#include "common/modelcfg.h"
 #include "common/json.h"
 #include "common/buf.h"
 #include "proto/event.h"
@@ -26,7 +31,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mibera-worker convert MODEL_DIR OUT.gguf [--layout "
 		   "native|split]\n"
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
-		   "           [--repo ORG/NAME] [--commit SHA]\n");
+		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n");
 }
 
 struct progress_ctx {
@@ -74,8 +79,45 @@ static void emit_repairs(struct mb_events *ev, const struct mb_buf *report)
 	cJSON_Delete(doc);
 }
 
+/* Reads the overrides file into u (its strings point into *doc, and the
+ * base's config.json text into *base_text). */
+static int read_overrides(const char *path, cJSON **doc,
+			  struct mb_modelcfg_user *u, char **base_text,
+			  char *err, size_t errcap)
+{
+	char *text = NULL;
+	size_t len;
+	const cJSON *bc;
+	int rc;
+
+	rc = mb_read_file(path, 1 << 20, &text, &len);
+	if (rc != 0) {
+		mb_seterr(err, errcap, "cannot read '%s': %s", path,
+			  mb_strerror(rc));
+		return rc;
+	}
+	*doc = mb_json_parse(text, len);
+	free(text);
+	if (!cJSON_IsObject(*doc)) {
+		mb_seterr(err, errcap, "'%s' is not a JSON object", path);
+		return MB_EJSON;
+	}
+	u->set = cJSON_GetObjectItemCaseSensitive(*doc, "set");
+	u->base = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*doc,
+									 "base"));
+	bc = cJSON_GetObjectItemCaseSensitive(*doc, "base_config");
+	if (cJSON_IsObject(bc))
+		*base_text = cJSON_PrintUnformatted(bc);
+	return 0;
+}
+
 int verb_convert(int argc, char **argv)
 {
+	struct mb_modelcfg_user user = { NULL, NULL };
+	const char *overrides = NULL;
+	char *base_text = NULL;
+	cJSON *odoc = NULL;
+	int ret;
 	struct mb_convert_opts o;
 	struct mb_convert_result r;
 	struct rusage ru;
@@ -118,6 +160,8 @@ int verb_convert(int argc, char **argv)
 			o.source_repo = argv[++i];
 		} else if (strcmp(a, "--commit") == 0 && v) {
 			o.source_commit = argv[++i];
+		} else if (strcmp(a, "--overrides") == 0 && v) {
+			overrides = argv[++i];
 		} else if (a[0] == '-') {
 			goto bad;
 		} else if (npos == 0) {
@@ -132,11 +176,26 @@ int verb_convert(int argc, char **argv)
 	}
 	if (npos != 2)
 		goto bad;
+	if (overrides != NULL) {
+		rc = read_overrides(overrides, &odoc, &user, &base_text, err,
+				    sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "mibera-worker convert: %s\n", err);
+			cJSON_Delete(odoc);
+			return mb_err_exit(rc);
+		}
+		o.user = &user;
+		if (base_text != NULL) {
+			o.base_config = base_text;
+			o.base_config_len = strlen(base_text);
+		}
+	}
 	pc.tty = isatty(2);
 	if (mb_events_from_env(&pc.ev, "convert") != 0) {
 		fprintf(stderr, "mibera-worker convert: cannot open the event "
 			"journal\n");
-		return 1;
+		ret = 1;
+		goto done;
 	}
 	o.progress = on_progress;
 	o.progress_ctx = &pc;
@@ -158,7 +217,8 @@ int verb_convert(int argc, char **argv)
 		/* 1: a later try may get past it; 3: the same input fails the
 		 * same way (missing or broken files, a model mibera cannot
 		 * convert, no space), so a person must act */
-		return mb_err_exit(rc);
+		ret = mb_err_exit(rc);
+		goto done;
 	}
 	getrusage(RUSAGE_SELF, &ru);
 	mb_buf_adds(&b, "\"file\":");
@@ -177,7 +237,11 @@ int verb_convert(int argc, char **argv)
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
-	return 0;
+	ret = 0;
+done:
+	cJSON_free(base_text);
+	cJSON_Delete(odoc);
+	return ret;
 bad:
 	usage(stderr);
 	return 2;

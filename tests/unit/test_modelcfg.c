@@ -250,6 +250,157 @@ static void test_llama_broken_is_ambiguous(void **state)
 	mb_modelcfg_free(c);
 }
 
+/* Infers a fixture directory with what the user set. */
+static struct mb_modelcfg *infer_user(const char *dir,
+				      const struct mb_modelcfg_user *u)
+{
+	struct mb_st_model *m;
+	struct mb_modelcfg *c;
+	size_t clen = 0, rlen = 0;
+	char *cfg, *card, err[256] = "";
+
+	assert_int_equal(mb_st_model_open_dir(dir, &m, err, sizeof(err)), 0);
+	cfg = read_in(dir, "config.json", &clen);
+	card = read_in(dir, "README.md", &rlen);
+	assert_int_equal(mb_modelcfg_infer_user(m, cfg, clen, card, rlen, NULL, 0,
+						u, &c, err, sizeof(err)), 0);
+	free(cfg);
+	free(card);
+	mb_st_model_free(m);
+	return c;
+}
+
+static void test_user_settles_what_nothing_else_can(void **state)
+{
+	const char *dir = fixture("llama-broken", "llama-tiny", "broken");
+	cJSON *set = cJSON_CreateObject();
+	struct mb_modelcfg_user u = { NULL, set };
+	struct mb_modelcfg *c;
+	struct mb_buf b;
+	char err[512];
+
+	(void)state;
+	/* the ambiguous heads, settled by the user: 2 heads of 128 */
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=2", err,
+					      sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_user_set(set, "rope_theta=500000", err,
+					      sizeof(err)), 0);
+	c = infer_user(dir, &u);
+	assert_true(c->convertible);
+	assert_false(c->heads_ambiguous);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 2);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 128);
+	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src, MB_SRC_USER);
+	assert_int_equal(num(c, MB_CFG_ROPE_THETA), 500000);
+	assert_int_equal(c->v[MB_CFG_ROPE_THETA].src, MB_SRC_USER);
+	assert_string_equal(mb_src_name(MB_SRC_USER), "set by the user");
+	/* the report says so for each value */
+	mb_buf_init(&b, 1 << 20);
+	assert_int_equal(mb_modelcfg_report_json(c, &b), 0);
+	assert_non_null(strstr(b.data, "\"set by the user\""));
+	mb_buf_release(&b);
+	mb_modelcfg_free(c);
+
+	/* the other reading, 4 heads of 64, is just as settled */
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=4", err,
+					      sizeof(err)), 0);
+	c = infer_user(dir, &u);
+	assert_true(c->convertible);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 64);
+	mb_modelcfg_free(c);
+
+	/* heads that do not fit the tensors are refused, with the widths */
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=3", err,
+					      sizeof(err)), 0);
+	c = infer_user(dir, &u);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "do not fit the tensors"));
+	assert_non_null(strstr(c->reason, "query width is 256"));
+	mb_modelcfg_free(c);
+	cJSON_Delete(set);
+
+	/* a family's unused setting is said */
+	set = cJSON_CreateObject();
+	u.set = set;
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=4", err,
+					      sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_user_set(set, "partial_rotary_factor=0.5",
+					      err, sizeof(err)), 0);
+	c = infer_user(dir, &u);
+	assert_true(c->convertible);
+	{
+		size_t i;
+		int seen = 0;
+
+		for (i = 0; i < c->nwarnings; i++)
+			seen |= strstr(c->warnings[i], "partial_rotary_factor was "
+				       "set by the user") != NULL;
+		assert_true(seen);
+	}
+	mb_modelcfg_free(c);
+	cJSON_Delete(set);
+}
+
+static void test_user_set_refuses(void **state)
+{
+	cJSON *set = cJSON_CreateObject();
+	char err[512];
+
+	(void)state;
+	/* what the tensors give cannot be set */
+	assert_int_equal(mb_modelcfg_user_set(set, "hidden_size=4096", err,
+					      sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "hidden_size cannot be set"));
+	assert_non_null(strstr(err, "num_attention_heads"));
+	assert_int_equal(mb_modelcfg_user_set(set, "colour=blue", err,
+					      sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "'colour' is not a config.json key"));
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads", err,
+					      sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "is not KEY=VALUE"));
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=2.5",
+					      err, sizeof(err)), MB_EINVAL);
+	assert_non_null(strstr(err, "must be a positive integer"));
+	assert_int_equal(mb_modelcfg_user_set(set, "rms_norm_eps=2", err,
+					      sizeof(err)), MB_EINVAL);
+	assert_int_equal(mb_modelcfg_user_set(set, "rope_scaling=[1]", err,
+					      sizeof(err)), MB_EINVAL);
+	assert_null(set->child);
+	/* good ones, the later of two kept */
+	assert_int_equal(mb_modelcfg_user_set(set, "sliding_window=null", err,
+					      sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_user_set(set, "rope_scaling={\"type\":"
+					      "\"linear\",\"factor\":2}", err,
+					      sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_user_set(set, "rms_norm_eps=1e-6", err,
+					      sizeof(err)), 0);
+	assert_int_equal(mb_modelcfg_user_set(set, "rms_norm_eps=1e-5", err,
+					      sizeof(err)), 0);
+	assert_int_equal(cJSON_GetArraySize(set), 3);
+	assert_true(cJSON_GetObjectItem(set, "rms_norm_eps")->valuedouble == 1e-5);
+	cJSON_Delete(set);
+}
+
+static void test_user_base(void **state)
+{
+	/* the broken Llama names no base; the user names Llama 3.1 8B, whose
+	 * shapes do not match this tiny model, so only its family values
+	 * count, and the base is recorded as the user's */
+	const char *dir = fixture("llama-broken", "llama-tiny", "broken");
+	struct mb_modelcfg_user u = { "meta-llama/Llama-3.1-8B", NULL };
+	struct mb_modelcfg *c = infer_user(dir, &u);
+	struct mb_buf b;
+
+	(void)state;
+	assert_string_equal(c->base_name, "meta-llama/Llama-3.1-8B");
+	assert_true(c->base_by_user);
+	mb_buf_init(&b, 1 << 20);
+	assert_int_equal(mb_modelcfg_report_json(c, &b), 0);
+	assert_non_null(strstr(b.data, "\"set_by_user\":true"));
+	mb_buf_release(&b);
+	mb_modelcfg_free(c);
+}
+
 /* --- Phi-4's real shapes, headers only --- */
 
 struct spec {
@@ -921,6 +1072,9 @@ int main(void)
 		cmocka_unit_test(test_correct_configs_need_nothing),
 		cmocka_unit_test(test_llama_tiny),
 		cmocka_unit_test(test_llama_broken_is_ambiguous),
+		cmocka_unit_test(test_user_settles_what_nothing_else_can),
+		cmocka_unit_test(test_user_set_refuses),
+		cmocka_unit_test(test_user_base),
 		cmocka_unit_test(test_phi4_shapes_with_named_base),
 		cmocka_unit_test(test_phi4_shapes_known_base_without_card),
 		cmocka_unit_test(test_hub_base_outranks_table_and_config),
