@@ -679,8 +679,13 @@ static void test_smoke_memory_checked(void **state)
 	/* an upper bound, not far above: on this 7 MB file llama.cpp's own
 	 * code and heap are most of the gap (bench/smoke-memory.md has the
 	 * figures at real size) */
-	assert_true(peak > 0 && peak <= need);
+	assert_true(peak > 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	/* (AddressSanitizer's shadow memory and quarantine are not what a
+	 * load needs) */
+	assert_true(peak <= need);
 	assert_true(need < peak * 1.5);
+#endif
 	cJSON_Delete(doc);
 
 	/* inspect on the model the file was made from says the same */
