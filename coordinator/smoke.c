@@ -83,7 +83,7 @@ static int memory_need(const char *path, struct mb_run_ram *need)
 	const struct mb_gguf_kv *a, *toks;
 	const struct mb_gguf_tensor *emb;
 	struct mb_gguf *g = NULL;
-	uint64_t layers, hidden, heads, kv_heads, klen, vlen, vocab;
+	uint64_t layers, hidden, heads, kv_heads, klen, vlen, vocab, ff;
 	char err[256];
 	int rc = MB_EFORMAT;
 
@@ -109,15 +109,15 @@ static int memory_need(const char *path, struct mb_run_ram *need)
 	toks = mb_gguf_kv(g, "tokenizer.ggml.tokens");
 	emb = mb_gguf_tensor(g, "token_embd.weight");
 	vocab = toks != NULL ? toks->n : emb != NULL ? emb->ne[1] : 0;
+	ff = kv_uint(g, a->v.s, "feed_forward_length");
 	/* each count is bounded by the file it describes: a header may
 	 * not make the sum overflow */
 	if (layers > 1u << 16 || hidden > 1u << 20 || kv_heads > 1u << 16 ||
-	    klen > 1u << 16 || vlen > 1u << 16 || vocab > 1u << 24)
+	    klen > 1u << 16 || vlen > 1u << 16 || vocab > 1u << 24 ||
+	    ff > 1u << 24)
 		goto out;
 	mb_run_ram_estimate(g->file_size, layers, kv_heads * (klen + vlen) / 2,
-			    vocab, hidden,
-			    kv_uint(g, a->v.s, "feed_forward_length") & 0xffffffffu,
-			    need);
+			    vocab, hidden, ff, need);
 	rc = 0;
 out:
 	mb_gguf_free(g);
