@@ -1908,6 +1908,23 @@ int mb_quant_list_parse(const char *in, char *out, size_t cap, char *err,
 	return 0;
 }
 
+void mb_run_ram_estimate(uint64_t file_bytes, uint64_t layers,
+			 uint64_t kv_width, uint64_t vocab, uint64_t hidden,
+			 uint64_t ff, struct mb_run_ram *out)
+{
+	out->weights = file_bytes;
+	out->kv = 2 * layers * MB_RUN_CTX * kv_width * 2;
+	/* llama.cpp reserves its compute buffer for a full batch: logits and
+	 * activations of MB_RUN_UBATCH tokens (f32) and the attention mask
+	 * over the context; plus 16 MiB for the libraries' code and heap.
+	 * Fitted to the buffer sizes llama.cpp logs (phi4-tiny 17.5 MiB,
+	 * llama-tiny 10.0 MiB, a Phi-4-shaped model 240 MiB) and to peak RSS
+	 * measured by the smoke test (bench/smoke-memory.md). */
+	out->compute = (uint64_t)MB_RUN_UBATCH * 4 * (vocab + hidden + ff) +
+		       (uint64_t)MB_RUN_CTX * MB_RUN_UBATCH * 4 + (16u << 20);
+	out->total = out->weights + out->kv + out->compute;
+}
+
 int mb_modelcfg_estimate(const struct mb_modelcfg *c,
 			 const struct mb_st_model *m, const char *const *want,
 			 uint64_t extra_download, struct mb_estimate *out)
@@ -1915,7 +1932,7 @@ int mb_modelcfg_estimate(const struct mb_modelcfg *c,
 	/* tokenizer strings, merges and the other metadata: about 24 bytes
 	 * a vocab entry, measured on Phi-4 and Llama-3 GGUFs */
 	uint64_t meta = c->vocab_rows * 24 + (1u << 20);
-	uint64_t mat = 0, vec = 0, kv, dflt_disk = 0;
+	uint64_t mat = 0, vec = 0, dflt_disk = 0;
 	const struct mb_quant_type *q;
 	size_t i;
 
@@ -1928,10 +1945,9 @@ int mb_modelcfg_estimate(const struct mb_modelcfg *c,
 	}
 	out->download = m->total_bytes + extra_download;
 	out->f16 = mat * 2 + vec * 4 + meta + 32 * m->ntensors;
-	/* the KV cache at 4096 tokens in f16, plus compute buffers */
-	kv = 2 * c->layers * 4096 * c->kv_width * 2 + (256u << 20);
 	for (i = 0; want ? want[i] != NULL : i < NQUANTS; i++) {
 		struct mb_quant_estimate *e;
+		struct mb_run_ram run;
 
 		q = want ? mb_quant_find(want[i]) : &quants[i];
 		if (q == NULL)
@@ -1941,7 +1957,10 @@ int mb_modelcfg_estimate(const struct mb_modelcfg *c,
 		e = &out->quants[out->nquants++];
 		e->type = q->name;
 		e->bytes = (uint64_t)((double)mat * q->bpw / 8) + vec * 4 + meta;
-		e->ram = e->bytes + kv;
+		/* what the smoke test will need to load it */
+		mb_run_ram_estimate(e->bytes, c->layers, c->kv_width,
+				    c->vocab_rows, c->hidden, c->ff, &run);
+		e->ram = run.total;
 		if (want != NULL)
 			dflt_disk += e->bytes;
 		else if (strcmp(q->name, "Q4_K_M") == 0)

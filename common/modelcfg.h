@@ -178,7 +178,7 @@ int mb_modelcfg_report_json(const struct mb_modelcfg *c, struct mb_buf *b);
 struct mb_quant_estimate {
 	const char *type;	/* "Q4_K_M" */
 	uint64_t bytes;		/* estimated GGUF size */
-	uint64_t ram;		/* to run it on a CPU at 4096 context */
+	uint64_t ram;		/* to run it on a CPU: mb_run_ram_estimate */
 };
 
 struct mb_quant_type {
@@ -203,6 +203,25 @@ const struct mb_quant_type *mb_quant_find(const char *name);
  * valid types. */
 int mb_quant_list_parse(const char *in, char *out, size_t cap, char *err,
 			size_t errcap);
+
+/* What llama.cpp needs to run a GGUF on the CPU the way the smoke test
+ * loads it: the file mapped (no repacked second copy), an f16 KV cache of
+ * MB_RUN_CTX tokens, and compute buffers for MB_RUN_UBATCH tokens. */
+#define MB_RUN_CTX 4096
+#define MB_RUN_UBATCH 512
+
+struct mb_run_ram {
+	uint64_t weights;	/* the GGUF file, mapped */
+	uint64_t kv;		/* K and V, f16, MB_RUN_CTX tokens */
+	uint64_t compute;	/* compute buffers and the runtime */
+	uint64_t total;		/* the sum */
+};
+
+/* Fills out for a GGUF of file_bytes with the given shape (kv_width: KV
+ * heads times head size; vocab: logits rows; ff may be 0). */
+void mb_run_ram_estimate(uint64_t file_bytes, uint64_t layers,
+			 uint64_t kv_width, uint64_t vocab, uint64_t hidden,
+			 uint64_t ff, struct mb_run_ram *out);
 
 struct mb_estimate {
 	uint64_t download;	/* the shards (and side files given) */

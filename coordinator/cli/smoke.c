@@ -59,12 +59,17 @@ int cmd_smoke(int argc, char **argv)
 			mb_buf_addf(&b, ",\"ok\":%s,\"load_s\":%.3f,\"prompt_tokens\":%d,"
 				    "\"prompt_tps\":%.1f,\"gen_tokens\":%d,"
 				    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
-				    "\"templated\":%s,\"text\":",
+				    "\"templated\":%s,\"repacked\":%s,"
+				    "\"mem_need\":%llu,\"mem_available\":%llu,"
+				    "\"errcode\":%d,\"text\":",
 				    rc == 0 ? "true" : "false", r.load_s, r.n_prompt,
 				    r.prompt_tps, r.n_gen, r.gen_tps,
 				    (unsigned long long)r.peak_rss,
 				    r.finite ? "true" : "false",
-				    r.templated ? "true" : "false");
+				    r.templated ? "true" : "false",
+				    r.repacked ? "true" : "false",
+				    (unsigned long long)r.mem_need,
+				    (unsigned long long)r.mem_available, rc);
 			mb_json_quote(&b, r.text);
 			mb_buf_adds(&b, ",\"error\":");
 			mb_json_quote(&b, r.error);

@@ -6,7 +6,7 @@
  * not redone when already there. A model whose rows do not fit the k-quant
  * blocks (llama-tiny's n_ff 688) falls back without an error. The manifest
  * over the artifacts agrees with sha256sum and with a chunk recomputed by
- * hand. */
+ * hand. The smoke test checks memory before loading and does not repack. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -627,6 +627,133 @@ static void test_smoke_crash_is_contained(void **state)
 	assert_non_null(strstr(r.error, "did not finish in 1 s"));
 }
 
+static cJSON *smoke_json(const char *env, const char *path, int want_rc)
+{
+	char *out;
+	cJSON *doc;
+	int rc;
+
+	rc = run(&out, "%s '%s/mibera-job' smoke '%s' --json 2>/dev/null", env,
+		 MB_BINARY_DIR, path);
+	if (rc != want_rc)
+		fail_msg("smoke with '%s' exited %d, not %d: %s", env, rc,
+			 want_rc, out);
+	doc = cJSON_Parse(out);
+	if (doc == NULL)
+		fail_msg("not JSON: %s", out);
+	free(out);
+	return doc;
+}
+
+static double num(const cJSON *doc, const char *key)
+{
+	return cJSON_GetNumberValue(cJSON_GetObjectItem(doc, key));
+}
+
+/* Before loading, the smoke test works out what the load needs (the
+ * mapped file, the KV cache at 4096 tokens, the compute buffers) and
+ * compares it with the memory available: a file that fits runs, with a
+ * peak memory under that figure and no repacked copy of its weights
+ * (llama.cpp repacks Q4_K on AVX2 CPUs unless told not to: this file
+ * logs a CPU_REPACK buffer when loaded with llama.cpp's defaults); one
+ * byte short and it is not loaded, with a message giving both figures.
+ * inspect's RAM estimate for the same model and quant is the same
+ * figure. */
+static void test_smoke_memory_checked(void **state)
+{
+	char q4[700], env[128], dir[700], *out;
+	cJSON *doc, *it;
+	double need, peak, est = 0;
+
+	(void)state;
+	free(quantize(phi_f16, "mem-Q4_K_M.gguf", "Q4_K_M"));
+	path_in(q4, sizeof(q4), "mem-Q4_K_M.gguf");
+	doc = smoke_json("", q4, 0);
+	need = num(doc, "mem_need");
+	peak = num(doc, "peak_rss");
+	print_message("need %.0f, peak RSS %.0f, available %.0f\n", need, peak,
+		      num(doc, "mem_available"));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "ok")));
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(doc, "repacked")));
+	assert_true(num(doc, "mem_available") > 0);
+	/* an upper bound, not far above: on this 7 MB file llama.cpp's own
+	 * code and heap are most of the gap (bench/smoke-memory.md has the
+	 * figures at real size) */
+	assert_true(peak > 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	/* (AddressSanitizer's shadow memory and quarantine are not what a
+	 * load needs) */
+	assert_true(peak <= need);
+	assert_true(need < peak * 1.5);
+#endif
+	cJSON_Delete(doc);
+
+	/* inspect on the model the file was made from says the same */
+	snprintf(dir, sizeof(dir), "%s/phi", root);
+	assert_int_equal(run(&out, "'%s/mibera-job' inspect '%s' --json "
+			     "2>/dev/null", MB_BINARY_DIR, dir), 0);
+	doc = cJSON_Parse(out);
+	free(out);
+	assert_non_null(doc);
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(doc,
+		"estimates"), "quants"))
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "type")),
+			   "Q4_K_M") == 0)
+			est = num(it, "ram");
+	cJSON_Delete(doc);
+	print_message("inspect's estimate %.0f\n", est);
+	assert_true(est > need * 0.9 && est < need * 1.1);
+
+	/* exactly enough runs; a byte less is refused before loading */
+	snprintf(env, sizeof(env), "MIBERA_SMOKE_MEM_AVAILABLE=%.0f", need);
+	doc = smoke_json(env, q4, 0);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "ok")));
+	cJSON_Delete(doc);
+	snprintf(env, sizeof(env), "MIBERA_SMOKE_MEM_AVAILABLE=%.0f", need - 1);
+	doc = smoke_json(env, q4, 1);
+	print_message("%s\n", cJSON_GetStringValue(cJSON_GetObjectItem(doc, "error")));
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(doc, "ok")));
+	assert_int_equal((int)num(doc, "errcode"), MB_ENOMEM);
+	assert_true(num(doc, "load_s") == 0 && num(doc, "peak_rss") == 0);
+	assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(doc,
+		"error")), "not enough memory: loading it needs about 0.0 GB"));
+	assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(doc,
+		"error")), "is available; free some memory"));
+	cJSON_Delete(doc);
+	/* a value that is not a byte count is named */
+	assert_int_equal(run(&out, "MIBERA_SMOKE_MEM_AVAILABLE=6G '%s/mibera-job' "
+			     "smoke '%s' 2>/dev/null", MB_BINARY_DIR, q4), 1);
+	assert_non_null(strstr(out, "MIBERA_SMOKE_MEM_AVAILABLE is '6G', not a "
+			       "number of bytes"));
+	free(out);
+}
+
+/* In a child, as the job runs it: short of memory now is MB_ENOMEM (the
+ * job waits and tries again), more than the machine has is MB_ETOOBIG,
+ * each with the figures. */
+static void test_smoke_isolated_memory(void **state)
+{
+	struct mb_smoke_result r;
+	int rc;
+
+	(void)state;
+	setenv("MIBERA_SMOKE_MEM_AVAILABLE", "1000000", 1);
+	rc = mb_smoke_isolated(MB_BINARY_DIR "/mibera-job", phi_f16, 8, 0, 120, &r);
+	print_message("%s\n", r.error);
+	assert_int_equal(rc, MB_ENOMEM);
+	assert_non_null(strstr(r.error, "and 0.0 GB is available"));
+	assert_true(r.mem_need > 22000000 && r.mem_available == 1000000);
+	setenv("MIBERA_SMOKE_MEM_TOTAL", "2000000", 1);
+	rc = mb_smoke_isolated(MB_BINARY_DIR "/mibera-job", phi_f16, 8, 0, 120, &r);
+	unsetenv("MIBERA_SMOKE_MEM_AVAILABLE");
+	unsetenv("MIBERA_SMOKE_MEM_TOTAL");
+	print_message("%s\n", r.error);
+	assert_int_equal(rc, MB_ETOOBIG);
+	assert_non_null(strstr(r.error, "this machine has 0.0 GB in all; test it "
+			       "on a machine with more memory"));
+	assert_int_equal(r.peak_rss, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -640,6 +767,8 @@ int main(void)
 		cmocka_unit_test(test_smoke_runs_quantized),
 		cmocka_unit_test(test_smoke_truncated_fails),
 		cmocka_unit_test(test_smoke_crash_is_contained),
+		cmocka_unit_test(test_smoke_memory_checked),
+		cmocka_unit_test(test_smoke_isolated_memory),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

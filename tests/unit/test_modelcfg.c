@@ -1037,6 +1037,50 @@ static void test_estimates(void **state)
 	mb_st_model_free(m);
 }
 
+/* The memory a run needs, as the smoke test loads a file: the file, an
+ * f16 KV cache of 4096 tokens, compute buffers. Checked against peak RSS
+ * the smoke test measured (bench/smoke-memory.md): within 10% above it
+ * for Phi-4-shaped Q4_K_M files of 8 and 40 layers, never below; and
+ * inspect's figure for a quant is this over its estimated size. */
+static void test_run_ram(void **state)
+{
+	struct mb_st_model *m = phi4_model(40, -2, "");
+	struct mb_modelcfg *c = infer(m, lie, card, NULL);
+	const char *want[] = { "Q4_K_M", NULL };
+	struct mb_run_ram r, r2;
+	struct mb_estimate e;
+	struct {
+		uint64_t file, layers, peak;
+	} measured[] = {
+		{ 2381754336ull, 8, 2595139584ull },
+		{ 9057918112ull, 40, 9944272896ull },
+	};
+	size_t i;
+
+	(void)state;
+	/* Phi-4: 40 layers, 10 KV heads of 128 */
+	mb_run_ram_estimate(9000000000ull, 40, 1280, 100352, 5120, 17920, &r);
+	assert_int_equal(r.weights, 9000000000ull);
+	assert_int_equal(r.kv, 2ull * 40 * 4096 * 1280 * 2);
+	assert_true(r.compute > (240u << 20) && r.compute < (300u << 20));
+	assert_int_equal(r.total, r.weights + r.kv + r.compute);
+	/* a larger vocabulary, a larger logits buffer */
+	mb_run_ram_estimate(9000000000ull, 40, 1280, 200000, 5120, 17920, &r2);
+	assert_true(r2.compute > r.compute + 512ull * 4 * 90000);
+	for (i = 0; i < sizeof(measured) / sizeof(measured[0]); i++) {
+		mb_run_ram_estimate(measured[i].file, measured[i].layers, 1280,
+				    100352, 5120, 17920, &r);
+		assert_true(r.total >= measured[i].peak);
+		assert_true(r.total < measured[i].peak * 1.1);
+	}
+	assert_int_equal(mb_modelcfg_estimate(c, m, want, 0, &e), 0);
+	mb_run_ram_estimate(e.quants[0].bytes, c->layers, c->kv_width,
+			    c->vocab_rows, c->hidden, c->ff, &r);
+	assert_int_equal(e.quants[0].ram, r.total);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
 /* A person's list of quant types: any case, spaces, repeats; F16 and
  * what is not a quant type are refused with the valid types listed. */
 static void test_quant_list(void **state)
@@ -1091,6 +1135,7 @@ int main(void)
 		cmocka_unit_test(test_phi4_mini_partial_rotary),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
+		cmocka_unit_test(test_run_ram),
 		cmocka_unit_test(test_quant_list),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
