@@ -201,22 +201,44 @@ static void synopsis(const struct cli_spec *spec, FILE *f)
 		spec->args ? " " : "", spec->args ? spec->args : "");
 }
 
+/* Writes help after an option's column (width columns from the left
+ * margin), wrapped at 79 columns. */
+static void wrapped(FILE *f, int at, const char *help)
+{
+	int room = 79 - at;
+
+	if (room < 30)
+		room = 30;
+	while ((int)strlen(help) > room) {
+		int cut = room;
+
+		while (cut > 0 && help[cut] != ' ')
+			cut--;
+		if (cut == 0)
+			break;
+		fprintf(f, "%.*s\n%*s", cut, help, at, "");
+		help += cut + 1;
+	}
+	fprintf(f, "%s\n", help);
+}
+
 void cli_usage(const struct cli_spec *spec, FILE *f)
 {
 	char left[128];
 	size_t i;
-	int width = 0, pass;
+	int width = 10, pass;
 
 	synopsis(spec, f);
 	if (spec->about != NULL)
 		fprintf(f, "\n%s\n", spec->about);
 	fprintf(f, "\noptions:\n");
-	/* two passes: the widest option (up to 26 columns) sets where every
-	 * help text starts; a wider one has its help on the next line */
+	/* two passes: the widest option (up to 28 columns) sets where every
+	 * help text starts; a wider one has its help on the next line. Long
+	 * names line up whether or not they have a letter, as GNU tools do. */
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; spec->opts != NULL && spec->opts[i].name != NULL; i++) {
 			const struct cli_opt *o = &spec->opts[i];
-			char letter[8] = "";
+			char letter[8] = "    ";
 			int n;
 
 			if (o->help == NULL)
@@ -227,16 +249,16 @@ void cli_usage(const struct cli_spec *spec, FILE *f)
 				     o->name, o->arg ? " " : "",
 				     o->choices ? o->choices : o->arg ? o->arg : "");
 			if (pass == 0) {
-				if (n > width && n <= 26)
+				if (n > width && n <= 28)
 					width = n;
-			} else if (n > width) {
-				fprintf(f, "  %s\n  %*s  %s\n", left, width, "", o->help);
-			} else {
-				fprintf(f, "  %-*s  %s\n", width, left, o->help);
+				continue;
 			}
+			if (n > width)
+				fprintf(f, "  %s\n  %*s  ", left, width, "");
+			else
+				fprintf(f, "  %-*s  ", width, left);
+			wrapped(f, width + 4, o->help);
 		}
-		if (pass == 0 && width < 10)
-			width = 10;
 	}
 	fprintf(f, "  %-*s  %s\n", width, "-h, --help", "print this help");
 }
