@@ -324,7 +324,9 @@ const char *cli_closest(const char *word, const char *const *cands)
 			ties++;
 		}
 	}
-	if (best == NULL || ties > 0 || bestd > 2 || 2 * bestd >= (int)strlen(word))
+	/* one slip in a short word, two in a longer one: "logs" is not what
+	 * "bogus" meant */
+	if (best == NULL || ties > 0 || bestd > (strlen(word) <= 5 ? 1 : 2))
 		return NULL;
 	return best;
 }

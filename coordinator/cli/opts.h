@@ -83,8 +83,9 @@ int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* The candidate closest to word when one is close enough to be a typo
- * (an edit distance of 1 or 2, and less than half of word) and no other
- * is as close; NULL otherwise. cands ends with NULL. */
+ * (an edit distance of 1 for a word of up to 5 letters, 2 for a longer
+ * one; a swap of neighbours is 1) and no other is as close; NULL
+ * otherwise. cands ends with NULL. */
 const char *cli_closest(const char *word, const char *const *cands);
 
 #endif

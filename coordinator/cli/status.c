@@ -151,7 +151,7 @@ static const struct cli_spec spec = {
 	"mibera-job status", "[JOB]", 0, 1,
 	"The jobs not finished and the latest 50 finished ones, with the time "
 	"each held\nits worker and what that cost, then the counts by state; "
-	"or one JOB and its steps.", opts,
+	"or one JOB and\nits steps.", opts,
 };
 
 int cmd_status(int argc, char **argv)
