@@ -27,6 +27,7 @@
 #include "common/hub.h"
 #include "common/log.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/config.h"
 #include "coordinator/jobrun.h"
 #include "coordinator/lock.h"
@@ -44,20 +45,27 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: mibera-coordinator [--once] [--foreground]\n"
-		   "       mibera-coordinator --version | --help\n\n"
-		   "Runs the mibera job queue: claims queued jobs, drives their "
-		   "steps on the\nworkers (one job per worker at a time unless "
-		   "the worker says more) and\nrecords every event in the job "
-		   "database ($MIBERA_HOME/jobs.db). Settings:\n"
-		   "$MIBERA_HOME/config.json (see the README).\n\n"
-		   "  --once        work until no job is queued, waiting or "
-		   "running, then exit\n"
-		   "  --foreground  stay attached to the terminal, log to "
-		   "stderr (the default)\n");
-}
+/* --foreground is what the coordinator always does (it stays attached
+ * and logs to stderr; systemd runs it that way): accepted, for the unit
+ * in deploy/ and older scripts, and not listed. */
+static const struct cli_opt opts[] = {
+	{ "once", 0, NULL, NULL, "work until no job is queued, waiting or "
+	  "running, then exit" },
+	{ "version", 0, NULL, NULL, "print the versions of mibera and "
+	  "llama.cpp" },
+	{ "foreground", 0, NULL, NULL, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-coordinator", NULL, 0, 0,
+	"Runs the mibera job queue: claims queued jobs, drives their steps on "
+	"the\nworkers (one job per worker at a time unless the worker says "
+	"more) and\nrecords every event in the job database "
+	"($MIBERA_HOME/jobs.db). Settings:\n$MIBERA_HOME/config.json (see the "
+	"README). It stays attached to the\nterminal and logs to stderr.",
+	opts,
+};
 
 struct slot {
 	pthread_t th;
@@ -335,27 +343,21 @@ int main(int argc, char **argv)
 	 * artifact in a process of its own, this program run again */
 	if (argc >= 2 && strcmp(argv[1], "smoke") == 0)
 		return cmd_smoke(argc - 1, argv + 1);
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("mibera-coordinator %s (llama.cpp %s)\n",
-			       MB_VERSION, MB_LLAMA_VERSION);
-			return 0;
+	{
+		struct cli_parse p;
+		int c;
+
+		cli_parse_init(&p, &spec, argc, argv);
+		while ((c = cli_next(&p)) > 0) {
+			if (cli_is(&p, "once")) {
+				once = 1;
+			} else if (cli_is(&p, "version")) {
+				fputs(MB_VERSION_TEXT("mibera-coordinator"), stdout);
+				return 0;
+			}
 		}
-		if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		}
-		if (strcmp(argv[i], "--once") == 0) {
-			once = 1;
-			continue;
-		}
-		if (strcmp(argv[i], "--foreground") == 0)
-			continue;
-		fprintf(stderr, "mibera-coordinator: unknown option '%s'\n",
-			argv[i]);
-		usage(stderr);
-		return 2;
+		if (c < 0)
+			return p.exit;
 	}
 	mb_log_set_sink(mb_log_stderr_sink, "mibera-coordinator");
 	{

@@ -5,9 +5,9 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 
 struct cmd {
 	const char *name;
@@ -43,6 +43,70 @@ static void usage(FILE *f)
 		   "rented workers.\n\ncommands:\n");
 	for (c = cmds; c->name != NULL; c++)
 		fprintf(f, "  %-10s %s\n", c->name, c->help);
+	fprintf(f, "  %-10s %s\n", "help", "a command's options (mibera-job help "
+		"COMMAND, or COMMAND --help)");
+}
+
+static const struct cmd *find(const char *name)
+{
+	const struct cmd *c;
+
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(name, c->name) == 0)
+			return c;
+	return NULL;
+}
+
+/* Names an unknown command (with the one meant, when it is a typo) and
+ * returns 2. */
+static int unknown(const char *name)
+{
+	const char *names[sizeof(cmds) / sizeof(cmds[0]) + 1], *close;
+	size_t n = 0;
+	const struct cmd *c;
+
+	for (c = cmds; c->name != NULL; c++)
+		names[n++] = c->name;
+	names[n++] = "help";
+	names[n] = NULL;
+	close = cli_closest(name, names);
+	if (close != NULL)
+		fprintf(stderr, "mibera-job: unknown command '%s'; did you mean "
+			"'%s'?\n", name, close);
+	else
+		fprintf(stderr, "mibera-job: unknown command '%s'\n", name);
+	fprintf(stderr, "(mibera-job --help lists the commands)\n");
+	return 2;
+}
+
+/* mibera-job help [COMMAND [VERB]]: the command's own --help. */
+static int help(int argc, char **argv)
+{
+	const struct cmd *c;
+	char *args[4];
+	int n = 0;
+
+	if (argc < 2) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	c = find(argv[1]);
+	if (c == NULL)
+		return unknown(argv[1]);
+	if (argc > 3) {
+		fprintf(stderr, "usage: mibera-job help [COMMAND [VERB]]\n");
+		return 2;
+	}
+	args[n++] = argv[1];
+	if (argc == 3)
+		args[n++] = argv[2];
+	args[n++] = (char *)"--help";
+	args[n] = NULL;
+	return c->fn(n, args);
 }
 
 int main(int argc, char **argv)
@@ -59,28 +123,15 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	for (c = cmds; c->name != NULL; c++) {
-		int i;
-
-		if (strcmp(argv[1], c->name) != 0)
-			continue;
-		for (i = 2; i < argc; i++)
-			if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-				break;
-		if (i < argc && i == 2 && argc == 3) {
-			/* `CMD --help`: the command's usage, on stdout, exit 0
-			 * (every command prints it for an argument it does not
-			 * take) */
-			char *args[] = { argv[1], (char *)"--help", NULL };
-
-			fflush(stdout);
-			dup2(STDOUT_FILENO, STDERR_FILENO);
-			c->fn(2, args);
-			return 0;
-		}
-		return c->fn(argc - 1, argv + 1);
+	if (strcmp(argv[1], "help") == 0)
+		return help(argc - 1, argv + 1);
+	if (argv[1][0] == '-') {
+		fprintf(stderr, "mibera-job: unknown option '%s'; the options are "
+			"--version and --help, then a command's own\n", argv[1]);
+		return 2;
 	}
-	fprintf(stderr, "mibera-job: unknown command '%s'\n", argv[1]);
-	usage(stderr);
-	return 2;
+	c = find(argv[1]);
+	if (c == NULL)
+		return unknown(argv[1]);
+	return c->fn(argc - 1, argv + 1);
 }

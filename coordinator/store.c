@@ -432,6 +432,64 @@ int mb_store_worker_list(struct mb_store *s,
 	return rc;
 }
 
+/* How many jobs not finished use the worker called name, or -1. */
+static int worker_unfinished(struct mb_store *s, const char *name)
+{
+	sqlite3_stmt *st;
+	int n = -1;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT count(*) FROM jobs j JOIN workers w ON "
+			       "j.worker_id = w.id WHERE w.name = ? AND j.state "
+			       "NOT IN ('succeeded','failed','cancelled')",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	bind_text(st, 1, name);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+int mb_store_worker_update(struct mb_store *s, const char *name,
+			   const struct mb_worker_row *w, int moved)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (moved) {
+		int n = worker_unfinished(s, name);
+
+		if (n < 0)
+			return MB_EIO;
+		if (n > 0)
+			return MB_EBUSY;
+	}
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE workers SET target = ?, dir = ?, key_path = ?, "
+			       "host_key = ?, fingerprint = ?, agent_path = ?, "
+			       "cost_per_hour = ?, idle_command = ?, idle_after_s = ?, "
+			       "max_jobs = ? WHERE name = ? AND removed_at IS NULL",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, w->target);
+	bind_text(st, 2, w->dir);
+	bind_text(st, 3, opt(w->key_path));
+	bind_text(st, 4, opt(w->host_key));
+	bind_text(st, 5, opt(w->fingerprint));
+	bind_text(st, 6, opt(w->agent_path));
+	sqlite3_bind_double(st, 7, w->cost_per_hour);
+	bind_text(st, 8, opt(w->idle_command));
+	sqlite3_bind_int64(st, 9, w->idle_after_s);
+	sqlite3_bind_int(st, 10, w->max_jobs > 0 ? w->max_jobs : 1);
+	bind_text(st, 11, name);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return MB_EIO;
+	return sqlite3_changes(s->db) == 1 ? 0 : MB_ENOENT;
+}
+
 int mb_store_worker_remove(struct mb_store *s, const char *name)
 {
 	sqlite3_stmt *st;

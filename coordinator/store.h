@@ -86,6 +86,14 @@ int mb_store_worker_list(struct mb_store *s,
 			 int (*fn)(const struct mb_worker_row *w, void *ctx),
 			 void *ctx);
 
+/* Writes w's settings (target, dir, key_path, host_key, fingerprint,
+ * agent_path, cost_per_hour, idle_command, idle_after_s, max_jobs) to the
+ * worker called name. MB_ENOENT when there is none; MB_EBUSY when moved is
+ * set (its target or directory changes) and a job that is not finished
+ * uses it, which would lose its files. */
+int mb_store_worker_update(struct mb_store *s, const char *name,
+			   const struct mb_worker_row *w, int moved);
+
 /* Removes the worker called name. MB_ENOENT when there is none, MB_EBUSY
  * when a job that is not finished uses it. A worker that ran jobs is kept
  * for their history, renamed "name~ID" and left out of the list, so the

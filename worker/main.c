@@ -55,8 +55,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
-		printf("mibera-worker %s (llama.cpp %s)\n", MB_VERSION,
-		       MB_LLAMA_VERSION);
+		fputs(MB_VERSION_TEXT("mibera-worker"), stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

@@ -1,6 +1,7 @@
 /*
- * mibera-job artifacts JOB: the files a job produced, where they are, their
- * checksums, and what the smoke test measured.
+ * mibera-job artifacts JOB [--json]: the files a job produced, where they
+ * are and their checksums, as the manifest pulled with them lists them.
+ * --json prints the same as proto/artifacts.schema.json (version 1).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,24 +9,68 @@
 
 #include "common/buf.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "common/text.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
+
+static const struct cli_opt opts[] = {
+	{ "json", 0, NULL, NULL, "print JSON (proto/artifacts.schema.json)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job artifacts", "JOB", 1, 1,
+	"The files a job produced, where they are, and their sizes and "
+	"checksums.", opts,
+};
+
+static void print_json(long long id, const char *dir,
+		       const struct mb_manifest_list *ml)
+{
+	struct mb_buf b;
+	size_t i;
+
+	mb_buf_init(&b, 16u << 20);
+	mb_buf_addf(&b, "{\"version\":1,\"job\":%lld,\"dir\":", id);
+	mb_json_quote(&b, dir);
+	mb_buf_adds(&b, ",\"files\":[");
+	for (i = 0; i < ml->n; i++) {
+		char hex[MB_SHA256_HEX];
+
+		mb_sha256_hex(ml->files[i]->sha256, hex);
+		mb_buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+		mb_json_quote(&b, ml->files[i]->name);
+		mb_buf_addf(&b, ",\"size\":%llu,\"sha256\":\"%s\"}",
+			    (unsigned long long)ml->files[i]->size, hex);
+	}
+	mb_buf_adds(&b, "],\"sidecars\":[\"provenance.json\",\"manifest.json\"]}\n");
+	fwrite(b.data, 1, b.len, stdout);
+	mb_buf_release(&b);
+}
 
 int cmd_artifacts(int argc, char **argv)
 {
 	struct mb_manifest_list *ml = NULL;
-	char home[4096], path[4300], err[512], *json = NULL;
+	struct cli_parse p;
+	char dir[4096], path[4300], err[512], *json = NULL;
 	long long id;
 	size_t len, i;
+	int c, as_json = 0;
 
-	if (argc != 2 || cli_job_id(argv[1], &id) != 0) {
-		fprintf(stderr, "usage: mibera-job artifacts JOB\n");
-		return 2;
-	}
-	mb_store_home(home, sizeof(home));
-	snprintf(path, sizeof(path), "%s/artifacts/job-%lld/manifest.json", home, id);
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((c = cli_next(&p)) > 0)
+		if (cli_is(&p, "json"))
+			as_json = 1;
+	if (c < 0)
+		return p.exit;
+	if (cli_job_id(p.args[0], &id) != 0)
+		return cli_usage_error(&spec, "'%s' is not a job id", p.args[0]);
+	mb_job_dir("artifacts", id, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
 	if (mb_read_file(path, 16u << 20, &json, &len) != 0 ||
 	    mb_manifest_list_from_json(json, len, &ml, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-job artifacts: job %lld has no artifacts "
@@ -33,15 +78,20 @@ int cmd_artifacts(int argc, char **argv)
 		free(json);
 		return 1;
 	}
-	printf("%s/artifacts/job-%lld/\n", home, id);
-	for (i = 0; i < ml->n; i++) {
-		char hex[MB_SHA256_HEX];
+	if (as_json) {
+		print_json(id, dir, ml);
+	} else {
+		printf("%s/\n", dir);
+		for (i = 0; i < ml->n; i++) {
+			char hex[MB_SHA256_HEX], safe[512];
 
-		mb_sha256_hex(ml->files[i]->sha256, hex);
-		printf("  %-40s %12llu  sha256 %s\n", ml->files[i]->name,
-		       (unsigned long long)ml->files[i]->size, hex);
+			mb_sha256_hex(ml->files[i]->sha256, hex);
+			printf("  %-40s %12llu  sha256 %s\n",
+			       mb_printable(safe, sizeof(safe), ml->files[i]->name),
+			       (unsigned long long)ml->files[i]->size, hex);
+		}
+		printf("  provenance.json, manifest.json\n");
 	}
-	printf("  provenance.json, manifest.json\n");
 	mb_manifest_list_free(ml);
 	free(json);
 	return 0;

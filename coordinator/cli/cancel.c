@@ -11,17 +11,54 @@
 
 #include "common/err.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
 #include "coordinator/workerconn.h"
 
-static int job_arg(int argc, char **argv, long long *id)
+static const struct cli_opt no_opts[] = {
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec cancel_spec = {
+	"mibera-job cancel", "JOB", 1, 1,
+	"Stops a job: it is marked cancelled at once and the step running on "
+	"its worker\nis ended there. mibera-job retry JOB queues it again.",
+	no_opts,
+};
+
+static const struct cli_spec retry_spec = {
+	"mibera-job retry", "JOB", 1, 1,
+	"Queues a failed or cancelled job again; it resumes from its first "
+	"unfinished step.", no_opts,
+};
+
+static int job_arg(const struct cli_spec *spec, int argc, char **argv,
+		   long long *id)
 {
-	if (argc != 2 || cli_job_id(argv[1], id) != 0) {
-		fprintf(stderr, "usage: mibera-job %s JOB\n", argv[0]);
-		return 2;
-	}
+	struct cli_parse p;
+	int c;
+
+	cli_parse_init(&p, spec, argc, argv);
+	while ((c = cli_next(&p)) > 0)
+		;
+	if (c < 0)
+		return p.exit == 0 ? -1 : p.exit;
+	if (cli_job_id(p.args[0], id) != 0)
+		return cli_usage_error(spec, "'%s' is not a job id", p.args[0]);
 	return 0;
+}
+
+/* How a finished job ended, for a person: "already succeeded". */
+static const char *ended(const char *state)
+{
+	if (strcmp(state, "succeeded") == 0)
+		return "already succeeded";
+	if (strcmp(state, "failed") == 0)
+		return "already failed";
+	if (strcmp(state, "cancelled") == 0)
+		return "was already cancelled";
+	return NULL;
 }
 
 /* Runs `mibera-worker cancel job-N` on the job's worker. */
@@ -63,14 +100,13 @@ int cmd_cancel(int argc, char **argv)
 	long long id;
 	int rc;
 
-	if ((rc = job_arg(argc, argv, &id)) != 0)
-		return rc;
+	if ((rc = job_arg(&cancel_spec, argc, argv, &id)) != 0)
+		return rc < 0 ? 0 : rc;
 	if (cli_open_job("cancel", id, &s, &j) != 0)
 		return 1;
-	if (strcmp(j.state, "succeeded") == 0 || strcmp(j.state, "failed") == 0 ||
-	    strcmp(j.state, "cancelled") == 0) {
-		fprintf(stderr, "mibera-job cancel: job %lld is already %s\n", id,
-			j.state);
+	if (ended(j.state) != NULL) {
+		fprintf(stderr, "mibera-job cancel: job %lld %s\n", id,
+			ended(j.state));
 		mb_store_close(s);
 		return 1;
 	}
@@ -87,20 +123,20 @@ int cmd_cancel(int argc, char **argv)
 int cmd_retry(int argc, char **argv)
 {
 	struct mb_store *s;
+	struct mb_job_row j;
 	long long id;
-	int rc;
+	int rc, found;
 
-	if ((rc = job_arg(argc, argv, &id)) != 0)
-		return rc;
+	if ((rc = job_arg(&retry_spec, argc, argv, &id)) != 0)
+		return rc < 0 ? 0 : rc;
 	if (cli_open(&s) != 0)
 		return 1;
-	{
+	found = mb_store_job_get(s, id, &j) == 0;
+	if (found) {
 		/* its worker must still be there to run it */
-		struct mb_job_row j;
 		struct mb_worker_row w;
 
-		if (mb_store_job_get(s, id, &j) == 0 &&
-		    mb_store_worker_get(s, j.worker, &w) == MB_ENOENT) {
+		if (mb_store_worker_get(s, j.worker, &w) == MB_ENOENT) {
 			fprintf(stderr, "mibera-job retry: job %lld ran on worker "
 				"'%s', which was removed; submit it again with "
 				"--worker NAME\n", id, j.worker);
@@ -112,6 +148,12 @@ int cmd_retry(int argc, char **argv)
 	mb_store_close(s);
 	if (rc == MB_ENOENT)
 		fprintf(stderr, "mibera-job retry: no job %lld\n", id);
+	else if (rc == MB_EBUSY && found && strcmp(j.state, "succeeded") == 0)
+		fprintf(stderr, "mibera-job retry: job %lld already succeeded; "
+			"nothing to retry\n", id);
+	else if (rc == MB_EBUSY && found)
+		fprintf(stderr, "mibera-job retry: job %lld is %s; only a failed "
+			"or cancelled job is retried\n", id, j.state);
 	else if (rc == MB_EBUSY)
 		fprintf(stderr, "mibera-job retry: job %lld is not failed or "
 			"cancelled\n", id);

@@ -7,8 +7,11 @@
 #ifndef MB_CLI_H
 #define MB_CLI_H
 
+#include <stddef.h>
+
 struct mb_store;
 struct mb_job_row;
+struct mb_buf;
 
 /* Shared by the subcommands (coordinator/cli/common.c). */
 
@@ -22,9 +25,26 @@ void cli_bytes(double v, char *out, size_t cap);
 /* A time span for a person: "48s", "1m20s", "2h05m". */
 void cli_duration(double s, char *out, size_t cap);
 
+/* s made printable (control characters '?') and cut to width bytes (at a
+ * character boundary), its end shown by "..." when it was cut; tail keeps
+ * the end instead (a path, where the model's name is: "...phi-4"). Returns
+ * buf (cap bytes, more than width). */
+const char *cli_fit(const char *s, size_t width, int tail, char *buf,
+		    size_t cap);
+
+/* The time job j has held its worker: the stored figure, which counts up
+ * to the start of the running step, plus that step's time so far. */
+double cli_held(struct mb_store *s, const struct mb_job_row *j);
+
 /* Opens the job database; on failure says why on stderr and returns 1
  * (the exit code), else 0. */
 int cli_open(struct mb_store **s);
+
+/* The JSON of job j (proto/status.schema.json's job) appended to b: with
+ * its steps when steps is set; its held time and cost as cli_held counts
+ * them. */
+void cli_job_json(struct mb_buf *b, struct mb_store *s,
+		  const struct mb_job_row *j, int steps);
 
 /* Opens the database and reads job id into j; on failure ("no job N",
  * prefixed with the subcommand cmd) returns 1 with nothing left open. */

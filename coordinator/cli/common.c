@@ -1,7 +1,12 @@
 /* What the mibera-job subcommands share: reading a job id, opening the
- * job database and a job in it, with the messages a person sees. */
+ * job database and a job in it, with the messages a person sees, and
+ * the ways they show text, sizes and times. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/text.h"
 
 #include "coordinator/cli/cli.h"
 #include "coordinator/store.h"
@@ -65,4 +70,65 @@ void cli_duration(double s, char *out, size_t cap)
 		snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
 	else
 		snprintf(out, cap, "%lds", t);
+}
+
+const char *cli_fit(const char *s, size_t width, int tail, char *buf,
+		    size_t cap)
+{
+	char whole[2048];
+	size_t n, keep;
+
+	mb_printable(whole, sizeof(whole), s);
+	n = strlen(whole);
+	if (width >= cap)
+		width = cap - 1;
+	if (n <= width) {
+		snprintf(buf, cap, "%s", whole);
+		return buf;
+	}
+	if (width <= 3) {
+		snprintf(buf, cap, "%.*s", (int)width, "...");
+		return buf;
+	}
+	keep = width - 3;
+	if (tail) {
+		const char *from = whole + n - keep;
+
+		/* not from the middle of a UTF-8 character */
+		while (((unsigned char)*from & 0xc0) == 0x80)
+			from++;
+		snprintf(buf, cap, "...%s", from);
+	} else {
+		while (keep > 0 && ((unsigned char)whole[keep] & 0xc0) == 0x80)
+			keep--;
+		snprintf(buf, cap, "%.*s...", (int)keep, whole);
+	}
+	return buf;
+}
+
+struct running {
+	int64_t started_at;
+};
+
+static int running_step(const struct mb_step_row *st, void *ctx)
+{
+	struct running *r = ctx;
+
+	if (strcmp(st->state, "running") == 0 && st->started_at > r->started_at)
+		r->started_at = st->started_at;
+	return 0;
+}
+
+double cli_held(struct mb_store *s, const struct mb_job_row *j)
+{
+	struct running r = { 0 };
+	int64_t now = (int64_t)time(NULL);
+
+	/* the coordinator adds a step's time when the next one starts */
+	if (strcmp(j->state, "running") != 0)
+		return j->held_seconds;
+	mb_store_step_list(s, j->id, running_step, &r);
+	if (r.started_at <= 0 || r.started_at > now)
+		return j->held_seconds;
+	return j->held_seconds + (double)(now - r.started_at);
 }

@@ -5,7 +5,10 @@
  * current step, a progress bar with bytes, rate and ETA, elapsed time) and
  * the latest events. It fits 80x24 and uses the room a bigger terminal
  * gives. q (or Ctrl-C) quits and gives the terminal back as it was.
- * --once prints one frame without taking the screen (for scripts).
+ * --once prints one frame without taking the screen (for scripts): plain
+ * lines, coloured only on a terminal. NO_COLOR (no-color.org) turns the
+ * colours off everywhere. A value cut to fit its column ends with "..."
+ * (a path starts with it: its end, the model's name, is kept).
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,6 +27,7 @@
 #include "common/json.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
 
 #define MAX_JOBS 4096
@@ -33,6 +37,24 @@
 #define MAX_WORKERS 256
 
 static volatile sig_atomic_t quit, resized;
+
+/* How the frame is written: live (the full screen, redrawn in place with
+ * cursor movement) or not (plain lines, one frame), and in colour or not. */
+static int live, color;
+
+/* A Select Graphic Rendition sequence ("7": reverse, "1": bold, "0":
+ * reset), when in colour. */
+static void sgr(struct mb_buf *b, const char *code)
+{
+	if (color)
+		mb_buf_addf(b, "\033[%sm", code);
+}
+
+/* The end of a line: on the live screen the rest of it is cleared too. */
+static void eol(struct mb_buf *b)
+{
+	mb_buf_adds(b, live ? "\033[K\r\n" : "\n");
+}
 
 static void on_signal(int sig)
 {
@@ -85,21 +107,25 @@ static int take_worker(const struct mb_worker_row *w, void *ctx)
 	return 0;
 }
 
-/* Appends s cut or padded to exactly width columns (bytes: the text here
- * is ASCII but for model names and event data, cut the same way). */
-static void cell(struct mb_buf *b, const char *s, int width)
+/* Appends s cut (ending "...", or starting with it when tail is set) or
+ * padded to exactly width columns (bytes: the text here is ASCII but for
+ * model names and event data, cut the same way). */
+static void cell_cut(struct mb_buf *b, const char *s, int width, int tail)
 {
-	char safe[1024];
+	char fit[1100];
 	int n;
 
 	/* a worker's or a hub's text on a terminal: no escape sequences */
-	mb_printable(safe, sizeof(safe), s);
-	n = (int)strlen(safe);
-	if (n > width)
-		n = width;
-	mb_buf_add(b, safe, (size_t)n);
+	cli_fit(s, width > 0 ? (size_t)width : 0, tail, fit, sizeof(fit));
+	n = (int)strlen(fit);
+	mb_buf_add(b, fit, (size_t)n);
 	for (; n < width; n++)
 		mb_buf_adds(b, " ");
+}
+
+static void cell(struct mb_buf *b, const char *s, int width)
+{
+	cell_cut(b, s, width, 0);
 }
 
 struct step_find {
@@ -202,13 +228,8 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 
 	snprintf(tmp, sizeof(tmp), " %-5lld ", (long long)j->id);
 	cell(b, tmp, 7);
-	{
-		/* a long path keeps its end, where the model's name is */
-		size_t n = strlen(j->source);
-
-		cell(b, n > (size_t)model_w ? j->source + n - model_w : j->source,
-		     model_w);
-	}
+	/* a long path keeps its end, where the model's name is */
+	cell_cut(b, j->source, model_w, 1);
 	mb_buf_adds(b, " ");
 	if (quants_width(cols) > 0) {
 		cell(b, j->quants, quants_width(cols));
@@ -305,7 +326,7 @@ static int event_line(int64_t job, const char *step, int64_t at_ms,
 		 step ? step : "", type);
 	cell(e->b, head, (int)strlen(head));
 	cell(e->b, what, e->cols - (int)strlen(head));
-	mb_buf_adds(e->b, "\033[K\r\n");
+	eol(e->b);
 	return 0;
 }
 
@@ -336,7 +357,7 @@ static void worker_line(const struct wrow *w, int cols, struct mb_buf *b)
 	cell(b, gpu, cols > 100 ? 40 : 24);
 	snprintf(tmp, sizeof(tmp), "$%.2f", w->cost);
 	cell(b, tmp, 10);
-	mb_buf_adds(b, "\033[K\r\n");
+	eol(b);
 }
 
 /* Draws one frame of rows x cols into b. */
@@ -369,23 +390,32 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 		 "queued  %d waiting  cost $%.2f", f->nworkers,
 		 f->nworkers == 1 ? "" : "s", f->t.running, f->t.queued,
 		 f->t.waiting, f->t.cost);
-	mb_buf_adds(b, "\033[H\033[7m");
+	if (live)
+		mb_buf_adds(b, "\033[H");
+	sgr(b, "7");
 	cell(b, head, cols - 10);
 	cell(b, now, 10);
-	mb_buf_adds(b, "\033[0m\r\n");
+	sgr(b, "0");
+	eol(b);
 	line++;
-	mb_buf_adds(b, "\033[1m WORKER         STATE JOB    DISK FREE  GPU");
-	mb_buf_addf(b, "%*sCOST\033[0m\033[K\r\n", (cols > 100 ? 40 : 24) - 3, "");
+	sgr(b, "1");
+	mb_buf_adds(b, " WORKER         STATE JOB    DISK FREE  GPU");
+	mb_buf_addf(b, "%*sCOST", (cols > 100 ? 40 : 24) - 3, "");
+	sgr(b, "0");
+	eol(b);
 	line++;
 	/* the events get a third of what is left after the workers */
 	for (k = 0; k < f->nworkers && line < rows / 3; k++, line++)
 		worker_line(&f->workers[k], cols, b);
-	mb_buf_adds(b, "\033[1m JOB   MODEL");
+	sgr(b, "1");
+	mb_buf_adds(b, " JOB   MODEL");
 	mb_buf_addf(b, "%*s", model_width(cols) - 5 + 1, "");
 	if (quants_width(cols) > 0)
 		mb_buf_addf(b, "QUANTS%*s", quants_width(cols) - 6 + 1, "");
-	mb_buf_addf(b, "STEP      PROGRESS%*sTIME\033[0m\033[K\r\n",
-		    progress_width(cols) - 8 + 1, "");
+	mb_buf_addf(b, "STEP      PROGRESS%*sTIME", progress_width(cols) - 8 + 1,
+		    "");
+	sgr(b, "0");
+	eol(b);
 	line++;
 	ev_rows = (rows - line - 2) / 3;
 	if (ev_rows < 3)
@@ -402,19 +432,27 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 			if (unfinished != (k == 0))
 				continue;
 			job_line(f, j, cols, b);
-			mb_buf_adds(b, "\033[K\r\n");
+			eol(b);
 			shown++;
 		}
 	line += shown;
-	for (; shown < budget; shown++, line++)
-		mb_buf_adds(b, "\033[K\r\n");
+	/* the live screen keeps the events in their place */
+	for (; live && shown < budget; shown++, line++)
+		eol(b);
 	if (ev_rows > 0) {
-		mb_buf_adds(b, "\033[1m EVENTS\033[0m\033[K\r\n");
+		sgr(b, "1");
+		mb_buf_adds(b, " EVENTS");
+		sgr(b, "0");
+		eol(b);
 		line++;
 		mb_store_events_recent(f->s, ev_rows, event_line, &ec);
 	}
-	mb_buf_adds(b, "\033[J\033[");
-	mb_buf_addf(b, "%d;1H\033[7m q quit \033[0m", rows);
+	if (live) {
+		mb_buf_addf(b, "\033[J\033[%d;1H", rows);
+		sgr(b, "7");
+		mb_buf_adds(b, " q quit ");
+		sgr(b, "0");
+	}
 	return 0;
 }
 
@@ -435,19 +473,40 @@ static void term_size(int *rows, int *cols)
 		*cols = 60;
 }
 
+static const struct cli_opt opts[] = {
+	{ "once", 0, NULL, NULL, "print one frame and end, without taking the "
+	  "screen (for scripts)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job dashboard", NULL, 0, 0,
+	"A live full-screen view of the workers, the jobs with their progress, "
+	"and the\nlatest events, redrawn every second; q quits. Off a terminal, "
+	"or with NO_COLOR\nset, --once prints plain text without colour.", opts,
+};
+
 int cmd_dashboard(int argc, char **argv)
 {
+	struct cli_parse p;
 	struct frame f;
 	struct termios old, raw;
 	struct mb_buf b;
 	char err[1024];
 	int once = 0, rows, cols, rc = 0, tty;
 
-	if (argc == 2 && strcmp(argv[1], "--once") == 0)
-		once = 1;
-	else if (argc != 1) {
-		fprintf(stderr, "usage: mibera-job dashboard [--once]\n");
-		return 2;
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((rc = cli_next(&p)) > 0)
+		if (cli_is(&p, "once"))
+			once = 1;
+	if (rc < 0)
+		return p.exit;
+	rc = 0;
+	{
+		const char *nc = getenv("NO_COLOR");
+
+		live = !once;
+		color = isatty(STDOUT_FILENO) && (nc == NULL || nc[0] == '\0');
 	}
 	memset(&f, 0, sizeof(f));
 	if (mb_store_open(NULL, &f.s, err, sizeof(err)) != 0) {
@@ -496,10 +555,8 @@ int cmd_dashboard(int argc, char **argv)
 		}
 		if (b.data != NULL)
 			fwrite(b.data, 1, b.len, stdout);
-		if (once) {
-			fputs("\033[0m\n", stdout);
+		if (once)
 			break;
-		}
 		fflush(stdout);
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		t0 = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;

@@ -21,6 +21,7 @@
 #include "common/modelcfg.h"
 #include "common/safetensors.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 
 #define EXIT_NOT_CONVERTIBLE 3
 /* config.json, the card and the index are small; these caps only stop a
@@ -40,16 +41,21 @@ struct source {
 	uint64_t hub_bytes;		/* bytes the hub sent us */
 };
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: mibera-job inspect SOURCE [--json] [--quant LIST]\n"
-		   "  SOURCE  org/name[@revision] on the hub, or a local "
-		   "directory\n"
-		   "  --json  print the report as JSON (schema in "
-		   "proto/PROTOCOL.md)\n"
-		   "  --quant the quant types to estimate (default "
-		   "Q4_K_M,Q3_K_M)\n");
-}
+static const struct cli_opt opts[] = {
+	{ "json", 0, NULL, NULL, "print the report as JSON (schema in "
+	  "proto/PROTOCOL.md)" },
+	{ "quant", 0, "LIST", NULL, "the quant types to estimate (default "
+	  "Q4_K_M,Q3_K_M)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job inspect", "SOURCE", 1, 1,
+	"What a model really is, before anything is rented or downloaded. "
+	"SOURCE is\norg/name[@revision] on the hub (only each shard's header "
+	"is read) or a local\ndirectory. Exit 0: convertible (possibly after "
+	"repairs), 3: not convertible.", opts,
+};
 
 static int is_dir(const char *p)
 {
@@ -540,24 +546,24 @@ int cmd_inspect(int argc, char **argv)
 	int json = 0, rc, ret = 1, hub_ok = 0, hub_inited = 0;
 	const char *src = NULL;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (strcmp(argv[i], "--quant") == 0 && i + 1 < (size_t)argc)
-			snprintf(quant_arg, sizeof(quant_arg), "%s", argv[++i]);
-		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else if (argv[i][0] == '-' || src != NULL) {
-			usage(stderr);
-			return 2;
-		} else
-			src = argv[i];
+	{
+		struct cli_parse p;
+		int c;
+
+		cli_parse_init(&p, &spec, argc, argv);
+		while ((c = cli_next(&p)) > 0) {
+			if (cli_is(&p, "json"))
+				json = 1;
+			else if (cli_is(&p, "quant"))
+				snprintf(quant_arg, sizeof(quant_arg), "%s", p.val);
+		}
+		if (c < 0)
+			return p.exit;
+		src = p.args[0];
 	}
-	if (src == NULL || split_list(quant_arg, quants, 17) != 0) {
-		usage(stderr);
-		return 2;
-	}
+	if (split_list(quant_arg, quants, 17) != 0)
+		return cli_usage_error(&spec, "--quant is a list of at most 16 "
+				       "quant types, like Q4_K_M,Q3_K_M");
 	for (i = 0; quants[i] != NULL; i++)
 		if (mb_quant_find(quants[i]) == NULL) {
 			fprintf(stderr, "mibera-job inspect: unknown quant type "

@@ -20,6 +20,7 @@
 #include "common/json.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
 #include "proto/event.h"
 
@@ -193,44 +194,44 @@ static int finished(const char *state)
 	       strcmp(state, "cancelled") == 0;
 }
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: mibera-job logs [-f] [--step STEP] [--json] JOB\n");
-	return 2;
-}
+static const struct cli_opt opts[] = {
+	{ "follow", 'f', NULL, NULL, "go on until the job ends" },
+	{ "step", 0, "STEP", NULL, "only that step's (fetch, convert, quantize, "
+	  "pull, ...)" },
+	{ "json", 0, NULL, NULL, "the stored events, one JSON object a line" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job logs", "JOB", 1, 1,
+	"The events of a job, in words: the time, the step, what happened.",
+	opts,
+};
 
 int cmd_logs(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
+	struct cli_parse p;
 	struct logs l;
 	long long id = 0;
-	int i, rc, follow = 0;
+	int rc, follow = 0;
 
 	memset(&l, 0, sizeof(l));
 	l.tty = isatty(1);
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((rc = cli_next(&p)) > 0) {
+		if (cli_is(&p, "follow"))
 			follow = 1;
-		else if (strcmp(argv[i], "--json") == 0)
+		else if (cli_is(&p, "json"))
 			l.json = 1;
-		else if (strcmp(argv[i], "--step") == 0 && i + 1 < argc)
-			l.step = argv[++i];
-		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: mibera-job logs [-f] [--step STEP] [--json] JOB\n\n"
-			       "The events of a job, in words: the time, the step, what "
-			       "happened.\n  -f, --follow   go on until the job ends\n"
-			       "  --step STEP    only that step's (fetch, convert, "
-			       "quantize, pull, ...)\n  --json         the stored "
-			       "events, one JSON object a line\n");
-			return 0;
-		} else if (id == 0 && cli_job_id(argv[i], &id) == 0)
-			continue;
-		else
-			return usage();
+		else if (cli_is(&p, "step"))
+			l.step = p.val;
 	}
-	if (id <= 0)
-		return usage();
+	if (rc < 0)
+		return p.exit;
+	if (cli_job_id(p.args[0], &id) != 0)
+		return cli_usage_error(&spec, "'%s' is not a job id", p.args[0]);
 	if (cli_open_job("logs", id, &s, &j) != 0)
 		return 1;
 	for (;;) {

@@ -1,8 +1,9 @@
 /*
- * mibera-job show JOB: everything about one job on one page: its source
- * and commit, worker, time and cost, each step with its attempts and
- * duration, the config.json repairs the conversion made, the artifacts
- * with checksums and smoke results, and the error when it failed.
+ * mibera-job show JOB [--json]: everything about one job on one page: its
+ * source and commit, worker, time and cost, each step with its attempts
+ * and duration, the config.json repairs the conversion made, the
+ * artifacts with checksums and smoke results, and the error when it
+ * failed. --json prints the same as proto/show.schema.json (version 1).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +12,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/buf.h"
 #include "common/json.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
 
 static void when(int64_t t, char *out, size_t cap)
@@ -43,66 +46,213 @@ static int show_step(const struct mb_step_row *st, void *ctx)
 	return 0;
 }
 
-static int show_repair(int64_t id, const char *step, int64_t at_ms,
+/* The repairs are printed as a table whose columns fit the widest
+ * value; each value is cut (and says so) past these. */
+#define MAX_REPAIRS 256
+#define KEY_W 40
+#define VALUE_W 40
+
+struct repair {
+	char key[KEY_W + 8];
+	char claimed[VALUE_W + 8];
+	char actual[VALUE_W + 8];
+	char why[1160];		/* "source: evidence" */
+};
+
+struct repairs {
+	struct repair *r;
+	int n, more;		/* more: past MAX_REPAIRS, not kept */
+	struct mb_buf *json;	/* --json: the repairs as JSON instead */
+};
+
+static int take_repair(int64_t id, const char *step, int64_t at_ms,
 		       const char *type, const char *data, void *ctx)
 {
+	struct repairs *rs = ctx;
+	struct repair *r;
 	cJSON *doc;
-	char *claimed, *actual;
+	char *claimed, *actual, src[128], ev[1024];
+	const char *key;
+	int missing;
 
 	(void)id;
 	(void)at_ms;
 	if (strcmp(step, "convert") != 0 || strcmp(type, "repair") != 0)
 		return 0;
 	doc = mb_json_parse(data, strlen(data));
+	if (doc == NULL)
+		return 0;
+	missing = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "missing"));
+	if (rs->json != NULL) {
+		/* the worker's event as it is, members this version knows */
+		static const char *const keep[] = { "key", "claimed", "actual",
+						    "missing", "source",
+						    "evidence", NULL };
+		cJSON *o = cJSON_CreateObject();
+		char *t;
+		int k;
+
+		for (k = 0; o != NULL && keep[k] != NULL; k++) {
+			cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, keep[k]);
+
+			if (v != NULL)
+				cJSON_AddItemToObject(o, keep[k], cJSON_Duplicate(v, 1));
+		}
+		t = o ? cJSON_PrintUnformatted(o) : NULL;
+		if (t != NULL) {
+			if (rs->n > 0)
+				mb_buf_adds(rs->json, ",");
+			mb_buf_adds(rs->json, t);
+			rs->n++;
+		}
+		cJSON_free(t);
+		cJSON_Delete(o);
+		cJSON_Delete(doc);
+		return 0;
+	}
+	if (rs->n == MAX_REPAIRS) {
+		rs->more++;
+		cJSON_Delete(doc);
+		return 0;
+	}
+	r = &rs->r[rs->n++];
 	claimed = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "claimed"));
 	actual = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "actual"));
-	{
-		/* the worker's words: printable only */
-		char k[128], c[512], a[512], src[128], ev[1024];
-
-		printf("  %-28s %s -> %s  (%s: %s)\n",
-		       mb_printable(k, sizeof(k), cJSON_GetStringValue(
-						   cJSON_GetObjectItemCaseSensitive(doc, "key"))),
-		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "missing"))
-			       ? "missing" : mb_printable(c, sizeof(c), claimed),
-		       mb_printable(a, sizeof(a), actual),
-		       mb_printable(src, sizeof(src), cJSON_GetStringValue(
-						       cJSON_GetObjectItemCaseSensitive(doc, "source"))),
-		       mb_printable(ev, sizeof(ev), cJSON_GetStringValue(
-						     cJSON_GetObjectItemCaseSensitive(doc, "evidence"))));
-	}
+	/* the worker's words: printable only, cut where they are long */
+	key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "key"));
+	cli_fit(key ? key : "?", KEY_W, 0, r->key, sizeof(r->key));
+	cli_fit(missing ? "missing" : claimed ? claimed : "?", VALUE_W, 0,
+		r->claimed, sizeof(r->claimed));
+	cli_fit(actual ? actual : "?", VALUE_W, 0, r->actual, sizeof(r->actual));
+	mb_printable(src, sizeof(src), cJSON_GetStringValue(
+			     cJSON_GetObjectItemCaseSensitive(doc, "source")));
+	mb_printable(ev, sizeof(ev), cJSON_GetStringValue(
+			     cJSON_GetObjectItemCaseSensitive(doc, "evidence")));
+	snprintf(r->why, sizeof(r->why), "%s: %s", src, ev);
 	cJSON_free(claimed);
 	cJSON_free(actual);
 	cJSON_Delete(doc);
-	(*(int *)ctx)++;
 	return 0;
 }
+
+static void print_repairs(const struct repairs *rs)
+{
+	int i, kw = 3, cw = 7, aw = 6;
+
+	for (i = 0; i < rs->n; i++) {
+		int n;
+
+		if ((n = (int)strlen(rs->r[i].key)) > kw)
+			kw = n;
+		if ((n = (int)strlen(rs->r[i].claimed)) > cw)
+			cw = n;
+		if ((n = (int)strlen(rs->r[i].actual)) > aw)
+			aw = n;
+	}
+	printf("  %-*s  %-*s     %-*s  %s\n", kw, "KEY", cw, "CLAIMED", aw,
+	       "ACTUAL", "WHY");
+	for (i = 0; i < rs->n; i++)
+		printf("  %-*s  %-*s  -> %-*s  %s\n", kw, rs->r[i].key, cw,
+		       rs->r[i].claimed, aw, rs->r[i].actual, rs->r[i].why);
+	if (rs->more > 0)
+		printf("  ... and %d more (mibera-job logs --step convert)\n",
+		       rs->more);
+}
+
+struct arts {
+	int n;
+	struct mb_buf *json;	/* --json: the artifacts as JSON instead */
+};
 
 static int show_artifact(const char *name, uint64_t size, const char *sha256,
 			 const char *path, const char *smoke, void *ctx)
 {
+	struct arts *a = ctx;
 	cJSON *doc = smoke ? mb_json_parse(smoke, strlen(smoke)) : NULL;
+	char safe[256], text[64];
 
 	(void)path;
-	(void)ctx;
-	char safe[256];
+	if (a->json != NULL) {
+		char *sm = doc ? cJSON_PrintUnformatted(doc) : NULL;
 
+		if (a->n > 0)
+			mb_buf_adds(a->json, ",");
+		mb_buf_adds(a->json, "{\"name\":");
+		mb_json_quote(a->json, name);
+		mb_buf_addf(a->json, ",\"size\":%llu,\"sha256\":",
+			    (unsigned long long)size);
+		mb_json_quote(a->json, sha256);
+		mb_buf_addf(a->json, ",\"smoke\":%s}", sm ? sm : "null");
+		cJSON_free(sm);
+		cJSON_Delete(doc);
+		a->n++;
+		return 0;
+	}
+	a->n++;
 	printf("  %-34s %9.1f MB  sha256 %s\n",
 	       mb_printable(safe, sizeof(safe), name), (double)size / 1e6, sha256);
 	if (doc != NULL) {
-		const char *text = mb_printable(
-			safe, 61, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "text")));
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "text"));
 
 		printf("  %-34s smoke: load %.2f s, %.1f tok/s prompt, %.1f tok/s "
-		       "generation, logits %s\n  %-34s \"%.60s\"\n", "",
+		       "generation, logits %s\n  %-34s \"%s\"\n", "",
 		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "load_s")),
 		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "prompt_tps")),
 		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "gen_tps")),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "finite")) ? "finite"
 									: "NOT finite",
-		       "", text ? text : "");
+		       "", cli_fit(t ? t : "", 60, 0, text, sizeof(text)));
 	}
 	cJSON_Delete(doc);
+	return 0;
+}
+
+static const struct cli_opt opts[] = {
+	{ "json", 0, NULL, NULL, "print JSON (proto/show.schema.json)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job show", "JOB", 1, 1,
+	"Everything about one job: its source and commit, worker, time and "
+	"cost, each\nstep with its attempts and duration, the config.json "
+	"repairs, the artifacts\nwith checksums and smoke results, and the "
+	"error when it failed.", opts,
+};
+
+/* show --json: proto/show.schema.json. */
+static int show_json(struct mb_store *s, const struct mb_job_row *j)
+{
+	struct repairs rs;
+	struct arts a = { 0, NULL };
+	struct mb_buf b, part;
+	char dir[4200];
+
+	memset(&rs, 0, sizeof(rs));
+	mb_buf_init(&b, 64u << 20);
+	mb_buf_init(&part, 32u << 20);
+	mb_buf_adds(&b, "{\"version\":1,\"job\":");
+	cli_job_json(&b, s, j, 1);
+	mb_buf_addf(&b, ",\"cost_per_hour\":%.4f,\"notify_url\":", j->cost_per_hour);
+	mb_json_quote(&b, j->notify_url);
+	rs.json = &part;
+	mb_store_events(s, j->id, 0, take_repair, &rs);
+	mb_buf_adds(&b, ",\"repairs\":[");
+	if (part.len > 0)
+		mb_buf_add(&b, part.data, part.len);
+	mb_buf_reset(&part);
+	a.json = &part;
+	mb_store_artifact_list(s, j->id, show_artifact, &a);
+	mb_job_dir("artifacts", j->id, dir, sizeof(dir));
+	mb_buf_adds(&b, "],\"artifacts_dir\":");
+	mb_json_quote(&b, dir);
+	mb_buf_adds(&b, ",\"artifacts\":[");
+	if (part.len > 0)
+		mb_buf_add(&b, part.data, part.len);
+	mb_buf_adds(&b, "]}\n");
+	fwrite(b.data, 1, b.len, stdout);
+	mb_buf_release(&part);
+	mb_buf_release(&b);
 	return 0;
 }
 
@@ -110,29 +260,47 @@ int cmd_show(int argc, char **argv)
 {
 	struct mb_store *s;
 	struct mb_job_row j;
-	char home[4096], c[32], st[32], fin[32];
+	struct cli_parse p;
+	struct repairs rs;
+	struct arts a = { 0, NULL };
+	char dir[4200], c[32], st[32], fin[32];
 	long long id;
-	int nrep = 0;
+	int json = 0, k;
+	double held;
 
-	if (argc != 2 || cli_job_id(argv[1], &id) != 0) {
-		fprintf(stderr, "usage: mibera-job show JOB\n");
-		return 2;
-	}
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((k = cli_next(&p)) > 0)
+		if (cli_is(&p, "json"))
+			json = 1;
+	if (k < 0)
+		return p.exit;
+	if (cli_job_id(p.args[0], &id) != 0)
+		return cli_usage_error(&spec, "'%s' is not a job id", p.args[0]);
 	if (cli_open_job("show", id, &s, &j) != 0)
 		return 1;
+	if (json) {
+		k = show_json(s, &j);
+		mb_store_close(s);
+		return k;
+	}
 	when(j.created_at, c, sizeof(c));
 	when(j.started_at, st, sizeof(st));
 	when(j.finished_at, fin, sizeof(fin));
+	held = cli_held(s, &j);
 	printf("job %lld  %s  %s", id, j.state, j.source);
 	if (j.commit_sha[0])
 		printf("  (commit %.12s)", j.commit_sha);
-	printf("\n  worker %s at $%.2f/h, held %.0f s, cost $%.2f, %d attempt%s\n"
-	       "  %s layout, %s weights, quantized to %s, smoke test %s\n"
-	       "  created %s, started %s, finished %s\n", j.worker,
-	       j.cost_per_hour, j.held_seconds,
-	       mb_job_cost(&j), j.attempts,
-	       j.attempts == 1 ? "" : "s", j.layout, j.outtype, j.quants,
-	       j.smoke ? "on" : "off", c, st, fin);
+	{
+		struct mb_job_row now = j;
+
+		now.held_seconds = held;
+		printf("\n  worker %s at $%.2f/h, held %.0f s, cost $%.2f, %d "
+		       "attempt%s\n", j.worker, j.cost_per_hour, held,
+		       mb_job_cost(&now), j.attempts, j.attempts == 1 ? "" : "s");
+	}
+	printf("  %s layout, %s weights, quantized to %s, smoke test %s\n"
+	       "  created %s, started %s, finished %s\n", j.layout, j.outtype,
+	       j.quants, j.smoke ? "on" : "off", c, st, fin);
 	if (strcmp(j.state, "waiting") == 0) {
 		when(j.next_try_at, c, sizeof(c));
 		printf("  waiting until %s to try again\n", c);
@@ -144,12 +312,20 @@ int cmd_show(int argc, char **argv)
 	printf("\nsteps\n");
 	mb_store_step_list(s, id, show_step, NULL);
 	printf("\nconfig.json repairs\n");
-	mb_store_events(s, id, 0, show_repair, &nrep);
-	if (nrep == 0)
+	memset(&rs, 0, sizeof(rs));
+	rs.r = calloc(MAX_REPAIRS, sizeof(*rs.r));
+	if (rs.r != NULL)
+		mb_store_events(s, id, 0, take_repair, &rs);
+	if (rs.n == 0)
 		printf("  none (or not converted yet)\n");
-	mb_store_home(home, sizeof(home));
-	printf("\nartifacts in %s/artifacts/job-%lld\n", home, id);
-	mb_store_artifact_list(s, id, show_artifact, NULL);
+	else
+		print_repairs(&rs);
+	free(rs.r);
+	mb_job_dir("artifacts", id, dir, sizeof(dir));
+	printf("\nartifacts in %s\n", dir);
+	mb_store_artifact_list(s, id, show_artifact, &a);
+	if (a.n == 0)
+		printf("  none yet\n");
 	mb_store_close(s);
 	return 0;
 }

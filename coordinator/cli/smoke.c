@@ -11,43 +11,56 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/smoke.h"
+
+static const struct cli_opt opts[] = {
+	{ "tokens", 0, "N", NULL, "how many tokens to generate (0 to 4096, "
+	  "default 32)" },
+	{ "prompt", 0, "TEXT", NULL, "the prompt (default: a short question, "
+	  "in the chat template when there is one)" },
+	{ "json", 0, NULL, NULL, "one JSON object a file" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job smoke", "FILE.gguf...", 1, -1,
+	"Loads each GGUF with llama.cpp on the CPU, runs a prompt and generates "
+	"greedily;\nprints load time, speeds, peak memory and the text. Exit 0 "
+	"when every file ran\nwith finite logits, 1 otherwise.", opts,
+};
 
 int cmd_smoke(int argc, char **argv)
 {
 	const char *prompt = NULL;
-	int i, n_gen = 32, json = 0, nfiles = 0, failed = 0;
+	struct cli_parse p;
+	int i, c, n_gen = 32, json = 0, failed = 0;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) {
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((c = cli_next(&p)) > 0) {
+		if (cli_is(&p, "tokens")) {
 			char *end;
-			long v = strtol(argv[++i], &end, 10);
+			long v = strtol(p.val, &end, 10);
 
-			if (*end != '\0' || v < 0 || v > 4096)
-				goto usage;
+			if (*end != '\0' || end == p.val || v < 0 || v > 4096)
+				return cli_usage_error(&spec, "--tokens is a number "
+						       "from 0 to 4096, not '%s'",
+						       p.val);
 			n_gen = (int)v;
-		} else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) {
-			prompt = argv[++i];
-		} else if (strcmp(argv[i], "--json") == 0) {
+		} else if (cli_is(&p, "prompt")) {
+			prompt = p.val;
+		} else if (cli_is(&p, "json")) {
 			json = 1;
-		} else if (argv[i][0] == '-') {
-			goto usage;
-		} else {
-			nfiles++;
 		}
 	}
-	if (nfiles == 0)
-		goto usage;
-	for (i = 1; i < argc; i++) {
+	if (c < 0)
+		return p.exit;
+	argc = p.nargs;
+	argv = p.args;
+	for (i = 0; i < argc; i++) {
 		struct mb_smoke_result r;
 		int rc;
 
-		if (strcmp(argv[i], "--tokens") == 0 || strcmp(argv[i], "--prompt") == 0) {
-			i++;
-			continue;
-		}
-		if (argv[i][0] == '-')
-			continue;
 		rc = mb_smoke_run(argv[i], prompt, n_gen, 0, &r);
 		failed |= rc != 0;
 		if (json) {
@@ -90,8 +103,4 @@ int cmd_smoke(int argc, char **argv)
 		       (double)r.peak_rss / (1 << 20), r.text);
 	}
 	return failed ? 1 : 0;
-usage:
-	fprintf(stderr, "usage: mibera-job smoke FILE.gguf... [--tokens N] "
-		"[--prompt TEXT] [--json]\n");
-	return 2;
 }

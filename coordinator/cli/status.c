@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/lock.h"
 #include "coordinator/store.h"
 
@@ -44,14 +45,22 @@ static int step_json(const struct mb_step_row *st, void *p)
 	return mb_buf_adds(b, "}");
 }
 
-static int job_json(const struct mb_job_row *j, void *p)
+/* The job's cost with its held time as cli_held counts it. */
+static double cost_now(struct mb_store *s, const struct mb_job_row *j,
+		       double *held)
 {
-	struct ctx *c = p;
-	struct mb_buf *b = c->b;
-	double usd = mb_job_cost(j);
+	struct mb_job_row now = *j;
 
-	if (b->len > 1)
-		mb_buf_adds(b, ",");
+	now.held_seconds = cli_held(s, j);
+	*held = now.held_seconds;
+	return mb_job_cost(&now);
+}
+
+void cli_job_json(struct mb_buf *b, struct mb_store *s,
+		  const struct mb_job_row *j, int steps)
+{
+	double held, usd = cost_now(s, j, &held);
+
 	mb_buf_addf(b, "{\"id\":%lld,\"source\":", (long long)j->id);
 	mb_json_quote(b, j->source);
 	mb_buf_adds(b, ",\"worker\":");
@@ -62,40 +71,42 @@ static int job_json(const struct mb_job_row *j, void *p)
 		    "\"attempts\":%d,\"held_seconds\":%.1f,\"cost\":%.4f,"
 		    "\"created_at\":%lld,\"started_at\":%lld,\"finished_at\":%lld,"
 		    "\"next_try_at\":%lld,\"commit\":", j->layout, j->outtype,
-		    j->smoke ? "true" : "false", j->attempts, j->held_seconds, usd,
+		    j->smoke ? "true" : "false", j->attempts, held, usd,
 		    (long long)j->created_at, (long long)j->started_at,
 		    (long long)j->finished_at, (long long)j->next_try_at);
 	mb_json_quote(b, j->commit_sha);
 	mb_buf_adds(b, ",\"error\":");
 	mb_json_quote(b, j->error);
-	if (c->steps) {
+	if (steps) {
 		mb_buf_adds(b, ",\"steps\":[");
-		mb_store_step_list(c->s, j->id, step_json, b);
+		mb_store_step_list(s, j->id, step_json, b);
 		mb_buf_adds(b, "]");
 	}
 	mb_buf_adds(b, "}");
-	c->total_cost += usd;
-	return 0;
 }
 
-/* s cut to width columns, its end shown by "..." when it was cut. */
-static const char *fit(const char *s, size_t width, char *buf, size_t cap)
+static int job_json(const struct mb_job_row *j, void *p)
 {
-	if (strlen(s) <= width || width < 4 || width >= cap)
-		return s;
-	snprintf(buf, cap, "%.*s...", (int)(width - 3), s);
-	return buf;
+	struct ctx *c = p;
+	double held;
+
+	if (c->b->len > 1)
+		mb_buf_adds(c->b, ",");
+	cli_job_json(c->b, c->s, j, c->steps);
+	c->total_cost += cost_now(c->s, j, &held);
+	return 0;
 }
 
 static int job_text(const struct mb_job_row *j, void *p)
 {
 	struct ctx *c = p;
-	double usd = mb_job_cost(j);
+	double held, usd = cost_now(c->s, j, &held);
 	char src[64], q[32];
 
 	printf("%-5lld %-10s %-34s %-10s %-14s %7.0fs  $%.2f%s%s\n",
-	       (long long)j->id, j->state, fit(j->source, 34, src, sizeof(src)),
-	       j->worker, fit(j->quants, 14, q, sizeof(q)), j->held_seconds, usd,
+	       (long long)j->id, j->state, cli_fit(j->source, 34, 0, src, sizeof(src)),
+	       j->worker,
+	       cli_fit(j->quants, 14, 0, q, sizeof(q)), held, usd,
 	       j->error[0] ? "  " : "", j->error);
 	c->total_cost += usd;
 	return 0;
@@ -130,6 +141,19 @@ static void coordinator_line(const struct mb_coord_info *ci, int unfinished)
 	}
 }
 
+static const struct cli_opt opts[] = {
+	{ "all", 0, NULL, NULL, "every job, not only the latest 50 finished" },
+	{ "json", 0, NULL, NULL, "print JSON (proto/status.schema.json)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job status", "[JOB]", 0, 1,
+	"The jobs not finished and the latest 50 finished ones, with the time "
+	"each held\nits worker and what that cost, then the counts by state; "
+	"or one JOB and\nits steps.", opts,
+};
+
 int cmd_status(int argc, char **argv)
 {
 	struct ctx c = { 0 };
@@ -137,21 +161,20 @@ int cmd_status(int argc, char **argv)
 	long long id = 0;
 	struct mb_job_totals t;
 	struct mb_coord_info ci;
+	struct cli_parse p;
 	int i, json = 0, all = 0, rc;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((i = cli_next(&p)) > 0) {
+		if (cli_is(&p, "json"))
 			json = 1;
-		} else if (strcmp(argv[i], "--all") == 0) {
+		else if (cli_is(&p, "all"))
 			all = 1;
-		} else {
-			if (cli_job_id(argv[i], &id) != 0) {
-				fprintf(stderr, "usage: mibera-job status [JOB] [--all] "
-					"[--json]\n");
-				return 2;
-			}
-		}
 	}
+	if (i < 0)
+		return p.exit;
+	if (p.nargs == 1 && cli_job_id(p.args[0], &id) != 0)
+		return cli_usage_error(&spec, "'%s' is not a job id", p.args[0]);
 	/* thousands of lines: one write per block, not per line */
 	setvbuf(stdout, NULL, _IOFBF, 1 << 20);
 	if (id > 0) {
@@ -163,9 +186,8 @@ int cmd_status(int argc, char **argv)
 			mb_buf_init(&b, 1 << 20);
 			c.b = &b;
 			c.steps = 1;
-			mb_buf_adds(&b, "[");
-			job_json(&j, &c);
-			printf("{\"version\":1,\"job\":%s}\n", b.data + 1);
+			cli_job_json(&b, c.s, &j, 1);
+			printf("{\"version\":1,\"job\":%s}\n", b.data);
 			mb_buf_release(&b);
 		} else {
 			job_text(&j, &c);

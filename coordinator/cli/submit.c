@@ -24,18 +24,34 @@
 #include "common/json.h"
 #include "common/modelcfg.h"
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/lock.h"
 #include "coordinator/store.h"
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: mibera-job submit SOURCE [--worker NAME] "
-		"[--quant Q4_K_M,Q3_K_M]\n"
-		"           [--layout native|split] [--outtype f16|bf16] "
-		"[--no-smoke] [--pull-f16]\n"
-		"           [--notify URL] [--json]\n");
-	return 2;
-}
+static const struct cli_opt opts[] = {
+	{ "worker", 0, "NAME", NULL, "the worker to run it on (may be left out "
+	  "when there is one)" },
+	{ "quant", 0, "LIST", NULL, "the quant types, comma-separated (default "
+	  "Q4_K_M)" },
+	{ "layout", 0, "LAYOUT", "native|split", "one GGUF file per type, or "
+	  "split in shards (default native)" },
+	{ "outtype", 0, "TYPE", "f16|bf16", "the type of the full-precision "
+	  "GGUF (default f16)" },
+	{ "no-smoke", 0, NULL, NULL, "do not load the results with llama.cpp "
+	  "here" },
+	{ "pull-f16", 0, NULL, NULL, "pull back the full-precision GGUF too" },
+	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
+	  "(default: the config's notify_url)" },
+	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec spec = {
+	"mibera-job submit", "SOURCE", 1, 1,
+	"Queues a model to convert on a worker and prints the job's id. SOURCE "
+	"is\norg/name[@revision] on the hub, or a directory the worker can read "
+	"(start\npaths with / or .).", opts,
+};
 
 /* Asks the hub whether source exists and is readable with our token,
  * before a box is paid for. 0 with *bytes the size of the repo's
@@ -127,44 +143,49 @@ int cmd_submit(int argc, char **argv)
 	char err[1024], list[256];
 	uint64_t download = 0;
 	struct one_worker ow = { 0, "" };
-	int i, json = 0, rc;
+	struct cli_parse p;
+	int json = 0, rc;
 
 	memset(&j, 0, sizeof(j));
 	snprintf(j.quants, sizeof(j.quants), "Q4_K_M");
 	snprintf(j.layout, sizeof(j.layout), "native");
 	snprintf(j.outtype, sizeof(j.outtype), "f16");
 	j.smoke = 1;
-	for (i = 1; i < argc; i++) {
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(argv[i], "--json") == 0)
+	cli_parse_init(&p, &spec, argc, argv);
+	while ((rc = cli_next(&p)) > 0) {
+		if (cli_is(&p, "json")) {
 			json = 1;
-		else if (strcmp(argv[i], "--no-smoke") == 0)
+		} else if (cli_is(&p, "no-smoke")) {
 			j.smoke = 0;
-		else if (strcmp(argv[i], "--pull-f16") == 0)
+		} else if (cli_is(&p, "pull-f16")) {
 			j.pull_f16 = 1;
-		else if (strcmp(argv[i], "--notify") == 0 && v &&
-			 (strncmp(v, "http://", 7) == 0 ||
-			  strncmp(v, "https://", 8) == 0) &&
-			 strlen(v) < sizeof(j.notify_url))
-			snprintf(j.notify_url, sizeof(j.notify_url), "%s", argv[++i]);
-		else if (strcmp(argv[i], "--worker") == 0 && v)
-			worker = argv[++i];
-		else if (strcmp(argv[i], "--quant") == 0 && v)
-			snprintf(j.quants, sizeof(j.quants), "%s", argv[++i]);
-		else if (strcmp(argv[i], "--layout") == 0 && v &&
-			 (strcmp(v, "native") == 0 || strcmp(v, "split") == 0))
-			snprintf(j.layout, sizeof(j.layout), "%s", argv[++i]);
-		else if (strcmp(argv[i], "--outtype") == 0 && v &&
-			 (strcmp(v, "f16") == 0 || strcmp(v, "bf16") == 0))
-			snprintf(j.outtype, sizeof(j.outtype), "%s", argv[++i]);
-		else if (argv[i][0] == '-' || j.source[0] != '\0')
-			return usage();
-		else
-			snprintf(j.source, sizeof(j.source), "%s", argv[i]);
+		} else if (cli_is(&p, "notify")) {
+			if (strncmp(p.val, "http://", 7) != 0 &&
+			    strncmp(p.val, "https://", 8) != 0)
+				return cli_usage_error(&spec, "--notify is an "
+						       "http:// or https:// URL, "
+						       "not '%s'", p.val);
+			if (strlen(p.val) >= sizeof(j.notify_url))
+				return cli_usage_error(&spec, "--notify: the URL "
+						       "is longer than %zu bytes",
+						       sizeof(j.notify_url) - 1);
+			snprintf(j.notify_url, sizeof(j.notify_url), "%s", p.val);
+		} else if (cli_is(&p, "worker")) {
+			worker = p.val;
+		} else if (cli_is(&p, "quant")) {
+			snprintf(j.quants, sizeof(j.quants), "%s", p.val);
+		} else if (cli_is(&p, "layout")) {
+			snprintf(j.layout, sizeof(j.layout), "%s", p.val);
+		} else if (cli_is(&p, "outtype")) {
+			snprintf(j.outtype, sizeof(j.outtype), "%s", p.val);
+		}
 	}
-	if (j.source[0] == '\0')
-		return usage();
+	if (rc < 0)
+		return p.exit;
+	if (strlen(p.args[0]) >= sizeof(j.source))
+		return cli_usage_error(&spec, "SOURCE is longer than %zu bytes",
+				       sizeof(j.source) - 1);
+	snprintf(j.source, sizeof(j.source), "%s", p.args[0]);
 	if (!mb_job_source_is_path(j.source)) {
 		char repo[300];
 

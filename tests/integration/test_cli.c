@@ -1,0 +1,676 @@
+/*
+ * The mibera-job command line as a person and a script meet it, through
+ * the real programs: every command's --help comes from its option table
+ * (each option listed with what it does, on stdout, exit 0); a mistyped
+ * option or command is named with the one meant, exit 2; --version says
+ * llama.cpp's version and commit the same way in every program; show,
+ * artifacts and worker list --json validate against their schemas in
+ * proto/; show's repairs line up and an empty artifact list says so; the
+ * held time of a running job counts its running step; cut text says it
+ * was cut; the dashboard prints no escape sequence into a pipe or with
+ * NO_COLOR, and keeps its colours on a terminal; worker update changes a
+ * worker (a new host's key is checked as add checks it); worker list
+ * --check names a worker that does not answer, quickly; submit refuses a
+ * job the worker's disk cannot hold.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/fs.h"
+#include "hub.h"
+#include "model.h"
+#include "sshd.h"
+#include "th.h"
+
+static char root[512], home[600], mhome[600], model[600];
+static struct th_sshd sshd;
+
+static int run(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Runs the shell command fmt... with stderr folded into stdout (a
+ * command in { ...; } keeps its own redirections). */
+static int run(char **out, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = th_capture(cmd, out);
+	assert_non_null(*out);
+	return rc;
+}
+
+#define JOB MB_BINARY_DIR "/mibera-job"
+
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Runs SQL on the job database, as a test's way to put a job or a worker
+ * in the state it needs. */
+static void sql(const char *fmt, ...)
+{
+	char q[4000], *out;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof(q), fmt, ap);
+	va_end(ap);
+	if (run(&out, "sqlite3 %s/jobs.db \"%s\"", mhome, q) != 0)
+		fail_msg("sqlite3 %s: %s", q, out);
+	free(out);
+}
+
+/* Validates the JSON a command prints against proto/<schema>.schema.json
+ * with python3-jsonschema. */
+static void validate(const char *cmd, const char *schema)
+{
+	char *out;
+
+	if (run(&out, "%s > %s/v.json && python3 -c \"import json, jsonschema; "
+		"jsonschema.validate(json.load(open('%s/v.json')), json.load(open("
+		"'%s/proto/%s.schema.json'))); print('valid')\"", cmd, root, root,
+		MB_SOURCE_DIR, schema) != 0)
+		fail_msg("%s against %s: %s", cmd, schema, out);
+	assert_non_null(strstr(out, "valid"));
+	free(out);
+}
+
+static int setup(void **state)
+{
+	char path[800], text[2048];
+	const char *broken[] = { "--config", "broken", NULL };
+
+	(void)state;
+	if (th_tmpdir("cli", root, sizeof(root)) != 0 || th_sshd_start(&sshd) != 0)
+		return -1;
+	snprintf(home, sizeof(home), "%s/home", root);
+	snprintf(mhome, sizeof(mhome), "%s/mibera", root);
+	setenv("HOME", home, 1);
+	setenv("MIBERA_HOME", mhome, 1);
+	unsetenv("SSH_AUTH_SOCK");
+	unsetenv("HF_ENDPOINT");
+	unsetenv("NO_COLOR");
+	snprintf(path, sizeof(path), "%s/.ssh", home);
+	if (mb_mkdir_p(path, 0700) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/.ssh/config", home);
+	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
+		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
+	if (th_write_file(path, text, strlen(text)) != 0)
+		return -1;
+	snprintf(model, sizeof(model), "%s/tiny", root);
+	if (th_mkmodel(model, "phi4-tiny", broken) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/hub/org/tiny", root);
+	return th_mkmodel(path, "phi4-tiny", broken);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	th_sshd_stop(&sshd);
+	th_rmtree(root);
+	return 0;
+}
+
+/* Every command and worker verb: --help is its usage on stdout, exit 0,
+ * with each option of its table and what it does; `help CMD` is the
+ * same. */
+static void test_help_from_the_tables(void **state)
+{
+	static const struct {
+		const char *cmd;
+		const char *lines[4];	/* option lines --help must hold */
+	} cases[] = {
+		{ "submit", { "--quant LIST ", "--layout native|split ",
+			      "--outtype f16|bf16 ", "--notify URL " } },
+		{ "status", { "--all ", "--json " } },
+		{ "show", { "--json ", "show.schema.json" } },
+		{ "dashboard", { "--once " } },
+		{ "logs", { "-f, --follow ", "--step STEP " } },
+		{ "cancel", { "-h, --help " } },
+		{ "retry", { "-h, --help " } },
+		{ "artifacts", { "--json ", "artifacts.schema.json" } },
+		{ "inspect", { "--quant LIST ", "--json " } },
+		{ "smoke", { "--tokens N ", "--prompt TEXT " } },
+		{ "version", { "-h, --help " } },
+		{ "worker add", { "--accept-host-key SHA256:...", "--max-jobs N ",
+				  "--idle-command CMD " } },
+		{ "worker list", { "--check ", "workers.schema.json" } },
+		{ "worker update", { "--target TARGET ", "--host TARGET ",
+				     "--cost-per-hour N " } },
+		{ "worker check", { "-h, --help " } },
+		{ "worker remove", { "-h, --help " } },
+		{ "worker", { "update ", "list " } },
+	};
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out, *out2, want[64];
+
+		if (run(&out, "{ %s %s --help 2>/dev/null; }", JOB, cases[i].cmd) != 0)
+			fail_msg("%s --help: exit not 0: %s", cases[i].cmd, out);
+		snprintf(want, sizeof(want), "usage: mibera-job %s", cases[i].cmd);
+		if (strncmp(out, want, strlen(want)) != 0)
+			fail_msg("%s --help: no usage on stdout: %s", cases[i].cmd, out);
+		for (k = 0; k < 4 && cases[i].lines[k] != NULL; k++)
+			if (strstr(out, cases[i].lines[k]) == NULL)
+				fail_msg("%s --help lacks '%s':\n%s", cases[i].cmd,
+					 cases[i].lines[k], out);
+		/* help COMMAND [VERB] is the same text */
+		assert_int_equal(run(&out2, "{ %s help %s 2>/dev/null; }", JOB,
+				     cases[i].cmd), 0);
+		assert_string_equal(out, out2);
+		free(out2);
+		free(out);
+	}
+	{
+		/* each option with what it does, not a bare list */
+		char *out;
+
+		assert_int_equal(run(&out, "%s submit --help", JOB), 0);
+		assert_non_null(strstr(out, "--pull-f16             pull back the "
+					    "full-precision GGUF too"));
+		free(out);
+		assert_int_equal(run(&out, "%s help", JOB), 0);
+		assert_non_null(strstr(out, "  help "));
+		free(out);
+	}
+}
+
+/* Usage errors: named, with the option or command meant, exit 2, and
+ * nothing on stdout. */
+static void test_usage_errors_name_what_was_meant(void **state)
+{
+	static const struct {
+		const char *args, *want;
+	} cases[] = {
+		{ "submit org/x --quatn Q8_0", "mibera-job submit: unknown option "
+		  "'--quatn'; did you mean '--quant'?" },
+		{ "submit org/x --bogus", "mibera-job submit: unknown option "
+		  "'--bogus'\n" },
+		{ "status --jsno", "did you mean '--json'?" },
+		{ "logs -x 1", "mibera-job logs: unknown option '-x'" },
+		{ "stauts", "mibera-job: unknown command 'stauts'; did you mean "
+		  "'status'?" },
+		{ "worker lsit", "mibera-job worker: unknown verb 'lsit'; did you "
+		  "mean 'list'?" },
+		{ "show", "mibera-job show: missing JOB" },
+		{ "show 1 2", "mibera-job show: unexpected argument '2'" },
+		{ "show abc", "mibera-job show: 'abc' is not a job id" },
+		{ "logs 1 --step", "mibera-job logs: --step needs a value (STEP)" },
+		{ "status --json=yes", "mibera-job status: --json takes no value" },
+		{ "submit org/x --layout flat", "--layout is native or split, not "
+		  "'flat'" },
+		{ "submit org/x --notify ftp://x", "--notify is an http:// or "
+		  "https:// URL" },
+		{ "smoke a.gguf --tokens many", "--tokens is a number from 0 to "
+		  "4096" },
+		{ "worker add w local --max-jobs 0", "--max-jobs is a number from "
+		  "1 to 64" },
+		{ "help nothing", "mibera-job: unknown command 'nothing'" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out;
+		int rc = run(&out, "{ %s %s 2>&1 >/dev/null; }", JOB, cases[i].args);
+
+		if (rc != 2 || strstr(out, cases[i].want) == NULL)
+			fail_msg("'%s': exit %d, stderr:\n%s\nwanted '%s'",
+				 cases[i].args, rc, out, cases[i].want);
+		free(out);
+		/* stdout stays empty: scripts read it */
+		assert_int_equal(run(&out, "{ %s %s 2>/dev/null; }", JOB, cases[i].args), 2);
+		assert_string_equal(out, "");
+		free(out);
+	}
+}
+
+/* The value of set(NAME VALUE) in llama.cpp's llama-config.cmake. */
+static void llama_config(const char *name, char *out, size_t cap)
+{
+	char path[1200], *cache, *cfg, *p, prefix[1024] = "";
+	char key[64];
+
+	snprintf(path, sizeof(path), "%s/CMakeCache.txt", MB_BINARY_DIR);
+	cache = th_slurp(path, NULL);
+	assert_non_null(cache);
+	p = strstr(cache, "MB_LLAMA_PREFIX:PATH=");
+	assert_non_null(p);
+	p += strlen("MB_LLAMA_PREFIX:PATH=");
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)strcspn(p, "\n"), p);
+	free(cache);
+	snprintf(path, sizeof(path), "%s/lib/cmake/llama/llama-config.cmake", prefix);
+	cfg = th_slurp(path, NULL);
+	assert_non_null(cfg);
+	snprintf(key, sizeof(key), "set(%s ", name);
+	p = strstr(cfg, key);
+	assert_non_null(p);
+	p += strlen(key);
+	p += strspn(p, " ");
+	snprintf(out, cap, "%.*s", (int)strcspn(p, ")"), p);
+	free(cfg);
+}
+
+/* --version says llama.cpp's version and commit as its package gives
+ * them, and what built the program, the same in every program. */
+static void test_version_is_llama_cpps(void **state)
+{
+	static const char *const progs[] = { "mibera-job --version",
+					     "mibera-job version",
+					     "mibera-coordinator --version",
+					     "mibera-worker --version" };
+	char version[64], commit[64], want[256], build_number[64];
+	char *first = NULL;
+	struct utsname u;
+	size_t i;
+
+	(void)state;
+	llama_config("LLAMA_VERSION", version, sizeof(version));
+	llama_config("LLAMA_BUILD_COMMIT", commit, sizeof(commit));
+	llama_config("LLAMA_BUILD_NUMBER", build_number, sizeof(build_number));
+	assert_int_equal(uname(&u), 0);
+	for (i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		char *out, *rest;
+
+		assert_int_equal(run(&out, "%s/%s", MB_BINARY_DIR, progs[i]), 0);
+		print_message("%s:\n%s", progs[i], out);
+		snprintf(want, sizeof(want), "\nllama.cpp version: %s (%s)\n", version,
+			 commit);
+		assert_non_null(strstr(out, want));
+		assert_non_null(strstr(out, "\nbuilt with "));
+		snprintf(want, sizeof(want), " for %s-linux\n", u.machine);
+		assert_non_null(strstr(out, want));
+		/* not the bundle's tag, nor its meaningless build number */
+		assert_null(strstr(out, "(llama.cpp v"));
+		snprintf(want, sizeof(want), "b%s", build_number);
+		assert_null(strstr(out, want));
+		/* the same lines but for the program's name */
+		rest = strchr(out, '\n');
+		assert_non_null(rest);
+		if (first == NULL)
+			first = strdup(rest);
+		else
+			assert_string_equal(first, rest);
+		free(out);
+	}
+	free(first);
+}
+
+/* --foreground is what the coordinator does anyway: accepted (the systemd
+ * unit passes it), not listed as if it changed anything. */
+static void test_coordinator_options(void **state)
+{
+	char *out;
+
+	(void)state;
+	assert_int_equal(run(&out, "%s/mibera-coordinator --help", MB_BINARY_DIR), 0);
+	assert_non_null(strstr(out, "usage: mibera-coordinator"));
+	assert_non_null(strstr(out, "--once "));
+	assert_null(strstr(out, "--foreground"));
+	free(out);
+	assert_int_equal(run(&out, "%s/mibera-coordinator --foreground --version",
+			     MB_BINARY_DIR), 0);
+	assert_non_null(strstr(out, "llama.cpp version: "));
+	free(out);
+	assert_int_equal(run(&out, "%s/mibera-coordinator --onec", MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "unknown option '--onec'; did you mean "
+				    "'--once'?"));
+	free(out);
+}
+
+/* The offset of needle in the line of text that holds key, or -1. */
+static int column_in_line(const char *text, const char *key, const char *needle)
+{
+	const char *p = strstr(text, key), *b, *n;
+
+	if (p == NULL)
+		return -1;
+	for (b = p; b > text && b[-1] != '\n'; b--)
+		;
+	n = strstr(b, needle);
+	if (n == NULL || (strchr(b, '\n') != NULL && n > strchr(b, '\n')))
+		return -1;
+	return (int)(n - b);
+}
+
+/* A job run to the end on a local worker: show, artifacts and worker
+ * list as text and as JSON valid against their schemas; cancel and retry
+ * of it say how it ended. */
+static void test_show_artifacts_and_workers(void **state)
+{
+	char cmd[2048], *out;
+	int col, c2;
+
+	(void)state;
+	assert_int_equal(run(&out, "%s worker add wl local --dir %s/wd --agent "
+			     "%s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
+	free(out);
+	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+			     model), 0);
+	assert_string_equal(out, "1\n");
+	free(out);
+	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+
+	assert_int_equal(run(&out, "%s show 1", JOB), 0);
+	print_message("%s", out);
+	/* the repairs are a table: the arrows and the evidence line up */
+	col = column_in_line(out, "  num_hidden_layers", "-> ");
+	assert_true(col > 0);
+	assert_int_equal(column_in_line(out, "  architectures", "-> "), col);
+	assert_int_equal(column_in_line(out, "  rms_norm_eps", "-> "), col);
+	c2 = column_in_line(out, "  num_hidden_layers", "tensors: ");
+	assert_true(c2 > col);
+	assert_int_equal(column_in_line(out, "  rms_norm_eps", "base model"), c2);
+	assert_non_null(strstr(out, "tiny-Q8_0.gguf"));
+	assert_null(strstr(out, "none yet"));
+	free(out);
+
+	snprintf(cmd, sizeof(cmd), "%s show 1 --json", JOB);
+	validate(cmd, "show");
+	assert_int_equal(run(&out, "%s", cmd), 0);
+	{
+		cJSON *doc = cJSON_Parse(out);
+		const cJSON *arts = cJSON_GetObjectItem(doc, "artifacts");
+
+		assert_non_null(doc);
+		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "repairs")),
+				 13);
+		assert_int_equal(cJSON_GetArraySize(arts), 1);
+		assert_true(cJSON_IsObject(cJSON_GetObjectItem(
+			cJSON_GetArrayItem(arts, 0), "smoke")));
+		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
+			cJSON_GetObjectItem(doc, "job"), "steps")), 8);
+		cJSON_Delete(doc);
+	}
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s artifacts 1 --json", JOB);
+	validate(cmd, "artifacts");
+	assert_int_equal(run(&out, "%s", cmd), 0);
+	assert_non_null(strstr(out, "\"name\":\"tiny-Q8_0.gguf\""));
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s worker list --json", JOB);
+	validate(cmd, "workers");
+	snprintf(cmd, sizeof(cmd), "%s worker list --json --check", JOB);
+	validate(cmd, "workers");
+
+	/* a finished job: how it ended, in words */
+	assert_int_equal(run(&out, "%s cancel 1", JOB), 1);
+	assert_non_null(strstr(out, "mibera-job cancel: job 1 already succeeded"));
+	assert_null(strstr(out, "is already"));
+	free(out);
+	assert_int_equal(run(&out, "%s retry 1", JOB), 1);
+	assert_non_null(strstr(out, "job 1 already succeeded"));
+	assert_null(strstr(out, "is not failed"));
+	free(out);
+}
+
+/* A job in its first step: the time it held its worker counts that step
+ * so far; a job with no artifacts says so under its heading. */
+static void test_held_time_and_no_artifacts(void **state)
+{
+	char *out;
+	cJSON *doc;
+	double held;
+
+	(void)state;
+	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+			     model), 0);
+	assert_string_equal(out, "2\n");
+	free(out);
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_non_null(strstr(out, "/artifacts/job-2\n  none yet\n"));
+	free(out);
+	/* as the coordinator leaves it 100 s into preflight */
+	sql("UPDATE jobs SET state = 'running', started_at = strftime('%%s','now') "
+	    "- 100, held_seconds = 0 WHERE id = 2; UPDATE steps SET state = "
+	    "'running', attempts = 1, started_at = strftime('%%s','now') - 100 "
+	    "WHERE job_id = 2 AND name = 'preflight'");
+	assert_int_equal(run(&out, "%s status", JOB), 0);
+	print_message("%s", out);
+	assert_null(strstr(out, "      0s"));
+	free(out);
+	assert_int_equal(run(&out, "%s status 2 --json", JOB), 0);
+	doc = cJSON_Parse(out);
+	assert_non_null(doc);
+	held = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "job"),
+							"held_seconds"));
+	cJSON_Delete(doc);
+	free(out);
+	assert_true(held >= 100 && held < 200);
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_null(strstr(out, "held 0 s"));
+	assert_non_null(strstr(out, "held 10"));
+	free(out);
+	sql("UPDATE jobs SET state = 'cancelled' WHERE id = 2; UPDATE steps SET "
+	    "state = 'failed' WHERE job_id = 2 AND state = 'running'");
+}
+
+/* A long source is cut where it shows, and says so; the dashboard into a
+ * pipe, or with NO_COLOR, is plain text; on a terminal it has colour. */
+static void test_cut_text_and_plain_dashboard(void **state)
+{
+	char dir[800], *out;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/models/a-very-long-directory-of-models/"
+		 "phi-4-my-finetune-with-a-long-name", root);
+	assert_int_equal(mb_mkdir_p(dir, 0755), 0);
+	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+			     dir), 0);
+	assert_string_equal(out, "3\n");
+	free(out);
+	assert_int_equal(run(&out, "%s status", JOB), 0);
+	/* cut to its column, ending "..." */
+	assert_true(column_in_line(out, "3     queued", "... ") > 0);
+	assert_null(strstr(out, "long-name"));
+	free(out);
+
+	assert_int_equal(run(&out, "%s dashboard --once | cat", JOB), 0);
+	print_message("%s", out);
+	assert_null(strchr(out, '\033'));
+	assert_null(strchr(out, '\r'));
+	assert_non_null(strstr(out, " JOB   MODEL"));
+	/* the model column keeps the end of the path, and says it was cut */
+	assert_non_null(strstr(out, "...a-long-name "));
+	free(out);
+	/* on a terminal (script(1) gives it one): colours */
+	assert_int_equal(run(&out, "script -qec '%s dashboard --once' /dev/null",
+			     JOB), 0);
+	assert_non_null(strstr(out, "\033[7m"));
+	assert_non_null(strstr(out, " JOB   MODEL"));
+	free(out);
+	assert_int_equal(run(&out, "NO_COLOR=1 script -qec '%s dashboard --once' "
+			     "/dev/null", JOB), 0);
+	assert_null(strchr(out, '\033'));
+	assert_non_null(strstr(out, " JOB   MODEL"));
+	free(out);
+}
+
+static char *fingerprint_in(const char *text)
+{
+	static char fp[80];
+	const char *p = strstr(text, "SHA256:");
+
+	assert_non_null(p);
+	snprintf(fp, sizeof(fp), "%.*s", (int)strcspn(p, " ),\n"), p);
+	return fp;
+}
+
+/* worker update: settings change; a new target or directory waits for
+ * the worker's jobs; a new host's key is checked as add checks it. */
+static void test_worker_update(void **state)
+{
+	char *out, fp[80];
+	cJSON *doc, *w;
+
+	(void)state;
+	assert_int_equal(run(&out, "%s worker update wl --cost-per-hour 2.5 "
+			     "--max-jobs 3 --idle-command 'true' --idle-after 60",
+			     JOB), 0);
+	assert_non_null(strstr(out, "updated worker wl"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	doc = cJSON_Parse(out);
+	free(out);
+	w = cJSON_GetArrayItem(doc, 0);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "name")), "wl");
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(w, "cost_per_hour")) == 2.5);
+	assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(w, "max_jobs")), 3);
+	assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(w, "idle_after")), 60);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "idle_command")),
+			    "true");
+	cJSON_Delete(doc);
+	assert_int_equal(run(&out, "%s worker update nobody --max-jobs 2", JOB), 1);
+	assert_non_null(strstr(out, "no worker 'nobody'"));
+	free(out);
+	/* job 3 is queued on it: its files would be left behind */
+	assert_int_equal(run(&out, "%s worker update wl --dir %s/wd-other", JOB,
+			     root), 1);
+	assert_non_null(strstr(out, "unfinished jobs"));
+	free(out);
+	assert_int_equal(run(&out, "%s cancel 3", JOB), 0);
+	free(out);
+	/* to the loopback sshd: its key is unknown, so refused until given */
+	assert_int_equal(run(&out, "%s worker update wl --host box1", JOB), 1);
+	assert_non_null(strstr(out, "unknown host key"));
+	snprintf(fp, sizeof(fp), "%s", fingerprint_in(out));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_non_null(strstr(out, "local"));
+	free(out);
+	if (run(&out, "%s worker update wl --target box1 --accept-host-key %s", JOB,
+		fp) != 0)
+		fail_msg("update: %s", out);
+	assert_non_null(strstr(out, "updated worker wl (box1), host key SHA256:"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_non_null(strstr(out, "\"target\":\"box1\""));
+	assert_non_null(strstr(out, fp));
+	free(out);
+	assert_int_equal(run(&out, "%s worker check wl", JOB), 0);
+	free(out);
+}
+
+/* worker list --check names a worker that does not answer, and why,
+ * within seconds; one that does answers. */
+static void test_list_check_names_the_silent(void **state)
+{
+	char cmd[1024], *out;
+	long long t0;
+	int port = th_free_port();
+
+	(void)state;
+	assert_int_equal(run(&out, "%s worker add gone local --dir %s/wd-gone "
+			     "--agent %s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
+	free(out);
+	/* the box went away: nothing listens where it was */
+	sql("UPDATE workers SET target = '%s@127.0.0.1:%d' WHERE name = 'gone'",
+	    sshd.user, port);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_null(strstr(out, "not answering"));
+	free(out);
+	t0 = th_now_ms();
+	assert_int_equal(run(&out, "%s worker list --check", JOB), 0);
+	print_message("%s", out);
+	assert_true(th_now_ms() - t0 < 10000);
+	assert_true(column_in_line(out, "gone ", "not answering: ") > 0);
+	assert_true(column_in_line(out, "wl ", "answers") > 0);
+	assert_true(column_in_line(out, "wl ", "not answering") < 0);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s worker list --check --json", JOB);
+	validate(cmd, "workers");
+	assert_int_equal(run(&out, "%s", cmd), 0);
+	{
+		cJSON *doc = cJSON_Parse(out), *w;
+		int seen = 0;
+
+		cJSON_ArrayForEach(w, doc) {
+			const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(w, "name"));
+			const char *why = cJSON_GetStringValue(cJSON_GetObjectItem(w, "problem"));
+			int answers = cJSON_IsTrue(cJSON_GetObjectItem(w, "answers"));
+
+			assert_non_null(why);
+			assert_int_equal(answers, strcmp(name, "gone") != 0);
+			assert_int_equal(why[0] != '\0', !answers);
+			seen++;
+		}
+		assert_int_equal(seen, 2);
+		cJSON_Delete(doc);
+	}
+	free(out);
+	assert_int_equal(run(&out, "%s worker remove gone", JOB), 0);
+	free(out);
+}
+
+/* Submit reads the worker's free disk from its last hello: a job that
+ * would not fit is refused before anything runs; one that fits is
+ * queued. */
+static void test_submit_checks_the_workers_disk(void **state)
+{
+	char hubroot[700], *out;
+	struct th_hub hub;
+
+	(void)state;
+	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
+	setenv("HF_ENDPOINT", hub.url, 1);
+	sql("UPDATE workers SET hello = json_set(hello, '$.disk_free', 1000) "
+	    "WHERE name = 'wl'");
+	assert_int_equal(run(&out, "%s submit org/tiny --worker wl --quant Q8_0",
+			     JOB), 1);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "'wl' had 0.0 GB free in"));
+	assert_non_null(strstr(out, "this job needs about"));
+	free(out);
+	assert_int_equal(run(&out, "%s status --json", JOB), 0);
+	assert_null(strstr(out, "org/tiny"));
+	free(out);
+	sql("UPDATE workers SET hello = json_set(hello, '$.disk_free', "
+	    "1000000000000) WHERE name = 'wl'");
+	assert_int_equal(run(&out, "{ %s submit org/tiny --worker wl --quant Q8_0 "
+			     "2>/dev/null; }", JOB), 0);
+	assert_string_equal(out, "4\n");
+	free(out);
+	assert_int_equal(run(&out, "%s cancel 4", JOB), 0);
+	free(out);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_help_from_the_tables),
+		cmocka_unit_test(test_usage_errors_name_what_was_meant),
+		cmocka_unit_test(test_version_is_llama_cpps),
+		cmocka_unit_test(test_coordinator_options),
+		cmocka_unit_test(test_show_artifacts_and_workers),
+		cmocka_unit_test(test_held_time_and_no_artifacts),
+		cmocka_unit_test(test_cut_text_and_plain_dashboard),
+		cmocka_unit_test(test_worker_update),
+		cmocka_unit_test(test_list_check_names_the_silent),
+		cmocka_unit_test(test_submit_checks_the_workers_disk),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
