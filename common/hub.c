@@ -933,3 +933,31 @@ int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 	mb_buf_release(&url);
 	return rc;
 }
+
+int mb_hub_read_config(struct mb_hub *h, const char *repo, size_t max,
+		       char **out, size_t *len)
+{
+	struct mb_hub_repo *r = NULL;
+	struct mb_buf b;
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	rc = mb_hub_list(h, repo, "main", &r);
+	if (rc != 0)
+		return rc;
+	if (mb_hub_repo_find(r, "config.json") == NULL) {
+		snprintf(h->err, sizeof(h->err), "%s has no config.json", repo);
+		mb_hub_repo_free(r);
+		return MB_ENOENT;
+	}
+	mb_buf_init(&b, max);
+	rc = mb_hub_read(h, repo, r->commit, "config.json", 0, 0, &b);
+	if (rc == 0)
+		rc = mb_buf_error(&b);
+	if (rc == 0)
+		*out = mb_buf_detach(&b, len);
+	mb_buf_release(&b);
+	mb_hub_repo_free(r);
+	return rc;
+}

@@ -90,6 +90,12 @@ const struct mb_hub_file *mb_hub_repo_find(const struct mb_hub_repo *r,
 int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 		const char *path, uint64_t off, uint64_t len, struct mb_buf *b);
 
+/* Reads repo's config.json at its main revision (at most max bytes) into
+ * *out (caller frees; NUL-terminated), its length in *len. MB_ENOENT when
+ * the repo or the file is not there, else as mb_hub_list. */
+int mb_hub_read_config(struct mb_hub *h, const char *repo, size_t max,
+		       char **out, size_t *len);
+
 /* --- request machinery, shared with the downloader (common/download.c),
  * which drives many ranged transfers at once on a libcurl multi handle --- */
 

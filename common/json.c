@@ -58,6 +58,39 @@ int mb_json_get_str(const cJSON *obj, const char *key, size_t maxlen,
 	return 0;
 }
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF), 0 when there
+ * is none. */
+static int utf8_len(const unsigned char *s)
+{
+	int n, i;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
 int mb_json_quote(struct mb_buf *b, const char *s)
 {
 	int rc = mb_buf_add(b, "\"", 1);
@@ -82,10 +115,23 @@ int mb_json_quote(struct mb_buf *b, const char *s)
 			rc = mb_buf_add(b, "\\t", 2);
 			break;
 		default:
-			if (c < 0x20)
+			if (c < 0x20) {
 				rc = mb_buf_addf(b, "\\u%04x", c);
-			else
+			} else if (c < 0x80) {
 				rc = mb_buf_add(b, s, 1);
+			} else {
+				/* JSON is UTF-8: bytes that are not (a token's
+				 * half of a character, a hostile name) become
+				 * U+FFFD, one for each */
+				int n = utf8_len((const unsigned char *)s);
+
+				if (n == 0) {
+					rc = mb_buf_add(b, "\\ufffd", 6);
+				} else {
+					rc = mb_buf_add(b, s, (size_t)n);
+					s += n - 1;
+				}
+			}
 		}
 	}
 	return rc != 0 ? rc : mb_buf_add(b, "\"", 1);

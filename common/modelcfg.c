@@ -965,9 +965,9 @@ static void settle_heads(struct mb_modelcfg *c, const struct view *named,
 	snprintf(c->heads_note, sizeof(c->heads_note),
 		 "the shapes allow %s and nothing settles which",
 		 n ? cands : "no usual head size");
-	refuse(c, "head count unknown: %s; name the base model in the card "
-	       "(base_model:) or fix num_attention_heads in config.json",
-	       c->heads_note);
+	refuse(c, "head count unknown: %s; settle it with --set "
+	       "num_attention_heads=N (or --set head_dim=N), or name the base "
+	       "model with --base ORG/NAME", c->heads_note);
 }
 
 /* A value checker: returns 1 when v is acceptable for the key. */

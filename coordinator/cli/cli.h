@@ -51,6 +51,30 @@ void cli_job_json(struct mb_buf *b, struct mb_store *s,
 int cli_open_job(const char *cmd, long long id, struct mb_store **s,
 		 struct mb_job_row *j);
 
+/* --set KEY=VALUE and --base ORG/NAME, inspect's and submit's: what a
+ * person settles about a model that its files cannot. */
+#define CLI_USER_OPTS                                                        \
+	{ "set", 0, "KEY=VALUE", NULL, "settle a config.json value the files " \
+	  "cannot (repeat it;\n    e.g. num_attention_heads=24)" },           \
+	{ "base", 0, "ORG/NAME", NULL, "the base model it was fine-tuned "    \
+	  "from, when its card does\n    not say" }
+
+struct cli_parse;
+struct cJSON;
+
+/* Takes the option cli_next just gave when it is --set or --base: into
+ * set (a JSON object) or *base. 1: taken; 0: another option; 2: a bad
+ * one, named on stderr (the exit code). */
+int cli_user_setting(const struct cli_parse *p, struct cJSON *set,
+		     const char **base);
+
+/* The config.json of the base model a person named, from the hub, for
+ * inspect and submit: 0 with *text (caller frees; NULL when the hub could
+ * not be asked, a warning printed), or 1 after saying on stderr that the
+ * hub has no such model (cmd starts the message). */
+int cli_base_config(const char *cmd, const char *base, char **text,
+		    size_t *len);
+
 int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -6,9 +6,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "common/err.h"
+#include "common/hub.h"
+#include "common/modelcfg.h"
 #include "common/text.h"
 
 #include "coordinator/cli/cli.h"
+#include "coordinator/cli/opts.h"
 #include "coordinator/store.h"
 
 int cli_job_id(const char *arg, long long *id)
@@ -131,4 +137,57 @@ double cli_held(struct mb_store *s, const struct mb_job_row *j)
 	if (r.started_at <= 0 || r.started_at > now)
 		return j->held_seconds;
 	return j->held_seconds + (double)(now - r.started_at);
+}
+
+int cli_user_setting(const struct cli_parse *p, cJSON *set, const char **base)
+{
+	char err[1024];
+
+	if (cli_is(p, "base")) {
+		if (!mb_hub_repo_id_ok(p->val))
+			return cli_usage_error(p->spec, "--base is a model on the "
+					       "hub, org/name, not '%s'", p->val);
+		*base = p->val;
+		return 1;
+	}
+	if (!cli_is(p, "set"))
+		return 0;
+	if (mb_modelcfg_user_set(set, p->val, err, sizeof(err)) != 0)
+		return cli_usage_error(p->spec, "--set %s", err);
+	return 1;
+}
+
+int cli_base_config(const char *cmd, const char *base, char **text,
+		    size_t *len)
+{
+	struct mb_hub h;
+	int rc;
+
+	*text = NULL;
+	*len = 0;
+	if (mb_hub_init(&h, NULL, NULL) != 0)
+		return 0;
+	if (h.offline) {
+		fprintf(stderr, "%s: warning: offline, so the config of %s is not "
+			"read from the hub: the built-in table is used if it "
+			"knows it\n", cmd, base);
+		mb_hub_release(&h);
+		return 0;
+	}
+	h.max_attempts = 2;
+	rc = mb_hub_read_config(&h, base, 1 << 20, text, len);
+	if (rc == MB_ENOENT || rc == MB_EAUTH) {
+		char shown[600];
+
+		fprintf(stderr, "%s: --base %s: %s\n", cmd, base,
+			mb_printable(shown, sizeof(shown), h.err));
+		mb_hub_release(&h);
+		return 1;
+	}
+	if (rc != 0)
+		fprintf(stderr, "%s: warning: cannot read the config of %s from "
+			"the hub (%s): the built-in table is used if it knows "
+			"it\n", cmd, base, h.err[0] ? h.err : mb_strerror(rc));
+	mb_hub_release(&h);
+	return 0;
 }

@@ -46,6 +46,7 @@ static const struct cli_opt opts[] = {
 	  "proto/PROTOCOL.md)" },
 	{ "quant", 0, "LIST", NULL, "the quant types to estimate (default "
 	  "Q4_K_M,Q3_K_M)" },
+	CLI_USER_OPTS,
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
@@ -545,30 +546,51 @@ int cmd_inspect(int argc, char **argv)
 	size_t cfg_len = 0, card_len = 0, base_len = 0, i;
 	int json = 0, rc, ret = 1, hub_ok = 0, hub_inited = 0;
 	const char *src = NULL;
+	struct mb_modelcfg_user user = { NULL, NULL };
+	cJSON *set = cJSON_CreateObject();
 
+	if (set == NULL)
+		return 1;
+	user.set = set;
 	{
 		struct cli_parse p;
-		int c;
+		int c, u;
 
 		cli_parse_init(&p, &spec, argc, argv);
 		while ((c = cli_next(&p)) > 0) {
-			if (cli_is(&p, "json"))
+			if ((u = cli_user_setting(&p, set, &user.base)) == 2) {
+				cJSON_Delete(set);
+				return 2;
+			} else if (u == 1) {
+				continue;
+			} else if (cli_is(&p, "json")) {
 				json = 1;
-			else if (cli_is(&p, "quant"))
+			} else if (cli_is(&p, "quant")) {
 				snprintf(quant_arg, sizeof(quant_arg), "%s", p.val);
+			}
 		}
-		if (c < 0)
+		if (c < 0) {
+			cJSON_Delete(set);
 			return p.exit;
+		}
 		src = p.args[0];
 	}
-	if (split_list(quant_arg, quants, 17) != 0)
-		return cli_usage_error(&spec, "--quant is a list of at most 16 "
-				       "quant types, like Q4_K_M,Q3_K_M");
+	if (user.base != NULL &&
+	    cli_base_config("mibera-job inspect", user.base, &base,
+			    &base_len) != 0) {
+		goto out;
+	}
+	if (split_list(quant_arg, quants, 17) != 0) {
+		ret = cli_usage_error(&spec, "--quant is a list of at most 16 "
+				      "quant types, like Q4_K_M,Q3_K_M");
+		goto out;
+	}
 	for (i = 0; quants[i] != NULL; i++)
 		if (mb_quant_find(quants[i]) == NULL) {
 			fprintf(stderr, "mibera-job inspect: unknown quant type "
 				"'%s'\n", quants[i]);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	memset(&s, 0, sizeof(s));
 	if (is_dir(src) || strchr(src, '/') == NULL || src[0] == '/' ||
@@ -576,7 +598,8 @@ int cmd_inspect(int argc, char **argv)
 		if (!is_dir(src)) {
 			fprintf(stderr, "mibera-job inspect: '%s' is neither a "
 				"directory nor org/name\n", src);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 		snprintf(s.dir, sizeof(s.dir), "%s", src);
 	} else {
@@ -589,14 +612,15 @@ int cmd_inspect(int argc, char **argv)
 		if (!mb_hub_repo_id_ok(s.repo) || s.rev[0] == '\0') {
 			fprintf(stderr, "mibera-job inspect: '%s' is not "
 				"org/name[@revision]\n", src);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	}
 	rc = mb_hub_init(&h, NULL, NULL);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job inspect: HF_ENDPOINT must be an "
 			"http(s) URL\n");
-		return 1;
+		goto out;
 	}
 	hub_inited = 1;
 	/* shorter patience than a download: inspect must answer in seconds */
@@ -653,28 +677,19 @@ int cmd_inspect(int argc, char **argv)
 			      : 1;
 		goto out;
 	}
-	/* the named base's own config, when the hub can give it */
-	{
+	/* the named base's own config, when the hub can give it (the
+	 * user's was read above) */
+	if (user.base == NULL) {
 		char name[128];
 
 		mb_modelcfg_base_name(card, card_len, cfg, cfg_len, name,
 				      sizeof(name));
-		if (name[0] != '\0' && !h.offline) {
-			struct mb_hub_repo *br = NULL;
-			struct mb_buf b;
-
-			mb_buf_init(&b, MAX_SMALL_FILE);
-			if (mb_hub_list(&h, name, "main", &br) == 0 &&
-			    mb_hub_repo_find(br, "config.json") != NULL &&
-			    mb_hub_read(&h, name, br->commit, "config.json", 0, 0,
-					&b) == 0)
-				base = mb_buf_detach(&b, &base_len);
-			mb_buf_release(&b);
-			mb_hub_repo_free(br);
-		}
+		if (name[0] != '\0' && !h.offline)
+			mb_hub_read_config(&h, name, MAX_SMALL_FILE, &base,
+					   &base_len);
 	}
-	rc = mb_modelcfg_infer(m, cfg, cfg_len, card, card_len, base, base_len,
-			       &c, err, sizeof(err));
+	rc = mb_modelcfg_infer_user(m, cfg, cfg_len, card, card_len, base,
+				    base_len, &user, &c, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job inspect: %s\n", pr(err));
 		goto out;
@@ -698,6 +713,7 @@ out:
 	free(cfg);
 	free(card);
 	free(base);
+	cJSON_Delete(set);
 	mb_modelcfg_free(c);
 	mb_st_model_free(m);
 	mb_hub_repo_free(r);

@@ -220,6 +220,48 @@ static const struct cli_spec spec = {
 	"error when it failed.", opts,
 };
 
+/* What the user settled for the conversion (submit's --set, --base): as
+ * JSON into b (null when nothing), or as a line for a person to f. */
+static void settings(struct mb_store *s, int64_t id, struct mb_buf *b, FILE *f)
+{
+	char *text = malloc(1 << 20), shown[1200];
+	cJSON *doc = NULL, *e;
+	const char *base;
+
+	if (text != NULL && mb_store_job_overrides(s, id, text, 1 << 20) == 0)
+		doc = mb_json_parse(text, strlen(text));
+	free(text);
+	if (!cJSON_IsObject(doc)) {
+		if (b != NULL)
+			mb_buf_adds(b, "null");
+		cJSON_Delete(doc);
+		return;
+	}
+	/* the base's config is the hub's, not the user's words */
+	cJSON_DeleteItemFromObjectCaseSensitive(doc, "base_config");
+	base = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "base"));
+	if (b != NULL) {
+		char *t = cJSON_PrintUnformatted(doc);
+
+		mb_buf_adds(b, t ? t : "null");
+		cJSON_free(t);
+	} else {
+		fprintf(f, "  set by the user:");
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "set")) {
+			char *v = cJSON_PrintUnformatted(e);
+
+			fprintf(f, " %s=%s", e->string,
+				mb_printable(shown, sizeof(shown), v));
+			cJSON_free(v);
+		}
+		if (base != NULL)
+			fprintf(f, " base %s", mb_printable(shown, sizeof(shown),
+							    base));
+		fprintf(f, "\n");
+	}
+	cJSON_Delete(doc);
+}
+
 /* show --json: proto/show.schema.json. */
 static int show_json(struct mb_store *s, const struct mb_job_row *j)
 {
@@ -235,6 +277,8 @@ static int show_json(struct mb_store *s, const struct mb_job_row *j)
 	cli_job_json(&b, s, j, 1);
 	mb_buf_addf(&b, ",\"cost_per_hour\":%.4f,\"notify_url\":", j->cost_per_hour);
 	mb_json_quote(&b, j->notify_url);
+	mb_buf_adds(&b, ",\"settings\":");
+	settings(s, j->id, &b, NULL);
 	rs.json = &part;
 	mb_store_events(s, j->id, 0, take_repair, &rs);
 	mb_buf_adds(&b, ",\"repairs\":[");
@@ -307,6 +351,7 @@ int cmd_show(int argc, char **argv)
 	}
 	if (j.notify_url[0])
 		printf("  notifies %s\n", j.notify_url);
+	settings(s, id, NULL, stdout);
 	if (j.error[0])
 		printf("\nerror: %s\n", j.error);
 	printf("\nsteps\n");

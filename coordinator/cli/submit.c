@@ -1,7 +1,7 @@
 /*
  * mibera-job submit SOURCE [--worker NAME] [--quant Q4_K_M,Q3_K_M]
  *     [--layout native|split] [--outtype f16|bf16] [--no-smoke] [--pull-f16]
- *     [--notify URL] [--json]
+ *     [--notify URL] [--json] [--set KEY=VALUE...] [--base ORG/NAME]
  * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
  * the worker can read. Prints the job id (or {"id":N} with --json); the
  * coordinator runs it, and POSTs a summary to URL (default: notify_url of
@@ -9,7 +9,10 @@
  * there is one worker. Quant types are read as a person writes them
  * (any case, spaces, repeats) and stored by their names. The quants are
  * pulled back; the F16 only with --pull-f16 (the worker removes it with
- * the job's directory).
+ * the job's directory). --set and --base settle what the model's files
+ * cannot (as for inspect); they are stored with the job, the base's
+ * config.json read from the hub now, and the conversion records them as
+ * set by the user.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,7 @@ static const struct cli_opt opts[] = {
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
+	CLI_USER_OPTS,
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
@@ -134,88 +138,28 @@ static int count_worker(const struct mb_worker_row *w, void *ctx)
 	return 0;
 }
 
-int cmd_submit(int argc, char **argv)
+/* Checks and queues j on worker (NULL: the only one); the exit code. */
+static int submit_job(struct mb_job_row *j, const char *worker, int json)
 {
-	struct mb_job_row j;
 	struct mb_worker_row w;
 	struct mb_store *s = NULL;
-	const char *worker = NULL;
-	char err[1024], list[256];
+	char err[1024];
 	uint64_t download = 0;
 	struct one_worker ow = { 0, "" };
-	struct cli_parse p;
-	int json = 0, rc;
+	int rc;
 
-	memset(&j, 0, sizeof(j));
-	snprintf(j.quants, sizeof(j.quants), "Q4_K_M");
-	snprintf(j.layout, sizeof(j.layout), "native");
-	snprintf(j.outtype, sizeof(j.outtype), "f16");
-	j.smoke = 1;
-	cli_parse_init(&p, &spec, argc, argv);
-	while ((rc = cli_next(&p)) > 0) {
-		if (cli_is(&p, "json")) {
-			json = 1;
-		} else if (cli_is(&p, "no-smoke")) {
-			j.smoke = 0;
-		} else if (cli_is(&p, "pull-f16")) {
-			j.pull_f16 = 1;
-		} else if (cli_is(&p, "notify")) {
-			if (strncmp(p.val, "http://", 7) != 0 &&
-			    strncmp(p.val, "https://", 8) != 0)
-				return cli_usage_error(&spec, "--notify is an "
-						       "http:// or https:// URL, "
-						       "not '%s'", p.val);
-			if (strlen(p.val) >= sizeof(j.notify_url))
-				return cli_usage_error(&spec, "--notify: the URL "
-						       "is longer than %zu bytes",
-						       sizeof(j.notify_url) - 1);
-			snprintf(j.notify_url, sizeof(j.notify_url), "%s", p.val);
-		} else if (cli_is(&p, "worker")) {
-			worker = p.val;
-		} else if (cli_is(&p, "quant")) {
-			snprintf(j.quants, sizeof(j.quants), "%s", p.val);
-		} else if (cli_is(&p, "layout")) {
-			snprintf(j.layout, sizeof(j.layout), "%s", p.val);
-		} else if (cli_is(&p, "outtype")) {
-			snprintf(j.outtype, sizeof(j.outtype), "%s", p.val);
-		}
-	}
-	if (rc < 0)
-		return p.exit;
-	if (strlen(p.args[0]) >= sizeof(j.source))
-		return cli_usage_error(&spec, "SOURCE is longer than %zu bytes",
-				       sizeof(j.source) - 1);
-	snprintf(j.source, sizeof(j.source), "%s", p.args[0]);
-	if (!mb_job_source_is_path(j.source)) {
-		char repo[300];
-
-		snprintf(repo, sizeof(repo), "%s", j.source);
-		repo[strcspn(repo, "@")] = '\0';
-		if (!mb_hub_repo_id_ok(repo)) {
-			fprintf(stderr, "mibera-job submit: '%s' is neither org/name"
-				"[@revision] nor a path (start paths with / or .)\n",
-				j.source);
-			return 2;
-		}
-	}
-	if (mb_quant_list_parse(j.quants, list, sizeof(list), err,
-				sizeof(err)) != 0) {
-		fprintf(stderr, "mibera-job submit: %s\n", err);
-		return 2;
-	}
-	snprintf(j.quants, sizeof(j.quants), "%s", list);
 	/* a repo that does not exist, or that the token cannot read, is
 	 * refused here rather than on the rented box */
-	if (!mb_job_source_is_path(j.source)) {
+	if (!mb_job_source_is_path(j->source)) {
 		err[0] = '\0';
-		rc = check_source(j.source, &download, err, sizeof(err));
+		rc = check_source(j->source, &download, err, sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "mibera-job submit: %s\n", err);
 			return 1;
 		}
 		if (rc > 0)
 			fprintf(stderr, "mibera-job submit: warning: cannot check "
-				"'%s' on the hub%s%s; queued anyway\n", j.source,
+				"'%s' on the hub%s%s; queued anyway\n", j->source,
 				err[0] ? ": " : "", err);
 	}
 	rc = mb_store_open(NULL, &s, err, sizeof(err));
@@ -248,7 +192,7 @@ int cmd_submit(int argc, char **argv)
 		/* the worker's free disk at its last check, against what the
 		 * job will put there */
 		cJSON *hello = mb_json_parse(w.hello, strlen(w.hello));
-		uint64_t free_b = 0, need = disk_needed(download, j.quants);
+		uint64_t free_b = 0, need = disk_needed(download, j->quants);
 
 		if (hello != NULL &&
 		    mb_json_get_u64(hello, "disk_free", MB_JSON_MAX_INT, &free_b) == 0 &&
@@ -265,19 +209,19 @@ int cmd_submit(int argc, char **argv)
 		}
 		cJSON_Delete(hello);
 	}
-	if (mb_job_source_is_path(j.source) && strcmp(w.target, "local") == 0) {
+	if (mb_job_source_is_path(j->source) && strcmp(w.target, "local") == 0) {
 		/* a local worker reads the same disk: the model must be there */
 		struct stat st;
 
-		if (stat(j.source, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (stat(j->source, &st) != 0 || !S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "mibera-job submit: '%s' is not a directory "
-				"here, where worker '%s' runs\n", j.source, w.name);
+				"here, where worker '%s' runs\n", j->source, w.name);
 			mb_store_close(s);
 			return 1;
 		}
 	}
-	j.worker_id = w.id;
-	rc = mb_store_job_add(s, &j);
+	j->worker_id = w.id;
+	rc = mb_store_job_add(s, j);
 	mb_store_close(s);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job submit: cannot queue the job: %s\n",
@@ -285,17 +229,17 @@ int cmd_submit(int argc, char **argv)
 		return 1;
 	}
 	if (json)
-		printf("{\"id\":%lld}\n", (long long)j.id);
+		printf("{\"id\":%lld}\n", (long long)j->id);
 	else
-		printf("%lld\n", (long long)j.id);
+		printf("%lld\n", (long long)j->id);
 	if (isatty(2)) {
 		/* what happens next, for a person (scripts read the id) */
 		struct mb_coord_info ci;
 
 		mb_coord_probe(&ci);
 		fprintf(stderr, "queued job %lld on %s. Follow it: mibera-job logs -f "
-			"%lld; stop it: mibera-job cancel %lld\n", (long long)j.id,
-			j.worker, (long long)j.id, (long long)j.id);
+			"%lld; stop it: mibera-job cancel %lld\n", (long long)j->id,
+			j->worker, (long long)j->id, (long long)j->id);
 		if (!ci.alive)
 			fprintf(stderr, "no coordinator is running, so nothing runs "
 				"it yet: start `mibera-coordinator` (or the systemd "
@@ -303,3 +247,126 @@ int cmd_submit(int argc, char **argv)
 	}
 	return 0;
 }
+
+int cmd_submit(int argc, char **argv)
+{
+	struct mb_job_row j;
+	const char *worker = NULL;
+	char err[1024], list[256];
+	struct cli_parse p;
+	int json = 0, rc, u;
+	const char *base = NULL;
+	cJSON *set = cJSON_CreateObject(), *ov = NULL;
+	char *otext = NULL;
+
+	memset(&j, 0, sizeof(j));
+	snprintf(j.quants, sizeof(j.quants), "Q4_K_M");
+	snprintf(j.layout, sizeof(j.layout), "native");
+	snprintf(j.outtype, sizeof(j.outtype), "f16");
+	j.smoke = 1;
+	cli_parse_init(&p, &spec, argc, argv);
+	if (set == NULL)
+		return 1;
+	while ((rc = cli_next(&p)) > 0) {
+		if ((u = cli_user_setting(&p, set, &base)) != 0) {
+			if (u == 2)
+				goto usage;
+		} else if (cli_is(&p, "json")) {
+			json = 1;
+		} else if (cli_is(&p, "no-smoke")) {
+			j.smoke = 0;
+		} else if (cli_is(&p, "pull-f16")) {
+			j.pull_f16 = 1;
+		} else if (cli_is(&p, "notify")) {
+			if (strncmp(p.val, "http://", 7) != 0 &&
+			    strncmp(p.val, "https://", 8) != 0) {
+				cli_usage_error(&spec, "--notify is an http:// or "
+						"https:// URL, not '%s'", p.val);
+				goto usage;
+			}
+			if (strlen(p.val) >= sizeof(j.notify_url)) {
+				cli_usage_error(&spec, "--notify: the URL is longer "
+						"than %zu bytes",
+						sizeof(j.notify_url) - 1);
+				goto usage;
+			}
+			snprintf(j.notify_url, sizeof(j.notify_url), "%s", p.val);
+		} else if (cli_is(&p, "worker")) {
+			worker = p.val;
+		} else if (cli_is(&p, "quant")) {
+			snprintf(j.quants, sizeof(j.quants), "%s", p.val);
+		} else if (cli_is(&p, "layout")) {
+			snprintf(j.layout, sizeof(j.layout), "%s", p.val);
+		} else if (cli_is(&p, "outtype")) {
+			snprintf(j.outtype, sizeof(j.outtype), "%s", p.val);
+		}
+	}
+	if (rc < 0) {
+		cJSON_Delete(set);
+		return p.exit;
+	}
+	if (strlen(p.args[0]) >= sizeof(j.source)) {
+		cli_usage_error(&spec, "SOURCE is longer than %zu bytes",
+				sizeof(j.source) - 1);
+		goto usage;
+	}
+	snprintf(j.source, sizeof(j.source), "%s", p.args[0]);
+	if (!mb_job_source_is_path(j.source)) {
+		char repo[300];
+
+		snprintf(repo, sizeof(repo), "%s", j.source);
+		repo[strcspn(repo, "@")] = '\0';
+		if (!mb_hub_repo_id_ok(repo)) {
+			fprintf(stderr, "mibera-job submit: '%s' is neither org/name"
+				"[@revision] nor a path (start paths with / or .)\n",
+				j.source);
+			goto usage;
+		}
+	}
+	if (mb_quant_list_parse(j.quants, list, sizeof(list), err,
+				sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-job submit: %s\n", err);
+		goto usage;
+	}
+	snprintf(j.quants, sizeof(j.quants), "%s", list);
+	/* what the user settled travels with the job, the base's config
+	 * read from the hub now (so the worker needs no hub for it) */
+	if (set->child != NULL || base != NULL) {
+		char *btext = NULL;
+		size_t blen = 0;
+
+		ov = cJSON_CreateObject();
+		cJSON_AddItemToObject(ov, "set", set);
+		set = NULL;
+		if (base != NULL) {
+			cJSON *bdoc;
+
+			if (cli_base_config("mibera-job submit", base, &btext,
+					    &blen) != 0) {
+				cJSON_Delete(ov);
+				return 1;
+			}
+			cJSON_AddStringToObject(ov, "base", base);
+			bdoc = btext ? mb_json_parse(btext, blen) : NULL;
+			if (cJSON_IsObject(bdoc))
+				cJSON_AddItemToObject(ov, "base_config", bdoc);
+			else
+				cJSON_Delete(bdoc);
+			free(btext);
+		}
+		otext = cJSON_PrintUnformatted(ov);
+		cJSON_Delete(ov);
+		if (otext == NULL)
+			return 1;
+		j.overrides = otext;
+	}
+	cJSON_Delete(set);
+	set = NULL;
+	rc = submit_job(&j, worker, json);
+	cJSON_free(otext);
+	return rc;
+usage:
+	cJSON_Delete(set);
+	return 2;
+}
+

@@ -658,6 +658,106 @@ static void test_submit_checks_the_workers_disk(void **state)
 	unsetenv("HF_ENDPOINT");
 }
 
+/* What a model's files cannot settle, a person can: --set and --base on
+ * inspect and submit, checked as they are read, carried by the job to
+ * the worker's conversion, and recorded as set by the user. */
+static void test_user_settings(void **state)
+{
+	char llama[700], hubroot[700], cmd[2048], *out;
+	const char *broken[] = { "--config", "broken", NULL };
+	struct th_hub hub;
+	long long id;
+	cJSON *doc;
+
+	(void)state;
+	/* Llama-2's sizes over a 256-wide model: 4 heads of 64 or 2 of 128,
+	 * and nothing in its files says which */
+	snprintf(llama, sizeof(llama), "%s/llama", root);
+	assert_int_equal(th_mkmodel(llama, "llama-tiny", broken), 0);
+	assert_int_equal(run(&out, "%s inspect %s", JOB, llama), 3);
+	assert_non_null(strstr(out, "--set num_attention_heads=N"));
+	free(out);
+	assert_int_equal(run(&out, "%s inspect %s --set num_attention_heads=4",
+			     JOB, llama), 0);
+	assert_non_null(strstr(out, "set by the user"));
+	free(out);
+	assert_int_equal(run(&out, "%s inspect %s --set num_attention_heads=3",
+			     JOB, llama), 3);
+	assert_non_null(strstr(out, "do not fit the tensors"));
+	free(out);
+	assert_int_equal(run(&out, "%s inspect %s --set hidden_size=8", JOB, llama),
+			 2);
+	assert_non_null(strstr(out, "hidden_size cannot be set"));
+	free(out);
+	assert_int_equal(run(&out, "%s submit %s --sett x=1", JOB, llama), 2);
+	assert_non_null(strstr(out, "did you mean '--set'?"));
+	free(out);
+
+	/* submitted with the setting, the job converts with it */
+	assert_int_equal(run(&out, "{ %s submit %s --worker wl --quant Q8_0 --json "
+			     "--set num_attention_heads=4 --set rope_theta=500000 "
+			     "2>/dev/null; }", JOB, llama), 0);
+	doc = cJSON_Parse(out);
+	id = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "id"));
+	cJSON_Delete(doc);
+	free(out);
+	assert_true(id > 0);
+	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	assert_int_equal(run(&out, "%s show %lld", JOB, id), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "succeeded"));
+	assert_non_null(strstr(out, "set by the user: num_attention_heads=4 "
+				    "rope_theta=500000"));
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s show %lld --json", JOB, id);
+	validate(cmd, "show");
+	assert_int_equal(run(&out, "%s logs --json %lld", JOB, id), 0);
+	assert_non_null(strstr(out, "\"key\":\"rope_theta\""));
+	assert_non_null(strstr(out, "\"source\":\"set by the user\""));
+	free(out);
+	assert_int_equal(run(&out, "cat %s/artifacts/job-%lld/provenance.json",
+			     mhome, id), 0);
+	assert_non_null(strstr(out, "set by the user"));
+	free(out);
+
+	/* a base the hub does not have is refused at submit */
+	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
+	setenv("HF_ENDPOINT", hub.url, 1);
+	assert_int_equal(run(&out, "%s submit %s --worker wl --base org/nothere",
+			     JOB, llama), 1);
+	assert_non_null(strstr(out, "--base org/nothere"));
+	free(out);
+	/* one it has travels with the job, its config as the hub has it (a
+	 * Phi-2 config: org/tiny's lies) read now */
+	assert_int_equal(run(&out, "{ %s submit %s --worker wl --base org/tiny "
+			     "--set num_attention_heads=2 --json 2>/dev/null; }",
+			     JOB, llama), 0);
+	doc = cJSON_Parse(out);
+	id = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "id"));
+	cJSON_Delete(doc);
+	free(out);
+	assert_int_equal(run(&out, "%s show %lld --json", JOB, id), 0);
+	doc = cJSON_Parse(out);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+		cJSON_GetObjectItem(doc, "settings"), "base")), "org/tiny");
+	assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "settings"),
+					"base_config"));
+	cJSON_Delete(doc);
+	free(out);
+	assert_int_equal(run(&out, "sqlite3 %s/jobs.db \"SELECT json_extract("
+			     "overrides, '$.base_config.model_type') FROM jobs "
+			     "WHERE id = %lld\"", mhome, id), 0);
+	assert_string_equal(out, "phi\n");
+	free(out);
+	assert_int_equal(run(&out, "%s cancel %lld", JOB, id), 0);
+	free(out);
+	th_hub_stop(&hub);
+	unsetenv("HF_ENDPOINT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -671,6 +771,7 @@ int main(void)
 		cmocka_unit_test(test_worker_update),
 		cmocka_unit_test(test_list_check_names_the_silent),
 		cmocka_unit_test(test_submit_checks_the_workers_disk),
+		cmocka_unit_test(test_user_settings),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

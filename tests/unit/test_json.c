@@ -79,6 +79,35 @@ static void test_quote_round_trip(void **state)
 	mb_buf_release(&b);
 }
 
+/* JSON is UTF-8: a string that is not (half a character from a token, a
+ * hostile name) is quoted with U+FFFD for each bad byte, the good
+ * characters around it kept. */
+static void test_quote_makes_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "ok \xe2\x82\xac \xf0\x9f\x98\x80", "\"ok \xe2\x82\xac \xf0\x9f\x98\x80\"" },
+		{ "half \xe2\x82", "\"half \\ufffd\\ufffd\"" },
+		{ "\xff\xfe", "\"\\ufffd\\ufffd\"" },
+		{ "overlong \xc0\xaf", "\"overlong \\ufffd\\ufffd\"" },
+		{ "surrogate \xed\xa0\x80", "\"surrogate \\ufffd\\ufffd\\ufffd\"" },
+		{ "past U+10FFFF \xf4\x90\x80\x80", "\"past U+10FFFF \\ufffd\\ufffd\\ufffd\\ufffd\"" },
+		{ "\xc3\xa9\xc3", "\"\xc3\xa9\\ufffd\"" },
+	};
+	struct mb_buf b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mb_buf_init(&b, 1024);
+		assert_int_equal(mb_json_quote(&b, cases[i].in), 0);
+		assert_int_equal(mb_buf_add(&b, "", 1), 0);
+		assert_string_equal(b.data, cases[i].out);
+		mb_buf_release(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -86,6 +115,7 @@ int main(void)
 		cmocka_unit_test(test_get_str),
 		cmocka_unit_test(test_parse_length_bounded),
 		cmocka_unit_test(test_quote_round_trip),
+		cmocka_unit_test(test_quote_makes_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
