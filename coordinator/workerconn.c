@@ -181,7 +181,9 @@ static int boot_output(int stream, const void *data, size_t len, void *ctx)
 			continue;
 		}
 		b->line[b->line_len] = '\0';
-		if (!b->line_cut && strncmp(b->line, "bootstrap: ", 11) == 0) {
+		/* a failure is the error message, not a step */
+		if (!b->line_cut && strncmp(b->line, "bootstrap: ", 11) == 0 &&
+		    strncmp(b->line + 11, "failed while ", 13) != 0) {
 			char msg[sizeof(b->line)];
 
 			boot_say(b, mb_printable(msg, sizeof(msg), b->line + 11));

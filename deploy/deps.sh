@@ -247,8 +247,17 @@ build_llama() {
 		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
 		>"$CACHE/llama-configure.log" 2>&1 ||
 		build_failed "$CACHE/llama-configure.log" "cmake configure"
-	cmake --build "$work/build" --target llama -j "$JOBS" >"$CACHE/llama-build.log" 2>&1 ||
-		build_failed "$CACHE/llama-build.log" "the build"
+	# minutes of compiling: say how far it got every 30 s
+	cmake --build "$work/build" --target llama -j "$JOBS" >"$CACHE/llama-build.log" 2>&1 &
+	local pid=$! n=0
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		n=$((n + 1))
+		if [ $((n % 30)) = 0 ] && kill -0 "$pid" 2>/dev/null; then
+			say "llama.cpp: $(grep -o '^\[[0-9]*/[0-9]*\]' "$CACHE/llama-build.log" | tail -n 1 | tr -d '[]') steps built"
+		fi
+	done
+	wait "$pid" || build_failed "$CACHE/llama-build.log" "the build"
 	begin "installing llama.cpp in $prefix"
 	rm -rf "$prefix"
 	cmake --install "$work/build" >"$CACHE/llama-install.log" 2>&1 ||
