@@ -22,12 +22,28 @@ int mb_worker_connect(const struct mb_worker_row *w, const char *accept,
 
 /* Runs the agent's hello on t. When the agent is missing or of another
  * version than this coordinator and bootstrap is set (no --agent was
- * given), installs it first: uploads the source bundle and
- * worker-bootstrap.sh (found beside this program) into the worker
- * directory and runs the script, which builds mibera-worker there. The
- * hello JSON (one line) goes to hello. */
+ * given), installs it first: uploads the source bundle, llama.cpp's
+ * pinned source and worker-bootstrap.sh (found beside this program, or in
+ * PREFIX/share/mibera) into the worker directory and runs the script,
+ * which builds mibera-worker there. The hello JSON (one line) goes to
+ * hello. */
 int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
 		    const char *agent, int bootstrap, char *hello,
 		    size_t hello_cap, char *err, size_t errcap);
+
+/* Receives the steps of an install as they start ("building llama.cpp
+ * ..."), made printable, with the seconds since the install began. */
+typedef void (*mb_worker_progress_fn)(const char *step, double elapsed_s,
+				      void *ctx);
+
+/* mb_worker_hello, telling progress (may be NULL) each step of an install
+ * as it starts: the upload (three files: the bundle, llama.cpp's source,
+ * the script), then the "bootstrap: STEP" lines the script prints. On a
+ * failed install err names the step and the error that stopped it. */
+int mb_worker_hello_progress(struct mb_transport *t,
+			     const struct mb_worker_row *w, const char *agent,
+			     int bootstrap, mb_worker_progress_fn progress,
+			     void *ctx, char *hello, size_t hello_cap,
+			     char *err, size_t errcap);
 
 #endif

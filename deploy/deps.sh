@@ -1,41 +1,100 @@
 #!/usr/bin/env bash
-# Installs everything mibera needs to build, test and run, as root, on Debian 12.
+# Installs what mibera needs, as root, on Debian 12 (or Ubuntu).
+#
+#   deploy/deps.sh            everything to build, test and run mibera
+#   deploy/deps.sh --worker   only what a worker box needs to build and run
+#                             mibera-worker (no Node.js, no test tools)
+#
 # Idempotent: Debian packages already present are not touched (apt-get update
 # runs only when something is missing), and llama.cpp is built once per pinned
 # version into a cache directory that later runs reuse.
 #
 # llama.cpp's source comes from the npm package node-llama-cpp, which ships a
 # git bundle of a llama.cpp release: the npm registry is reachable where a
-# plain git clone is not.
+# plain git clone is not. The full profile also keeps that source as a
+# tarball in the cache entry (PREFIX/llama.cpp-src.tar.gz, what building
+# libllama needs plus mibera-llama.txt naming the version); the coordinator
+# ships it to worker boxes, whose deps.sh builds from it (MIBERA_LLAMA_SRC)
+# and never needs npm or a registry.
 #
 # Environment:
 #   MIBERA_DEPS_CACHE   cache root (default /var/cache/mibera-deps)
 #   MIBERA_DEPS_JOBS    parallel build jobs (default: nproc)
 #   MIBERA_SKIP_APT=1   do not install Debian packages (not root, or done)
+#   MIBERA_LLAMA_SRC    a llama.cpp-src.tar.gz to build from instead of npm
+#
+# Progress goes to stdout as "deps: ..." lines, the tools' own output to
+# log files. A failure ends with one line on stderr, "deps: failed while
+# STEP: WHAT", naming the step and the error that stopped it.
 set -euo pipefail
 
 NODE_LLAMA_CPP_VERSION=3.22.1
 CACHE=${MIBERA_DEPS_CACHE:-/var/cache/mibera-deps}
-JOBS=${MIBERA_DEPS_JOBS:-$(nproc)}
+JOBS=${MIBERA_DEPS_JOBS:-$(nproc 2>/dev/null || echo 2)}
+profile=full
+case ${1:-} in
+'') ;;
+--worker) profile=worker ;;
+*)
+	echo "usage: deploy/deps.sh [--worker]" >&2
+	exit 2
+	;;
+esac
 
+# What the worker-only build (cmake -DMB_WORKER_ONLY=ON) compiles and links:
+# libmibera (cJSON, libcurl, OpenSSL's libcrypto, zstd) and libllama (C++),
+# plus the CA certificates its downloads check the hub against.
+WORKER_PACKAGES=(
+	gcc g++ make libc6-dev cmake ninja-build pkg-config ca-certificates
+	libcurl4-openssl-dev libcjson-dev libzstd-dev libssl-dev
+)
+# The coordinator, the test suite (sshd, cmocka, sanitizers, fuzzing, the
+# bare-box bootstrap test) and llama.cpp's source from npm.
 PACKAGES=(
-	build-essential cmake ninja-build pkg-config git ca-certificates
-	libssh2-1-dev libcurl4-openssl-dev libsqlite3-dev libcjson-dev
-	libzstd-dev libssl-dev libcmocka-dev
+	"${WORKER_PACKAGES[@]}" build-essential git
+	libssh2-1-dev libsqlite3-dev libcmocka-dev
 	clang libclang-rt-14-dev
 	openssh-server openssh-client python3 nodejs npm sqlite3
-	tmux python3-jsonschema
+	tmux python3-jsonschema mmdebstrap
 )
+[ "$profile" = worker ] && PACKAGES=("${WORKER_PACKAGES[@]}")
 
 t0=$(date +%s)
+step="starting"
 say() { printf 'deps: %s\n' "$*"; }
+# step NAME: what is being done now, for the progress and the failure line
+begin() {
+	step=$1
+	say "$1"
+}
+fail() {
+	printf 'deps: failed while %s: %s\n' "$step" "$*" >&2
+	step=""
+	exit 1
+}
+work=""
+# a command that stopped the script on its own still names the step
+trap 'rc=$?; [ -z "$work" ] || rm -rf "$work"
+[ $rc = 0 ] || [ -z "$step" ] || printf "deps: failed while %s (exit %d)\n" "$step" $rc >&2' EXIT
+
+# The line of an apt log that says what went wrong: a fetch that failed
+# (with the reason on the same line), else the first error.
+apt_error() {
+	grep -m1 -E '^[WE]: Failed to fetch' "$1" ||
+		grep -m1 -E '^E: ' "$1" ||
+		grep -v -E '^(debconf|dpkg-preconfigure|Extracting templates)' "$1" | tail -n 1 ||
+		true
+}
+apt_unreachable() {
+	grep -q -E '^[WE]: Failed to fetch|^Err:|Could not connect|Could not resolve|Temporary failure resolving|Unable to connect|Connection (timed out|refused)' "$1"
+}
 
 install_packages() {
+	local missing=() p log
 	if [ "${MIBERA_SKIP_APT:-0}" = 1 ]; then
 		say "skipping Debian packages (MIBERA_SKIP_APT=1)"
 		return
 	fi
-	local missing=() p
 	for p in "${PACKAGES[@]}"; do
 		# npm and nodejs may come from elsewhere (nodesource, nvm): a working
 		# command is as good as the package.
@@ -50,58 +109,174 @@ install_packages() {
 		say "Debian packages: all ${#PACKAGES[@]} present"
 		return
 	fi
-	if [ "$(id -u)" != 0 ]; then
-		say "missing Debian packages: ${missing[*]}; run this script as root" >&2
-		exit 1
-	fi
-	say "installing Debian packages: ${missing[*]}"
+	begin "installing Debian packages"
+	command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1 ||
+		fail "apt-get not found: this is not a Debian or Ubuntu system; install by hand: ${missing[*]}"
+	[ "$(id -u)" = 0 ] ||
+		fail "not root, and these Debian packages are missing: ${missing[*]}; run as root or install them first"
+	say "${#missing[@]} missing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	mkdir -p "$CACHE"
+	log="$CACHE/apt.log"
+	# A fresh box often runs unattended-upgrades for its first minutes:
+	# wait for the dpkg lock rather than fail on it.
+	if ! apt-get update -o DPkg::Lock::Timeout=600 >"$log" 2>&1; then
+		apt_unreachable "$log" &&
+			fail "apt-get cannot reach the package mirrors ($(apt_error "$log"))"
+		fail "apt-get update failed: $(apt_error "$log") (log: $log)"
+	fi
+	# update exits 0 when some index could not be fetched: keep the reason
+	# for when the install then fails
+	local unreachable=""
+	apt_unreachable "$log" && unreachable=$(apt_error "$log")
+	if ! apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 \
+		"${missing[@]}" >>"$log" 2>&1; then
+		if [ -n "$unreachable" ] || apt_unreachable "$log"; then
+			fail "apt-get cannot reach the package mirrors (${unreachable:-$(apt_error "$log")})"
+		fi
+		fail "apt-get install failed: $(apt_error "$log") (log: $log)"
+	fi
 	say "Debian packages installed"
 }
 
-build_llama() {
-	local work tag commit prefix
-	# The cache entry is keyed by the npm package version; a marker written
-	# last says the install finished, so a killed build is redone.
-	prefix="$CACHE/llama.cpp-nlc$NODE_LLAMA_CPP_VERSION"
-	if [ -f "$prefix/.complete" ]; then
-		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"))"
-		ln -sfn "$prefix" "$CACHE/llama.cpp"
-		return
-	fi
-	mkdir -p "$CACHE"
-	work=$(mktemp -d "$CACHE/.build.XXXXXX")
-	trap 'rm -rf "${work:-}"' RETURN EXIT
-	say "llama.cpp: fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION from npm"
-	(cd "$work" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >/dev/null)
+# The first error line of a build log (else its last line), for the failure
+# line; its tail goes to stderr for context.
+build_failed() {
+	local log=$1 what=$2 line
+	tail -n 20 "$log" >&2
+	line=$(grep -m1 -E 'error|Error|ERROR' "$log" || tail -n 1 "$log")
+	fail "$what failed: $line (log: $log)"
+}
+
+# The cache entry is keyed by the npm package version; a marker written last
+# says the install finished, so a killed build is redone.
+prefix="$CACHE/llama.cpp-nlc$NODE_LLAMA_CPP_VERSION"
+srctar="$prefix/llama.cpp-src.tar.gz"
+
+# Fetches node-llama-cpp's git bundle and clones it into $work/src; sets
+# tag and commit.
+fetch_npm() {
+	command -v npm >/dev/null 2>&1 ||
+		fail "npm not found: it fetches llama.cpp's source; install it, or give MIBERA_LLAMA_SRC"
+	(cd "$work" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" \
+		>"$work/npm.log" 2>&1) ||
+		fail "npm pack node-llama-cpp@$NODE_LLAMA_CPP_VERSION failed: $(grep -m1 -i err "$work/npm.log" || tail -n 1 "$work/npm.log")"
 	tar -xzf "$work"/node-llama-cpp-*.tgz -C "$work" \
 		package/llama/gitRelease.bundle package/llama/llama.cpp.info.json
 	tag=$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$work/package/llama/llama.cpp.info.json")
 	git clone -q "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
+	rm -rf "$work/package" "$work"/node-llama-cpp-*.tgz
 	commit=$(git -C "$work/src" rev-parse --short=12 HEAD)
-	say "llama.cpp: building $tag ($commit) with $JOBS jobs"
+}
+
+# Writes the source tarball of the clone in $work/src to $srctar: only what
+# building libllama needs, and mibera-llama.txt naming the version.
+make_srctar() {
+	local src=$work/src
+	git -C "$src" archive --format=tar --prefix=llama.cpp/ \
+		--add-virtual-file="llama.cpp/mibera-llama.txt:node-llama-cpp $NODE_LLAMA_CPP_VERSION
+tag $tag
+commit $commit
+build $(git -C "$src" rev-list --count HEAD)
+" HEAD CMakeLists.txt LICENSE cmake ggml include src vendor licenses |
+		gzip -n -6 >"$srctar.tmp"
+	mv -f "$srctar.tmp" "$srctar"
+	say "llama.cpp: source kept in $srctar ($(($(stat -c %s "$srctar") / 1024)) KiB)"
+}
+
+# Unpacks MIBERA_LLAMA_SRC into $work/src; sets tag, commit and build.
+unpack_srctar() {
+	local f=$MIBERA_LLAMA_SRC nlc
+	[ -r "$f" ] || fail "cannot read the llama.cpp source '$f'"
+	mkdir -p "$work/src"
+	tar -xzf "$f" -C "$work/src" --strip-components=1 ||
+		fail "cannot unpack the llama.cpp source '$f'"
+	[ -r "$work/src/mibera-llama.txt" ] ||
+		fail "'$f' is not a llama.cpp source made by deploy/deps.sh (no mibera-llama.txt)"
+	nlc=$(sed -n 's/^node-llama-cpp //p' "$work/src/mibera-llama.txt")
+	tag=$(sed -n 's/^tag //p' "$work/src/mibera-llama.txt")
+	commit=$(sed -n 's/^commit //p' "$work/src/mibera-llama.txt")
+	build=$(sed -n 's/^build //p' "$work/src/mibera-llama.txt")
+	[ "$nlc" = "$NODE_LLAMA_CPP_VERSION" ] ||
+		fail "'$f' holds the llama.cpp of node-llama-cpp $nlc, this deps.sh pins $NODE_LLAMA_CPP_VERSION"
+	[ -n "$tag" ] && [ -n "$commit" ] || fail "'$f' does not name its tag and commit"
+	build=${build:-0}
+}
+
+build_llama() {
+	local tag commit build
+	if [ -f "$prefix/.complete" ]; then
+		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"))"
+		ln -sfn "$prefix" "$CACHE/llama.cpp"
+		# a cache entry from before the source was kept: fetch it again,
+		# check it is the commit that was built, keep it (no rebuild)
+		if [ "$profile" = full ] && [ ! -s "$srctar" ]; then
+			begin "keeping llama.cpp's source for worker boxes"
+			work=$(mktemp -d "$CACHE/.build.XXXXXX")
+			fetch_npm
+			[ "$tag $commit" = "$(cat "$prefix/.complete")" ] ||
+				fail "node-llama-cpp@$NODE_LLAMA_CPP_VERSION holds $tag $commit, the cache $prefix was built from $(cat "$prefix/.complete")"
+			make_srctar
+			rm -rf "$work"
+			work=""
+		fi
+		return
+	fi
+	mkdir -p "$CACHE"
+	work=$(mktemp -d "$CACHE/.build.XXXXXX")
+	if [ -n "${MIBERA_LLAMA_SRC:-}" ]; then
+		begin "unpacking llama.cpp's source"
+		unpack_srctar
+	else
+		begin "fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION from npm"
+		fetch_npm
+		build=$(git -C "$work/src" rev-list --count HEAD)
+	fi
+	begin "building llama.cpp $tag ($commit) with $JOBS jobs"
+	# the build number and commit as a git checkout would give them, so
+	# both sources build the same library
 	cmake -S "$work/src" -B "$work/build" -G Ninja \
 		-DCMAKE_BUILD_TYPE=Release \
 		-DCMAKE_INSTALL_PREFIX="$prefix" \
 		-DBUILD_SHARED_LIBS=ON \
+		-DLLAMA_BUILD_NUMBER="$build" -DLLAMA_BUILD_COMMIT="${commit:0:7}" \
 		-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 		-DGGML_BACKEND_DL=OFF -DGGML_OPENMP=OFF \
 		-DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
 		-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
-		>"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log" >&2; exit 1; }
-	cmake --build "$work/build" --target llama -j "$JOBS" >"$work/build.log" 2>&1 ||
-		{ tail -30 "$work/build.log" >&2; exit 1; }
+		>"$CACHE/llama-configure.log" 2>&1 ||
+		build_failed "$CACHE/llama-configure.log" "cmake configure"
+	# minutes of compiling: say how far it got every 30 s
+	cmake --build "$work/build" --target llama -j "$JOBS" >"$CACHE/llama-build.log" 2>&1 &
+	local pid=$! n=0
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		n=$((n + 1))
+		if [ $((n % 30)) = 0 ] && kill -0 "$pid" 2>/dev/null; then
+			say "llama.cpp: $(grep -o '^\[[0-9]*/[0-9]*\]' "$CACHE/llama-build.log" | tail -n 1 | tr -d '[]') steps built"
+		fi
+	done
+	wait "$pid" || build_failed "$CACHE/llama-build.log" "the build"
+	begin "installing llama.cpp in $prefix"
 	rm -rf "$prefix"
-	cmake --install "$work/build" >"$work/install.log" 2>&1 ||
-		{ tail -30 "$work/install.log" >&2; exit 1; }
+	cmake --install "$work/build" >"$CACHE/llama-install.log" 2>&1 ||
+		build_failed "$CACHE/llama-install.log" "cmake --install"
+	if [ "$profile" = full ]; then
+		if [ -n "${MIBERA_LLAMA_SRC:-}" ]; then
+			cp "$MIBERA_LLAMA_SRC" "$srctar"
+		else
+			make_srctar
+		fi
+	fi
 	printf '%s %s\n' "$tag" "$commit" >"$prefix/.complete"
+	rm -rf "$work"
+	work=""
 	ln -sfn "$prefix" "$CACHE/llama.cpp"
 	say "llama.cpp: installed in $prefix"
 }
 
 install_packages
 build_llama
+step=""
 say "done in $(($(date +%s) - t0)) s; llama.cpp prefix: $CACHE/llama.cpp"

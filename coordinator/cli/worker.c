@@ -216,13 +216,25 @@ static int take_setting(struct cli_parse *p, void *ctx)
 	return 0;
 }
 
+/* An install's steps as they start, with the time it has taken so far: it
+ * may build llama.cpp for minutes on a box paid by the hour. */
+static void progress(const char *step, double elapsed_s, void *ctx)
+{
+	char d[32];
+
+	(void)ctx;
+	cli_duration(elapsed_s, d, sizeof(d));
+	fprintf(stderr, "[%5s] bootstrap: %s\n", d, step);
+	fflush(stderr);
+}
+
 /* Connects to w and runs hello (installing the agent first when it is
- * missing or stale and no --agent was given). */
+ * missing or stale and no --agent was given, showing its progress). */
 static int connect_hello(const struct mb_worker_row *w, const char *accept,
 			 struct mb_transport **tp, char *hello, size_t cap)
 {
 	struct mb_transport *t = NULL;
-	char agent[2200], msg[1024];
+	char agent[2200], msg[2048];
 	int rc;
 
 	rc = mb_worker_connect(w, accept, &t, agent, sizeof(agent), msg,
@@ -231,8 +243,9 @@ static int connect_hello(const struct mb_worker_row *w, const char *accept,
 		fprintf(stderr, "mibera-job worker: %s\n", msg);
 		return rc;
 	}
-	rc = mb_worker_hello(t, w, agent, w->agent_path[0] == '\0', hello, cap,
-			     msg, sizeof(msg));
+	rc = mb_worker_hello_progress(t, w, agent, w->agent_path[0] == '\0',
+				      progress, NULL, hello, cap, msg,
+				      sizeof(msg));
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job worker: %s\n", msg);
 		if (w->agent_path[0] != '\0')
