@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/gguf.h"
+#include "common/sha256.h"
 #include "common/tokenizer.h"
 #include "llama.h"
 #include "th.h"
@@ -303,10 +304,72 @@ static void test_spm_bpe_json(void **state)
 	cJSON_Delete(want);
 }
 
+/* Qwen3's tokenizer.json (byte-level BPE with Qwen2's pre-tokenizer
+ * regex) becomes a "gpt2" vocabulary with tokenizer.ggml.pre "qwen2",
+ * which llama.cpp tokenizes as the library does; under GPT-2's
+ * pre-tokenizer the texts do not agree. */
+static void test_qwen3_json(void **state)
+{
+	struct mb_vocab *v;
+	char path[1100];
+	size_t same, ok, all;
+	cJSON *want;
+
+	(void)state;
+	need_fixtures();
+	snprintf(path, sizeof(path), "%s/qwen3/tokenizer.json", fixtures);
+	want = hf_ids(path);
+	v = load("qwen3");
+	assert_string_equal(v->model, "gpt2");
+	assert_string_equal(v->pre, "qwen2");
+	assert_int_equal(v->n, 151669);
+	assert_int_equal(v->eos, 151645);
+	assert_int_equal(v->pad, 151643);
+	assert_int_equal(v->add_bos, 0);
+	{
+		/* the converter's hash of the library's ids for chktxt is
+		 * Qwen's, which it names "qwen2" (the "ref: Qwen1.5-7B" row):
+		 * its way and mibera's regex table agree */
+		const cJSON *id;
+		uint8_t d[MB_SHA256_LEN];
+		char hex[MB_SHA256_HEX], *list;
+		size_t cap = 16 * 4096, len = 0;
+
+		list = malloc(cap);
+		assert_non_null(list);
+		len += (size_t)snprintf(list, cap, "[");
+		cJSON_ArrayForEach(id, cJSON_GetArrayItem(want, CHKTXT_INDEX))
+			len += (size_t)snprintf(list + len, cap - len, "%s%d",
+						len > 1 ? ", " : "",
+						(int)id->valuedouble);
+		assert_true(len + 2 < cap);
+		len += (size_t)snprintf(list + len, cap - len, "]");
+		assert_int_equal(mb_sha256_buf(list, len, d), 0);
+		mb_sha256_hex(d, hex);
+		free(list);
+		assert_string_equal(hex, "e636dc30a262dcc0d8c323492e32ae2b"
+					 "70728f4df7dfe9737d9f920a282b8aea");
+	}
+	same = agreement(v, "qwen3", want, &ok, &all);
+	print_message("qwen3 tokenizer.json: %zu of %zu texts identical, "
+		      "%zu of %zu tokens\n", same, NTEXTS, ok, all);
+	assert_int_equal(same, NTEXTS);
+	assert_int_equal(ok, all);
+	snprintf(v->pre, sizeof(v->pre), "gpt-2");
+	same = agreement(v, "qwen3-gpt2", want, &ok, &all);
+	print_message("qwen3 under gpt-2's pre-tokenizer: %zu of %zu texts "
+		      "identical, %zu of %zu tokens (must differ)\n", same,
+		      NTEXTS, ok, all);
+	assert_true(same < NTEXTS);
+	mb_vocab_free(v);
+	cJSON_Delete(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spm_bpe_json),
+		cmocka_unit_test(test_qwen3_json),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
