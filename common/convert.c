@@ -406,10 +406,12 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
 	uint32_t kv_heads = (uint32_t)num(c, MB_CFG_NUM_KEY_VALUE_HEADS);
 	uint64_t h = c->hidden, kv = c->kv_width, ff = c->ff, l;
-	/* llama's NORM rope wants q and k permuted; qwen2's NEOX rope turns
-	 * the pairs transformers does, so its rows stay in order */
-	uint32_t q_perm = c->family == MB_FAMILY_QWEN2 ? 0 : heads;
-	uint32_t k_perm = c->family == MB_FAMILY_QWEN2 ? 0 : kv_heads;
+	/* llama's NORM rope wants q and k permuted; qwen2's and qwen3's
+	 * NEOX rope turns the pairs transformers does, so their rows stay
+	 * in order (and Qwen3's per-head norms with them) */
+	int neox = c->family == MB_FAMILY_QWEN2 || c->family == MB_FAMILY_QWEN3;
+	uint32_t q_perm = neox ? 0 : heads;
+	uint32_t k_perm = neox ? 0 : kv_heads;
 	char out[96], src[160];
 	int rc;
 
@@ -439,6 +441,10 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 				SRC(L("attn_q.bias"), S("self_attn.q_proj.bias"), 0, 0, q_perm);
 				SRC(L("attn_k.bias"), S("self_attn.k_proj.bias"), 0, 0, k_perm);
 				SRC(L("attn_v.bias"), S("self_attn.v_proj.bias"), 0, 0, 0);
+			}
+			if (c->family == MB_FAMILY_QWEN3) {
+				SRC(L("attn_q_norm.weight"), S("self_attn.q_norm.weight"), 0, 0, 0);
+				SRC(L("attn_k_norm.weight"), S("self_attn.k_norm.weight"), 0, 0, 0);
 			}
 		}
 		SRC(L("attn_output.weight"), S("self_attn.o_proj.weight"), 0, 0, 0);
@@ -819,6 +825,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	split = c->family == MB_FAMILY_PHI3 && o->layout == MB_LAYOUT_SPLIT;
 	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3"
 	       : c->family == MB_FAMILY_QWEN2	   ? "qwen2"
+	       : c->family == MB_FAMILY_QWEN3	   ? "qwen3"
 						   : "llama";
 	rc = mb_vocab_load_dir(o->model_dir, c->vocab_rows, &v, sub, sizeof(sub));
 	if (rc != 0) {

@@ -16,7 +16,8 @@
  * under arch phi3; "split" writes arch llama with q/k/v and gate/up split
  * by rows and q, k permuted for llama.cpp's NORM rope. Llama-family models
  * are always written as llama; Qwen2 as qwen2 (NEOX rope: q and k as they
- * are, with their biases).
+ * are, with their biases); Qwen3 as qwen3 (the same, with its per-head q
+ * and k norms and a head size of its own).
  */
 #ifndef MB_CONVERT_H
 #define MB_CONVERT_H

@@ -72,6 +72,8 @@ const char *mb_family_name(enum mb_family f)
 		return "llama";
 	case MB_FAMILY_QWEN2:
 		return "qwen2";
+	case MB_FAMILY_QWEN3:
+		return "qwen3";
 	default:
 		return "unknown";
 	}
@@ -299,12 +301,13 @@ void mb_modelcfg_base_name(const char *card, size_t card_len,
 
 struct suffix {
 	const char *name;
-	int fam;	/* bit 1: phi3, bit 2: llama */
+	int fam;	/* bit 1: phi3, bit 2: llama, bit 4: qwen3's norms */
 	int required;
 };
 
 #define PHI 1
 #define LLA 2
+#define QKN 4	/* Llama's layout plus per-head q/k norms: Qwen3 */
 
 static const struct suffix layer_tensors[] = {
 	{ "input_layernorm.weight", PHI | LLA, 1 },
@@ -322,6 +325,8 @@ static const struct suffix layer_tensors[] = {
 	{ "self_attn.k_proj.bias", LLA, 0 },
 	{ "self_attn.v_proj.bias", LLA, 0 },
 	{ "self_attn.o_proj.bias", LLA, 0 },
+	{ "self_attn.q_norm.weight", QKN, 1 },
+	{ "self_attn.k_norm.weight", QKN, 1 },
 	/* old checkpoints keep the rotary frequencies; they are recomputed */
 	{ "self_attn.rotary_emb.inv_freq", PHI | LLA, 0 },
 };
@@ -399,6 +404,7 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 {
 	const struct mb_st_tensor *emb, *norm, *head, *t;
 	int seen_qkv = 0, seen_gate_up = 0, seen_q = 0, seen_gate = 0, fam;
+	int seen_qk_norm = 0;
 	unsigned layer, max_layer = 0, nlayer_tensors = 0;
 	const char *sfx;
 	char s[96];
@@ -416,6 +422,8 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		seen_gate_up |= strcmp(sfx, "mlp.gate_up_proj.weight") == 0;
 		seen_q |= strcmp(sfx, "self_attn.q_proj.weight") == 0;
 		seen_gate |= strcmp(sfx, "mlp.gate_proj.weight") == 0;
+		seen_qk_norm |= strcmp(sfx, "self_attn.q_norm.weight") == 0 ||
+				strcmp(sfx, "self_attn.k_norm.weight") == 0;
 		if (strstr(sfx, ".bias") != NULL)
 			c->has_bias = 1;
 	}
@@ -430,6 +438,11 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 	if (seen_qkv && seen_gate_up && !seen_q && !seen_gate) {
 		c->family = MB_FAMILY_PHI3;
 		fam = PHI;
+	} else if (seen_q && seen_gate && !seen_qkv && !seen_gate_up &&
+		   seen_qk_norm) {
+		/* per-head q/k norms on Llama's layout: Qwen3's tensors */
+		c->family = MB_FAMILY_QWEN3;
+		fam = LLA | QKN;
 	} else if (seen_q && seen_gate && !seen_qkv && !seen_gate_up) {
 		c->family = MB_FAMILY_LLAMA;
 		fam = LLA;
@@ -451,6 +464,12 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 	if (c->family == MB_FAMILY_PHI3 && c->has_bias) {
 		refuse(c, "unsupported model: Phi-3 layout with bias tensors "
 		       "(Phi-3 and Phi-4 have none)");
+		return;
+	}
+	if (c->family == MB_FAMILY_QWEN3 && c->has_bias) {
+		refuse(c, "unsupported model: Qwen3 layout with bias tensors "
+		       "(attention_bias): llama.cpp's qwen3 has no attention "
+		       "output bias");
 		return;
 	}
 	/* every layer tensor must be one we know */
@@ -545,6 +564,24 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			return;
 		}
 	}
+	if (c->family == MB_FAMILY_QWEN3) {
+		/* the norms are one head wide: the head size, from the
+		 * tensors, that config.json need not get right */
+		t = layer_tensor(m, 0, "self_attn.q_norm.weight");
+		c->head_dim = t->ndim == 1 ? t->shape[0] : 0;
+		if (c->head_dim == 0 || c->head_dim % 2 != 0 ||
+		    c->q_width % c->head_dim != 0 ||
+		    c->kv_width % c->head_dim != 0) {
+			evid(s, sizeof(s), t);
+			refuse(c, "'%s' is not one head wide: its size must be "
+			       "even and divide the query width %llu and the "
+			       "KV width %llu", s,
+			       (unsigned long long)c->q_width,
+			       (unsigned long long)c->kv_width);
+			c->head_dim = 0;
+			return;
+		}
+	}
 	for (layer = 0; layer < c->layers; layer++) {
 		struct {
 			const char *sfx;
@@ -566,6 +603,8 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			{ "self_attn.k_proj.bias", c->kv_width, 0 },
 			{ "self_attn.v_proj.bias", c->kv_width, 0 },
 			{ "self_attn.o_proj.bias", c->hidden, 0 },
+			{ "self_attn.q_norm.weight", c->head_dim, 0 },
+			{ "self_attn.k_norm.weight", c->head_dim, 0 },
 		};
 
 		for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
@@ -613,7 +652,6 @@ static const struct foreign_arch {
 	{ "SmolLM3ForCausalLM", "smollm3", LLA },
 	{ "Ernie4_5ForCausalLM", "ernie4_5", LLA },
 	{ "MiniCPMForCausalLM", "minicpm", LLA },
-	{ "Qwen3ForCausalLM", "qwen3", 0 },
 	{ "Qwen2MoeForCausalLM", "qwen2_moe", 0 },
 	{ "Qwen3MoeForCausalLM", "qwen3_moe", 0 },
 	{ "Gemma2ForCausalLM", "gemma2", 0 },
@@ -663,7 +701,7 @@ static const struct foreign_arch {
 
 /* What mibera converts, for the refusal message. */
 #define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, " \
-		  "Qwen2ForCausalLM"
+		  "Qwen2ForCausalLM, Qwen3ForCausalLM"
 
 /* The architecture a config.json claims, when mibera does not convert it. */
 struct claim {
@@ -731,7 +769,8 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 		cl->arch = cJSON_GetArrayItem(a, 0)->valuestring;
 	if (cl->model_type != NULL) {
 		if (strcmp(mt, "phi3") == 0 || strcmp(mt, "llama") == 0 ||
-		    strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0)
+		    strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0 ||
+		    strcmp(mt, "qwen3") == 0)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(mt, foreign_archs[i].model_type) == 0)
@@ -740,7 +779,8 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 		if (strcmp(cl->arch, "Phi3ForCausalLM") == 0 ||
 		    strcmp(cl->arch, "LlamaForCausalLM") == 0 ||
 		    strcmp(cl->arch, "MistralForCausalLM") == 0 ||
-		    strcmp(cl->arch, "Qwen2ForCausalLM") == 0)
+		    strcmp(cl->arch, "Qwen2ForCausalLM") == 0 ||
+		    strcmp(cl->arch, "Qwen3ForCausalLM") == 0)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(cl->arch, foreign_archs[i].arch) == 0)
@@ -758,6 +798,7 @@ static int claim_contradicted(const struct claim *cl,
 {
 	int seen = c->family == MB_FAMILY_PHI3	 ? PHI
 		   : c->family == MB_FAMILY_LLAMA ? LLA
+		   : c->family == MB_FAMILY_QWEN3 ? QKN
 						  : 0;
 
 	return cl->known != NULL && seen != 0 && (cl->known->layout & seen) == 0;
@@ -824,6 +865,9 @@ static enum mb_family family_of(const cJSON *doc, const char **model_type)
 	if ((mt && strcmp(mt, "qwen2") == 0) ||
 	    (!mt && a && strcmp(a, "Qwen2ForCausalLM") == 0))
 		return MB_FAMILY_QWEN2;
+	if ((mt && strcmp(mt, "qwen3") == 0) ||
+	    (!mt && a && strcmp(a, "Qwen3ForCausalLM") == 0))
+		return MB_FAMILY_QWEN3;
 	return MB_FAMILY_UNKNOWN;
 }
 
@@ -913,7 +957,7 @@ static int try_hd(struct mb_modelcfg *c, uint64_t hd, enum mb_src src,
 		  cJSON_CreateNumber((double)(c->kv_width / hd)), src,
 		  "kv width %llu / head_dim %llu; head_dim from %s",
 		  (unsigned long long)c->kv_width, (unsigned long long)hd, why);
-	if (c->family == MB_FAMILY_LLAMA)
+	if (c->family == MB_FAMILY_LLAMA || c->family == MB_FAMILY_QWEN3)
 		set_value(c, MB_CFG_HEAD_DIM, cJSON_CreateNumber((double)hd),
 			  src, "from %s", why);
 	return 1;
@@ -1298,7 +1342,7 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 	set_value(c, MB_CFG_TIE_WORD_EMBEDDINGS, cJSON_CreateBool(c->tied),
 		  MB_SRC_TENSORS, "%s", c->tied ? "no lm_head.weight"
 						: "lm_head.weight present");
-	if (c->family == MB_FAMILY_LLAMA)
+	if (c->family == MB_FAMILY_LLAMA || c->family == MB_FAMILY_QWEN3)
 		set_value(c, MB_CFG_ATTENTION_BIAS, cJSON_CreateBool(c->has_bias),
 			  MB_SRC_TENSORS, "%s", c->has_bias
 				? "attention bias tensors present"
@@ -1312,6 +1356,12 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 		mt = "qwen2";
 		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj with "
 			 "biases, gate_proj, up_proj; config.json says qwen2");
+	} else if (c->family == MB_FAMILY_QWEN3) {
+		arch = "Qwen3ForCausalLM";
+		mt = "qwen3";
+		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj, "
+			 "gate_proj, up_proj, per-head q_norm and k_norm [%llu]",
+			 (unsigned long long)c->head_dim);
 	} else {
 		arch = "LlamaForCausalLM";
 		mt = "llama";
@@ -1382,6 +1432,33 @@ static void qwen2_layout(struct mb_modelcfg *c, const struct mb_st_model *m)
 			return;
 		}
 	}
+}
+
+/* Qwen3's q and k norms are one head wide: the tensors give the head
+ * size, and with it both head counts. A head count the user set must
+ * agree with them. */
+static void qwen3_heads(struct mb_modelcfg *c, const cJSON *set)
+{
+	char why[200];
+
+	if (set != NULL &&
+	    (cJSON_HasObjectItem(set, "num_attention_heads") ||
+	     cJSON_HasObjectItem(set, "num_key_value_heads") ||
+	     cJSON_HasObjectItem(set, "head_dim"))) {
+		user_heads(c, set);
+		if (c->convertible &&
+		    (uint64_t)c->v[MB_CFG_HEAD_DIM].value->valuedouble !=
+			    c->head_dim)
+			refuse(c, "the heads set by the user give a head size "
+			       "of %.0f, but 'self_attn.q_norm.weight' is "
+			       "[%llu]: Qwen3's q and k norms are one head wide",
+			       c->v[MB_CFG_HEAD_DIM].value->valuedouble,
+			       (unsigned long long)c->head_dim);
+		return;
+	}
+	snprintf(why, sizeof(why), "model.layers.0.self_attn.q_norm.weight "
+		 "[%llu], one head wide", (unsigned long long)c->head_dim);
+	try_hd(c, c->head_dim, MB_SRC_TENSORS, why);
 }
 
 int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
@@ -1455,6 +1532,15 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
 	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN2)
 		qwen2_layout(c, m);
+	/* Qwen3 named over Llama's tensors: its norms are missing, and
+	 * converted as Llama it would run without them */
+	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
+	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN3) {
+		c->family = MB_FAMILY_QWEN3;
+		refuse(c, "Qwen3 without 'model.layers.0.self_attn.q_norm."
+		       "weight': Qwen3 has per-head q and k norms in every "
+		       "layer");
+	}
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
@@ -1549,7 +1635,9 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		}
 
 	shape_values(c, m);
-	if (set != NULL &&
+	if (c->family == MB_FAMILY_QWEN3)
+		qwen3_heads(c, set);
+	else if (set != NULL &&
 	    (cJSON_HasObjectItem(set, "num_attention_heads") ||
 	     cJSON_HasObjectItem(set, "num_key_value_heads") ||
 	     cJSON_HasObjectItem(set, "head_dim")))
@@ -1573,8 +1661,8 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		order[n++] = &named;
 	for (i = 0; i < n; i++)
 		mistral_names(c, order[i]);
-	/* transformers' Qwen2Config defaults */
-	defaults = c->family == MB_FAMILY_QWEN2
+	/* transformers' Qwen2Config and Qwen3Config defaults */
+	defaults = c->family == MB_FAMILY_QWEN2 || c->family == MB_FAMILY_QWEN3
 		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,"
 			      "\"max_position_embeddings\":32768,"
 			      "\"rope_scaling\":null}")

@@ -34,6 +34,7 @@ enum mb_family {
 	MB_FAMILY_PHI3,	 /* Phi-3, Phi-3.5, Phi-4: fused qkv and gate_up */
 	MB_FAMILY_LLAMA, /* Llama, Mistral: separate q/k/v and gate/up */
 	MB_FAMILY_QWEN2, /* Llama's tensors plus q/k/v biases, NEOX rope */
+	MB_FAMILY_QWEN3, /* Llama's tensors plus per-head q/k RMS norms */
 };
 
 /* Where a value came from. Numbered for the JSON report; append only. */
@@ -95,6 +96,7 @@ struct mb_modelcfg {
 	char heads_note[300];
 	/* from the tensors */
 	uint64_t vocab_rows, hidden, layers, ff, q_width, kv_width;
+	uint64_t head_dim;		/* q_norm's size (Qwen3); 0: not given */
 	int has_bias, tied;
 	uint64_t params;		/* elements over all tensors */
 	struct mb_cfg_value v[MB_CFG_NKEYS];
@@ -125,7 +127,7 @@ const char *mb_cfg_key_name(enum mb_cfg_key k);
 /* Returns a short name for a source ("tensors", "config.json" ...). */
 const char *mb_src_name(enum mb_src s);
 
-/* Returns "phi3", "llama", "qwen2" or "unknown". */
+/* Returns "phi3", "llama", "qwen2", "qwen3" or "unknown". */
 const char *mb_family_name(enum mb_family f);
 
 /* Finds the base model a repo names: the model card's front matter

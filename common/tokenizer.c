@@ -153,7 +153,7 @@ static struct mb_vocab *vocab_new(void)
 	if (v == NULL)
 		return NULL;
 	v->bos = v->eos = v->pad = v->unk = -1;
-	v->add_bos = v->add_eos = -1;
+	v->add_bos = v->add_eos = v->add_space_prefix = -1;
 	return v;
 }
 
@@ -808,29 +808,20 @@ static int gpt2_pre(struct mb_vocab *v, const cJSON *doc, int ignore_merges,
 	return 0;
 }
 
-/* Builds a gpt2 vocabulary from a parsed tokenizer.json, padded to n_rows. */
-static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
-		      char *err, size_t errcap)
+/* Reads the BPE model's vocab and the added tokens of a parsed
+ * tokenizer.json into v (scores too when scores is set; every token
+ * NORMAL), sized for n_rows; the added tokens are left in *added for the
+ * caller to apply. */
+static int json_vocab(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
+		      int scores, struct added_list *added, char *err,
+		      size_t errcap)
 {
-	const cJSON *model, *type, *vocab, *it;
-	struct added_list added = { 0 };
+	const cJSON *model, *vocab, *it;
 	uint64_t count = 0, maxid = 0, id = 0, n = 0;
 	size_t i;
 	int rc = MB_EFORMAT, any = 0;
 
 	model = cJSON_GetObjectItemCaseSensitive(doc, "model");
-	if (!cJSON_IsObject(model)) {
-		mb_seterr(err, errcap, "tokenizer.json has no model object");
-		goto out;
-	}
-	type = cJSON_GetObjectItemCaseSensitive(model, "type");
-	if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0) {
-		mb_seterr(err, errcap, "tokenizer.json: model type '%.32s' is not "
-		       "supported (only byte-level BPE)",
-		       cJSON_IsString(type) ? type->valuestring : "?");
-		rc = MB_EUNSUPPORTED;
-		goto out;
-	}
 	vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
 	if (!cJSON_IsObject(vocab)) {
 		mb_seterr(err, errcap, "tokenizer.json: the model has no vocab "
@@ -862,12 +853,12 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 		maxid = id > maxid ? id : maxid;
 		any = 1;
 	}
-	rc = added_from_tokenizer_json(doc, &added, err, errcap);
+	rc = added_from_tokenizer_json(doc, added, err, errcap);
 	if (rc != 0)
 		goto out;
-	for (i = 0; i < added.n; i++)
-		maxid = added.a[i].id > maxid ? added.a[i].id : maxid;
-	any = any || added.n > 0;
+	for (i = 0; i < added->n; i++)
+		maxid = added->a[i].id > maxid ? added->a[i].id : maxid;
+	any = any || added->n > 0;
 	rc = MB_EFORMAT;
 	if (!any) {
 		mb_seterr(err, errcap, "tokenizer.json has no tokens");
@@ -876,7 +867,7 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 	rc = vocab_size(maxid + 1, n_rows, &n, err, errcap);
 	if (rc != 0)
 		goto out;
-	rc = vocab_alloc(v, n, 0);
+	rc = vocab_alloc(v, n, scores);
 	if (rc != 0)
 		goto out;
 	v->n_real = maxid + 1;
@@ -897,7 +888,45 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 		}
 		v->types[id] = MB_TOK_NORMAL;
 	}
-	rc = apply_added(v, &added, 0, err, errcap);
+	rc = 0;
+out:
+	return rc;
+}
+
+/* The BPE model of a parsed tokenizer.json, or NULL with err set. */
+static const cJSON *bpe_model(const cJSON *doc, char *err, size_t errcap)
+{
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(doc, "model");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+
+	if (!cJSON_IsObject(model)) {
+		mb_seterr(err, errcap, "tokenizer.json has no model object");
+		return NULL;
+	}
+	if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0) {
+		mb_seterr(err, errcap, "tokenizer.json: model type '%.32s' is not "
+		       "supported (only BPE)",
+		       cJSON_IsString(type) ? type->valuestring : "?");
+		return NULL;
+	}
+	return model;
+}
+
+/* Builds a gpt2 vocabulary from a parsed tokenizer.json, padded to n_rows. */
+static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
+		      char *err, size_t errcap)
+{
+	const cJSON *model;
+	struct added_list added = { 0 };
+	int rc;
+
+	model = bpe_model(doc, err, errcap);
+	if (model == NULL)
+		return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "model"))
+			       ? MB_EUNSUPPORTED : MB_EFORMAT;
+	rc = json_vocab(v, doc, n_rows, 0, &added, err, errcap);
+	if (rc == 0)
+		rc = apply_added(v, &added, 0, err, errcap);
 	if (rc == 0)
 		rc = vocab_pad(v);
 	if (rc == 0)
@@ -911,9 +940,334 @@ static int gpt2_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
 			      err, errcap);
 	if (rc == 0)
 		snprintf(v->model, sizeof(v->model), "gpt2");
+	added_release(&added);
+	return rc;
+}
+
+/* ------------------------------------ SentencePiece BPE in tokenizer.json */
+
+/* SentencePiece's word boundary, U+2581. */
+#define SPM_SPACE "\xe2\x96\x81"
+
+/* Whether a tokenizer.json is SentencePiece BPE converted to the
+ * tokenizers library's format (Llama 2, Mistral, Gemma): BPE with byte
+ * fallback and no ByteLevel step. llama.cpp tokenizes these as a "llama"
+ * vocabulary (SentencePiece's merge loop, <0xNN> byte tokens). */
+static int is_spm_json(const cJSON *doc)
+{
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(doc, "model");
+	const cJSON *pt = cJSON_GetObjectItemCaseSensitive(doc, "pre_tokenizer");
+	const cJSON *list, *it;
+
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model,
+							   "byte_fallback")))
+		return 0;
+	list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
+	it = cJSON_IsArray(list) ? list->child : pt;
+	for (; it != NULL; it = cJSON_IsArray(list) ? it->next : NULL) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
+
+		if (cJSON_IsString(t) &&
+		    strcmp(t->valuestring, "ByteLevel") == 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* A {"String": s} pattern equal to s. */
+static int pattern_is(const cJSON *step, const char *s)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(step, "pattern");
+	const cJSON *str = cJSON_GetObjectItemCaseSensitive(p, "String");
+
+	return cJSON_IsString(str) && strcmp(str->valuestring, s) == 0;
+}
+
+static int str_is(const cJSON *obj, const char *key, const char *s)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(v) && strcmp(v->valuestring, s) == 0;
+}
+
+/* Reads how the text reaches the BPE model, and refuses what llama.cpp's
+ * SentencePiece tokenizer does not do. llama.cpp turns every space into
+ * U+2581 and, with add_space_prefix, puts one before the text and after
+ * each special token; it splits nothing. The tokenizers library gets
+ * there with a normalizer (Replace " " by U+2581, Prepend U+2581: Llama 2,
+ * Mistral), or a Metaspace pre-tokenizer that does not split (newer
+ * conversions); Gemma's Split at " " finds no space left after its
+ * Replace. Anything else would tokenize differently. */
+static int spm_json_text(struct mb_vocab *v, const cJSON *doc, char *err,
+			 size_t errcap)
+{
+	const cJSON *norm = cJSON_GetObjectItemCaseSensitive(doc, "normalizer");
+	const cJSON *pt = cJSON_GetObjectItemCaseSensitive(doc, "pre_tokenizer");
+	const cJSON *list, *it, *t;
+	int replace = 0, prepend = 0;
+
+	if (norm != NULL && !cJSON_IsNull(norm)) {
+		list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers");
+		it = str_is(norm, "type", "Sequence") ? (cJSON_IsArray(list)
+							 ? list->child : NULL)
+						      : norm;
+		for (; it != NULL; it = str_is(norm, "type", "Sequence")
+					       ? it->next : NULL) {
+			t = cJSON_GetObjectItemCaseSensitive(it, "type");
+			if (str_is(it, "type", "Replace") &&
+			    pattern_is(it, " ") &&
+			    str_is(it, "content", SPM_SPACE)) {
+				replace = 1;
+			} else if (str_is(it, "type", "Prepend") &&
+				   str_is(it, "prepend", SPM_SPACE) &&
+				   !prepend) {
+				prepend = 1;
+			} else {
+				mb_seterr(err, errcap, "tokenizer.json: normalizer "
+				       "'%.32s' is not supported for a "
+				       "SentencePiece vocabulary (only spaces "
+				       "replaced by U+2581, and one prepended)",
+				       cJSON_IsString(t) ? t->valuestring : "?");
+				return MB_EUNSUPPORTED;
+			}
+		}
+	}
+	if (pt != NULL && !cJSON_IsNull(pt)) {
+		t = cJSON_GetObjectItemCaseSensitive(pt, "type");
+		if (str_is(pt, "type", "Metaspace")) {
+			const cJSON *split = cJSON_GetObjectItemCaseSensitive(
+				pt, "split");
+			const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(
+				pt, "prepend_scheme");
+			const cJSON *aps = cJSON_GetObjectItemCaseSensitive(
+				pt, "add_prefix_space");
+
+			if (!str_is(pt, "replacement", SPM_SPACE)) {
+				mb_seterr(err, errcap, "tokenizer.json: a "
+				       "Metaspace pre-tokenizer with another "
+				       "replacement than U+2581 is not "
+				       "supported");
+				return MB_EUNSUPPORTED;
+			}
+			/* the library's default is to split */
+			if (split == NULL || cJSON_IsTrue(split)) {
+				mb_seterr(err, errcap, "tokenizer.json: a "
+				       "Metaspace pre-tokenizer that splits at "
+				       "spaces is not supported (llama.cpp's "
+				       "SentencePiece tokenizer merges across "
+				       "them)");
+				return MB_EUNSUPPORTED;
+			}
+			replace = 1;
+			if (cJSON_IsString(scheme))
+				prepend = strcmp(scheme->valuestring, "never") != 0;
+			else
+				prepend = aps == NULL || cJSON_IsTrue(aps);
+		} else if (!(str_is(pt, "type", "Split") && pattern_is(pt, " ") &&
+			     replace)) {
+			mb_seterr(err, errcap, "tokenizer.json: pre-tokenizer "
+			       "'%.32s' is not supported for a SentencePiece "
+			       "vocabulary (none, or Metaspace)",
+			       cJSON_IsString(t) ? t->valuestring : "?");
+			return MB_EUNSUPPORTED;
+		}
+	}
+	if (!replace) {
+		mb_seterr(err, errcap, "tokenizer.json: a SentencePiece BPE "
+		       "model whose spaces are not replaced by U+2581 is not "
+		       "supported");
+		return MB_EUNSUPPORTED;
+	}
+	v->add_space_prefix = prepend;
+	return 0;
+}
+
+static const struct mb_vocab *sort_vocab;
+
+static int by_text(const void *a, const void *b)
+{
+	return strcmp(sort_vocab->tokens[*(const uint32_t *)a],
+		      sort_vocab->tokens[*(const uint32_t *)b]);
+}
+
+/* Finds text among the ids sorted by by_text; -1 when absent. */
+static int64_t sorted_find(const struct mb_vocab *v, const uint32_t *ids,
+			   const char *text)
+{
+	size_t lo = 0, hi = (size_t)v->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(v->tokens[ids[mid]], text);
+
+		if (c == 0)
+			return ids[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Scores for llama.cpp's SentencePiece loop, which merges the adjacent
+ * pair whose joined text is the token of the highest score. The
+ * tokenizers library merges the pair of the lowest rank in the merges
+ * list; SentencePiece-made lists rank a pair by the score of the piece it
+ * makes, so -rank of the first merge that makes a token reproduces the
+ * order. A token no merge makes scores below every merge. Without these
+ * (equal scores for every token), llama.cpp merges left to right and
+ * tokenizes otherwise. Only ordinary tokens are scored: every slot is
+ * filled (padded) by now, added tokens and padding keep theirs. */
+static int spm_json_scores(struct mb_vocab *v, const cJSON *model, char *err,
+			   size_t errcap)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(model, "merges");
+	const cJSON *it;
+	uint32_t *ids = NULL;
+	char *joined = NULL;
+	uint64_t i, rank = 0, count;
+	int rc = MB_EFORMAT;
+
+	if (!cJSON_IsArray(m) || cJSON_GetArraySize(m) == 0) {
+		mb_seterr(err, errcap, "tokenizer.json: the BPE model has no "
+		       "merges list");
+		return MB_EFORMAT;
+	}
+	count = (uint64_t)cJSON_GetArraySize(m);
+	if (count > MB_VOCAB_MAX_TOKENS) {
+		mb_seterr(err, errcap, "tokenizer.json: more than %u merges",
+		       MB_VOCAB_MAX_TOKENS);
+		return MB_ETOOBIG;
+	}
+	rc = MB_ENOMEM;
+	ids = mb_calloc((size_t)v->n, sizeof(*ids));
+	joined = mb_malloc(2 * (size_t)MB_VOCAB_MAX_TOKEN_LEN + 2);
+	if (ids == NULL || joined == NULL)
+		goto out;
+	for (i = 0; i < v->n; i++) {
+		ids[i] = (uint32_t)i;
+		if (v->types[i] == MB_TOK_NORMAL)
+			v->scores[i] = -(float)(count + 1);
+	}
+	sort_vocab = v;
+	qsort(ids, (size_t)v->n, sizeof(*ids), by_text);
+	sort_vocab = NULL;
+	cJSON_ArrayForEach(it, m) {
+		const char *a, *b;
+		size_t la, lb;
+		int64_t id;
+
+		rc = MB_EFORMAT;
+		if (cJSON_IsString(it)) {
+			/* "a b": SentencePiece pieces hold no space */
+			a = it->valuestring;
+			b = a[0] != '\0' ? strchr(a + 1, ' ') : NULL;
+			if (b == NULL) {
+				mb_seterr(err, errcap, "tokenizer.json: merge "
+				       "%llu ('%.64s') is not two tokens and a "
+				       "space", (unsigned long long)rank, a);
+				goto out;
+			}
+			la = (size_t)(b - a);
+			b++;
+		} else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
+			   cJSON_IsString(it->child) &&
+			   cJSON_IsString(it->child->next)) {
+			a = it->child->valuestring;
+			b = it->child->next->valuestring;
+			la = strlen(a);
+		} else {
+			mb_seterr(err, errcap, "tokenizer.json: merge %llu is "
+			       "neither \"a b\" nor [\"a\", \"b\"]",
+			       (unsigned long long)rank);
+			goto out;
+		}
+		lb = strlen(b);
+		if (la > MB_VOCAB_MAX_TOKEN_LEN || lb > MB_VOCAB_MAX_TOKEN_LEN) {
+			mb_seterr(err, errcap, "tokenizer.json: merge %llu has a "
+			       "token longer than %u bytes",
+			       (unsigned long long)rank, MB_VOCAB_MAX_TOKEN_LEN);
+			rc = MB_ETOOBIG;
+			goto out;
+		}
+		memcpy(joined, a, la);
+		memcpy(joined + la, b, lb);
+		joined[la + lb] = '\0';
+		id = sorted_find(v, ids, joined);
+		if (id >= 0 && v->types[id] == MB_TOK_NORMAL &&
+		    v->scores[id] < -(float)rank)
+			v->scores[id] = -(float)rank;
+		rank++;
+	}
+	rc = 0;
+out:
+	free(ids);
+	free(joined);
+	return rc;
+}
+
+/* Whether s is a byte token "<0xNN>" (two hex digits). */
+static int is_byte_token(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEFabcdef";
+
+	return strlen(s) == 6 && strncmp(s, "<0x", 3) == 0 && s[5] == '>' &&
+	       strchr(hex, s[3]) != NULL && strchr(hex, s[4]) != NULL;
+}
+
+/* Builds a "llama" vocabulary from a SentencePiece BPE tokenizer.json, as
+ * llama.cpp's converter builds one from tokenizer.model: byte tokens
+ * BYTE, the unk token UNKNOWN, the added tokens CONTROL or USER_DEFINED;
+ * the scores from the merges (spm_json_scores). */
+static int spm_json_build(struct mb_vocab *v, const cJSON *doc,
+			  uint64_t n_rows, char *err, size_t errcap)
+{
+	const cJSON *model, *unk;
+	struct added_list added = { 0 };
+	uint64_t i;
+	int64_t id;
+	int rc;
+
+	model = bpe_model(doc, err, errcap);
+	if (model == NULL)
+		return MB_EFORMAT;
+	rc = spm_json_text(v, doc, err, errcap);
+	if (rc == 0)
+		rc = json_vocab(v, doc, n_rows, 1, &added, err, errcap);
+	if (rc == 0)
+		rc = apply_added(v, &added, 0, err, errcap);
+	if (rc == 0)
+		rc = vocab_pad(v);
+	if (rc == 0)
+		rc = vocab_dedupe(v);
+	if (rc == 0)
+		rc = spm_json_scores(v, model, err, errcap);
+	if (rc != 0)
+		goto out;
+	for (i = 0; i < v->n; i++)
+		if (v->types[i] == MB_TOK_NORMAL && is_byte_token(v->tokens[i])) {
+			v->types[i] = MB_TOK_BYTE;
+			v->scores[i] = 0;
+		}
+	unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+	if (cJSON_IsString(unk) && (id = vocab_find(v, unk->valuestring)) >= 0) {
+		v->unk = id;
+		v->types[id] = MB_TOK_UNKNOWN;
+	}
+	snprintf(v->model, sizeof(v->model), "llama");
 out:
 	added_release(&added);
 	return rc;
+}
+
+/* Builds the vocabulary a tokenizer.json describes: SentencePiece BPE as
+ * "llama", byte-level BPE as "gpt2". */
+static int json_build(struct mb_vocab *v, const cJSON *doc, uint64_t n_rows,
+		      char *err, size_t errcap)
+{
+	return is_spm_json(doc) ? spm_json_build(v, doc, n_rows, err, errcap)
+				: gpt2_build(v, doc, n_rows, err, errcap);
 }
 
 /* ------------------------------------------------------ SentencePiece */
@@ -1385,7 +1739,7 @@ int mb_vocab_load_dir(const char *dir, uint64_t n_rows, struct mb_vocab **out,
 			rc = llama_build(v, spm, spmlen, &added, n_rows, err,
 					 errcap);
 	} else if (tokjson != NULL) {
-		rc = gpt2_build(v, tokjson, n_rows, err, errcap);
+		rc = json_build(v, tokjson, n_rows, err, errcap);
 	} else {
 		mb_seterr(err, errcap, "no tokenizer.json or tokenizer.model in "
 		       "'%s'", dir);
@@ -1444,7 +1798,7 @@ int mb_vocab_parse_tokenizer_json(const char *json, size_t len,
 	v = vocab_new();
 	if (v == NULL)
 		goto out;
-	rc = gpt2_build(v, doc, 0, err, errcap);
+	rc = json_build(v, doc, 0, err, errcap);
 	if (rc != 0)
 		goto out;
 	*out = v;
@@ -1513,6 +1867,9 @@ int mb_vocab_to_gguf(const struct mb_vocab *v, struct mb_gguf_w *w)
 	if (rc == 0 && v->add_eos >= 0)
 		rc = mb_gguf_w_bool(w, "tokenizer.ggml.add_eos_token",
 				    v->add_eos);
+	if (rc == 0 && v->add_space_prefix >= 0)
+		rc = mb_gguf_w_bool(w, "tokenizer.ggml.add_space_prefix",
+				    v->add_space_prefix);
 	if (rc == 0 && v->chat_template != NULL)
 		rc = mb_gguf_w_str(w, "tokenizer.chat_template",
 				   v->chat_template);

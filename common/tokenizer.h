@@ -4,7 +4,10 @@
  * tokenizer.json with a byte-level BPE model becomes a "gpt2" vocabulary
  * (tokens, token types, merges, the pre-tokenizer name chosen from the
  * Split regex by a table), tokenizer.model (SentencePiece protobuf) a
- * "llama" vocabulary with scores. tokenizer_config.json gives the special
+ * "llama" vocabulary with scores. A tokenizer.json of SentencePiece BPE
+ * with byte fallback (Llama 2, Mistral, Gemma without tokenizer.model)
+ * becomes a "llama" vocabulary too: byte tokens, and scores from the
+ * merge ranks so that llama.cpp merges in the same order. tokenizer_config.json gives the special
  * tokens, add_bos and the chat template (or chat_template.jinja);
  * config.json's *_token_id fill what it does not. The token list is padded
  * to the embedding's rows with "[PADn]" (type UNUSED): llama.cpp takes the
@@ -39,6 +42,8 @@ struct mb_vocab {
 	char **merges;		/* "a b"; gpt2 only */
 	int64_t bos, eos, pad, unk;	/* -1: none */
 	int add_bos, add_eos;	/* -1: not said */
+	int add_space_prefix;	/* llama from tokenizer.json: a U+2581
+				   before the text; -1: not said */
 	char *chat_template;	/* NULL: none */
 	uint64_t n_real;	/* tokens before padding */
 	uint64_t n_renamed;	/* ids whose text another id kept: made
@@ -74,8 +79,9 @@ int mb_vocab_to_gguf(const struct mb_vocab *v, struct mb_gguf_w *w);
  * regex), or NULL when the regex is not in mibera's table. */
 const char *mb_vocab_pre_name(const char *regex, int ignore_merges);
 
-/* Parses a tokenizer.json of len bytes alone into a "gpt2" vocabulary: no
- * padding, no special ids, no chat template. Errors as mb_vocab_load_dir.
+/* Parses a tokenizer.json of len bytes alone into a "gpt2" vocabulary (or
+ * "llama" for SentencePiece BPE): no padding, no special ids beyond the
+ * unk token, no chat template. Errors as mb_vocab_load_dir.
  * The caller frees *out with mb_vocab_free. For tests and fuzzing. */
 int mb_vocab_parse_tokenizer_json(const char *json, size_t len,
 				  struct mb_vocab **out, char *err,

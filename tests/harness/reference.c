@@ -36,6 +36,8 @@
 struct ref_cfg {
 	int fused;		/* model_type phi3: qkv_proj, gate_up_proj */
 	int qkv_bias;		/* model_type qwen2: q/k/v_proj.bias */
+	int qk_norm;		/* model_type qwen3: q_norm, k_norm per head */
+	int qwen;		/* qwen2 or qwen3: use_sliding_window */
 	size_t hidden, ff, layers, heads, kv_heads, head_dim, vocab;
 	size_t rot_dim;		/* leading dimensions of a head rope turns */
 	double eps, theta;
@@ -66,6 +68,7 @@ struct ref_layer {
 	float *attn_norm;	/* [H] */
 	float *qkv;		/* [qd + 2 kvd][H]: q rows, k rows, v rows */
 	float *qkv_b;		/* [qd + 2 kvd] or NULL: their biases */
+	float *q_norm, *k_norm;	/* [hd] each, or NULL: per-head norms */
 	float *o;		/* [H][qd] */
 	float *ffn_norm;	/* [H] */
 	float *gate_up;		/* [2 ff][H]: gate rows, then up rows */
@@ -81,6 +84,8 @@ static void ref_layer_release(struct ref_layer *l)
 	free(l->gate_up);
 	free(l->down);
 	free(l->qkv_b);
+	free(l->q_norm);
+	free(l->k_norm);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -250,9 +255,15 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	} else if (strcmp(type, "qwen2") == 0) {
 		/* Qwen2Attention: q/k/v with bias, o without, always */
 		cfg->qkv_bias = 1;
+		cfg->qwen = 1;
+	} else if (strcmp(type, "qwen3") == 0) {
+		/* Qwen3Attention: RMSNorm over each head of q and of k,
+		 * before rope */
+		cfg->qk_norm = 1;
+		cfg->qwen = 1;
 	} else if (strcmp(type, "llama") != 0) {
 		snprintf(err, errcap, "config.json: model_type '%s' is not "
-			 "supported (phi3, llama, qwen2)", type);
+			 "supported (phi3, llama, qwen2, qwen3)", type);
 		return MB_EUNSUPPORTED;
 	}
 	if ((rc = cfg_size(c, "hidden_size", REF_MAX_DIM, &cfg->hidden, err,
@@ -289,8 +300,8 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	} else {
 		cfg->head_dim = cfg->hidden / cfg->heads;
 	}
-	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig and
-	 * Qwen2Config 1e-6. */
+	/* transformers' defaults: Phi3Config 1e-5, LlamaConfig,
+	 * Qwen2Config and Qwen3Config 1e-6. */
 	if ((rc = cfg_double(c, "rms_norm_eps", cfg->fused ? 1e-5 : 1e-6,
 			     &cfg->eps, err, errcap)) != 0 ||
 	    (rc = cfg_double(c, "rope_theta", 10000.0, &cfg->theta, err,
@@ -337,8 +348,9 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 		snprintf(err, errcap, "config.json: biases are not supported");
 		return MB_EUNSUPPORTED;
 	}
-	/* Qwen2 slides only with use_sliding_window, which is not done */
-	if (cfg->qkv_bias) {
+	/* Qwen2 and Qwen3 slide only with use_sliding_window, which is
+	 * not done */
+	if (cfg->qwen) {
 		int sliding;
 
 		if ((rc = cfg_bool(c, "use_sliding_window", 0, &sliding, err,
@@ -615,6 +627,16 @@ static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 		     (rc = ref_load_into(c, NAME("self_attn.v_proj.bias"), kvd, 0,
 					 l->qkv_b + qd + kvd)) != 0))
 			return rc;
+		if (g->qk_norm &&
+		    ((l->q_norm = ref_alloc(c, g->head_dim, 1)) == NULL ||
+		     (l->k_norm = ref_alloc(c, g->head_dim, 1)) == NULL))
+			return MB_ENOMEM;
+		if (g->qk_norm &&
+		    ((rc = ref_load_into(c, NAME("self_attn.q_norm.weight"),
+					 g->head_dim, 0, l->q_norm)) != 0 ||
+		     (rc = ref_load_into(c, NAME("self_attn.k_norm.weight"),
+					 g->head_dim, 0, l->k_norm)) != 0))
+			return rc;
 		if ((rc = ref_load_into(c, NAME("self_attn.q_proj.weight"), qd,
 					H, l->qkv)) != 0 ||
 		    (rc = ref_load_into(c, NAME("self_attn.k_proj.weight"), kvd,
@@ -791,6 +813,17 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 			for (t = 0; t < n; t++)
 				for (i = 0; i < qd + 2 * kvd; i++)
 					qkv[t * (qd + 2 * kvd) + i] += l.qkv_b[i];
+		/* Qwen3: each head of q and of k RMS-normed on its own */
+		if (l.q_norm != NULL)
+			for (t = 0; t < n; t++)
+				for (i = 0; i < g->heads + g->kv_heads; i++) {
+					float *hp = qkv + t * (qd + 2 * kvd) +
+						    i * hd;
+
+					ref_rmsnorm(hp, 1, hd, i < g->heads
+						    ? l.q_norm : l.k_norm,
+						    g->eps, hp);
+				}
 		ref_rope(qkv, n, qd + 2 * kvd, g->heads, hd, g->rot_dim,
 			 g->theta, ext, mscale);
 		ref_rope(qkv + qd, n, qd + 2 * kvd, g->kv_heads, hd,

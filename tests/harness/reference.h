@@ -2,9 +2,10 @@
  * reference: a plain f32 forward pass of a causal LM straight from its
  * safetensors, the ground truth the converted GGUF's logits are compared
  * with (fidelity). It does what Hugging Face transformers'
- * Phi3ForCausalLM, LlamaForCausalLM and Qwen2ForCausalLM do in eval
- * mode, in the plainest loops: embedding, per layer RMSNorm, attention
- * with rotate_half (NEOX) rope, causal softmax and GQA, residual, RMSNorm,
+ * Phi3ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM and
+ * Qwen3ForCausalLM do in eval mode, in the plainest loops: embedding, per
+ * layer RMSNorm, attention (Qwen3: each q and k head RMS-normed) with
+ * rotate_half (NEOX) rope, causal softmax and GQA, residual, RMSNorm,
  * SiLU-gated MLP, residual; final norm and lm_head (or the tied embedding).
  *
  * It shares no code with the converter's numerics on purpose (its own
@@ -12,8 +13,9 @@
  * a difference, not be repeated on both sides.
  *
  * Layout comes from config.json's model_type: "phi3" (fused qkv_proj and
- * gate_up_proj), "llama" (q/k/v_proj, gate_proj/up_proj) or "qwen2"
- * (Llama's, with the q/k/v biases Qwen2Attention always has). Phi-3's
+ * gate_up_proj), "llama" (q/k/v_proj, gate_proj/up_proj), "qwen2"
+ * (Llama's, with the q/k/v biases Qwen2Attention always has) or "qwen3"
+ * (Llama's, with q_norm and k_norm of head_dim each). Phi-3's
  * longrope scaling is applied as transformers does (short factors up to
  * original_max_position_embeddings tokens, long ones past it, cos and sin
  * times the attention factor). Refused with MB_EUNSUPPORTED: any other

@@ -36,6 +36,7 @@
 static char root[512];
 static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
 static char qwen2[600], qwen2_tied[600], phi_mini[600], gemma[600];
+static char qwen3[600], qwen3_untied[600];
 static int32_t toks[NTOK];
 static float *ref_phi, *ref_llama;
 static int nv_phi, nv_llama;
@@ -85,6 +86,15 @@ static int setup(void **state)
 		assert_int_equal(th_write_file(p, cfg, sizeof(cfg) - 1), 0);
 	}
 	gen(phi_mini, sizeof(phi_mini), "phi4-mini", "phi4-mini-tiny", "correct");
+	gen(qwen3, sizeof(qwen3), "qwen3", "qwen3-tiny", "correct");
+	{
+		const char *extra[] = { "--tied", "no", NULL };
+
+		snprintf(qwen3_untied, sizeof(qwen3_untied), "%s/qwen3-untied",
+			 root);
+		assert_int_equal(th_mkmodel(qwen3_untied, "qwen3-tiny", extra),
+				 0);
+	}
 	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
 	for (i = 0; i < NTOK; i++)
 		toks[i] = (int32_t)((i * 7919 + 13) % 499);
@@ -613,6 +623,123 @@ static void test_qwen2(void **state)
 	mb_gguf_free(g);
 }
 
+/* Writes data (len bytes) to root/name and returns that path in out. */
+static void write_copy(const char *name, const char *data, size_t len,
+		       char *out, size_t cap)
+{
+	int fd;
+
+	snprintf(out, cap, "%s/%s", root, name);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_write_all(fd, data, len), 0);
+	close(fd);
+}
+
+/* Qwen3 converts as llama.cpp's qwen3: a head size of its own (128, with
+ * queries twice the hidden size), q and k in transformers' order (NEOX
+ * rope) and their per-head norms; libllama's logits match the reference,
+ * tied output or not. Without the norms' weights, or with q and k
+ * permuted the llama way, the comparison fails. */
+static void test_qwen3(void **state)
+{
+	static const char *const norms[] = { "attn_q_norm", "attn_k_norm" };
+	struct mb_gguf *g;
+	char path[700], bad[700], name[64], err[2048];
+	float *ref, *got;
+	double rel, top1;
+	size_t len, i, k, j;
+	char *data;
+	int nv, n;
+
+	(void)state;
+	if (ref_logits(qwen3, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(qwen3, "qwen3-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref, nv, 5e-3,
+		 NULL);
+	fidelity(qwen3, "qwen3-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref, nv, 1e-2,
+		 NULL);
+	snprintf(path, sizeof(path), "%s/qwen3-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s, "qwen3");
+	assert_int_equal(mb_gguf_kv(g, "qwen3.attention.head_count")->v.u, 4);
+	assert_int_equal(mb_gguf_kv(g, "qwen3.attention.head_count_kv")->v.u, 2);
+	assert_int_equal(mb_gguf_kv(g, "qwen3.attention.key_length")->v.u, 128);
+	assert_int_equal(mb_gguf_kv(g, "qwen3.attention.value_length")->v.u, 128);
+	assert_int_equal(mb_gguf_kv(g, "qwen3.rope.dimension_count")->v.u, 128);
+	assert_int_equal(mb_gguf_tensor(g, "blk.1.attn_q_norm.weight")->ne[0],
+			 128);
+	assert_int_equal(mb_gguf_tensor(g, "blk.1.attn_k_norm.weight")->ne[0],
+			 128);
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_q.weight")->ne[1], 512);
+	assert_null(mb_gguf_tensor(g, "blk.0.attn_q.bias"));
+	assert_null(mb_gguf_tensor(g, "output.weight"));
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	/* the norms' weights dropped (all ones): must fail */
+	for (i = 0; i < 2; i++)
+		for (k = 0; k < 2; k++) {
+			const struct mb_gguf_tensor *t;
+			float *w;
+
+			snprintf(name, sizeof(name), "blk.%zu.%s.weight", i,
+				 norms[k]);
+			t = mb_gguf_tensor(g, name);
+			assert_int_equal(t->type, MB_GGML_F32);
+			w = (float *)(void *)(data + t->offset);
+			for (j = 0; j < t->ne[0]; j++)
+				w[j] = 1.0f;
+		}
+	write_copy("qwen3-no-norms.gguf", data, len, bad, sizeof(bad));
+	free(data);
+	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+	free(got);
+	print_message("qwen3 norms as ones: rel max err %.2e, top-1 %.0f%% "
+		      "(must fail)\n", rel, top1 * 100);
+	assert_true(rel > 5e-3 || top1 < 1.0);
+	/* q and k permuted the llama way: must fail */
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	for (i = 0; i < 2; i++) {
+		const struct mb_gguf_tensor *q, *kk;
+
+		snprintf(name, sizeof(name), "blk.%zu.attn_q.weight", i);
+		q = mb_gguf_tensor(g, name);
+		snprintf(name, sizeof(name), "blk.%zu.attn_k.weight", i);
+		kk = mb_gguf_tensor(g, name);
+		permute_heads((float *)(void *)(data + q->offset), q->ne[1],
+			      q->ne[0], 4);
+		permute_heads((float *)(void *)(data + kk->offset), kk->ne[1],
+			      kk->ne[0], 2);
+	}
+	write_copy("qwen3-permuted.gguf", data, len, bad, sizeof(bad));
+	free(data);
+	mb_gguf_free(g);
+	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+	free(got);
+	print_message("qwen3 q, k permuted: rel max err %.2e, top-1 %.0f%% "
+		      "(must fail)\n", rel, top1 * 100);
+	assert_true(rel > 5e-3 || top1 < 1.0);
+	free(ref);
+	/* an untied output: output.weight is lm_head */
+	if (ref_logits(qwen3_untied, toks, NTOK, &ref, &nv, err,
+		       sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(qwen3_untied, "qwen3-untied-f32", MB_LAYOUT_NATIVE,
+		 MB_OUT_F32, ref, nv, 5e-3, NULL);
+	free(ref);
+	snprintf(path, sizeof(path), "%s/qwen3-untied-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_non_null(mb_gguf_tensor(g, "output.weight"));
+	mb_gguf_free(g);
+}
+
 /* A true config of an architecture mibera does not convert (Gemma, whose
  * tensors have Llama's names and shapes) is refused by name, by the
  * library and by the worker's command, and nothing is written: never
@@ -695,6 +822,7 @@ int main(void)
 		cmocka_unit_test(test_cli),
 		cmocka_unit_test(test_phi4_mini_partial_rotary_longrope),
 		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};

@@ -266,6 +266,18 @@ static int setup(void **state)
 		snprintf(p, sizeof(p), "%s/local/qwen2-noarch", root);
 		assert_int_equal(th_mkmodel(p, "qwen2-tiny", extra), 0);
 	}
+	snprintf(p, sizeof(p), "%s/org/qwen3-tiny", hubdir);
+	copy_fixture("qwen3-tiny", "correct", p);
+	/* Qwen3's config with the head size a Llama config would have
+	 * (hidden / heads) */
+	snprintf(p, sizeof(p), "%s/local/qwen3-headdim", root);
+	copy_fixture("qwen3-tiny", "correct", p);
+	write_text(p, "config.json",
+		   "{\"architectures\":[\"Qwen3ForCausalLM\"],\"model_type\":"
+		   "\"qwen3\",\"hidden_size\":256,\"num_attention_heads\":2,"
+		   "\"num_key_value_heads\":1,\"head_dim\":128,"
+		   "\"num_hidden_layers\":2,\"intermediate_size\":688,"
+		   "\"vocab_size\":1024,\"tie_word_embeddings\":true}");
 	/* Gemma's true config over Llama-shaped tensors, and the same with
 	 * model_type alone */
 	snprintf(p, sizeof(p), "%s/org/gemma-tiny", hubdir);
@@ -502,7 +514,7 @@ static void test_foreign_architecture_refused(void **state)
 		"NOT CONVERTIBLE: GemmaForCausalLM (model_type gemma) is not a "
 		"family mibera converts natively (it converts: "
 		"LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
-		"Qwen2ForCausalLM)";
+		"Qwen2ForCausalLM, Qwen3ForCausalLM)";
 	const cJSON *model;
 	char args[900], *out, err[2048];
 	cJSON *doc;
@@ -558,6 +570,39 @@ static void test_qwen2_accepted(void **state)
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
 				 cJSON_GetObjectItem(doc, "model"), "repairs")),
 			 1);
+	cJSON_Delete(doc);
+}
+
+/* Qwen3 with its true config converts natively. Head counts that do not
+ * fit the tensors are repaired from q_norm's size, one head wide (128:
+ * queries are twice the hidden size), not from hidden / heads. */
+static void test_qwen3_accepted(void **state)
+{
+	char args[900], *out, err[2048];
+	const cJSON *f;
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/qwen3-tiny", &out, err,
+				 sizeof(err)),
+			 0);
+	if (strstr(out, "convertible; config.json is right") == NULL ||
+	    strstr(out, "family     qwen3") == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "inspect --json %s/local/qwen3-headdim",
+		 root);
+	doc = run_json(args, 0);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"),
+						"family")->valuestring, "qwen3");
+	assert_true(repaired(doc, "num_attention_heads"));
+	assert_true(repaired(doc, "num_key_value_heads"));
+	assert_false(repaired(doc, "head_dim"));
+	assert_int_equal(value(doc, "num_attention_heads"), 4);
+	assert_int_equal(value(doc, "num_key_value_heads"), 2);
+	f = cJSON_GetObjectItem(field(doc, "num_attention_heads"), "evidence");
+	if (strstr(f->valuestring, "q_norm.weight [128]") == NULL)
+		fail_msg("num_attention_heads evidence: %s", f->valuestring);
 	cJSON_Delete(doc);
 }
 
@@ -720,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_not_convertible_and_usage),
 		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_qwen2_accepted),
+		cmocka_unit_test(test_qwen3_accepted),
 		cmocka_unit_test(test_phi4_mini_accepted),
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),

@@ -738,7 +738,7 @@ static char *config_without(const char *dir, const char *const *keys)
 
 static const char *const own_archs =
 	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
-	"Qwen2ForCausalLM)";
+	"Qwen2ForCausalLM, Qwen3ForCausalLM)";
 
 /* A Qwen2 checkpoint with its true config: Llama's tensor names plus
  * biases, but another rope. It is Qwen2, never rewritten into
@@ -782,6 +782,87 @@ static void test_qwen2(void **state)
 	assert_non_null(strstr(c->reason, "Qwen2 without "
 				      "'model.layers.0.self_attn.q_proj.bias'"));
 	mb_modelcfg_free(c);
+}
+
+/* Qwen3: Llama's tensors plus q_norm and k_norm one head wide. The head
+ * size is the norms' (128, not hidden / heads = 64), and with it both
+ * head counts, whatever config.json says; model_type alone names it, and
+ * the tensors name it when config.json names another family. Qwen3
+ * named over tensors without the norms is refused, and so are heads set
+ * by the user that the norms contradict. */
+static void test_qwen3(void **state)
+{
+	const char *const none[] = { "architectures", "head_dim", NULL };
+	struct mb_modelcfg_user u = { NULL, NULL };
+	struct mb_modelcfg *c;
+	char dir[600], *cfg, err[512];
+	cJSON *set;
+
+	(void)state;
+	/* fixture() reuses its buffer */
+	snprintf(dir, sizeof(dir), "%s", fixture("qwen3", "qwen3-tiny",
+						 "correct"));
+	c = infer_dir(dir, NULL);
+	if (!c->convertible)
+		fail_msg("%s", c->reason);
+	assert_int_equal(c->family, MB_FAMILY_QWEN3);
+	assert_string_equal(mb_family_name(c->family), "qwen3");
+	assert_true(c->config_family_matches);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+	assert_int_equal(c->head_dim, 128);
+	assert_int_equal(c->q_width, 512);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 128);
+	assert_int_equal(c->v[MB_CFG_HEAD_DIM].src, MB_SRC_TENSORS);
+	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 4);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 2);
+	assert_true(fabs(num(c, MB_CFG_RMS_NORM_EPS) - 1e-6) < 1e-12);
+	assert_true(fabs(num(c, MB_CFG_ROPE_THETA) - 1e6) < 1e-3);
+	assert_true(c->tied);
+	mb_modelcfg_free(c);
+	/* no architectures and no head_dim: both from the tensors */
+	cfg = config_without(dir, none);
+	c = infer_with(dir, cfg);
+	free(cfg);
+	assert_true(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_QWEN3);
+	assert_int_equal(mb_modelcfg_nrepairs(c), 2);
+	assert_true(c->v[MB_CFG_HEAD_DIM].repaired);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 128);
+	assert_string_equal(cJSON_GetArrayItem(c->v[MB_CFG_ARCHITECTURES].value,
+					       0)->valuestring,
+			    "Qwen3ForCausalLM");
+	mb_modelcfg_free(c);
+	/* a Llama config with hidden / heads: the norms say otherwise */
+	c = infer_with(dir, "{\"architectures\":[\"LlamaForCausalLM\"],"
+			    "\"model_type\":\"llama\",\"hidden_size\":256,"
+			    "\"num_attention_heads\":4,"
+			    "\"num_key_value_heads\":4}");
+	assert_true(c->convertible);
+	assert_int_equal(c->family, MB_FAMILY_QWEN3);
+	assert_false(c->config_family_matches);
+	assert_true(c->v[MB_CFG_ARCHITECTURES].repaired);
+	assert_int_equal(num(c, MB_CFG_NUM_KEY_VALUE_HEADS), 2);
+	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 128);
+	mb_modelcfg_free(c);
+	/* Qwen3 over Llama's tensors: no norms, refused */
+	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"),
+		       "{\"architectures\":[\"Qwen3ForCausalLM\"],"
+		       "\"model_type\":\"qwen3\",\"hidden_size\":256,"
+		       "\"num_attention_heads\":4,\"num_key_value_heads\":2}");
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "Qwen3 without "
+				      "'model.layers.0.self_attn.q_norm.weight'"));
+	mb_modelcfg_free(c);
+	/* heads the user set that the norms contradict */
+	set = cJSON_CreateObject();
+	assert_int_equal(mb_modelcfg_user_set(set, "num_attention_heads=8", err,
+					      sizeof(err)), 0);
+	u.set = set;
+	c = infer_user(dir, &u);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "'self_attn.q_norm.weight' is [128]"));
+	mb_modelcfg_free(c);
+	cJSON_Delete(set);
 }
 
 /* A true config of an architecture mibera does not convert, over tensors
@@ -926,9 +1007,9 @@ static void test_foreign_layout_named(void **state)
 	/* architectures at odds with model_type: transformers goes by
 	 * model_type, and so does the refusal */
 	c = infer(m, "{\"architectures\":[\"LlamaForCausalLM\"],"
-		     "\"model_type\":\"qwen3\"}", NULL, NULL);
+		     "\"model_type\":\"olmo2\"}", NULL, NULL);
 	assert_false(c->convertible);
-	assert_non_null(strstr(c->reason, "Qwen3ForCausalLM (model_type qwen3)"));
+	assert_non_null(strstr(c->reason, "Olmo2ForCausalLM (model_type olmo2)"));
 	assert_non_null(strstr(c->reason, "architectures says LlamaForCausalLM"));
 	mb_modelcfg_free(c);
 	mb_st_model_free(m);
@@ -1128,6 +1209,7 @@ int main(void)
 		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
 		cmocka_unit_test(test_qwen2),
+		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_foreign_refused_not_repaired),
 		cmocka_unit_test(test_absent_architecture_repaired),
 		cmocka_unit_test(test_contradicted_architecture_repaired),

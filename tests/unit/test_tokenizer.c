@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -1087,12 +1088,172 @@ static void test_llama_cpp_spm(void **state)
 	llama_model_free(m);
 }
 
+/* ------------------------------------ SentencePiece BPE tokenizer.json */
+
+static void fail_each_alloc_min(const char *dir, uint64_t rows, long min);
+
+/* A SentencePiece BPE tokenizer.json as the tokenizers library writes
+ * Llama 2's and Mistral's: byte fallback, spaces made U+2581 by the
+ * normalizer TEXT_STEPS (or by a pre-tokenizer), merges ranked so that
+ * (y, z) comes before (x, y). */
+#define SPM_JSON(normalizer, pre_tokenizer)                                  \
+	"{\"version\":\"1.0\",\"added_tokens\":["                               \
+	"{\"id\":0,\"content\":\"<unk>\",\"special\":true},"                   \
+	"{\"id\":1,\"content\":\"<s>\",\"special\":true},"                     \
+	"{\"id\":2,\"content\":\"</s>\",\"special\":true}],"                   \
+	"\"normalizer\":" normalizer ",\"pre_tokenizer\":" pre_tokenizer ","    \
+	"\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\","                 \
+	"\"fuse_unk\":true,\"byte_fallback\":true,\"vocab\":{"                \
+	"\"<unk>\":0,\"<s>\":1,\"</s>\":2,\"<0x0A>\":3,\"<0x78>\":4,"          \
+	"\"\xe2\x96\x81\":5,\"x\":6,\"y\":7,\"z\":8,\"xy\":9,\"yz\":10,"          \
+	"\"\xe2\x96\x81x\":11,\"\xe2\x96\x81xy\":12},"                           \
+	"\"merges\":[\"y z\",\"x y\",\"\xe2\x96\x81 x\",\"\xe2\x96\x81x y\"]}}"
+#define LEGACY_NORM                                                          \
+	"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\","       \
+	"\"prepend\":\"\xe2\x96\x81\"},{\"type\":\"Replace\",\"pattern\":"     \
+	"{\"String\":\" \"},\"content\":\"\xe2\x96\x81\"}]}"
+#define METASPACE(scheme, split)                                            \
+	"{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\","            \
+	"\"prepend_scheme\":\"" scheme "\",\"split\":" split "}"
+
+/* The tokenizers library's merge order, rank by rank: "xyz" is x, yz
+ * ((y, z) ranks first) where left-to-right merging makes xy, z. The
+ * vocabulary is "llama" with the scores that make llama.cpp merge in
+ * that order, the byte tokens BYTE and <unk> UNKNOWN. */
+static void test_spm_bpe_json(void **state)
+{
+	static const char legacy[] = SPM_JSON(LEGACY_NORM, "null");
+	static const char never[] = SPM_JSON("null", METASPACE("never", "false"));
+	struct mb_vocab *v = NULL;
+	struct llama_model *m;
+	const struct llama_vocab *vocab;
+	llama_token toks[16];
+	char err[512] = "", path[700];
+	int n;
+
+	(void)state;
+	assert_int_equal(mb_vocab_parse_tokenizer_json(legacy, sizeof(legacy) - 1,
+						       &v, err, sizeof(err)),
+			 0);
+	assert_string_equal(v->model, "llama");
+	assert_string_equal(v->pre, "");
+	assert_int_equal(v->n, 13);
+	assert_null(v->merges);
+	assert_int_equal(v->add_space_prefix, 1);
+	assert_int_equal(v->unk, 0);
+	assert_int_equal(v->types[0], MB_TOK_UNKNOWN);
+	assert_int_equal(v->types[1], MB_TOK_CONTROL);
+	assert_int_equal(v->types[3], MB_TOK_BYTE);
+	assert_int_equal(v->types[4], MB_TOK_BYTE);
+	assert_int_equal(v->types[10], MB_TOK_NORMAL);
+	/* -rank of the merge that makes each token; below them all: none */
+	assert_true(v->scores[10] == 0.0f);
+	assert_true(v->scores[9] == -1.0f);
+	assert_true(v->scores[11] == -2.0f);
+	assert_true(v->scores[12] == -3.0f);
+	assert_true(v->scores[6] == -5.0f);
+	mb_vocab_free(v);
+	v = NULL;
+	assert_int_equal(mb_vocab_parse_tokenizer_json(never, sizeof(never) - 1,
+						       &v, err, sizeof(err)),
+			 0);
+	assert_int_equal(v->add_space_prefix, 0);
+	snprintf(path, sizeof(path), "%s/spm-json.gguf", fx.root);
+	write_gguf(v, "llama", path);
+	mb_vocab_free(v);
+	m = llama_vocab_load(path);
+	vocab = llama_model_get_vocab(m);
+	assert_int_equal(llama_vocab_type(vocab), LLAMA_VOCAB_TYPE_SPM);
+	n = llama_tokenize(vocab, "xyz", 3, toks, 16, false, false);
+	assert_int_equal(n, 2);
+	assert_int_equal(toks[0], 6);	/* x */
+	assert_int_equal(toks[1], 10);	/* yz */
+	/* a character no token holds: its UTF-8 bytes */
+	n = llama_tokenize(vocab, "\n", 1, toks, 16, false, false);
+	assert_int_equal(n, 1);
+	assert_int_equal(toks[0], 3);
+	llama_model_free(m);
+}
+
+/* What llama.cpp's SentencePiece tokenizer cannot do is refused by
+ * name: a Metaspace that splits at spaces, another normalizer, spaces
+ * left as spaces; broken merges are format errors. */
+static void test_spm_bpe_json_refused(void **state)
+{
+	static const struct {
+		const char *json;
+		int rc;
+		const char *why;
+	} cases[] = {
+		{ SPM_JSON("null", METASPACE("first", "true")), MB_EUNSUPPORTED,
+		  "Metaspace pre-tokenizer that splits at spaces" },
+		{ SPM_JSON("{\"type\":\"NFKC\"}", "null"), MB_EUNSUPPORTED,
+		  "normalizer 'NFKC' is not supported" },
+		{ SPM_JSON("null", "null"), MB_EUNSUPPORTED,
+		  "spaces are not replaced by U+2581" },
+		{ SPM_JSON(LEGACY_NORM, "{\"type\":\"Whitespace\"}"),
+		  MB_EUNSUPPORTED, "pre-tokenizer 'Whitespace' is not supported" },
+	};
+	static const char no_merges[] =
+		"{\"normalizer\":" LEGACY_NORM ",\"model\":{\"type\":\"BPE\","
+		"\"byte_fallback\":true,\"vocab\":{\"a\":0}}}";
+	static const char bad_merge[] =
+		"{\"normalizer\":" LEGACY_NORM ",\"model\":{\"type\":\"BPE\","
+		"\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":"
+		"[\"ab\"]}}";
+	struct mb_vocab *v = NULL;
+	char err[512];
+	size_t i;
+	int rc;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		rc = mb_vocab_parse_tokenizer_json(cases[i].json,
+						   strlen(cases[i].json), &v, err,
+						   sizeof(err));
+		assert_null(v);
+		if (rc != cases[i].rc || strstr(err, cases[i].why) == NULL)
+			fail_msg("case %zu: %s: %s", i, mb_errname(rc), err);
+	}
+	assert_int_equal(mb_vocab_parse_tokenizer_json(no_merges,
+						       sizeof(no_merges) - 1, &v,
+						       err, sizeof(err)),
+			 MB_EFORMAT);
+	assert_non_null(strstr(err, "no merges list"));
+	assert_int_equal(mb_vocab_parse_tokenizer_json(bad_merge,
+						       sizeof(bad_merge) - 1, &v,
+						       err, sizeof(err)),
+			 MB_EFORMAT);
+	assert_non_null(strstr(err, "is not two tokens and a space"));
+}
+
+static void test_alloc_failures_spm_json(void **state)
+{
+	static const char legacy[] = SPM_JSON(LEGACY_NORM, "null");
+	char dir[700];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/spm-json", fx.root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/spm-json/tokenizer.json", fx.root);
+	assert_int_equal(th_write_file(dir, legacy, sizeof(legacy) - 1), 0);
+	snprintf(dir, sizeof(dir), "%s/spm-json", fx.root);
+	fail_each_alloc_min(dir, 16, 10);
+}
+
 /* ---------------------------------------------------------- faults */
 
 /* Fails allocation k for k = 0, 1, ... until the load succeeds: every
  * failure must be MB_ENOMEM with nothing returned (and, under ASan,
  * nothing leaked). */
 static void fail_each_alloc(const char *dir, uint64_t rows)
+{
+	fail_each_alloc_min(dir, rows, 100);
+}
+
+/* The same, with at least min allocations before the load succeeds. */
+static void fail_each_alloc_min(const char *dir, uint64_t rows, long min)
 {
 	struct mb_vocab *v;
 	char err[512];
@@ -1112,7 +1273,7 @@ static void fail_each_alloc(const char *dir, uint64_t rows)
 		assert_null(v);
 	}
 	assert_non_null(v);
-	assert_true(k > 100);
+	assert_true(k > min);
 	mb_vocab_free(v);
 }
 
@@ -1152,6 +1313,9 @@ int main(void)
 		cmocka_unit_test(test_gguf_roundtrip_llama),
 		cmocka_unit_test(test_llama_cpp_gpt2),
 		cmocka_unit_test(test_llama_cpp_spm),
+		cmocka_unit_test(test_spm_bpe_json),
+		cmocka_unit_test(test_spm_bpe_json_refused),
+		cmocka_unit_test(test_alloc_failures_spm_json),
 		cmocka_unit_test(test_alloc_failures_gpt2),
 		cmocka_unit_test(test_alloc_failures_llama),
 	};
