@@ -708,14 +708,25 @@ static int run_worker(struct run *r, const char *jstep, const char *wstep,
 	return rc;
 }
 
-/* preflight: the worker answers and has this build's agent */
+/* An install's steps, as the job's events: minutes of a rented box's
+ * time that a person watching the job sees go by. */
+static void install_progress(const char *step, double elapsed_s, void *ctx)
+{
+	note(ctx, "preflight", "info", "installing the agent: %s (%.0f s in)",
+	     step, elapsed_s);
+}
+
+/* preflight: the worker answers and has this build's agent (installed
+ * now when it has not) */
 static int step_preflight(struct run *r)
 {
 	char hello[4096];
 	int rc;
 
-	rc = mb_worker_hello(r->t, &r->w, r->agent, r->w.agent_path[0] == '\0',
-			     hello, sizeof(hello), r->err, r->errcap);
+	rc = mb_worker_hello_progress(r->t, &r->w, r->agent,
+				      r->w.agent_path[0] == '\0',
+				      install_progress, r, hello, sizeof(hello),
+				      r->err, r->errcap);
 	if (rc == 0) { /* its free disk and GPUs, for the dashboard */
 		cJSON *h = mb_json_parse(hello, strlen(hello));
 		const cJSON *g = cJSON_GetArrayItem(

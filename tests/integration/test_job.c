@@ -645,6 +645,31 @@ static void test_bootstrap_installs_the_agent(void **state)
 	assert_int_equal(run("mibera-job", "worker check w3", &out), 0);
 	assert_non_null(strstr(out, "llama.cpp v0."));
 	free(out);
+	/* an agent gone by the time a job starts is installed again by the
+	 * job, its steps in the job's events as they happen */
+	assert_int_equal(unlink(path), 0);
+	snprintf(args, sizeof(args), "submit %s --worker w3 --quant Q8_0 "
+		 "--no-smoke", model);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	{
+		char id[32];
+
+		snprintf(id, sizeof(id), "%s", out);
+		id[strcspn(id, "\n")] = '\0';
+		free(out);
+		if (run("mibera-coordinator", "--once", &out) != 0)
+			fail_msg("coordinator: %s", out);
+		free(out);
+		snprintf(args, sizeof(args), "logs --step preflight %s", id);
+		assert_int_equal(run("mibera-job", args, &out), 0);
+		print_message("%s", out);
+		assert_non_null(strstr(out, "installing the agent: "));
+		assert_non_null(strstr(out, "building mibera-worker"));
+		assert_non_null(strstr(out, "w3 answers: agent 0.1.0"));
+		assert_non_null(strstr(out, "succeeded"));
+		free(out);
+	}
+	assert_int_equal(access(path, X_OK), 0);
 }
 
 /* A repo that does not exist is refused at submit, before any box is
