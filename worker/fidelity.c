@@ -267,19 +267,39 @@ out:
 	return rc;
 }
 
+/* A quant is broken when it mostly predicts other tokens than its F16, or
+ * when its outputs are not numbers at all (NaN logits from a damaged
+ * norm). */
+static int broken(const struct figures *f, double min_top1)
+{
+	return !(f->top1 >= min_top1) || !isfinite(f->kld_mean) ||
+	       !isfinite(f->ppl_ratio);
+}
+
+/* ,"key":value with %.*g, or null for what JSON cannot hold (NaN). */
+static void add_num(struct mb_buf *b, const char *key, double v, int prec)
+{
+	if (isfinite(v))
+		mb_buf_addf(b, ",\"%s\":%.*g", key, prec, v);
+	else
+		mb_buf_addf(b, ",\"%s\":null", key);
+}
+
 /* The members of a result: "file":...,"kld_mean":... */
 static int format_result(struct mb_buf *b, const char *file,
 			 const struct figures *f, double min_top1)
 {
 	mb_buf_adds(b, "\"file\":");
 	mb_json_quote(b, file);
-	mb_buf_addf(b, ",\"kld_mean\":%.6g,\"kld_p99\":%.6g,\"kld_max\":%.6g,"
-		    "\"top1\":%.6f,\"ppl\":%.6g,\"ppl_base\":%.6g,"
-		    "\"ppl_ratio\":%.6f,\"tokens\":%lld,\"seconds\":%.3f,"
-		    "\"ok\":%s",
-		    f->kld_mean, f->kld_p99, f->kld_max, f->top1, f->ppl,
-		    f->ppl_base, f->ppl_ratio, f->n, f->seconds,
-		    f->top1 >= min_top1 ? "true" : "false");
+	add_num(b, "kld_mean", f->kld_mean, 6);
+	add_num(b, "kld_p99", f->kld_p99, 6);
+	add_num(b, "kld_max", f->kld_max, 6);
+	add_num(b, "top1", f->top1, 8);
+	add_num(b, "ppl", f->ppl, 8);
+	add_num(b, "ppl_base", f->ppl_base, 8);
+	add_num(b, "ppl_ratio", f->ppl_ratio, 8);
+	mb_buf_addf(b, ",\"tokens\":%lld,\"seconds\":%.3f,\"ok\":%s", f->n,
+		    f->seconds, broken(f, min_top1) ? "false" : "true");
 	return mb_buf_error(b);
 }
 
@@ -426,7 +446,13 @@ int verb_fidelity(int argc, char **argv)
 			       base_name(files[i]), fg.kld_mean, fg.kld_p99,
 			       fg.top1, fg.ppl_ratio);
 		fflush(stdout);
-		if (fg.top1 < min_top1) {
+		if (!isfinite(fg.kld_mean) || !isfinite(fg.ppl_ratio)) {
+			fprintf(stderr, "mibera-worker fidelity: %s gives logits "
+				"that are not numbers (KL divergence %g): the "
+				"file is broken, not just lossy\n",
+				base_name(files[i]), fg.kld_mean);
+			bad++;
+		} else if (broken(&fg, min_top1)) {
 			fprintf(stderr, "mibera-worker fidelity: %s agrees with "
 				"its F16 on the most likely next token at only "
 				"%.1f%% of %lld positions (at least %.0f%% "
