@@ -1,5 +1,5 @@
 /*
- * mibera-worker fidelity F16.gguf Q.gguf... --text FILE [--chunks N]
+ * mibera-worker fidelity F16.gguf Q.gguf... [--text FILE] [--chunks N]
  *     [--ctx N] [--min-top1 F] [--threads N] [--cpu] [--json]
  * How far each quant's predictions are from its F16's, over held-out
  * text: the figures llama-perplexity --kl-divergence reports, with its
@@ -48,14 +48,15 @@
 #define MAX_FILES 64
 
 /* Below this top-1 agreement with its own F16 a quant is taken for a
- * broken conversion. Measured on phi4-tiny (random weights, output
- * sharpened as in tests/integration/test_fidelity.c) over the held-out
- * calibration text: Q2_K agrees on about 0.8 of positions, Q8_0 on 0.99;
- * a model with shuffled or zeroed tensors agrees on 0.0-0.1. Real models
- * sit higher still (Q2_K of a 7B model: ~0.85-0.9 in llama.cpp's
- * published tables). 0.5 fails the broken ones with a wide margin on
- * both sides. */
-#define DEFAULT_MIN_TOP1 0.5
+ * broken file. Measured over data/calibration/eval.txt (16 chunks of 512):
+ * the Q2_K of the tiny random test models agrees at 0.19 (phi4-tiny,
+ * whose near-flat distributions make the top token a coin toss between
+ * near ties), 0.38 (llama-tiny), 0.44 (qwen2-tiny), 0.87 (phi4-mini-tiny,
+ * tied embeddings); IQ2_XS of phi4-mini-tiny 0.88; a quant whose token
+ * embedding was written as zeros 0.00 (chance is 1/vocabulary). Real
+ * models' 2-bit quants agree at 0.7 or more (llama.cpp's KL divergence
+ * tables). 0.10 passes every lossy file and fails the broken ones. */
+#define DEFAULT_MIN_TOP1 0.10
 
 struct figures {
 	double kld_mean, kld_p99, kld_max, top1, ppl, ppl_base, ppl_ratio;
@@ -65,13 +66,14 @@ struct figures {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mibera-worker fidelity F16.gguf Q.gguf... --text "
-		   "FILE [--chunks N]\n"
+	fprintf(f, "usage: mibera-worker fidelity F16.gguf Q.gguf... [--text "
+		   "FILE] [--chunks N]\n"
 		   "           [--ctx N] [--min-top1 F] [--threads N] [--cpu] "
 		   "[--json]\n\n"
 		   "Runs the F16 and each quant over chunks of held-out text "
-		   "(default 16 chunks of\n"
-		   "512 tokens) and reports, per quant, the KL divergence of its "
+		   "(default: mibera's\n"
+		   "data/calibration/eval.txt, 16 chunks of 512 tokens with a GPU, "
+		   "4 without) and reports, per quant, the KL divergence of its "
 		   "next-token\n"
 		   "distribution from the F16's (mean and 99th percentile), how "
 		   "often both predict\n"
@@ -310,10 +312,10 @@ int verb_fidelity(int argc, char **argv)
 	struct lm lm;
 	struct figures fg;
 	const char *files[MAX_FILES + 1], *text = NULL;
-	char tmpl[4200], *end;
+	char tmpl[4200], tbuf[4200], *end;
 	int32_t *toks = NULL;
 	size_t ntok = 0;
-	int a, nf = 0, chunks = 16, json = 0, bad = 0, i, ret = 1;
+	int a, nf = 0, chunks = 0, json = 0, bad = 0, i, ret = 1;
 	double min_top1 = DEFAULT_MIN_TOP1, t0;
 
 	memset(&r, 0, sizeof(r));
@@ -363,8 +365,20 @@ int verb_fidelity(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (nf < 2 || text == NULL)
+	if (nf < 2)
 		goto usage;
+	if (text == NULL) {
+		if (lm_default_text("eval.txt", tbuf, sizeof(tbuf), r.err,
+				    sizeof(r.err)) != 0) {
+			fprintf(stderr, "mibera-worker fidelity: %s\n", r.err);
+			return 2;
+		}
+		text = tbuf;
+	}
+	/* 16 chunks of 512 (4080 scored positions) on a GPU; 4 on a
+	 * CPU-only box, where a tiny model takes a second a chunk */
+	if (chunks == 0)
+		chunks = lm_has_gpu() ? 16 : 4;
 	if (mb_events_from_env(&ev, "fidelity") != 0) {
 		fprintf(stderr, "mibera-worker fidelity: cannot open the event "
 			"journal\n");

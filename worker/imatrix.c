@@ -1,5 +1,5 @@
 /*
- * mibera-worker imatrix F16.gguf OUT.gguf --text FILE [--chunks N]
+ * mibera-worker imatrix F16.gguf OUT.gguf [--text FILE] [--chunks N]
  *     [--ctx N] [--threads N] [--cpu]
  * Computes an importance matrix: runs the model over a calibration text
  * and, for every matrix multiplication by a weight of the model's blocks,
@@ -67,9 +67,12 @@ struct collector {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mibera-worker imatrix F16.gguf OUT.gguf --text FILE "
+	fprintf(f, "usage: mibera-worker imatrix F16.gguf OUT.gguf [--text FILE] "
 		   "[--chunks N] [--ctx N]\n"
 		   "           [--threads N] [--cpu]\n\n"
+		   "--text defaults to the calibration text shipped with mibera "
+		   "(data/calibration/\n"
+		   "imatrix.txt); --chunks to 64 with a GPU, 16 without.\n"
 		   "Computes an importance matrix for quantizing F16.gguf: the "
 		   "model is run over\n"
 		   "the first N chunks of --ctx tokens (default 64 of 512) of "
@@ -527,8 +530,8 @@ int verb_imatrix(int argc, char **argv)
 	const char *in = NULL, *out = NULL, *text = NULL;
 	int32_t *toks = NULL;
 	size_t ntok = 0;
-	char err[1024];
-	int a, npos = 0, chunks = 64, n_ctx = 512, threads = 0, cpu = 0;
+	char err[1024], tbuf[4200];
+	int a, npos = 0, chunks = 0, n_ctx = 512, threads = 0, cpu = 0;
 	int k, nchunk, ret = 1;
 	double t0;
 
@@ -570,8 +573,20 @@ int verb_imatrix(int argc, char **argv)
 			goto bad;
 		}
 	}
-	if (npos != 2 || text == NULL)
+	if (npos != 2)
 		goto bad;
+	if (text == NULL) {
+		if (lm_default_text("imatrix.txt", tbuf, sizeof(tbuf), err,
+				    sizeof(err)) != 0) {
+			fprintf(stderr, "mibera-worker imatrix: %s\n", err);
+			return 2;
+		}
+		text = tbuf;
+	}
+	/* 64 chunks of 512 (32k tokens) on a GPU, where they take seconds;
+	 * 16 on a CPU-only box */
+	if (chunks == 0)
+		chunks = lm_has_gpu() ? 64 : 16;
 	if (mb_events_from_env(&ev, "imatrix") != 0) {
 		fprintf(stderr, "mibera-worker imatrix: cannot open the event "
 			"journal\n");

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A text file larger than this is not calibration text: 64 MiB is ~16M
  * tokens, hundreds of times what a run uses. */
@@ -186,4 +187,41 @@ int lm_eval_chunk(struct lm *lm, const int32_t *toks, int first, char *err,
 const float *lm_logits(struct lm *lm, int pos)
 {
 	return llama_get_logits_ith(lm->ctx, pos);
+}
+
+int lm_has_gpu(void)
+{
+	return llama_supports_gpu_offload() ? 1 : 0;
+}
+
+int lm_default_text(const char *name, char *out, size_t cap, char *err,
+		    size_t errcap)
+{
+	static const char *const rel[] = { "../src/data/calibration",
+					   "../data/calibration",
+					   "../share/mibera/calibration", NULL };
+	char exe[4096], *slash;
+	ssize_t n;
+	int i;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0) {
+		snprintf(err, errcap, "cannot find the calibration text: where "
+			 "is this program? (give --text FILE)");
+		return -1;
+	}
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	for (i = 0; rel[i] != NULL; i++) {
+		if ((size_t)snprintf(out, cap, "%s/%s/%s", exe, rel[i], name) >= cap)
+			continue;
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	snprintf(err, errcap, "no calibration text '%s' in %s/../src/data/"
+		 "calibration, %s/../data/calibration or %s/../share/mibera/"
+		 "calibration (give --text FILE)", name, exe, exe, exe);
+	return -1;
 }

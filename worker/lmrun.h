@@ -50,6 +50,18 @@ int lm_eval_chunk(struct lm *lm, const int32_t *toks, int first, char *err,
 /* The logits of position pos of the last chunk (pos >= first). */
 const float *lm_logits(struct lm *lm, int pos);
 
+/* The calibration text name ("imatrix.txt", "eval.txt") that ships with
+ * mibera, found from the running program: DIR/src/data/calibration (a
+ * bootstrapped worker: DIR/bin/mibera-worker), the source tree of a build
+ * directory, or PREFIX/share/mibera/calibration. 0 with the path in out,
+ * or -1 with err saying where it looked. */
+int lm_default_text(const char *name, char *out, size_t cap, char *err,
+		    size_t errcap);
+
+/* 1 when libllama runs on a GPU here: the verbs size their default work
+ * to it (a CPU-only box is a test or development box). */
+int lm_has_gpu(void);
+
 /* The last error lines llama.cpp logged (for messages), and the log
  * handler lm_open installs: quiet unless MIBERA_LLAMA_LOG is set. */
 const char *lm_log_tail(void);
