@@ -58,6 +58,13 @@ static const struct {
 	{ MB_GGML_Q3_K, "Q3_K", 256, 110 }, { MB_GGML_Q4_K, "Q4_K", 256, 144 },
 	{ MB_GGML_Q5_K, "Q5_K", 256, 176 }, { MB_GGML_Q6_K, "Q6_K", 256, 210 },
 	{ MB_GGML_BF16, "BF16", 1, 2 },
+	{ MB_GGML_IQ2_XXS, "IQ2_XXS", 256, 66 },
+	{ MB_GGML_IQ2_XS, "IQ2_XS", 256, 74 },
+	{ MB_GGML_IQ3_XXS, "IQ3_XXS", 256, 98 },
+	{ MB_GGML_IQ4_NL, "IQ4_NL", 32, 18 },
+	{ MB_GGML_IQ3_S, "IQ3_S", 256, 110 },
+	{ MB_GGML_IQ2_S, "IQ2_S", 256, 82 },
+	{ MB_GGML_IQ4_XS, "IQ4_XS", 256, 136 },
 };
 
 /* Bytes of one value of each KV type; 0 for STRING and ARRAY. */

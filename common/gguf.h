@@ -58,6 +58,13 @@ enum mb_ggml_type {
 	MB_GGML_Q4_K = 12,
 	MB_GGML_Q5_K = 13,
 	MB_GGML_Q6_K = 14,
+	MB_GGML_IQ2_XXS = 16,
+	MB_GGML_IQ2_XS = 17,
+	MB_GGML_IQ3_XXS = 18,
+	MB_GGML_IQ4_NL = 20,
+	MB_GGML_IQ3_S = 21,
+	MB_GGML_IQ2_S = 22,
+	MB_GGML_IQ4_XS = 23,
 	MB_GGML_BF16 = 30,
 };
 

@@ -1893,11 +1893,19 @@ int mb_modelcfg_report_json(const struct mb_modelcfg *c, struct mb_buf *b)
  * the parameter count, measured on Llama-class 7-8B models); the small
  * tensors kept at higher precision are inside these figures. */
 static const struct mb_quant_type quants[] = {
-	{ "Q2_K", 2.96, 10 },	{ "Q3_K_S", 3.50, 11 }, { "Q3_K_M", 3.91, 12 },
-	{ "Q3_K_L", 4.27, 13 }, { "Q4_0", 4.55, 2 },	{ "Q4_K_S", 4.58, 14 },
-	{ "Q4_K_M", 4.89, 15 }, { "Q5_K_S", 5.54, 16 }, { "Q5_K_M", 5.70, 17 },
-	{ "Q6_K", 6.56, 18 },	{ "Q8_0", 8.50, 7 },	{ "F16", 16.0, 1 },
-	{ "BF16", 16.0, 32 },
+	{ "Q2_K", 2.96, 10, 1 },	{ "Q3_K_S", 3.50, 11, 1 },
+	{ "Q3_K_M", 3.91, 12, 1 },	{ "Q3_K_L", 4.27, 13, 1 },
+	{ "Q4_0", 4.55, 2, 1 },		{ "Q4_K_S", 4.58, 14, 1 },
+	{ "Q4_K_M", 4.89, 15, 1 },	{ "Q5_K_S", 5.54, 16, 0 },
+	{ "Q5_K_M", 5.70, 17, 0 },	{ "Q6_K", 6.56, 18, 0 },
+	{ "Q8_0", 8.50, 7, 0 },		{ "F16", 16.0, 1, 0 },
+	{ "BF16", 16.0, 32, 0 },
+	/* the i-quants: libllama refuses the 2-bit ones and IQ3_XXS without
+	 * an importance matrix ("Missing importance matrix for tensor ...") */
+	{ "IQ2_XXS", 2.06, 19, 2 },	{ "IQ2_XS", 2.31, 20, 2 },
+	{ "IQ2_S", 2.50, 28, 2 },	{ "IQ3_XXS", 3.06, 23, 2 },
+	{ "IQ3_S", 3.44, 26, 1 },	{ "IQ4_XS", 4.25, 30, 1 },
+	{ "IQ4_NL", 4.50, 25, 1 },
 };
 
 #define NQUANTS (sizeof(quants) / sizeof(quants[0]))

@@ -187,6 +187,8 @@ struct mb_quant_type {
 	const char *name;
 	double bpw;
 	int ftype;	/* llama_ftype */
+	int imatrix;	/* 2: needs an importance matrix, 1: gains from one
+			 * (below 5 bits), 0: no use for one */
 };
 
 /* The quant types mibera knows, with their bits per weight (llama.cpp's
@@ -229,7 +231,7 @@ struct mb_estimate {
 	uint64_t download;	/* the shards (and side files given) */
 	uint64_t f16;		/* the F16 GGUF */
 	size_t nquants;
-	struct mb_quant_estimate quants[16];
+	struct mb_quant_estimate quants[32];	/* every type in the table */
 	uint64_t worker_disk;	/* download + f16 + the requested quants */
 };
 

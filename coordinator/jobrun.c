@@ -23,6 +23,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/manifest.h"
+#include "common/modelcfg.h"
 #include "common/sha256.h"
 #include "common/text.h"
 #include "coordinator/config.h"
@@ -848,23 +849,98 @@ static int step_convert(struct run *r)
 	return run_worker(r, "convert", "convert", argv, 0);
 }
 
-/* quantize: one worker step per type, each with its own journal */
-static int step_quantize(struct run *r)
+/* An importance matrix is computed when a requested type needs one
+ * (IQ2_*, IQ3_XXS) or gains from one: every type below 5 bits per weight,
+ * whose rounding error it weighs by how much each column matters (the
+ * table's imatrix field). Q5_K and up, Q8_0 and the float types are made
+ * without it: their error is already below what it corrects. */
+static int imatrix_wanted(struct run *r)
 {
 	char quants[256], *q, *save = NULL;
-	int rc = 0;
 
+	snprintf(quants, sizeof(quants), "%s", r->j->quants);
+	for (q = strtok_r(quants, ",", &save); q != NULL;
+	     q = strtok_r(NULL, ",", &save)) {
+		const struct mb_quant_type *t = mb_quant_find(q);
+
+		if (t != NULL && t->imatrix > 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The importance matrix on the worker: beside the job's output directory,
+ * not in it (it is not an artifact), kept until cleanup, so a retried job
+ * and every quant of the job share it. */
+static void imatrix_path(struct run *r, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s/imatrix.gguf", r->wjob);
+}
+
+/* imatrix: over the calibration text that ships with the worker */
+static int step_imatrix(struct run *r)
+{
+	char path[2400];
+	const char *argv[] = { "imatrix", r->f16, path, NULL };
+
+	imatrix_path(r, path, sizeof(path));
+	return run_worker(r, "imatrix", "imatrix", argv, 0);
+}
+
+/* quantize: one worker step per type, each with its own journal; the
+ * step's args say whether the importance matrix was used */
+static int step_quantize(struct run *r)
+{
+	char quants[256], imx[2400], *q, *save = NULL;
+	int rc = 0, use_imx = imatrix_wanted(r);
+
+	imatrix_path(r, imx, sizeof(imx));
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
 	for (q = strtok_r(quants, ",", &save); q && rc == 0;
 	     q = strtok_r(NULL, ",", &save)) {
 		char qname[512], qout[3000], wstep[48];
-		const char *argv[] = { "quantize", r->f16, qout, q, NULL };
+		const char *argv[] = { "quantize", r->f16, qout, q,
+				       use_imx ? "--imatrix" : NULL, imx, NULL };
 
 		artifact_name(r, q, qname, sizeof(qname));
 		snprintf(qout, sizeof(qout), "%s/%s", r->out, qname);
 		snprintf(wstep, sizeof(wstep), "quantize-%s", q);
 		rc = run_worker(r, "quantize", wstep, argv, 0);
 	}
+	return rc;
+}
+
+/* fidelity: every quant against the F16 on held-out text, one worker step;
+ * its result events carry the figures provenance.json and the model card
+ * show, and a quant that mostly disagrees with its F16 fails the job */
+static int step_fidelity(struct run *r)
+{
+	enum { MAXQ = 32, PATHMAX = 3000 };
+	char quants[256], *q, *save = NULL, (*paths)[PATHMAX];
+	const char *argv[MAXQ + 4];
+	int n = 0, k = 0, rc;
+
+	paths = mb_malloc(sizeof(*paths) * MAXQ);
+	if (paths == NULL)
+		return MB_ENOMEM;
+	argv[n++] = "fidelity";
+	argv[n++] = r->f16;
+	snprintf(quants, sizeof(quants), "%s", r->j->quants);
+	for (q = strtok_r(quants, ",", &save); q != NULL && k < MAXQ;
+	     q = strtok_r(NULL, ",", &save)) {
+		const struct mb_quant_type *t = mb_quant_find(q);
+		char qname[512];
+
+		if (t != NULL && t->bpw >= 16)
+			continue; /* a float copy is not measured */
+		artifact_name(r, q, qname, sizeof(qname));
+		snprintf(paths[k], sizeof(paths[k]), "%s/%s", r->out, qname);
+		argv[n++] = paths[k++];
+	}
+	argv[n++] = "--json";
+	argv[n] = NULL;
+	rc = k == 0 ? 0 : run_worker(r, "fidelity", "fidelity", argv, 0);
+	free(paths);
 	return rc;
 }
 
@@ -1086,9 +1162,18 @@ static int step_publish(struct run *r)
 	char *ctext = cJSON_GetArraySize(done) > 0 ?
 		cJSON_PrintUnformatted(cJSON_GetArrayItem(
 			done, cJSON_GetArraySize(done) - 1)) : NULL;
+	cJSON *fid = stored_events(r, "fidelity", "result");
+	cJSON *imx = stored_events(r, "imatrix", "done");
+	char *ftext = cJSON_GetArraySize(fid) > 0 ?
+		cJSON_PrintUnformatted(fid) : NULL;
+	char *itext = imatrix_wanted(r) && cJSON_GetArraySize(imx) > 0 ?
+		cJSON_PrintUnformatted(cJSON_GetArrayItem(
+			imx, cJSON_GetArraySize(imx) - 1)) : NULL;
 	int rc;
 
 	memset(&pub, 0, sizeof(pub));
+	pub.fidelity = ftext;
+	pub.imatrix = itext;
 	pub.j = r->j;
 	pub.dir = r->adir;
 	pub.worker = r->w.name;
@@ -1100,8 +1185,12 @@ static int step_publish(struct run *r)
 	rc = mb_publish(&pub, r->err, r->errcap);
 	cJSON_free(rtext);
 	cJSON_free(ctext);
+	cJSON_free(ftext);
+	cJSON_free(itext);
 	cJSON_Delete(repairs);
 	cJSON_Delete(done);
+	cJSON_Delete(fid);
+	cJSON_Delete(imx);
 	return rc;
 }
 
@@ -1143,7 +1232,9 @@ static const struct job_step {
 	{ "preflight", step_preflight, NULL, NULL, 1, 0 },
 	{ "fetch", step_fetch, fetch_resume, from_hub, 0, 0 },
 	{ "convert", step_convert, NULL, NULL, 0, 0 },
+	{ "imatrix", step_imatrix, NULL, imatrix_wanted, 0, 0 },
 	{ "quantize", step_quantize, NULL, NULL, 0, 0 },
+	{ "fidelity", step_fidelity, NULL, NULL, 0, 0 },
 	{ "manifest", step_manifest, NULL, NULL, 0, 0 },
 	{ "pull", step_pull, pull_resume, NULL, 0, 0 },
 	{ "smoke", step_smoke, NULL, smoke_asked, 1, 0 },

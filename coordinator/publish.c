@@ -172,8 +172,48 @@ static void iso_now(char *out, size_t cap)
 	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The last fidelity result for file (a retried job may have several), or
+ * NULL. Borrowed from arr. */
+static const cJSON *fidelity_of(const cJSON *arr, const char *file)
+{
+	const cJSON *it, *found = NULL;
+
+	cJSON_ArrayForEach(it, arr) {
+		const char *f = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(it, "file"));
+
+		if (f != NULL && strcmp(f, file) == 0)
+			found = it;
+	}
+	return found;
+}
+
+/* ,"fidelity": {...} for an artifact: the figures, without the file. */
+static void add_fidelity(struct mb_buf *b, const cJSON *f)
+{
+	static const char *const keys[] = { "kld_mean", "kld_p99", "top1",
+					    "ppl_ratio", "tokens", NULL };
+	int k;
+
+	if (f == NULL)
+		return;
+	mb_buf_adds(b, ", \"fidelity\": {");
+	for (k = 0; keys[k] != NULL; k++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, keys[k]);
+
+		mb_buf_addf(b, "%s\"%s\": ", k ? ", " : "", keys[k]);
+		if (cJSON_IsNumber(v))
+			mb_buf_addf(b, "%.8g", v->valuedouble);
+		else
+			mb_buf_adds(b, "null");
+	}
+	mb_buf_adds(b, "}");
+}
+
 static void provenance(const struct mb_publish *p, struct mb_buf *b)
 {
+	cJSON *fid = p->fidelity ? mb_json_parse(p->fidelity,
+						 strlen(p->fidelity)) : NULL;
 	const struct mb_job_row *j = p->j;
 	char hex[MB_SHA256_HEX], when[32];
 	size_t i;
@@ -207,15 +247,60 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 		mb_buf_adds(b, i ? ",\n    {\"file\": " : "\n    {\"file\": ");
 		mb_json_quote(b, m->name);
 		mb_buf_addf(b, ", \"size\": %llu, \"sha256\": \"%s\", "
-			    "\"chunk_size\": %llu}", (unsigned long long)m->size,
+			    "\"chunk_size\": %llu", (unsigned long long)m->size,
 			    hex, (unsigned long long)m->chunk_size);
+		add_fidelity(b, fidelity_of(fid, m->name));
+		mb_buf_adds(b, "}");
 	}
 	mb_buf_addf(b, "\n  ],\n  \"recommended\": ");
 	if (recommended(p->files) != NULL)
 		mb_json_quote(b, recommended(p->files));
 	else
 		mb_buf_adds(b, "null");
+	mb_buf_addf(b, ",\n  \"imatrix\": %s", p->imatrix ? p->imatrix : "null");
 	mb_buf_addf(b, ",\n  \"smoke\": %s\n}\n", p->smoke ? p->smoke : "null");
+	cJSON_Delete(fid);
+}
+
+/* The quality table: each quant's distance from the F16. */
+static void card_fidelity(const struct mb_publish *p, struct mb_buf *b)
+{
+	cJSON *fid = p->fidelity ? mb_json_parse(p->fidelity,
+						 strlen(p->fidelity)) : NULL;
+	size_t i;
+	int any = 0;
+
+	for (i = 0; p->files != NULL && i < p->files->n; i++) {
+		const cJSON *f = fidelity_of(fid, p->files->files[i]->name);
+
+		if (f == NULL)
+			continue;
+		if (!any++)
+			mb_buf_adds(b, "\n## Quality against the F16\n\n"
+				    "Each quant and the F16 it was made from read "
+				    "the same held-out text (prose in five "
+				    "languages, mathematics, dialogue, code); per "
+				    "next-token prediction, the KL divergence of "
+				    "the quant's distribution from the F16's, how "
+				    "often both rank the same token first, and the "
+				    "ratio of their perplexities, as "
+				    "`llama-perplexity --kl-divergence` defines "
+				    "them. Lower KL divergence is closer.\n\n"
+				    "| file | KL divergence (mean) | KL divergence "
+				    "(99th percentile) | same top token | PPL "
+				    "ratio |\n|---|---:|---:|---:|---:|\n");
+		mb_buf_addf(b, "| %s | %.5f | %.5f | %.1f%% | %.4f |\n",
+			    p->files->files[i]->name,
+			    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "kld_mean")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "kld_p99")),
+			    100 * cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "top1")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "ppl_ratio")));
+	}
+	if (any && p->imatrix != NULL)
+		mb_buf_adds(b, "\nThe quants below 5 bits per weight were made "
+			    "with an importance matrix computed on a separate "
+			    "calibration text.\n");
+	cJSON_Delete(fid);
 }
 
 /* Adds s to the stop list unless it is there or empty. */
@@ -339,6 +424,7 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 		mb_buf_adds(b, ". They were not run (the job skipped the smoke "
 			    "test).\n");
 	}
+	card_fidelity(p, b);
 	mb_buf_adds(b, "\n## Config repairs\n\n");
 	if (nrep <= 0) {
 		mb_buf_adds(b, "config.json agreed with the weights; nothing was "

@@ -6,7 +6,9 @@
  *                    commit, every config.json repair with its evidence,
  *                    layout and output type, mibera's and llama.cpp's
  *                    versions, each artifact's size and sha256, the smoke
- *                    results (schema in proto/PROTOCOL.md)
+ *                    results, the importance matrix used and each
+ *                    quant's fidelity to the F16 (schema in
+ *                    proto/PROTOCOL.md)
  *   Modelfile        for `ollama create`: FROM the recommended quant,
  *                    TEMPLATE translated from the model's chat template
  *                    when it is one of the known formats, its stop tokens
@@ -31,6 +33,10 @@ struct mb_publish {
 	const char *repairs;		/* JSON array of repairs, or NULL */
 	const char *convert;		/* convert's summary object, or NULL */
 	const char *smoke;		/* JSON array of smoke results, or NULL */
+	const char *fidelity;		/* JSON array of fidelity results (the
+					 * worker's "result" events), or NULL */
+	const char *imatrix;		/* the imatrix step's summary, or NULL
+					 * when the quants were made without */
 	const struct mb_manifest_list *files;
 };
 

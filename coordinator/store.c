@@ -562,8 +562,8 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 /* --- jobs --- */
 
 const char *const mb_job_steps[] = {
-	"preflight", "fetch", "convert", "quantize", "manifest",
-	"pull", "smoke", "cleanup", NULL,
+	"preflight", "fetch", "convert", "imatrix", "quantize", "fidelity",
+	"manifest", "pull", "smoke", "cleanup", NULL,
 };
 
 #define JOB_COLS "j.id, j.source, j.revision, j.commit_sha, j.worker_id, " \

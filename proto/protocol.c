@@ -28,7 +28,8 @@ int mb_proto_name_ok(const char *s)
 
 int mb_proto_step_verb_ok(const char *verb)
 {
-	static const char *const verbs[] = { "fetch", "convert", "quantize",
+	static const char *const verbs[] = { "fetch", "convert", "imatrix",
+					     "quantize", "fidelity",
 					     "manifest" };
 	size_t i;
 

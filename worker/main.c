@@ -21,6 +21,8 @@ static const struct verb verbs[] = {
 	  "convert a safetensors model directory to GGUF" },
 	{ "fetch", verb_fetch, "download a model from the hub, resumable" },
 	{ "quantize", verb_quantize, "quantize a GGUF with llama.cpp" },
+	{ "imatrix", verb_imatrix, "importance matrix over a calibration text" },
+	{ "fidelity", verb_fidelity, "KL divergence of quants from their F16" },
 	{ "manifest", verb_manifest, "checksum a directory's GGUF files" },
 	{ "hello", verb_hello, "what this worker is and has, as JSON" },
 	{ "start", verb_start, "run a step detached (spec on stdin)" },

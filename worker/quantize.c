@@ -1,7 +1,10 @@
 /*
- * mibera-worker quantize IN.gguf OUT.gguf TYPE [--threads N] [--reserve BYTES]
- *     [--verbose]
- * Quantizes a GGUF with libllama's llama_model_quantize, in process.
+ * mibera-worker quantize IN.gguf OUT.gguf TYPE [--imatrix FILE] [--threads N]
+ *     [--reserve BYTES] [--verbose]
+ * Quantizes a GGUF with libllama's llama_model_quantize, in process, with
+ * an importance matrix (worker/imatrix.c) when one is given: required for
+ * the types libllama refuses without one (IQ2_*, IQ3_XXS), used by every
+ * type that weighs rounding errors with it (the k- and i-quants).
  *
  * The output is written as OUT.part, checked (its header reads back and
  * says the requested file type), fsynced and renamed, so OUT is either
@@ -36,6 +39,7 @@
 #include "common/modelcfg.h"
 #include "llama.h"
 #include "proto/event.h"
+#include "worker/imatrix.h"
 #include "worker/verbs.h"
 
 #define MAX_FALLBACKS 64
@@ -46,8 +50,8 @@ static void usage(FILE *f)
 	size_t i, n = mb_quant_types(&t);
 
 	fprintf(f, "usage: mibera-worker quantize IN.gguf OUT.gguf TYPE "
-		   "[--threads N] [--reserve BYTES]\n"
-		   "           [--verbose]\n\n"
+		   "[--imatrix FILE]\n"
+		   "           [--threads N] [--reserve BYTES] [--verbose]\n\n"
 		   "Quantizes IN (an F16, BF16 or F32 GGUF) to TYPE with "
 		   "llama.cpp. OUT appears only\n"
 		   "when complete (it is written as OUT.part and renamed); an "
@@ -56,6 +60,9 @@ static void usage(FILE *f)
 		   "start when the free\n"
 		   "space would not hold the estimated output plus --reserve "
 		   "bytes (default 0).\n\n"
+		   "--imatrix FILE: an importance matrix (mibera-worker imatrix, "
+		   "or llama.cpp's\n"
+		   "GGUF imatrix); IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS need one.\n\n"
 		   "File names: the job runner names the files of a model "
 		   "<model>-<TYPE>.gguf,\n"
 		   "e.g. phi-4-F16.gguf (the converter's output) and "
@@ -366,7 +373,9 @@ int verb_quantize(int argc, char **argv)
 	struct qstate st;
 	struct mb_gguf *in_hdr = NULL;
 	struct stat sin, sout;
-	const char *in = NULL, *out = NULL, *type = NULL;
+	const char *in = NULL, *out = NULL, *type = NULL, *imx_path = NULL;
+	struct imatrix *imx = NULL;
+	struct llama_model_kv_override kvo[4];
 	char tmp[4096], err[512];
 	uint64_t threads = 0, reserve = 0, est, avail, in_size = 0, n_in = 0;
 	size_t i;
@@ -387,6 +396,9 @@ int verb_quantize(int argc, char **argv)
 		} else if (strcmp(s, "--reserve") == 0 && v) {
 			if (parse_u64(v, UINT64_MAX / 2, &reserve) != 0)
 				goto bad;
+			a++;
+		} else if (strcmp(s, "--imatrix") == 0 && v) {
+			imx_path = v;
 			a++;
 		} else if (strcmp(s, "--verbose") == 0) {
 			verbose = 1;
@@ -412,6 +424,12 @@ int verb_quantize(int argc, char **argv)
 		fprintf(stderr, "mibera-worker quantize: unknown type '%s'\n",
 			type);
 		print_types(stderr);
+		return 2;
+	}
+	if (q->imatrix == 2 && imx_path == NULL) {
+		fprintf(stderr, "mibera-worker quantize: %s needs an importance "
+			"matrix (--imatrix FILE, made by mibera-worker imatrix): "
+			"without one llama.cpp refuses it\n", q->name);
 		return 2;
 	}
 	if (strcmp(in, out) == 0 ||
@@ -466,6 +484,13 @@ int verb_quantize(int argc, char **argv)
 		goto out;
 	}
 
+	if (imx_path != NULL &&
+	    imatrix_load(imx_path, &imx, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mibera-worker quantize: %s\n", err);
+		ret = 3;
+		goto out;
+	}
+
 	memset(&st, 0, sizeof(st));
 	st.ev = &ev;
 	st.in = in_hdr;
@@ -479,6 +504,26 @@ int verb_quantize(int argc, char **argv)
 	p = llama_model_quantize_default_params();
 	p.nthread = (int32_t)threads;
 	p.ftype = (enum llama_ftype)q->ftype;
+	if (imx != NULL) {
+		/* the file's provenance in the output's metadata, under the
+		 * keys llama-quantize writes */
+		memset(kvo, 0, sizeof(kvo));
+		kvo[0].tag = LLAMA_KV_OVERRIDE_TYPE_STR;
+		snprintf(kvo[0].key, sizeof(kvo[0].key), "quantize.imatrix.file");
+		snprintf(kvo[0].val_str, sizeof(kvo[0].val_str), "%s",
+			 strrchr(imx_path, '/') ? strrchr(imx_path, '/') + 1 :
+			 imx_path);
+		kvo[1].tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+		snprintf(kvo[1].key, sizeof(kvo[1].key),
+			 "quantize.imatrix.entries_count");
+		kvo[1].val_i64 = (int64_t)imx->n;
+		kvo[2].tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+		snprintf(kvo[2].key, sizeof(kvo[2].key),
+			 "quantize.imatrix.chunks_count");
+		kvo[2].val_i64 = imx->chunks;
+		p.imatrix = imx->data;
+		p.kv_overrides = kvo;
+	}
 	unlink(tmp);
 	rc = (int)llama_model_quantize(in, tmp, &p);
 	llama_log_set(NULL, NULL);
@@ -510,11 +555,11 @@ int verb_quantize(int argc, char **argv)
 	}
 	stat(out, &sout);
 	printf("quantized %s: %s (ftype %d), %d tensors, %.2f MB from %.2f MB "
-	       "(%.2f bits per weight) in %.2f s\n",
+	       "(%.2f bits per weight) in %.2f s%s\n",
 	       out, q->name, q->ftype, st.count, (double)sout.st_size / 1e6,
 	       (double)in_size / 1e6,
 	       n_in ? (double)sout.st_size * 8.0 / (double)n_in : 0.0,
-	       mb_now_s() - t0);
+	       mb_now_s() - t0, imx ? ", with an importance matrix" : "");
 	for (i = 0; i < st.nfallback; i++) {
 		const struct fallback *f = &st.fallback[i];
 
@@ -524,6 +569,7 @@ int verb_quantize(int argc, char **argv)
 	}
 	ret = 0;
 out:
+	imatrix_free(imx);
 	mb_gguf_free(in_hdr);
 	mb_events_close(&ev);
 	return ret;

@@ -11,6 +11,8 @@
 int verb_convert(int argc, char **argv);
 int verb_fetch(int argc, char **argv);
 int verb_quantize(int argc, char **argv);
+int verb_imatrix(int argc, char **argv);
+int verb_fidelity(int argc, char **argv);
 int verb_manifest(int argc, char **argv);
 int verb_hello(int argc, char **argv);
 int verb_start(int argc, char **argv);

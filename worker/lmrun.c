@@ -1,0 +1,227 @@
+/* lmrun: a model, a text and one chunk at a time, for imatrix and
+ * fidelity (see lmrun.h). */
+#include "worker/lmrun.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A text file larger than this is not calibration text: 64 MiB is ~16M
+ * tokens, hundreds of times what a run uses. */
+#define MAX_TEXT ((size_t)64 << 20)
+
+static char log_tail[2048];
+static int log_verbose = -1;
+
+static void on_log(enum ggml_log_level level, const char *text, void *ctx)
+{
+	size_t n = strlen(log_tail), t = strlen(text);
+
+	(void)ctx;
+	if (log_verbose < 0)
+		log_verbose = getenv("MIBERA_LLAMA_LOG") != NULL;
+	if (log_verbose)
+		fputs(text, stderr);
+	if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN)
+		return;
+	if (n + t >= sizeof(log_tail)) { /* keep the end */
+		n = 0;
+		log_tail[0] = '\0';
+	}
+	if (t >= sizeof(log_tail)) {
+		text += t - sizeof(log_tail) + 1;
+		t = sizeof(log_tail) - 1;
+	}
+	memcpy(log_tail + n, text, t + 1);
+}
+
+const char *lm_log_tail(void)
+{
+	size_t n = strlen(log_tail);
+
+	while (n > 0 && (log_tail[n - 1] == '\n' || log_tail[n - 1] == ' '))
+		log_tail[--n] = '\0';
+	return log_tail[0] ? log_tail : "no reason given";
+}
+
+int lm_open(struct lm *lm, const char *path, int n_ctx, int threads,
+	    int cpu_only, ggml_backend_sched_eval_callback cb, void *cb_data,
+	    char *err, size_t errcap)
+{
+	struct llama_model_params mp = llama_model_default_params();
+	struct llama_context_params cp = llama_context_default_params();
+
+	memset(lm, 0, sizeof(*lm));
+	log_tail[0] = '\0';
+	llama_log_set(on_log, NULL);
+	llama_backend_init();
+	if (cpu_only)
+		mp.n_gpu_layers = 0;
+	lm->model = llama_model_load_from_file(path, mp);
+	if (lm->model == NULL) {
+		snprintf(err, errcap, "llama.cpp cannot load '%s': %s", path,
+			 lm_log_tail());
+		return -1;
+	}
+	cp.n_ctx = (uint32_t)n_ctx;
+	cp.n_batch = (uint32_t)n_ctx;
+	cp.n_ubatch = (uint32_t)n_ctx;
+	cp.n_seq_max = 1;
+	if (threads > 0) {
+		cp.n_threads = threads;
+		cp.n_threads_batch = threads;
+	}
+	cp.cb_eval = cb;
+	cp.cb_eval_user_data = cb_data;
+	lm->ctx = llama_init_from_model(lm->model, cp);
+	if (lm->ctx == NULL) {
+		snprintf(err, errcap, "llama.cpp cannot make a context of %d "
+			 "tokens for '%s': %s", n_ctx, path, lm_log_tail());
+		lm_close(lm);
+		return -1;
+	}
+	lm->vocab = llama_model_get_vocab(lm->model);
+	lm->n_vocab = llama_vocab_n_tokens(lm->vocab);
+	lm->n_ctx = n_ctx;
+	lm->batch = llama_batch_init(n_ctx, 0, 1);
+	lm->have_batch = 1;
+	return 0;
+}
+
+void lm_close(struct lm *lm)
+{
+	if (lm->have_batch)
+		llama_batch_free(lm->batch);
+	if (lm->ctx != NULL)
+		llama_free(lm->ctx);
+	if (lm->model != NULL)
+		llama_model_free(lm->model);
+	memset(lm, 0, sizeof(*lm));
+}
+
+int lm_tokenize_file(struct lm *lm, const char *path, int32_t **toks,
+		     size_t *n, char *err, size_t errcap)
+{
+	struct stat sb;
+	char *text = NULL;
+	int32_t *t = NULL;
+	size_t len;
+	int32_t got, cap;
+	FILE *f = NULL;
+	int rc = -1;
+
+	*toks = NULL;
+	*n = 0;
+	f = fopen(path, "rb");
+	if (f == NULL || fstat(fileno(f), &sb) != 0) {
+		snprintf(err, errcap, "cannot read '%s': %s", path,
+			 strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode) || (size_t)sb.st_size > MAX_TEXT) {
+		snprintf(err, errcap, "'%s' is not a text file of at most %zu "
+			 "MiB", path, MAX_TEXT >> 20);
+		goto out;
+	}
+	len = (size_t)sb.st_size;
+	text = malloc(len + 1);
+	if (text == NULL || fread(text, 1, len, f) != len) {
+		snprintf(err, errcap, "cannot read '%s'", path);
+		goto out;
+	}
+	text[len] = '\0';
+	/* a token is at least one byte, plus BOS and EOS */
+	cap = (int32_t)len + 8;
+	t = malloc((size_t)cap * sizeof(*t));
+	if (t == NULL) {
+		snprintf(err, errcap, "out of memory tokenizing '%s'", path);
+		goto out;
+	}
+	got = llama_tokenize(lm->vocab, text, (int32_t)len, t, cap, true,
+			     false);
+	if (got < 0) {
+		snprintf(err, errcap, "cannot tokenize '%s': %s", path,
+			 lm_log_tail());
+		goto out;
+	}
+	*toks = t;
+	*n = (size_t)got;
+	t = NULL;
+	rc = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	free(text);
+	free(t);
+	return rc;
+}
+
+int lm_eval_chunk(struct lm *lm, const int32_t *toks, int first, char *err,
+		  size_t errcap)
+{
+	struct llama_batch *b = &lm->batch;
+	int i;
+
+	llama_memory_clear(llama_get_memory(lm->ctx), true);
+	for (i = 0; i < lm->n_ctx; i++) {
+		b->token[i] = toks[i];
+		b->pos[i] = i;
+		b->n_seq_id[i] = 1;
+		b->seq_id[i][0] = 0;
+		b->logits[i] = i >= first || i == lm->n_ctx - 1;
+	}
+	/* as perplexity and imatrix do: each chunk starts as a text does */
+	if (llama_vocab_get_add_bos(lm->vocab))
+		b->token[0] = llama_vocab_bos(lm->vocab);
+	b->n_tokens = lm->n_ctx;
+	if (llama_decode(lm->ctx, *b) != 0) {
+		snprintf(err, errcap, "llama_decode failed: %s", lm_log_tail());
+		return -1;
+	}
+	return 0;
+}
+
+const float *lm_logits(struct lm *lm, int pos)
+{
+	return llama_get_logits_ith(lm->ctx, pos);
+}
+
+int lm_has_gpu(void)
+{
+	return llama_supports_gpu_offload() ? 1 : 0;
+}
+
+int lm_default_text(const char *name, char *out, size_t cap, char *err,
+		    size_t errcap)
+{
+	static const char *const rel[] = { "../src/data/calibration",
+					   "../data/calibration",
+					   "../share/mibera/calibration", NULL };
+	char exe[4096], *slash;
+	ssize_t n;
+	int i;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0) {
+		snprintf(err, errcap, "cannot find the calibration text: where "
+			 "is this program? (give --text FILE)");
+		return -1;
+	}
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	for (i = 0; rel[i] != NULL; i++) {
+		if ((size_t)snprintf(out, cap, "%s/%s/%s", exe, rel[i], name) >= cap)
+			continue;
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	snprintf(err, errcap, "no calibration text '%s' in %s/../src/data/"
+		 "calibration, %s/../data/calibration or %s/../share/mibera/"
+		 "calibration (give --text FILE)", name, exe, exe, exe);
+	return -1;
+}
