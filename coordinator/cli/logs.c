@@ -82,6 +82,22 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 			 ac ? ac : "?", str(d, "source"), str(d, "evidence"));
 		cJSON_free(cl);
 		cJSON_free(ac);
+	} else if (strcmp(type, "done") == 0 &&
+		   cJSON_GetObjectItemCaseSensitive(d, "matrices") != NULL) {
+		snprintf(out, cap, "importance matrix %.200s: %.0f matrices from "
+			 "%.0f chunks of %.0f tokens of %.100s in %.1f s",
+			 str(d, "file"), num(d, "matrices"), num(d, "chunks"),
+			 num(d, "ctx"), str(d, "text"), num(d, "seconds"));
+	} else if (strcmp(type, "result") == 0 &&
+		   cJSON_GetObjectItemCaseSensitive(d, "kld_mean") != NULL) {
+		snprintf(out, cap, "%s %.200s against the F16: KL divergence "
+			 "mean %.6f, p99 %.6f; top-1 agreement %.1f%%; "
+			 "perplexity ratio %.4f (%.0f tokens)",
+			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
+				 ? "fidelity of" : "BROKEN:",
+			 str(d, "file"), num(d, "kld_mean"), num(d, "kld_p99"),
+			 100 * num(d, "top1"), num(d, "ppl_ratio"),
+			 num(d, "tokens"));
 	} else if (strcmp(type, "done") == 0 && *str(d, "file") != '\0') {
 		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		snprintf(out, cap, "wrote %.200s: %s, %.0f tensors in %.1f s, %.0f "

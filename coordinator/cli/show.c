@@ -207,6 +207,75 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 	return 0;
 }
 
+/* The fidelity step's figures, the last for each file (a retry may have
+ * measured a file again). */
+struct quality {
+	int n;
+	cJSON *r[32];
+};
+
+static int take_quality(int64_t id, const char *step, int64_t at_ms,
+			const char *type, const char *data, void *ctx)
+{
+	struct quality *q = ctx;
+	cJSON *doc;
+	const char *file;
+	int k;
+
+	(void)id;
+	(void)at_ms;
+	if (strcmp(step, "fidelity") != 0 || strcmp(type, "result") != 0)
+		return 0;
+	doc = mb_json_parse(data, strlen(data));
+	file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "file"));
+	if (file == NULL) {
+		cJSON_Delete(doc);
+		return 0;
+	}
+	for (k = 0; k < q->n; k++)
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				   q->r[k], "file")), file) == 0)
+			break;
+	if (k < q->n) {
+		cJSON_Delete(q->r[k]);
+		q->r[k] = doc;
+	} else if (q->n < 32) {
+		q->r[q->n++] = doc;
+	} else {
+		cJSON_Delete(doc);
+	}
+	return 0;
+}
+
+static void print_quality(struct mb_store *s, int64_t id)
+{
+	struct quality q;
+	char safe[256];
+	int k;
+
+	memset(&q, 0, sizeof(q));
+	mb_store_events(s, id, 0, take_quality, &q);
+	if (q.n == 0)
+		return;
+	printf("\nquality against the F16 (KL divergence, top-1 agreement, "
+	       "perplexity ratio)\n");
+	printf("  %-34s %10s %10s %7s %9s\n", "FILE", "KLD MEAN", "KLD P99",
+	       "TOP-1", "PPL RATIO");
+	for (k = 0; k < q.n; k++) {
+		const cJSON *d = q.r[k];
+#define NUM(key) cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, key))
+		printf("  %-34s %10.6f %10.6f %6.1f%% %9.4f%s\n",
+		       mb_printable(safe, sizeof(safe), cJSON_GetStringValue(
+			       cJSON_GetObjectItemCaseSensitive(d, "file"))),
+		       NUM("kld_mean"), NUM("kld_p99"), 100 * NUM("top1"),
+		       NUM("ppl_ratio"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
+			       ? "" : "  BROKEN");
+#undef NUM
+		cJSON_Delete(q.r[k]);
+	}
+}
+
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, NULL, "print JSON (proto/show.schema.json)" },
 	{ NULL, 0, NULL, NULL, NULL },
@@ -366,6 +435,7 @@ int cmd_show(int argc, char **argv)
 	else
 		print_repairs(&rs);
 	free(rs.r);
+	print_quality(s, id);
 	mb_job_dir("artifacts", id, dir, sizeof(dir));
 	printf("\nartifacts in %s\n", dir);
 	mb_store_artifact_list(s, id, show_artifact, &a);

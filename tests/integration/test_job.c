@@ -240,6 +240,19 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "succeeded"));
 	assert_non_null(strstr(out, "pull       done"));
 	assert_non_null(strstr(out, "smoke      done"));
+	assert_non_null(strstr(out, "fidelity   done"));
+	/* Q8_0 needs no importance matrix */
+	assert_non_null(strstr(out, "imatrix    skipped"));
+	free(out);
+	/* each quant's distance from its F16, for a person */
+	assert_int_equal(run("mibera-job", "show 1", &out), 0);
+	assert_non_null(strstr(out, "quality against the F16"));
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf"));
+	assert_null(strstr(out, "BROKEN"));
+	free(out);
+	assert_int_equal(run("mibera-job", "logs --step fidelity 1", &out), 0);
+	assert_non_null(strstr(out, "fidelity of phi4-tiny-Q8_0.gguf against the "
+				    "F16: KL divergence mean"));
 	free(out);
 	/* the artifacts are here and match the worker's manifest */
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/manifest.json", root);
