@@ -858,6 +858,10 @@ static int imatrix_wanted(struct run *r)
 {
 	char quants[256], *q, *save = NULL;
 
+	if (strcmp(r->j->imatrix, "off") == 0)
+		return 0;
+	if (strcmp(r->j->imatrix, "on") == 0)
+		return 1;
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
 	for (q = strtok_r(quants, ",", &save); q != NULL;
 	     q = strtok_r(NULL, ",", &save)) {
@@ -1216,6 +1220,11 @@ static int from_hub(struct run *r)
 	return !mb_job_source_is_path(r->j->source);
 }
 
+static int fidelity_asked(struct run *r)
+{
+	return r->j->fidelity;
+}
+
 static int smoke_asked(struct run *r)
 {
 	return r->j->smoke;
@@ -1234,7 +1243,7 @@ static const struct job_step {
 	{ "convert", step_convert, NULL, NULL, 0, 0 },
 	{ "imatrix", step_imatrix, NULL, imatrix_wanted, 0, 0 },
 	{ "quantize", step_quantize, NULL, NULL, 0, 0 },
-	{ "fidelity", step_fidelity, NULL, NULL, 0, 0 },
+	{ "fidelity", step_fidelity, NULL, fidelity_asked, 0, 0 },
 	{ "manifest", step_manifest, NULL, NULL, 0, 0 },
 	{ "pull", step_pull, pull_resume, NULL, 0, 0 },
 	{ "smoke", step_smoke, NULL, smoke_asked, 1, 0 },

@@ -122,6 +122,8 @@ struct mb_job_row {
 	char outtype[8];
 	int smoke;
 	int pull_f16;		/* pull the float GGUF back too */
+	char imatrix[8];	/* "auto", "on" or "off" ("" reads as auto) */
+	int fidelity;		/* measure each quant against the F16 */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

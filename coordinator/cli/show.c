@@ -411,9 +411,11 @@ int cmd_show(int argc, char **argv)
 		       "attempt%s\n", j.worker, j.cost_per_hour, held,
 		       mb_job_cost(&now), j.attempts, j.attempts == 1 ? "" : "s");
 	}
-	printf("  %s layout, %s weights, quantized to %s, smoke test %s\n"
+	printf("  %s layout, %s weights, quantized to %s, importance matrix "
+	       "%s, fidelity %s, smoke test %s\n"
 	       "  created %s, started %s, finished %s\n", j.layout, j.outtype,
-	       j.quants, j.smoke ? "on" : "off", c, st, fin);
+	       j.quants, j.imatrix[0] ? j.imatrix : "auto",
+	       j.fidelity ? "on" : "off", j.smoke ? "on" : "off", c, st, fin);
 	if (strcmp(j.state, "waiting") == 0) {
 		when(j.next_try_at, c, sizeof(c));
 		printf("  waiting until %s to try again\n", c);

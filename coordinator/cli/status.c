@@ -68,10 +68,12 @@ void cli_job_json(struct mb_buf *b, struct mb_store *s,
 	mb_buf_addf(b, ",\"state\":\"%s\",\"quants\":", j->state);
 	mb_json_quote(b, j->quants);
 	mb_buf_addf(b, ",\"layout\":\"%s\",\"outtype\":\"%s\",\"smoke\":%s,"
-		    "\"attempts\":%d,\"held_seconds\":%.1f,\"cost\":%.4f,"
+		    "\"imatrix\":\"%s\",\"fidelity\":%s,\"attempts\":%d,\"held_seconds\":%.1f,\"cost\":%.4f,"
 		    "\"created_at\":%lld,\"started_at\":%lld,\"finished_at\":%lld,"
 		    "\"next_try_at\":%lld,\"commit\":", j->layout, j->outtype,
-		    j->smoke ? "true" : "false", j->attempts, held, usd,
+		    j->smoke ? "true" : "false",
+		    j->imatrix[0] ? j->imatrix : "auto",
+		    j->fidelity ? "true" : "false", j->attempts, held, usd,
 		    (long long)j->created_at, (long long)j->started_at,
 		    (long long)j->finished_at, (long long)j->next_try_at);
 	mb_json_quote(b, j->commit_sha);

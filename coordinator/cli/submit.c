@@ -43,6 +43,11 @@ static const struct cli_opt opts[] = {
 	{ "no-smoke", 0, NULL, NULL, "do not load the results with llama.cpp "
 	  "here" },
 	{ "pull-f16", 0, NULL, NULL, "pull back the full-precision GGUF too" },
+	{ "imatrix", 0, "WHEN", "auto|on|off", "an importance matrix for the "
+	  "quants: auto (default) when a\n    type is below 5 bits, on for "
+	  "every type, off for none" },
+	{ "no-fidelity", 0, NULL, NULL, "do not measure each quant against the "
+	  "F16 on the worker" },
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
@@ -264,6 +269,8 @@ int cmd_submit(int argc, char **argv)
 	snprintf(j.layout, sizeof(j.layout), "native");
 	snprintf(j.outtype, sizeof(j.outtype), "f16");
 	j.smoke = 1;
+	j.fidelity = 1;
+	snprintf(j.imatrix, sizeof(j.imatrix), "auto");
 	cli_parse_init(&p, &spec, argc, argv);
 	if (set == NULL)
 		return 1;
@@ -277,6 +284,10 @@ int cmd_submit(int argc, char **argv)
 			j.smoke = 0;
 		} else if (cli_is(&p, "pull-f16")) {
 			j.pull_f16 = 1;
+		} else if (cli_is(&p, "imatrix")) {
+			snprintf(j.imatrix, sizeof(j.imatrix), "%s", p.val);
+		} else if (cli_is(&p, "no-fidelity")) {
+			j.fidelity = 0;
 		} else if (cli_is(&p, "notify")) {
 			if (strncmp(p.val, "http://", 7) != 0 &&
 			    strncmp(p.val, "https://", 8) != 0) {
@@ -329,6 +340,19 @@ int cmd_submit(int argc, char **argv)
 		goto usage;
 	}
 	snprintf(j.quants, sizeof(j.quants), "%s", list);
+	if (strcmp(j.imatrix, "off") == 0) {
+		/* the types llama.cpp will not make without one */
+		char q[256], *t, *save = NULL;
+
+		snprintf(q, sizeof(q), "%s", j.quants);
+		for (t = strtok_r(q, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			if (mb_quant_find(t) != NULL && mb_quant_find(t)->imatrix == 2) {
+				fprintf(stderr, "mibera-job submit: %s cannot be made "
+					"without an importance matrix: leave out "
+					"--imatrix off, or choose another type\n", t);
+				goto usage;
+			}
+	}
 	/* what the user settled travels with the job, the base's config
 	 * read from the hub now (so the worker needs no hub for it) */
 	if (set->child != NULL || base != NULL) {
