@@ -464,12 +464,12 @@ static int add_escaped(struct mb_buf *b, const char *s, int keep_slash)
 	return rc;
 }
 
-int mb_hubpush_create_repo(struct mb_hub *h, const char *repo,
-			   int private_repo, int *created)
+/* POST /api/repos/create; a 409 (it is there) is success, as
+ * huggingface_hub's exist_ok takes it. */
+static int create_repo(struct push *p, const char *repo, int private_repo,
+		       int *created)
 {
-	struct mb_hubpush_opts o;
-	struct mb_hubpush_result r;
-	struct push p;
+	struct mb_hub *h = p->h;
 	struct req q;
 	struct mb_buf url, body, ans;
 	const char *slash = strchr(repo, '/');
@@ -488,12 +488,6 @@ int mb_hubpush_create_repo(struct mb_hub *h, const char *repo,
 	}
 	snprintf(org, sizeof(org), "%.*s", (int)(slash - repo), repo);
 	snprintf(name, sizeof(name), "%s", slash + 1);
-	memset(&o, 0, sizeof(o));
-	memset(&r, 0, sizeof(r));
-	memset(&p, 0, sizeof(p));
-	p.h = h;
-	p.o = &o;
-	p.r = &r;
 	mb_buf_init(&url, 4096);
 	mb_buf_init(&body, 4096);
 	mb_buf_init(&ans, MAX_ANSWER);
@@ -515,18 +509,32 @@ int mb_hubpush_create_repo(struct mb_hub *h, const char *repo,
 	q.fd = -1;
 	q.what = "creating the repository";
 	q.answer = &ans;
-	rc = send_req(&p, &q);
-	if (rc == MB_EEXIST) {
-		rc = 0; /* 409: it is there already, as huggingface_hub's
-			 * exist_ok takes it */
-	} else if (rc == 0) {
+	rc = send_req(p, &q);
+	if (rc == MB_EEXIST)
+		rc = 0;
+	else if (rc == 0)
 		*created = 1;
-	}
 out:
 	mb_buf_release(&url);
 	mb_buf_release(&body);
 	mb_buf_release(&ans);
 	return rc;
+}
+
+int mb_hubpush_create_repo(struct mb_hub *h, const char *repo,
+			   int private_repo, int *created)
+{
+	struct mb_hubpush_opts o;
+	struct mb_hubpush_result r;
+	struct push p;
+
+	memset(&o, 0, sizeof(o));
+	memset(&r, 0, sizeof(r));
+	memset(&p, 0, sizeof(p));
+	p.h = h;
+	p.o = &o;
+	p.r = &r;
+	return create_repo(&p, repo, private_repo, created);
 }
 
 /* Hashes each file (checking the expected sha256) and reads its sample. */
@@ -1165,8 +1173,7 @@ int mb_hubpush(struct mb_hub *h, const struct mb_hubpush_opts *o,
 	r->nfiles = o->nfiles;
 	rc = prepare(&p, it, o->nfiles);
 	if (rc == 0)
-		rc = mb_hubpush_create_repo(h, o->repo, o->private_repo,
-					    &r->created);
+		rc = create_repo(&p, o->repo, o->private_repo, &r->created);
 	if (rc == 0)
 		rc = preupload(&p, rev, it, o->nfiles);
 	if (rc == 0)
