@@ -30,7 +30,7 @@ int mb_proto_step_verb_ok(const char *verb)
 {
 	static const char *const verbs[] = { "fetch", "convert", "imatrix",
 					     "quantize", "fidelity",
-					     "manifest" };
+					     "manifest", "push" };
 	size_t i;
 
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)

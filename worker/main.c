@@ -24,6 +24,7 @@ static const struct verb verbs[] = {
 	{ "imatrix", verb_imatrix, "importance matrix over a calibration text" },
 	{ "fidelity", verb_fidelity, "KL divergence of quants from their F16" },
 	{ "manifest", verb_manifest, "checksum a directory's GGUF files" },
+	{ "push", verb_push, "upload GGUF files to a hub repository, one commit" },
 	{ "hello", verb_hello, "what this worker is and has, as JSON" },
 	{ "start", verb_start, "run a step detached (spec on stdin)" },
 	{ "follow", verb_follow, "stream a step's events from an offset" },

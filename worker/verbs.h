@@ -14,6 +14,7 @@ int verb_quantize(int argc, char **argv);
 int verb_imatrix(int argc, char **argv);
 int verb_fidelity(int argc, char **argv);
 int verb_manifest(int argc, char **argv);
+int verb_push(int argc, char **argv);
 int verb_hello(int argc, char **argv);
 int verb_start(int argc, char **argv);
 int verb_follow(int argc, char **argv);

@@ -6,8 +6,28 @@ APIs, resolve (302 to a second "blob" port for LFS files, direct for the
 rest), Range, Bearer auth, gated and private repos, and fault knobs set per
 file through a control API on the hub port. Standard library only.
 
+Uploads, as the hub takes them from huggingface_hub's create_commit (each
+needs the Bearer token): POST /api/repos/create ({"name", "organization",
+"private"}; 409 when it exists; a new repo holds .gitattributes);
+POST /api/models/<org>/<name>/preupload/<rev> (uploadMode "lfs" for the
+LFS suffixes above and files of 10 MB or more); POST
+<org>/<name>.git/info/lfs/objects/batch (per object: no actions when the
+store has it; above --multipart-threshold a multipart upload: header
+chunk_size and one signed part URL per chunk on the blob port, each PUT
+answered with ETag "<md5>", then a POST of {"oid", "parts": [{"partNumber",
+"etag"}]} to the action's href; else one PUT URL and a verify action);
+POST /api/models/<org>/<name>/commit/<rev> (NDJSON: a header line with
+summary and an optional parentCommit, 412 when that is not the head; then
+"file" lines with base64 content and "lfsFile" lines naming stored
+objects). A commit writes the files into the repo's directory, so the
+revision, tree and resolve endpoints serve them.
+Fault paths for uploads: "lfs-part/<n>" (part n of any object),
+"lfs-object" (a single PUT), "commit" (refused before it applies) and
+"commit-applied" (applied, then answered with the status: a lost answer).
+
 Usage: fakehub.py --root DIR [--port 0] [--blob-port 0] [--token TOKEN]
-                  [--page-size N] [--verbose]
+                  [--page-size N] [--multipart-threshold BYTES]
+                  [--chunk-size BYTES] [--verbose]
 
 Prints one line "HUB_PORT=<p> BLOB_PORT=<q>" when both ports listen, then
 serves until SIGTERM.
@@ -36,37 +56,62 @@ Control API (hub port, no auth):
     for rate_limit, the repo's revision and tree API calls too.
   POST /_control/reset  clears faults and counters
   GET  /_control/stats  {"files": {"org/name/path": {"bytes", "requests"}},
-                         "blob_auth_headers": K, "requests": total}
+                         "blob_auth_headers": K, "requests": total,
+                         "uploads": {"org/name": {"batches", "part_puts",
+                           "object_puts", "bytes", "objects", "commits",
+                           "refused"}}}
+    part_puts and object_puts count every PUT (failed ones too); bytes:
+    body bytes received by them; objects: LFS objects stored; commits:
+    commits applied; refused: requests refused with an injected status.
     bytes: body bytes of that file actually written to a socket; requests:
     resolve and blob requests that named that file.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".model", ".pt")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 CHUNK = 256 * 1024
 META_NAME = ".fakehub.json"
+STORE_NAME = ".lfs-store"
+OID_RE = re.compile(r"^[0-9a-f]{64}$")
+GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
+*.gguf filter=lfs diff=lfs merge=lfs -text
+*.model filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+"""
 
 
 class State:
     """Everything the two servers share, behind one lock."""
 
-    def __init__(self, root, token, page_size, verbose):
+    def __init__(self, root, token, page_size, verbose,
+                 multipart_threshold=64 << 20, chunk_size=16 << 20):
         self.root = os.path.abspath(root)
         self.token = token
         self.page_size = page_size
         self.verbose = verbose
+        self.multipart_threshold = multipart_threshold
+        self.chunk_size = chunk_size
+        self.store = os.path.join(self.root, STORE_NAME)
+        self.multipart = {}
+        self.commit_lock = threading.Lock()
         self.hub_port = 0
         self.blob_port = 0
         self.lock = threading.Lock()
@@ -79,6 +124,14 @@ class State:
             self.files = {}
             self.blob_auth = 0
             self.requests = 0
+            self.uploads = {}
+
+    def count_upload(self, repo_id, key, n=1):
+        with self.lock:
+            st = self.uploads.setdefault(repo_id, {
+                "batches": 0, "part_puts": 0, "object_puts": 0, "bytes": 0,
+                "objects": 0, "commits": 0, "refused": 0})
+            st[key] += n
 
     def count_request(self):
         with self.lock:
@@ -485,6 +538,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self.dispatch()
 
+    def do_PUT(self):
+        self.dispatch()
+
     def dispatch(self):
         try:
             self.route()
@@ -507,9 +563,11 @@ class HubHandler(Handler):
         query = urllib.parse.parse_qs(url.query)
         if segs and segs[0] == "_control":
             return self.control(segs[1:])
-        self.read_body()
+        body = self.read_body()
         self.st.count_request()
         if self.command == "POST":
+            return self.post(segs, query, body)
+        if self.command != "GET" and self.command != "HEAD":
             return self.error(405, None, "method not allowed")
         if len(segs) >= 6 and segs[0] == "api" and segs[1] == "models":
             org, name, kind, rev = segs[2:6]
@@ -522,6 +580,332 @@ class HubHandler(Handler):
             path = "/".join(segs[4:])
             return self.resolve(segs[0], segs[1], segs[3], path)
         self.error(404, None, "not found: %s" % url.path)
+
+    # Uploads ------------------------------------------------------------
+
+    def post(self, segs, query, body):
+        if segs == ["api", "repos", "create"]:
+            return self.create_repo(body)
+        if len(segs) == 6 and segs[:2] == ["api", "models"]:
+            org, name, kind, rev = segs[2:6]
+            if kind == "preupload":
+                return self.preupload(org, name, rev, body)
+            if kind == "commit":
+                return self.commit(org, name, rev, body)
+        if len(segs) == 6 and segs[1].endswith(".git") and \
+                segs[2:5] == ["info", "lfs", "objects"]:
+            org, name = segs[0], segs[1][:-4]
+            if segs[5] == "batch":
+                return self.lfs_batch(org, name, body)
+            if segs[5] == "verify":
+                return self.lfs_verify(org, name, body)
+        if len(segs) == 5 and segs[1].endswith(".git") and \
+                segs[2:5] == ["info", "lfs", "complete_multipart"]:
+            return self.lfs_complete(segs[0], segs[1][:-4], query, body)
+        self.error(405, None, "method not allowed")
+
+    def need_write(self):
+        """The writer's token; else answers 401 and returns False."""
+        if self.authorized():
+            return True
+        self.error(401, None, "Invalid credentials in Authorization header"
+                   if self.headers.get("Authorization") else
+                   "You must be authenticated to access this endpoint")
+        return False
+
+    def json_body(self, body):
+        try:
+            doc = json.loads(body or b"null")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            self.error(400, "BadRequest", "the body is not a JSON object")
+            return None
+        return doc
+
+    def write_repo(self, org, name):
+        """The repo for a write (it exists, the token is the writer's);
+        else answers and returns None."""
+        if not self.need_write():
+            return None
+        repo = self.st.load_repo(org, name)
+        if repo is None:
+            self.error(404, "RepoNotFound",
+                       "Repository Not Found for url: %s" % self.path)
+            return None
+        return repo
+
+    def refused(self, repo_id, what):
+        code = self.st.take_status(repo_id, what)
+        if code is None:
+            return False
+        self.st.count_upload(repo_id, "refused")
+        self.error(code, None, "injected HTTP %d" % code)
+        return True
+
+    def create_repo(self, body):
+        if not self.need_write():
+            return
+        doc = self.json_body(body)
+        if doc is None:
+            return
+        org, name = doc.get("organization"), doc.get("name")
+        if doc.get("type") not in (None, "model"):
+            return self.error(400, None, "only model repos here")
+        if not isinstance(org, str) or not isinstance(name, str) or \
+                not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$", name) or \
+                not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$", org) or \
+                ".." in name:
+            return self.error(400, None, "Invalid repo name")
+        base = os.path.join(self.st.root, org, name)
+        url = "http://127.0.0.1:%d/%s/%s" % (self.st.hub_port, org, name)
+        with self.st.commit_lock:
+            if os.path.isdir(base):
+                return self.reply(409, {"error": "You already created this "
+                                        "model repo", "url": url})
+            os.makedirs(base)
+            with open(os.path.join(base, ".gitattributes"), "wb") as fp:
+                fp.write(GITATTRIBUTES)
+            if doc.get("private"):
+                with open(os.path.join(base, META_NAME), "w") as fp:
+                    json.dump({"private": True}, fp)
+        self.reply(200, {"url": url, "name": org + "/" + name,
+                         "id": org + "/" + name})
+
+    def preupload(self, org, name, rev, body):
+        repo = self.write_repo(org, name)
+        if repo is None or not self.check_rev(repo, rev):
+            return
+        doc = self.json_body(body)
+        if doc is None:
+            return
+        files = doc.get("files")
+        if not isinstance(files, list):
+            return self.error(400, None, "files must be a list")
+        out = []
+        for f in files:
+            if not isinstance(f, dict) or not isinstance(f.get("path"), str) \
+                    or not isinstance(f.get("size"), int) or \
+                    not isinstance(f.get("sample"), str):
+                return self.error(400, None, "malformed file entry")
+            try:
+                base64.b64decode(f["sample"], validate=True)
+            except binascii.Error:
+                return self.error(400, None, "sample is not base64")
+            lfs = f["path"].endswith(LFS_SUFFIXES) or \
+                f["size"] >= LFS_MIN_SIZE
+            ent = repo["files"].get(f["path"])
+            out.append({"path": f["path"],
+                        "uploadMode": "lfs" if lfs else "regular",
+                        "shouldIgnore": False,
+                        "oid": ent["oid"] if ent else None})
+        self.reply(200, {"files": out, "commitOid": repo["commit"]})
+
+    def store_path(self, oid):
+        return os.path.join(self.st.store, oid)
+
+    def stored(self, oid, size):
+        p = self.store_path(oid)
+        return os.path.isfile(p) and os.path.getsize(p) == size
+
+    def lfs_batch(self, org, name, body):
+        repo = self.write_repo(org, name)
+        if repo is None:
+            return
+        doc = self.json_body(body)
+        if doc is None:
+            return
+        self.st.count_upload(repo["id"], "batches")
+        if doc.get("operation") != "upload" or \
+                not isinstance(doc.get("objects"), list):
+            return self.error(422, None, "operation must be upload")
+        transfers = doc.get("transfers") or ["basic"]
+        out = []
+        for o in doc["objects"]:
+            oid, size = o.get("oid"), o.get("size")
+            if not isinstance(oid, str) or not OID_RE.match(oid) or \
+                    not isinstance(size, int) or size < 0:
+                out.append({"oid": str(oid), "size": size if
+                            isinstance(size, int) else 0,
+                            "error": {"code": 422,
+                                      "message": "invalid oid or size"}})
+                continue
+            ent = {"oid": oid, "size": size, "authenticated": True}
+            if self.stored(oid, size):
+                out.append(ent)  # nothing to do: the hub has it
+                continue
+            sig = uuid.uuid4().hex
+            if size > self.st.multipart_threshold and \
+                    "multipart" in transfers:
+                upload_id = uuid.uuid4().hex
+                chunk = self.st.chunk_size
+                nparts = (size + chunk - 1) // chunk
+                with self.st.lock:
+                    self.st.multipart[upload_id] = {
+                        "oid": oid, "size": size, "repo": repo["id"],
+                        "nparts": nparts, "parts": {}}
+                header = {"chunk_size": str(chunk)}
+                for n in range(1, nparts + 1):
+                    header[str(n)] = ("http://127.0.0.1:%d/upload/%s/%d"
+                                      "?X-Amz-Signature=%s" % (
+                                          self.st.blob_port, upload_id, n,
+                                          sig))
+                ent["actions"] = {"upload": {
+                    "href": "http://127.0.0.1:%d/%s.git/info/lfs/"
+                            "complete_multipart?uploadId=%s" % (
+                                self.st.hub_port, repo["id"], upload_id),
+                    "header": header}}
+            else:
+                ent["actions"] = {
+                    "upload": {"href": "http://127.0.0.1:%d/upload/%s?%s" % (
+                        self.st.blob_port, oid, urllib.parse.urlencode(
+                            {"repo": repo["id"], "size": size,
+                             "X-Amz-Signature": sig}, safe="/"))},
+                    "verify": {"href": "http://127.0.0.1:%d/%s.git/info/"
+                               "lfs/objects/verify" % (self.st.hub_port,
+                                                      repo["id"])}}
+            out.append(ent)
+        self.reply(200, {"transfer": "basic", "objects": out,
+                         "hash_algo": "sha256"},
+                   ctype="application/vnd.git-lfs+json")
+
+    def lfs_verify(self, org, name, body):
+        repo = self.write_repo(org, name)
+        if repo is None:
+            return
+        doc = self.json_body(body)
+        if doc is None:
+            return
+        oid, size = doc.get("oid"), doc.get("size")
+        if not isinstance(oid, str) or not OID_RE.match(oid) or \
+                not isinstance(size, int) or not self.stored(oid, size):
+            return self.error(404, None, "object not found")
+        self.reply(200, {"ok": True})
+
+    def lfs_complete(self, org, name, query, body):
+        # Signed by its uploadId, as on the hub: no token needed.
+        upload_id = query.get("uploadId", [""])[0]
+        doc = self.json_body(body)
+        if doc is None:
+            return
+        with self.st.lock:
+            up = self.st.multipart.get(upload_id)
+        if up is None or up["repo"] != org + "/" + name:
+            return self.error(404, None, "no such upload")
+        parts = doc.get("parts")
+        if doc.get("oid") != up["oid"] or not isinstance(parts, list) or \
+                len(parts) != up["nparts"]:
+            return self.error(400, None, "oid or part count does not match")
+        tmp = os.path.join(self.st.store, "tmp")
+        m = hashlib.sha256()
+        total = 0
+        for i, part in enumerate(parts):
+            n = part.get("partNumber") if isinstance(part, dict) else None
+            have = up["parts"].get(n)
+            if n != i + 1 or have is None or part.get("etag") != have:
+                return self.error(400, None, "part %s missing or its etag "
+                                  "does not match" % (i + 1))
+            with open(os.path.join(tmp, "%s.%d" % (upload_id, n)),
+                      "rb") as fp:
+                while True:
+                    b = fp.read(1 << 20)
+                    if not b:
+                        break
+                    m.update(b)
+                    total += len(b)
+        if total != up["size"] or m.hexdigest() != up["oid"]:
+            return self.error(400, None, "the parts do not make the object "
+                              "(size %d, sha256 %s)" % (total, m.hexdigest()))
+        dst = self.store_path(up["oid"])
+        with open(dst + ".tmp", "wb") as out:
+            for n in range(1, up["nparts"] + 1):
+                pp = os.path.join(tmp, "%s.%d" % (upload_id, n))
+                with open(pp, "rb") as fp:
+                    shutil.copyfileobj(fp, out, 1 << 20)
+                os.unlink(pp)
+        os.replace(dst + ".tmp", dst)
+        with self.st.lock:
+            self.st.multipart.pop(upload_id, None)
+        self.st.count_upload(up["repo"], "objects")
+        self.reply(200, {"ok": True})
+
+    def commit(self, org, name, rev, body):
+        repo = self.write_repo(org, name)
+        if repo is None or not self.check_rev(repo, rev):
+            return
+        if self.refused(repo["id"], "commit"):
+            return
+        lines = [x for x in body.split(b"\n") if x.strip()]
+        try:
+            items = [json.loads(x) for x in lines]
+        except ValueError:
+            return self.error(400, None, "the body is not NDJSON")
+        if not items or not isinstance(items[0], dict) or \
+                items[0].get("key") != "header" or \
+                not isinstance(items[0].get("value"), dict) or \
+                not isinstance(items[0]["value"].get("summary"), str):
+            return self.error(400, None, "the first line must be the header "
+                              "with a summary")
+        header = items[0]["value"]
+        writes = []
+        for it in items[1:]:
+            v = it.get("value") if isinstance(it, dict) else None
+            key = it.get("key") if isinstance(it, dict) else None
+            path = v.get("path") if isinstance(v, dict) else None
+            if not isinstance(path, str) or not path or \
+                    path.startswith("/") or path.startswith(".git/") or \
+                    any(x in ("", ".", "..") for x in path.split("/")) or \
+                    path == META_NAME:
+                return self.error(400, None, "bad path %r" % path)
+            if key == "file":
+                if v.get("encoding") != "base64":
+                    return self.error(400, None, "encoding must be base64")
+                try:
+                    data = base64.b64decode(v.get("content", ""),
+                                            validate=True)
+                except (binascii.Error, TypeError):
+                    return self.error(400, None, "content is not base64")
+                writes.append((path, data, None))
+            elif key == "lfsFile":
+                oid, size = v.get("oid"), v.get("size")
+                if v.get("algo") != "sha256" or not isinstance(oid, str) or \
+                        not OID_RE.match(oid):
+                    return self.error(400, None, "bad lfsFile %r" % path)
+                p = self.store_path(oid)
+                if not os.path.isfile(p) or (
+                        size is not None and os.path.getsize(p) != size):
+                    return self.error(400, None, "Your push was rejected "
+                                      "because an LFS pointer pointed to a "
+                                      "file that does not exist: %s" % path)
+                writes.append((path, None, p))
+            else:
+                return self.error(400, None, "unknown key %r" % key)
+        base = os.path.join(self.st.root, org, name)
+        with self.st.commit_lock:
+            now = self.st.load_repo(org, name)
+            parent = header.get("parentCommit")
+            if parent is not None and parent != now["commit"]:
+                return self.error(412, None, "A commit has happened since. "
+                                  "Please refresh and try again.")
+            for path, data, src in writes:
+                full = os.path.join(base, *path.split("/"))
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                tmp = full + ".fakehub-tmp"
+                if src is not None:
+                    shutil.copyfile(src, tmp)
+                else:
+                    with open(tmp, "wb") as fp:
+                        fp.write(data)
+                os.replace(tmp, full)
+            after = self.st.load_repo(org, name)
+        self.st.count_upload(repo["id"], "commits")
+        if self.refused(repo["id"], "commit-applied"):
+            return
+        self.reply(200, {"success": True, "commitOid": after["commit"],
+                         "commitUrl": "http://127.0.0.1:%d/%s/commit/%s" % (
+                             self.st.hub_port, repo["id"], after["commit"]),
+                         "commitMessage": header["summary"],
+                         "hookOutput": "", "pullRequestUrl": None})
 
     def control(self, segs):
         body = self.read_body()
@@ -539,7 +923,8 @@ class HubHandler(Handler):
             with self.st.lock:
                 out = {"files": json.loads(json.dumps(self.st.files)),
                        "blob_auth_headers": self.st.blob_auth,
-                       "requests": self.st.requests}
+                       "requests": self.st.requests,
+                       "uploads": json.loads(json.dumps(self.st.uploads))}
             return self.reply(200, out)
         self.error(404, None, "no control command %s" % cmd)
 
@@ -640,13 +1025,15 @@ class HubHandler(Handler):
 class BlobHandler(Handler):
     def route(self):
         url = urllib.parse.urlsplit(self.path)
-        self.read_body()
+        body = self.read_body()
         self.st.count_request()
         if self.headers.get("Authorization") is not None:
             with self.st.lock:
                 self.st.blob_auth += 1
         segs = url.path.split("/")[1:]
         query = urllib.parse.parse_qs(url.query)
+        if self.command == "PUT" and segs and segs[0] == "upload":
+            return self.upload(segs[1:], query, body)
         if self.command == "POST" or len(segs) != 2 or segs[0] != "blobs":
             return self.error(404, None, "no such blob")
         sha = segs[1]
@@ -664,6 +1051,62 @@ class BlobHandler(Handler):
         self.serve_file(repo["id"], ent, {"ETag": '"%s"' % sha})
 
 
+    def upload(self, segs, query, body):
+        """A storage PUT: one part of a multipart upload, or a whole
+        object. Signed URLs: no token is needed (and none should come)."""
+        if "X-Amz-Signature" not in query:
+            return self.error(403, None, "unsigned upload URL")
+        os.makedirs(os.path.join(self.st.store, "tmp"), exist_ok=True)
+        if len(segs) == 2:
+            upload_id = segs[0]
+            try:
+                n = int(segs[1])
+            except ValueError:
+                return self.error(404, None, "no such part")
+            with self.st.lock:
+                up = self.st.multipart.get(upload_id)
+            if up is None or not 1 <= n <= up["nparts"]:
+                return self.error(404, None, "no such upload")
+            self.st.count_upload(up["repo"], "part_puts")
+            self.st.count_upload(up["repo"], "bytes", len(body))
+            code = self.st.take_status(up["repo"], "lfs-part/%d" % n)
+            if code is not None:
+                self.st.count_upload(up["repo"], "refused")
+                return self.error(code, None, "injected HTTP %d" % code)
+            want = min(self.st.chunk_size,
+                       up["size"] - (n - 1) * self.st.chunk_size)
+            if len(body) != want:
+                return self.error(400, None, "part %d: %d bytes, expected "
+                                  "%d" % (n, len(body), want))
+            tmp = os.path.join(self.st.store, "tmp", "%s.%d" % (upload_id, n))
+            with open(tmp, "wb") as fp:
+                fp.write(body)
+            etag = '"%s"' % hashlib.md5(body).hexdigest()
+            with self.st.lock:
+                up["parts"][n] = etag
+            return self.reply(200, b"", {"ETag": etag}, "text/plain")
+        if len(segs) != 1 or not OID_RE.match(segs[0]):
+            return self.error(404, None, "no such object")
+        oid = segs[0]
+        repo_id = query.get("repo", [""])[0]
+        self.st.count_upload(repo_id, "object_puts")
+        self.st.count_upload(repo_id, "bytes", len(body))
+        code = self.st.take_status(repo_id, "lfs-object")
+        if code is not None:
+            self.st.count_upload(repo_id, "refused")
+            return self.error(code, None, "injected HTTP %d" % code)
+        if hashlib.sha256(body).hexdigest() != oid or \
+                str(len(body)) != query.get("size", [""])[0]:
+            return self.error(400, None, "the body is not object %s" % oid)
+        dst = os.path.join(self.st.store, oid)
+        with open(dst + ".tmp", "wb") as fp:
+            fp.write(body)
+        os.replace(dst + ".tmp", dst)
+        self.st.count_upload(repo_id, "objects")
+        self.reply(200, b"", {"ETag": '"%s"' % hashlib.md5(body).hexdigest()},
+                   "text/plain")
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -677,12 +1120,17 @@ def main():
     ap.add_argument("--blob-port", type=int, default=0)
     ap.add_argument("--token")
     ap.add_argument("--page-size", type=int, default=1000)
+    ap.add_argument("--multipart-threshold", type=int, default=64 << 20)
+    ap.add_argument("--chunk-size", type=int, default=16 << 20)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     if args.page_size < 1:
         ap.error("--page-size must be positive")
+    if args.chunk_size < 1 or args.multipart_threshold < 0:
+        ap.error("--chunk-size must be positive")
 
-    state = State(args.root, args.token, args.page_size, args.verbose)
+    state = State(args.root, args.token, args.page_size, args.verbose,
+                  args.multipart_threshold, args.chunk_size)
     hub = Server(("127.0.0.1", args.port), HubHandler)
     blob = Server(("127.0.0.1", args.blob_port), BlobHandler)
     hub.state = blob.state = state
