@@ -24,6 +24,7 @@ static const struct cmd cmds[] = {
 	{ "cancel", cmd_cancel, "stop a job and its step on the worker" },
 	{ "retry", cmd_retry, "queue a failed or cancelled job again" },
 	{ "artifacts", cmd_artifacts, "a job's files and their checksums" },
+	{ "push", cmd_push, "push a finished job's files to a hub repository" },
 	{ "worker", cmd_worker, "add, list, check or remove workers" },
 	{ "inspect", cmd_inspect,
 	  "what a model really is, and what its config.json gets wrong" },

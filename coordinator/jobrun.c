@@ -801,12 +801,8 @@ static int put_overrides(struct run *r, char *path, size_t cap)
 			  mb_strerror(rc));
 	if (rc == 0 && text[0] != '\0') {
 		snprintf(path, cap, "%s/overrides.json", r->wjob);
-		rc = mb_transport_truncate(r->t, path, 0);
-		if (rc == 0)
-			rc = mb_transport_write(r->t, path, 0, text, strlen(text));
-		if (rc != 0)
-			mb_seterr(r->err, r->errcap, "cannot write '%s' on %s: %s",
-				  path, r->w.name, mb_transport_errmsg(r->t));
+		rc = mb_worker_put(r->t, path, text, strlen(text), r->err,
+				   r->errcap);
 	}
 	free(text);
 	return rc;
@@ -1198,6 +1194,53 @@ static int step_publish(struct run *r)
 	return rc;
 }
 
+/* push: the artifacts, from the worker's copy (a rented box's uplink,
+ * the files checked against the manifest there), with the model card and
+ * provenance written here, to the hub in one commit */
+static int step_push(struct run *r)
+{
+	static const char *const small[] = { "README.md", "provenance.json" };
+	const char *argv[8];
+	struct mb_buf files;
+	size_t i;
+	int rc = 0, n = 0;
+
+	for (i = 0; rc == 0 && i < sizeof(small) / sizeof(small[0]); i++) {
+		char local[4600], remote[2600];
+
+		snprintf(local, sizeof(local), "%s/%s", r->adir, small[i]);
+		snprintf(remote, sizeof(remote), "%s/%s", r->out, small[i]);
+		rc = mb_worker_upload(r->t, local, remote, NULL, r->err,
+				      r->errcap);
+	}
+	if (rc != 0)
+		return rc;
+	mb_buf_init(&files, 1 << 16);
+	for (i = 0; i < r->ml->n; i++)
+		mb_buf_addf(&files, "%s,", r->ml->files[i]->name);
+	mb_buf_adds(&files, "README.md,provenance.json");
+	if ((rc = mb_buf_error(&files)) != 0) {
+		mb_buf_release(&files);
+		return rc;
+	}
+	argv[n++] = "push";
+	argv[n++] = r->out;
+	argv[n++] = r->j->push_repo;
+	argv[n++] = "--files";
+	argv[n++] = files.data;
+	if (r->j->push_private)
+		argv[n++] = "--private";
+	argv[n] = NULL;
+	rc = run_worker(r, "push", "push", argv, 1);
+	mb_buf_release(&files);
+	return rc;
+}
+
+static int push_asked(struct run *r)
+{
+	return r->j->push_repo[0] != '\0';
+}
+
 /* cleanup on the worker: a leftover directory does not fail a good job */
 static int step_cleanup(struct run *r)
 {
@@ -1248,6 +1291,7 @@ static const struct job_step {
 	{ "pull", step_pull, pull_resume, NULL, 0, 0 },
 	{ "smoke", step_smoke, NULL, smoke_asked, 1, 0 },
 	{ NULL, step_publish, NULL, NULL, 1, 0 },
+	{ "push", step_push, NULL, push_asked, 0, 0 },
 	{ "cleanup", step_cleanup, NULL, NULL, 1, 1 },
 	{ NULL, NULL, NULL, NULL, 0, 0 },
 };

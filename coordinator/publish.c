@@ -367,8 +367,11 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 
 	mb_buf_adds(b, "---\n");
 	if (!mb_job_source_is_path(j->source))
-		mb_buf_addf(b, "base_model: %s\n", j->source);
-	mb_buf_adds(b, "tags:\n- gguf\n- llama.cpp\n- mibera\n---\n\n");
+		/* the hub links a quantized model to its source by these */
+		mb_buf_addf(b, "base_model: %.*s\nbase_model_relation: quantized\n",
+			    (int)strcspn(j->source, "@"), j->source);
+	mb_buf_adds(b, "quantized_by: mibera\n"
+		       "tags:\n- gguf\n- llama.cpp\n- mibera\n---\n\n");
 	mb_buf_addf(b, "# %s GGUF\n\n", slash ? slash + 1 : j->source);
 	if (mb_job_source_is_path(j->source))
 		mb_buf_addf(b, "GGUF files of the model in `%s`", j->source);

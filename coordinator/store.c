@@ -563,7 +563,7 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 
 const char *const mb_job_steps[] = {
 	"preflight", "fetch", "convert", "imatrix", "quantize", "fidelity",
-	"manifest", "pull", "smoke", "cleanup", NULL,
+	"manifest", "pull", "smoke", "push", "cleanup", NULL,
 };
 
 #define JOB_COLS "j.id, j.source, j.revision, j.commit_sha, j.worker_id, " \
@@ -571,7 +571,7 @@ const char *const mb_job_steps[] = {
 		 "j.notify_url, j.state, j.error, j.attempts, "            \
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
 		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16, " \
-		 "j.imatrix, j.fidelity"
+		 "j.imatrix, j.fidelity, j.push_repo, j.push_private"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -599,6 +599,8 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	j->pull_f16 = sqlite3_column_int(st, 20);
 	col(st, 21, j->imatrix, sizeof(j->imatrix));
 	j->fidelity = sqlite3_column_int(st, 22);
+	col(st, 23, j->push_repo, sizeof(j->push_repo));
+	j->push_private = sqlite3_column_int(st, 24);
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -666,8 +668,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
 			       "layout, outtype, smoke, notify_url, created_at, "
-			       "pull_f16, overrides, imatrix, fidelity) VALUES "
-			       "(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       "pull_f16, overrides, imatrix, fidelity, push_repo, "
+			       "push_private) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st,
 			       NULL) != SQLITE_OK)
 		goto out;
@@ -685,6 +687,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 		sqlite3_bind_text(st, 11, j->overrides, -1, SQLITE_TRANSIENT);
 	bind_text(st, 12, j->imatrix[0] ? j->imatrix : "auto");
 	sqlite3_bind_int(st, 13, j->fidelity);
+	bind_text(st, 14, opt(j->push_repo));
+	sqlite3_bind_int(st, 15, j->push_private);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

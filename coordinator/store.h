@@ -124,6 +124,8 @@ struct mb_job_row {
 	int pull_f16;		/* pull the float GGUF back too */
 	char imatrix[8];	/* "auto", "on" or "off" ("" reads as auto) */
 	int fidelity;		/* measure each quant against the F16 */
+	char push_repo[128];	/* push the artifacts there ("" : not) */
+	int push_private;	/* ... into a private repository */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

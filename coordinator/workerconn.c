@@ -109,8 +109,21 @@ out:
 }
 
 /* Copies a local file to path on the worker; adds its size to *sent. */
-static int upload(struct mb_transport *t, const char *local, const char *path,
-		  size_t *sent, char *err, size_t errcap)
+int mb_worker_put(struct mb_transport *t, const char *path, const void *data,
+		  size_t len, char *err, size_t errcap)
+{
+	int rc = mb_transport_truncate(t, path, 0);
+
+	if (rc == 0)
+		rc = mb_transport_write(t, path, 0, data, len);
+	if (rc != 0)
+		mb_seterr(err, errcap, "cannot write '%s' on the worker: %s", path,
+			  mb_transport_errmsg(t));
+	return rc;
+}
+
+int mb_worker_upload(struct mb_transport *t, const char *local,
+		     const char *path, size_t *sent, char *err, size_t errcap)
 {
 	char *data = NULL;
 	size_t len;
@@ -121,13 +134,8 @@ static int upload(struct mb_transport *t, const char *local, const char *path,
 		mb_seterr(err, errcap, "cannot read '%s': %s", local, mb_strerror(rc));
 		return rc;
 	}
-	rc = mb_transport_truncate(t, path, 0);
-	if (rc == 0)
-		rc = mb_transport_write(t, path, 0, data, len);
-	if (rc != 0)
-		mb_seterr(err, errcap, "cannot upload '%s': %s", path,
-			  mb_transport_errmsg(t));
-	else
+	rc = mb_worker_put(t, path, data, len, err, errcap);
+	if (rc == 0 && sent != NULL)
 		*sent += len;
 	free(data);
 	return rc;
@@ -342,11 +350,11 @@ int mb_worker_hello_progress(struct mb_transport *t,
 		mb_seterr(err, errcap, "cannot create '%s' on '%s': %s", w->dir,
 			  w->target, mb_transport_errmsg(t));
 	if (rc == 0)
-		rc = upload(t, bundle, rbundle, &sent, err, errcap);
+		rc = mb_worker_upload(t, bundle, rbundle, &sent, err, errcap);
 	if (rc == 0)
-		rc = upload(t, llama, rllama, &sent, err, errcap);
+		rc = mb_worker_upload(t, llama, rllama, &sent, err, errcap);
 	if (rc == 0)
-		rc = upload(t, script, rscript, &sent, err, errcap);
+		rc = mb_worker_upload(t, script, rscript, &sent, err, errcap);
 	if (rc != 0)
 		goto out;
 	snprintf(msg, sizeof(msg), "uploaded %zu bytes", sent);

@@ -31,6 +31,16 @@ int mb_worker_hello(struct mb_transport *t, const struct mb_worker_row *w,
 		    const char *agent, int bootstrap, char *hello,
 		    size_t hello_cap, char *err, size_t errcap);
 
+/* Writes len bytes of data as the file path on the worker (replacing
+ * it); on failure err says which file and why. */
+int mb_worker_put(struct mb_transport *t, const char *path, const void *data,
+		  size_t len, char *err, size_t errcap);
+
+/* Copies the local file to path on the worker (adding its size to *sent,
+ * when sent is not NULL). Small files only: it is read whole. */
+int mb_worker_upload(struct mb_transport *t, const char *local,
+		     const char *path, size_t *sent, char *err, size_t errcap);
+
 /* Receives the steps of an install as they start ("building llama.cpp
  * ..."), made printable, with the seconds since the install began. */
 typedef void (*mb_worker_progress_fn)(const char *step, double elapsed_s,

@@ -78,6 +78,7 @@ int cli_base_config(const char *cmd, const char *base, char **text,
 int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);

@@ -48,6 +48,11 @@ static const struct cli_opt opts[] = {
 	  "every type, off for none" },
 	{ "no-fidelity", 0, NULL, NULL, "do not measure each quant against the "
 	  "F16 on the worker" },
+	{ "push", 0, "ORG/NAME", NULL, "push the quants, model card and "
+	  "provenance to this hub\n    repository from the worker (HF_TOKEN "
+	  "with write access)" },
+	{ "private", 0, NULL, NULL, "with --push: create the repository "
+	  "private" },
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
@@ -288,6 +293,17 @@ int cmd_submit(int argc, char **argv)
 			snprintf(j.imatrix, sizeof(j.imatrix), "%s", p.val);
 		} else if (cli_is(&p, "no-fidelity")) {
 			j.fidelity = 0;
+		} else if (cli_is(&p, "push")) {
+			if (!mb_hub_repo_id_ok(p.val) ||
+			    strlen(p.val) >= sizeof(j.push_repo)) {
+				cli_usage_error(&spec, "--push is a repository on "
+						"the hub, org/name, not '%s'",
+						p.val);
+				goto usage;
+			}
+			snprintf(j.push_repo, sizeof(j.push_repo), "%s", p.val);
+		} else if (cli_is(&p, "private")) {
+			j.push_private = 1;
 		} else if (cli_is(&p, "notify")) {
 			if (strncmp(p.val, "http://", 7) != 0 &&
 			    strncmp(p.val, "https://", 8) != 0) {
@@ -340,6 +356,10 @@ int cmd_submit(int argc, char **argv)
 		goto usage;
 	}
 	snprintf(j.quants, sizeof(j.quants), "%s", list);
+	if (j.push_private && j.push_repo[0] == '\0') {
+		cli_usage_error(&spec, "--private goes with --push ORG/NAME");
+		goto usage;
+	}
 	if (strcmp(j.imatrix, "off") == 0) {
 		/* the types llama.cpp will not make without one */
 		char q[256], *t, *save = NULL;

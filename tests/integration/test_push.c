@@ -24,6 +24,7 @@
 #include "common/hub.h"
 #include "common/sha256.h"
 #include "hub.h"
+#include "model.h"
 #include "th.h"
 
 #define TOKEN "hf_pushtest_token_0123456789abcdef"
@@ -424,6 +425,96 @@ static void test_push_usage(void **state)
 	run_free(&r);
 }
 
+/* Checks that repo holds exactly the job's artifacts as pulled here:
+ * each GGUF of its manifest, the model card and provenance.json. */
+static void check_job_repo(const char *repo, const char *adir)
+{
+	static const char *const want[] = { "tiny-Q8_0.gguf", "README.md",
+					    "provenance.json" };
+	struct mb_hub h;
+	struct mb_hub_repo *tree = NULL;
+	size_t i;
+
+	assert_int_equal(mb_hub_init(&h, hub.url, TOKEN), 0);
+	assert_int_equal(mb_hub_list(&h, repo, "main", &tree), 0);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char a[1200], b[1200], ha[65], hb[65];
+
+		if (mb_hub_repo_find(tree, want[i]) == NULL)
+			fail_msg("%s is not in the tree of %s", want[i], repo);
+		snprintf(a, sizeof(a), "%s/%s", adir, want[i]);
+		snprintf(b, sizeof(b), "%s/%s/%s", hubdir, repo, want[i]);
+		sha_hex(a, ha);
+		sha_hex(b, hb);
+		assert_string_equal(ha, hb);
+	}
+	/* the float GGUF stays on the worker, as it is not pulled */
+	assert_null(mb_hub_repo_find(tree, "tiny-F16.gguf"));
+	mb_hub_repo_free(tree);
+	mb_hub_release(&h);
+}
+
+/* A job submitted with --push ends with its files in the repo, pushed
+ * from the worker with the token the coordinator holds; mibera-job push
+ * sends a finished job's files from here. */
+static void test_job_pushes(void **state)
+{
+	char model[700], mhome[700], adir[800], cmd[4096], *out;
+	const char *extra[] = { "--config", "broken", NULL };
+
+	(void)state;
+	snprintf(model, sizeof(model), "%s/tiny", root);
+	assert_int_equal(th_mkmodel(model, "phi4-tiny", extra), 0);
+	snprintf(mhome, sizeof(mhome), "%s/mibera", root);
+	setenv("MIBERA_HOME", mhome, 1);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job worker add wl local --dir %s/wd "
+		 "--agent %s/mibera-worker", MB_BINARY_DIR, root, MB_BINARY_DIR);
+	if (th_capture(cmd, &out) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job submit %s --quant Q8_0 "
+		 "--no-fidelity --push org/fromjob --private 2>/dev/null",
+		 MB_BINARY_DIR, model);
+	assert_int_equal(th_capture(cmd, &out), 0);
+	assert_string_equal(out, "1\n");
+	free(out);
+	setenv("HF_TOKEN", TOKEN, 1);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-coordinator --once", MB_BINARY_DIR);
+	if (th_capture(cmd, &out) != 0)
+		fail_msg("coordinator: %s", out);
+	unsetenv("HF_TOKEN");
+	assert_null(strstr(out, TOKEN));
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job status 1", MB_BINARY_DIR);
+	assert_int_equal(th_capture(cmd, &out), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "succeeded"));
+	assert_non_null(strstr(out, "push       done"));
+	free(out);
+	snprintf(adir, sizeof(adir), "%s/artifacts/job-1", mhome);
+	check_job_repo("org/fromjob", adir);
+	/* the token reached no stored event */
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job logs --json 1", MB_BINARY_DIR);
+	assert_int_equal(th_capture(cmd, &out), 0);
+	assert_null(strstr(out, TOKEN));
+	assert_non_null(strstr(out, "\"step\":\"push\""));
+	free(out);
+
+	/* by hand, from this machine's copy */
+	setenv("HF_TOKEN", TOKEN, 1);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job push 1 org/byhand", MB_BINARY_DIR);
+	if (th_capture(cmd, &out) != 0)
+		fail_msg("mibera-job push: %s", out);
+	unsetenv("HF_TOKEN");
+	assert_non_null(strstr(out, "pushed job 1 to"));
+	free(out);
+	check_job_repo("org/byhand", adir);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job push 1 not-a-repo", MB_BINARY_DIR);
+	assert_int_equal(th_capture(cmd, &out), 2);
+	free(out);
+	unsetenv("MIBERA_HOME");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_push_without_token),
 		cmocka_unit_test(test_push_damaged_file),
 		cmocka_unit_test(test_push_usage),
+		cmocka_unit_test(test_job_pushes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
