@@ -24,6 +24,8 @@ static const struct cmd cmds[] = {
 	{ "cancel", cmd_cancel, "stop a job and its step on the worker" },
 	{ "retry", cmd_retry, "queue a failed or cancelled job again" },
 	{ "artifacts", cmd_artifacts, "a job's files and their checksums" },
+	{ "ollama", cmd_ollama,
+	  "register a finished job's model with the local Ollama server" },
 	{ "worker", cmd_worker, "add, list, check or remove workers" },
 	{ "inspect", cmd_inspect,
 	  "what a model really is, and what its config.json gets wrong" },

@@ -563,14 +563,15 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 
 const char *const mb_job_steps[] = {
 	"preflight", "fetch", "convert", "imatrix", "quantize", "fidelity",
-	"manifest", "pull", "smoke", "cleanup", NULL,
+	"manifest", "pull", "smoke", "ollama", "cleanup", NULL,
 };
 
 #define JOB_COLS "j.id, j.source, j.revision, j.commit_sha, j.worker_id, " \
 		 "w.name, j.quants, j.layout, j.outtype, j.smoke, "        \
 		 "j.notify_url, j.state, j.error, j.attempts, "            \
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
-		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16"
+		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16, " \
+		 "j.ollama_name"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -596,6 +597,7 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	j->finished_at = sqlite3_column_int64(st, 18);
 	j->cost_per_hour = sqlite3_column_double(st, 19);
 	j->pull_f16 = sqlite3_column_int(st, 20);
+	col(st, 21, j->ollama_name, sizeof(j->ollama_name));
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -663,7 +665,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
 			       "layout, outtype, smoke, notify_url, created_at, "
-			       "pull_f16, overrides) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+			       "pull_f16, overrides, ollama_name) VALUES "
+			       "(?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st,
 			       NULL) != SQLITE_OK)
 		goto out;
@@ -679,6 +682,7 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	sqlite3_bind_int(st, 10, j->pull_f16);
 	if (j->overrides != NULL && j->overrides[0] != '\0')
 		sqlite3_bind_text(st, 11, j->overrides, -1, SQLITE_TRANSIENT);
+	bind_text(st, 12, opt(j->ollama_name));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

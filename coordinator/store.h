@@ -122,6 +122,7 @@ struct mb_job_row {
 	char outtype[8];
 	int smoke;
 	int pull_f16;		/* pull the float GGUF back too */
+	char ollama_name[128];	/* register with Ollama as this; "": not */
 	char notify_url[512];
 	char state[16];
 	char error[1024];
