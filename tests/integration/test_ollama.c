@@ -9,7 +9,8 @@
  * file whose bytes changed on disk is refused by the server and said so;
  * with no server the job still succeeds and says how to do it later;
  * `mibera-job ollama JOB NAME` works on a finished job and refuses one
- * that has not finished, and a bad name.
+ * that has not finished, and a bad name. OLLAMA_HOST is read as Ollama
+ * reads it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,7 +24,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/err.h"
 #include "common/fs.h"
+#include "coordinator/ollama.h"
 #include "model.h"
 #include "th.h"
 
@@ -144,6 +147,56 @@ static int teardown(void **state)
 	th_stop(srv.pid, 2000);
 	th_rmtree(root);
 	return 0;
+}
+
+/* OLLAMA_HOST as Ollama reads it, and the names Ollama takes. */
+static void url_is(const char *host, const char *want)
+{
+	char out[400];
+
+	assert_int_equal(mb_ollama_url(host, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_host(void **state)
+{
+	char out[400] = "untouched";
+
+	(void)state;
+	url_is(NULL, "http://127.0.0.1:11434");
+	url_is("", "http://127.0.0.1:11434");
+	url_is("  ", "http://127.0.0.1:11434");
+	url_is("0.0.0.0", "http://0.0.0.0:11434");
+	url_is("box:8080", "http://box:8080");
+	url_is(":9000", "http://127.0.0.1:9000");
+	url_is("\"127.0.0.1:1234\"", "http://127.0.0.1:1234");
+	url_is("http://box", "http://box:80");
+	url_is("https://box", "https://box:443");
+	url_is("https://box:8443/ollama/", "https://box:8443/ollama");
+	url_is("http://127.0.0.1:5/", "http://127.0.0.1:5");
+	url_is("[::1]:7000", "http://[::1]:7000");
+	url_is("::1", "http://[::1]:11434");
+	assert_int_equal(mb_ollama_url("ftp://box", out, sizeof(out)), MB_EINVAL);
+	assert_int_equal(mb_ollama_url("box:port", out, sizeof(out)), MB_EINVAL);
+	assert_int_equal(mb_ollama_url("box:70000", out, sizeof(out)), MB_EINVAL);
+	assert_string_equal(out, "untouched");
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_true(mb_ollama_name_ok("tiny"));
+	assert_true(mb_ollama_name_ok("tiny:q4_k_m"));
+	assert_true(mb_ollama_name_ok("me/phi-4.1:latest"));
+	assert_false(mb_ollama_name_ok(""));
+	assert_false(mb_ollama_name_ok("a:b:c"));
+	assert_false(mb_ollama_name_ok("a:b/c"));
+	assert_false(mb_ollama_name_ok("Bad Name"));
+	assert_false(mb_ollama_name_ok("-x"));
+	assert_false(mb_ollama_name_ok("me/"));
+	assert_false(mb_ollama_name_ok("/x"));
+	assert_false(mb_ollama_name_ok("x:"));
+	assert_false(mb_ollama_name_ok("x;rm -rf"));
 }
 
 /* The artifact's sha256, from `mibera-job artifacts JOB --json`. */
@@ -433,6 +486,8 @@ static void test_refusals(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_host),
+		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_job_registers_the_model),
 		cmocka_unit_test(test_second_registration_sends_nothing),
 		cmocka_unit_test(test_corrupted_upload_refused),
