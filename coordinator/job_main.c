@@ -25,6 +25,8 @@ static const struct cmd cmds[] = {
 	{ "retry", cmd_retry, "queue a failed or cancelled job again" },
 	{ "artifacts", cmd_artifacts, "a job's files and their checksums" },
 	{ "push", cmd_push, "push a finished job's files to a hub repository" },
+	{ "ollama", cmd_ollama,
+	  "register a finished job's model with the local Ollama server" },
 	{ "worker", cmd_worker, "add, list, check or remove workers" },
 	{ "inspect", cmd_inspect,
 	  "what a model really is, and what its config.json gets wrong" },

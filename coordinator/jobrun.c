@@ -27,6 +27,7 @@
 #include "common/sha256.h"
 #include "common/text.h"
 #include "coordinator/config.h"
+#include "coordinator/ollama.h"
 #include "coordinator/publish.h"
 #include "coordinator/pull.h"
 #include "coordinator/smoke.h"
@@ -1241,6 +1242,54 @@ static int push_asked(struct run *r)
 	return r->j->push_repo[0] != '\0';
 }
 
+static void ollama_progress(void *ctx, const char *msg)
+{
+	note(ctx, "ollama", "info", "%s", msg);
+}
+
+/* ollama: the verified files registered with the local Ollama server
+ * (OLLAMA_HOST of the coordinator). The files are good without it, so
+ * its failure does not fail the job: the step says so, and how to do it
+ * later. */
+static int step_ollama(struct run *r)
+{
+	struct mb_ollama_req q;
+	struct mb_buf b;
+	char why[1200];
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	q.host = getenv("OLLAMA_HOST");
+	q.name = r->j->ollama_name;
+	q.dir = r->adir;
+	q.progress = ollama_progress;
+	q.ctx = r;
+	rc = mb_ollama_register(&q, why, sizeof(why));
+	if (rc != 0) {
+		mb_seterr(r->err, r->errcap, "%s. The job's files are good and "
+			  "it succeeds without this; once that is fixed: "
+			  "mibera-job ollama %lld %s", why, (long long)r->j->id,
+			  r->j->ollama_name);
+		note(r, "ollama", "warn", "not registered with Ollama: %s", r->err);
+		return rc;
+	}
+	mb_buf_init(&b, 4096);
+	mb_buf_adds(&b, "{\"models\":");
+	mb_json_quote(&b, q.models);
+	mb_buf_addf(&b, ",\"uploaded\":%d,\"reused\":%d}", q.uploaded,
+		    q.reused);
+	if (mb_buf_error(&b) == 0)
+		r->result = mb_buf_detach(&b, NULL);
+	mb_buf_release(&b);
+	note(r, "ollama", "info", "ready: ollama run %s", r->j->ollama_name);
+	return 0;
+}
+
+static int ollama_wanted(struct run *r)
+{
+	return r->j->ollama_name[0] != '\0';
+}
+
 /* cleanup on the worker: a leftover directory does not fail a good job */
 static int step_cleanup(struct run *r)
 {
@@ -1292,6 +1341,7 @@ static const struct job_step {
 	{ "smoke", step_smoke, NULL, smoke_asked, 1, 0 },
 	{ NULL, step_publish, NULL, NULL, 1, 0 },
 	{ "push", step_push, NULL, push_asked, 0, 0 },
+	{ "ollama", step_ollama, NULL, ollama_wanted, 0, 1 },
 	{ "cleanup", step_cleanup, NULL, NULL, 1, 1 },
 	{ NULL, NULL, NULL, NULL, 0, 0 },
 };

@@ -20,7 +20,7 @@
 
 /* --- which file to start with --- */
 
-static const char *type_of(const char *file, char *out, size_t cap)
+const char *mb_publish_type(const char *file, char *out, size_t cap)
 {
 	const char *dash = strrchr(file, '-');
 	size_t n;
@@ -32,10 +32,7 @@ static const char *type_of(const char *file, char *out, size_t cap)
 	return out;
 }
 
-/* The artifact a person should start with: Q4_K_M when there is one, else
- * the nearest of a fixed order of preference, else the first. NULL when
- * files is empty. */
-static const char *recommended(const struct mb_manifest_list *files)
+const char *mb_publish_recommended(const struct mb_manifest_list *files)
 {
 	/* the usual best trade of size and quality first */
 	static const char *const order[] = { "Q4_K_M", "Q5_K_M", "Q4_K_S",
@@ -49,7 +46,7 @@ static const char *recommended(const struct mb_manifest_list *files)
 		return NULL;
 	for (k = 0; order[k] != NULL; k++)
 		for (i = 0; i < files->n; i++)
-			if (strcmp(type_of(files->files[i]->name, t, sizeof(t)),
+			if (strcmp(mb_publish_type(files->files[i]->name, t, sizeof(t)),
 				   order[k]) == 0)
 				return files->files[i]->name;
 	return files->files[0]->name;
@@ -253,8 +250,8 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 		mb_buf_adds(b, "}");
 	}
 	mb_buf_addf(b, "\n  ],\n  \"recommended\": ");
-	if (recommended(p->files) != NULL)
-		mb_json_quote(b, recommended(p->files));
+	if (mb_publish_recommended(p->files) != NULL)
+		mb_json_quote(b, mb_publish_recommended(p->files));
 	else
 		mb_buf_adds(b, "null");
 	mb_buf_addf(b, ",\n  \"imatrix\": %s", p->imatrix ? p->imatrix : "null");
@@ -318,25 +315,42 @@ static void add_stop(const char **list, size_t *n, size_t cap, const char *s)
 		list[(*n)++] = s;
 }
 
+void mb_publish_chat(const struct mb_gguf *g, struct mb_publish_chat *c)
+{
+	const char *jinja = kv_str(g, "tokenizer.chat_template");
+	const char *const *fstops = NULL;
+	size_t i, cap = sizeof(c->stops) / sizeof(c->stops[0]);
+
+	memset(c, 0, sizeof(*c));
+	c->has_jinja = jinja != NULL;
+	c->format = ollama_template(jinja, &c->tmpl, &fstops);
+	if (c->format != NULL)
+		for (i = 0; fstops[i] != NULL; i++)
+			add_stop(c->stops, &c->nstops, cap, fstops[i]);
+	else if (jinja == NULL)
+		c->tmpl = "{{ .Prompt }}";	/* a base model: plain text */
+	add_stop(c->stops, &c->nstops, cap,
+		 token_text(g, "tokenizer.ggml.eos_token_id"));
+	add_stop(c->stops, &c->nstops, cap,
+		 token_text(g, "tokenizer.ggml.eot_token_id"));
+}
+
 static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
 		      const char *rec, struct mb_buf *b)
 {
-	const char *jinja = kv_str(g, "tokenizer.chat_template");
-	const char *tmpl = NULL, *fmt, *stops[12];
-	const char *const *fstops = NULL;
-	size_t i, n = 0;
+	struct mb_publish_chat c;
+	size_t i;
 
-	fmt = ollama_template(jinja, &tmpl, &fstops);
+	mb_publish_chat(g, &c);
 	mb_buf_addf(b, "# Ollama Modelfile for %s, made by mibera %s.\n"
 		    "#   ollama create NAME -f Modelfile\n", p->j->source,
 		    MB_VERSION);
 	mb_buf_addf(b, "FROM ./%s\n", rec);
-	if (fmt != NULL) {
+	if (c.format != NULL) {
 		mb_buf_addf(b, "\n# translated from the model's chat template "
-			    "(%s format)\nTEMPLATE \"\"\"%s\"\"\"\n", fmt, tmpl);
-		for (i = 0; fstops[i] != NULL; i++)
-			add_stop(stops, &n, 12, fstops[i]);
-	} else if (jinja != NULL) {
+			    "(%s format)\nTEMPLATE \"\"\"%s\"\"\"\n", c.format,
+			    c.tmpl);
+	} else if (c.has_jinja) {
 		mb_buf_adds(b, "\n# The chat template is not one of the formats "
 			    "mibera translates;\n# Ollama reads it from the GGUF "
 			    "(tokenizer.chat_template).\n");
@@ -345,12 +359,10 @@ static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
 			    "model, prompted as plain text.\n"
 			    "TEMPLATE \"\"\"{{ .Prompt }}\"\"\"\n");
 	}
-	add_stop(stops, &n, 12, token_text(g, "tokenizer.ggml.eos_token_id"));
-	add_stop(stops, &n, 12, token_text(g, "tokenizer.ggml.eot_token_id"));
-	if (n > 0)
+	if (c.nstops > 0)
 		mb_buf_adds(b, "\n");
-	for (i = 0; i < n; i++)
-		mb_buf_addf(b, "PARAMETER stop \"%s\"\n", stops[i]);
+	for (i = 0; i < c.nstops; i++)
+		mb_buf_addf(b, "PARAMETER stop \"%s\"\n", c.stops[i]);
 }
 
 static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
@@ -462,7 +474,7 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 
 int mb_publish(const struct mb_publish *p, char *err, size_t errcap)
 {
-	const char *rec = recommended(p->files);
+	const char *rec = mb_publish_recommended(p->files);
 	struct mb_gguf *g = NULL;
 	struct mb_buf b;
 	char path[4400], sub[512];

@@ -43,4 +43,31 @@ struct mb_publish {
 /* Writes provenance.json, Modelfile and README.md into p->dir. */
 int mb_publish(const struct mb_publish *p, char *err, size_t errcap);
 
+/* The artifact a person should start with (the Modelfile's FROM): Q4_K_M
+ * when there is one, else the nearest of a fixed order of preference,
+ * else the first. NULL when files is NULL or empty; borrowed from files. */
+const char *mb_publish_recommended(const struct mb_manifest_list *files);
+
+/* The type in an artifact's name ("Q4_K_M" of "model-Q4_K_M.gguf") into
+ * out (cap bytes); returns out. */
+const char *mb_publish_type(const char *file, char *out, size_t cap);
+
+struct mb_gguf;
+
+/* How Ollama chats with a model: what the Modelfile's TEMPLATE and
+ * PARAMETER stop lines hold. */
+struct mb_publish_chat {
+	const char *format;	/* the chat format recognised ("chatml"), or
+				 * NULL */
+	const char *tmpl;	/* Ollama's Go template; NULL when Ollama
+				 * should read the GGUF's own */
+	int has_jinja;		/* the GGUF has a chat template */
+	const char *stops[12];	/* stop strings, none with '"' or a newline */
+	size_t nstops;
+};
+
+/* Fills c for the GGUF g (NULL: unreadable, so a plain-text template and
+ * no stops). Strings are borrowed from g and static tables. */
+void mb_publish_chat(const struct mb_gguf *g, struct mb_publish_chat *c);
+
 #endif

@@ -563,7 +563,7 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 
 const char *const mb_job_steps[] = {
 	"preflight", "fetch", "convert", "imatrix", "quantize", "fidelity",
-	"manifest", "pull", "smoke", "push", "cleanup", NULL,
+	"manifest", "pull", "smoke", "push", "ollama", "cleanup", NULL,
 };
 
 #define JOB_COLS "j.id, j.source, j.revision, j.commit_sha, j.worker_id, " \
@@ -571,7 +571,8 @@ const char *const mb_job_steps[] = {
 		 "j.notify_url, j.state, j.error, j.attempts, "            \
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
 		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16, " \
-		 "j.imatrix, j.fidelity, j.push_repo, j.push_private"
+		 "j.imatrix, j.fidelity, j.push_repo, j.push_private, " \
+		 "j.ollama_name"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -601,6 +602,7 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	j->fidelity = sqlite3_column_int(st, 22);
 	col(st, 23, j->push_repo, sizeof(j->push_repo));
 	j->push_private = sqlite3_column_int(st, 24);
+	col(st, 25, j->ollama_name, sizeof(j->ollama_name));
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -669,7 +671,8 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
 			       "layout, outtype, smoke, notify_url, created_at, "
 			       "pull_f16, overrides, imatrix, fidelity, push_repo, "
-			       "push_private) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       "push_private, ollama_name) VALUES "
+			       "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st,
 			       NULL) != SQLITE_OK)
 		goto out;
@@ -689,6 +692,7 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	sqlite3_bind_int(st, 13, j->fidelity);
 	bind_text(st, 14, opt(j->push_repo));
 	sqlite3_bind_int(st, 15, j->push_private);
+	bind_text(st, 16, opt(j->ollama_name));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

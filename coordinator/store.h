@@ -126,6 +126,7 @@ struct mb_job_row {
 	int fidelity;		/* measure each quant against the F16 */
 	char push_repo[128];	/* push the artifacts there ("" : not) */
 	int push_private;	/* ... into a private repository */
+	char ollama_name[128];	/* register with Ollama as this; "": not */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

@@ -83,6 +83,7 @@ int cmd_retry(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
+int cmd_ollama(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_submit(int argc, char **argv);

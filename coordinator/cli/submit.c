@@ -2,6 +2,7 @@
  * mibera-job submit SOURCE [--worker NAME] [--quant Q4_K_M,Q3_K_M]
  *     [--layout native|split] [--outtype f16|bf16] [--no-smoke] [--pull-f16]
  *     [--notify URL] [--json] [--set KEY=VALUE...] [--base ORG/NAME]
+ *     [--ollama NAME]
  * Queues a job: SOURCE is org/name[@revision] on the hub or a directory
  * the worker can read. Prints the job id (or {"id":N} with --json); the
  * coordinator runs it, and POSTs a summary to URL (default: notify_url of
@@ -12,7 +13,8 @@
  * the job's directory). --set and --base settle what the model's files
  * cannot (as for inspect); they are stored with the job, the base's
  * config.json read from the hub now, and the conversion records them as
- * set by the user.
+ * set by the user. --ollama NAME registers the verified result with the
+ * local Ollama server at the end of the job (coordinator/ollama.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
 #include "coordinator/lock.h"
+#include "coordinator/ollama.h"
 #include "coordinator/store.h"
 
 static const struct cli_opt opts[] = {
@@ -55,6 +58,8 @@ static const struct cli_opt opts[] = {
 	  "private" },
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },
+	{ "ollama", 0, "NAME", NULL, "register the result with the local Ollama "
+	  "server as NAME (OLLAMA_HOST; see mibera-job ollama --help)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
 	CLI_USER_OPTS,
 	{ NULL, 0, NULL, NULL, NULL },
@@ -318,6 +323,15 @@ int cmd_submit(int argc, char **argv)
 				goto usage;
 			}
 			snprintf(j.notify_url, sizeof(j.notify_url), "%s", p.val);
+		} else if (cli_is(&p, "ollama")) {
+			if (!mb_ollama_name_ok(p.val)) {
+				cli_usage_error(&spec, "--ollama: '%s' is not an "
+						"Ollama model name: [namespace/]"
+						"model[:tag], of letters, digits, "
+						"'_', '-' and '.'", p.val);
+				goto usage;
+			}
+			snprintf(j.ollama_name, sizeof(j.ollama_name), "%s", p.val);
 		} else if (cli_is(&p, "worker")) {
 			worker = p.val;
 		} else if (cli_is(&p, "quant")) {

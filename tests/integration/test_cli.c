@@ -400,7 +400,7 @@ static void test_show_artifacts_and_workers(void **state)
 		assert_true(cJSON_IsObject(cJSON_GetObjectItem(
 			cJSON_GetArrayItem(arts, 0), "smoke")));
 		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
-			cJSON_GetObjectItem(doc, "job"), "steps")), 10);
+			cJSON_GetObjectItem(doc, "job"), "steps")), 12);
 		cJSON_Delete(doc);
 	}
 	free(out);
