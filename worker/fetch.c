@@ -26,13 +26,9 @@
 #include "common/log.h"
 #include "proto/event.h"
 #include "worker/verbs.h"
+#include "worker/verbutil.h"
 
 #define MAX_GLOBS 64
-
-struct fetch_ctx {
-	struct mb_events *ev;
-	int tty;
-};
 
 static void usage(FILE *f)
 {
@@ -75,38 +71,9 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	if (*s == '\0')
-		return -1;
-	v = strtol(s, &end, 10);
-	if (*end != '\0' || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Log lines go to stderr and, as "log" events, to the journal. */
-static void log_sink(enum mb_log_level level, const char *msg, void *ctx)
-{
-	struct fetch_ctx *c = ctx;
-	struct mb_buf b;
-
-	mb_log_stderr_sink(level, msg, "mibera-worker fetch");
-	mb_buf_init(&b, 4096);
-	if (mb_buf_addf(&b, "\"level\":\"%s\",\"msg\":", mb_log_level_name(level)) ==
-		    0 &&
-	    mb_json_quote(&b, msg) == 0)
-		mb_events_emit(c->ev, "log", b.data);
-	mb_buf_release(&b);
-}
-
 static void on_progress(const struct mb_download_progress *p, void *ctx)
 {
-	struct fetch_ctx *c = ctx;
+	struct verb_journal *c = ctx;
 	struct mb_buf b;
 	int rc;
 
@@ -130,7 +97,7 @@ static void on_progress(const struct mb_download_progress *p, void *ctx)
 	if (rc == 0)
 		rc = mb_buf_addf(&b, ",\"rate\":%.0f,\"eta\":%.0f", p->rate, p->eta);
 	if (rc == 0)
-		mb_events_emit(c->ev, "progress", b.data);
+		mb_events_emit(&c->ev, "progress", b.data);
 	mb_buf_release(&b);
 	if (c->tty && p->file == NULL)
 		fprintf(stderr, "\rfetch: %5.1f%%  %9.1f MB of %.1f MB  %7.1f MB/s  "
@@ -192,8 +159,7 @@ int verb_fetch(int argc, char **argv)
 	const char *include[MAX_GLOBS], *exclude[MAX_GLOBS];
 	struct mb_download_opts o;
 	struct mb_download_result r;
-	struct mb_events ev;
-	struct fetch_ctx ctx;
+	struct verb_journal j;
 	struct mb_hub h;
 	struct mb_buf out;
 	char repo[128], rev[256] = "main", cache[2048], err[1024] = "";
@@ -224,7 +190,7 @@ int verb_fetch(int argc, char **argv)
 				goto bad;
 			exclude[o.nexclude++] = argv[++i];
 		} else if (strcmp(a, "--connections") == 0 && n) {
-			if (parse_long(n, 1, MB_DOWNLOAD_MAX_CONNECTIONS, &v) != 0)
+			if (verb_parse_long(n, 1, MB_DOWNLOAD_MAX_CONNECTIONS, &v) != 0)
 				goto bad;
 			o.connections = (int)v;
 			i++;
@@ -238,21 +204,21 @@ int verb_fetch(int argc, char **argv)
 				goto bad;
 			i++;
 		} else if (strcmp(a, "--stall-timeout") == 0 && n) {
-			if (parse_long(n, 1, 3600, &v) != 0)
+			if (verb_parse_long(n, 1, 3600, &v) != 0)
 				goto bad;
 			o.stall_ms = v * 1000;
 			i++;
 		} else if (strcmp(a, "--attempts") == 0 && n) {
-			if (parse_long(n, 1, 100, &v) != 0)
+			if (verb_parse_long(n, 1, 100, &v) != 0)
 				goto bad;
 			o.max_attempts = (int)v;
 			i++;
 		} else if (strcmp(a, "--backoff-ms") == 0 && n) {
-			if (parse_long(n, 1, 600000, &o.backoff_ms) != 0)
+			if (verb_parse_long(n, 1, 600000, &o.backoff_ms) != 0)
 				goto bad;
 			i++;
 		} else if (strcmp(a, "--backoff-max-ms") == 0 && n) {
-			if (parse_long(n, 1, 3600000, &o.backoff_max_ms) != 0)
+			if (verb_parse_long(n, 1, 3600000, &o.backoff_max_ms) != 0)
 				goto bad;
 			i++;
 		} else if (strcmp(a, "--json") == 0) {
@@ -293,17 +259,10 @@ int verb_fetch(int argc, char **argv)
 	}
 	o.cache_dir = cache;
 
-	rc = mb_events_from_env(&ev, "fetch");
-	if (rc != 0) {
-		fprintf(stderr, "mibera-worker fetch: cannot open the event "
-				"journal: %s\n", mb_strerror(rc));
+	if (verb_journal_open(&j, "fetch", "mibera-worker fetch") != 0)
 		return 1;
-	}
-	ctx.ev = &ev;
-	ctx.tty = isatty(2);
-	mb_log_set_sink(log_sink, &ctx);
 	o.progress = on_progress;
-	o.progress_ctx = &ctx;
+	o.progress_ctx = &j;
 	rc = mb_hub_init(&h, NULL, NULL);
 	if (rc != 0) {
 		snprintf(err, sizeof(err), "HF_ENDPOINT is not an http(s) URL");
@@ -312,17 +271,16 @@ int verb_fetch(int argc, char **argv)
 		rc = mb_download_repo(&h, &o, &r, err, sizeof(err));
 		mb_hub_release(&h);
 	}
-	if (ctx.tty)
+	if (j.tty)
 		fputc('\n', stderr);
 	mb_buf_init(&out, 16384);
 	if (result_json(&out, repo, rev, o.dest, &r, rc, err) == 0) {
-		mb_events_emit(&ev, "result", out.data);
+		mb_events_emit(&j.ev, "result", out.data);
 		if (json)
 			printf("{%s}\n", out.data);
 	}
 	mb_buf_release(&out);
-	mb_log_set_sink(NULL, NULL);
-	mb_events_close(&ev);
+	verb_journal_close(&j);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker fetch: %s\n",
 			err[0] ? err : mb_strerror(rc));

@@ -44,6 +44,7 @@
 #include "proto/event.h"
 #include "worker/lmrun.h"
 #include "worker/verbs.h"
+#include "worker/verbutil.h"
 
 #define MAX_FILES 64
 
@@ -84,26 +85,6 @@ static void usage(FILE *f)
 		   "--min-top1\n"
 		   "(default %.2f): such a file is broken, not lossy.\n",
 		DEFAULT_MIN_TOP1);
-}
-
-static int parse_int(const char *s, long min, long max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-static const char *base_name(const char *p)
-{
-	const char *s = strrchr(p, '/');
-
-	return s ? s + 1 : p;
 }
 
 /* log-softmax of x (n values) into out, in double; returns the arg max. */
@@ -334,15 +315,15 @@ int verb_fidelity(int argc, char **argv)
 			text = v;
 			a++;
 		} else if (strcmp(s, "--chunks") == 0 && v) {
-			if (parse_int(v, 1, 100000, &chunks) != 0)
+			if (verb_parse_int(v, 1, 100000, &chunks) != 0)
 				goto usage;
 			a++;
 		} else if (strcmp(s, "--ctx") == 0 && v) {
-			if (parse_int(v, 16, 65536, &r.n_ctx) != 0)
+			if (verb_parse_int(v, 16, 65536, &r.n_ctx) != 0)
 				goto usage;
 			a++;
 		} else if (strcmp(s, "--threads") == 0 && v) {
-			if (parse_int(v, 1, 256, &r.threads) != 0)
+			if (verb_parse_int(v, 1, 256, &r.threads) != 0)
 				goto usage;
 			a++;
 		} else if (strcmp(s, "--min-top1") == 0 && v) {
@@ -432,11 +413,11 @@ int verb_fidelity(int argc, char **argv)
 	unlink(tmpl);
 	if (base_pass(&r, files[0]) != 0) {
 		fprintf(stderr, "mibera-worker fidelity: %s: %s\n",
-			base_name(files[0]), r.err);
+			verb_base_name(files[0]), r.err);
 		ret = 3;
 		goto out;
 	}
-	mb_events_progress(&ev, base_name(files[0]), 1, (uint64_t)nf, 0, 1);
+	mb_events_progress(&ev, verb_base_name(files[0]), 1, (uint64_t)nf, 0, 1);
 	if (!json)
 		printf("%-32s %10s %10s %8s %10s\n", "file", "KLD mean",
 		       "KLD p99", "top-1", "PPL ratio");
@@ -445,12 +426,12 @@ int verb_fidelity(int argc, char **argv)
 
 		if (quant_pass(&r, files[i], &fg) != 0) {
 			fprintf(stderr, "mibera-worker fidelity: %s: %s\n",
-				base_name(files[i]), r.err);
+				verb_base_name(files[i]), r.err);
 			ret = 3;
 			goto out;
 		}
 		mb_buf_init(&b, 4096);
-		if (format_result(&b, base_name(files[i]), &fg, min_top1) == 0) {
+		if (format_result(&b, verb_base_name(files[i]), &fg, min_top1) == 0) {
 			mb_events_emit(&ev, "result", b.data);
 			if (json)
 				printf("{%s}\n", b.data);
@@ -458,26 +439,26 @@ int verb_fidelity(int argc, char **argv)
 		mb_buf_release(&b);
 		if (!json)
 			printf("%-32s %10.6f %10.6f %8.4f %10.6f\n",
-			       base_name(files[i]), fg.kld_mean, fg.kld_p99,
+			       verb_base_name(files[i]), fg.kld_mean, fg.kld_p99,
 			       fg.top1, fg.ppl_ratio);
 		fflush(stdout);
 		if (!isfinite(fg.kld_mean) || !isfinite(fg.ppl_ratio)) {
 			fprintf(stderr, "mibera-worker fidelity: %s gives logits "
 				"that are not numbers (KL divergence %g): the "
 				"file is broken, not just lossy\n",
-				base_name(files[i]), fg.kld_mean);
+				verb_base_name(files[i]), fg.kld_mean);
 			bad++;
 		} else if (broken(&fg, min_top1)) {
 			fprintf(stderr, "mibera-worker fidelity: %s agrees with "
 				"its F16 on the most likely next token at only "
 				"%.1f%% of %lld positions (at least %.0f%% "
 				"expected; mean KL divergence %.4f): the file is "
-				"broken, not just lossy\n", base_name(files[i]),
+				"broken, not just lossy\n", verb_base_name(files[i]),
 				100 * fg.top1, fg.n, 100 * min_top1,
 				fg.kld_mean);
 			bad++;
 		}
-		mb_events_progress(&ev, base_name(files[i]), (uint64_t)i + 1,
+		mb_events_progress(&ev, verb_base_name(files[i]), (uint64_t)i + 1,
 				   (uint64_t)nf, 0, 1);
 	}
 	if (!json)

@@ -21,7 +21,6 @@
  */
 #include "worker/imatrix.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +38,7 @@
 #include "proto/event.h"
 #include "worker/lmrun.h"
 #include "worker/verbs.h"
+#include "worker/verbutil.h"
 
 /* Bounds on what a file may claim: a model has at most a few thousand
  * matrices, an input row at most a few hundred thousand columns, an MoE
@@ -500,26 +500,6 @@ out:
 	return rc;
 }
 
-static int parse_int(const char *s, long min, long max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-static const char *base_name(const char *p)
-{
-	const char *s = strrchr(p, '/');
-
-	return s ? s + 1 : p;
-}
-
 int verb_imatrix(int argc, char **argv)
 {
 	struct mb_events ev = { .fd = -1 };
@@ -548,15 +528,15 @@ int verb_imatrix(int argc, char **argv)
 			text = v;
 			a++;
 		} else if (strcmp(s, "--chunks") == 0 && v) {
-			if (parse_int(v, 1, 100000, &chunks) != 0)
+			if (verb_parse_int(v, 1, 100000, &chunks) != 0)
 				goto bad;
 			a++;
 		} else if (strcmp(s, "--ctx") == 0 && v) {
-			if (parse_int(v, 32, 65536, &n_ctx) != 0)
+			if (verb_parse_int(v, 32, 65536, &n_ctx) != 0)
 				goto bad;
 			a++;
 		} else if (strcmp(s, "--threads") == 0 && v) {
-			if (parse_int(v, 1, 256, &threads) != 0)
+			if (verb_parse_int(v, 1, 256, &threads) != 0)
 				goto bad;
 			a++;
 		} else if (strcmp(s, "--cpu") == 0) {
@@ -636,21 +616,21 @@ int verb_imatrix(int argc, char **argv)
 		ret = 3;
 		goto out;
 	}
-	if (save(&c, out, base_name(text), nchunk, n_ctx, err,
+	if (save(&c, out, verb_base_name(text), nchunk, n_ctx, err,
 		 sizeof(err)) != 0) {
 		fprintf(stderr, "mibera-worker imatrix: %s\n", err);
 		goto out;
 	}
 	printf("imatrix %s: %zu matrices from %d chunks of %d tokens of '%s' "
-	       "in %.2f s\n", out, c.n, nchunk, n_ctx, base_name(text),
+	       "in %.2f s\n", out, c.n, nchunk, n_ctx, verb_base_name(text),
 	       mb_now_s() - t0);
 	mb_buf_init(&b, 2048);
 	mb_buf_adds(&b, "\"file\":");
-	mb_json_quote(&b, base_name(out));
+	mb_json_quote(&b, verb_base_name(out));
 	mb_buf_addf(&b, ",\"matrices\":%zu,\"chunks\":%d,\"ctx\":%d,"
 		    "\"tokens\":%lld,\"seconds\":%.3f,\"text\":", c.n, nchunk,
 		    n_ctx, (long long)nchunk * n_ctx, mb_now_s() - t0);
-	mb_json_quote(&b, base_name(text));
+	mb_json_quote(&b, verb_base_name(text));
 	if (mb_buf_error(&b) == 0)
 		mb_events_emit(&ev, "done", b.data);
 	mb_buf_release(&b);

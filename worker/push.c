@@ -38,14 +38,10 @@
 #include "common/sha256.h"
 #include "proto/event.h"
 #include "worker/verbs.h"
+#include "worker/verbutil.h"
 
 #define MAX_PUSH_FILES 256
 #define MAX_MANIFEST ((size_t)256 << 20)
-
-struct push_ctx {
-	struct mb_events *ev;
-	int tty;
-};
 
 static void usage(FILE *f)
 {
@@ -61,39 +57,11 @@ static void usage(FILE *f)
 		   "have write access.\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	if (*s == '\0')
-		return -1;
-	v = strtol(s, &end, 10);
-	if (*end != '\0' || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static void log_sink(enum mb_log_level level, const char *msg, void *ctx)
-{
-	struct push_ctx *c = ctx;
-	struct mb_buf b;
-
-	mb_log_stderr_sink(level, msg, "mibera-worker push");
-	mb_buf_init(&b, 4096);
-	if (mb_buf_addf(&b, "\"level\":\"%s\",\"msg\":", mb_log_level_name(level)) ==
-		    0 &&
-	    mb_json_quote(&b, msg) == 0)
-		mb_events_emit(c->ev, "log", b.data);
-	mb_buf_release(&b);
-}
-
 static void on_progress(const struct mb_hubpush_progress *p, void *ctx)
 {
-	struct push_ctx *c = ctx;
+	struct verb_journal *c = ctx;
 
-	mb_events_progress(c->ev, p->file != NULL ? p->file : p->phase, p->done,
+	mb_events_progress(&c->ev, p->file != NULL ? p->file : p->phase, p->done,
 			   p->total, p->rate, p->file == NULL);
 	if (c->tty)
 		fprintf(stderr, "\rpush: %-8s %5.1f%%  %9.1f MB of %.1f MB  "
@@ -243,8 +211,7 @@ int verb_push(int argc, char **argv)
 	struct mb_hubpush_file *files = NULL;
 	struct mb_hubpush_opts o;
 	struct mb_hubpush_result r;
-	struct mb_events ev;
-	struct push_ctx ctx;
+	struct verb_journal j;
 	struct mb_hub h;
 	struct mb_buf out;
 	const char *dir = NULL, *repo = NULL, *list = NULL;
@@ -270,16 +237,16 @@ int verb_push(int argc, char **argv)
 		} else if (strcmp(a, "--message") == 0 && nx) {
 			o.message = argv[++i];
 		} else if (strcmp(a, "--attempts") == 0 && nx) {
-			if (parse_long(nx, 1, 100, &v) != 0)
+			if (verb_parse_long(nx, 1, 100, &v) != 0)
 				goto bad;
 			attempts = (int)v;
 			i++;
 		} else if (strcmp(a, "--backoff-ms") == 0 && nx) {
-			if (parse_long(nx, 1, 600000, &o.backoff_ms) != 0)
+			if (verb_parse_long(nx, 1, 600000, &o.backoff_ms) != 0)
 				goto bad;
 			i++;
 		} else if (strcmp(a, "--backoff-max-ms") == 0 && nx) {
-			if (parse_long(nx, 1, 3600000, &o.backoff_max_ms) != 0)
+			if (verb_parse_long(nx, 1, 3600000, &o.backoff_max_ms) != 0)
 				goto bad;
 			i++;
 		} else if (strcmp(a, "--json") == 0) {
@@ -350,17 +317,10 @@ int verb_push(int argc, char **argv)
 	o.files = files;
 	o.nfiles = n;
 
-	rc = mb_events_from_env(&ev, "push");
-	if (rc != 0) {
-		fprintf(stderr, "mibera-worker push: cannot open the event "
-				"journal: %s\n", mb_strerror(rc));
+	if (verb_journal_open(&j, "push", "mibera-worker push") != 0)
 		goto done;
-	}
-	ctx.ev = &ev;
-	ctx.tty = isatty(2);
-	mb_log_set_sink(log_sink, &ctx);
 	o.progress = on_progress;
-	o.progress_ctx = &ctx;
+	o.progress_ctx = &j;
 	rc = mb_hub_init(&h, NULL, NULL);
 	if (rc != 0) {
 		snprintf(err, sizeof(err), "HF_ENDPOINT is not an http(s) URL");
@@ -378,17 +338,16 @@ int verb_push(int argc, char **argv)
 			snprintf(err, sizeof(err), "%s", h.err);
 		mb_hub_release(&h);
 	}
-	if (ctx.tty)
+	if (j.tty)
 		fputc('\n', stderr);
 	mb_buf_init(&out, 16384);
 	if (result_json(&out, repo, &r, o.private_repo, rc, err) == 0) {
-		mb_events_emit(&ev, "result", out.data);
+		mb_events_emit(&j.ev, "result", out.data);
 		if (json)
 			printf("{%s}\n", out.data);
 	}
 	mb_buf_release(&out);
-	mb_log_set_sink(NULL, NULL);
-	mb_events_close(&ev);
+	verb_journal_close(&j);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker push: %s\n",
 			err[0] ? err : mb_strerror(rc));
