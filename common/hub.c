@@ -25,10 +25,7 @@
 #define MAX_PAGES 1000
 #define MAX_REDIRECTS 5
 
-static void seterr(struct mb_hub *h, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void seterr(struct mb_hub *h, const char *fmt, ...)
+void mb_hub_seterr(struct mb_hub *h, const char *fmt, ...)
 {
 	char raw[sizeof(h->err)];
 	va_list ap;
@@ -466,7 +463,7 @@ void mb_hub_easy_defaults(const struct mb_hub *h, void *curl)
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 }
 
-static void sleep_ms(long ms)
+void mb_hub_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -484,44 +481,44 @@ int mb_hub_answer_error(struct mb_hub *h, const struct mb_hub_answer *a,
 
 	if (strcmp(code, "GatedRepo") == 0) {
 		if (h->token == NULL)
-			seterr(h, "'%s' is a gated repository: accept its terms "
+			mb_hub_seterr(h, "'%s' is a gated repository: accept its terms "
 			       "at %s/%s and set HF_TOKEN to a token of that "
 			       "account (or `hf auth login`; for queued jobs, in "
 			       "the coordinator's environment or its unit's "
 			       "EnvironmentFile)", repo, h->endpoint, repo);
 		else
-			seterr(h, "'%s' is gated and the token has no access: "
+			mb_hub_seterr(h, "'%s' is gated and the token has no access: "
 			       "accept its terms at %s/%s with the token's "
 			       "account", repo, h->endpoint, repo);
 		return MB_EAUTH;
 	}
 	if (strcmp(code, "RepoNotFound") == 0 ||
 	    (st == 401 && code[0] == '\0')) {
-		seterr(h, "repository '%s' not found%s", repo,
+		mb_hub_seterr(h, "repository '%s' not found%s", repo,
 		       h->token == NULL ? " (if it is private, set HF_TOKEN or "
 					  "run `hf auth login`)"
 					: " or not visible to the token");
 		return st == 401 || st == 404 ? MB_ENOENT : MB_EAUTH;
 	}
 	if (strcmp(code, "RevisionNotFound") == 0) {
-		seterr(h, "%s: revision not found in '%s'", what, repo);
+		mb_hub_seterr(h, "%s: revision not found in '%s'", what, repo);
 		return MB_ENOENT;
 	}
 	if (strcmp(code, "EntryNotFound") == 0 || st == 404) {
-		seterr(h, "%s not found in '%s'", what, repo);
+		mb_hub_seterr(h, "%s not found in '%s'", what, repo);
 		return MB_ENOENT;
 	}
 	if (st == 403) {
-		seterr(h, "access to '%s' refused (HTTP 403): the token lacks "
+		mb_hub_seterr(h, "access to '%s' refused (HTTP 403): the token lacks "
 		       "permission", repo);
 		return MB_EAUTH;
 	}
 	if (st == 429) {
-		seterr(h, "the hub keeps rate-limiting requests for %s; try "
+		mb_hub_seterr(h, "the hub keeps rate-limiting requests for %s; try "
 		       "again later", what);
 		return MB_ENETWORK;
 	}
-	seterr(h, "%s: the hub answered HTTP %ld%s%s", what, st,
+	mb_hub_seterr(h, "%s: the hub answered HTTP %ld%s%s", what, st,
 	       code[0] ? " " : "", code);
 	return st >= 500 ? MB_ENETWORK : MB_EPROTO;
 }
@@ -545,7 +542,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 	h->status = 0;
 	h->error_code[0] = '\0';
 	if (h->offline) {
-		seterr(h, "HF_HUB_OFFLINE is set: not contacting %s", h->endpoint);
+		mb_hub_seterr(h, "HF_HUB_OFFLINE is set: not contacting %s", h->endpoint);
 		return MB_ENETWORK;
 	}
 	if (strlen(url0) >= sizeof(url))
@@ -597,7 +594,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 		snprintf(h->error_code, sizeof(h->error_code), "%s",
 			 x.ans.error_code);
 		if (x.toobig) {
-			seterr(h, "%s: the answer is larger than %zu bytes", what,
+			mb_hub_seterr(h, "%s: the answer is larger than %zu bytes", what,
 			       body->cap);
 			rc = MB_ETOOBIG;
 			break;
@@ -606,10 +603,10 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 			/* network trouble: retried, then reported */
 			rc = cc == CURLE_OPERATION_TIMEDOUT ? MB_ETIMEDOUT
 							     : MB_ENETWORK;
-			seterr(h, "cannot reach %s for %s: %s", h->endpoint, what,
+			mb_hub_seterr(h, "cannot reach %s for %s: %s", h->endpoint, what,
 			       curl_easy_strerror(cc));
 			if (++attempt < h->max_attempts) {
-				sleep_ms(mb_hub_backoff_ms(attempt, 1000, 30000));
+				mb_hub_sleep_ms(mb_hub_backoff_ms(attempt, 1000, 30000));
 				continue;
 			}
 			break;
@@ -621,7 +618,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 			if (++redirects > MAX_REDIRECTS ||
 			    mb_hub_url_join(url, x.ans.location, target,
 					    sizeof(target)) != 0) {
-				seterr(h, "%s: too many or malformed redirects", what);
+				mb_hub_seterr(h, "%s: too many or malformed redirects", what);
 				rc = MB_EPROTO;
 				break;
 			}
@@ -639,14 +636,14 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 					wait = h->max_retry_wait_ms;
 				mb_log(MB_LOG_INFO, "hub: HTTP %ld for %s, retrying "
 				       "in %ld ms", h->status, what, wait);
-				sleep_ms(wait);
+				mb_hub_sleep_ms(wait);
 				continue;
 			}
 		}
 		if (h->status >= 200 && h->status < 300) {
 			if (ranged && h->status == 200 && !x.full && len > 0 &&
 			    body->len - body_start < len) {
-				seterr(h, "%s: the file ends before byte %llu", what,
+				mb_hub_seterr(h, "%s: the file ends before byte %llu", what,
 				       (unsigned long long)(off + len));
 				rc = MB_EPROTO;
 				break;
@@ -669,7 +666,7 @@ static int get(struct mb_hub *h, const char *url0, const char *repo,
 
 /* Appends s to b with every byte outside [A-Za-z0-9._~-] percent-encoded,
  * keeping '/' when keep_slash. */
-static int add_escaped(struct mb_buf *b, const char *s, int keep_slash)
+int mb_hub_add_escaped(struct mb_buf *b, const char *s, int keep_slash)
 {
 	int rc = 0;
 
@@ -734,7 +731,7 @@ static int add_entries(struct mb_hub *h, struct mb_hub_repo *r, const cJSON *pag
 	const cJSON *e;
 
 	if (!cJSON_IsArray(page)) {
-		seterr(h, "tree listing is not a JSON list");
+		mb_hub_seterr(h, "tree listing is not a JSON list");
 		return MB_EPROTO;
 	}
 	cJSON_ArrayForEach(e, page) {
@@ -745,28 +742,28 @@ static int add_entries(struct mb_hub *h, struct mb_hub_repo *r, const cJSON *pag
 
 		if (mb_json_get_str(e, "type", 16, &type) != 0 ||
 		    mb_json_get_str(e, "path", 1024, &path) != 0) {
-			seterr(h, "tree entry without type or path");
+			mb_hub_seterr(h, "tree entry without type or path");
 			return MB_EPROTO;
 		}
 		if (strcmp(type, "file") != 0)
 			continue;
 		if (!mb_repo_path_ok(path)) {
-			seterr(h, "tree lists an unsafe path '%.200s'", path);
+			mb_hub_seterr(h, "tree lists an unsafe path '%.200s'", path);
 			return MB_EPROTO;
 		}
 		if (mb_json_get_u64(e, "size", MB_JSON_MAX_INT, &size) != 0) {
-			seterr(h, "tree entry '%.200s' has no valid size", path);
+			mb_hub_seterr(h, "tree entry '%.200s' has no valid size", path);
 			return MB_EPROTO;
 		}
 		mb_json_get_str(e, "oid", 40, &oid);
 		lfs = cJSON_GetObjectItemCaseSensitive(e, "lfs");
 		if (cJSON_IsObject(lfs) &&
 		    (mb_json_get_str(lfs, "oid", 64, &sha) != 0 || !is_hex(sha, 64))) {
-			seterr(h, "tree entry '%.200s' has a bad lfs oid", path);
+			mb_hub_seterr(h, "tree entry '%.200s' has a bad lfs oid", path);
 			return MB_EPROTO;
 		}
 		if (r->nfiles == MAX_FILES) {
-			seterr(h, "repository lists more than %d files", MAX_FILES);
+			mb_hub_seterr(h, "repository lists more than %d files", MAX_FILES);
 			return MB_ETOOBIG;
 		}
 		if (r->nfiles == *cap) {
@@ -809,14 +806,14 @@ int mb_hub_list(struct mb_hub *h, const char *repo, const char *rev,
 	if (rev == NULL)
 		rev = "main";
 	if (!mb_hub_repo_id_ok(repo)) {
-		seterr(h, "'%s' is not a repository id (org/name)", repo);
+		mb_hub_seterr(h, "'%s' is not a repository id (org/name)", repo);
 		return MB_EINVAL;
 	}
 	mb_buf_init(&url, 8192);
 	mb_buf_init(&body, MAX_API_BODY);
 	rc = MB_ENOMEM;
 	if (mb_buf_addf(&url, "%s/api/models/%s/revision/", h->endpoint, repo) != 0 ||
-	    add_escaped(&url, rev, 0) != 0)
+	    mb_hub_add_escaped(&url, rev, 0) != 0)
 		goto out;
 	snprintf(what, sizeof(what), "revision '%s'", rev);
 	rc = get(h, url.data, repo, what, 0, 0, 0, &body, NULL, 0);
@@ -825,7 +822,7 @@ int mb_hub_list(struct mb_hub *h, const char *repo, const char *rev,
 	doc = mb_json_parse(body.data, body.len);
 	if (doc == NULL || mb_json_get_str(doc, "sha", 40, &sha) != 0 ||
 	    !is_hex(sha, 40)) {
-		seterr(h, "revision '%s' of '%s': the answer has no commit sha",
+		mb_hub_seterr(h, "revision '%s' of '%s': the answer has no commit sha",
 		       rev, repo);
 		rc = MB_EPROTO;
 		goto out;
@@ -847,14 +844,14 @@ int mb_hub_list(struct mb_hub *h, const char *repo, const char *rev,
 		char cur[2048];
 
 		if (++pages > MAX_PAGES) {
-			seterr(h, "tree listing of '%s' has more than %d pages",
+			mb_hub_seterr(h, "tree listing of '%s' has more than %d pages",
 			       repo, MAX_PAGES);
 			rc = MB_ETOOBIG;
 			goto out;
 		}
 		/* a Link must stay on the hub: never follow one elsewhere */
 		if (strncmp(next, h->endpoint, strlen(h->endpoint)) != 0) {
-			seterr(h, "tree listing of '%s' links off the hub", repo);
+			mb_hub_seterr(h, "tree listing of '%s' links off the hub", repo);
 			rc = MB_EPROTO;
 			goto out;
 		}
@@ -866,7 +863,7 @@ int mb_hub_list(struct mb_hub *h, const char *repo, const char *rev,
 			goto out;
 		doc = mb_json_parse(body.data, body.len);
 		if (doc == NULL) {
-			seterr(h, "file list of '%s' is not valid JSON", repo);
+			mb_hub_seterr(h, "file list of '%s' is not valid JSON", repo);
 			rc = MB_EPROTO;
 			goto out;
 		}
@@ -880,7 +877,7 @@ int mb_hub_list(struct mb_hub *h, const char *repo, const char *rev,
 		qsort(r->files, r->nfiles, sizeof(*r->files), by_path);
 	for (i = 1; i < r->nfiles; i++)
 		if (strcmp(r->files[i - 1].path, r->files[i].path) == 0) {
-			seterr(h, "file list of '%s' names '%s' twice", repo,
+			mb_hub_seterr(h, "file list of '%s' names '%s' twice", repo,
 			       r->files[i].path);
 			rc = MB_EPROTO;
 			goto out;
@@ -905,11 +902,11 @@ int mb_hub_file_url(const struct mb_hub *h, const char *repo, const char *rev,
 		return MB_EINVAL;
 	rc = mb_buf_addf(b, "%s/%s/resolve/", h->endpoint, repo);
 	if (rc == 0)
-		rc = add_escaped(b, rev, 0);
+		rc = mb_hub_add_escaped(b, rev, 0);
 	if (rc == 0)
 		rc = mb_buf_add(b, "/", 1);
 	if (rc == 0)
-		rc = add_escaped(b, path, 1);
+		rc = mb_hub_add_escaped(b, path, 1);
 	return rc;
 }
 
@@ -921,7 +918,7 @@ int mb_hub_read(struct mb_hub *h, const char *repo, const char *commit,
 	int rc;
 
 	if (!mb_hub_repo_id_ok(repo) || !mb_repo_path_ok(path)) {
-		seterr(h, "unsafe repository or path '%.200s'", path);
+		mb_hub_seterr(h, "unsafe repository or path '%.200s'", path);
 		return MB_EINVAL;
 	}
 	mb_buf_init(&url, 8192);

@@ -148,6 +148,18 @@ int mb_hub_url_join(const char *base, const char *loc, char *out, size_t cap);
 int mb_hub_file_url(const struct mb_hub *h, const char *repo, const char *rev,
 		    const char *path, struct mb_buf *b);
 
+/* Sets h->err from a printf format, the token and other secrets redacted
+ * (mb_log_redact). */
+void mb_hub_seterr(struct mb_hub *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Sleeps ms milliseconds (resuming after a signal). */
+void mb_hub_sleep_ms(long ms);
+
+/* Appends s to b with every byte outside [A-Za-z0-9._~-] percent-encoded
+ * (and '/' kept when keep_slash). MB_ETOOBIG / MB_ENOMEM from b. */
+int mb_hub_add_escaped(struct mb_buf *b, const char *s, int keep_slash);
+
 /* Milliseconds to wait before retry number attempt (1, 2, ...): base * 2^
  * (attempt - 1), capped at cap, then a random 50-100% of that (jitter, so
  * many clients cut at once do not come back at once). */

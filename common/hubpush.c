@@ -1,17 +1,14 @@
 /* hubpush: one commit of files to the hub, LFS included, over libcurl. */
 #include "common/hubpush.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -36,20 +33,6 @@
  * decides an allocation (S3 allows 10000 parts). */
 #define MAX_PARTS 10000
 #define SAMPLE 512
-
-static void seterr(struct mb_hub *h, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void seterr(struct mb_hub *h, const char *fmt, ...)
-{
-	char raw[sizeof(h->err)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, ap);
-	va_end(ap);
-	mb_log_redact(raw, h->err, sizeof(h->err));
-}
 
 int mb_hubpush_base64(struct mb_buf *b, const void *data, size_t len)
 {
@@ -239,14 +222,6 @@ static size_t on_header(char *line, size_t sz, size_t n, void *ctx)
 	return sz * n;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
 /* The hub's own message for a refusal ({"error": "..."}), if it sent one. */
 static void hub_message(const struct mb_buf *errbody, char *out, size_t cap)
 {
@@ -285,7 +260,7 @@ static int send_req(struct push *p, struct req *q)
 	q->etag[0] = '\0';
 	q->error_code[0] = '\0';
 	if (h->offline) {
-		seterr(h, "HF_HUB_OFFLINE is set: not contacting %s", h->endpoint);
+		mb_hub_seterr(h, "HF_HUB_OFFLINE is set: not contacting %s", h->endpoint);
 		return MB_ENETWORK;
 	}
 	memset(&x, 0, sizeof(x));
@@ -356,13 +331,13 @@ static int send_req(struct push *p, struct req *q)
 			 x.ans.error_code);
 		settled = 0;
 		if (x.readerr) {
-			seterr(h, "%s: cannot read the local file", q->what);
+			mb_hub_seterr(h, "%s: cannot read the local file", q->what);
 			rc = MB_EIO;
 			settled = 1;
 			break;
 		}
 		if (x.toobig) {
-			seterr(h, "%s: the answer is too large", q->what);
+			mb_hub_seterr(h, "%s: the answer is too large", q->what);
 			rc = MB_ETOOBIG;
 			settled = 1;
 			break;
@@ -371,7 +346,7 @@ static int send_req(struct push *p, struct req *q)
 			settled = 1;
 			rc = cc == CURLE_OPERATION_TIMEDOUT ? MB_ETIMEDOUT
 							     : MB_ENETWORK;
-			seterr(h, "cannot reach %s for %s: %s", h->endpoint,
+			mb_hub_seterr(h, "cannot reach %s for %s: %s", h->endpoint,
 			       q->what, curl_easy_strerror(cc));
 			wait = mb_hub_backoff_ms(attempt + 1, base, cap);
 		} else if (q->status == 429 || q->status >= 500) {
@@ -394,7 +369,7 @@ static int send_req(struct push *p, struct req *q)
 		mb_log(MB_LOG_INFO, "hub: %s: %s, retrying in %ld ms", q->what,
 		       cc != CURLE_OK ? curl_easy_strerror(cc) : "server error",
 		       wait);
-		sleep_ms(wait);
+		mb_hub_sleep_ms(wait);
 	}
 	snprintf(q->etag, sizeof(q->etag), "%s", x.etag);
 	if (settled) {
@@ -408,7 +383,7 @@ static int send_req(struct push *p, struct req *q)
 	} else {
 		hub_message(&x.errbody, msg, sizeof(msg));
 		if (q->status == 401 || q->status == 403) {
-			seterr(h, "%s: the hub refused %s (HTTP %ld%s%s): %s", q->what,
+			mb_hub_seterr(h, "%s: the hub refused %s (HTTP %ld%s%s): %s", q->what,
 			       h->token == NULL ? "an anonymous request"
 						: "the token",
 			       q->status, msg[0] ? ": " : "", msg,
@@ -419,11 +394,11 @@ static int send_req(struct push *p, struct req *q)
 					 "\"write\" on that namespace)");
 			rc = MB_EAUTH;
 		} else if (q->status == 404) {
-			seterr(h, "%s: not found (HTTP 404)%s%s", q->what,
+			mb_hub_seterr(h, "%s: not found (HTTP 404)%s%s", q->what,
 			       msg[0] ? ": " : "", msg);
 			rc = MB_ENOENT;
 		} else {
-			seterr(h, "%s: the hub answered HTTP %ld%s%s", q->what,
+			mb_hub_seterr(h, "%s: the hub answered HTTP %ld%s%s", q->what,
 			       q->status, msg[0] ? ": " : "", msg);
 			rc = q->status >= 500 || q->status == 429 ? MB_ENETWORK
 								  : MB_EPROTO;
@@ -446,22 +421,33 @@ struct item {
 	int dup;		/* same content as an earlier item: sent once */
 };
 
-/* Appends s to b with every byte outside [A-Za-z0-9._~-] percent-encoded
- * (and '/' kept when keep_slash). */
-static int add_escaped(struct mb_buf *b, const char *s, int keep_slash)
+/* POSTs len bytes of data as ctype (also the Accept type when accept). */
+static int post(struct push *p, const char *url, const char *ctype, int accept,
+		int auth, const char *data, size_t len, const char *what,
+		struct mb_buf *ans)
 {
-	int rc = 0;
+	struct req q;
 
-	for (; rc == 0 && *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	memset(&q, 0, sizeof(q));
+	q.method = "POST";
+	q.url = url;
+	q.ctype = ctype;
+	q.accept = accept ? ctype : NULL;
+	q.auth = auth;
+	q.data = data;
+	q.len = len;
+	q.fd = -1;
+	q.what = what;
+	q.answer = ans;
+	return send_req(p, &q);
+}
 
-		if (isalnum(c) || strchr("._~-", c) != NULL ||
-		    (keep_slash && c == '/'))
-			rc = mb_buf_add(b, s, 1);
-		else
-			rc = mb_buf_addf(b, "%%%02X", c);
-	}
-	return rc;
+/* POSTs a small JSON body with the LFS media type. */
+static int lfs_post(struct push *p, const char *url, const char *body,
+		    int auth, const char *what, struct mb_buf *ans)
+{
+	return post(p, url, "application/vnd.git-lfs+json", 1, auth, body,
+		    strlen(body), what, ans);
 }
 
 /* POST /api/repos/create; a 409 (it is there) is success, as
@@ -470,7 +456,6 @@ static int create_repo(struct push *p, const char *repo, int private_repo,
 		       int *created)
 {
 	struct mb_hub *h = p->h;
-	struct req q;
 	struct mb_buf url, body, ans;
 	const char *slash = strchr(repo, '/');
 	char name[128], org[128];
@@ -478,11 +463,11 @@ static int create_repo(struct push *p, const char *repo, int private_repo,
 
 	*created = 0;
 	if (!mb_hub_repo_id_ok(repo)) {
-		seterr(h, "'%s' is not a repository id (org/name)", repo);
+		mb_hub_seterr(h, "'%s' is not a repository id (org/name)", repo);
 		return MB_EINVAL;
 	}
 	if (h->token == NULL) {
-		seterr(h, "creating '%s' needs a token: set HF_TOKEN to a token "
+		mb_hub_seterr(h, "creating '%s' needs a token: set HF_TOKEN to a token "
 		       "with write access", repo);
 		return MB_EAUTH;
 	}
@@ -499,17 +484,8 @@ static int create_repo(struct push *p, const char *repo, int private_repo,
 	    mb_buf_addf(&body, ",\"private\":%s}",
 			private_repo ? "true" : "false") != 0)
 		goto out;
-	memset(&q, 0, sizeof(q));
-	q.method = "POST";
-	q.url = url.data;
-	q.ctype = "application/json";
-	q.auth = 1;
-	q.data = body.data;
-	q.len = body.len;
-	q.fd = -1;
-	q.what = "creating the repository";
-	q.answer = &ans;
-	rc = send_req(p, &q);
+	rc = post(p, url.data, "application/json", 0, 1, body.data, body.len,
+		  "creating the repository", &ans);
 	if (rc == MB_EEXIST)
 		rc = 0;
 	else if (rc == 0)
@@ -552,7 +528,7 @@ static int prepare(struct push *p, struct item *it, size_t n)
 		if (it[i].fd < 0 || fstat(it[i].fd, &st) != 0 ||
 		    !S_ISREG(st.st_mode)) {
 			rc = it[i].fd < 0 ? mb_err_from_errno(errno) : MB_EINVAL;
-			seterr(h, "cannot read '%s': %s", it[i].f->local,
+			mb_hub_seterr(h, "cannot read '%s': %s", it[i].f->local,
 			       it[i].fd < 0 ? strerror(errno)
 					    : "not a regular file");
 			return rc;
@@ -562,27 +538,27 @@ static int prepare(struct push *p, struct item *it, size_t n)
 		report(p, "hash");
 		rc = mb_sha256_file(it[i].f->local, d, NULL);
 		if (rc != 0) {
-			seterr(h, "cannot hash '%s': %s", it[i].f->local,
+			mb_hub_seterr(h, "cannot hash '%s': %s", it[i].f->local,
 			       mb_strerror(rc));
 			return rc;
 		}
 		mb_sha256_hex(d, it[i].sha);
 		if (it[i].f->sha256 != NULL &&
 		    strcasecmp(it[i].f->sha256, it[i].sha) != 0) {
-			seterr(h, "'%s' does not match its manifest (sha256 %s, "
+			mb_hub_seterr(h, "'%s' does not match its manifest (sha256 %s, "
 			       "expected %s): not pushing a damaged file",
 			       it[i].f->local, it[i].sha, it[i].f->sha256);
 			return MB_ECHECKSUM;
 		}
 		if (mb_pread_full(it[i].fd, it[i].sample, SAMPLE, 0,
 				  &it[i].nsample) != 0) {
-			seterr(h, "cannot read '%s'", it[i].f->local);
+			mb_hub_seterr(h, "cannot read '%s'", it[i].f->local);
 			return MB_EIO;
 		}
 		p->r->bytes += it[i].size;
 		for (j = 0; j < i; j++)
 			if (strcmp(it[j].f->path, it[i].f->path) == 0) {
-				seterr(h, "'%s' is named twice", it[i].f->path);
+				mb_hub_seterr(h, "'%s' is named twice", it[i].f->path);
 				return MB_EINVAL;
 			}
 	}
@@ -598,7 +574,6 @@ static int preupload(struct push *p, const char *rev, struct item *it,
 	struct mb_buf url, body, ans;
 	const cJSON *files, *e;
 	cJSON *doc = NULL;
-	struct req q;
 	size_t i;
 	int rc = MB_ENOMEM;
 
@@ -607,7 +582,7 @@ static int preupload(struct push *p, const char *rev, struct item *it,
 	mb_buf_init(&ans, MAX_ANSWER);
 	if (mb_buf_addf(&url, "%s/api/models/%s/preupload/", h->endpoint,
 			p->o->repo) != 0 ||
-	    add_escaped(&url, rev, 0) != 0 ||
+	    mb_hub_add_escaped(&url, rev, 0) != 0 ||
 	    mb_buf_adds(&body, "{\"files\":[") != 0)
 		goto out;
 	for (i = 0; i < n; i++) {
@@ -621,24 +596,15 @@ static int preupload(struct push *p, const char *rev, struct item *it,
 	}
 	if (mb_buf_adds(&body, "]}") != 0)
 		goto out;
-	memset(&q, 0, sizeof(q));
-	q.method = "POST";
-	q.url = url.data;
-	q.ctype = "application/json";
-	q.auth = 1;
-	q.data = body.data;
-	q.len = body.len;
-	q.fd = -1;
-	q.what = "preupload";
-	q.answer = &ans;
-	rc = send_req(p, &q);
+	rc = post(p, url.data, "application/json", 0, 1, body.data, body.len,
+		  "preupload", &ans);
 	if (rc != 0)
 		goto out;
 	rc = MB_EPROTO;
 	doc = mb_json_parse(ans.data, ans.len);
 	files = cJSON_GetObjectItemCaseSensitive(doc, "files");
 	if (!cJSON_IsArray(files)) {
-		seterr(h, "preupload: the answer has no file list");
+		mb_hub_seterr(h, "preupload: the answer has no file list");
 		goto out;
 	}
 	for (i = 0; i < n; i++)
@@ -649,7 +615,7 @@ static int preupload(struct push *p, const char *rev, struct item *it,
 		if (mb_json_get_str(e, "path", 1024, &path) != 0 ||
 		    mb_json_get_str(e, "uploadMode", 16, &mode) != 0 ||
 		    (strcmp(mode, "lfs") != 0 && strcmp(mode, "regular") != 0)) {
-			seterr(h, "preupload: malformed entry in the answer");
+			mb_hub_seterr(h, "preupload: malformed entry in the answer");
 			goto out;
 		}
 		for (i = 0; i < n; i++)
@@ -658,7 +624,7 @@ static int preupload(struct push *p, const char *rev, struct item *it,
 	}
 	for (i = 0; i < n; i++) {
 		if (it[i].lfs < 0) {
-			seterr(h, "preupload: the answer leaves out '%s'",
+			mb_hub_seterr(h, "preupload: the answer leaves out '%s'",
 			       it[i].f->path);
 			goto out;
 		}
@@ -688,25 +654,6 @@ static int is_digits(const char *s)
 	return 1;
 }
 
-/* POSTs a small JSON body with the LFS media type. */
-static int lfs_post(struct push *p, const char *url, const char *body,
-		    int auth, const char *what, struct mb_buf *ans)
-{
-	struct req q;
-
-	memset(&q, 0, sizeof(q));
-	q.method = "POST";
-	q.url = url;
-	q.ctype = "application/vnd.git-lfs+json";
-	q.accept = "application/vnd.git-lfs+json";
-	q.auth = auth;
-	q.data = body;
-	q.len = strlen(body);
-	q.fd = -1;
-	q.what = what;
-	q.answer = ans;
-	return send_req(p, &q);
-}
 
 /* Sends one object: a single PUT, or its parts and the completion. */
 static int upload_object(struct push *p, struct item *it, const cJSON *upload)
@@ -725,7 +672,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 	mb_buf_init(&body, MAX_ANSWER);
 	if (mb_json_get_str(upload, "href", 8192, &href) != 0 ||
 	    (header != NULL && !cJSON_IsObject(header))) {
-		seterr(h, "LFS batch: malformed upload action for '%s'",
+		mb_hub_seterr(h, "LFS batch: malformed upload action for '%s'",
 		       it->f->path);
 		goto out;
 	}
@@ -735,7 +682,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 		errno = 0;
 		chunk = strtoull(cs, &end, 10);
 		if (errno != 0 || *end != '\0' || chunk == 0) {
-			seterr(h, "LFS batch: bad chunk_size '%s'", cs);
+			mb_hub_seterr(h, "LFS batch: bad chunk_size '%s'", cs);
 			goto out;
 		}
 	}
@@ -758,7 +705,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 	}
 	nparts = (it->size + chunk - 1) / chunk;
 	if (nparts > MAX_PARTS) {
-		seterr(h, "LFS batch: %llu parts for '%s'",
+		mb_hub_seterr(h, "LFS batch: %llu parts for '%s'",
 		       (unsigned long long)nparts, it->f->path);
 		goto out;
 	}
@@ -777,7 +724,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 		num = strtoull(e->string, NULL, 10);
 		if (num < 1 || num > nparts || urls[num] != NULL ||
 		    !cJSON_IsString(e)) {
-			seterr(h, "LFS batch: bad part '%s' for '%s'", e->string,
+			mb_hub_seterr(h, "LFS batch: bad part '%s' for '%s'", e->string,
 			       it->f->path);
 			goto out;
 		}
@@ -786,7 +733,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 	}
 	if (k != nparts) {
 		/* huggingface_hub's check: one URL per chunk_size slice */
-		seterr(h, "LFS batch: %llu part URLs for '%s', expected %llu",
+		mb_hub_seterr(h, "LFS batch: %llu part URLs for '%s', expected %llu",
 		       (unsigned long long)k, it->f->path,
 		       (unsigned long long)nparts);
 		goto out;
@@ -803,7 +750,7 @@ static int upload_object(struct push *p, struct item *it, const cJSON *upload)
 		if (rc != 0)
 			goto out;
 		if (q.etag[0] == '\0') {
-			seterr(h, "%s: the storage answered without an ETag", what);
+			mb_hub_seterr(h, "%s: the storage answered without an ETag", what);
 			rc = MB_EPROTO;
 			goto out;
 		}
@@ -887,7 +834,7 @@ static int lfs_upload(struct push *p, const char *rev, struct item *it,
 	doc = mb_json_parse(ans.data, ans.len);
 	objs = cJSON_GetObjectItemCaseSensitive(doc, "objects");
 	if (!cJSON_IsArray(objs)) {
-		seterr(h, "LFS batch: the answer has no object list");
+		mb_hub_seterr(h, "LFS batch: the answer has no object list");
 		goto out;
 	}
 	cJSON_ArrayForEach(e, objs) {
@@ -900,7 +847,7 @@ static int lfs_upload(struct push *p, const char *rev, struct item *it,
 
 		if (mb_json_get_str(e, "oid", 64, &oid) != 0 ||
 		    mb_json_get_u64(e, "size", MB_JSON_MAX_INT, &size) != 0) {
-			seterr(h, "LFS batch: malformed object in the answer");
+			mb_hub_seterr(h, "LFS batch: malformed object in the answer");
 			rc = MB_EPROTO;
 			goto out;
 		}
@@ -909,14 +856,14 @@ static int lfs_upload(struct push *p, const char *rev, struct item *it,
 			    it[i].size == size)
 				x = &it[i];
 		if (x == NULL) {
-			seterr(h, "LFS batch: the answer names an object not "
+			mb_hub_seterr(h, "LFS batch: the answer names an object not "
 			       "asked for");
 			rc = MB_EPROTO;
 			goto out;
 		}
 		if (err != NULL) {
 			mb_json_get_str(err, "message", 300, &msg);
-			seterr(h, "LFS batch refused '%s': %s", x->f->path, msg);
+			mb_hub_seterr(h, "LFS batch refused '%s': %s", x->f->path, msg);
 			rc = MB_EPROTO;
 			goto out;
 		}
@@ -937,7 +884,7 @@ static int lfs_upload(struct push *p, const char *rev, struct item *it,
 			char vbody[160], what[1100];
 
 			if (mb_json_get_str(verify, "href", 8192, &vhref) != 0) {
-				seterr(h, "LFS batch: malformed verify action");
+				mb_hub_seterr(h, "LFS batch: malformed verify action");
 				rc = MB_EPROTO;
 				goto out;
 			}
@@ -1002,7 +949,7 @@ static int commit_body(struct push *p, const char *parent, struct item *it,
 					  &got) != 0 ||
 			    got != it[i].size) {
 				free(data);
-				seterr(p->h, "cannot read '%s'", it[i].f->local);
+				mb_hub_seterr(p->h, "cannot read '%s'", it[i].f->local);
 				return MB_EIO;
 			}
 			rc = mb_buf_adds(b, "{\"key\":\"file\",\"value\":{\"content\":\"");
@@ -1018,7 +965,7 @@ static int commit_body(struct push *p, const char *parent, struct item *it,
 		}
 	}
 	if (rc != 0 && rc != MB_EIO)
-		seterr(p->h, "the commit is too large to send at once");
+		mb_hub_seterr(p->h, "the commit is too large to send at once");
 	return rc;
 }
 
@@ -1039,7 +986,7 @@ static int verify_tree(struct push *p, const char *commit, struct item *it,
 
 		if (f == NULL || f->size != it[i].size ||
 		    (it[i].lfs && (!f->lfs || strcmp(f->sha256, it[i].sha) != 0))) {
-			seterr(h, "'%s' at %.12s on the hub differs from the "
+			mb_hub_seterr(h, "'%s' at %.12s on the hub differs from the "
 			       "local file", it[i].f->path, commit);
 			rc = MB_ECHECKSUM;
 			break;
@@ -1057,7 +1004,6 @@ static int do_commit(struct push *p, const char *rev, struct item *it,
 	struct mb_buf url, body, ans;
 	const char *oid, *curl_s;
 	cJSON *doc = NULL;
-	struct req q;
 	int rc;
 
 	/* the parent: a retried commit that did land is refused (412), not
@@ -1071,24 +1017,15 @@ static int do_commit(struct push *p, const char *rev, struct item *it,
 	rc = MB_ENOMEM;
 	if (mb_buf_addf(&url, "%s/api/models/%s/commit/", h->endpoint,
 			p->o->repo) != 0 ||
-	    add_escaped(&url, rev, 0) != 0)
+	    mb_hub_add_escaped(&url, rev, 0) != 0)
 		goto out;
 	rc = commit_body(p, head->commit, it, n, &body);
 	if (rc != 0)
 		goto out;
 	p->cur_file = NULL;
 	report(p, "commit");
-	memset(&q, 0, sizeof(q));
-	q.method = "POST";
-	q.url = url.data;
-	q.ctype = "application/x-ndjson";
-	q.auth = 1;
-	q.data = body.data;
-	q.len = body.len;
-	q.fd = -1;
-	q.what = "the commit";
-	q.answer = &ans;
-	rc = send_req(p, &q);
+	rc = post(p, url.data, "application/x-ndjson", 0, 1, body.data, body.len,
+		  "the commit", &ans);
 	if (rc == MB_EBUSY) {
 		/* the branch moved since we read it: our own earlier try (its
 		 * answer lost), or someone else. Ours when the new head holds
@@ -1102,7 +1039,7 @@ static int do_commit(struct push *p, const char *rev, struct item *it,
 			mb_hub_repo_free(now);
 			rc = verify_tree(p, p->r->commit, it, n);
 			if (rc != 0)
-				seterr(h, "the commit was refused: '%s' changed "
+				mb_hub_seterr(h, "the commit was refused: '%s' changed "
 				       "while pushing; run the push again",
 				       p->o->repo);
 		}
@@ -1113,7 +1050,7 @@ static int do_commit(struct push *p, const char *rev, struct item *it,
 	doc = mb_json_parse(ans.data, ans.len);
 	if (doc == NULL || mb_json_get_str(doc, "commitOid", 40, &oid) != 0 ||
 	    strlen(oid) != 40) {
-		seterr(h, "the commit's answer has no commitOid");
+		mb_hub_seterr(h, "the commit's answer has no commitOid");
 		rc = MB_EPROTO;
 		goto out;
 	}
@@ -1149,17 +1086,17 @@ int mb_hubpush(struct mb_hub *h, const struct mb_hubpush_opts *o,
 	p.t0 = mb_now_s();
 	h->err[0] = '\0';
 	if (!mb_hub_repo_id_ok(o->repo)) {
-		seterr(h, "'%s' is not a repository id (org/name)", o->repo);
+		mb_hub_seterr(h, "'%s' is not a repository id (org/name)", o->repo);
 		return MB_EINVAL;
 	}
 	if (o->nfiles == 0 || o->nfiles > MAX_FILES) {
-		seterr(h, "%zu files to push: between 1 and %d", o->nfiles,
+		mb_hub_seterr(h, "%zu files to push: between 1 and %d", o->nfiles,
 		       MAX_FILES);
 		return MB_EINVAL;
 	}
 	for (i = 0; i < o->nfiles; i++)
 		if (!mb_repo_path_ok(o->files[i].path)) {
-			seterr(h, "'%s' is not a valid path in a repository",
+			mb_hub_seterr(h, "'%s' is not a valid path in a repository",
 			       o->files[i].path);
 			return MB_EINVAL;
 		}
