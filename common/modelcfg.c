@@ -1151,14 +1151,50 @@ static void user_heads(struct mb_modelcfg *c, const cJSON *set)
 	if (!try_hd(c, hd, MB_SRC_USER, why) ||
 	    (heads != 0 && c->q_width / hd != heads) ||
 	    (kvh != 0 && c->kv_width / hd != kvh)) {
-		refuse(c, "the heads set by the user (num_attention_heads %llu, "
-		       "num_key_value_heads %llu, head_dim %llu) do not fit the "
+		char given[200] = "";
+		size_t n = 0;
+		static const char *const keys[] = { "num_attention_heads",
+						    "num_key_value_heads",
+						    "head_dim" };
+		size_t i;
+
+		/* only what the user gave: the rest was never said */
+		for (i = 0; i < 3; i++) {
+			uint64_t v = 0;
+
+			if (mb_json_get_u64(set, keys[i], 1u << 30, &v) == 0)
+				n += (size_t)snprintf(given + n, sizeof(given) - n,
+						      "%s%s=%llu", n ? ", " : "",
+						      keys[i],
+						      (unsigned long long)v);
+		}
+		refuse(c, "the heads set by the user (%s) do not fit the "
 		       "tensors: the query width is %llu and the KV width %llu, "
-		       "so heads x head_dim must equal each",
-		       (unsigned long long)heads, (unsigned long long)kvh,
-		       (unsigned long long)hd, (unsigned long long)c->q_width,
+		       "so heads x head_dim must equal each", given,
+		       (unsigned long long)c->q_width,
 		       (unsigned long long)c->kv_width);
 		return;
+	}
+	/* what the user did not set follows from what they did and the
+	 * tensors: derived, not theirs */
+	{
+		static const enum mb_cfg_key keys[] = {
+			MB_CFG_NUM_ATTENTION_HEADS, MB_CFG_NUM_KEY_VALUE_HEADS,
+			MB_CFG_HEAD_DIM,
+		};
+		size_t i;
+
+		for (i = 0; i < 3; i++)
+			if (c->v[keys[i]].value != NULL &&
+			    c->v[keys[i]].src == MB_SRC_USER &&
+			    !cJSON_HasObjectItem(set, key_names[keys[i]])) {
+				c->v[keys[i]].src = MB_SRC_DERIVED;
+				snprintf(c->v[keys[i]].evidence,
+					 sizeof(c->v[keys[i]].evidence),
+					 "from the tensors' widths and the "
+					 "user's head size (head_dim %llu)",
+					 (unsigned long long)hd);
+			}
 	}
 	c->heads_ambiguous = 0;
 }

@@ -1234,6 +1234,15 @@ static int step_push(struct run *r)
 	argv[n] = NULL;
 	rc = run_worker(r, "push", "push", argv, 1);
 	mb_buf_release(&files);
+	if (rc != 0 && !mb_err_transient(rc)) {
+		/* the files are good and here: say how to push them */
+		size_t n = strlen(r->err);
+
+		snprintf(r->err + n, r->errcap - n, ". The job's files are pulled "
+			 "and checked: once that is fixed, mibera-job push %lld "
+			 "%s (or mibera-job retry %lld)", (long long)r->j->id,
+			 r->j->push_repo, (long long)r->j->id);
+	}
 	return rc;
 }
 

@@ -248,6 +248,25 @@ int cmd_logs(int argc, char **argv)
 		return p.exit;
 	if (cli_job_id(p.args[0], &id) != 0)
 		return cli_usage_error(&spec, "'%s' is not a job id", p.args[0]);
+	if (l.step != NULL) {
+		/* a job's steps, and "job" for what concerns the whole job */
+		const char *names[16];
+		int k, n = 0, known = strcmp(l.step, "job") == 0;
+
+		for (k = 0; mb_job_steps[k] != NULL && n < 14; k++) {
+			known |= strcmp(l.step, mb_job_steps[k]) == 0;
+			names[n++] = mb_job_steps[k];
+		}
+		names[n++] = "job";
+		names[n] = NULL;
+		if (!known) {
+			const char *close = cli_closest(l.step, names);
+
+			return cli_usage_error(&spec, "--step: no step '%s'%s%s%s",
+					       l.step, close ? "; did you mean '" : "",
+					       close ? close : "", close ? "'?" : "");
+		}
+	}
 	if (cli_open_job("logs", id, &s, &j) != 0)
 		return 1;
 	for (;;) {

@@ -89,11 +89,23 @@ int cmd_push(int argc, char **argv)
 				       "hub (org/name)", p.args[1]);
 	if (cli_open_job("push", id, &s, &j) != 0)
 		return 1;
-	mb_store_close(s);
-	if (strcmp(j.state, "succeeded") != 0) {
-		fprintf(stderr, "mibera-job push: job %lld is %s: only a job that "
-			"succeeded has files to push\n", id, j.state);
-		return 1;
+	{
+		/* a job that failed at its own push has every file here,
+		 * verified and smoke-tested */
+		struct mb_step_row ps, pl;
+		int at_push = strcmp(j.state, "failed") == 0 &&
+			      mb_store_step_get(s, id, "push", &ps) == 0 &&
+			      strcmp(ps.state, "failed") == 0 &&
+			      mb_store_step_get(s, id, "pull", &pl) == 0 &&
+			      strcmp(pl.state, "done") == 0;
+
+		mb_store_close(s);
+		if (strcmp(j.state, "succeeded") != 0 && !at_push) {
+			fprintf(stderr, "mibera-job push: job %lld is %s: only a "
+				"job whose files were pulled and checked has "
+				"files to push\n", id, j.state);
+			return 1;
+		}
 	}
 	mb_job_dir("artifacts", id, dir, sizeof(dir));
 	mb_buf_init(&files, 1 << 16);

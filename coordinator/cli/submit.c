@@ -16,6 +16,7 @@
  * set by the user. --ollama NAME registers the verified result with the
  * local Ollama server at the end of the job (coordinator/ollama.h).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,12 +229,31 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 		/* a local worker reads the same disk: the model must be there */
 		struct stat st;
 
+		char abs[PATH_MAX];
+
 		if (stat(j->source, &st) != 0 || !S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "mibera-job submit: '%s' is not a directory "
 				"here, where worker '%s' runs\n", j->source, w.name);
 			mb_store_close(s);
 			return 1;
 		}
+		/* the coordinator may run elsewhere (a service): the path
+		 * is kept whole */
+		if (realpath(j->source, abs) != NULL &&
+		    strlen(abs) < sizeof(j->source))
+			snprintf(j->source, sizeof(j->source), "%s", abs);
+	}
+	if (j->push_repo[0] != '\0') {
+		char tok[512];
+
+		/* the coordinator needs one with write access; say it now,
+		 * not after the box has worked for an hour */
+		if (mb_hub_token(tok, sizeof(tok)) != 0)
+			fprintf(stderr, "mibera-job submit: warning: --push needs a "
+				"hub token with write access in the coordinator's "
+				"environment (HF_TOKEN, or `hf auth login`), and "
+				"none is set here\n");
+		memset(tok, 0, sizeof(tok));
 	}
 	j->worker_id = w.id;
 	rc = mb_store_job_add(s, j);

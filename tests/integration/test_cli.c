@@ -756,6 +756,32 @@ static void test_user_settings(void **state)
 	free(out);
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");
+
+	/* a relative path is kept whole for a local worker: the
+	 * coordinator may run elsewhere */
+	assert_int_equal(run(&out, "%s worker add wrel local --dir %s/wd-rel "
+			     "--agent %s/mibera-worker", JOB, root, MB_BINARY_DIR),
+			 0);
+	free(out);
+	assert_int_equal(run(&out, "{ cd %s && %s submit ./llama --worker wrel "
+			     "--set num_attention_heads=4 --json 2>/dev/null; }",
+			     root, JOB), 0);
+	doc = cJSON_Parse(out);
+	id = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "id"));
+	cJSON_Delete(doc);
+	free(out);
+	assert_int_equal(run(&out, "%s show %lld --json", JOB, id), 0);
+	doc = cJSON_Parse(out);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+		cJSON_GetObjectItem(doc, "job"), "source")), llama);
+	cJSON_Delete(doc);
+	free(out);
+	assert_int_equal(run(&out, "%s cancel %lld", JOB, id), 0);
+	free(out);
+	/* a step that is not one is named, with the one meant */
+	assert_int_equal(run(&out, "%s logs %lld --step fidelty", JOB, id), 2);
+	assert_non_null(strstr(out, "no step 'fidelty'; did you mean 'fidelity'?"));
+	free(out);
 }
 
 int main(void)

@@ -472,13 +472,13 @@ static void test_job_pushes(void **state)
 	if (th_capture(cmd, &out) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
+	setenv("HF_TOKEN", TOKEN, 1);
 	snprintf(cmd, sizeof(cmd), "%s/mibera-job submit %s --quant Q8_0 "
-		 "--no-fidelity --push org/fromjob --private 2>/dev/null",
-		 MB_BINARY_DIR, model);
+		 "--no-fidelity --push org/fromjob --private", MB_BINARY_DIR,
+		 model);
 	assert_int_equal(th_capture(cmd, &out), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
-	setenv("HF_TOKEN", TOKEN, 1);
 	snprintf(cmd, sizeof(cmd), "%s/mibera-coordinator --once", MB_BINARY_DIR);
 	if (th_capture(cmd, &out) != 0)
 		fail_msg("coordinator: %s", out);
@@ -512,6 +512,32 @@ static void test_job_pushes(void **state)
 	snprintf(cmd, sizeof(cmd), "%s/mibera-job push 1 not-a-repo", MB_BINARY_DIR);
 	assert_int_equal(th_capture(cmd, &out), 2);
 	free(out);
+
+	/* no token where the coordinator runs: submit warns, the job fails
+	 * at its push saying how to push the good files later, and that
+	 * works once there is a token */
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job submit %s --quant Q8_0 "
+		 "--no-fidelity --no-smoke --push org/late", MB_BINARY_DIR, model);
+	assert_int_equal(th_capture(cmd, &out), 0);
+	assert_non_null(strstr(out, "--push needs a hub token"));
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-coordinator --once", MB_BINARY_DIR);
+	th_capture(cmd, &out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job show 2", MB_BINARY_DIR);
+	assert_int_equal(th_capture(cmd, &out), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "failed"));
+	assert_non_null(strstr(out, "mibera-job push 2 org/late"));
+	free(out);
+	setenv("HF_TOKEN", TOKEN, 1);
+	snprintf(cmd, sizeof(cmd), "%s/mibera-job push 2 org/late", MB_BINARY_DIR);
+	if (th_capture(cmd, &out) != 0)
+		fail_msg("mibera-job push after a failed push: %s", out);
+	unsetenv("HF_TOKEN");
+	free(out);
+	snprintf(adir, sizeof(adir), "%s/artifacts/job-2", mhome);
+	check_job_repo("org/late", adir);
 	unsetenv("MIBERA_HOME");
 }
 

@@ -291,6 +291,9 @@ static void test_user_settles_what_nothing_else_can(void **state)
 	assert_int_equal(num(c, MB_CFG_NUM_ATTENTION_HEADS), 2);
 	assert_int_equal(num(c, MB_CFG_HEAD_DIM), 128);
 	assert_int_equal(c->v[MB_CFG_NUM_ATTENTION_HEADS].src, MB_SRC_USER);
+	/* what follows from it is derived, not the user's */
+	assert_int_equal(c->v[MB_CFG_HEAD_DIM].src, MB_SRC_DERIVED);
+	assert_int_equal(c->v[MB_CFG_NUM_KEY_VALUE_HEADS].src, MB_SRC_DERIVED);
 	assert_int_equal(num(c, MB_CFG_ROPE_THETA), 500000);
 	assert_int_equal(c->v[MB_CFG_ROPE_THETA].src, MB_SRC_USER);
 	assert_string_equal(mb_src_name(MB_SRC_USER), "set by the user");
@@ -316,6 +319,8 @@ static void test_user_settles_what_nothing_else_can(void **state)
 	assert_false(c->convertible);
 	assert_non_null(strstr(c->reason, "do not fit the tensors"));
 	assert_non_null(strstr(c->reason, "query width is 256"));
+	/* naming only what the user set */
+	assert_non_null(strstr(c->reason, "(num_attention_heads=3)"));
 	mb_modelcfg_free(c);
 	cJSON_Delete(set);
 
