@@ -241,7 +241,7 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 		 * is kept whole */
 		if (realpath(j->source, abs) != NULL &&
 		    strlen(abs) < sizeof(j->source))
-			snprintf(j->source, sizeof(j->source), "%s", abs);
+			memcpy(j->source, abs, strlen(abs) + 1);
 	}
 	if (j->push_repo[0] != '\0') {
 		char tok[512];
