@@ -587,8 +587,12 @@ int cmd_inspect(int argc, char **argv)
 	}
 	for (i = 0; quants[i] != NULL; i++)
 		if (mb_quant_find(quants[i]) == NULL) {
-			fprintf(stderr, "mibera-job inspect: unknown quant type "
-				"'%s'\n", quants[i]);
+			char list[256];
+
+			/* its message names the valid types */
+			mb_quant_list_parse(quants[i], list, sizeof(list), err,
+					    sizeof(err));
+			fprintf(stderr, "mibera-job inspect: %s\n", err);
 			ret = 2;
 			goto out;
 		}

@@ -29,6 +29,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
+#include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
 #include "coordinator/lock.h"
@@ -232,8 +233,11 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 		char abs[PATH_MAX];
 
 		if (stat(j->source, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			char shown[sizeof(j->source)];
+
 			fprintf(stderr, "mibera-job submit: '%s' is not a directory "
-				"here, where worker '%s' runs\n", j->source, w.name);
+				"here, where worker '%s' runs\n",
+				mb_printable(shown, sizeof(shown), j->source), w.name);
 			mb_store_close(s);
 			return 1;
 		}
@@ -378,9 +382,11 @@ int cmd_submit(int argc, char **argv)
 		snprintf(repo, sizeof(repo), "%s", j.source);
 		repo[strcspn(repo, "@")] = '\0';
 		if (!mb_hub_repo_id_ok(repo)) {
+			char shown[sizeof(j.source)];
+
 			fprintf(stderr, "mibera-job submit: '%s' is neither org/name"
 				"[@revision] nor a path (start paths with / or .)\n",
-				j.source);
+				mb_printable(shown, sizeof(shown), j.source));
 			goto usage;
 		}
 	}

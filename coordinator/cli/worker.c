@@ -22,6 +22,7 @@
  * list --check connects to every worker at once, each for a few seconds
  * at most, and says which do not answer.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +280,28 @@ static void summary(const char *hello)
 	cJSON_Delete(h);
 }
 
+/* A local worker's relative --dir is from where the command ran: the
+ * coordinator runs elsewhere (a service), so it is kept absolute. Over ssh
+ * a relative path is from the login directory and stays as given. */
+static int local_dir_absolute(struct mb_worker_row *w,
+			      const struct mb_target *tg)
+{
+	char cwd[PATH_MAX], abs[sizeof(w->dir)];
+
+	if (tg->kind != MB_TRANSPORT_LOCAL || w->dir[0] == '/' ||
+	    w->dir[0] == '\0')
+		return 0;
+	if (getcwd(cwd, sizeof(cwd)) == NULL ||
+	    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, w->dir) >=
+		    sizeof(abs)) {
+		fprintf(stderr, "mibera-job worker: cannot make --dir '%s' "
+			"absolute; give the full path\n", w->dir);
+		return -1;
+	}
+	memcpy(w->dir, abs, sizeof(abs));
+	return 0;
+}
+
 static int cmd_add(int argc, char **argv, struct mb_store **sp)
 {
 	struct mb_worker_row w;
@@ -315,6 +338,8 @@ static int cmd_add(int argc, char **argv, struct mb_store **sp)
 			"[user@]host[:port] or an ssh alias\n", w.target);
 		return 2;
 	}
+	if (local_dir_absolute(&w, &tg) != 0)
+		return 2;
 	if (w.dir[0] == '\0') {
 		/* over ssh a relative path is from the login directory */
 		if (tg.kind == MB_TRANSPORT_LOCAL)
@@ -567,6 +592,8 @@ static int cmd_update(int argc, char **argv, struct mb_store **sp)
 			"[user@]host[:port] or an ssh alias\n", w.target);
 		return 2;
 	}
+	if (local_dir_absolute(&w, &tg) != 0)
+		return 2;
 	set.moved = strcmp(w.target, old.target) != 0 || strcmp(w.dir, old.dir) != 0;
 	if (strcmp(w.target, old.target) != 0) {
 		/* another host: its key is checked as a new one's is, not
@@ -700,6 +727,11 @@ int cmd_worker(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	/* the short names people type from habit */
+	if (strcmp(argv[1], "rm") == 0)
+		argv[1] = (char *)"remove";
+	else if (strcmp(argv[1], "ls") == 0)
+		argv[1] = (char *)"list";
 	for (v = verbs; v->name != NULL; v++) {
 		if (strcmp(argv[1], v->name) == 0) {
 			rc = v->fn(argc - 1, argv + 1, &s);

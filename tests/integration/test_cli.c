@@ -225,6 +225,8 @@ static void test_usage_errors_name_what_was_meant(void **state)
 		{ "worker add w local --max-jobs 0", "--max-jobs is a number from "
 		  "1 to 64" },
 		{ "help nothing", "mibera-job: unknown command 'nothing'" },
+		{ "inspect org/x --quant Q4_K_M,Q9_K", "unknown quant type "
+		  "'Q9_K' (valid: Q2_K, " },
 	};
 	size_t i;
 
@@ -784,6 +786,31 @@ static void test_user_settings(void **state)
 	free(out);
 }
 
+/* A local worker's relative --dir is kept as the absolute path it meant
+ * where the command ran (the coordinator runs elsewhere); `worker rm` and
+ * `worker ls` are the verbs people type from habit. */
+static void test_local_dir_absolute_and_short_verbs(void **state)
+{
+	char *out, want[1200];
+
+	(void)state;
+	if (run(&out, "cd %s && %s worker add wcwd local --dir wd-cwd --agent "
+		"%s/mibera-worker", root, JOB, MB_BINARY_DIR) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	assert_int_equal(run(&out, "cd / && %s worker ls --json", JOB), 0);
+	snprintf(want, sizeof(want), "\"dir\":\"%s/wd-cwd\"", root);
+	if (strstr(out, want) == NULL)
+		fail_msg("wanted %s in:\n%s", want, out);
+	free(out);
+	if (run(&out, "%s worker rm wcwd", JOB) != 0)
+		fail_msg("worker rm: %s", out);
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_null(strstr(out, "wcwd"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -798,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_list_check_names_the_silent),
 		cmocka_unit_test(test_submit_checks_the_workers_disk),
 		cmocka_unit_test(test_user_settings),
+		cmocka_unit_test(test_local_dir_absolute_and_short_verbs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
