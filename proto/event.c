@@ -120,6 +120,13 @@ int mb_events_emit(struct mb_events *e, const char *type, const char *fields)
 int mb_events_progress(struct mb_events *e, const char *what, uint64_t done,
 		       uint64_t total, double rate, int force)
 {
+	return mb_events_progress_unit(e, what, done, total, rate, NULL, force);
+}
+
+int mb_events_progress_unit(struct mb_events *e, const char *what,
+			    uint64_t done, uint64_t total, double rate,
+			    const char *unit, int force)
+{
 	char fields[1024];
 	struct mb_buf b;
 	uint64_t t = mb_wall_ms();
@@ -138,6 +145,11 @@ int mb_events_progress(struct mb_events *e, const char *what, uint64_t done,
 		rc = mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f",
 				 (unsigned long long)done,
 				 (unsigned long long)total, rate);
+	if (rc == 0 && unit != NULL) {
+		rc = mb_buf_adds(&b, ",\"unit\":");
+		if (rc == 0)
+			rc = mb_json_quote(&b, unit);
+	}
 	if (rc == 0)
 		rc = mb_events_emit(e, "progress", b.data);
 	mb_buf_release(&b);

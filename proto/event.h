@@ -53,6 +53,12 @@ int mb_events_emit(struct mb_events *e, const char *type, const char *fields);
 int mb_events_progress(struct mb_events *e, const char *what, uint64_t done,
 		       uint64_t total, double rate, int force);
 
+/* The same counting something else than bytes: unit names it in the
+ * plural ("chunks", "files"), rate is in units/s (0: unknown). */
+int mb_events_progress_unit(struct mb_events *e, const char *what,
+			    uint64_t done, uint64_t total, double rate,
+			    const char *unit, int force);
+
 /* Opens the journal named by $MIBERA_EVENTS (set by the step runner), or
  * a dropping sink when it is unset. */
 int mb_events_from_env(struct mb_events *e, const char *step);

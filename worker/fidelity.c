@@ -417,7 +417,8 @@ int verb_fidelity(int argc, char **argv)
 		ret = 3;
 		goto out;
 	}
-	mb_events_progress(&ev, verb_base_name(files[0]), 1, (uint64_t)nf, 0, 1);
+	mb_events_progress_unit(&ev, verb_base_name(files[0]), 1, (uint64_t)nf,
+				1 / (mb_now_s() - t0 + 1e-9), "files", 1);
 	if (!json)
 		printf("%-32s %10s %10s %8s %10s\n", "file", "KLD mean",
 		       "KLD p99", "top-1", "PPL ratio");
@@ -458,8 +459,10 @@ int verb_fidelity(int argc, char **argv)
 				fg.kld_mean);
 			bad++;
 		}
-		mb_events_progress(&ev, verb_base_name(files[i]), (uint64_t)i + 1,
-				   (uint64_t)nf, 0, 1);
+		mb_events_progress_unit(&ev, verb_base_name(files[i]),
+					(uint64_t)i + 1, (uint64_t)nf,
+					(i + 1) / (mb_now_s() - t0 + 1e-9),
+					"files", 1);
 	}
 	if (!json)
 		printf("fidelity: %d quants over %d chunks of %d tokens (%d "

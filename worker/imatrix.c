@@ -513,6 +513,7 @@ int verb_imatrix(int argc, char **argv)
 	char err[1024], tbuf[4200];
 	int a, npos = 0, chunks = 0, n_ctx = 512, threads = 0, cpu = 0;
 	int k, nchunk, ret = 1;
+	double t_chunks;
 	double t0;
 
 	memset(&c, 0, sizeof(c));
@@ -597,6 +598,7 @@ int verb_imatrix(int argc, char **argv)
 	}
 	if (nchunk > chunks)
 		nchunk = chunks;
+	t_chunks = mb_now_s();
 	for (k = 0; k < nchunk; k++) {
 		/* logits for every position, though none is read: libllama
 		 * runs the last layer only on the rows whose logits are
@@ -607,8 +609,10 @@ int verb_imatrix(int argc, char **argv)
 				k + 1, c.failed ? c.err : err);
 			goto out;
 		}
-		mb_events_progress(&ev, "imatrix", (uint64_t)(k + 1),
-				   (uint64_t)nchunk, 0, k + 1 == nchunk);
+		mb_events_progress_unit(&ev, "imatrix", (uint64_t)(k + 1),
+					(uint64_t)nchunk,
+					(k + 1) / (mb_now_s() - t_chunks + 1e-9),
+					"chunks", k + 1 == nchunk);
 	}
 	if (c.n == 0) {
 		fprintf(stderr, "mibera-worker imatrix: no weight of '%s' was "

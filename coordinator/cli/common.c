@@ -152,6 +152,25 @@ int cli_user_setting(const struct cli_parse *p, cJSON *set, const char **base)
 	}
 	if (!cli_is(p, "set"))
 		return 0;
+	{
+		/* the second value of a key would silently win */
+		char key[64];
+		size_t n = strcspn(p->val, "=");
+		const cJSON *had;
+
+		snprintf(key, sizeof(key), "%.*s", (int)(n < 63 ? n : 63), p->val);
+		had = cJSON_GetObjectItemCaseSensitive(set, key);
+		if (had != NULL) {
+			char *was = cJSON_PrintUnformatted(had);
+			int rc = cli_usage_error(p->spec, "--set %s is given twice "
+						 "(%s, then %s): keep one",
+						 key, was ? was : "?",
+						 p->val + n + (p->val[n] == '='));
+
+			free(was);
+			return rc;
+		}
+	}
 	if (mb_modelcfg_user_set(set, p->val, err, sizeof(err)) != 0)
 		return cli_usage_error(p->spec, "--set %s", err);
 	return 1;

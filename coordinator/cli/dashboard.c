@@ -148,8 +148,8 @@ static int running_step(const struct mb_step_row *st, void *ctx)
  * "[####....] 3.4 GB/9.1 GB 120 MB/s ETA 1m20s", then without the bar,
  * then "37% 120 MB/s ETA 1m20s", then "37% ETA 1m20s": the time left is
  * the last thing given up. */
-static void progress_text(double done, double total, double rate, int width,
-			  char *out, size_t cap)
+static void progress_text(double done, double total, double rate,
+			  const char *unit, int width, char *out, size_t cap)
 {
 	char d[32], t[32], r[32], e[32] = "?", rest[160];
 	int pct = total > 0 ? (int)(100 * done / total) : 0;
@@ -160,7 +160,11 @@ static void progress_text(double done, double total, double rate, int width,
 	cli_bytes(rate > 0 ? rate : 0, r, sizeof(r));
 	if (rate > 0 && total >= done)
 		cli_duration((total - done) / rate, e, sizeof(e));
-	{
+	if (unit != NULL) {
+		/* counted, not bytes: "3/10 chunks ETA 40s" */
+		snprintf(rest, sizeof(rest), "%.0f/%.0f %.20s ETA %s", done,
+			 total, unit, e);
+	} else {
 		/* "3.4/9.1 GB" when both have the same unit */
 		const char *du = strchr(d, ' '), *tu = strchr(t, ' ');
 
@@ -187,9 +191,11 @@ static void progress_text(double done, double total, double rate, int width,
 		snprintf(out, cap, "%s", rest);
 		return;
 	}
-	snprintf(out, cap, "%d%% %s/s ETA %s", pct, r, e);
-	if ((int)strlen(out) <= width)
-		return;
+	if (unit == NULL) {
+		snprintf(out, cap, "%d%% %s/s ETA %s", pct, r, e);
+		if ((int)strlen(out) <= width)
+			return;
+	}
 	snprintf(out, cap, "%d%% ETA %s", pct, e);
 }
 
@@ -258,7 +264,10 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 			total = 0;
 		if (!(rate > 0))
 			rate = 0;
-		progress_text(done, total, rate, bar_w, tmp, sizeof(tmp));
+		progress_text(done, total, rate,
+			      cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				      doc, "unit")),
+			      bar_w, tmp, sizeof(tmp));
 		cJSON_Delete(doc);
 	} else if (j->error[0] && strcmp(j->state, "succeeded") != 0) {
 		snprintf(tmp, sizeof(tmp), "%.500s", j->error);

@@ -56,7 +56,20 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 	if (strcmp(type, "progress") == 0) {
 		double done = num(d, "done"), total = num(d, "total");
 		double rate = num(d, "rate");
+		const char *unit = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(d, "unit"));
 
+		if (unit != NULL) {
+			/* chunks of the calibration text, files: counted */
+			if (rate > 0 && total > done)
+				cli_duration((total - done) / rate, e, sizeof(e));
+			else
+				snprintf(e, sizeof(e), "-");
+			snprintf(out, cap, "%.120s  %.0f of %.0f %.20s (%.0f%%)  "
+				 "ETA %s", str(d, "what"), done, total, unit,
+				 total > 0 ? 100 * done / total : 0, e);
+			return 1;
+		}
 		cli_bytes(done, a, sizeof(a));
 		cli_bytes(total, b, sizeof(b));
 		cli_bytes(rate, c, sizeof(c));

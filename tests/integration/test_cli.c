@@ -227,6 +227,8 @@ static void test_usage_errors_name_what_was_meant(void **state)
 		{ "help nothing", "mibera-job: unknown command 'nothing'" },
 		{ "inspect org/x --quant Q4_K_M,Q9_K", "unknown quant type "
 		  "'Q9_K' (valid: Q2_K, " },
+		{ "submit org/x --set rope_theta=1e4 --set rope_theta=5e5",
+		  "--set rope_theta is given twice (10000, then 5e5): keep one" },
 	};
 	size_t i;
 
@@ -811,6 +813,27 @@ static void test_local_dir_absolute_and_short_verbs(void **state)
 	free(out);
 }
 
+/* Progress that counts chunks or files, not bytes (imatrix, fidelity),
+ * reads as a count in logs: "3 of 10 chunks", never "3 B of 10 B". */
+static void test_counted_progress(void **state)
+{
+	char *out;
+
+	(void)state;
+	sql("INSERT INTO events (job_id, step, seq, at_ms, type, data) VALUES "
+	    "(1, 'imatrix', 5, 1764158400123, 'progress', '{\\\"v\\\":1,"
+	    "\\\"seq\\\":5,\\\"ms\\\":1764158400123,\\\"step\\\":"
+	    "\\\"imatrix\\\",\\\"type\\\":\\\"progress\\\","
+	    "\\\"what\\\":\\\"imatrix\\\",\\\"done\\\":3,"
+	    "\\\"total\\\":10,\\\"rate\\\":0.5,\\\"unit\\\":"
+	    "\\\"chunks\\\"}')");
+	assert_int_equal(run(&out, "%s logs 1 --step imatrix", JOB), 0);
+	if (strstr(out, "imatrix  3 of 10 chunks (30%)  ETA 14s") == NULL)
+		fail_msg("logs:\n%s", out);
+	assert_null(strstr(out, " B of "));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +849,7 @@ int main(void)
 		cmocka_unit_test(test_submit_checks_the_workers_disk),
 		cmocka_unit_test(test_user_settings),
 		cmocka_unit_test(test_local_dir_absolute_and_short_verbs),
+		cmocka_unit_test(test_counted_progress),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
