@@ -2,6 +2,7 @@
 #include "common/json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/buf.h"
@@ -23,6 +24,86 @@ cJSON *mb_json_parse(const char *text, size_t len)
 			cJSON_Delete(doc);
 			return NULL;
 		}
+	return doc;
+}
+
+/* The line and column of byte off of text, from 1. */
+static void where(const char *text, size_t off, char *why, size_t cap)
+{
+	size_t line = 1, col = 1, i;
+
+	for (i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	snprintf(why, cap, "line %zu, column %zu", line, col);
+}
+
+cJSON *mb_json_parse_python(const char *text, size_t len, int *replaced,
+			    char *why, size_t whycap)
+{
+	static const char *const words[] = { "-Infinity", "Infinity", "NaN" };
+	struct mb_buf b;
+	const char *end = NULL;
+	cJSON *doc = NULL;
+	int in_str = 0;
+	size_t i, w;
+
+	*replaced = 0;
+	if (whycap > 0)
+		why[0] = '\0';
+	mb_buf_init(&b, len + 16);
+	for (i = 0; i < len; i++) {
+		if (in_str) {
+			if (text[i] == '\\' && i + 1 < len) {
+				if (mb_buf_add(&b, text + i, 2) != 0)
+					goto out;
+				i++;
+				continue;
+			}
+			in_str = text[i] != '"';
+		} else if (text[i] == '"') {
+			in_str = 1;
+		} else {
+			for (w = 0; w < 3; w++) {
+				size_t n = strlen(words[w]);
+
+				if (len - i >= n && memcmp(text + i, words[w], n) == 0)
+					break;
+			}
+			if (w < 3) {
+				if (mb_buf_adds(&b, "null") != 0)
+					goto out;
+				i += strlen(words[w]) - 1;
+				(*replaced)++;
+				continue;
+			}
+		}
+		if (mb_buf_add(&b, text + i, 1) != 0)
+			goto out;
+	}
+	doc = mb_json_parse(b.data != NULL ? b.data : "", b.len);
+	if (doc == NULL && whycap > 0) {
+		/* where the original text stops being JSON */
+		cJSON *d = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+
+		/* parsed: what follows the value is the trouble */
+		while (d != NULL && end != NULL && end < text + len &&
+		       (*end == ' ' || *end == '\t' || *end == '\n' ||
+			*end == '\r'))
+			end++;
+		cJSON_Delete(d);
+		if (end != NULL && end >= text && end <= text + len)
+			where(text, (size_t)(end - text), why, whycap);
+		else
+			snprintf(why, whycap, "trailing text after the value");
+	}
+out:
+	mb_buf_release(&b);
 	return doc;
 }
 

@@ -21,6 +21,13 @@ struct mb_buf;
  * out of memory. */
 cJSON *mb_json_parse(const char *text, size_t len);
 
+/* mb_json_parse for files Python wrote (config.json): its json module
+ * writes NaN, Infinity and -Infinity, which JSON does not have; outside
+ * strings they are read as null and *replaced counts them. When the text
+ * is still not JSON, NULL and why says where ("line 3, column 7"). */
+cJSON *mb_json_parse_python(const char *text, size_t len, int *replaced,
+			    char *why, size_t whycap);
+
 /* Stores obj[key] as an unsigned integer in [0, max]: MB_ENOENT when
  * missing, MB_EJSON when not an integral number or out of range. */
 int mb_json_get_u64(const cJSON *obj, const char *key, uint64_t max,

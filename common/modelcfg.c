@@ -285,7 +285,10 @@ void mb_modelcfg_base_name(const char *card, size_t card_len,
 	if (card != NULL)
 		card_base(card, card_len, out, cap);
 	if (out[0] == '\0' && config != NULL) {
-		cJSON *doc = mb_json_parse(config, config_len);
+		char why[64];
+		int nan;
+		cJSON *doc = mb_json_parse_python(config, config_len, &nan, why,
+						  sizeof(why));
 		const char *s;
 
 		if (doc != NULL &&
@@ -1539,12 +1542,24 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	memset(&known, 0, sizeof(known));
 	memset(&uv, 0, sizeof(uv));
 	if (config != NULL) {
-		c->config = mb_json_parse(config, config_len);
-		if (c->config == NULL || !cJSON_IsObject(c->config)) {
+		char why[64];
+		int nan;
+
+		c->config = mb_json_parse_python(config, config_len, &nan, why,
+						 sizeof(why));
+		if (c->config == NULL) {
+			addwarn(c, "config.json is not valid JSON (it stops being "
+				"JSON at %s): every value comes from the "
+				"tensors and the base", why);
+		} else if (!cJSON_IsObject(c->config)) {
 			addwarn(c, "config.json is not a JSON object: every value "
 				"comes from the tensors and the base");
 			cJSON_Delete(c->config);
 			c->config = NULL;
+		} else if (nan > 0) {
+			addwarn(c, "config.json has %d NaN or Infinity value%s "
+				"(Python writes them; JSON has none): read as "
+				"missing", nan, nan == 1 ? "" : "s");
 		}
 	} else {
 		addwarn(c, "no config.json: every value comes from the tensors "
@@ -1621,8 +1636,13 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		const char *table = table_config(c->base_name);
 		enum mb_src src = MB_SRC_BASE_HUB;
 
-		if (base_config != NULL)
-			base_doc = mb_json_parse(base_config, base_len);
+		if (base_config != NULL) {
+			char why[64];
+			int nan;
+
+			base_doc = mb_json_parse_python(base_config, base_len,
+							&nan, why, sizeof(why));
+		}
 		if (base_doc == NULL && table != NULL) {
 			base_doc = mb_json_parse(table, strlen(table));
 			src = MB_SRC_BASE_TABLE;

@@ -615,7 +615,15 @@ static void test_hostile_configs(void **state)
 		const char *cfg;
 		const char *warning;
 	} cases[] = {
-		{ "{\"hidden_size\": NaN}", "not a JSON object" },
+		/* Python's json writes NaN: read as missing, said so */
+		{ "{\"hidden_size\": NaN, \"name\": \"NaN\"}",
+		  "config.json has 1 NaN or Infinity value (Python writes "
+		  "them; JSON has none): read as missing" },
+		{ "{\"hidden_size\": -Infinity}", "1 NaN or Infinity value" },
+		{ "{\"hidden_size\": 5120,\n \"x\": tru}", "config.json is not "
+		  "valid JSON (it stops being JSON at line 2, column 7)" },
+		{ "{\"a\":1} x", "not valid JSON (it stops being JSON at line 1, "
+		  "column 9)" },
 		{ "[1,2,3]", "not a JSON object" },
 		{ "{\"model_type\":\"phi3\",\"hidden_size\":\"5120\"}",
 		  "'hidden_size' is not a positive integer" },
