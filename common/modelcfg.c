@@ -1676,6 +1676,22 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 							   key_names[key]);
 		pick(c, key, order, n, st->ok, fallback);
 	}
+	/* a window the GGUF architecture has no key for (Mistral 7B v0.1's
+	 * 4096 under llama.cpp's llama): attention spans the whole context,
+	 * which matches the model only up to the window */
+	if (mb_family_has_key(fam, MB_CFG_SLIDING_WINDOW) &&
+	    !(fam->native->meta & MB_META_SLIDING_WINDOW) &&
+	    cJSON_IsNumber(c->v[MB_CFG_SLIDING_WINDOW].value) &&
+	    cJSON_IsNumber(c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value) &&
+	    c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble <
+		    c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value->valuedouble)
+		addwarn(c, "sliding_window %.0f is below the context of %.0f: "
+			"llama.cpp's %s has none and attends over the whole "
+			"context, so past %.0f tokens the model sees more than "
+			"it was trained to", c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble,
+			c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value->valuedouble,
+			fam->native->arch,
+			c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble);
 	check_rotary(c);
 	check_longrope(c, &cf);
 	if (set != NULL) {

@@ -745,6 +745,65 @@ static const char *const own_archs =
 	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
 	"Qwen2ForCausalLM, Qwen3ForCausalLM)";
 
+static int has_warning(const struct mb_modelcfg *c, const char *part)
+{
+	size_t i;
+
+	for (i = 0; i < c->nwarnings; i++)
+		if (strstr(c->warnings[i], part) != NULL)
+			return 1;
+	return 0;
+}
+
+/* Mistral's config over Llama's tensors keeps Mistral's names; its
+ * sliding window, which llama.cpp's llama has no key for, is said when
+ * the context reaches past it (Mistral 7B v0.1: 4096 of 32768), and not
+ * when it does not. */
+static void test_mistral_sliding_window(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	static const char *const windows[] = { "4096", "null", "32768" };
+	char cfg[1024];
+	struct mb_modelcfg *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		snprintf(cfg, sizeof(cfg),
+			 "{\"architectures\":[\"MistralForCausalLM\"],"
+			 "\"model_type\":\"mistral\",\"hidden_size\":256,"
+			 "\"num_hidden_layers\":2,\"intermediate_size\":688,"
+			 "\"vocab_size\":512,\"num_attention_heads\":4,"
+			 "\"num_key_value_heads\":2,\"head_dim\":64,"
+			 "\"max_position_embeddings\":32768,"
+			 "\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-05,"
+			 "\"rope_scaling\":null,\"attention_bias\":false,"
+			 "\"tie_word_embeddings\":false,"
+			 "\"torch_dtype\":\"bfloat16\",\"sliding_window\":%s}",
+			 windows[i]);
+		c = infer_with(dir, cfg);
+		if (!c->convertible)
+			fail_msg("%s", c->reason);
+		assert_int_equal(c->family, MB_FAMILY_LLAMA);
+		assert_string_equal(cJSON_GetArrayItem(
+			c->v[MB_CFG_ARCHITECTURES].value, 0)->valuestring,
+				    "MistralForCausalLM");
+		assert_string_equal(c->v[MB_CFG_MODEL_TYPE].value->valuestring,
+				    "mistral");
+		assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+		if (i == 0) {
+			assert_int_equal(num(c, MB_CFG_SLIDING_WINDOW), 4096);
+			if (!has_warning(c, "sliding_window 4096 is below the "
+					 "context of 32768: llama.cpp's llama "
+					 "has none"))
+				fail_msg("no warning about the window");
+		} else {
+			assert_false(has_warning(c, "sliding_window"));
+		}
+		mb_modelcfg_free(c);
+	}
+}
+
 /* A Qwen2 checkpoint with its true config: Llama's tensor names plus
  * biases, but another rope. It is Qwen2, never rewritten into
  * LlamaForCausalLM (which converted it into a model that loads and talks
@@ -1213,6 +1272,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_configs),
 		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
+		cmocka_unit_test(test_mistral_sliding_window),
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_foreign_refused_not_repaired),
