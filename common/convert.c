@@ -709,6 +709,27 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 		KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "linear"));
 		KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
 				 (float)f->valuedouble));
+	} else if (rope_kind == MB_ROPE_YARN) {
+		/* llama.cpp's generic keys, as its reference converter writes
+		 * them for Qwen2 and Qwen3: the context stays
+		 * max_position_embeddings, the YaRN attention factor is
+		 * computed at load */
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+		const cJSON *oc = cJSON_GetObjectItemCaseSensitive(
+			rs, "original_max_position_embeddings");
+
+		if (!cJSON_IsNumber(f) || !(f->valuedouble > 0) ||
+		    !cJSON_IsNumber(oc) || !(oc->valuedouble >= 1)) {
+			mb_seterr(err, errcap, "yarn rope scaling needs a "
+			       "positive factor and "
+			       "original_max_position_embeddings");
+			return MB_EUNSUPPORTED;
+		}
+		KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "yarn"));
+		KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
+				 (float)f->valuedouble));
+		KV(mb_gguf_w_u32(w, AK("rope.scaling.original_context_length"),
+				 (uint32_t)oc->valuedouble));
 	}
 #undef AK
 	return mb_vocab_to_gguf(v, w);

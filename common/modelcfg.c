@@ -1254,6 +1254,59 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 	}
 }
 
+/* A rope scaling the family's GGUF architecture cannot carry is refused
+ * here, by name, rather than by the conversion on a rented box; yarn and
+ * linear need their factor, yarn the context it was trained at. The type
+ * is read as the converter reads it: rope_type, else type. */
+static void check_rope_scaling(struct mb_modelcfg *c,
+			       const struct mb_family *fam)
+{
+	static const struct {
+		unsigned kind;
+		const char *name;
+	} kinds[] = { { MB_ROPE_LONGROPE, "longrope" },
+		      { MB_ROPE_LLAMA3, "llama3" },
+		      { MB_ROPE_LINEAR, "linear" },
+		      { MB_ROPE_YARN, "yarn" } };
+	const cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value, *type, *f, *oc;
+	char takes[80] = "";
+	size_t i, n = 0;
+	unsigned kind;
+
+	if (!cJSON_IsObject(rs))
+		return;
+	type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+	if (!cJSON_IsString(type))
+		type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+	if (!cJSON_IsString(type)) {
+		refuse(c, "rope_scaling has no type (rope_type or type)");
+		return;
+	}
+	kind = mb_family_rope_kind(type->valuestring);
+	if (!(fam->native->rope & kind)) {
+		for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+			if (fam->native->rope & kinds[i].kind)
+				n += (size_t)snprintf(takes + n, sizeof(takes) - n,
+						      "%s%s", n ? ", " : "",
+						      kinds[i].name);
+		refuse(c, "rope scaling '%.40s' is not supported for %s "
+		       "(llama.cpp's %s; mibera writes %s)", type->valuestring,
+		       fam->display, fam->native->arch, n ? takes : "none");
+		return;
+	}
+	f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+	oc = cJSON_GetObjectItemCaseSensitive(rs,
+					      "original_max_position_embeddings");
+	if ((kind == MB_ROPE_YARN || kind == MB_ROPE_LINEAR) &&
+	    !ok_pos_number(f))
+		refuse(c, "%s rope scaling needs a positive factor",
+		       type->valuestring);
+	else if (kind == MB_ROPE_YARN && !ok_pos_int(oc))
+		refuse(c, "yarn rope scaling needs "
+		       "original_max_position_embeddings, the context the "
+		       "model was trained at before scaling");
+}
+
 static const char *torch_dtype(const struct mb_st_model *m, size_t *count,
 			       size_t *total)
 {
@@ -1694,6 +1747,7 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 			c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble);
 	check_rotary(c);
 	check_longrope(c, &cf);
+	check_rope_scaling(c, fam);
 	if (set != NULL) {
 		const cJSON *e;
 

@@ -47,7 +47,8 @@ static const struct mb_family_layout native = {
 	.arch = "qwen3",
 	.tensors = plan,
 	.meta = MB_META_VOCAB_SIZE | MB_META_HEAD_LENGTHS,
-	.rope = MB_ROPE_LLAMA3 | MB_ROPE_LINEAR,
+	/* Qwen2.5's and Qwen3's long-context configs use yarn */
+	.rope = MB_ROPE_LLAMA3 | MB_ROPE_LINEAR | MB_ROPE_YARN,
 };
 
 static const enum mb_cfg_key keys[] = {

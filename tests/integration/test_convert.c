@@ -809,6 +809,54 @@ static void test_mistral_head_dim(void **state)
 	mb_gguf_free(g);
 }
 
+/* Qwen2.5's long-context config (rope_scaling yarn, factor 4 over 32768)
+ * is written with llama.cpp's yarn keys, which libllama loads and runs. */
+static void test_qwen2_yarn(void **state)
+{
+	const char *extra[] = { "--config", "correct", NULL };
+	struct mb_convert_result r;
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	char dir[600], path[700], err[2048], *text;
+	float *got;
+	size_t len;
+	cJSON *cfg;
+	int n;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/qwen2-yarn", root);
+	assert_int_equal(th_mkmodel(dir, "qwen2-tiny", extra), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	text = th_slurp(path, &len);
+	assert_non_null(text);
+	cfg = cJSON_ParseWithLength(text, len);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_ReplaceItemInObject(cfg, "rope_scaling", cJSON_Parse(
+		"{\"type\":\"yarn\",\"factor\":4.0,"
+		"\"original_max_position_embeddings\":32768}"));
+	text = cJSON_Print(cfg);
+	cJSON_Delete(cfg);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+	free(text);
+	snprintf(path, sizeof(path), "%s/qwen2-yarn.gguf", root);
+	convert(dir, path, MB_LAYOUT_NATIVE, MB_OUT_F16, &r);
+	assert_string_equal(r.arch, "qwen2");
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "qwen2.rope.scaling.type")->v.s,
+			    "yarn");
+	kv = mb_gguf_kv(g, "qwen2.rope.scaling.factor");
+	assert_non_null(kv);
+	assert_true(kv->v.f == 4.0);
+	assert_int_equal(mb_gguf_kv(g, "qwen2.rope.scaling.original_context_"
+					"length")->v.u, 32768);
+	assert_int_equal(mb_gguf_kv(g, "qwen2.context_length")->v.u, 32768);
+	mb_gguf_free(g);
+	if (th_llama_logits(path, toks, NTOK, &got, &n, err, sizeof(err)) != 0)
+		fail_msg("libllama: %s", err);
+	free(got);
+}
+
 /* A true config of an architecture mibera does not convert (Gemma, whose
  * tensors have Llama's names and shapes) is refused by name, by the
  * library and by the worker's command, and nothing is written: never
@@ -893,6 +941,7 @@ int main(void)
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_mistral_head_dim),
+		cmocka_unit_test(test_qwen2_yarn),
 		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};
