@@ -20,6 +20,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/family/family.h"
 #include "common/fault.h"
 #include "common/fs.h"
 #include "common/gguf.h"
@@ -398,21 +399,43 @@ static double num(const struct mb_modelcfg *c, enum mb_cfg_key k)
 	return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* The tensors of the output, in file order. */
+/* The size d stands for in c (family.h's enum mb_dim). */
+static uint64_t dim_of(const struct mb_modelcfg *c, enum mb_dim d)
+{
+	switch (d) {
+	case MB_DIM_HIDDEN:
+		return c->hidden;
+	case MB_DIM_Q:
+		return c->q_width;
+	case MB_DIM_KV:
+		return c->kv_width;
+	case MB_DIM_FF:
+		return c->ff;
+	case MB_DIM_QKV:
+		return c->q_width + 2 * c->kv_width;
+	case MB_DIM_Q_KV:
+		return c->q_width + c->kv_width;
+	case MB_DIM_FF2:
+		return 2 * c->ff;
+	case MB_DIM_HEAD:
+		return c->head_dim;
+	default:
+		return 0;
+	}
+}
+
+/* The tensors of the output, in file order: the layout's per-layer plan
+ * between the embedding and the output norm and head. */
 static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
-			const struct mb_modelcfg *c, int split,
+			const struct mb_modelcfg *c,
+			const struct mb_family_layout *lay,
 			enum mb_num outtype, char *err, size_t errcap)
 {
 	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
 	uint32_t kv_heads = (uint32_t)num(c, MB_CFG_NUM_KEY_VALUE_HEADS);
-	uint64_t h = c->hidden, kv = c->kv_width, ff = c->ff, l;
-	/* llama's NORM rope wants q and k permuted; qwen2's and qwen3's
-	 * NEOX rope turns the pairs transformers does, so their rows stay
-	 * in order (and Qwen3's per-head norms with them) */
-	int neox = c->family == MB_FAMILY_QWEN2 || c->family == MB_FAMILY_QWEN3;
-	uint32_t q_perm = neox ? 0 : heads;
-	uint32_t k_perm = neox ? 0 : kv_heads;
-	char out[96], src[160];
+	const struct mb_family_out *t;
+	char out[96], src[160], when[160];
+	uint64_t l;
 	int rc;
 
 #define SRC(o, s, r0, n, hd)                                                   \
@@ -421,53 +444,31 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 		if (rc != 0)                                                   \
 			return rc;                                             \
 	} while (0)
-#define L(fmt) (snprintf(out, sizeof(out), "blk.%llu." fmt, (unsigned long long)l), out)
-#define S(fmt) (snprintf(src, sizeof(src), "model.layers.%llu." fmt, (unsigned long long)l), src)
 
 	SRC("token_embd.weight", "model.embed_tokens.weight", 0, 0, 0);
-	for (l = 0; l < c->layers; l++) {
-		SRC(L("attn_norm.weight"), S("input_layernorm.weight"), 0, 0, 0);
-		if (c->family == MB_FAMILY_PHI3 && !split) {
-			SRC(L("attn_qkv.weight"), S("self_attn.qkv_proj.weight"), 0, 0, 0);
-		} else if (c->family == MB_FAMILY_PHI3) {
-			SRC(L("attn_q.weight"), S("self_attn.qkv_proj.weight"), 0, h, heads);
-			SRC(L("attn_k.weight"), S("self_attn.qkv_proj.weight"), h, kv, kv_heads);
-			SRC(L("attn_v.weight"), S("self_attn.qkv_proj.weight"), h + kv, kv, 0);
-		} else {
-			SRC(L("attn_q.weight"), S("self_attn.q_proj.weight"), 0, 0, q_perm);
-			SRC(L("attn_k.weight"), S("self_attn.k_proj.weight"), 0, 0, k_perm);
-			SRC(L("attn_v.weight"), S("self_attn.v_proj.weight"), 0, 0, 0);
-			if (mb_st_model_find(m, S("self_attn.q_proj.bias")) != NULL) {
-				SRC(L("attn_q.bias"), S("self_attn.q_proj.bias"), 0, 0, q_perm);
-				SRC(L("attn_k.bias"), S("self_attn.k_proj.bias"), 0, 0, k_perm);
-				SRC(L("attn_v.bias"), S("self_attn.v_proj.bias"), 0, 0, 0);
+	for (l = 0; l < c->layers; l++)
+		for (t = lay->tensors; t->gguf != NULL; t++) {
+			uint32_t perm = t->perm == MB_PERM_Q    ? heads
+					: t->perm == MB_PERM_KV ? kv_heads
+								: 0;
+
+			if (t->when != NULL) {
+				snprintf(when, sizeof(when), "model.layers.%llu.%s",
+					 (unsigned long long)l, t->when);
+				if (mb_st_model_find(m, when) == NULL)
+					continue;
 			}
-			if (c->family == MB_FAMILY_QWEN3) {
-				SRC(L("attn_q_norm.weight"), S("self_attn.q_norm.weight"), 0, 0, 0);
-				SRC(L("attn_k_norm.weight"), S("self_attn.k_norm.weight"), 0, 0, 0);
-			}
+			snprintf(out, sizeof(out), "blk.%llu.%s",
+				 (unsigned long long)l, t->gguf);
+			snprintf(src, sizeof(src), "model.layers.%llu.%s",
+				 (unsigned long long)l, t->hf);
+			SRC(out, src, dim_of(c, t->row0), dim_of(c, t->rows),
+			    perm);
 		}
-		SRC(L("attn_output.weight"), S("self_attn.o_proj.weight"), 0, 0, 0);
-		if (mb_st_model_find(m, S("self_attn.o_proj.bias")) != NULL)
-			SRC(L("attn_output.bias"), S("self_attn.o_proj.bias"), 0, 0, 0);
-		SRC(L("ffn_norm.weight"), S("post_attention_layernorm.weight"), 0, 0, 0);
-		if (c->family == MB_FAMILY_PHI3 && !split) {
-			SRC(L("ffn_up.weight"), S("mlp.gate_up_proj.weight"), 0, 0, 0);
-		} else if (c->family == MB_FAMILY_PHI3) {
-			SRC(L("ffn_gate.weight"), S("mlp.gate_up_proj.weight"), 0, ff, 0);
-			SRC(L("ffn_up.weight"), S("mlp.gate_up_proj.weight"), ff, ff, 0);
-		} else {
-			SRC(L("ffn_gate.weight"), S("mlp.gate_proj.weight"), 0, 0, 0);
-			SRC(L("ffn_up.weight"), S("mlp.up_proj.weight"), 0, 0, 0);
-		}
-		SRC(L("ffn_down.weight"), S("mlp.down_proj.weight"), 0, 0, 0);
-	}
 	SRC("output_norm.weight", "model.norm.weight", 0, 0, 0);
 	if (!c->tied)
 		SRC("output.weight", "lm_head.weight", 0, 0, 0);
 #undef SRC
-#undef L
-#undef S
 	return 0;
 }
 
@@ -547,9 +548,13 @@ static void model_name(const struct mb_convert_opts *o, const struct mb_vocab *v
 
 static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			  const struct mb_modelcfg *c, const struct mb_vocab *v,
-			  const char *arch, int split, struct plan *pl,
+			  const struct mb_family *fam,
+			  const struct mb_family_layout *lay, struct plan *pl,
 			  char *err, size_t errcap)
 {
+	const char *arch = lay->arch;
+	int split = lay == fam->split;
+	unsigned rope_kind = 0;
 	uint32_t heads = (uint32_t)num(c, MB_CFG_NUM_ATTENTION_HEADS);
 	uint32_t hd = (uint32_t)(c->q_width / heads);
 	const cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value, *type = NULL;
@@ -572,15 +577,26 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			return MB_EUNSUPPORTED;
 		}
 	}
-	if (split && rot != 1.0) {
-		mb_seterr(err, errcap, "the split layout cannot carry a partial "
-		       "rotary factor (%g): use --layout native", rot);
+	if (!(lay->meta & MB_META_PARTIAL_ROTARY) && rot != 1.0) {
+		mb_seterr(err, errcap, "the %s layout cannot carry a partial "
+		       "rotary factor (%g)%s", lay->name, rot,
+		       split ? ": use --layout native" : "");
 		return MB_EUNSUPPORTED;
 	}
-	if (split && type != NULL) {
-		mb_seterr(err, errcap, "the split layout cannot carry rope scaling "
-		       "'%s': use --layout native", type->valuestring);
-		return MB_EUNSUPPORTED;
+	if (type != NULL) {
+		rope_kind = mb_family_rope_kind(type->valuestring);
+		if (split && !(lay->rope & rope_kind)) {
+			mb_seterr(err, errcap, "the split layout cannot carry "
+			       "rope scaling '%s': use --layout native",
+			       type->valuestring);
+			return MB_EUNSUPPORTED;
+		}
+		if (!(lay->rope & rope_kind)) {
+			mb_seterr(err, errcap, "rope scaling '%s' is not "
+			       "supported for %s", type->valuestring,
+			       fam->display);
+			return MB_EUNSUPPORTED;
+		}
 	}
 	model_name(o, v, name, sizeof(name));
 	size_label(c->params, label, sizeof(label));
@@ -600,7 +616,7 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 	if (o->source_commit != NULL)
 		KV(mb_gguf_w_str(w, "mibera.source.commit", o->source_commit));
 	KV(mb_gguf_w_str(w, "mibera.version", MB_VERSION));
-	KV(mb_gguf_w_str(w, "mibera.layout", split ? "split" : "native"));
+	KV(mb_gguf_w_str(w, "mibera.layout", lay->name));
 	KV(mb_gguf_w_u32(w, "mibera.config_repairs", (uint32_t)mb_modelcfg_nrepairs(c)));
 
 #define AK(suffix) (snprintf(key, sizeof(key), "%s." suffix, arch), key)
@@ -616,94 +632,104 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 			 (float)num(c, MB_CFG_RMS_NORM_EPS)));
 	KV(mb_gguf_w_f32(w, AK("rope.freq_base"), (float)num(c, MB_CFG_ROPE_THETA)));
 	KV(mb_gguf_w_u32(w, AK("rope.dimension_count"), rope_dims));
-	if (strcmp(arch, "phi3") == 0) {
-		const cJSON *sw = c->v[MB_CFG_SLIDING_WINDOW].value;
-		double orig = num(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS);
-
+	if (lay->meta & MB_META_VOCAB_SIZE)
+		KV(mb_gguf_w_u32(w, AK("vocab_size"), (uint32_t)c->vocab_rows));
+	if ((lay->meta & MB_META_HEAD_LENGTHS) && hd * heads != c->hidden) {
+		KV(mb_gguf_w_u32(w, AK("attention.key_length"), hd));
+		KV(mb_gguf_w_u32(w, AK("attention.value_length"), hd));
+	}
+	if (lay->meta & MB_META_ORIG_CONTEXT)
 		KV(mb_gguf_w_u32(w, AK("rope.scaling.original_context_length"),
-				 (uint32_t)orig));
+				 (uint32_t)num(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS)));
+	if (lay->meta & MB_META_SLIDING_WINDOW) {
+		const cJSON *sw = c->v[MB_CFG_SLIDING_WINDOW].value;
+
 		/* 0 when null: how llama.cpp tells Phi-4 from Phi-3 */
 		KV(mb_gguf_w_u32(w, AK("attention.sliding_window"),
 				 cJSON_IsNumber(sw) ? (uint32_t)sw->valuedouble : 0));
-		if (type != NULL) {
-			double scale = num(c, MB_CFG_MAX_POSITION_EMBEDDINGS) / orig;
-			double attn = 1.0;
+	}
+	if (rope_kind == MB_ROPE_LONGROPE) {
+		double orig = num(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS);
+		double scale = num(c, MB_CFG_MAX_POSITION_EMBEDDINGS) / orig;
+		double attn = 1.0;
 
-			if (strcmp(type->valuestring, "longrope") != 0 &&
-			    strcmp(type->valuestring, "su") != 0) {
-				mb_seterr(err, errcap, "rope scaling '%s' is not "
-				       "supported for Phi-3", type->valuestring);
-				return MB_EUNSUPPORTED;
-			}
-			if (scale > 1.0)
-				attn = sqrt(1 + log(scale) / log(orig));
-			KV(mb_gguf_w_f32(w, AK("rope.scaling.attn_factor"), (float)attn));
-			KV(add_gen(pl, "rope_factors_long.weight",
-				   cJSON_GetObjectItemCaseSensitive(rs, "long_factor"),
-				   rope_dims / 2, NULL));
-			KV(add_gen(pl, "rope_factors_short.weight",
-				   cJSON_GetObjectItemCaseSensitive(rs, "short_factor"),
-				   rope_dims / 2, NULL));
-		}
-	} else {
-		KV(mb_gguf_w_u32(w, AK("vocab_size"), (uint32_t)c->vocab_rows));
-		if (hd * heads != c->hidden) {
-			KV(mb_gguf_w_u32(w, AK("attention.key_length"), hd));
-			KV(mb_gguf_w_u32(w, AK("attention.value_length"), hd));
-		}
-		if (type != NULL && strcmp(type->valuestring, "llama3") == 0) {
-			/* llama.cpp takes Llama 3's frequency scaling as a
-			 * tensor of per-pair factors, computed as the reference
-			 * converter does */
-			double base = num(c, MB_CFG_ROPE_THETA);
-			const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
-			const cJSON *lo = cJSON_GetObjectItemCaseSensitive(rs, "low_freq_factor");
-			const cJSON *hi = cJSON_GetObjectItemCaseSensitive(rs, "high_freq_factor");
-			const cJSON *oc = cJSON_GetObjectItemCaseSensitive(
-				rs, "original_max_position_embeddings");
-			double factor = cJSON_IsNumber(f) ? f->valuedouble : 8.0;
-			double lf = cJSON_IsNumber(lo) ? lo->valuedouble : 1.0;
-			double hf = cJSON_IsNumber(hi) ? hi->valuedouble : 4.0;
-			double old = cJSON_IsNumber(oc) ? oc->valuedouble : 8192;
-			float vals[512];
-			uint32_t i;
+		if (scale > 1.0)
+			attn = sqrt(1 + log(scale) / log(orig));
+		KV(mb_gguf_w_f32(w, AK("rope.scaling.attn_factor"), (float)attn));
+		KV(add_gen(pl, "rope_factors_long.weight",
+			   cJSON_GetObjectItemCaseSensitive(rs, "long_factor"),
+			   rope_dims / 2, NULL));
+		KV(add_gen(pl, "rope_factors_short.weight",
+			   cJSON_GetObjectItemCaseSensitive(rs, "short_factor"),
+			   rope_dims / 2, NULL));
+	} else if (rope_kind == MB_ROPE_LLAMA3) {
+		/* llama.cpp takes Llama 3's frequency scaling as a tensor of
+		 * per-pair factors, computed as the reference converter does */
+		double base = num(c, MB_CFG_ROPE_THETA);
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+		const cJSON *lo = cJSON_GetObjectItemCaseSensitive(rs, "low_freq_factor");
+		const cJSON *hi = cJSON_GetObjectItemCaseSensitive(rs, "high_freq_factor");
+		const cJSON *oc = cJSON_GetObjectItemCaseSensitive(
+			rs, "original_max_position_embeddings");
+		double factor = cJSON_IsNumber(f) ? f->valuedouble : 8.0;
+		double lf = cJSON_IsNumber(lo) ? lo->valuedouble : 1.0;
+		double hf = cJSON_IsNumber(hi) ? hi->valuedouble : 4.0;
+		double old = cJSON_IsNumber(oc) ? oc->valuedouble : 8192;
+		float vals[512];
+		uint32_t i;
 
-			if (hd / 2 > 512 || hf == lf) {
-				mb_seterr(err, errcap, "llama3 rope scaling with head "
-				       "size %u or equal frequency factors", hd);
-				return MB_EUNSUPPORTED;
-			}
-			for (i = 0; i < hd / 2; i++) {
-				double freq = 1.0 / pow(base, (2.0 * i) / hd);
-				double wl = 2 * M_PI / freq;
-
-				if (wl < old / hf)
-					vals[i] = 1;
-				else if (wl > old / lf)
-					vals[i] = (float)factor;
-				else {
-					double s = (old / wl - lf) / (hf - lf);
-
-					vals[i] = (float)(1 / ((1 - s) / factor + s));
-				}
-			}
-			KV(add_gen(pl, "rope_freqs.weight", NULL, hd / 2, vals));
-		} else if (type != NULL && strcmp(type->valuestring, "linear") == 0) {
-			const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
-
-			if (!cJSON_IsNumber(f) || !(f->valuedouble > 0)) {
-				mb_seterr(err, errcap, "linear rope scaling needs a "
-				       "positive factor");
-				return MB_EUNSUPPORTED;
-			}
-			KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "linear"));
-			KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
-					 (float)f->valuedouble));
-		} else if (type != NULL) {
-			mb_seterr(err, errcap, "rope scaling '%s' is not supported",
-			       type->valuestring);
+		if (hd / 2 > 512 || hf == lf) {
+			mb_seterr(err, errcap, "llama3 rope scaling with head "
+			       "size %u or equal frequency factors", hd);
 			return MB_EUNSUPPORTED;
 		}
+		for (i = 0; i < hd / 2; i++) {
+			double freq = 1.0 / pow(base, (2.0 * i) / hd);
+			double wl = 2 * M_PI / freq;
+
+			if (wl < old / hf)
+				vals[i] = 1;
+			else if (wl > old / lf)
+				vals[i] = (float)factor;
+			else {
+				double s = (old / wl - lf) / (hf - lf);
+
+				vals[i] = (float)(1 / ((1 - s) / factor + s));
+			}
+		}
+		KV(add_gen(pl, "rope_freqs.weight", NULL, hd / 2, vals));
+	} else if (rope_kind == MB_ROPE_LINEAR) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+
+		if (!cJSON_IsNumber(f) || !(f->valuedouble > 0)) {
+			mb_seterr(err, errcap, "linear rope scaling needs a "
+			       "positive factor");
+			return MB_EUNSUPPORTED;
+		}
+		KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "linear"));
+		KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
+				 (float)f->valuedouble));
+	} else if (rope_kind == MB_ROPE_YARN) {
+		/* llama.cpp's generic keys, as its reference converter writes
+		 * them for Qwen2 and Qwen3: the context stays
+		 * max_position_embeddings, the YaRN attention factor is
+		 * computed at load */
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+		const cJSON *oc = cJSON_GetObjectItemCaseSensitive(
+			rs, "original_max_position_embeddings");
+
+		if (!cJSON_IsNumber(f) || !(f->valuedouble > 0) ||
+		    !cJSON_IsNumber(oc) || !(oc->valuedouble >= 1)) {
+			mb_seterr(err, errcap, "yarn rope scaling needs a "
+			       "positive factor and "
+			       "original_max_position_embeddings");
+			return MB_EUNSUPPORTED;
+		}
+		KV(mb_gguf_w_str(w, AK("rope.scaling.type"), "yarn"));
+		KV(mb_gguf_w_f32(w, AK("rope.scaling.factor"),
+				 (float)f->valuedouble));
+		KV(mb_gguf_w_u32(w, AK("rope.scaling.original_context_length"),
+				 (uint32_t)oc->valuedouble));
 	}
 #undef AK
 	return mb_vocab_to_gguf(v, w);
@@ -790,10 +816,11 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	struct job jb;
 	pthread_t th[MAX_THREADS];
 	char *cfg = NULL, *card = NULL, sub[512], dir[4096], *slash;
-	const char *arch;
+	const struct mb_family *fam;
+	const struct mb_family_layout *lay;
 	size_t cfg_len, card_len, i;
 	uint64_t total = 0, avail;
-	int rc, split, nth = 0, started = 0, w_inited = 0, af_open = 0;
+	int rc, nth = 0, started = 0, w_inited = 0, af_open = 0;
 	double t0;
 
 	memset(r, 0, sizeof(*r));
@@ -822,11 +849,8 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		rc = MB_EUNSUPPORTED;
 		goto out;
 	}
-	split = c->family == MB_FAMILY_PHI3 && o->layout == MB_LAYOUT_SPLIT;
-	arch = c->family == MB_FAMILY_PHI3 && !split ? "phi3"
-	       : c->family == MB_FAMILY_QWEN2	   ? "qwen2"
-	       : c->family == MB_FAMILY_QWEN3	   ? "qwen3"
-						   : "llama";
+	fam = mb_family_get(c->family);
+	lay = mb_family_layout(fam, o->layout == MB_LAYOUT_SPLIT);
 	rc = mb_vocab_load_dir(o->model_dir, c->vocab_rows, &v, sub, sizeof(sub));
 	if (rc != 0) {
 		mb_seterr(err, errcap, "tokenizer: %s", sub);
@@ -859,7 +883,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		}
 		posix_fadvise(pl.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
-	rc = plan_tensors(&pl, m, c, split,
+	rc = plan_tensors(&pl, m, c, lay,
 			  o->outtype == MB_OUT_F32 ? MB_NUM_F32
 			  : o->outtype == MB_OUT_F16 ? MB_NUM_F16
 						     : MB_NUM_BF16,
@@ -871,7 +895,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	if (rc != 0)
 		goto out;
 	w_inited = 1;
-	rc = write_metadata(&w, o, c, v, arch, split, &pl, err, errcap);
+	rc = write_metadata(&w, o, c, v, fam, lay, &pl, err, errcap);
 	if (rc != 0) {
 		if (err != NULL && err[0] == '\0')
 			mb_seterr(err, errcap, "cannot write the metadata: %s",
@@ -1008,7 +1032,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		       mb_strerror(rc));
 		goto out;
 	}
-	snprintf(r->arch, sizeof(r->arch), "%s", arch);
+	snprintf(r->arch, sizeof(r->arch), "%s", lay->arch);
 	r->ntensors = pl.n;
 	r->file_size = w.file_size;
 	r->data_bytes = total;

@@ -12,12 +12,12 @@
  * pwrite. Memory stays bounded whatever the model size. The file is
  * fsynced and renamed into place only when complete.
  *
- * Layouts: "native" keeps Phi-3's fused attn_qkv and ffn_up (2 * n_ff)
- * under arch phi3; "split" writes arch llama with q/k/v and gate/up split
- * by rows and q, k permuted for llama.cpp's NORM rope. Llama-family models
- * are always written as llama; Qwen2 as qwen2 (NEOX rope: q and k as they
- * are, with their biases); Qwen3 as qwen3 (the same, with its per-head q
- * and k norms and a head size of its own).
+ * What each family's layouts write (architecture, tensor plan, metadata
+ * keys, rope scalings) is data in common/family/. Layouts: "native" keeps
+ * Phi-3's fused attn_qkv and ffn_up (2 * n_ff) under arch phi3; "split"
+ * writes arch llama with q/k/v and gate/up split by rows and q, k permuted
+ * for llama.cpp's NORM rope. A family without a split layout (Llama,
+ * Qwen2, Qwen3) is written natively whatever the layout asked.
  */
 #ifndef MB_CONVERT_H
 #define MB_CONVERT_H

@@ -12,6 +12,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/family/family.h"
 #include "common/json.h"
 #include "common/safetensors.h"
 
@@ -63,119 +64,31 @@ const char *mb_src_name(enum mb_src s)
 	return (unsigned)s < sizeof(src_names) / sizeof(src_names[0]) ? src_names[s] : "?";
 }
 
-const char *mb_family_name(enum mb_family f)
+const char *mb_family_name(enum mb_family_id f)
 {
-	switch (f) {
-	case MB_FAMILY_PHI3:
-		return "phi3";
-	case MB_FAMILY_LLAMA:
-		return "llama";
-	case MB_FAMILY_QWEN2:
-		return "qwen2";
-	case MB_FAMILY_QWEN3:
-		return "qwen3";
-	default:
-		return "unknown";
-	}
+	const struct mb_family *fam = mb_family_get(f);
+
+	return fam != NULL ? fam->name : "unknown";
 }
 
-/*
- * Known base models: the values of their config.json that shapes cannot
- * give, as published on the hub. Longrope factors are not kept here: a
- * 128k model's own config.json carries them.
- */
-static const struct {
-	const char *name;
-	const char *config;
-} known_bases[] = {
-	{ "microsoft/phi-4",
-	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
-	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
-	  "\"intermediate_size\":17920,\"vocab_size\":100352,"
-	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
-	  "\"rope_theta\":250000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":16384,"
-	  "\"original_max_position_embeddings\":16384,"
-	  "\"sliding_window\":null,\"rope_scaling\":null}" },
-	{ "microsoft/Phi-3-medium-4k-instruct",
-	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
-	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
-	  "\"intermediate_size\":17920,\"vocab_size\":32064,"
-	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
-	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":4096,"
-	  "\"original_max_position_embeddings\":4096,"
-	  "\"sliding_window\":2047,\"rope_scaling\":null}" },
-	{ "microsoft/Phi-3-medium-128k-instruct",
-	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
-	  "\"hidden_size\":5120,\"num_hidden_layers\":40,"
-	  "\"intermediate_size\":17920,\"vocab_size\":32064,"
-	  "\"num_attention_heads\":40,\"num_key_value_heads\":10,"
-	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":131072,"
-	  "\"original_max_position_embeddings\":4096,"
-	  "\"sliding_window\":131072,\"rope_scaling\":{\"type\":\"longrope\"}}" },
-	{ "microsoft/Phi-3-mini-4k-instruct",
-	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
-	  "\"hidden_size\":3072,\"num_hidden_layers\":32,"
-	  "\"intermediate_size\":8192,\"vocab_size\":32064,"
-	  "\"num_attention_heads\":32,\"num_key_value_heads\":32,"
-	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":4096,"
-	  "\"original_max_position_embeddings\":4096,"
-	  "\"sliding_window\":2047,\"rope_scaling\":null}" },
-	{ "microsoft/Phi-3-mini-128k-instruct",
-	  "{\"architectures\":[\"Phi3ForCausalLM\"],\"model_type\":\"phi3\","
-	  "\"hidden_size\":3072,\"num_hidden_layers\":32,"
-	  "\"intermediate_size\":8192,\"vocab_size\":32064,"
-	  "\"num_attention_heads\":32,\"num_key_value_heads\":32,"
-	  "\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":131072,"
-	  "\"original_max_position_embeddings\":4096,"
-	  "\"sliding_window\":262144,\"rope_scaling\":{\"type\":\"longrope\"}}" },
-	{ "meta-llama/Llama-3.1-8B",
-	  "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
-	  "\"hidden_size\":4096,\"num_hidden_layers\":32,"
-	  "\"intermediate_size\":14336,\"vocab_size\":128256,"
-	  "\"num_attention_heads\":32,\"num_key_value_heads\":8,"
-	  "\"rope_theta\":500000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":131072,"
-	  "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,"
-	  "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192,"
-	  "\"rope_type\":\"llama3\"}}" },
-	{ "mistralai/Mistral-7B-v0.3",
-	  "{\"architectures\":[\"MistralForCausalLM\"],\"model_type\":\"mistral\","
-	  "\"hidden_size\":4096,\"num_hidden_layers\":32,"
-	  "\"intermediate_size\":14336,\"vocab_size\":32768,"
-	  "\"num_attention_heads\":32,\"num_key_value_heads\":8,"
-	  "\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-05,"
-	  "\"max_position_embeddings\":32768,\"sliding_window\":null,"
-	  "\"rope_scaling\":null}" },
-};
-
-#define NKNOWN (sizeof(known_bases) / sizeof(known_bases[0]))
-
-/* Other names the same bases go by on the hub. */
-static const struct {
-	const char *alias;
-	const char *name;
-} base_aliases[] = {
-	{ "meta-llama/Meta-Llama-3.1-8B", "meta-llama/Llama-3.1-8B" },
-	{ "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B" },
-	{ "meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B" },
-	{ "mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-v0.3" },
-};
-
+/* The config.json of a known base model (common/family/: each family's
+ * bases, with the other names they go by on the hub), or NULL. */
 static const char *table_config(const char *name)
 {
-	size_t i;
+	const struct mb_family *const *fams;
+	size_t nf, i, k, a;
 
-	for (i = 0; i < sizeof(base_aliases) / sizeof(base_aliases[0]); i++)
-		if (strcasecmp(name, base_aliases[i].alias) == 0)
-			name = base_aliases[i].name;
-	for (i = 0; i < NKNOWN; i++)
-		if (strcasecmp(name, known_bases[i].name) == 0)
-			return known_bases[i].config;
+	fams = mb_families(&nf);
+	for (i = 0; i < nf; i++)
+		for (k = 0; fams[i]->bases[k].name != NULL; k++) {
+			const struct mb_family_base *b = &fams[i]->bases[k];
+
+			if (strcasecmp(name, b->name) == 0)
+				return b->config;
+			for (a = 0; a < 4 && b->aliases[a] != NULL; a++)
+				if (strcasecmp(name, b->aliases[a]) == 0)
+					return b->config;
+		}
 	return NULL;
 }
 
@@ -302,40 +215,6 @@ void mb_modelcfg_base_name(const char *card, size_t card_len,
 
 /* --- tensor analysis --- */
 
-struct suffix {
-	const char *name;
-	int fam;	/* bit 1: phi3, bit 2: llama, bit 4: qwen3's norms */
-	int required;
-};
-
-#define PHI 1
-#define LLA 2
-#define QKN 4	/* Llama's layout plus per-head q/k norms: Qwen3 */
-
-static const struct suffix layer_tensors[] = {
-	{ "input_layernorm.weight", PHI | LLA, 1 },
-	{ "post_attention_layernorm.weight", PHI | LLA, 1 },
-	{ "self_attn.o_proj.weight", PHI | LLA, 1 },
-	{ "mlp.down_proj.weight", PHI | LLA, 1 },
-	{ "self_attn.qkv_proj.weight", PHI, 1 },
-	{ "mlp.gate_up_proj.weight", PHI, 1 },
-	{ "self_attn.q_proj.weight", LLA, 1 },
-	{ "self_attn.k_proj.weight", LLA, 1 },
-	{ "self_attn.v_proj.weight", LLA, 1 },
-	{ "mlp.gate_proj.weight", LLA, 1 },
-	{ "mlp.up_proj.weight", LLA, 1 },
-	{ "self_attn.q_proj.bias", LLA, 0 },
-	{ "self_attn.k_proj.bias", LLA, 0 },
-	{ "self_attn.v_proj.bias", LLA, 0 },
-	{ "self_attn.o_proj.bias", LLA, 0 },
-	{ "self_attn.q_norm.weight", QKN, 1 },
-	{ "self_attn.k_norm.weight", QKN, 1 },
-	/* old checkpoints keep the rotary frequencies; they are recomputed */
-	{ "self_attn.rotary_emb.inv_freq", PHI | LLA, 0 },
-};
-
-#define NSUFFIX (sizeof(layer_tensors) / sizeof(layer_tensors[0]))
-
 /* Splits "model.layers.12.mlp.down_proj.weight" into 12 and the suffix.
  * Returns 0 when name is not a layer tensor (or its index is not a plain
  * number below MAX_LAYERS). */
@@ -401,13 +280,126 @@ static int is1d(const struct mb_st_tensor *t, uint64_t n)
 	return t->ndim == 1 && t->shape[0] == n;
 }
 
+/* The size d stands for, from what analyze() has read so far. */
+static uint64_t dim_value(const struct mb_modelcfg *c, enum mb_dim d)
+{
+	switch (d) {
+	case MB_DIM_HIDDEN:
+		return c->hidden;
+	case MB_DIM_Q:
+		return c->q_width;
+	case MB_DIM_KV:
+		return c->kv_width;
+	case MB_DIM_FF:
+		return c->ff;
+	case MB_DIM_QKV:
+		return c->q_width + 2 * c->kv_width;
+	case MB_DIM_Q_KV:
+		return c->q_width + c->kv_width;
+	case MB_DIM_FF2:
+		return 2 * c->ff;
+	case MB_DIM_HEAD:
+		return c->head_dim;
+	default:
+		return 0;
+	}
+}
+
+static const struct mb_family_tensor *fam_tensor(const struct mb_family *f,
+						 const char *sfx)
+{
+	size_t k;
+
+	for (k = 0; f->tensors[k].hf != NULL; k++)
+		if (strcmp(sfx, f->tensors[k].hf) == 0)
+			return &f->tensors[k];
+	return NULL;
+}
+
+/* Whether some layer has a tensor with suffix sfx. */
+static int seen_sfx(const struct mb_st_model *m, const char *sfx)
+{
+	unsigned layer;
+	const char *s;
+	size_t i;
+
+	for (i = 0; i < m->ntensors; i++)
+		if (layer_of(m->tensors[i].name, &layer, &s) &&
+		    strcmp(s, sfx) == 0)
+			return 1;
+	return 0;
+}
+
+/* The family the tensors name: every marker seen, no exclusion; the one
+ * with the most markers when several are (Qwen3's tensors are Llama's
+ * plus norms). NULL when none. */
+static const struct mb_family *tensor_family(const struct mb_st_model *m)
+{
+	const struct mb_family *const *fams, *best = NULL;
+	size_t nf, i, k, nbest = 0;
+
+	fams = mb_families(&nf);
+	for (i = 0; i < nf; i++) {
+		const struct mb_family *f = fams[i];
+		int ok = f->markers != NULL;
+
+		for (k = 0; ok && f->markers[k] != NULL; k++)
+			ok = seen_sfx(m, f->markers[k]);
+		for (k = 0; ok && f->excludes != NULL && f->excludes[k] != NULL;
+		     k++)
+			ok = !seen_sfx(m, f->excludes[k]);
+		if (!ok)
+			continue;
+		for (k = 0; f->markers[k] != NULL; k++)
+			;
+		if (best == NULL || k > nbest) {
+			best = f;
+			nbest = k;
+		}
+	}
+	return best;
+}
+
+/* Refuses tensors no family's layout fits, naming the layouts. */
+static void refuse_layout(struct mb_modelcfg *c, const struct mb_st_model *m)
+{
+	const struct mb_family *const *fams;
+	const char *examples[3] = { "", "", "" };
+	char layouts[400];
+	size_t nf, i, n = 0, nl = 0, shown = 0;
+	unsigned layer;
+	const char *sfx;
+	int ne = 0;
+
+	for (i = 0; i < m->ntensors && ne < 3; i++)
+		if (layer_of(m->tensors[i].name, &layer, &sfx) && layer == 0)
+			examples[ne++] = sfx;
+	fams = mb_families(&nf);
+	for (i = 0; i < nf; i++)
+		nl += fams[i]->layout_desc != NULL;
+	layouts[0] = '\0';
+	for (i = 0; i < nf && n < sizeof(layouts); i++) {
+		if (fams[i]->layout_desc == NULL)
+			continue;
+		n += (size_t)snprintf(layouts + n, sizeof(layouts) - n,
+				      "%sthe %s layout (%s)",
+				      shown == 0 ? "" : shown + 1 == nl
+						? (nl == 2 ? " nor " : " or ")
+						: ", ",
+				      fams[i]->display, fams[i]->layout_desc);
+		shown++;
+	}
+	refuse(c, "unsupported model: layer tensors match %s %s; saw '%s', "
+	       "'%s', '%s'", nl == 2 ? "neither" : "none of", layouts,
+	       examples[0], examples[1], examples[2]);
+}
+
 /* Finds the family, the layer count and the sizes, and checks that every
  * tensor has the shape those sizes require. Refuses c on any surprise. */
 static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 {
 	const struct mb_st_tensor *emb, *norm, *head, *t;
-	int seen_qkv = 0, seen_gate_up = 0, seen_q = 0, seen_gate = 0, fam;
-	int seen_qk_norm = 0;
+	const struct mb_family *f;
 	unsigned layer, max_layer = 0, nlayer_tensors = 0;
 	const char *sfx;
 	char s[96];
@@ -421,12 +413,6 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		nlayer_tensors++;
 		if (layer > max_layer)
 			max_layer = layer;
-		seen_qkv |= strcmp(sfx, "self_attn.qkv_proj.weight") == 0;
-		seen_gate_up |= strcmp(sfx, "mlp.gate_up_proj.weight") == 0;
-		seen_q |= strcmp(sfx, "self_attn.q_proj.weight") == 0;
-		seen_gate |= strcmp(sfx, "mlp.gate_proj.weight") == 0;
-		seen_qk_norm |= strcmp(sfx, "self_attn.q_norm.weight") == 0 ||
-				strcmp(sfx, "self_attn.k_norm.weight") == 0;
 		if (strstr(sfx, ".bias") != NULL)
 			c->has_bias = 1;
 	}
@@ -438,41 +424,14 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		       m->ntensors > 1 ? m->tensors[1].name : "");
 		return;
 	}
-	if (seen_qkv && seen_gate_up && !seen_q && !seen_gate) {
-		c->family = MB_FAMILY_PHI3;
-		fam = PHI;
-	} else if (seen_q && seen_gate && !seen_qkv && !seen_gate_up &&
-		   seen_qk_norm) {
-		/* per-head q/k norms on Llama's layout: Qwen3's tensors */
-		c->family = MB_FAMILY_QWEN3;
-		fam = LLA | QKN;
-	} else if (seen_q && seen_gate && !seen_qkv && !seen_gate_up) {
-		c->family = MB_FAMILY_LLAMA;
-		fam = LLA;
-	} else {
-		const char *examples[3] = { "", "", "" };
-		int ne = 0;
-
-		for (i = 0; i < m->ntensors && ne < 3; i++)
-			if (layer_of(m->tensors[i].name, &layer, &sfx) &&
-			    layer == 0)
-				examples[ne++] = sfx;
-		refuse(c, "unsupported model: layer tensors match neither the "
-		       "Phi-3 layout (qkv_proj, gate_up_proj) nor the Llama "
-		       "layout (q_proj, k_proj, v_proj, gate_proj, up_proj); "
-		       "saw '%s', '%s', '%s'",
-		       examples[0], examples[1], examples[2]);
+	f = tensor_family(m);
+	if (f == NULL) {
+		refuse_layout(c, m);
 		return;
 	}
-	if (c->family == MB_FAMILY_PHI3 && c->has_bias) {
-		refuse(c, "unsupported model: Phi-3 layout with bias tensors "
-		       "(Phi-3 and Phi-4 have none)");
-		return;
-	}
-	if (c->family == MB_FAMILY_QWEN3 && c->has_bias) {
-		refuse(c, "unsupported model: Qwen3 layout with bias tensors "
-		       "(attention_bias): llama.cpp's qwen3 has no attention "
-		       "output bias");
+	c->family = f->id;
+	if (f->bias_refusal != NULL && c->has_bias) {
+		refuse(c, "%s", f->bias_refusal);
 		return;
 	}
 	/* every layer tensor must be one we know */
@@ -488,11 +447,7 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			}
 			continue;
 		}
-		for (k = 0; k < NSUFFIX; k++)
-			if ((layer_tensors[k].fam & fam) &&
-			    strcmp(sfx, layer_tensors[k].name) == 0)
-				break;
-		if (k == NSUFFIX) {
+		if (fam_tensor(f, sfx) == NULL) {
 			refuse(c, "unsupported model: unexpected tensor '%s'",
 			       t->name);
 			return;
@@ -500,15 +455,13 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 	}
 	c->layers = max_layer + 1;
 	for (layer = 0; layer < c->layers; layer++)
-		for (k = 0; k < NSUFFIX; k++)
-			if ((layer_tensors[k].fam & fam) &&
-			    layer_tensors[k].required &&
-			    layer_tensor(m, layer, layer_tensors[k].name) ==
-				    NULL) {
+		for (k = 0; f->tensors[k].hf != NULL; k++)
+			if (f->tensors[k].required &&
+			    layer_tensor(m, layer, f->tensors[k].hf) == NULL) {
 				refuse(c, "layer %u of %llu is incomplete: "
 				       "'model.layers.%u.%s' is missing",
 				       layer, (unsigned long long)c->layers,
-				       layer, layer_tensors[k].name);
+				       layer, f->tensors[k].hf);
 				return;
 			}
 	emb = mb_st_model_find(m, "model.embed_tokens.weight");
@@ -544,8 +497,8 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		return;
 	}
 	c->ff = t->shape[1];
-	if (c->family == MB_FAMILY_PHI3) {
-		t = layer_tensor(m, 0, "self_attn.qkv_proj.weight");
+	if (f->fused_qkv != NULL) {
+		t = layer_tensor(m, 0, f->fused_qkv);
 		if (t->ndim != 2 || t->shape[1] != c->hidden ||
 		    t->shape[0] <= c->hidden ||
 		    (t->shape[0] - c->hidden) % 2 != 0) {
@@ -567,10 +520,10 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			return;
 		}
 	}
-	if (c->family == MB_FAMILY_QWEN3) {
-		/* the norms are one head wide: the head size, from the
-		 * tensors, that config.json need not get right */
-		t = layer_tensor(m, 0, "self_attn.q_norm.weight");
+	if (f->head_tensor != NULL) {
+		/* one head wide: the head size, from the tensors, that
+		 * config.json need not get right */
+		t = layer_tensor(m, 0, f->head_tensor);
 		c->head_dim = t->ndim == 1 ? t->shape[0] : 0;
 		if (c->head_dim == 0 || c->head_dim % 2 != 0 ||
 		    c->q_width % c->head_dim != 0 ||
@@ -586,45 +539,27 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		}
 	}
 	for (layer = 0; layer < c->layers; layer++) {
-		struct {
-			const char *sfx;
-			uint64_t r, cols; /* cols 0: a vector of r */
-		} want[] = {
-			{ "input_layernorm.weight", c->hidden, 0 },
-			{ "post_attention_layernorm.weight", c->hidden, 0 },
-			{ "self_attn.o_proj.weight", c->hidden, c->q_width },
-			{ "mlp.down_proj.weight", c->hidden, c->ff },
-			{ "self_attn.qkv_proj.weight",
-			  c->q_width + 2 * c->kv_width, c->hidden },
-			{ "mlp.gate_up_proj.weight", 2 * c->ff, c->hidden },
-			{ "self_attn.q_proj.weight", c->q_width, c->hidden },
-			{ "self_attn.k_proj.weight", c->kv_width, c->hidden },
-			{ "self_attn.v_proj.weight", c->kv_width, c->hidden },
-			{ "mlp.gate_proj.weight", c->ff, c->hidden },
-			{ "mlp.up_proj.weight", c->ff, c->hidden },
-			{ "self_attn.q_proj.bias", c->q_width, 0 },
-			{ "self_attn.k_proj.bias", c->kv_width, 0 },
-			{ "self_attn.v_proj.bias", c->kv_width, 0 },
-			{ "self_attn.o_proj.bias", c->hidden, 0 },
-			{ "self_attn.q_norm.weight", c->head_dim, 0 },
-			{ "self_attn.k_norm.weight", c->head_dim, 0 },
-		};
+		for (k = 0; f->tensors[k].hf != NULL; k++) {
+			const struct mb_family_tensor *ft = &f->tensors[k];
+			uint64_t r = dim_value(c, ft->rows);
+			uint64_t cols = dim_value(c, ft->cols);
 
-		for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
-			t = layer_tensor(m, layer, want[k].sfx);
+			if (ft->rows == MB_DIM_ANY)
+				continue;
+			t = layer_tensor(m, layer, ft->hf);
 			if (t == NULL)
 				continue;
-			if (want[k].cols ? is2d(t, want[k].r, want[k].cols)
-					 : is1d(t, want[k].r))
+			if (ft->cols != MB_DIM_NONE ? is2d(t, r, cols)
+						    : is1d(t, r))
 				continue;
 			evid(s, sizeof(s), t);
-			if (want[k].cols)
+			if (ft->cols != MB_DIM_NONE)
 				refuse(c, "'%s' should be [%llu, %llu]", s,
-				       (unsigned long long)want[k].r,
-				       (unsigned long long)want[k].cols);
+				       (unsigned long long)r,
+				       (unsigned long long)cols);
 			else
 				refuse(c, "'%s' should be [%llu]", s,
-				       (unsigned long long)want[k].r);
+				       (unsigned long long)r);
 			return;
 		}
 	}
@@ -634,9 +569,9 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 
 /*
  * Architectures transformers knows that mibera does not convert, and the
- * layout analyze() would see in their checkpoints: LLA when their tensors
+ * family analyze() would see in their checkpoints: Llama when their tensors
  * are named and shaped as Llama's (Gemma ties the output and scales its
- * norms and embedding), 0 when their checkpoints never pass as Phi-3 or
+ * norms and embedding), UNKNOWN when their checkpoints never pass as Phi-3 or
  * Llama (extra norms, experts, fused or other names). A config naming one
  * of them tells the truth unless the tensors contradict it: Gemma's
  * tensors fit the Llama layout, but converted as Llama it would load and
@@ -646,65 +581,87 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 static const struct foreign_arch {
 	const char *arch;	/* its architectures[0] */
 	const char *model_type;
-	int layout;		/* LLA, or 0: no layout mibera reads */
+	enum mb_family_id looks_like; /* the family their tensors pass as, or
+				      UNKNOWN: none mibera reads */
 } foreign_archs[] = {
-	{ "GemmaForCausalLM", "gemma", LLA },
-	{ "GraniteForCausalLM", "granite", LLA },
-	{ "MinistralForCausalLM", "ministral", LLA },
-	{ "HeliumForCausalLM", "helium", LLA },
-	{ "SmolLM3ForCausalLM", "smollm3", LLA },
-	{ "Ernie4_5ForCausalLM", "ernie4_5", LLA },
-	{ "MiniCPMForCausalLM", "minicpm", LLA },
-	{ "Qwen2MoeForCausalLM", "qwen2_moe", 0 },
-	{ "Qwen3MoeForCausalLM", "qwen3_moe", 0 },
-	{ "Gemma2ForCausalLM", "gemma2", 0 },
-	{ "Gemma3ForCausalLM", "gemma3_text", 0 },
-	{ "Gemma3ForConditionalGeneration", "gemma3", 0 },
-	{ "MixtralForCausalLM", "mixtral", 0 },
-	{ "DeepseekV2ForCausalLM", "deepseek_v2", 0 },
-	{ "DeepseekV3ForCausalLM", "deepseek_v3", 0 },
-	{ "PhiForCausalLM", "phi", 0 },
-	{ "PhimoeForCausalLM", "phimoe", 0 },
-	{ "GPT2LMHeadModel", "gpt2", 0 },
-	{ "GPTBigCodeForCausalLM", "gpt_bigcode", 0 },
-	{ "GPTNeoXForCausalLM", "gpt_neox", 0 },
-	{ "GPTJForCausalLM", "gptj", 0 },
-	{ "FalconForCausalLM", "falcon", 0 },
-	{ "BloomForCausalLM", "bloom", 0 },
-	{ "OPTForCausalLM", "opt", 0 },
-	{ "MptForCausalLM", "mpt", 0 },
-	{ "Starcoder2ForCausalLM", "starcoder2", 0 },
-	{ "OlmoForCausalLM", "olmo", 0 },
-	{ "Olmo2ForCausalLM", "olmo2", 0 },
-	{ "OlmoeForCausalLM", "olmoe", 0 },
-	{ "CohereForCausalLM", "cohere", 0 },
-	{ "Cohere2ForCausalLM", "cohere2", 0 },
-	{ "StableLmForCausalLM", "stablelm", 0 },
-	{ "GlmForCausalLM", "glm", 0 },
-	{ "Glm4ForCausalLM", "glm4", 0 },
-	{ "NemotronForCausalLM", "nemotron", 0 },
-	{ "GraniteMoeForCausalLM", "granitemoe", 0 },
-	{ "DbrxForCausalLM", "dbrx", 0 },
-	{ "JambaForCausalLM", "jamba", 0 },
-	{ "MambaForCausalLM", "mamba", 0 },
-	{ "Mamba2ForCausalLM", "mamba2", 0 },
-	{ "InternLM2ForCausalLM", "internlm2", 0 },
-	{ "BaichuanForCausalLM", "baichuan", 0 },
-	{ "Exaone4ForCausalLM", "exaone4", 0 },
-	{ "Llama4ForCausalLM", "llama4_text", 0 },
-	{ "Llama4ForConditionalGeneration", "llama4", 0 },
-	{ "LlavaForConditionalGeneration", "llava", 0 },
-	{ "MllamaForConditionalGeneration", "mllama", 0 },
-	{ "Mistral3ForConditionalGeneration", "mistral3", 0 },
-	{ "Qwen2VLForConditionalGeneration", "qwen2_vl", 0 },
-	{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", 0 },
+	{ "GemmaForCausalLM", "gemma", MB_FAMILY_LLAMA },
+	{ "GraniteForCausalLM", "granite", MB_FAMILY_LLAMA },
+	{ "MinistralForCausalLM", "ministral", MB_FAMILY_LLAMA },
+	{ "HeliumForCausalLM", "helium", MB_FAMILY_LLAMA },
+	{ "SmolLM3ForCausalLM", "smollm3", MB_FAMILY_LLAMA },
+	{ "Ernie4_5ForCausalLM", "ernie4_5", MB_FAMILY_LLAMA },
+	{ "MiniCPMForCausalLM", "minicpm", MB_FAMILY_LLAMA },
+	{ "Qwen2MoeForCausalLM", "qwen2_moe", MB_FAMILY_UNKNOWN },
+	{ "Qwen3MoeForCausalLM", "qwen3_moe", MB_FAMILY_UNKNOWN },
+	{ "Gemma2ForCausalLM", "gemma2", MB_FAMILY_UNKNOWN },
+	{ "Gemma3ForCausalLM", "gemma3_text", MB_FAMILY_UNKNOWN },
+	{ "Gemma3ForConditionalGeneration", "gemma3", MB_FAMILY_UNKNOWN },
+	{ "MixtralForCausalLM", "mixtral", MB_FAMILY_UNKNOWN },
+	{ "DeepseekV2ForCausalLM", "deepseek_v2", MB_FAMILY_UNKNOWN },
+	{ "DeepseekV3ForCausalLM", "deepseek_v3", MB_FAMILY_UNKNOWN },
+	{ "PhiForCausalLM", "phi", MB_FAMILY_UNKNOWN },
+	{ "PhimoeForCausalLM", "phimoe", MB_FAMILY_UNKNOWN },
+	{ "GPT2LMHeadModel", "gpt2", MB_FAMILY_UNKNOWN },
+	{ "GPTBigCodeForCausalLM", "gpt_bigcode", MB_FAMILY_UNKNOWN },
+	{ "GPTNeoXForCausalLM", "gpt_neox", MB_FAMILY_UNKNOWN },
+	{ "GPTJForCausalLM", "gptj", MB_FAMILY_UNKNOWN },
+	{ "FalconForCausalLM", "falcon", MB_FAMILY_UNKNOWN },
+	{ "BloomForCausalLM", "bloom", MB_FAMILY_UNKNOWN },
+	{ "OPTForCausalLM", "opt", MB_FAMILY_UNKNOWN },
+	{ "MptForCausalLM", "mpt", MB_FAMILY_UNKNOWN },
+	{ "Starcoder2ForCausalLM", "starcoder2", MB_FAMILY_UNKNOWN },
+	{ "OlmoForCausalLM", "olmo", MB_FAMILY_UNKNOWN },
+	{ "Olmo2ForCausalLM", "olmo2", MB_FAMILY_UNKNOWN },
+	{ "OlmoeForCausalLM", "olmoe", MB_FAMILY_UNKNOWN },
+	{ "CohereForCausalLM", "cohere", MB_FAMILY_UNKNOWN },
+	{ "Cohere2ForCausalLM", "cohere2", MB_FAMILY_UNKNOWN },
+	{ "StableLmForCausalLM", "stablelm", MB_FAMILY_UNKNOWN },
+	{ "GlmForCausalLM", "glm", MB_FAMILY_UNKNOWN },
+	{ "Glm4ForCausalLM", "glm4", MB_FAMILY_UNKNOWN },
+	{ "NemotronForCausalLM", "nemotron", MB_FAMILY_UNKNOWN },
+	{ "GraniteMoeForCausalLM", "granitemoe", MB_FAMILY_UNKNOWN },
+	{ "DbrxForCausalLM", "dbrx", MB_FAMILY_UNKNOWN },
+	{ "JambaForCausalLM", "jamba", MB_FAMILY_UNKNOWN },
+	{ "MambaForCausalLM", "mamba", MB_FAMILY_UNKNOWN },
+	{ "Mamba2ForCausalLM", "mamba2", MB_FAMILY_UNKNOWN },
+	{ "InternLM2ForCausalLM", "internlm2", MB_FAMILY_UNKNOWN },
+	{ "BaichuanForCausalLM", "baichuan", MB_FAMILY_UNKNOWN },
+	{ "Exaone4ForCausalLM", "exaone4", MB_FAMILY_UNKNOWN },
+	{ "Llama4ForCausalLM", "llama4_text", MB_FAMILY_UNKNOWN },
+	{ "Llama4ForConditionalGeneration", "llama4", MB_FAMILY_UNKNOWN },
+	{ "LlavaForConditionalGeneration", "llava", MB_FAMILY_UNKNOWN },
+	{ "MllamaForConditionalGeneration", "mllama", MB_FAMILY_UNKNOWN },
+	{ "Mistral3ForConditionalGeneration", "mistral3", MB_FAMILY_UNKNOWN },
+	{ "Qwen2VLForConditionalGeneration", "qwen2_vl", MB_FAMILY_UNKNOWN },
+	{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", MB_FAMILY_UNKNOWN },
 };
 
 #define NFOREIGN (sizeof(foreign_archs) / sizeof(foreign_archs[0]))
 
-/* What mibera converts, for the refusal message. */
-#define OWN_ARCHS "LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, " \
-		  "Qwen2ForCausalLM, Qwen3ForCausalLM"
+/* What mibera converts, for the refusal message: every family's
+ * architectures names, sorted. */
+static void own_archs(char *out, size_t cap)
+{
+	const struct mb_family *const *fams;
+	const char *names[32];
+	size_t nf, i, k, n = 0, len = 0;
+
+	fams = mb_families(&nf);
+	for (i = 0; i < nf; i++)
+		for (k = 0; fams[i]->archs[k] != NULL && n < 32; k++)
+			names[n++] = fams[i]->archs[k];
+	for (i = 1; i < n; i++) /* insertion sort: a handful of names */
+		for (k = i; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
+			const char *t = names[k];
+
+			names[k] = names[k - 1];
+			names[k - 1] = t;
+		}
+	out[0] = '\0';
+	for (i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s%s",
+					i ? ", " : "", names[i]);
+}
 
 /* The architecture a config.json claims, when mibera does not convert it. */
 struct claim {
@@ -771,19 +728,13 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 	    arch_like(cJSON_GetArrayItem(a, 0)->valuestring))
 		cl->arch = cJSON_GetArrayItem(a, 0)->valuestring;
 	if (cl->model_type != NULL) {
-		if (strcmp(mt, "phi3") == 0 || strcmp(mt, "llama") == 0 ||
-		    strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0 ||
-		    strcmp(mt, "qwen3") == 0)
+		if (mb_family_by_model_type(mt, NULL) != NULL)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(mt, foreign_archs[i].model_type) == 0)
 				cl->known = &foreign_archs[i];
 	} else if (cl->arch != NULL) {
-		if (strcmp(cl->arch, "Phi3ForCausalLM") == 0 ||
-		    strcmp(cl->arch, "LlamaForCausalLM") == 0 ||
-		    strcmp(cl->arch, "MistralForCausalLM") == 0 ||
-		    strcmp(cl->arch, "Qwen2ForCausalLM") == 0 ||
-		    strcmp(cl->arch, "Qwen3ForCausalLM") == 0)
+		if (mb_family_by_arch(cl->arch, NULL) != NULL)
 			return;
 		for (i = 0; i < NFOREIGN; i++)
 			if (strcmp(cl->arch, foreign_archs[i].arch) == 0)
@@ -799,12 +750,8 @@ static void config_claim(const cJSON *doc, struct claim *cl)
 static int claim_contradicted(const struct claim *cl,
 			      const struct mb_modelcfg *c)
 {
-	int seen = c->family == MB_FAMILY_PHI3	 ? PHI
-		   : c->family == MB_FAMILY_LLAMA ? LLA
-		   : c->family == MB_FAMILY_QWEN3 ? QKN
-						  : 0;
-
-	return cl->known != NULL && seen != 0 && (cl->known->layout & seen) == 0;
+	return cl->known != NULL && c->family != MB_FAMILY_UNKNOWN &&
+	       cl->known->looks_like != c->family;
 }
 
 /* Refuses c for a claim the tensors do not contradict. The reason names
@@ -815,7 +762,7 @@ static int claim_contradicted(const struct claim *cl,
 static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
 {
 	const char *name = cl->arch;
-	char also[160] = "";
+	char also[160] = "", own[300];
 
 	if (cl->model_type != NULL && cl->known != NULL &&
 	    (name == NULL || strcmp(name, cl->known->arch) != 0)) {
@@ -827,51 +774,47 @@ static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
 	}
 	c->convertible = 1; /* so that refuse() takes this reason */
 	c->family = MB_FAMILY_UNKNOWN;
+	own_archs(own, sizeof(own));
 	if (name != NULL && cl->model_type != NULL)
 		refuse(c, "%s (model_type %s) is not a family mibera converts "
-		       "natively (it converts: " OWN_ARCHS ")%s", name,
-		       cl->model_type, also);
+		       "natively (it converts: %s)%s", name, cl->model_type,
+		       own, also);
 	else if (name != NULL)
 		refuse(c, "%s is not a family mibera converts natively (it "
-		       "converts: " OWN_ARCHS ")", name);
+		       "converts: %s)", name, own);
 	else
 		refuse(c, "model_type %s is not a family mibera converts "
-		       "natively (it converts: " OWN_ARCHS ")",
-		       cl->model_type);
+		       "natively (it converts: %s)", cl->model_type, own);
 }
 
 struct view {
 	const char *label;	/* for evidence: "config.json", a base name */
 	enum mb_src src;
 	const cJSON *doc;
-	enum mb_family family;
+	enum mb_family_id family;
 	const char *model_type;	/* as the config says it, or NULL */
+	size_t variant;		/* the name's index in the family's lists */
 	uint64_t hidden, layers, ff, vocab, heads, kv_heads, head_dim;
 };
 
-static enum mb_family family_of(const cJSON *doc, const char **model_type)
+/* The family a config names: model_type decides, as it does for
+ * transformers' Auto classes; architectures only when there is none.
+ * *variant gets the index of the name in the family's lists. */
+static enum mb_family_id family_of(const cJSON *doc, const char **model_type,
+				size_t *variant)
 {
 	const cJSON *arch = cJSON_GetObjectItemCaseSensitive(doc, "architectures");
 	const char *mt = NULL, *a = NULL;
+	const struct mb_family *f;
 
 	mb_json_get_str(doc, "model_type", 64, &mt);
 	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)))
 		a = cJSON_GetArrayItem(arch, 0)->valuestring;
 	*model_type = mt;
-	if ((mt && strcmp(mt, "phi3") == 0) ||
-	    (!mt && a && strcmp(a, "Phi3ForCausalLM") == 0))
-		return MB_FAMILY_PHI3;
-	if ((mt && (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0)) ||
-	    (!mt && a && (strcmp(a, "LlamaForCausalLM") == 0 ||
-			  strcmp(a, "MistralForCausalLM") == 0)))
-		return MB_FAMILY_LLAMA;
-	if ((mt && strcmp(mt, "qwen2") == 0) ||
-	    (!mt && a && strcmp(a, "Qwen2ForCausalLM") == 0))
-		return MB_FAMILY_QWEN2;
-	if ((mt && strcmp(mt, "qwen3") == 0) ||
-	    (!mt && a && strcmp(a, "Qwen3ForCausalLM") == 0))
-		return MB_FAMILY_QWEN3;
-	return MB_FAMILY_UNKNOWN;
+	*variant = 0;
+	f = mt != NULL ? mb_family_by_model_type(mt, variant)
+		       : mb_family_by_arch(a, variant);
+	return f != NULL ? f->id : MB_FAMILY_UNKNOWN;
 }
 
 /* Reads a positive integer member; a present member of another type is
@@ -897,7 +840,7 @@ static void view_init(struct mb_modelcfg *c, struct view *v, const cJSON *doc,
 	v->doc = doc;
 	if (!cJSON_IsObject(doc))
 		return;
-	v->family = family_of(doc, &v->model_type);
+	v->family = family_of(doc, &v->model_type, &v->variant);
 	v->hidden = view_int(c, v, "hidden_size", warn);
 	v->layers = view_int(c, v, "num_hidden_layers", warn);
 	v->ff = view_int(c, v, "intermediate_size", warn);
@@ -960,7 +903,7 @@ static int try_hd(struct mb_modelcfg *c, uint64_t hd, enum mb_src src,
 		  cJSON_CreateNumber((double)(c->kv_width / hd)), src,
 		  "kv width %llu / head_dim %llu; head_dim from %s",
 		  (unsigned long long)c->kv_width, (unsigned long long)hd, why);
-	if (c->family == MB_FAMILY_LLAMA || c->family == MB_FAMILY_QWEN3)
+	if (mb_family_has_key(mb_family_get(c->family), MB_CFG_HEAD_DIM))
 		set_value(c, MB_CFG_HEAD_DIM, cJSON_CreateNumber((double)hd),
 			  src, "from %s", why);
 	return 1;
@@ -1314,6 +1257,59 @@ static void check_longrope(struct mb_modelcfg *c, const struct view *cf)
 	}
 }
 
+/* A rope scaling the family's GGUF architecture cannot carry is refused
+ * here, by name, rather than by the conversion on a rented box; yarn and
+ * linear need their factor, yarn the context it was trained at. The type
+ * is read as the converter reads it: rope_type, else type. */
+static void check_rope_scaling(struct mb_modelcfg *c,
+			       const struct mb_family *fam)
+{
+	static const struct {
+		unsigned kind;
+		const char *name;
+	} kinds[] = { { MB_ROPE_LONGROPE, "longrope" },
+		      { MB_ROPE_LLAMA3, "llama3" },
+		      { MB_ROPE_LINEAR, "linear" },
+		      { MB_ROPE_YARN, "yarn" } };
+	const cJSON *rs = c->v[MB_CFG_ROPE_SCALING].value, *type, *f, *oc;
+	char takes[80] = "";
+	size_t i, n = 0;
+	unsigned kind;
+
+	if (!cJSON_IsObject(rs))
+		return;
+	type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+	if (!cJSON_IsString(type))
+		type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+	if (!cJSON_IsString(type)) {
+		refuse(c, "rope_scaling has no type (rope_type or type)");
+		return;
+	}
+	kind = mb_family_rope_kind(type->valuestring);
+	if (!(fam->native->rope & kind)) {
+		for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+			if (fam->native->rope & kinds[i].kind)
+				n += (size_t)snprintf(takes + n, sizeof(takes) - n,
+						      "%s%s", n ? ", " : "",
+						      kinds[i].name);
+		refuse(c, "rope scaling '%.40s' is not supported for %s "
+		       "(llama.cpp's %s; mibera writes %s)", type->valuestring,
+		       fam->display, fam->native->arch, n ? takes : "none");
+		return;
+	}
+	f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+	oc = cJSON_GetObjectItemCaseSensitive(rs,
+					      "original_max_position_embeddings");
+	if ((kind == MB_ROPE_YARN || kind == MB_ROPE_LINEAR) &&
+	    !ok_pos_number(f))
+		refuse(c, "%s rope scaling needs a positive factor",
+		       type->valuestring);
+	else if (kind == MB_ROPE_YARN && !ok_pos_int(oc))
+		refuse(c, "yarn rope scaling needs "
+		       "original_max_position_embeddings, the context the "
+		       "model was trained at before scaling");
+}
+
 static const char *torch_dtype(const struct mb_st_model *m, size_t *count,
 			       size_t *total)
 {
@@ -1357,11 +1353,15 @@ static int same_value(const cJSON *a, const cJSON *b)
 
 static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 {
+	const struct mb_family *f = mb_family_get(c->family);
 	const struct mb_st_tensor *emb = mb_st_model_find(m, "model.embed_tokens.weight");
 	const struct mb_st_tensor *down = mb_st_model_find(m, "model.layers.0.mlp.down_proj.weight");
-	const struct mb_st_tensor *qkv = mb_st_model_find(m, "model.layers.0.self_attn.qkv_proj.weight");
-	const char *arch, *mt, *td;
-	char e[120];
+	/* a family named by config.json over another's tensors: its name
+	 * comes from the config */
+	enum mb_src name_src = f->markers == NULL ? MB_SRC_CONFIG
+						  : MB_SRC_TENSORS;
+	const char *td;
+	char e[160];
 	size_t n, total;
 	cJSON *a;
 
@@ -1377,107 +1377,109 @@ static void shape_values(struct mb_modelcfg *c, const struct mb_st_model *m)
 	evid(e, sizeof(e), down);
 	set_value(c, MB_CFG_INTERMEDIATE_SIZE, cJSON_CreateNumber((double)c->ff),
 		  MB_SRC_TENSORS, "%s columns%s", e,
-		  c->family == MB_FAMILY_PHI3 ? ", half of gate_up_proj rows" : "");
+		  f->ff_note != NULL ? f->ff_note : "");
 	set_value(c, MB_CFG_TIE_WORD_EMBEDDINGS, cJSON_CreateBool(c->tied),
 		  MB_SRC_TENSORS, "%s", c->tied ? "no lm_head.weight"
 						: "lm_head.weight present");
-	if (c->family == MB_FAMILY_LLAMA || c->family == MB_FAMILY_QWEN3)
+	if (mb_family_has_key(f, MB_CFG_ATTENTION_BIAS))
 		set_value(c, MB_CFG_ATTENTION_BIAS, cJSON_CreateBool(c->has_bias),
 			  MB_SRC_TENSORS, "%s", c->has_bias
 				? "attention bias tensors present"
 				: "no bias tensors");
-	if (c->family == MB_FAMILY_PHI3) {
-		arch = "Phi3ForCausalLM";
-		mt = "phi3";
-		evid(e, sizeof(e), qkv);
-	} else if (c->family == MB_FAMILY_QWEN2) {
-		arch = "Qwen2ForCausalLM";
-		mt = "qwen2";
-		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj with "
-			 "biases, gate_proj, up_proj; config.json says qwen2");
-	} else if (c->family == MB_FAMILY_QWEN3) {
-		arch = "Qwen3ForCausalLM";
-		mt = "qwen3";
-		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj, "
-			 "gate_proj, up_proj, per-head q_norm and k_norm [%llu]",
+	if (f->layout_tensor != NULL)
+		evid(e, sizeof(e), layer_tensor(m, 0, f->layout_tensor));
+	else if (f->head_tensor != NULL)
+		snprintf(e, sizeof(e), "%s [%llu]", f->layout_text,
 			 (unsigned long long)c->head_dim);
-	} else {
-		arch = "LlamaForCausalLM";
-		mt = "llama";
-		snprintf(e, sizeof(e), "separate q_proj, k_proj, v_proj, "
-			 "gate_proj, up_proj");
-	}
+	else
+		snprintf(e, sizeof(e), "%s", f->layout_text);
 	a = cJSON_CreateArray();
-	cJSON_AddItemToArray(a, cJSON_CreateString(arch));
-	/* Qwen2's layout is Llama's: its name comes from the config */
-	set_value(c, MB_CFG_ARCHITECTURES, a, c->family == MB_FAMILY_QWEN2
-		  ? MB_SRC_CONFIG : MB_SRC_TENSORS, "tensor layout: %s", e);
-	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(mt),
-		  c->family == MB_FAMILY_QWEN2 ? MB_SRC_CONFIG : MB_SRC_TENSORS,
-		  "tensor layout: %s", e);
+	cJSON_AddItemToArray(a, cJSON_CreateString(f->archs[0]));
+	set_value(c, MB_CFG_ARCHITECTURES, a, name_src, "tensor layout: %s", e);
+	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString(f->model_types[0]),
+		  name_src, "tensor layout: %s", e);
 	td = torch_dtype(m, &n, &total);
 	if (td != NULL)
 		set_value(c, MB_CFG_TORCH_DTYPE, cJSON_CreateString(td),
 			  MB_SRC_TENSORS, "%zu of %zu matrices", n, total);
 }
 
-/* Mistral keeps its own names when its config or base says mistral. */
-static void mistral_names(struct mb_modelcfg *c, const struct view *v)
+/* A family's other names (Mistral's over Llama's tensors) are kept when
+ * a config or base says them by model_type. */
+static void variant_names(struct mb_modelcfg *c, const struct view *v)
 {
+	const struct mb_family *f = mb_family_get(c->family);
 	cJSON *a;
 
-	if (c->family != MB_FAMILY_LLAMA || v->model_type == NULL ||
-	    strcmp(v->model_type, "mistral") != 0)
+	if (v->family != c->family || v->model_type == NULL || v->variant == 0)
 		return;
 	a = cJSON_CreateArray();
-	cJSON_AddItemToArray(a, cJSON_CreateString("MistralForCausalLM"));
-	set_value(c, MB_CFG_ARCHITECTURES, a, v->src, "Llama layout; %s says "
-		  "mistral", v->label);
-	set_value(c, MB_CFG_MODEL_TYPE, cJSON_CreateString("mistral"), v->src,
-		  "Llama layout; %s says mistral", v->label);
+	cJSON_AddItemToArray(a, cJSON_CreateString(f->archs[v->variant]));
+	set_value(c, MB_CFG_ARCHITECTURES, a, v->src, "%s layout; %s says %s",
+		  f->display, v->label, f->model_types[v->variant]);
+	set_value(c, MB_CFG_MODEL_TYPE,
+		  cJSON_CreateString(f->model_types[v->variant]), v->src,
+		  "%s layout; %s says %s", f->display, v->label,
+		  f->model_types[v->variant]);
 }
 
-/* Qwen2's tensors are Llama's plus q/k/v biases, and only its config
- * tells them apart. llama.cpp's qwen2 requires the three biases in every
- * layer, has no o_proj bias and no head size of its own (queries are
- * hidden wide); anything else is refused rather than guessed at. */
-static void qwen2_layout(struct mb_modelcfg *c, const struct mb_st_model *m)
+/* A family named by config.json over the tensors of the family it
+ * extends (Qwen2 over Llama's: only the config tells them apart). It
+ * takes them when they are all its own and its required ones are there
+ * in every layer; anything else is refused rather than guessed at. A
+ * family with markers of its own (Qwen3's norms) whose tensors lack them
+ * is refused: converted as the other family it would run without them. */
+static void config_family(struct mb_modelcfg *c, const struct mb_st_model *m,
+			  const struct mb_family *f)
 {
-	static const char *const need[] = { "self_attn.q_proj.bias",
-					    "self_attn.k_proj.bias",
-					    "self_attn.v_proj.bias" };
+	const struct mb_family *base = mb_family_get(f->extends);
 	unsigned layer;
 	size_t k;
 
-	c->family = MB_FAMILY_QWEN2;
-	if (c->q_width != c->hidden) {
-		refuse(c, "Qwen2 with a query width of %llu and a hidden size "
-		       "of %llu: llama.cpp's qwen2 needs them equal",
+	c->family = f->id;
+	if (f->markers != NULL) {
+		for (k = 0; f->markers[k] != NULL; k++)
+			if (layer_tensor(m, 0, f->markers[k]) == NULL)
+				break;
+		refuse(c, "%s without 'model.layers.0.%s': %s", f->display,
+		       f->markers[f->markers[k] != NULL ? k : 0],
+		       f->required_note);
+		return;
+	}
+	if (f->q_is_hidden && c->q_width != c->hidden) {
+		refuse(c, "%s with a query width of %llu and a hidden size "
+		       "of %llu: llama.cpp's %s needs them equal", f->display,
 		       (unsigned long long)c->q_width,
-		       (unsigned long long)c->hidden);
+		       (unsigned long long)c->hidden, f->native->arch);
 		return;
 	}
 	for (layer = 0; layer < c->layers; layer++) {
-		for (k = 0; k < sizeof(need) / sizeof(need[0]); k++)
-			if (layer_tensor(m, layer, need[k]) == NULL) {
-				refuse(c, "Qwen2 without 'model.layers.%u.%s': "
-				       "Qwen2 has q, k and v biases in every "
-				       "layer", layer, need[k]);
+		for (k = 0; f->tensors[k].hf != NULL; k++)
+			if (f->tensors[k].required &&
+			    layer_tensor(m, layer, f->tensors[k].hf) == NULL) {
+				refuse(c, "%s without 'model.layers.%u.%s': %s",
+				       f->display, layer, f->tensors[k].hf,
+				       f->required_note);
 				return;
 			}
-		if (layer_tensor(m, layer, "self_attn.o_proj.bias") != NULL) {
-			refuse(c, "Qwen2 with 'model.layers.%u.self_attn."
-			       "o_proj.bias': Qwen2 has none", layer);
-			return;
-		}
+		for (k = 0; base->tensors[k].hf != NULL; k++)
+			if (fam_tensor(f, base->tensors[k].hf) == NULL &&
+			    layer_tensor(m, layer, base->tensors[k].hf) != NULL) {
+				refuse(c, "%s with 'model.layers.%u.%s': %s has "
+				       "none", f->display, layer,
+				       base->tensors[k].hf, f->display);
+				return;
+			}
 	}
 }
 
-/* Qwen3's q and k norms are one head wide: the tensors give the head
- * size, and with it both head counts. A head count the user set must
+/* A family whose tensors give the head size (Qwen3's q and k norms, one
+ * head wide): with it both head counts. A head count the user set must
  * agree with them. */
-static void qwen3_heads(struct mb_modelcfg *c, const cJSON *set)
+static void tensor_heads(struct mb_modelcfg *c, const cJSON *set)
 {
+	const struct mb_family *f = mb_family_get(c->family);
+	const cJSON *heads;
 	char why[200];
 
 	if (set != NULL &&
@@ -1485,18 +1487,20 @@ static void qwen3_heads(struct mb_modelcfg *c, const cJSON *set)
 	     cJSON_HasObjectItem(set, "num_key_value_heads") ||
 	     cJSON_HasObjectItem(set, "head_dim"))) {
 		user_heads(c, set);
-		if (c->convertible &&
-		    (uint64_t)c->v[MB_CFG_HEAD_DIM].value->valuedouble !=
-			    c->head_dim)
+		heads = c->v[MB_CFG_NUM_ATTENTION_HEADS].value;
+		if (c->convertible && cJSON_IsNumber(heads) &&
+		    heads->valuedouble >= 1 &&
+		    c->q_width / (uint64_t)heads->valuedouble != c->head_dim)
 			refuse(c, "the heads set by the user give a head size "
-			       "of %.0f, but 'self_attn.q_norm.weight' is "
-			       "[%llu]: Qwen3's q and k norms are one head wide",
-			       c->v[MB_CFG_HEAD_DIM].value->valuedouble,
-			       (unsigned long long)c->head_dim);
+			       "of %llu, but '%s' is [%llu]: %s",
+			       (unsigned long long)(c->q_width /
+						    (uint64_t)heads->valuedouble),
+			       f->head_tensor, (unsigned long long)c->head_dim,
+			       f->head_note);
 		return;
 	}
-	snprintf(why, sizeof(why), "model.layers.0.self_attn.q_norm.weight "
-		 "[%llu], one head wide", (unsigned long long)c->head_dim);
+	snprintf(why, sizeof(why), "model.layers.0.%s [%llu], one head wide",
+		 f->head_tensor, (unsigned long long)c->head_dim);
 	try_hd(c, c->head_dim, MB_SRC_TENSORS, why);
 }
 
@@ -1522,11 +1526,12 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	const cJSON *set = user != NULL && cJSON_IsObject(user->set) &&
 			   user->set->child != NULL ? user->set : NULL;
 	struct claim claim;
+	const struct mb_family *fam, *const *fams;
 	const char *mt;
 	cJSON *base_doc = NULL, *known_doc = NULL, *defaults = NULL;
 	struct mb_modelcfg *c;
 	char label_named[200], label_known[160];
-	size_t i, n;
+	size_t i, j, n, nf, variant;
 	int k;
 
 	*out = NULL;
@@ -1580,17 +1585,15 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		refuse_claim(c, &claim);
 		goto done;
 	}
-	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
-	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN2)
-		qwen2_layout(c, m);
-	/* Qwen3 named over Llama's tensors: its norms are missing, and
-	 * converted as Llama it would run without them */
-	if (c->family == MB_FAMILY_LLAMA && c->convertible &&
-	    c->config != NULL && family_of(c->config, &mt) == MB_FAMILY_QWEN3) {
-		c->family = MB_FAMILY_QWEN3;
-		refuse(c, "Qwen3 without 'model.layers.0.self_attn.q_norm."
-		       "weight': Qwen3 has per-head q and k norms in every "
-		       "layer");
+	/* a family named by config.json over the tensors of the one it
+	 * extends */
+	if (c->family != MB_FAMILY_UNKNOWN && c->convertible &&
+	    c->config != NULL) {
+		const struct mb_family *named_fam =
+			mb_family_get(family_of(c->config, &mt, &variant));
+
+		if (named_fam != NULL && named_fam->extends == c->family)
+			config_family(c, m, named_fam);
 	}
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
@@ -1670,29 +1673,38 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 				"the table and not fetched)", c->base_name);
 	}
 	/* a known base with the same shapes, when the named one is not it */
-	if (!c->base_matches)
-		for (i = 0; i < NKNOWN; i++) {
-			cJSON *d = mb_json_parse(known_bases[i].config,
-						 strlen(known_bases[i].config));
+	if (!c->base_matches) {
+		fams = mb_families(&nf);
+		for (j = 0; j < nf; j++)
+			for (i = 0; fams[j]->bases[i].name != NULL; i++) {
+				const struct mb_family_base *kb =
+					&fams[j]->bases[i];
+				cJSON *d = mb_json_parse(kb->config,
+							 strlen(kb->config));
 
-			snprintf(label_known, sizeof(label_known), "%s (table)",
-				 known_bases[i].name);
-			view_init(c, &tmp, d, label_known, MB_SRC_KNOWN_BASE, 0);
-			if (view_matches(&tmp, c) &&
-			    (known_doc == NULL || tmp.vocab == c->vocab_rows)) {
-				cJSON_Delete(known_doc);
-				known_doc = d;
-				known = tmp;
-				snprintf(c->known_base, sizeof(c->known_base),
-					 "%s", known_bases[i].name);
-			} else {
-				cJSON_Delete(d);
+				snprintf(label_known, sizeof(label_known),
+					 "%s (table)", kb->name);
+				view_init(c, &tmp, d, label_known,
+					  MB_SRC_KNOWN_BASE, 0);
+				if (view_matches(&tmp, c) &&
+				    (known_doc == NULL ||
+				     tmp.vocab == c->vocab_rows)) {
+					cJSON_Delete(known_doc);
+					known_doc = d;
+					known = tmp;
+					snprintf(c->known_base,
+						 sizeof(c->known_base), "%s",
+						 kb->name);
+				} else {
+					cJSON_Delete(d);
+				}
 			}
-		}
+	}
 
+	fam = mb_family_get(c->family);
 	shape_values(c, m);
-	if (c->family == MB_FAMILY_QWEN3)
-		qwen3_heads(c, set);
+	if (fam->head_tensor != NULL)
+		tensor_heads(c, set);
 	else if (set != NULL &&
 	    (cJSON_HasObjectItem(set, "num_attention_heads") ||
 	     cJSON_HasObjectItem(set, "num_key_value_heads") ||
@@ -1716,43 +1728,46 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	if (named.doc != NULL && !c->base_matches && named.family == c->family)
 		order[n++] = &named;
 	for (i = 0; i < n; i++)
-		mistral_names(c, order[i]);
-	/* transformers' Qwen2Config and Qwen3Config defaults */
-	defaults = c->family == MB_FAMILY_QWEN2 || c->family == MB_FAMILY_QWEN3
-		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-06,"
-			      "\"max_position_embeddings\":32768,"
-			      "\"rope_scaling\":null}")
-		: c->family == MB_FAMILY_PHI3
-		? cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-			      "\"max_position_embeddings\":4096,"
-			      "\"original_max_position_embeddings\":4096,"
-			      "\"sliding_window\":null,\"rope_scaling\":null}")
-		: cJSON_Parse("{\"rope_theta\":10000.0,\"rms_norm_eps\":1e-05,"
-			      "\"max_position_embeddings\":4096,"
-			      "\"rope_scaling\":null}");
+		variant_names(c, order[i]);
+	defaults = cJSON_Parse(fam->defaults);
 	if (defaults == NULL)
 		goto nomem;
-#define DEF(key) cJSON_GetObjectItemCaseSensitive(defaults, key)
-	pick(c, MB_CFG_ROPE_THETA, order, n, ok_pos_number, DEF("rope_theta"));
-	pick(c, MB_CFG_RMS_NORM_EPS, order, n, ok_eps, DEF("rms_norm_eps"));
-	pick(c, MB_CFG_MAX_POSITION_EMBEDDINGS, order, n, ok_pos_int,
-	     DEF("max_position_embeddings"));
-	pick(c, MB_CFG_ROPE_SCALING, order, n, ok_scaling, DEF("rope_scaling"));
-	if (c->family == MB_FAMILY_PHI3) {
-		pick(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS, order, n,
-		     ok_pos_int, c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value);
-		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window,
-		     DEF("sliding_window"));
-		pick(c, MB_CFG_PARTIAL_ROTARY_FACTOR, order, n, ok_fraction,
-		     NULL);
-	} else if (c->family == MB_FAMILY_LLAMA) {
-		/* Qwen2's sliding_window is off unless use_sliding_window
-		 * says so, and llama.cpp's qwen2 has none: not carried */
-		pick(c, MB_CFG_SLIDING_WINDOW, order, n, ok_window, NULL);
+	/* the keys of the family that no tensor gives, in its order */
+	for (i = 0; fam->keys[i] != MB_CFG_NKEYS; i++) {
+		enum mb_cfg_key key = fam->keys[i];
+		const struct settable *st = settable_find(key_names[key]);
+		const cJSON *fallback;
+
+		if (key == MB_CFG_HEAD_DIM || key == MB_CFG_ATTENTION_BIAS ||
+		    st == NULL)
+			continue;
+		/* transformers reads a missing original context as the
+		 * context itself */
+		fallback = key == MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS
+			? c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value
+			: cJSON_GetObjectItemCaseSensitive(defaults,
+							   key_names[key]);
+		pick(c, key, order, n, st->ok, fallback);
 	}
-#undef DEF
+	/* a window the GGUF architecture has no key for (Mistral 7B v0.1's
+	 * 4096 under llama.cpp's llama): attention spans the whole context,
+	 * which matches the model only up to the window */
+	if (mb_family_has_key(fam, MB_CFG_SLIDING_WINDOW) &&
+	    !(fam->native->meta & MB_META_SLIDING_WINDOW) &&
+	    cJSON_IsNumber(c->v[MB_CFG_SLIDING_WINDOW].value) &&
+	    cJSON_IsNumber(c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value) &&
+	    c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble <
+		    c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value->valuedouble)
+		addwarn(c, "sliding_window %.0f is below the context of %.0f: "
+			"llama.cpp's %s has none and attends over the whole "
+			"context, so past %.0f tokens the model sees more than "
+			"it was trained to", c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble,
+			c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value->valuedouble,
+			fam->native->arch,
+			c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble);
 	check_rotary(c);
 	check_longrope(c, &cf);
+	check_rope_scaling(c, fam);
 	if (set != NULL) {
 		const cJSON *e;
 

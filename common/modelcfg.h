@@ -29,7 +29,9 @@
 struct mb_buf;
 struct mb_st_model;
 
-enum mb_family {
+/* The families mibera converts; each is described by a struct mb_family
+ * in common/family/ (family.h says how to add one). Append only. */
+enum mb_family_id {
 	MB_FAMILY_UNKNOWN = 0,
 	MB_FAMILY_PHI3,	 /* Phi-3, Phi-3.5, Phi-4: fused qkv and gate_up */
 	MB_FAMILY_LLAMA, /* Llama, Mistral: separate q/k/v and gate/up */
@@ -84,7 +86,7 @@ struct mb_cfg_value {
 };
 
 struct mb_modelcfg {
-	enum mb_family family;
+	enum mb_family_id family;
 	int convertible;		/* 0: see reason */
 	char reason[512];		/* why not, naming what was seen */
 	char base_name[128];		/* named base ("" if none) */
@@ -127,8 +129,8 @@ const char *mb_cfg_key_name(enum mb_cfg_key k);
 /* Returns a short name for a source ("tensors", "config.json" ...). */
 const char *mb_src_name(enum mb_src s);
 
-/* Returns "phi3", "llama", "qwen2", "qwen3" or "unknown". */
-const char *mb_family_name(enum mb_family f);
+/* Returns the family's name ("phi3", "llama", ...) or "unknown". */
+const char *mb_family_name(enum mb_family_id f);
 
 /* Finds the base model a repo names: the model card's front matter
  * (base_model: as a string or the first of a list) first, then

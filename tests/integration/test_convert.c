@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/convert.h"
 #include "common/err.h"
 #include "common/fault.h"
@@ -740,6 +742,121 @@ static void test_qwen3(void **state)
 	mb_gguf_free(g);
 }
 
+/* Mistral's own names over Llama's tensors, with a head size that is not
+ * hidden / heads (Mistral Nemo: 32 heads of 128 over a hidden size of
+ * 5120; here 4 of 128 over 256) and Mistral 7B v0.1's sliding window:
+ * converted as llama.cpp's llama with key and value lengths of 128, its
+ * names kept, nothing repaired; libllama's logits match the reference. */
+static void test_mistral_head_dim(void **state)
+{
+	const char *extra[] = { "--config", "correct", "--head-dim", "128",
+				NULL };
+	struct mb_gguf *g;
+	char dir[600], path[700], err[2048], *text;
+	float *ref;
+	size_t len;
+	cJSON *cfg, *a;
+	int nv;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/mistral-hd128", root);
+	assert_int_equal(th_mkmodel(dir, "llama-tiny", extra), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	text = th_slurp(path, &len);
+	assert_non_null(text);
+	cfg = cJSON_ParseWithLength(text, len);
+	free(text);
+	assert_non_null(cfg);
+	assert_int_equal(cJSON_GetObjectItem(cfg, "head_dim")->valueint, 128);
+	cJSON_ReplaceItemInObject(cfg, "max_position_embeddings",
+				  cJSON_CreateNumber(32768));
+	cJSON_ReplaceItemInObject(cfg, "rope_theta",
+				  cJSON_CreateNumber(1000000.0));
+	/* the reference reads Llama's names: Mistral's forward pass is
+	 * Llama's (the window does not reach over NTOK tokens) */
+	text = cJSON_Print(cfg);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+	free(text);
+	if (ref_logits(dir, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	a = cJSON_CreateArray();
+	cJSON_AddItemToArray(a, cJSON_CreateString("MistralForCausalLM"));
+	cJSON_ReplaceItemInObject(cfg, "architectures", a);
+	cJSON_ReplaceItemInObject(cfg, "model_type",
+				  cJSON_CreateString("mistral"));
+	cJSON_AddNumberToObject(cfg, "sliding_window", 4096);
+	text = cJSON_Print(cfg);
+	cJSON_Delete(cfg);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+	free(text);
+	fidelity(dir, "mistral-hd128-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref,
+		 nv, 5e-3, NULL);
+	free(ref);
+	snprintf(path, sizeof(path), "%s/mistral-hd128-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s, "llama");
+	assert_int_equal(mb_gguf_kv(g, "llama.attention.head_count")->v.u, 4);
+	assert_int_equal(mb_gguf_kv(g, "llama.attention.head_count_kv")->v.u, 2);
+	assert_int_equal(mb_gguf_kv(g, "llama.attention.key_length")->v.u, 128);
+	assert_int_equal(mb_gguf_kv(g, "llama.attention.value_length")->v.u, 128);
+	assert_int_equal(mb_gguf_kv(g, "llama.rope.dimension_count")->v.u, 128);
+	assert_int_equal(mb_gguf_kv(g, "llama.context_length")->v.u, 32768);
+	assert_int_equal(mb_gguf_kv(g, "mibera.config_repairs")->v.u, 0);
+	assert_null(mb_gguf_kv(g, "llama.attention.sliding_window"));
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_q.weight")->ne[1], 512);
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_output.weight")->ne[0],
+			 512);
+	mb_gguf_free(g);
+}
+
+/* Qwen2.5's long-context config (rope_scaling yarn, factor 4 over 32768)
+ * is written with llama.cpp's yarn keys, which libllama loads and runs. */
+static void test_qwen2_yarn(void **state)
+{
+	const char *extra[] = { "--config", "correct", NULL };
+	struct mb_convert_result r;
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	char dir[600], path[700], err[2048], *text;
+	float *got;
+	size_t len;
+	cJSON *cfg;
+	int n;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/qwen2-yarn", root);
+	assert_int_equal(th_mkmodel(dir, "qwen2-tiny", extra), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	text = th_slurp(path, &len);
+	assert_non_null(text);
+	cfg = cJSON_ParseWithLength(text, len);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_ReplaceItemInObject(cfg, "rope_scaling", cJSON_Parse(
+		"{\"type\":\"yarn\",\"factor\":4.0,"
+		"\"original_max_position_embeddings\":32768}"));
+	text = cJSON_Print(cfg);
+	cJSON_Delete(cfg);
+	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+	free(text);
+	snprintf(path, sizeof(path), "%s/qwen2-yarn.gguf", root);
+	convert(dir, path, MB_LAYOUT_NATIVE, MB_OUT_F16, &r);
+	assert_string_equal(r.arch, "qwen2");
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "qwen2.rope.scaling.type")->v.s,
+			    "yarn");
+	kv = mb_gguf_kv(g, "qwen2.rope.scaling.factor");
+	assert_non_null(kv);
+	assert_true(kv->v.f == 4.0);
+	assert_int_equal(mb_gguf_kv(g, "qwen2.rope.scaling.original_context_"
+					"length")->v.u, 32768);
+	assert_int_equal(mb_gguf_kv(g, "qwen2.context_length")->v.u, 32768);
+	mb_gguf_free(g);
+	if (th_llama_logits(path, toks, NTOK, &got, &n, err, sizeof(err)) != 0)
+		fail_msg("libllama: %s", err);
+	free(got);
+}
+
 /* A true config of an architecture mibera does not convert (Gemma, whose
  * tensors have Llama's names and shapes) is refused by name, by the
  * library and by the worker's command, and nothing is written: never
@@ -823,6 +940,8 @@ int main(void)
 		cmocka_unit_test(test_phi4_mini_partial_rotary_longrope),
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
+		cmocka_unit_test(test_mistral_head_dim),
+		cmocka_unit_test(test_qwen2_yarn),
 		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_full_disk_leaves_nothing),
 	};

@@ -753,6 +753,151 @@ static const char *const own_archs =
 	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
 	"Qwen2ForCausalLM, Qwen3ForCausalLM)";
 
+static int has_warning(const struct mb_modelcfg *c, const char *part)
+{
+	size_t i;
+
+	for (i = 0; i < c->nwarnings; i++)
+		if (strstr(c->warnings[i], part) != NULL)
+			return 1;
+	return 0;
+}
+
+/* Mistral's config over Llama's tensors keeps Mistral's names; its
+ * sliding window, which llama.cpp's llama has no key for, is said when
+ * the context reaches past it (Mistral 7B v0.1: 4096 of 32768), and not
+ * when it does not. */
+static void test_mistral_sliding_window(void **state)
+{
+	const char *dir = fixture("llama-correct", "llama-tiny", "correct");
+	static const char *const windows[] = { "4096", "null", "32768" };
+	char cfg[1024];
+	struct mb_modelcfg *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		snprintf(cfg, sizeof(cfg),
+			 "{\"architectures\":[\"MistralForCausalLM\"],"
+			 "\"model_type\":\"mistral\",\"hidden_size\":256,"
+			 "\"num_hidden_layers\":2,\"intermediate_size\":688,"
+			 "\"vocab_size\":512,\"num_attention_heads\":4,"
+			 "\"num_key_value_heads\":2,\"head_dim\":64,"
+			 "\"max_position_embeddings\":32768,"
+			 "\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-05,"
+			 "\"rope_scaling\":null,\"attention_bias\":false,"
+			 "\"tie_word_embeddings\":false,"
+			 "\"torch_dtype\":\"bfloat16\",\"sliding_window\":%s}",
+			 windows[i]);
+		c = infer_with(dir, cfg);
+		if (!c->convertible)
+			fail_msg("%s", c->reason);
+		assert_int_equal(c->family, MB_FAMILY_LLAMA);
+		assert_string_equal(cJSON_GetArrayItem(
+			c->v[MB_CFG_ARCHITECTURES].value, 0)->valuestring,
+				    "MistralForCausalLM");
+		assert_string_equal(c->v[MB_CFG_MODEL_TYPE].value->valuestring,
+				    "mistral");
+		assert_int_equal(mb_modelcfg_nrepairs(c), 0);
+		if (i == 0) {
+			assert_int_equal(num(c, MB_CFG_SLIDING_WINDOW), 4096);
+			if (!has_warning(c, "sliding_window 4096 is below the "
+					 "context of 32768: llama.cpp's llama "
+					 "has none"))
+				fail_msg("no warning about the window");
+		} else {
+			assert_false(has_warning(c, "sliding_window"));
+		}
+		mb_modelcfg_free(c);
+	}
+}
+
+/* The fixture's own config.json with rope_scaling set to rs (JSON). */
+static char *config_with_scaling(const char *dir, const char *rs)
+{
+	size_t len;
+	char *text = read_in(dir, "config.json", &len), *out;
+	cJSON *doc = mb_json_parse(text, len);
+
+	assert_non_null(doc);
+	cJSON_DeleteItemFromObjectCaseSensitive(doc, "rope_scaling");
+	cJSON_AddItemToObject(doc, "rope_scaling", cJSON_Parse(rs));
+	out = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	free(text);
+	return out;
+}
+
+/* YaRN (Qwen2.5's long-context configs say "type", Qwen3's "rope_type")
+ * is carried by qwen2 and qwen3 and kept as config.json says it; without
+ * its factor or original context, or on a family whose GGUF
+ * architecture mibera does not give it (Llama), or another type
+ * (dynamic), inspect refuses it by name instead of the conversion
+ * failing on the worker. */
+static void test_yarn_rope_scaling(void **state)
+{
+	static const char *const ok[] = {
+		"{\"type\":\"yarn\",\"factor\":4.0,"
+		"\"original_max_position_embeddings\":32768}",
+		"{\"rope_type\":\"yarn\",\"factor\":4.0,"
+		"\"original_max_position_embeddings\":32768}",
+	};
+	static const struct {
+		const char *rs, *why;
+	} bad[] = {
+		{ "{\"type\":\"yarn\",\"factor\":4.0}",
+		  "yarn rope scaling needs original_max_position_embeddings" },
+		{ "{\"type\":\"yarn\",\"original_max_position_embeddings\":"
+		  "32768}", "yarn rope scaling needs a positive factor" },
+		{ "{\"type\":\"dynamic\",\"factor\":2.0}",
+		  "rope scaling 'dynamic' is not supported for Qwen2 "
+		  "(llama.cpp's qwen2; mibera writes llama3, linear, yarn)" },
+		{ "{\"factor\":2.0}", "rope_scaling has no type" },
+	};
+	const char *dirs[2];
+	struct mb_modelcfg *c;
+	char *cfg;
+	size_t i, d;
+
+	(void)state;
+	dirs[0] = strdup(fixture("qwen2", "qwen2-tiny", "correct"));
+	dirs[1] = strdup(fixture("qwen3", "qwen3-tiny", "correct"));
+	for (d = 0; d < 2; d++)
+		for (i = 0; i < 2; i++) {
+			cfg = config_with_scaling(dirs[d], ok[i]);
+			c = infer_with(dirs[d], cfg);
+			if (!c->convertible)
+				fail_msg("%s: %s", ok[i], c->reason);
+			assert_false(c->v[MB_CFG_ROPE_SCALING].repaired);
+			assert_int_equal(cJSON_GetObjectItem(
+				c->v[MB_CFG_ROPE_SCALING].value,
+				"original_max_position_embeddings")->valueint,
+					 32768);
+			mb_modelcfg_free(c);
+			free(cfg);
+		}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = config_with_scaling(dirs[0], bad[i].rs);
+		c = infer_with(dirs[0], cfg);
+		assert_false(c->convertible);
+		if (strstr(c->reason, bad[i].why) == NULL)
+			fail_msg("reason '%s', wanted '%s'", c->reason,
+				 bad[i].why);
+		mb_modelcfg_free(c);
+		free(cfg);
+	}
+	cfg = config_with_scaling(fixture("llama-correct", "llama-tiny",
+					  "correct"), ok[0]);
+	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"), cfg);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "rope scaling 'yarn' is not "
+				      "supported for Llama"));
+	mb_modelcfg_free(c);
+	free(cfg);
+	free((char *)dirs[0]);
+	free((char *)dirs[1]);
+}
+
 /* A Qwen2 checkpoint with its true config: Llama's tensor names plus
  * biases, but another rope. It is Qwen2, never rewritten into
  * LlamaForCausalLM (which converted it into a model that loads and talks
@@ -1221,6 +1366,8 @@ int main(void)
 		cmocka_unit_test(test_hostile_configs),
 		cmocka_unit_test(test_case_variant_keys),
 		cmocka_unit_test(test_unsupported_layouts),
+		cmocka_unit_test(test_mistral_sliding_window),
+		cmocka_unit_test(test_yarn_rope_scaling),
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_foreign_refused_not_repaired),
