@@ -1206,9 +1206,10 @@ static void test_gemma_errors(void **state)
 
 static const char *fixture(const char *name, const char *preset)
 {
-	static char dir[2][600];
+	static char dir[3][600];
 	const char *extra[] = { "--config", "correct", NULL };
-	char *d = dir[strcmp(preset, "llama-tiny") == 0];
+	char *d = dir[strcmp(preset, "llama-tiny") == 0 ? 1 :
+		      strcmp(preset, "gemma3-tiny") == 0 ? 2 : 0];
 	char probe[700];
 
 	snprintf(d, 600, "%s/%s", root, name);
@@ -1332,6 +1333,90 @@ static void test_fixture_too_few_layers(void **state)
 	free(out);
 	cJSON_Delete(cfg);
 	expect_error(dst, tok, 2, MB_EFORMAT, "num_hidden_layers 2, but");
+}
+
+/* dst (a fresh subdirectory) with src's shards linked and src's
+ * config.json with member key replaced by item (taken). */
+static const char *fixture_variant(const char *src, const char *name,
+				   const char *key, cJSON *item)
+{
+	const char *dst = subdir(name);
+	struct mb_st_model *m = NULL;
+	char err[256] = "", a[1200], b[1200];
+	char *text, *out;
+	cJSON *cfg;
+	size_t i;
+
+	assert_int_equal(mb_st_model_open_dir(src, &m, err, sizeof(err)), 0);
+	for (i = 0; i <= m->nshards; i++) {
+		const char *f = i < m->nshards ? m->shards[i] :
+			"model.safetensors.index.json";
+
+		snprintf(a, sizeof(a), "%s/%s", src, f);
+		snprintf(b, sizeof(b), "%s/%s", dst, f);
+		assert_int_equal(symlink(a, b), 0);
+	}
+	mb_st_model_free(m);
+	snprintf(a, sizeof(a), "%s/config.json", src);
+	text = th_slurp(a, NULL);
+	assert_non_null(text);
+	cfg = cJSON_Parse(text);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_DeleteItemFromObject(cfg, key);
+	cJSON_AddItemToObject(cfg, key, item);
+	out = cJSON_Print(cfg);
+	assert_non_null(out);
+	write_text(dst, "config.json", out);
+	free(out);
+	cJSON_Delete(cfg);
+	return dst;
+}
+
+/* gemma3-tiny (7 layers, sliding window 4, layer 5 global) over 48
+ * tokens: finite, varied, repeatable. */
+static void test_fixture_gemma3_tiny(void **state)
+{
+	(void)state;
+	check_fixture(fixture("gemma3", "gemma3-tiny"), 512);
+}
+
+/* The window at work on the generated Gemma 3: with every layer
+ * sliding (layer_types), position t sees tokens t - 7 * 3 .. t at most
+ * (each of the 7 layers reaches 3 positions further back), so changing
+ * tokens 0..2 leaves positions 24.. as they were; with the fixture's own
+ * pattern, global layer 5 carries token 0 to the last position. */
+static void test_fixture_gemma3_window(void **state)
+{
+	const char *src = fixture("gemma3", "gemma3-tiny");
+	const char *all_swa;
+	cJSON *lt = cJSON_CreateArray();
+	int32_t t[48], u[48];
+	float *a, *b;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 7; i++)
+		cJSON_AddItemToArray(lt, cJSON_CreateString(
+			"sliding_attention"));
+	all_swa = fixture_variant(src, "gemma3-all-swa", "layer_types", lt);
+	tokens(t, 48, 512, 0);
+	memcpy(u, t, sizeof(t));
+	tokens(u, 3, 512, 5);
+	assert_true(u[0] != t[0]);
+	a = run_ok(all_swa, t, 48, 512);
+	b = run_ok(all_swa, u, 48, 512);
+	assert_memory_not_equal(a + 3 * 512, b + 3 * 512, 512 * sizeof(float));
+	assert_memory_equal(a + 24 * 512, b + 24 * 512,
+			    (size_t)24 * 512 * sizeof(float));
+	free(a);
+	free(b);
+	a = run_ok(src, t, 48, 512);
+	b = run_ok(src, u, 48, 512);
+	assert_memory_not_equal(a + 47 * 512, b + 47 * 512,
+				512 * sizeof(float));
+	free(a);
+	free(b);
 }
 
 /* Reads a tensor's raw bytes from the model in dir (caller frees). */
@@ -1502,6 +1587,8 @@ int main(void)
 		cmocka_unit_test(test_gemma_errors),
 		cmocka_unit_test(test_fixture_phi4_tiny),
 		cmocka_unit_test(test_fixture_llama_tiny),
+		cmocka_unit_test(test_fixture_gemma3_tiny),
+		cmocka_unit_test(test_fixture_gemma3_window),
 		cmocka_unit_test(test_fixture_causal),
 		cmocka_unit_test(test_fixture_too_few_layers),
 		cmocka_unit_test(test_phi3_as_llama),
