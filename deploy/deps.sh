@@ -15,7 +15,11 @@
 # tarball in the cache entry (PREFIX/llama.cpp-src.tar.gz, what building
 # libllama needs plus mibera-llama.txt naming the version); the coordinator
 # ships it to worker boxes, whose deps.sh builds from it (MIBERA_LLAMA_SRC)
-# and never needs npm or a registry.
+# and never needs npm or a registry. The tarball also holds llama.cpp's
+# own converter (convert_hf_to_gguf.py, conversion/, gguf-py/,
+# requirements/), unpacked into PREFIX/convert for `--converter llama.cpp`;
+# its Python requirements are installed by mibera-worker when a job first
+# asks for it, not here.
 #
 # Environment:
 #   MIBERA_DEPS_CACHE   cache root (default /var/cache/mibera-deps)
