@@ -51,9 +51,9 @@ static const struct cli_opt opts[] = {
 	{ "outtype", 0, "TYPE", "f16|bf16", "the type of the full-precision "
 	  "GGUF (default f16)" },
 	{ "converter", 0, "WHICH", "mibera|llama.cpp", "what makes the "
-	  "full-precision GGUF: mibera's own converter\n    (default), or "
-	  "llama.cpp's convert_hf_to_gguf.py for a family mibera\n    does not "
-	  "convert natively (installs its Python requirements on the\n    "
+	  "full-precision GGUF: mibera's own converter (default), or "
+	  "llama.cpp's convert_hf_to_gguf.py for a family mibera does not "
+	  "convert natively (its Python requirements are installed on the "
 	  "worker the first time)" },
 	{ "no-smoke", 0, NULL, NULL, "do not load the results with llama.cpp "
 	  "here" },
