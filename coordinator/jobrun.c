@@ -27,6 +27,7 @@
 #include "common/sha256.h"
 #include "common/text.h"
 #include "coordinator/config.h"
+#include "coordinator/converter.h"
 #include "coordinator/ollama.h"
 #include "coordinator/publish.h"
 #include "coordinator/pull.h"
@@ -834,6 +835,13 @@ static int step_convert(struct run *r)
 		mb_seterr(r->err, r->errcap, "cannot make '%s' on %s: %s", r->out,
 			  r->w.name, mb_transport_errmsg(r->t));
 		return rc;
+	}
+	if (strcmp(j->converter, MB_CONVERTER_LLAMA) == 0) {
+		/* llama.cpp's own converter, for a family mibera does not
+		 * convert natively; submit took no --set for it */
+		argv[n++] = "--converter";
+		argv[n++] = MB_CONVERTER_LLAMA;
+		return run_worker(r, "convert", "convert", argv, 0);
 	}
 	/* what the user settled travels as a file beside the job's output */
 	rc = put_overrides(r, ofile, sizeof(ofile));

@@ -207,12 +207,34 @@ static void add_fidelity(struct mb_buf *b, const cJSON *f)
 	mb_buf_adds(b, "}");
 }
 
+/* Which converter made the full-precision GGUF, as convert's summary
+ * names it: "mibera" for mibera's own (whose summary names none), or
+ * "llama.cpp convert_hf_to_gguf.py (llama.cpp TAG COMMIT)". Into out. */
+static const char *converter_of(const struct mb_publish *p, char *out,
+				size_t cap)
+{
+	cJSON *c = p->convert ? mb_json_parse(p->convert, strlen(p->convert))
+			      : NULL;
+	const char *name = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(c, "converter"));
+
+	if (name != NULL && *name != '\0')
+		snprintf(out, cap, "%s", name);
+	else if (strcmp(p->j->converter, "llama.cpp") == 0)
+		snprintf(out, cap, "llama.cpp convert_hf_to_gguf.py (llama.cpp "
+			 "%s)", MB_LLAMA_VERSION);
+	else
+		snprintf(out, cap, "mibera");
+	cJSON_Delete(c);
+	return out;
+}
+
 static void provenance(const struct mb_publish *p, struct mb_buf *b)
 {
 	cJSON *fid = p->fidelity ? mb_json_parse(p->fidelity,
 						 strlen(p->fidelity)) : NULL;
 	const struct mb_job_row *j = p->j;
-	char hex[MB_SHA256_HEX], when[32];
+	char hex[MB_SHA256_HEX], when[32], conv[200];
 	size_t i;
 
 	iso_now(when, sizeof(when));
@@ -234,8 +256,10 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 		    "  \"quants\": ", j->layout, j->outtype);
 	mb_json_quote(b, j->quants);
 	mb_buf_addf(b, ",\n  \"mibera\": \"%s\",\n  \"llama_cpp\": \"%s\",\n"
-		    "  \"convert\": %s,\n  \"repairs\": %s,\n  \"artifacts\": [",
-		    MB_VERSION, MB_LLAMA_VERSION, p->convert ? p->convert : "null",
+		    "  \"converter\": ", MB_VERSION, MB_LLAMA_VERSION);
+	mb_json_quote(b, converter_of(p, conv, sizeof(conv)));
+	mb_buf_addf(b, ",\n  \"convert\": %s,\n  \"repairs\": %s,\n"
+		    "  \"artifacts\": [", p->convert ? p->convert : "null",
 		    p->repairs ? p->repairs : "[]");
 	for (i = 0; p->files != NULL && i < p->files->n; i++) {
 		const struct mb_manifest *m = p->files->files[i];
@@ -372,7 +396,7 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 				: NULL;
 	cJSON *smoke = p->smoke ? mb_json_parse(p->smoke, strlen(p->smoke)) : NULL;
 	const cJSON *it;
-	char hex[MB_SHA256_HEX];
+	char hex[MB_SHA256_HEX], conv[200];
 	const char *slash = strrchr(j->source, '/');
 	size_t i;
 	int nrep = cJSON_GetArraySize(rep);
@@ -392,10 +416,17 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 			    j->source, j->source);
 	if (p->commit != NULL && *p->commit != '\0')
 		mb_buf_addf(b, " at commit `%.12s`", p->commit);
-	mb_buf_addf(b, ", converted by mibera %s with llama.cpp %s (%s layout, "
-		    "%s weights before quantization). `provenance.json` has the "
-		    "details.\n\n", MB_VERSION, MB_LLAMA_VERSION, j->layout,
-		    j->outtype);
+	if (strcmp(converter_of(p, conv, sizeof(conv)), "mibera") == 0)
+		mb_buf_addf(b, ", converted by mibera %s with llama.cpp %s (%s "
+			    "layout, %s weights before quantization). "
+			    "`provenance.json` has the details.\n\n", MB_VERSION,
+			    MB_LLAMA_VERSION, j->layout, j->outtype);
+	else
+		mb_buf_addf(b, ", converted by %s (%s weights before "
+			    "quantization: mibera does not convert this "
+			    "architecture itself) and quantized by mibera %s with "
+			    "llama.cpp %s. `provenance.json` has the details.\n\n",
+			    conv, j->outtype, MB_VERSION, MB_LLAMA_VERSION);
 	mb_buf_adds(b, "## Files\n\n| file | size | sha256 |\n|---|---:|---|\n");
 	for (i = 0; p->files != NULL && i < p->files->n; i++) {
 		const struct mb_manifest *m = p->files->files[i];

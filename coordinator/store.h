@@ -127,6 +127,7 @@ struct mb_job_row {
 	char push_repo[128];	/* push the artifacts there ("" : not) */
 	int push_private;	/* ... into a private repository */
 	char ollama_name[128];	/* register with Ollama as this; "": not */
+	char converter[16];	/* "mibera" or "llama.cpp" ("" adds as mibera) */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

@@ -15,7 +15,11 @@
 # tarball in the cache entry (PREFIX/llama.cpp-src.tar.gz, what building
 # libllama needs plus mibera-llama.txt naming the version); the coordinator
 # ships it to worker boxes, whose deps.sh builds from it (MIBERA_LLAMA_SRC)
-# and never needs npm or a registry.
+# and never needs npm or a registry. The tarball also holds llama.cpp's
+# own converter (convert_hf_to_gguf.py, conversion/, gguf-py/,
+# requirements/), unpacked into PREFIX/convert for `--converter llama.cpp`;
+# its Python requirements are installed by mibera-worker when a job first
+# asks for it, not here.
 #
 # Environment:
 #   MIBERA_DEPS_CACHE   cache root (default /var/cache/mibera-deps)
@@ -169,16 +173,24 @@ fetch_npm() {
 	commit=$(git -C "$work/src" rev-parse --short=12 HEAD)
 }
 
-# Writes the source tarball of the clone in $work/src to $srctar: only what
-# building libllama needs, and mibera-llama.txt naming the version.
+# What llama.cpp's own converter (convert_hf_to_gguf.py) needs from the
+# source: the fallback for families mibera does not convert natively.
+CONVERTER_PATHS=(convert_hf_to_gguf.py conversion gguf-py requirements)
+
+# Writes the source tarball of the clone in $work/src to $srctar: what
+# building libllama needs, llama.cpp's converter, and mibera-llama.txt
+# naming the version.
 make_srctar() {
-	local src=$work/src
+	local src=$work/src p conv=()
+	for p in "${CONVERTER_PATHS[@]}"; do
+		[ -e "$src/$p" ] && conv+=("$p")
+	done
 	git -C "$src" archive --format=tar --prefix=llama.cpp/ \
 		--add-virtual-file="llama.cpp/mibera-llama.txt:node-llama-cpp $NODE_LLAMA_CPP_VERSION
 tag $tag
 commit $commit
 build $(git -C "$src" rev-list --count HEAD)
-" HEAD CMakeLists.txt LICENSE cmake ggml include src vendor licenses |
+" HEAD CMakeLists.txt LICENSE cmake ggml include src vendor licenses "${conv[@]}" |
 		gzip -n -6 >"$srctar.tmp"
 	mv -f "$srctar.tmp" "$srctar"
 	say "llama.cpp: source kept in $srctar ($(($(stat -c %s "$srctar") / 1024)) KiB)"
@@ -208,9 +220,11 @@ build_llama() {
 	if [ -f "$prefix/.complete" ]; then
 		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"))"
 		ln -sfn "$prefix" "$CACHE/llama.cpp"
-		# a cache entry from before the source was kept: fetch it again,
-		# check it is the commit that was built, keep it (no rebuild)
-		if [ "$profile" = full ] && [ ! -s "$srctar" ]; then
+		# a cache entry from before the source (or its converter) was
+		# kept: fetch it again, check it is the commit that was built,
+		# keep it (no rebuild)
+		if [ "$profile" = full ] && { [ ! -s "$srctar" ] ||
+			! tar -tzf "$srctar" llama.cpp/convert_hf_to_gguf.py >/dev/null 2>&1; }; then
 			begin "keeping llama.cpp's source for worker boxes"
 			work=$(mktemp -d "$CACHE/.build.XXXXXX")
 			fetch_npm
@@ -276,7 +290,37 @@ build_llama() {
 	say "llama.cpp: installed in $prefix"
 }
 
+# Unpacks llama.cpp's converter from the kept source (MIBERA_LLAMA_SRC on a
+# worker) into $prefix/convert, where mibera-worker looks for it. Its
+# Python requirements are installed only when a job asks for that
+# converter (mibera-worker convert --converter llama.cpp), into
+# $prefix/convert-venv: a few GB a worker converting only what mibera
+# converts natively never needs.
+keep_converter() {
+	local tar=$srctar
+	[ "$profile" = worker ] && tar=${MIBERA_LLAMA_SRC:-}
+	[ -n "$tar" ] && [ -s "$tar" ] || return 0
+	[ -f "$prefix/convert/convert_hf_to_gguf.py" ] && return 0
+	tar -tzf "$tar" llama.cpp/convert_hf_to_gguf.py >/dev/null 2>&1 || {
+		say "llama.cpp: its source here has no convert_hf_to_gguf.py; --converter llama.cpp will not work on this box"
+		return 0
+	}
+	begin "unpacking llama.cpp's converter"
+	rm -rf "$prefix/convert.new"
+	mkdir -p "$prefix/convert.new"
+	tar -xzf "$tar" -C "$prefix/convert.new" --strip-components=1 \
+		llama.cpp/mibera-llama.txt "${CONVERTER_PATHS[@]/#/llama.cpp/}" 2>/dev/null ||
+		tar -xzf "$tar" -C "$prefix/convert.new" --strip-components=1 \
+			llama.cpp/mibera-llama.txt llama.cpp/convert_hf_to_gguf.py \
+			llama.cpp/gguf-py llama.cpp/requirements ||
+		fail "cannot unpack llama.cpp's converter from '$tar'"
+	rm -rf "$prefix/convert"
+	mv "$prefix/convert.new" "$prefix/convert"
+	say "llama.cpp: its converter is in $prefix/convert"
+}
+
 install_packages
 build_llama
+keep_converter
 step=""
 say "done in $(($(date +%s) - t0)) s; llama.cpp prefix: $CACHE/llama.cpp"

@@ -1,13 +1,16 @@
 /*
  * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
- *     [--commit SHA] [--overrides FILE]
+ *     [--commit SHA] [--overrides FILE] [--converter mibera|llama.cpp]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
  * ({"set": {KEY: VALUE...}, "base": "org/name", "base_config": {...}}:
  * inspect and submit's --set and --base, the base's config.json as the
- * coordinator read it from the hub).
+ * coordinator read it from the hub). --converter llama.cpp runs llama.cpp's
+ * own convert_hf_to_gguf.py instead (worker/pyconvert.h), for a family
+ * mibera does not convert natively: it reads config.json as it is, so
+ * --overrides and the split layout go with mibera's converter only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #include "common/json.h"
 #include "common/buf.h"
 #include "proto/event.h"
+#include "worker/pyconvert.h"
 #include "worker/verbs.h"
 
 static void usage(FILE *f)
@@ -31,7 +35,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mibera-worker convert MODEL_DIR OUT.gguf [--layout "
 		   "native|split]\n"
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
-		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n");
+		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
+		   "           [--converter mibera|llama.cpp]\n");
 }
 
 struct progress_ctx {
@@ -111,6 +116,53 @@ static int read_overrides(const char *path, cJSON **doc,
 	return 0;
 }
 
+/* convert --converter llama.cpp: llama.cpp's convert_hf_to_gguf.py, its
+ * summary in the same "done" event as mibera's, with the converter named. */
+static int convert_llama(const char *model_dir, const char *out_path,
+			 enum mb_outtype outtype)
+{
+	struct pyconvert_opts po;
+	struct pyconvert_result r;
+	struct mb_events ev;
+	struct mb_buf b;
+	char err[1024] = "";
+	int ret;
+
+	if (mb_events_from_env(&ev, "convert") != 0) {
+		fprintf(stderr, "mibera-worker convert: cannot open the event "
+			"journal\n");
+		return 1;
+	}
+	po.model_dir = model_dir;
+	po.out_path = out_path;
+	po.outtype = outtype == MB_OUT_BF16 ? "bf16"
+		     : outtype == MB_OUT_F32 ? "f32" : "f16";
+	ret = pyconvert_run(&po, &ev, &r, err, sizeof(err));
+	if (ret != 0) {
+		mb_events_close(&ev);
+		fprintf(stderr, "mibera-worker convert: %s\n", err);
+		return ret;
+	}
+	mb_buf_init(&b, 4096);
+	mb_buf_adds(&b, "\"file\":");
+	mb_json_quote(&b, out_path);
+	mb_buf_addf(&b, ",\"arch\":\"%s\",\"tensors\":%llu,\"bytes\":%llu,"
+		    "\"seconds\":%.3f,\"repairs\":0,\"peak_rss\":%llu,"
+		    "\"converter\":", r.arch, (unsigned long long)r.ntensors,
+		    (unsigned long long)r.file_size, r.seconds,
+		    (unsigned long long)r.peak_rss);
+	mb_json_quote(&b, r.converter);
+	if (mb_buf_error(&b) == 0)
+		mb_events_emit(&ev, "done", b.data);
+	mb_buf_release(&b);
+	mb_events_close(&ev);
+	printf("converted %s with %s: arch %s, %llu tensors, %.1f MB in %.2f s, "
+	       "peak RSS %.1f MiB\n", out_path, r.converter, r.arch,
+	       (unsigned long long)r.ntensors, (double)r.file_size / 1e6,
+	       r.seconds, (double)r.peak_rss / 1048576.0);
+	return 0;
+}
+
 int verb_convert(int argc, char **argv)
 {
 	struct mb_modelcfg_user user = { NULL, NULL };
@@ -124,7 +176,7 @@ int verb_convert(int argc, char **argv)
 	struct progress_ctx pc;
 	struct mb_buf b, report;
 	char err[1024] = "";
-	int i, rc, npos = 0;
+	int i, rc, npos = 0, llama = 0, layout_given = 0;
 
 	memset(&o, 0, sizeof(o));
 	o.layout = MB_LAYOUT_NATIVE;
@@ -140,6 +192,7 @@ int verb_convert(int argc, char **argv)
 			if ((rc = mb_layout_parse(v)) < 0)
 				goto bad;
 			o.layout = (enum mb_layout)rc;
+			layout_given = o.layout != MB_LAYOUT_NATIVE;
 			i++;
 		} else if (strcmp(a, "--outtype") == 0 && v) {
 			if ((rc = mb_outtype_parse(v)) < 0)
@@ -162,6 +215,12 @@ int verb_convert(int argc, char **argv)
 			o.source_commit = argv[++i];
 		} else if (strcmp(a, "--overrides") == 0 && v) {
 			overrides = argv[++i];
+		} else if (strcmp(a, "--converter") == 0 && v) {
+			if (strcmp(v, "llama.cpp") == 0)
+				llama = 1;
+			else if (strcmp(v, "mibera") != 0)
+				goto bad;
+			i++;
 		} else if (a[0] == '-') {
 			goto bad;
 		} else if (npos == 0) {
@@ -176,6 +235,15 @@ int verb_convert(int argc, char **argv)
 	}
 	if (npos != 2)
 		goto bad;
+	if (llama && (overrides != NULL || layout_given)) {
+		fprintf(stderr, "mibera-worker convert: %s goes with mibera's "
+			"converter: llama.cpp's reads config.json as it is and "
+			"writes one file\n", overrides != NULL ? "--overrides"
+							     : "--layout split");
+		return 2;
+	}
+	if (llama)
+		return convert_llama(o.model_dir, o.out_path, o.outtype);
 	if (overrides != NULL) {
 		rc = read_overrides(overrides, &odoc, &user, &base_text, err,
 				    sizeof(err));
@@ -206,6 +274,15 @@ int verb_convert(int argc, char **argv)
 		emit_repairs(&pc.ev, &report);
 	mb_buf_release(&report);
 	mb_buf_init(&b, 4096);
+	if (rc == MB_EUNSUPPORTED && strstr(err, "converts natively") != NULL) {
+		/* the way out, for a job whose model the coordinator could
+		 * not inspect (a path on this box) */
+		size_t n = strlen(err);
+
+		snprintf(err + n, sizeof(err) - n, "; llama.cpp's own converter "
+			 "may convert it: submit the job again with --converter "
+			 "llama.cpp");
+	}
 	if (rc != 0) {
 		fprintf(stderr, "%smibera-worker convert: %s\n", pc.tty ? "\n" : "",
 			err[0] ? err : mb_strerror(rc));

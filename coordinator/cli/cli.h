@@ -75,6 +75,23 @@ int cli_user_setting(const struct cli_parse *p, struct cJSON *set,
 int cli_base_config(const char *cmd, const char *base, char **text,
 		    size_t *len);
 
+/* A model refused because mibera does not convert its architecture
+ * natively, as inspect reads it (coordinator/cli/inspect.c). */
+struct cli_foreign {
+	int foreign;		/* 0: mibera converts it, or it was refused for
+				 * another reason */
+	char name[200];		/* "MixtralForCausalLM (model_type mixtral)" */
+	char reason[512];	/* the refusal */
+	char way_out[1200];	/* what to do: submit --converter llama.cpp */
+};
+
+/* Reads source (org/name[@revision] or a directory here) as inspect does,
+ * with overrides (the job's {"set","base","base_config"} JSON, or NULL),
+ * and says in out whether its architecture is one mibera cannot convert.
+ * 0, or an exit code with err saying why it could not be read. */
+int cli_inspect_foreign(const char *source, const char *overrides,
+			struct cli_foreign *out, char *err, size_t errcap);
+
 int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -22,6 +22,7 @@
 #include "common/safetensors.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/converter.h"
 
 #define EXIT_NOT_CONVERTIBLE 3
 /* config.json, the card and the index are small; these caps only stop a
@@ -380,7 +381,8 @@ static const char *pr(const char *s)
 }
 
 static void print_human(const struct source *s, const struct mb_st_model *m,
-			const struct mb_modelcfg *c, const struct mb_estimate *e)
+			const struct mb_modelcfg *c, const struct mb_estimate *e,
+			const struct mb_foreign *f, const char *src)
 {
 	char a[64], b[64], t[64];
 	size_t i, nrep = mb_modelcfg_nrepairs(c);
@@ -396,7 +398,18 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 	       m && m->nshards == 1 ? "" : "s", m ? m->ntensors : 0, a);
 	if (s->note[0] != '\0')
 		printf("note       %s\n", pr(s->note));
-	printf("family     %s\n", mb_family_name(c->family));
+	if (f != NULL) {
+		char name[200];
+
+		/* what the model looks like, though mibera does not convert it */
+		printf("family     %s%s%s%s: not one mibera converts natively\n",
+		       pr(mb_converter_foreign_name(f, name, sizeof(name))),
+		       f->llama_arch ? ", llama.cpp arch '" : "",
+		       f->llama_arch ? f->llama_arch : "",
+		       f->llama_arch ? "'" : "");
+	} else {
+		printf("family     %s\n", mb_family_name(c->family));
+	}
 	if (c->base_name[0] != '\0')
 		printf("base       %s (%s)\n", pr(c->base_name),
 		       c->base_matches ? "shapes match" : "shapes differ");
@@ -404,6 +417,12 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 		printf("known base %s (shapes match)\n", pr(c->known_base));
 	if (!c->convertible)
 		printf("verdict    NOT CONVERTIBLE: %s\n", pr(c->reason));
+	if (f != NULL) {
+		char way[1200];
+
+		printf("way out    %s\n", pr(mb_converter_way_out(f, src, way,
+							       sizeof(way))));
+	}
 	else if (nrep > 0)
 		printf("verdict    convertible after %zu repair%s to "
 		       "config.json\n", nrep, nrep == 1 ? "" : "s");
@@ -458,7 +477,8 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 }
 
 static int print_json(const struct source *s, const struct mb_modelcfg *c,
-		      const struct mb_estimate *e)
+		      const struct mb_estimate *e, const struct mb_foreign *f,
+		      const char *src)
 {
 	struct mb_buf b;
 	size_t i;
@@ -497,6 +517,33 @@ static int print_json(const struct source *s, const struct mb_modelcfg *c,
 		if (rc == 0)
 			rc = mb_buf_adds(&b, "]}");
 	}
+	if (rc == 0 && f != NULL) {
+		/* a family only llama.cpp's own converter may convert */
+		char way[1200];
+
+		rc = mb_buf_adds(&b, ",\"fallback\":{\"converter\":\"llama.cpp\","
+				 "\"architecture\":");
+		if (rc == 0)
+			rc = f->arch ? mb_json_quote(&b, f->arch)
+				     : mb_buf_adds(&b, "null");
+		if (rc == 0)
+			rc = mb_buf_adds(&b, ",\"model_type\":");
+		if (rc == 0)
+			rc = f->model_type ? mb_json_quote(&b, f->model_type)
+					   : mb_buf_adds(&b, "null");
+		if (rc == 0)
+			rc = mb_buf_adds(&b, ",\"llama_cpp_arch\":");
+		if (rc == 0)
+			rc = f->llama_arch ? mb_json_quote(&b, f->llama_arch)
+					   : mb_buf_adds(&b, "null");
+		if (rc == 0)
+			rc = mb_buf_adds(&b, ",\"message\":");
+		if (rc == 0)
+			rc = mb_json_quote(&b, mb_converter_way_out(f, src, way,
+								   sizeof(way)));
+		if (rc == 0)
+			rc = mb_buf_adds(&b, "}");
+	}
 	if (rc == 0 && c->family != MB_FAMILY_UNKNOWN) {
 		rc = mb_buf_adds(&b, ",\"repaired_config\":");
 		if (rc == 0)
@@ -532,25 +579,202 @@ static int split_list(char *s, const char **out, size_t cap)
 	return 0;
 }
 
-int cmd_inspect(int argc, char **argv)
-{
+/* What inspect read about a model, and what it made of it. */
+struct insp {
 	struct source s;
 	struct mb_hub h;
-	struct mb_hub_repo *r = NULL;
-	struct mb_st_model *m = NULL;
-	struct mb_modelcfg *c = NULL;
+	int hub_inited, hub_ok;
+	struct mb_hub_repo *r;
+	struct mb_st_model *m;
+	struct mb_modelcfg *c;
+	char *cfg, *card, *base;	/* base: the base's config.json */
+	size_t cfg_len, card_len, base_len;
+};
+
+static void insp_release(struct insp *in)
+{
+	free(in->cfg);
+	free(in->card);
+	free(in->base);
+	mb_modelcfg_free(in->c);
+	mb_st_model_free(in->m);
+	mb_hub_repo_free(in->r);
+	if (in->hub_inited)
+		mb_hub_release(&in->h);
+	memset(in, 0, sizeof(*in));
+}
+
+/* Reads the model at src (org/name[@rev] or a directory) and infers what
+ * it is into in->c, with user's settings (in->base may hold the base's
+ * config already). 0, or the exit code with err saying why (2: src is
+ * neither, 3: no tensors mibera can read, 1: anything else). */
+static int insp_load(struct insp *in, const char *src,
+		     const struct mb_modelcfg_user *user, char *err,
+		     size_t errcap)
+{
+	struct source *s = &in->s;
+	char sub[1024] = "", *at;
+	size_t i;
+	int rc;
+
+	if (is_dir(src) || strchr(src, '/') == NULL || src[0] == '/' ||
+	    src[0] == '.') {
+		if (!is_dir(src)) {
+			snprintf(err, errcap, "'%s' is neither a directory nor "
+				 "org/name", src);
+			return 2;
+		}
+		snprintf(s->dir, sizeof(s->dir), "%s", src);
+	} else {
+		s->hub = 1;
+		snprintf(s->repo, sizeof(s->repo), "%s", src);
+		at = strchr(s->repo, '@');
+		snprintf(s->rev, sizeof(s->rev), "%s", at ? at + 1 : "main");
+		if (at != NULL)
+			*at = '\0';
+		if (!mb_hub_repo_id_ok(s->repo) || s->rev[0] == '\0') {
+			snprintf(err, errcap, "'%s' is not org/name[@revision]",
+				 src);
+			return 2;
+		}
+	}
+	rc = mb_hub_init(&in->h, NULL, NULL);
+	if (rc != 0) {
+		snprintf(err, errcap, "HF_ENDPOINT must be an http(s) URL");
+		return 1;
+	}
+	in->hub_inited = 1;
+	/* shorter patience than a download: inspect must answer in seconds */
+	in->h.connect_timeout_ms = 5000;
+	in->h.stall_timeout_ms = 15000;
+	in->h.max_attempts = 3;
+	in->h.max_retry_wait_ms = 10000;
+
+	if (s->hub) {
+		rc = mb_hub_list(&in->h, s->repo, s->rev, &in->r);
+		if (rc == MB_ENETWORK || rc == MB_ETIMEDOUT) {
+			/* offline or unreachable: carry on with what is local */
+			if (cache_snapshot(s->repo, s->rev, s->dir,
+					   sizeof(s->dir), s->commit) != 0) {
+				snprintf(err, errcap, "%s; '%s' is not in the "
+					 "local cache either", pr(in->h.err),
+					 s->repo);
+				return 1;
+			}
+			snprintf(s->note, sizeof(s->note), "%.500s; using the "
+				 "local cache", in->h.err);
+			s->hub = 0;
+		} else if (rc != 0) {
+			snprintf(err, errcap, "%s", pr(in->h.err));
+			return 1;
+		} else {
+			in->hub_ok = 1;
+			memcpy(s->commit, in->r->commit, sizeof(s->commit));
+		}
+	}
+	if (in->hub_ok) {
+		int frc;
+
+		rc = hub_model(&in->h, s, in->r, &in->m, sub, sizeof(sub));
+		if (rc == MB_ENOMEM) {
+			snprintf(err, errcap, "%s", mb_strerror(rc));
+			return 1;
+		}
+		in->cfg = read_hub(&in->h, s, in->r, "config.json",
+				   MAX_SMALL_FILE, &in->cfg_len, &frc);
+		in->card = read_hub(&in->h, s, in->r, "README.md",
+				    MAX_SMALL_FILE, &in->card_len, &frc);
+		for (i = 0; i < in->r->nfiles; i++)
+			if (side_file(in->r->files[i].path))
+				s->side_bytes += in->r->files[i].size;
+	} else {
+		rc = mb_st_model_open_dir(s->dir, &in->m, sub, sizeof(sub));
+		in->cfg = read_local(s->dir, "config.json", MAX_SMALL_FILE,
+				     &in->cfg_len);
+		in->card = read_local(s->dir, "README.md", MAX_SMALL_FILE,
+				      &in->card_len);
+	}
+	if (rc != 0) {
+		snprintf(err, errcap, "cannot read the model's tensors: %s", sub);
+		return rc == MB_ENOENT || rc == MB_EFORMAT || rc == MB_EUNSUPPORTED
+			       ? EXIT_NOT_CONVERTIBLE
+			       : 1;
+	}
+	/* the named base's own config, when the hub can give it (the
+	 * user's was read before) */
+	if (user->base == NULL) {
+		char name[128];
+
+		mb_modelcfg_base_name(in->card, in->card_len, in->cfg,
+				      in->cfg_len, name, sizeof(name));
+		if (name[0] != '\0' && !in->h.offline)
+			mb_hub_read_config(&in->h, name, MAX_SMALL_FILE,
+					   &in->base, &in->base_len);
+	}
+	rc = mb_modelcfg_infer_user(in->m, in->cfg, in->cfg_len, in->card,
+				    in->card_len, in->base, in->base_len, user,
+				    &in->c, sub, sizeof(sub));
+	if (rc != 0) {
+		snprintf(err, errcap, "%s", pr(sub));
+		return 1;
+	}
+	return 0;
+}
+
+int cli_inspect_foreign(const char *source, const char *overrides,
+			struct cli_foreign *out, char *err, size_t errcap)
+{
+	struct mb_modelcfg_user user = { NULL, NULL };
+	cJSON *ov = overrides != NULL && *overrides != '\0'
+			    ? mb_json_parse(overrides, strlen(overrides))
+			    : NULL;
+	struct mb_foreign f;
+	struct insp in;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(&in, 0, sizeof(in));
+	if (cJSON_IsObject(ov)) {
+		const cJSON *bc = cJSON_GetObjectItemCaseSensitive(ov,
+								   "base_config");
+
+		user.set = cJSON_GetObjectItemCaseSensitive(ov, "set");
+		user.base = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(ov, "base"));
+		if (cJSON_IsObject(bc)) {
+			in.base = cJSON_PrintUnformatted(bc);
+			in.base_len = in.base ? strlen(in.base) : 0;
+		}
+	}
+	rc = insp_load(&in, source, &user, err, errcap);
+	if (rc == 0 && mb_converter_foreign(in.c, &f)) {
+		out->foreign = 1;
+		mb_converter_foreign_name(&f, out->name, sizeof(out->name));
+		snprintf(out->reason, sizeof(out->reason), "%s", pr(in.c->reason));
+		mb_converter_way_out(&f, source, out->way_out,
+				     sizeof(out->way_out));
+	}
+	insp_release(&in);
+	cJSON_Delete(ov);
+	return rc;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	struct insp in;
 	struct mb_estimate est, *e = NULL;
-	char *cfg = NULL, *card = NULL, *base = NULL, *at;
+	struct mb_foreign f, *fp = NULL;
 	char err[1024] = "", quant_arg[256] = "Q4_K_M,Q3_K_M";
 	const char *quants[17];
-	size_t cfg_len = 0, card_len = 0, base_len = 0, i;
-	int json = 0, rc, ret = 1, hub_ok = 0, hub_inited = 0;
+	size_t i;
+	int json = 0, rc, ret = 1;
 	const char *src = NULL;
 	struct mb_modelcfg_user user = { NULL, NULL };
 	cJSON *set = cJSON_CreateObject();
 
 	if (set == NULL)
 		return 1;
+	memset(&in, 0, sizeof(in));
 	user.set = set;
 	{
 		struct cli_parse p;
@@ -576,8 +800,8 @@ int cmd_inspect(int argc, char **argv)
 		src = p.args[0];
 	}
 	if (user.base != NULL &&
-	    cli_base_config("mibera-job inspect", user.base, &base,
-			    &base_len) != 0) {
+	    cli_base_config("mibera-job inspect", user.base, &in.base,
+			    &in.base_len) != 0) {
 		goto out;
 	}
 	if (split_list(quant_arg, quants, 17) != 0) {
@@ -596,132 +820,32 @@ int cmd_inspect(int argc, char **argv)
 			ret = 2;
 			goto out;
 		}
-	memset(&s, 0, sizeof(s));
-	if (is_dir(src) || strchr(src, '/') == NULL || src[0] == '/' ||
-	    src[0] == '.') {
-		if (!is_dir(src)) {
-			fprintf(stderr, "mibera-job inspect: '%s' is neither a "
-				"directory nor org/name\n", src);
-			ret = 2;
-			goto out;
-		}
-		snprintf(s.dir, sizeof(s.dir), "%s", src);
-	} else {
-		s.hub = 1;
-		snprintf(s.repo, sizeof(s.repo), "%s", src);
-		at = strchr(s.repo, '@');
-		snprintf(s.rev, sizeof(s.rev), "%s", at ? at + 1 : "main");
-		if (at != NULL)
-			*at = '\0';
-		if (!mb_hub_repo_id_ok(s.repo) || s.rev[0] == '\0') {
-			fprintf(stderr, "mibera-job inspect: '%s' is not "
-				"org/name[@revision]\n", src);
-			ret = 2;
-			goto out;
-		}
-	}
-	rc = mb_hub_init(&h, NULL, NULL);
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job inspect: HF_ENDPOINT must be an "
-			"http(s) URL\n");
+	ret = insp_load(&in, src, &user, err, sizeof(err));
+	if (ret != 0) {
+		fprintf(stderr, "mibera-job inspect: %s\n", err);
 		goto out;
 	}
-	hub_inited = 1;
-	/* shorter patience than a download: inspect must answer in seconds */
-	h.connect_timeout_ms = 5000;
-	h.stall_timeout_ms = 15000;
-	h.max_attempts = 3;
-	h.max_retry_wait_ms = 10000;
-
-	if (s.hub) {
-		rc = mb_hub_list(&h, s.repo, s.rev, &r);
-		if (rc == MB_ENETWORK || rc == MB_ETIMEDOUT) {
-			/* offline or unreachable: carry on with what is local */
-			if (cache_snapshot(s.repo, s.rev, s.dir, sizeof(s.dir),
-					   s.commit) != 0) {
-				fprintf(stderr, "mibera-job inspect: %s; '%s' is "
-					"not in the local cache either\n", pr(h.err),
-					s.repo);
-				goto out;
-			}
-			snprintf(s.note, sizeof(s.note), "%.500s; using the "
-				 "local cache", h.err);
-			s.hub = 0;
-		} else if (rc != 0) {
-			fprintf(stderr, "mibera-job inspect: %s\n", pr(h.err));
-			goto out;
-		} else {
-			hub_ok = 1;
-			memcpy(s.commit, r->commit, sizeof(s.commit));
-		}
-	}
-	if (hub_ok) {
-		int frc;
-
-		rc = hub_model(&h, &s, r, &m, err, sizeof(err));
-		if (rc == MB_ENOMEM)
-			goto out;
-		cfg = read_hub(&h, &s, r, "config.json", MAX_SMALL_FILE, &cfg_len,
-			       &frc);
-		card = read_hub(&h, &s, r, "README.md", MAX_SMALL_FILE, &card_len,
-				&frc);
-		for (i = 0; i < r->nfiles; i++)
-			if (side_file(r->files[i].path))
-				s.side_bytes += r->files[i].size;
-	} else {
-		rc = mb_st_model_open_dir(s.dir, &m, err, sizeof(err));
-		cfg = read_local(s.dir, "config.json", MAX_SMALL_FILE, &cfg_len);
-		card = read_local(s.dir, "README.md", MAX_SMALL_FILE, &card_len);
-	}
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job inspect: cannot read the model's "
-			"tensors: %s\n", err);
-		ret = rc == MB_ENOENT || rc == MB_EFORMAT || rc == MB_EUNSUPPORTED
-			      ? EXIT_NOT_CONVERTIBLE
-			      : 1;
-		goto out;
-	}
-	/* the named base's own config, when the hub can give it (the
-	 * user's was read above) */
-	if (user.base == NULL) {
-		char name[128];
-
-		mb_modelcfg_base_name(card, card_len, cfg, cfg_len, name,
-				      sizeof(name));
-		if (name[0] != '\0' && !h.offline)
-			mb_hub_read_config(&h, name, MAX_SMALL_FILE, &base,
-					   &base_len);
-	}
-	rc = mb_modelcfg_infer_user(m, cfg, cfg_len, card, card_len, base,
-				    base_len, &user, &c, err, sizeof(err));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job inspect: %s\n", pr(err));
-		goto out;
-	}
-	if (c->convertible)
-		check_tokenizer(&h, &s, r, c);
-	if (c->family != MB_FAMILY_UNKNOWN &&
-	    mb_modelcfg_estimate(c, m, quants, s.side_bytes, &est) == 0)
+	ret = 1;
+	if (in.c->convertible)
+		check_tokenizer(&in.h, &in.s, in.r, in.c);
+	if (in.c->family != MB_FAMILY_UNKNOWN &&
+	    mb_modelcfg_estimate(in.c, in.m, quants, in.s.side_bytes, &est) == 0)
 		e = &est;
-	s.hub_bytes = h.bytes_in;
+	if (mb_converter_foreign(in.c, &f))
+		fp = &f;
+	in.s.hub_bytes = in.h.bytes_in;
+	rc = 0;
 	if (json)
-		rc = print_json(&s, c, e);
+		rc = print_json(&in.s, in.c, e, fp, src);
 	else
-		print_human(&s, m, c, e);
+		print_human(&in.s, in.m, in.c, e, fp, src);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job inspect: %s\n", mb_strerror(rc));
 		goto out;
 	}
-	ret = c->convertible ? 0 : EXIT_NOT_CONVERTIBLE;
+	ret = in.c->convertible ? 0 : EXIT_NOT_CONVERTIBLE;
 out:
-	free(cfg);
-	free(card);
-	free(base);
 	cJSON_Delete(set);
-	mb_modelcfg_free(c);
-	mb_st_model_free(m);
-	mb_hub_repo_free(r);
-	if (hub_inited)
-		mb_hub_release(&h);
+	insp_release(&in);
 	return ret;
 }

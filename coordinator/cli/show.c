@@ -411,9 +411,12 @@ int cmd_show(int argc, char **argv)
 		       "attempt%s\n", j.worker, j.cost_per_hour, held,
 		       mb_job_cost(&now), j.attempts, j.attempts == 1 ? "" : "s");
 	}
-	printf("  %s layout, %s weights, quantized to %s, importance matrix "
-	       "%s, fidelity %s, smoke test %s\n"
+	printf("  %s layout, %s weights from %s, quantized to %s, importance "
+	       "matrix %s, fidelity %s, smoke test %s\n"
 	       "  created %s, started %s, finished %s\n", j.layout, j.outtype,
+	       strcmp(j.converter, "llama.cpp") == 0
+		       ? "llama.cpp's convert_hf_to_gguf.py"
+		       : "mibera's converter",
 	       j.quants, j.imatrix[0] ? j.imatrix : "auto",
 	       j.fidelity ? "on" : "off", j.smoke ? "on" : "off", c, st, fin);
 	if (strcmp(j.state, "waiting") == 0) {

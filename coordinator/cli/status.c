@@ -67,6 +67,8 @@ void cli_job_json(struct mb_buf *b, struct mb_store *s,
 	mb_json_quote(b, j->worker);
 	mb_buf_addf(b, ",\"state\":\"%s\",\"quants\":", j->state);
 	mb_json_quote(b, j->quants);
+	mb_buf_addf(b, ",\"converter\":\"%s\"", j->converter[0] ? j->converter
+							    : "mibera");
 	mb_buf_addf(b, ",\"layout\":\"%s\",\"outtype\":\"%s\",\"smoke\":%s,"
 		    "\"imatrix\":\"%s\",\"fidelity\":%s,\"attempts\":%d,\"held_seconds\":%.1f,\"cost\":%.4f,"
 		    "\"created_at\":%lld,\"started_at\":%lld,\"finished_at\":%lld,"

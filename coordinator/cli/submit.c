@@ -15,6 +15,11 @@
  * config.json read from the hub now, and the conversion records them as
  * set by the user. --ollama NAME registers the verified result with the
  * local Ollama server at the end of the job (coordinator/ollama.h).
+ * A model whose architecture mibera does not convert natively is refused
+ * (exit 3) with the way out: --converter llama.cpp, which runs llama.cpp's
+ * own convert_hf_to_gguf.py on the worker. That converter reads
+ * config.json as it is, so --set and --base (and the split layout) go with
+ * mibera's converter only.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -32,6 +37,7 @@
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/converter.h"
 #include "coordinator/lock.h"
 #include "coordinator/ollama.h"
 #include "coordinator/store.h"
@@ -45,6 +51,11 @@ static const struct cli_opt opts[] = {
 	  "split in shards (default native)" },
 	{ "outtype", 0, "TYPE", "f16|bf16", "the type of the full-precision "
 	  "GGUF (default f16)" },
+	{ "converter", 0, "WHICH", "mibera|llama.cpp", "what makes the "
+	  "full-precision GGUF: mibera's own converter (default), or "
+	  "llama.cpp's convert_hf_to_gguf.py for a family mibera does not "
+	  "convert natively (its Python requirements are installed on the "
+	  "worker the first time)" },
 	{ "no-smoke", 0, NULL, NULL, "do not load the results with llama.cpp "
 	  "here" },
 	{ "pull-f16", 0, NULL, NULL, "pull back the full-precision GGUF too" },
@@ -247,6 +258,23 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 		    strlen(abs) < sizeof(j->source))
 			memcpy(j->source, abs, strlen(abs) + 1);
 	}
+	if (strcmp(j->converter, MB_CONVERTER_MIBERA) == 0 &&
+	    (!mb_job_source_is_path(j->source) ||
+	     strcmp(w.target, "local") == 0)) {
+		/* an architecture mibera does not convert is refused here,
+		 * with the way out, rather than on the rented box */
+		struct cli_foreign f;
+
+		err[0] = '\0';
+		rc = cli_inspect_foreign(j->source, j->overrides, &f, err,
+					 sizeof(err));
+		if (rc == 0 && f.foreign) {
+			fprintf(stderr, "mibera-job submit: %s\n%s\n", f.reason,
+				f.way_out);
+			mb_store_close(s);
+			return 3;
+		}
+	}
 	if (j->push_repo[0] != '\0') {
 		char tok[512];
 
@@ -305,6 +333,7 @@ int cmd_submit(int argc, char **argv)
 	j.smoke = 1;
 	j.fidelity = 1;
 	snprintf(j.imatrix, sizeof(j.imatrix), "auto");
+	snprintf(j.converter, sizeof(j.converter), MB_CONVERTER_MIBERA);
 	cli_parse_init(&p, &spec, argc, argv);
 	if (set == NULL)
 		return 1;
@@ -314,6 +343,8 @@ int cmd_submit(int argc, char **argv)
 				goto usage;
 		} else if (cli_is(&p, "json")) {
 			json = 1;
+		} else if (cli_is(&p, "converter")) {
+			snprintf(j.converter, sizeof(j.converter), "%s", p.val);
 		} else if (cli_is(&p, "no-smoke")) {
 			j.smoke = 0;
 		} else if (cli_is(&p, "pull-f16")) {
@@ -396,6 +427,20 @@ int cmd_submit(int argc, char **argv)
 		goto usage;
 	}
 	snprintf(j.quants, sizeof(j.quants), "%s", list);
+	if (strcmp(j.converter, MB_CONVERTER_LLAMA) == 0 &&
+	    (set->child != NULL || base != NULL)) {
+		cli_usage_error(&spec, "--set and --base settle values for "
+				"mibera's converter; llama.cpp's reads "
+				"config.json as it is: correct config.json in a "
+				"copy of the model and submit that directory");
+		goto usage;
+	}
+	if (strcmp(j.converter, MB_CONVERTER_LLAMA) == 0 &&
+	    strcmp(j.layout, "split") == 0) {
+		cli_usage_error(&spec, "--layout split goes with mibera's "
+				"converter; llama.cpp's writes one file");
+		goto usage;
+	}
 	if (j.push_private && j.push_repo[0] == '\0') {
 		cli_usage_error(&spec, "--private goes with --push ORG/NAME");
 		goto usage;
