@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/family/family.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
 
@@ -66,14 +67,6 @@ static const struct llama_arch {
 	{ "Llama4ForCausalLM", "llama4_text", "llama4" },
 };
 
-/* mibera's own: a config naming one of these is never foreign */
-static const char *const own_types[] = { "llama", "mistral", "phi3", "qwen2",
-					 "qwen3", NULL };
-static const char *const own_archs[] = {
-	"LlamaForCausalLM", "MistralForCausalLM", "Phi3ForCausalLM",
-	"Qwen2ForCausalLM", "Qwen3ForCausalLM", NULL,
-};
-
 /* A name as transformers spells them ("Qwen3MoeForCausalLM", "gpt_neox"):
  * anything else claims no architecture, and modelcfg read the tensors. */
 static int name_like(const char *s)
@@ -82,14 +75,6 @@ static int name_like(const char *s)
 
 	return n > 0 && n <= 96 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 				   "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
-}
-
-static int in(const char *const *list, const char *s)
-{
-	for (; *list != NULL; list++)
-		if (strcmp(*list, s) == 0)
-			return 1;
-	return 0;
 }
 
 int mb_converter_foreign(const struct mb_modelcfg *c, struct mb_foreign *f)
@@ -112,8 +97,10 @@ int mb_converter_foreign(const struct mb_modelcfg *c, struct mb_foreign *f)
 	    name_like(cJSON_GetArrayItem(a, 0)->valuestring))
 		f->arch = cJSON_GetArrayItem(a, 0)->valuestring;
 	/* model_type decides, as it does for transformers (and modelcfg) */
-	if (f->model_type != NULL ? in(own_types, f->model_type)
-				  : f->arch == NULL || in(own_archs, f->arch)) {
+	/* mibera's own families (the family table) are never foreign */
+	if (f->model_type != NULL
+		    ? mb_family_by_model_type(f->model_type, NULL) != NULL
+		    : f->arch == NULL || mb_family_by_arch(f->arch, NULL) != NULL) {
 		memset(f, 0, sizeof(*f));
 		return 0;
 	}
