@@ -1,13 +1,15 @@
 /*
  * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
- *     [--commit SHA] [--overrides FILE]
+ *     [--commit SHA] [--overrides FILE] [--split-max-size SIZE]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
  * ({"set": {KEY: VALUE...}, "base": "org/name", "base_config": {...}}:
  * inspect and submit's --set and --base, the base's config.json as the
- * coordinator read it from the hub).
+ * coordinator read it from the hub). With --split-max-size, an output
+ * bigger than SIZE is written as a set of parts OUT-00001-of-0000N.gguf
+ * ... as llama.cpp's gguf-split makes them (common/splitset.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "common/json.h"
 #include "common/buf.h"
 #include "proto/event.h"
@@ -31,7 +34,16 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mibera-worker convert MODEL_DIR OUT.gguf [--layout "
 		   "native|split]\n"
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
-		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n");
+		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
+		   "           [--split-max-size SIZE]\n\n"
+		   "--split-max-size SIZE: when the GGUF would be bigger than "
+		   "SIZE (bytes, or\n"
+		   "K, M, G, T in powers of 1000: 50G), write it as a set of "
+		   "parts of at most\n"
+		   "SIZE each, OUT-00001-of-0000N.gguf ..., as llama.cpp's "
+		   "gguf-split does;\n"
+		   "libllama loads the set from its first part. A GGUF that "
+		   "fits stays OUT.\n");
 }
 
 struct progress_ctx {
@@ -123,7 +135,7 @@ int verb_convert(int argc, char **argv)
 	struct rusage ru;
 	struct progress_ctx pc;
 	struct mb_buf b, report;
-	char err[1024] = "";
+	char err[1024] = "", first[4200];
 	int i, rc, npos = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -160,6 +172,14 @@ int verb_convert(int argc, char **argv)
 			o.source_repo = argv[++i];
 		} else if (strcmp(a, "--commit") == 0 && v) {
 			o.source_commit = argv[++i];
+		} else if (strcmp(a, "--split-max-size") == 0 && v) {
+			if (mb_splitset_parse_size(v, &o.split_max_size, err,
+						   sizeof(err)) != 0) {
+				fprintf(stderr, "mibera-worker convert: "
+					"--split-max-size: %s\n", err);
+				return 2;
+			}
+			i++;
 		} else if (strcmp(a, "--overrides") == 0 && v) {
 			overrides = argv[++i];
 		} else if (a[0] == '-') {
@@ -221,8 +241,14 @@ int verb_convert(int argc, char **argv)
 		goto done;
 	}
 	getrusage(RUSAGE_SELF, &ru);
+	if (r.nparts > 1)
+		mb_splitset_part_path(o.out_path, 0, r.nparts, first,
+				      sizeof(first));
+	else
+		snprintf(first, sizeof(first), "%s", o.out_path);
 	mb_buf_adds(&b, "\"file\":");
-	mb_json_quote(&b, o.out_path);
+	mb_json_quote(&b, first);
+	mb_buf_addf(&b, ",\"parts\":%u", r.nparts);
 	mb_buf_addf(&b, ",\"arch\":\"%s\",\"tensors\":%llu,\"bytes\":%llu,"
 		    "\"seconds\":%.3f,\"repairs\":%zu,\"peak_rss\":%llu",
 		    r.arch, (unsigned long long)r.ntensors,
@@ -231,9 +257,12 @@ int verb_convert(int argc, char **argv)
 	mb_events_emit(&pc.ev, "done", b.data);
 	mb_buf_release(&b);
 	mb_events_close(&pc.ev);
+	if (r.nparts > 1)
+		printf("wrote %u parts: %s ... (libllama loads the set from the "
+		       "first)\n", r.nparts, first);
 	printf("converted %s: arch %s, %llu tensors, %.1f MB in %.2f s (%.0f MB/s), "
 	       "%zu config repair%s, peak RSS %.1f MiB\n",
-	       o.out_path, r.arch, (unsigned long long)r.ntensors,
+	       first, r.arch, (unsigned long long)r.ntensors,
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
