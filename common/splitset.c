@@ -183,7 +183,7 @@ static int check_set(const char *first, unsigned count, struct mb_splitset *set,
 	int rc = 0, t;
 
 	set->count = count;
-	set->bytes = 0;
+	set->bytes = set->largest = 0;
 	for (k = 0; k < count && rc == 0; k++) {
 		struct mb_gguf *g = NULL;
 		uint64_t no, n;
@@ -226,6 +226,8 @@ static int check_set(const char *first, unsigned count, struct mb_splitset *set,
 		}
 		got += g->ntensors;
 		set->bytes += g->file_size;
+		if (g->file_size > set->largest)
+			set->largest = g->file_size;
 		mb_gguf_free(g);
 	}
 	if (rc == 0 && got != want) {
@@ -268,7 +270,7 @@ int mb_splitset_find(const char *path, struct mb_splitset *set, char *err,
 		}
 		set->count = 1;
 		set->tensors = g->ntensors;
-		set->bytes = g->file_size;
+		set->bytes = set->largest = g->file_size;
 		snprintf(set->first, sizeof(set->first), "%s", path);
 		mb_gguf_free(g);
 		return 0;
@@ -317,8 +319,10 @@ int mb_splitset_find(const char *path, struct mb_splitset *set, char *err,
 			  "named after it)", path);
 		return MB_ENOENT;
 	}
-	if ((size_t)snprintf(set->first, sizeof(set->first), "%s/%s", dir,
-			     name) >= sizeof(set->first))
+	if ((size_t)snprintf(set->first, sizeof(set->first), "%s%s%s",
+			     strchr(path, '/') ? dir : "",
+			     strchr(path, '/') ? "/" : "", name) >=
+	    sizeof(set->first))
 		return MB_ETOOBIG;
 	return check_set(set->first, count, set, err, errcap);
 }

@@ -50,6 +50,7 @@ struct mb_splitset {
 	unsigned count;		/* 1: one whole file */
 	uint64_t tensors;	/* in the whole set */
 	uint64_t bytes;		/* of all its files */
+	uint64_t largest;	/* its largest file's bytes */
 	char first[4096];	/* the file libllama loads */
 };
 
