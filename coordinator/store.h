@@ -127,6 +127,8 @@ struct mb_job_row {
 	char push_repo[128];	/* push the artifacts there ("" : not) */
 	int push_private;	/* ... into a private repository */
 	char ollama_name[128];	/* register with Ollama as this; "": not */
+	uint64_t split_max_size;	/* a GGUF bigger than this many bytes
+					   is a set of parts; 0: never */
 	char notify_url[512];
 	char state[16];
 	char error[1024];
