@@ -19,6 +19,10 @@
  * tensor of a real model would be a part of its own. */
 #define MB_SPLITSET_MIN_SIZE 1000000ull
 
+/* The largest file the hub takes (50 GB): a job that pushes there writes
+ * bigger GGUFs as parts of at most this. */
+#define MB_SPLITSET_HUB_MAX 50000000000ull
+
 /* Parses a part size as llama.cpp's gguf-split takes it, plus plain
  * bytes: digits, then nothing (bytes), K, M, G or T (powers of 1000, as
  * the hub counts its 50 GB). Returns 0, or MB_EINVAL with a message for a
