@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/modelcfg.h"
 #include "common/safetensors.h"
+#include "common/splitset.h"
 #include "common/tokenizer.h"
 #include "mb_version.h"
 
@@ -85,7 +86,7 @@ struct job {
 	size_t npieces;
 	struct unit *units;
 	size_t nunits;
-	int out_fd;
+	const int *out_fd;		/* per piece: the file it goes to */
 	atomic_size_t next;
 	atomic_uint_fast64_t done;
 	atomic_int rc;
@@ -203,6 +204,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 	size_t out_row = p->cols * mb_num_size(p->out);
 	uint64_t n = u->r1 - u->r0;
 	uint64_t dst = p->dst_off + u->r0 * out_row;
+	int out = jb->out_fd[u->piece];
 	size_t got;
 	int rc;
 
@@ -210,11 +212,11 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 		/* generated values (rope factors): f32 in memory */
 		mb_num_convert(p->out, dbuf, MB_NUM_F32, p->gen + u->r0 * p->cols,
 			       n * p->cols);
-		return mb_pwrite_all(jb->out_fd, dbuf, n * out_row, dst);
+		return mb_pwrite_all(out, dbuf, n * out_row, dst);
 	}
 	if (p->in == p->out && p->heads == 0 &&
 	    kernel_copy(p->fd, p->src_off + (p->row0 + u->r0) * in_row,
-			jb->out_fd, dst, n * in_row) == 0)
+			out, dst, n * in_row) == 0)
 		return 0;
 	/* units of permuted pieces cover whole heads, so the source rows of
 	 * [r0, r1) are the same contiguous block. Mapped, they are read
@@ -234,7 +236,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 			madvise(m, maplen, MADV_SEQUENTIAL);
 			convert_rows(p, u, src, dbuf, in_row, out_row);
 			munmap(m, maplen);
-			return mb_pwrite_all(jb->out_fd, dbuf, n * out_row, dst);
+			return mb_pwrite_all(out, dbuf, n * out_row, dst);
 		}
 	}
 	rc = mb_pread_full(p->fd, sbuf, n * in_row,
@@ -244,7 +246,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 	if (got != n * in_row)
 		return MB_EFORMAT; /* the shard is shorter than its header said */
 	convert_rows(p, u, sbuf, dbuf, in_row, out_row);
-	return mb_pwrite_all(jb->out_fd, dbuf, n * out_row, dst);
+	return mb_pwrite_all(out, dbuf, n * out_row, dst);
 }
 
 
@@ -811,7 +813,9 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	struct mb_modelcfg *c = NULL;
 	struct mb_vocab *v = NULL;
 	struct mb_gguf_w w;
-	struct mb_afile af = { .fd = -1 };
+	struct mb_gguf_split sp;
+	struct mb_afile *af = NULL;
+	int *piece_fd = NULL;
 	struct plan pl;
 	struct job jb;
 	pthread_t th[MAX_THREADS];
@@ -819,13 +823,15 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	const struct mb_family *fam;
 	const struct mb_family_layout *lay;
 	size_t cfg_len, card_len, i;
-	uint64_t total = 0, avail;
+	uint64_t total = 0, avail, need = 0;
+	size_t np = 1, k, committed = 0;
 	int rc, nth = 0, started = 0, w_inited = 0, af_open = 0;
 	double t0;
 
 	memset(r, 0, sizeof(*r));
 	memset(&pl, 0, sizeof(pl));
 	memset(&jb, 0, sizeof(jb));
+	memset(&sp, 0, sizeof(sp));
 	pthread_mutex_init(&jb.err_mu, NULL);
 	t0 = mb_now_s();
 
@@ -927,8 +933,30 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		mb_seterr(err, errcap, "cannot lay out the file: %s", mb_strerror(rc));
 		goto out;
 	}
+	/* too big for one file: a set of parts (common/splitset.h) */
+	if (o->split_max_size > 0 && w.file_size > o->split_max_size) {
+		rc = mb_gguf_w_split(&w, o->split_max_size, &sp);
+		if (rc != 0) {
+			mb_seterr(err, errcap, "cannot divide '%s' into parts of "
+				  "at most %llu bytes: %s", o->out_path,
+				  (unsigned long long)o->split_max_size,
+				  rc == MB_ETOOBIG ? "more than 65535 parts"
+						   : mb_strerror(rc));
+			goto out;
+		}
+		np = sp.nparts;
+	}
+	rc = MB_ENOMEM;
+	af = mb_calloc(np, sizeof(*af));
+	piece_fd = mb_calloc(pl.n ? pl.n : 1, sizeof(*piece_fd));
+	if (af == NULL || piece_fd == NULL)
+		goto out;
+	for (k = 0; k < np; k++) {
+		af[k].fd = -1;
+		need += np > 1 ? sp.parts[k].file_size : w.file_size;
+	}
 	for (i = 0; i < pl.n; i++) {
-		pl.pieces[i].dst_off = w.tensors[i].offset;
+		pl.pieces[i].dst_off = np > 1 ? sp.offset[i] : w.tensors[i].offset;
 		total += pl.pieces[i].rows * pl.pieces[i].cols *
 			 mb_num_size(pl.pieces[i].out);
 	}
@@ -940,43 +968,56 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	else
 		snprintf(dir, sizeof(dir), ".");
-	if (mb_fs_free_space(dir, &avail) == 0 && avail < w.file_size) {
+	if (mb_fs_free_space(dir, &avail) == 0 && avail < need) {
 		mb_seterr(err, errcap, "'%s' needs %.2f GB and only %.2f GB are free "
-		       "in '%s'", o->out_path, (double)w.file_size / 1e9,
+		       "in '%s'", o->out_path, (double)need / 1e9,
 		       (double)avail / 1e9, dir);
 		rc = MB_ENOSPC;
 		goto out;
 	}
-	rc = mb_afile_open(&af, o->out_path, 0644);
-	if (rc != 0) {
-		mb_seterr(err, errcap, "cannot create '%s.part': %s", o->out_path,
-		       mb_strerror(rc));
-		goto out;
-	}
 	af_open = 1;
-	{
-		int e = posix_fallocate(af.fd, 0, (off_t)w.file_size);
+	for (k = 0; k < np; k++) {
+		struct mb_gguf_w *pw = np > 1 ? &sp.parts[k] : &w;
+		char path[4200];
+		int e;
 
+		if (np > 1)
+			rc = mb_splitset_part_path(o->out_path, (unsigned)k,
+						   (unsigned)np, path, sizeof(path));
+		else
+			rc = (size_t)snprintf(path, sizeof(path), "%s",
+					      o->out_path) >= sizeof(path)
+				     ? MB_ETOOBIG : 0;
+		if (rc == 0)
+			rc = mb_afile_open(&af[k], path, 0644);
+		if (rc != 0) {
+			mb_seterr(err, errcap, "cannot create '%s.part': %s", path,
+			       mb_strerror(rc));
+			goto out;
+		}
+		e = posix_fallocate(af[k].fd, 0, (off_t)pw->file_size);
 		if (e == EOPNOTSUPP || e == EINVAL)
-			e = ftruncate(af.fd, (off_t)w.file_size) == 0 ? 0 : errno;
+			e = ftruncate(af[k].fd, (off_t)pw->file_size) == 0 ? 0 : errno;
 		if (e != 0) {
 			rc = mb_err_from_errno(e);
 			mb_seterr(err, errcap, "cannot reserve %.2f GB for '%s': %s",
-			       (double)w.file_size / 1e9, o->out_path, strerror(e));
+			       (double)pw->file_size / 1e9, path, strerror(e));
+			goto out;
+		}
+		rc = mb_gguf_w_write_header(pw, af[k].fd);
+		if (rc != 0) {
+			mb_seterr(err, errcap, "cannot write '%s': %s", path,
+			       mb_strerror(rc));
 			goto out;
 		}
 	}
-	rc = mb_gguf_w_write_header(&w, af.fd);
-	if (rc != 0) {
-		mb_seterr(err, errcap, "cannot write '%s': %s", o->out_path,
-		       mb_strerror(rc));
-		goto out;
-	}
+	for (i = 0; i < pl.n; i++)
+		piece_fd[i] = af[np > 1 ? sp.part[i] : 0].fd;
 
 	/* the data */
 	jb.pieces = pl.pieces;
 	jb.npieces = pl.n;
-	jb.out_fd = af.fd;
+	jb.out_fd = piece_fd;
 	rc = make_units(&jb);
 	if (rc != 0)
 		goto out;
@@ -1025,16 +1066,20 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			o->progress(&pr, o->progress_ctx);
 		}
 	}
-	af_open = 0;
-	rc = mb_afile_commit(&af);
-	if (rc != 0) {
-		mb_seterr(err, errcap, "cannot finish '%s': %s", o->out_path,
-		       mb_strerror(rc));
-		goto out;
+	for (committed = 0; committed < np; committed++) {
+		rc = mb_afile_commit(&af[committed]);
+		if (rc != 0) {
+			mb_seterr(err, errcap, "cannot finish '%s': %s", o->out_path,
+			       mb_strerror(rc));
+			goto out;
+		}
 	}
+	/* a run with another --split-max-size left another form of it */
+	mb_splitset_remove_others(o->out_path, (unsigned)np);
 	snprintf(r->arch, sizeof(r->arch), "%s", lay->arch);
 	r->ntensors = pl.n;
-	r->file_size = w.file_size;
+	r->file_size = need;
+	r->nparts = (unsigned)np;
 	r->data_bytes = total;
 	r->nrepairs = mb_modelcfg_nrepairs(c);
 	r->seconds = mb_now_s() - t0;
@@ -1043,8 +1088,11 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 out:
 	for (i = 0; i < (size_t)started; i++)
 		pthread_join(th[i], NULL);
-	if (af_open)
-		mb_afile_abort(&af);
+	for (k = committed; af_open && k < np; k++)
+		mb_afile_abort(&af[k]);
+	free(af);
+	free(piece_fd);
+	mb_gguf_split_release(&sp);
 	if (w_inited)
 		mb_gguf_w_release(&w);
 	for (i = 0; i < pl.n; i++)

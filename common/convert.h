@@ -59,6 +59,10 @@ struct mb_convert_opts {
 	const char *source_commit;	/* 40 hex, or NULL */
 	const char *base_config;	/* the named base's config.json, or NULL */
 	size_t base_config_len;
+	uint64_t split_max_size;		/* 0: one file; else a file
+					   bigger than this is written as a
+					   set of parts of at most this many
+					   bytes (common/splitset.h) */
 	const struct mb_modelcfg_user *user;	/* what the user settled, or
 						   NULL */
 	mb_convert_progress_fn progress;	/* called about twice a second */
@@ -71,7 +75,8 @@ struct mb_convert_opts {
 struct mb_convert_result {
 	char arch[16];
 	uint64_t ntensors;
-	uint64_t file_size;
+	uint64_t file_size;		/* of all its parts */
+	unsigned nparts;		/* 1: out_path; else the parts */
 	uint64_t data_bytes;
 	size_t nrepairs;
 	double seconds;

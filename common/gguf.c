@@ -1232,3 +1232,168 @@ const struct mb_gguf_tensor *mb_gguf_tensor(const struct mb_gguf *g,
 			return &g->tensors[i];
 	return NULL;
 }
+
+/* --- split sets --- */
+
+/* The bytes of a KV with a key of klen bytes and a value of vlen. */
+#define KV_BYTES(klen, vlen) (8 + (uint64_t)(klen) + 4 + (uint64_t)(vlen))
+
+int mb_gguf_w_split(const struct mb_gguf_w *w, uint64_t max_size,
+		    struct mb_gguf_split *s)
+{
+	uint64_t split_kv, align_kv = 0, hdr = 0, data = 0, hs, padded;
+	size_t i, k, np = 0, in_part = 0, *next = NULL;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	if (w->ntensors == 0 || max_size == 0)
+		return MB_EINVAL;
+	if (names_has(w->keys, MB_GGUF_SPLIT_NO) ||
+	    names_has(w->keys, MB_GGUF_SPLIT_COUNT) ||
+	    names_has(w->keys, MB_GGUF_SPLIT_TENSORS))
+		return MB_EEXIST;
+	if (w->ntensors > (size_t)INT32_MAX)
+		return MB_ETOOBIG;
+	split_kv = KV_BYTES(strlen(MB_GGUF_SPLIT_NO), 2) +
+		   KV_BYTES(strlen(MB_GGUF_SPLIT_COUNT), 2) +
+		   KV_BYTES(strlen(MB_GGUF_SPLIT_TENSORS), 4);
+	/* the parts after the first carry no general.alignment: ggml reads
+	 * them at its default unless told */
+	if (w->alignment != MB_GGUF_DEFAULT_ALIGNMENT)
+		align_kv = KV_BYTES(strlen("general.alignment"), 4);
+	rc = MB_ENOMEM;
+	s->part = mb_calloc(w->ntensors, sizeof(*s->part));
+	s->offset = mb_calloc(w->ntensors, sizeof(*s->offset));
+	if (s->part == NULL || s->offset == NULL)
+		goto out;
+
+	/* first the division: a part grows while its whole file (header,
+	 * infos, padded data) stays within max_size */
+	hdr = HEADER_FIXED + split_kv + w->kv->len;
+	for (i = 0; i < w->ntensors; i++) {
+		const struct mb_gguf_w_tensor *t = &w->tensors[i];
+		uint64_t total;
+
+		rc = pad_up(t->size, w->alignment, &padded);
+		if (rc == 0)
+			rc = pad_up(hdr + info_bytes(t), w->alignment, &hs);
+		if (rc != 0)
+			goto out;
+		total = hs + data + padded;
+		if (in_part > 0 && (total < hs || total > max_size)) {
+			np++;
+			in_part = 0;
+			data = 0;
+			hdr = HEADER_FIXED + split_kv + align_kv;
+		}
+		if (np >= MB_GGUF_SPLIT_MAX) {
+			rc = MB_ETOOBIG;
+			goto out;
+		}
+		s->part[i] = np;
+		hdr += info_bytes(t);
+		data += padded;
+		in_part++;
+	}
+	np++;
+
+	/* then the writers */
+	rc = MB_ENOMEM;
+	s->parts = mb_calloc(np, sizeof(*s->parts));
+	next = mb_calloc(np, sizeof(*next));
+	if (s->parts == NULL || next == NULL)
+		goto out;
+	s->nparts = np;
+	for (k = 0; k < np; k++) {
+		struct mb_gguf_w *p = &s->parts[k];
+
+		rc = mb_gguf_w_init(p, w->alignment);
+		if (rc == 0 && k == 0) {
+			rc = mb_buf_add(p->kv, w->kv->data, w->kv->len);
+			for (i = 0; rc == 0 && i < w->keys->cap; i++)
+				if (w->keys->slot[i] != NULL)
+					rc = names_add(p->keys, w->keys->slot[i]);
+			p->n_kv = w->n_kv;
+		} else if (rc == 0 && align_kv != 0) {
+			rc = mb_gguf_w_u32(p, "general.alignment", w->alignment);
+		}
+		if (rc == 0)
+			rc = mb_gguf_w_u16(p, MB_GGUF_SPLIT_NO, (uint16_t)k);
+		if (rc == 0)
+			rc = mb_gguf_w_u16(p, MB_GGUF_SPLIT_COUNT, (uint16_t)np);
+		if (rc == 0)
+			rc = mb_gguf_w_i32(p, MB_GGUF_SPLIT_TENSORS,
+					   (int32_t)w->ntensors);
+		if (rc != 0)
+			goto out;
+	}
+	for (i = 0; i < w->ntensors; i++) {
+		const struct mb_gguf_w_tensor *t = &w->tensors[i];
+
+		rc = mb_gguf_w_tensor(&s->parts[s->part[i]], t->name, t->type,
+				      t->ndim, t->ne);
+		if (rc < 0)
+			goto out;
+	}
+	for (k = 0; k < np; k++)
+		if ((rc = mb_gguf_w_layout(&s->parts[k])) != 0)
+			goto out;
+	for (i = 0; i < w->ntensors; i++)
+		s->offset[i] = s->parts[s->part[i]].tensors[next[s->part[i]]++].offset;
+	rc = 0;
+out:
+	free(next);
+	return rc;
+}
+
+void mb_gguf_split_release(struct mb_gguf_split *s)
+{
+	size_t k;
+
+	if (s == NULL)
+		return;
+	for (k = 0; k < s->nparts; k++)
+		mb_gguf_w_release(&s->parts[k]);
+	free(s->parts);
+	free(s->part);
+	free(s->offset);
+	memset(s, 0, sizeof(*s));
+}
+
+int mb_gguf_w_copy_kv(struct mb_gguf_w *w, const struct mb_gguf_kv *kv)
+{
+	switch (kv->type) {
+	case MB_GGUF_UINT8:
+		return mb_gguf_w_u8(w, kv->key, (uint8_t)kv->v.u);
+	case MB_GGUF_INT8:
+		return mb_gguf_w_i8(w, kv->key, (int8_t)kv->v.i);
+	case MB_GGUF_UINT16:
+		return mb_gguf_w_u16(w, kv->key, (uint16_t)kv->v.u);
+	case MB_GGUF_INT16:
+		return mb_gguf_w_i16(w, kv->key, (int16_t)kv->v.i);
+	case MB_GGUF_UINT32:
+		return mb_gguf_w_u32(w, kv->key, (uint32_t)kv->v.u);
+	case MB_GGUF_INT32:
+		return mb_gguf_w_i32(w, kv->key, (int32_t)kv->v.i);
+	case MB_GGUF_UINT64:
+		return mb_gguf_w_u64(w, kv->key, kv->v.u);
+	case MB_GGUF_INT64:
+		return mb_gguf_w_i64(w, kv->key, kv->v.i);
+	case MB_GGUF_FLOAT32:
+		return mb_gguf_w_f32(w, kv->key, (float)kv->v.f);
+	case MB_GGUF_FLOAT64:
+		return mb_gguf_w_f64(w, kv->key, kv->v.f);
+	case MB_GGUF_BOOL:
+		return mb_gguf_w_bool(w, kv->key, kv->v.u != 0);
+	case MB_GGUF_STRING:
+		return mb_gguf_w_str(w, kv->key, kv->v.s);
+	case MB_GGUF_ARRAY:
+		if (kv->elem_type == MB_GGUF_STRING)
+			return mb_gguf_w_arr_str(w, kv->key,
+						 (const char *const *)kv->strs,
+						 kv->n);
+		return mb_gguf_w_arr(w, kv->key, kv->elem_type, kv->arr, kv->n);
+	default:
+		return MB_EINVAL;
+	}
+}

@@ -225,4 +225,41 @@ const struct mb_gguf_tensor *mb_gguf_tensor(const struct mb_gguf *g,
  * the tensor data may be written before or after. */
 int mb_gguf_w_finish(struct mb_gguf_w *w, int fd);
 
+/* --- split sets (llama.cpp's gguf-split format) ---
+ *
+ * A model too big for one file is a set of complete GGUF files,
+ * PREFIX-00001-of-0000N.gguf ... (llama_split_path), each holding a run of
+ * the tensors in order. The first holds every metadata key; each holds
+ * split.no (u16, from 0), split.count (u16) and split.tensors.count (i32,
+ * the tensors of the whole set). libllama loads a set from its first file
+ * and finds the others by name. */
+#define MB_GGUF_SPLIT_NO "split.no"
+#define MB_GGUF_SPLIT_COUNT "split.count"
+#define MB_GGUF_SPLIT_TENSORS "split.tensors.count"
+#define MB_GGUF_SPLIT_MAX 65535	/* split.count is a u16 */
+
+struct mb_gguf_split {
+	size_t nparts;
+	struct mb_gguf_w *parts;	/* laid out; parts[0] has every KV */
+	size_t *part;			/* tensor i of the source: its part */
+	uint64_t *offset;		/* ... and its offset in that part */
+};
+
+/* Divides the tensors of w (KVs and tensor infos added, laid out or not)
+ * into parts of at most max_size bytes each, header and padding included,
+ * in w's tensor order; a tensor that does not fit in max_size with a
+ * header gets a part of its own. Each part is laid out and carries the
+ * split keys; parts[0] has w's KVs first. Returns 0, MB_ETOOBIG for more
+ * than MB_GGUF_SPLIT_MAX parts, MB_EINVAL for a writer without tensors or
+ * max_size 0, MB_EEXIST when w already has split keys. Release s with
+ * mb_gguf_split_release, even after a failure. */
+int mb_gguf_w_split(const struct mb_gguf_w *w, uint64_t max_size,
+		    struct mb_gguf_split *s);
+
+/* Frees the parts; NULL-safe. */
+void mb_gguf_split_release(struct mb_gguf_split *s);
+
+/* Adds a KV read by the reader to w, the same type and value. */
+int mb_gguf_w_copy_kv(struct mb_gguf_w *w, const struct mb_gguf_kv *kv);
+
 #endif

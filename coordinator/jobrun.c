@@ -25,6 +25,7 @@
 #include "common/manifest.h"
 #include "common/modelcfg.h"
 #include "common/sha256.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "coordinator/config.h"
 #include "coordinator/converter.h"
@@ -632,6 +633,42 @@ static const char *outtype_name(const char *outtype)
 	       : strcmp(outtype, "f32") == 0 ? "F32" : "F16";
 }
 
+/* Every set of parts a manifest lists is whole: each of its parts listed,
+ * and not the artifact as one file beside them. A part missing here would
+ * be missing from what is pulled, pushed and loaded. */
+static int sets_whole(struct run *r, const struct mb_manifest_list *ml)
+{
+	char path[600], whole[512], shown[160];
+	size_t i, stem;
+	unsigned no, count, k;
+
+	for (i = 0; i < ml->n; i++) {
+		const char *n = ml->files[i]->name;
+
+		if (!mb_splitset_parse_name(n, &stem, &no, &count))
+			continue;
+		mb_splitset_artifact_name(n, whole, sizeof(whole));
+		if (mb_manifest_list_find(ml, whole) != NULL) {
+			mb_seterr(r->err, r->errcap, "the manifest from %s lists "
+				  "'%s' both whole and as parts", r->w.name,
+				  mb_printable(shown, sizeof(shown), whole));
+			return MB_EPROTO;
+		}
+		for (k = 0; k < count; k++) {
+			mb_splitset_part_path(whole, k, count, path, sizeof(path));
+			if (mb_manifest_list_find(ml, path) == NULL) {
+				mb_seterr(r->err, r->errcap, "the manifest from %s "
+					  "lists part %u of %u of '%s' but not part "
+					  "%u, '%s': the set is not whole", r->w.name,
+					  no + 1, count, whole, k + 1,
+					  mb_printable(shown, sizeof(shown), path));
+				return MB_EPROTO;
+			}
+		}
+	}
+	return 0;
+}
+
 /* A worker's manifest names the files the coordinator writes locally: it
  * may name the GGUF files this job asked for and nothing else (not
  * provenance.json, a Modelfile, a README, a dot file, or another job's
@@ -643,15 +680,18 @@ static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
 
 	for (i = 0; i < ml->n; i++) {
 		const char *n = ml->files[i]->name;
+		char whole[512];
 		int ok = 0;
 
+		/* a part of a set is named after its artifact */
+		mb_splitset_artifact_name(n, whole, sizeof(whole));
 		artifact_name(r, outtype_name(r->j->outtype), want, sizeof(want));
-		ok = strcmp(n, want) == 0;
+		ok = strcmp(whole, want) == 0;
 		snprintf(quants, sizeof(quants), "%s", r->j->quants);
 		for (q = strtok_r(quants, ",", &save); q && !ok;
 		     q = strtok_r(NULL, ",", &save)) {
 			artifact_name(r, q, want, sizeof(want));
-			ok = strcmp(n, want) == 0;
+			ok = strcmp(whole, want) == 0;
 		}
 		for (k = 0; k < i && ok; k++)
 			ok = strcmp(ml->files[k]->name, n) != 0;
@@ -665,7 +705,7 @@ static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
 			return MB_EPROTO;
 		}
 	}
-	return 0;
+	return sets_whole(r, ml);
 }
 
 long mb_jobrun_backoff(int base_s, int attempts)
@@ -817,7 +857,7 @@ static int step_convert(struct run *r)
 	const char *argv[] = { "convert", r->model, r->f16, "--layout", j->layout,
 			       "--outtype", j->outtype, "--name", r->name,
 			       NULL, NULL, NULL, NULL, NULL, NULL, NULL };
-	char ofile[2400];
+	char ofile[2400], split[32];
 	int rc, n = 9;
 
 	if (!mb_job_source_is_path(j->source)) {
@@ -850,6 +890,14 @@ static int step_convert(struct run *r)
 	if (ofile[0] != '\0') {
 		argv[n++] = "--overrides";
 		argv[n++] = ofile;
+	}
+	/* bigger than that: a set of parts, named after r->f16, which the
+	 * worker's verbs find by that name */
+	if (j->split_max_size > 0) {
+		snprintf(split, sizeof(split), "%llu",
+			 (unsigned long long)j->split_max_size);
+		argv[n++] = "--split-max-size";
+		argv[n++] = split;
 	}
 	return run_worker(r, "convert", "convert", argv, 0);
 }
@@ -907,9 +955,21 @@ static int step_quantize(struct run *r)
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
 	for (q = strtok_r(quants, ",", &save); q && rc == 0;
 	     q = strtok_r(NULL, ",", &save)) {
-		char qname[512], qout[3000], wstep[48];
-		const char *argv[] = { "quantize", r->f16, qout, q,
-				       use_imx ? "--imatrix" : NULL, imx, NULL };
+		char qname[512], qout[3000], wstep[48], split[32];
+		const char *argv[] = { "quantize", r->f16, qout, q, NULL, NULL,
+				       NULL, NULL, NULL };
+		int n = 4;
+
+		if (use_imx) {
+			argv[n++] = "--imatrix";
+			argv[n++] = imx;
+		}
+		if (r->j->split_max_size > 0) {
+			snprintf(split, sizeof(split), "%llu",
+				 (unsigned long long)r->j->split_max_size);
+			argv[n++] = "--split-max-size";
+			argv[n++] = split;
+		}
 
 		artifact_name(r, q, qname, sizeof(qname));
 		snprintf(qout, sizeof(qout), "%s/%s", r->out, qname);
@@ -1000,8 +1060,10 @@ static void keep_asked(struct run *r)
 	artifact_name(r, outtype_name(r->j->outtype), fname, sizeof(fname));
 	for (i = 0; i < r->ml->n; i++) {
 		struct mb_manifest *m = r->ml->files[i];
+		char whole[512];
 
-		if (!r->j->pull_f16 && strcmp(m->name, fname) == 0)
+		mb_splitset_artifact_name(m->name, whole, sizeof(whole));
+		if (!r->j->pull_f16 && strcmp(whole, fname) == 0)
 			mb_manifest_free(m);
 		else
 			r->ml->files[k++] = m;
@@ -1117,8 +1179,12 @@ static int step_smoke(struct run *r)
 		const struct mb_manifest *m = r->ml->files[i];
 		struct mb_smoke_result sr;
 		char path[4700], hex[MB_SHA256_HEX];
-		size_t at;
+		size_t at, stem;
+		unsigned no, count = 1;
 
+		/* a set of parts is loaded from its first part, once */
+		if (mb_splitset_parse_name(m->name, &stem, &no, &count) && no != 0)
+			continue;
 		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
 		rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
 		if (rc == MB_ENOMEM || rc == MB_ETOOBIG) {
@@ -1137,11 +1203,13 @@ static int step_smoke(struct run *r)
 				  m->name, sr.error);
 			break;
 		}
-		if (i)
+		if (b->len > 1)
 			mb_buf_adds(b, ",");
 		at = b->len;
 		mb_buf_adds(b, "{\"file\":");
 		mb_json_quote(b, m->name);
+		if (count > 1)
+			mb_buf_addf(b, ",\"parts\":%u", count);
 		mb_buf_addf(b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
 			    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
 			    "\"text\":", sr.load_s, sr.prompt_tps, sr.gen_tps,

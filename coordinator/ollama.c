@@ -20,6 +20,7 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "coordinator/publish.h"
 #include "mb_version.h"
@@ -127,6 +128,16 @@ static int part_ok(const char *p, size_t n)
 		    p[i] != '.')
 			return 0;
 	return 1;
+}
+
+/* A part of a set (common/splitset.h): Ollama takes a model only as one
+ * GGUF file. */
+static int is_part(const char *name)
+{
+	size_t stem;
+	unsigned no, count;
+
+	return mb_splitset_parse_name(name, &stem, &no, &count);
 }
 
 int mb_ollama_name_ok(const char *name)
@@ -576,6 +587,19 @@ int mb_ollama_register(struct mb_ollama_req *q, char *err, size_t errcap)
 		goto out;
 	}
 	rec = mb_publish_recommended(ml);
+	if (is_part(rec)) {
+		/* the recommended file is one when any file is whole */
+		char whole[512];
+
+		mb_splitset_artifact_name(rec, whole, sizeof(whole));
+		mb_seterr(err, errcap, "'%s' is a set of parts (--split-max-size), "
+			  "and Ollama takes a model only as one GGUF file; submit "
+			  "the job again with a --split-max-size above the file's "
+			  "size, or run the set with llama.cpp, which loads it "
+			  "from '%s'", whole, rec);
+		rc = MB_EUNSUPPORTED;
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/%s", q->dir, rec);
 	/* as the Modelfile: a header it cannot read only costs the template */
 	if (mb_gguf_read(path, &g, sub, sizeof(sub)) != 0)
@@ -584,7 +608,8 @@ int mb_ollama_register(struct mb_ollama_req *q, char *err, size_t errcap)
 	for (i = 0; i < ml->n; i++) {
 		char t[64];
 
-		if (!is_float(mb_publish_type(ml->files[i]->name, t, sizeof(t))))
+		if (!is_float(mb_publish_type(ml->files[i]->name, t, sizeof(t))) &&
+		    !is_part(ml->files[i]->name))
 			quants++;
 	}
 	if ((h.c = curl_easy_init()) == NULL || (done = calloc(ml->n, 1)) == NULL) {
@@ -614,6 +639,22 @@ int mb_ollama_register(struct mb_ollama_req *q, char *err, size_t errcap)
 		mb_publish_type(ml->files[i]->name, t, sizeof(t));
 		if (is_float(t))
 			continue;
+		if (is_part(ml->files[i]->name)) {
+			size_t stem;
+			unsigned no, count;
+
+			mb_splitset_parse_name(ml->files[i]->name, &stem, &no,
+					       &count);
+			if (no == 0 && q->progress != NULL) {
+				char msg[700];
+
+				snprintf(msg, sizeof(msg), "%s is left out: a set of "
+					 "%u parts, and Ollama takes one GGUF file",
+					 t, count);
+				q->progress(q->ctx, msg);
+			}
+			continue;
+		}
 		for (k = 0; t[k] != '\0'; k++)
 			t[k] = (char)tolower((unsigned char)t[k]);
 		snprintf(tagged, sizeof(tagged), "%s:%s", q->name, t);

@@ -15,17 +15,35 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "common/splitset.h"
 #include "coordinator/store.h"
 #include "mb_version.h"
 
 /* --- which file to start with --- */
 
+/* The parts of a set (common/splitset.h): how many the set of name has,
+ * 1 for a whole file; *no is its place from 0. */
+static unsigned parts_of(const char *name, unsigned *no)
+{
+	size_t stem;
+	unsigned count;
+
+	if (mb_splitset_parse_name(name, &stem, no, &count))
+		return count;
+	*no = 0;
+	return 1;
+}
+
 const char *mb_publish_type(const char *file, char *out, size_t cap)
 {
-	const char *dash = strrchr(file, '-');
+	char whole[512];
+	const char *dash;
 	size_t n;
 
-	snprintf(out, cap, "%s", dash ? dash + 1 : file);
+	/* model-Q8_0-00001-of-00003.gguf is a part of model-Q8_0.gguf */
+	mb_splitset_artifact_name(file, whole, sizeof(whole));
+	dash = strrchr(whole, '-');
+	snprintf(out, cap, "%s", dash ? dash + 1 : whole);
 	n = strlen(out);
 	if (n > 5 && strcmp(out + n - 5, ".gguf") == 0)
 		out[n - 5] = '\0';
@@ -41,14 +59,26 @@ const char *mb_publish_recommended(const struct mb_manifest_list *files)
 					     "Q2_K", "F16", "BF16", "F32", NULL };
 	char t[64];
 	size_t i, k;
+	unsigned no;
+	int whole;
 
 	if (files == NULL || files->n == 0)
 		return NULL;
-	for (k = 0; order[k] != NULL; k++)
-		for (i = 0; i < files->n; i++)
-			if (strcmp(mb_publish_type(files->files[i]->name, t, sizeof(t)),
-				   order[k]) == 0)
-				return files->files[i]->name;
+	/* one file before a set of parts, which Ollama cannot take; a set
+	 * by its first part, which libllama loads */
+	for (whole = 1; whole >= 0; whole--)
+		for (k = 0; order[k] != NULL; k++)
+			for (i = 0; i < files->n; i++) {
+				const char *n = files->files[i]->name;
+
+				if ((parts_of(n, &no) == 1) == whole && no == 0 &&
+				    strcmp(mb_publish_type(n, t, sizeof(t)),
+					   order[k]) == 0)
+					return n;
+			}
+	for (i = 0; i < files->n; i++)
+		if (parts_of(files->files[i]->name, &no) >= 1 && no == 0)
+			return files->files[i]->name;
 	return files->files[0]->name;
 }
 
@@ -235,7 +265,7 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 						 strlen(p->fidelity)) : NULL;
 	const struct mb_job_row *j = p->j;
 	char hex[MB_SHA256_HEX], when[32], conv[200];
-	size_t i;
+	size_t i, n;
 
 	iso_now(when, sizeof(when));
 	mb_buf_adds(b, "{\n  \"version\": 1,\n  \"job\": ");
@@ -261,16 +291,49 @@ static void provenance(const struct mb_publish *p, struct mb_buf *b)
 	mb_buf_addf(b, ",\n  \"convert\": %s,\n  \"repairs\": %s,\n"
 		    "  \"artifacts\": [", p->convert ? p->convert : "null",
 		    p->repairs ? p->repairs : "[]");
-	for (i = 0; p->files != NULL && i < p->files->n; i++) {
+	for (i = 0, n = 0; p->files != NULL && i < p->files->n; i++) {
 		const struct mb_manifest *m = p->files->files[i];
+		unsigned no, count = parts_of(m->name, &no), k;
+		char whole[512], part[600];
+		uint64_t total = 0;
 
-		mb_sha256_hex(m->sha256, hex);
-		mb_buf_adds(b, i ? ",\n    {\"file\": " : "\n    {\"file\": ");
+		if (no != 0)
+			continue; /* with its first part */
+		mb_splitset_artifact_name(m->name, whole, sizeof(whole));
+		mb_buf_adds(b, n++ ? ",\n    {\"file\": " : "\n    {\"file\": ");
 		mb_json_quote(b, m->name);
-		mb_buf_addf(b, ", \"size\": %llu, \"sha256\": \"%s\", "
-			    "\"chunk_size\": %llu", (unsigned long long)m->size,
-			    hex, (unsigned long long)m->chunk_size);
-		add_fidelity(b, fidelity_of(fid, m->name));
+		if (count == 1) {
+			mb_sha256_hex(m->sha256, hex);
+			mb_buf_addf(b, ", \"size\": %llu, \"sha256\": \"%s\", "
+				    "\"chunk_size\": %llu",
+				    (unsigned long long)m->size, hex,
+				    (unsigned long long)m->chunk_size);
+		} else {
+			/* one artifact of count parts, loaded from the first */
+			mb_buf_adds(b, ", \"artifact\": ");
+			mb_json_quote(b, whole);
+			mb_buf_adds(b, ", \"parts\": [");
+			for (k = 0; k < count; k++) {
+				const struct mb_manifest *pm;
+
+				mb_splitset_part_path(whole, k, count, part,
+						      sizeof(part));
+				pm = mb_manifest_list_find(p->files, part);
+				if (pm == NULL)
+					continue;
+				total += pm->size;
+				mb_sha256_hex(pm->sha256, hex);
+				mb_buf_adds(b, k ? ", {\"file\": " : "{\"file\": ");
+				mb_json_quote(b, pm->name);
+				mb_buf_addf(b, ", \"size\": %llu, \"sha256\": \"%s\", "
+					    "\"chunk_size\": %llu}",
+					    (unsigned long long)pm->size, hex,
+					    (unsigned long long)pm->chunk_size);
+			}
+			mb_buf_addf(b, "], \"size\": %llu",
+				    (unsigned long long)total);
+		}
+		add_fidelity(b, fidelity_of(fid, whole));
 		mb_buf_adds(b, "}");
 	}
 	mb_buf_addf(b, "\n  ],\n  \"recommended\": ");
@@ -292,8 +355,14 @@ static void card_fidelity(const struct mb_publish *p, struct mb_buf *b)
 	int any = 0;
 
 	for (i = 0; p->files != NULL && i < p->files->n; i++) {
-		const cJSON *f = fidelity_of(fid, p->files->files[i]->name);
+		char whole[512];
+		unsigned no;
+		const cJSON *f;
 
+		mb_splitset_artifact_name(p->files->files[i]->name, whole,
+					  sizeof(whole));
+		f = parts_of(p->files->files[i]->name, &no) >= 1 && no == 0
+			    ? fidelity_of(fid, whole) : NULL;
 		if (f == NULL)
 			continue;
 		if (!any++)
@@ -311,7 +380,7 @@ static void card_fidelity(const struct mb_publish *p, struct mb_buf *b)
 				    "(99th percentile) | same top token | PPL "
 				    "ratio |\n|---|---:|---:|---:|---:|\n");
 		mb_buf_addf(b, "| %s | %.5f | %.5f | %.1f%% | %.4f |\n",
-			    p->files->files[i]->name,
+			    whole,
 			    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "kld_mean")),
 			    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "kld_p99")),
 			    100 * cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "top1")),
@@ -430,13 +499,46 @@ static void card(const struct mb_publish *p, const char *rec, struct mb_buf *b)
 	mb_buf_adds(b, "## Files\n\n| file | size | sha256 |\n|---|---:|---|\n");
 	for (i = 0; p->files != NULL && i < p->files->n; i++) {
 		const struct mb_manifest *m = p->files->files[i];
+		unsigned no, count = parts_of(m->name, &no), k;
+		char whole[512], part[600];
+		uint64_t size = 0;
 
-		mb_sha256_hex(m->sha256, hex);
-		mb_buf_addf(b, "| %s%s | %.2f %s | `%s` |\n", m->name,
-			    strcmp(m->name, rec) == 0 ? " (recommended)" : "",
-			    m->size >= 1000000000ull ? (double)m->size / 1e9
-						     : (double)m->size / 1e6,
-			    m->size >= 1000000000ull ? "GB" : "MB", hex);
+		if (no != 0)
+			continue; /* with its first part */
+		mb_splitset_artifact_name(m->name, whole, sizeof(whole));
+		for (k = 0; k < count; k++) {
+			const struct mb_manifest *pm = m;
+
+			if (count > 1) {
+				mb_splitset_part_path(whole, k, count, part,
+						      sizeof(part));
+				pm = mb_manifest_list_find(p->files, part);
+			}
+			size += pm != NULL ? pm->size : 0;
+		}
+		mb_buf_addf(b, "| %s%s", m->name,
+			    strcmp(m->name, rec) == 0 ? " (recommended)" : "");
+		if (count > 1)
+			mb_buf_addf(b, " and %u more parts (load the first: "
+				    "llama.cpp finds the others)", count - 1);
+		mb_buf_addf(b, " | %.2f %s | ",
+			    size >= 1000000000ull ? (double)size / 1e9
+						  : (double)size / 1e6,
+			    size >= 1000000000ull ? "GB" : "MB");
+		for (k = 0; k < count; k++) {
+			const struct mb_manifest *pm = m;
+
+			if (count > 1) {
+				mb_splitset_part_path(whole, k, count, part,
+						      sizeof(part));
+				pm = mb_manifest_list_find(p->files, part);
+			}
+			if (pm == NULL)
+				continue;
+			mb_sha256_hex(pm->sha256, hex);
+			mb_buf_addf(b, "%s`%s`", k ? "<br>" : "", hex);
+		}
+		mb_buf_adds(b, " |\n");
 	}
 	mb_buf_adds(b, "\n## How they were checked\n\nEach file was copied "
 		    "back from the machine that made it with every chunk and "

@@ -27,6 +27,7 @@ extern char **environ;
 #include "common/gguf.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "llama.h"
 
@@ -83,12 +84,13 @@ static int memory_need(const char *path, struct mb_run_ram *need)
 	const struct mb_gguf_kv *a, *toks;
 	const struct mb_gguf_tensor *emb;
 	struct mb_gguf *g = NULL;
-	uint64_t layers, hidden, heads, kv_heads, klen, vlen, vocab, ff;
-	char err[256];
+	uint64_t layers, hidden, heads, kv_heads, klen, vlen, vocab, ff, bytes;
+	char err[512];
 	int rc = MB_EFORMAT;
 
 	if (mb_gguf_read(path, &g, err, sizeof(err)) != 0)
 		return MB_EFORMAT;
+	bytes = g->file_size;
 	a = mb_gguf_kv(g, "general.architecture");
 	if (a == NULL || a->type != MB_GGUF_STRING)
 		goto out;
@@ -116,7 +118,17 @@ static int memory_need(const char *path, struct mb_run_ram *need)
 	    klen > 1u << 16 || vlen > 1u << 16 || vocab > 1u << 24 ||
 	    ff > 1u << 24)
 		goto out;
-	mb_run_ram_estimate(g->file_size, layers, kv_heads * (klen + vlen) / 2,
+	/* a set of parts is mapped whole: every part's bytes */
+	{
+		struct mb_splitset set;
+		size_t stem;
+		unsigned no, count;
+
+		if (mb_splitset_parse_name(path, &stem, &no, &count) &&
+		    mb_splitset_find(path, &set, err, sizeof(err)) == 0)
+			bytes = set.bytes;
+	}
+	mb_run_ram_estimate(bytes, layers, kv_heads * (klen + vlen) / 2,
 			    vocab, hidden, ff, need);
 	rc = 0;
 out:
@@ -283,6 +295,20 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	log_level = 0;
 	log_cont = 0;
 	log_repacked = 0;
+	{
+		/* a set of parts: each part there and the one it says it is,
+		 * the one missing named, before llama.cpp is asked */
+		struct mb_splitset set;
+		size_t stem;
+		unsigned no, count;
+
+		if (mb_splitset_parse_name(path, &stem, &no, &count) &&
+		    (rc = mb_splitset_find(path, &set, r->error,
+					   sizeof(r->error))) != 0) {
+			rc = rc == MB_ENOMEM ? MB_EFORMAT : rc;
+			goto unlock;
+		}
+	}
 	if ((rc = check_memory(path, r)) != 0)
 		goto unlock;
 	rc = MB_EINTERNAL;

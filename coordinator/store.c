@@ -572,7 +572,7 @@ const char *const mb_job_steps[] = {
 		 "j.next_try_at, j.held_seconds, j.created_at, "           \
 		 "j.started_at, j.finished_at, w.cost_per_hour, j.pull_f16, " \
 		 "j.imatrix, j.fidelity, j.push_repo, j.push_private, " \
-		 "j.ollama_name, j.converter"
+		 "j.ollama_name, j.converter, j.split_max_size"
 
 static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 {
@@ -606,6 +606,7 @@ static void read_job(sqlite3_stmt *st, struct mb_job_row *j)
 	col(st, 26, j->converter, sizeof(j->converter));
 	if (j->converter[0] == '\0')
 		snprintf(j->converter, sizeof(j->converter), "mibera");
+	j->split_max_size = (uint64_t)sqlite3_column_int64(st, 27);
 }
 
 static int exec_simple(struct mb_store *s, const char *sql)
@@ -674,8 +675,9 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 			       "INSERT INTO jobs (source, revision, worker_id, quants, "
 			       "layout, outtype, smoke, notify_url, created_at, "
 			       "pull_f16, overrides, imatrix, fidelity, push_repo, "
-			       "push_private, ollama_name, converter) VALUES "
-			       "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       "push_private, ollama_name, converter, "
+			       "split_max_size) VALUES "
+			       "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st,
 			       NULL) != SQLITE_OK)
 		goto out;
@@ -697,6 +699,7 @@ int mb_store_job_add(struct mb_store *s, struct mb_job_row *j)
 	sqlite3_bind_int(st, 15, j->push_private);
 	bind_text(st, 16, opt(j->ollama_name));
 	bind_text(st, 17, j->converter[0] ? j->converter : "mibera");
+	sqlite3_bind_int64(st, 18, (sqlite3_int64)j->split_max_size);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);

@@ -128,6 +128,8 @@ struct mb_job_row {
 	int push_private;	/* ... into a private repository */
 	char ollama_name[128];	/* register with Ollama as this; "": not */
 	char converter[16];	/* "mibera" or "llama.cpp" ("" adds as mibera) */
+	uint64_t split_max_size;	/* a GGUF bigger than this many bytes
+					   is a set of parts; 0: never */
 	char notify_url[512];
 	char state[16];
 	char error[1024];

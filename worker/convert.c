@@ -2,6 +2,7 @@
  * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
  *     [--commit SHA] [--overrides FILE] [--converter mibera|llama.cpp]
+ *     [--split-max-size SIZE]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
@@ -10,8 +11,12 @@
  * coordinator read it from the hub). --converter llama.cpp runs llama.cpp's
  * own convert_hf_to_gguf.py instead (worker/pyconvert.h), for a family
  * mibera does not convert natively: it reads config.json as it is, so
- * --overrides and the split layout go with mibera's converter only.
+ * --overrides and the split layout go with mibera's converter only. With
+ * --split-max-size, an output bigger than SIZE is written as a set of
+ * parts OUT-00001-of-0000N.gguf ... as llama.cpp's gguf-split makes them
+ * (common/splitset.h).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "common/json.h"
 #include "common/buf.h"
 #include "proto/event.h"
@@ -36,7 +42,15 @@ static void usage(FILE *f)
 		   "native|split]\n"
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
 		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
-		   "           [--converter mibera|llama.cpp]\n");
+		   "           [--converter mibera|llama.cpp] [--split-max-size SIZE]\n\n"
+		   "--split-max-size SIZE: when the GGUF would be bigger than "
+		   "SIZE (bytes, or\n"
+		   "K, M, G, T in powers of 1000: 50G), write it as a set of "
+		   "parts of at most\n"
+		   "SIZE each, OUT-00001-of-0000N.gguf ..., as llama.cpp's "
+		   "gguf-split does;\n"
+		   "libllama loads the set from its first part. A GGUF that "
+		   "fits stays OUT.\n");
 }
 
 struct progress_ctx {
@@ -119,13 +133,14 @@ static int read_overrides(const char *path, cJSON **doc,
 /* convert --converter llama.cpp: llama.cpp's convert_hf_to_gguf.py, its
  * summary in the same "done" event as mibera's, with the converter named. */
 static int convert_llama(const char *model_dir, const char *out_path,
-			 enum mb_outtype outtype)
+			 enum mb_outtype outtype, uint64_t max_size)
 {
 	struct pyconvert_opts po;
 	struct pyconvert_result r;
 	struct mb_events ev;
 	struct mb_buf b;
-	char err[1024] = "";
+	char err[1024] = "", whole[4200];
+	unsigned nparts = 1;
 	int ret;
 
 	if (mb_events_from_env(&ev, "convert") != 0) {
@@ -143,6 +158,22 @@ static int convert_llama(const char *model_dir, const char *out_path,
 		fprintf(stderr, "mibera-worker convert: %s\n", err);
 		return ret;
 	}
+	/* llama.cpp's converter writes one file: divided here, as quantize
+	 * divides a quant, when it is bigger than --split-max-size */
+	if (max_size != 0 && r.file_size > max_size) {
+		snprintf(whole, sizeof(whole), "%s.whole", out_path);
+		if (rename(out_path, whole) != 0 ||
+		    mb_splitset_write(whole, out_path, max_size, &nparts, err,
+				      sizeof(err)) != 0) {
+			mb_events_close(&ev);
+			fprintf(stderr, "mibera-worker convert: cannot divide "
+				"'%s' into parts: %s\n", out_path,
+				err[0] ? err : strerror(errno));
+			unlink(whole);
+			return 1;
+		}
+		unlink(whole);
+	}
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"file\":");
 	mb_json_quote(&b, out_path);
@@ -152,6 +183,7 @@ static int convert_llama(const char *model_dir, const char *out_path,
 		    (unsigned long long)r.file_size, r.seconds,
 		    (unsigned long long)r.peak_rss);
 	mb_json_quote(&b, r.converter);
+	mb_buf_addf(&b, ",\"parts\":%u", nparts);
 	if (mb_buf_error(&b) == 0)
 		mb_events_emit(&ev, "done", b.data);
 	mb_buf_release(&b);
@@ -175,7 +207,7 @@ int verb_convert(int argc, char **argv)
 	struct rusage ru;
 	struct progress_ctx pc;
 	struct mb_buf b, report;
-	char err[1024] = "";
+	char err[1024] = "", first[4200];
 	int i, rc, npos = 0, llama = 0, layout_given = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -213,6 +245,14 @@ int verb_convert(int argc, char **argv)
 			o.source_repo = argv[++i];
 		} else if (strcmp(a, "--commit") == 0 && v) {
 			o.source_commit = argv[++i];
+		} else if (strcmp(a, "--split-max-size") == 0 && v) {
+			if (mb_splitset_parse_size(v, &o.split_max_size, err,
+						   sizeof(err)) != 0) {
+				fprintf(stderr, "mibera-worker convert: "
+					"--split-max-size: %s\n", err);
+				return 2;
+			}
+			i++;
 		} else if (strcmp(a, "--overrides") == 0 && v) {
 			overrides = argv[++i];
 		} else if (strcmp(a, "--converter") == 0 && v) {
@@ -243,7 +283,8 @@ int verb_convert(int argc, char **argv)
 		return 2;
 	}
 	if (llama)
-		return convert_llama(o.model_dir, o.out_path, o.outtype);
+		return convert_llama(o.model_dir, o.out_path, o.outtype,
+				     o.split_max_size);
 	if (overrides != NULL) {
 		rc = read_overrides(overrides, &odoc, &user, &base_text, err,
 				    sizeof(err));
@@ -298,8 +339,14 @@ int verb_convert(int argc, char **argv)
 		goto done;
 	}
 	getrusage(RUSAGE_SELF, &ru);
+	if (r.nparts > 1)
+		mb_splitset_part_path(o.out_path, 0, r.nparts, first,
+				      sizeof(first));
+	else
+		snprintf(first, sizeof(first), "%s", o.out_path);
 	mb_buf_adds(&b, "\"file\":");
-	mb_json_quote(&b, o.out_path);
+	mb_json_quote(&b, first);
+	mb_buf_addf(&b, ",\"parts\":%u", r.nparts);
 	mb_buf_addf(&b, ",\"arch\":\"%s\",\"tensors\":%llu,\"bytes\":%llu,"
 		    "\"seconds\":%.3f,\"repairs\":%zu,\"peak_rss\":%llu",
 		    r.arch, (unsigned long long)r.ntensors,
@@ -308,9 +355,12 @@ int verb_convert(int argc, char **argv)
 	mb_events_emit(&pc.ev, "done", b.data);
 	mb_buf_release(&b);
 	mb_events_close(&pc.ev);
+	if (r.nparts > 1)
+		printf("wrote %u parts: %s ... (libllama loads the set from the "
+		       "first)\n", r.nparts, first);
 	printf("converted %s: arch %s, %llu tensors, %.1f MB in %.2f s (%.0f MB/s), "
 	       "%zu config repair%s, peak RSS %.1f MiB\n",
-	       o.out_path, r.arch, (unsigned long long)r.ntensors,
+	       first, r.arch, (unsigned long long)r.ntensors,
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);

@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
+#include "common/splitset.h"
+
 /* A text file larger than this is not calibration text: 64 MiB is ~16M
  * tokens, hundreds of times what a run uses. */
 #define MAX_TEXT ((size_t)64 << 20)
@@ -60,7 +63,22 @@ int lm_open(struct lm *lm, const char *path, int n_ctx, int threads,
 	llama_backend_init();
 	if (cpu_only)
 		mp.n_gpu_layers = 0;
-	lm->model = llama_model_load_from_file(path, mp);
+	{
+		/* a set of parts named as a whole (common/splitset.h): it
+		 * loads from its first part, which names the others */
+		struct mb_splitset set;
+		char why[512];
+
+		int rc = access(path, F_OK) == 0 ? MB_ENOENT
+			 : mb_splitset_find(path, &set, why, sizeof(why));
+
+		if (rc != 0 && rc != MB_ENOENT) {
+			snprintf(err, errcap, "cannot load '%s': %s", path, why);
+			return -1;
+		}
+		lm->model = llama_model_load_from_file(rc == 0 ? set.first : path,
+						       mp);
+	}
 	if (lm->model == NULL) {
 		snprintf(err, errcap, "llama.cpp cannot load '%s': %s", path,
 			 lm_log_tail());

@@ -1,6 +1,6 @@
 /*
  * mibera-worker quantize IN.gguf OUT.gguf TYPE [--imatrix FILE] [--threads N]
- *     [--reserve BYTES] [--verbose]
+ *     [--reserve BYTES] [--split-max-size SIZE] [--verbose]
  * Quantizes a GGUF with libllama's llama_model_quantize, in process, with
  * an importance matrix (worker/imatrix.c) when one is given: required for
  * the types libllama refuses without one (IQ2_*, IQ3_XXS), used by every
@@ -19,6 +19,14 @@
  * -> falling back to T2" when a tensor's rows do not fit the type's
  * blocks. Those lines become progress events (proto/event.h) and a
  * progress line on a terminal; errors become the verb's message.
+ *
+ * Sets of parts (common/splitset.h): IN may be a set, named by its first
+ * part or by the name of the whole (IN.gguf when IN-00001-of-N.gguf is
+ * there). A set quantizes to a set of as many parts, as libllama's
+ * keep_split makes them, written in OUT.parts/ and moved into place when
+ * complete. With --split-max-size the output is written whole as OUT.part
+ * and then, when it is bigger than SIZE, divided into parts of at most
+ * SIZE; otherwise renamed to OUT.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +45,7 @@
 #include "common/gguf.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "llama.h"
 #include "proto/event.h"
 #include "worker/imatrix.h"
@@ -51,7 +60,8 @@ static void usage(FILE *f)
 
 	fprintf(f, "usage: mibera-worker quantize IN.gguf OUT.gguf TYPE "
 		   "[--imatrix FILE]\n"
-		   "           [--threads N] [--reserve BYTES] [--verbose]\n\n"
+		   "           [--threads N] [--reserve BYTES] [--split-max-size SIZE]\n"
+		   "           [--verbose]\n\n"
 		   "Quantizes IN (an F16, BF16 or F32 GGUF) to TYPE with "
 		   "llama.cpp. OUT appears only\n"
 		   "when complete (it is written as OUT.part and renamed); an "
@@ -63,6 +73,15 @@ static void usage(FILE *f)
 		   "--imatrix FILE: an importance matrix (mibera-worker imatrix, "
 		   "or llama.cpp's\n"
 		   "GGUF imatrix); IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS need one.\n\n"
+		   "Sets of parts (llama.cpp's gguf-split): IN may be a set, "
+		   "named by its first part\n"
+		   "(IN-00001-of-0000N.gguf) or by IN.gguf; it quantizes to a "
+		   "set of as many parts,\n"
+		   "OUT-00001-of-0000N.gguf .... --split-max-size SIZE (bytes, "
+		   "or K, M, G, T in\n"
+		   "powers of 1000: 50G) writes OUT whole when it fits in SIZE, "
+		   "else as parts of at\n"
+		   "most SIZE each.\n\n"
 		   "File names: the job runner names the files of a model "
 		   "<model>-<TYPE>.gguf,\n"
 		   "e.g. phi-4-F16.gguf (the converter's output) and "
@@ -82,7 +101,9 @@ struct fallback {
 /* What the log callback needs: it is called from llama.cpp's thread. */
 struct qstate {
 	struct mb_events *ev;
-	const struct mb_gguf *in;	/* the input's header, or NULL */
+	struct mb_gguf *const *in;	/* the input's headers (one per part),
+					   or NULL */
+	size_t nin;
 	int tty, verbose;
 	int index, count;		/* the tensor being quantized, i of N */
 	uint64_t done, total;		/* input bytes of finished tensors */
@@ -147,11 +168,14 @@ static void show_progress(struct qstate *st, int final)
 static uint64_t tensor_bytes(const struct qstate *st, const char *name)
 {
 	const struct mb_gguf_tensor *t;
+	size_t k;
 
 	if (st->in == NULL)
 		return 1;
-	t = mb_gguf_tensor(st->in, name);
-	return t != NULL ? t->size : 0;
+	for (k = 0; k < st->nin; k++)
+		if ((t = mb_gguf_tensor(st->in[k], name)) != NULL)
+			return t->size;
+	return 0;
 }
 
 static void on_tensor(struct qstate *st, const char *text)
@@ -219,17 +243,21 @@ static void on_log(enum ggml_log_level level, const char *text, void *ctx)
 	}
 }
 
-/* Returns 1 when path is a readable GGUF whose general.file_type is
- * ftype: a complete output (outputs appear only by rename). */
-static int is_done(const char *path, int ftype)
+/* Returns 1 when path is a readable GGUF (or a whole set of parts,
+ * common/splitset.h) whose general.file_type is ftype: a complete output
+ * (outputs appear only by rename); *set gets what it is. With max (not
+ * 0), its largest file must be at most max. */
+static int is_done(const char *path, int ftype, uint64_t max,
+		   struct mb_splitset *set)
 {
 	const struct mb_gguf_kv *kv;
 	struct mb_gguf *g;
-	char err[256];
+	char err[512];
 	int ok;
 
-	if (access(path, F_OK) != 0 ||
-	    mb_gguf_read(path, &g, err, sizeof(err)) != 0)
+	if (mb_splitset_find(path, set, err, sizeof(err)) != 0 ||
+	    (max != 0 && set->largest > max) ||
+	    mb_gguf_read(set->first, &g, err, sizeof(err)) != 0)
 		return 0;
 	kv = mb_gguf_kv(g, "general.file_type");
 	ok = kv != NULL && (kv->type == MB_GGUF_UINT32 ||
@@ -253,15 +281,18 @@ static uint64_t nelem(const struct mb_gguf_tensor *t)
  * (norms, already quantized tensors) as they are, plus the metadata. The
  * table's figures come from 7-8B models, whose few high-precision tensors
  * weigh less than in a small model: 5% and 1 MiB of slack. */
-static uint64_t estimate(const struct mb_gguf *g, uint64_t in_size,
-			 const struct mb_quant_type *q)
+static uint64_t estimate(struct mb_gguf *const *gs, size_t ngs,
+			 uint64_t in_size, const struct mb_quant_type *q)
 {
 	uint64_t est = 0, i;
+	size_t k;
 
-	if (g == NULL) {
+	if (gs == NULL)
 		est = (uint64_t)((double)in_size * q->bpw / 16.0);
-	} else {
-		est = g->data_start;
+	for (k = 0; gs != NULL && k < ngs; k++) {
+		const struct mb_gguf *g = gs[k];
+
+		est += g->data_start;
 		for (i = 0; i < g->ntensors; i++) {
 			const struct mb_gguf_tensor *t = &g->tensors[i];
 			int flt = t->type == MB_GGML_F32 ||
@@ -365,23 +396,94 @@ static void print_types(FILE *f)
 	fprintf(f, "\n");
 }
 
+/* Reads the header of every part of the input set (one for a whole
+ * file) into *out; NULL when any cannot be read (llama.cpp then says
+ * why). */
+static struct mb_gguf **read_headers(const struct mb_splitset *in, size_t *n)
+{
+	struct mb_gguf **gs = calloc(in->count ? in->count : 1, sizeof(*gs));
+	char path[4200], err[512];
+	size_t stem;
+	unsigned k, no, count;
+
+	*n = 0;
+	if (gs == NULL)
+		return NULL;
+	for (k = 0; k < in->count; k++) {
+		if (in->count == 1)
+			snprintf(path, sizeof(path), "%s", in->first);
+		else if (!mb_splitset_parse_name(in->first, &stem, &no, &count) ||
+			 snprintf(path, sizeof(path), "%.*s-%05u-of-%05u.gguf",
+				  (int)stem, in->first, k + 1, in->count) >=
+				 (int)sizeof(path))
+			break;
+		if (mb_gguf_read(path, &gs[k], err, sizeof(err)) != 0)
+			break;
+	}
+	if (k < in->count) {
+		while (k-- > 0)
+			mb_gguf_free(gs[k]);
+		free(gs);
+		return NULL;
+	}
+	*n = in->count;
+	return gs;
+}
+
+/* Moves the parts libllama wrote in tmpdir (prefix stem there) into
+ * place as out's parts, each fsynced, then the directory. */
+static int move_parts(const char *tmpdir, const char *out, unsigned count,
+		      char *err, size_t errcap)
+{
+	char from[4300], to[4300], base[4200];
+	const char *b = strrchr(out, '/');
+	unsigned k;
+	int fd, rc = 0;
+
+	snprintf(base, sizeof(base), "%s/%s", tmpdir, b ? b + 1 : out);
+	for (k = 0; rc == 0 && k < count; k++) {
+		if (mb_splitset_part_path(base, k, count, from, sizeof(from)) != 0 ||
+		    mb_splitset_part_path(out, k, count, to, sizeof(to)) != 0)
+			return MB_ETOOBIG;
+		fd = open(from, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = mb_err_from_errno(errno);
+			break;
+		}
+		rc = mb_fsync(fd);
+		close(fd);
+		if (rc == 0 && rename(from, to) != 0)
+			rc = mb_err_from_errno(errno);
+		if (rc != 0)
+			mb_seterr(err, errcap, "cannot move '%s' to '%s': %s", from,
+				  to, mb_strerror(rc));
+	}
+	if (rc == 0)
+		rc = mb_fsync_parent(out);
+	return rc;
+}
+
 int verb_quantize(int argc, char **argv)
 {
 	struct llama_model_quantize_params p;
 	const struct mb_quant_type *q;
 	struct mb_events ev = { .fd = -1 };
 	struct qstate st;
-	struct mb_gguf *in_hdr = NULL;
+	struct mb_gguf **in_hdr = NULL;
+	struct mb_splitset in_set, out_set;
 	struct stat sin, sout;
 	const char *in = NULL, *out = NULL, *type = NULL, *imx_path = NULL;
 	struct imatrix *imx = NULL;
 	struct llama_model_kv_override kvo[4];
-	char tmp[4096], err[512];
+	char tmp[4096], tmpdir[4096], qout[4200], err[1024];
 	uint64_t threads = 0, reserve = 0, est, avail, in_size = 0, n_in = 0;
-	size_t i;
-	int a, npos = 0, verbose = 0, rc, ret = 1;
+	uint64_t max_size = 0;
+	size_t i, nhdr = 0;
+	int a, npos = 0, verbose = 0, rc, ret = 1, keep_split = 0;
+	unsigned nparts = 1;
 	double t0;
 
+	tmpdir[0] = '\0';
 	for (a = 1; a < argc; a++) {
 		const char *s = argv[a];
 		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -396,6 +498,14 @@ int verb_quantize(int argc, char **argv)
 		} else if (strcmp(s, "--reserve") == 0 && v) {
 			if (parse_u64(v, UINT64_MAX / 2, &reserve) != 0)
 				goto bad;
+			a++;
+		} else if (strcmp(s, "--split-max-size") == 0 && v) {
+			if (mb_splitset_parse_size(v, &max_size, err,
+						   sizeof(err)) != 0) {
+				fprintf(stderr, "mibera-worker quantize: "
+					"--split-max-size: %s\n", err);
+				return 2;
+			}
 			a++;
 		} else if (strcmp(s, "--imatrix") == 0 && v) {
 			imx_path = v;
@@ -439,41 +549,75 @@ int verb_quantize(int argc, char **argv)
 			"and the output\n", in);
 		return 2;
 	}
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.part", out) >= sizeof(tmp)) {
+	if (mb_splitset_parse_name(out, &i, &nparts, &nparts)) {
+		fprintf(stderr, "mibera-worker quantize: name the output '%s' as "
+			"a whole (NAME.gguf): its parts are named after it\n", out);
+		return 2;
+	}
+	nparts = 1;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.part", out) >= sizeof(tmp) ||
+	    (size_t)snprintf(tmpdir, sizeof(tmpdir), "%s.parts", out) >=
+		    sizeof(tmpdir)) {
 		fprintf(stderr, "mibera-worker quantize: output path too long\n");
 		return 2;
 	}
+	tmpdir[0] = '\0';
 	rc = mb_events_from_env(&ev, "quantize");
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker quantize: cannot open the event "
 			"journal: %s\n", mb_strerror(rc));
 		return 1;
 	}
-	if (is_done(out, q->ftype)) {
-		stat(out, &sout);
-		mb_events_progress(&ev, "quantize", (uint64_t)sout.st_size,
-				   (uint64_t)sout.st_size, 0, 1);
-		printf("quantize: %s already done (%s)\n", out, q->name);
+	if (is_done(out, q->ftype, max_size, &out_set)) {
+		mb_events_progress(&ev, "quantize", out_set.bytes, out_set.bytes,
+				   0, 1);
+		printf("quantize: %s already done (%s%s)\n", out_set.first,
+		       q->name, out_set.count > 1 ? ", a set of parts" : "");
 		ret = 0;
 		goto out;
 	}
 
+	/* the input: a file, or a set of parts named by its first part or
+	 * as a whole; a set that is not whole is refused here, naming the
+	 * part, rather than by llama.cpp */
+	rc = mb_splitset_find(in, &in_set, err, sizeof(err));
+	if (rc == MB_ENOENT) {
+		/* llama.cpp's message is the one a person gets */
+		memset(&in_set, 0, sizeof(in_set));
+		in_set.count = 1;
+		snprintf(in_set.first, sizeof(in_set.first), "%s", in);
+	} else if (rc != 0 && (in_set.count > 1 || rc == MB_EINVAL)) {
+		fprintf(stderr, "mibera-worker quantize: %s\n", err);
+		ret = 3;
+		goto out;
+	} else if (rc != 0) {
+		in_set.count = 1;
+		snprintf(in_set.first, sizeof(in_set.first), "%s", in);
+	}
+	keep_split = in_set.count > 1 && max_size == 0;
+
 	/* The header is read only for the estimate and the progress: a file
 	 * it rejects still goes to llama.cpp, whose message is the one a
 	 * person gets. */
-	if (stat(in, &sin) == 0)
-		in_size = (uint64_t)sin.st_size;
-	if (mb_gguf_read(in, &in_hdr, err, sizeof(err)) != 0)
-		in_hdr = NULL;
-	for (i = 0; in_hdr != NULL && i < in_hdr->ntensors; i++)
-		n_in += nelem(&in_hdr->tensors[i]);
-	est = estimate(in_hdr, in_size, q);
+	if (stat(in_set.first, &sin) == 0)
+		in_size = in_set.count > 1 ? in_set.bytes : (uint64_t)sin.st_size;
+	in_hdr = read_headers(&in_set, &nhdr);
+	for (i = 0; i < nhdr; i++) {
+		uint64_t k;
+
+		for (k = 0; k < in_hdr[i]->ntensors; k++)
+			n_in += nelem(&in_hdr[i]->tensors[k]);
+	}
+	est = estimate(in_hdr, nhdr, in_size, q);
 	rc = free_space(out, tmp, &avail);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker quantize: cannot query the free "
 			"space for '%s': %s\n", out, mb_strerror(rc));
 		goto out;
 	}
+	/* divided after, the whole output and its parts are there at once */
+	if (max_size != 0 && est > max_size)
+		est *= 2;
 	if (avail < est || avail - est < reserve) {
 		fprintf(stderr, "mibera-worker quantize: not enough free space for "
 			"'%s': %s needs about %.1f MB (from '%s', %.1f MB)%s, "
@@ -494,10 +638,15 @@ int verb_quantize(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	st.ev = &ev;
 	st.in = in_hdr;
+	st.nin = nhdr;
 	st.tty = isatty(2);
 	st.verbose = verbose;
-	for (i = 0; in_hdr != NULL && i < in_hdr->ntensors; i++)
-		st.total += in_hdr->tensors[i].size;
+	for (i = 0; i < nhdr; i++) {
+		uint64_t k;
+
+		for (k = 0; k < in_hdr[i]->ntensors; k++)
+			st.total += in_hdr[i]->tensors[k].size;
+	}
 	t0 = st.t0 = mb_now_s();
 	llama_log_set(on_log, &st);
 	llama_backend_init();
@@ -524,8 +673,32 @@ int verb_quantize(int argc, char **argv)
 		p.imatrix = imx->data;
 		p.kv_overrides = kvo;
 	}
-	unlink(tmp);
-	rc = (int)llama_model_quantize(in, tmp, &p);
+	if (keep_split) {
+		/* libllama writes the parts under their final names, so in a
+		 * directory of their own, moved into place when all are
+		 * there; its prefix is out without ".gguf" */
+		const char *b = strrchr(out, '/');
+		size_t bl;
+
+		snprintf(tmpdir, sizeof(tmpdir), "%s.parts", out);
+		mb_rmtree(tmpdir);
+		if (mkdir(tmpdir, 0755) != 0) {
+			fprintf(stderr, "mibera-worker quantize: cannot make '%s': "
+				"%s\n", tmpdir, strerror(errno));
+			tmpdir[0] = '\0';
+			goto out;
+		}
+		b = b ? b + 1 : out;
+		bl = strlen(b);
+		if (bl >= 5 && strcmp(b + bl - 5, ".gguf") == 0)
+			bl -= 5;
+		snprintf(qout, sizeof(qout), "%s/%.*s", tmpdir, (int)bl, b);
+		p.keep_split = true;
+	} else {
+		snprintf(qout, sizeof(qout), "%s", tmp);
+		unlink(tmp);
+	}
+	rc = (int)llama_model_quantize(in_set.first, qout, &p);
 	llama_log_set(NULL, NULL);
 	if (rc != 0) {
 		if (st.tty)
@@ -539,26 +712,64 @@ int verb_quantize(int argc, char **argv)
 	}
 	st.done = st.total;
 	show_progress(&st, 1);
-	if (!is_done(tmp, q->ftype)) {
-		fprintf(stderr, "mibera-worker quantize: llama.cpp wrote '%s' but "
-			"it does not read back as a GGUF of type %s\n", tmp,
-			q->name);
-		unlink(tmp);
+	if (keep_split) {
+		snprintf(qout + strlen(qout), sizeof(qout) - strlen(qout), ".gguf");
+		if (!is_done(qout, q->ftype, 0, &out_set) ||
+		    out_set.count != in_set.count) {
+			fprintf(stderr, "mibera-worker quantize: llama.cpp wrote "
+				"'%s' but it does not read back as a set of %u "
+				"parts of type %s\n", qout, in_set.count, q->name);
+			goto out;
+		}
+		rc = move_parts(tmpdir, out, out_set.count, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "mibera-worker quantize: %s\n", err);
+			goto out;
+		}
+		nparts = out_set.count;
+	} else {
+		if (!is_done(tmp, q->ftype, 0, &out_set)) {
+			fprintf(stderr, "mibera-worker quantize: llama.cpp wrote "
+				"'%s' but it does not read back as a GGUF of type "
+				"%s\n", tmp, q->name);
+			unlink(tmp);
+			goto out;
+		}
+		if (max_size != 0 && out_set.bytes > max_size) {
+			rc = mb_splitset_write(tmp, out, max_size, &nparts, err,
+					       sizeof(err));
+			unlink(tmp);
+			if (rc != 0) {
+				fprintf(stderr, "mibera-worker quantize: cannot "
+					"divide '%s' into parts: %s\n", out, err);
+				ret = rc == MB_ENOSPC ? 3 : 1;
+				goto out;
+			}
+		} else {
+			rc = publish(tmp, out);
+			if (rc != 0) {
+				fprintf(stderr, "mibera-worker quantize: cannot "
+					"publish '%s': %s\n", out, mb_strerror(rc));
+				unlink(tmp);
+				goto out;
+			}
+		}
+	}
+	/* a run before with another size left another form of it */
+	mb_splitset_remove_others(out, nparts);
+	if (!is_done(out, q->ftype, 0, &out_set)) {
+		fprintf(stderr, "mibera-worker quantize: '%s' does not read back "
+			"as a GGUF of type %s\n", out, q->name);
 		goto out;
 	}
-	rc = publish(tmp, out);
-	if (rc != 0) {
-		fprintf(stderr, "mibera-worker quantize: cannot publish '%s': %s\n",
-			out, mb_strerror(rc));
-		unlink(tmp);
-		goto out;
-	}
-	stat(out, &sout);
+	if (nparts > 1)
+		printf("wrote %u parts: %s ... (libllama loads the set from the "
+		       "first)\n", nparts, out_set.first);
 	printf("quantized %s: %s (ftype %d), %d tensors, %.2f MB from %.2f MB "
 	       "(%.2f bits per weight) in %.2f s%s\n",
-	       out, q->name, q->ftype, st.count, (double)sout.st_size / 1e6,
-	       (double)in_size / 1e6,
-	       n_in ? (double)sout.st_size * 8.0 / (double)n_in : 0.0,
+	       out_set.first, q->name, q->ftype, st.count,
+	       (double)out_set.bytes / 1e6, (double)in_size / 1e6,
+	       n_in ? (double)out_set.bytes * 8.0 / (double)n_in : 0.0,
 	       mb_now_s() - t0, imx ? ", with an importance matrix" : "");
 	for (i = 0; i < st.nfallback; i++) {
 		const struct fallback *f = &st.fallback[i];
@@ -569,8 +780,12 @@ int verb_quantize(int argc, char **argv)
 	}
 	ret = 0;
 out:
+	if (tmpdir[0] != '\0')
+		mb_rmtree(tmpdir);
 	imatrix_free(imx);
-	mb_gguf_free(in_hdr);
+	for (i = 0; i < nhdr; i++)
+		mb_gguf_free(in_hdr[i]);
+	free(in_hdr);
 	mb_events_close(&ev);
 	return ret;
 bad:

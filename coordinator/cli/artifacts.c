@@ -2,6 +2,8 @@
  * mibera-job artifacts JOB [--json]: the files a job produced, where they
  * are and their checksums, as the manifest pulled with them lists them.
  * --json prints the same as proto/artifacts.schema.json (version 1).
+ * A set of parts (--split-max-size) is one artifact made of its parts:
+ * listed under its name, each part with its size and checksum.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
@@ -44,8 +47,24 @@ static void print_json(long long id, const char *dir,
 		mb_sha256_hex(ml->files[i]->sha256, hex);
 		mb_buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
 		mb_json_quote(&b, ml->files[i]->name);
-		mb_buf_addf(&b, ",\"size\":%llu,\"sha256\":\"%s\"}",
+		mb_buf_addf(&b, ",\"size\":%llu,\"sha256\":\"%s\"",
 			    (unsigned long long)ml->files[i]->size, hex);
+		{
+			char whole[512];
+			size_t stem;
+			unsigned no, count;
+
+			if (mb_splitset_parse_name(ml->files[i]->name, &stem, &no,
+						   &count)) {
+				mb_splitset_artifact_name(ml->files[i]->name,
+							  whole, sizeof(whole));
+				mb_buf_adds(&b, ",\"artifact\":");
+				mb_json_quote(&b, whole);
+				mb_buf_addf(&b, ",\"part\":%u,\"parts\":%u",
+					    no + 1, count);
+			}
+		}
+		mb_buf_adds(&b, "}");
 	}
 	mb_buf_adds(&b, "],\"sidecars\":[\"provenance.json\",\"manifest.json\"]}\n");
 	fwrite(b.data, 1, b.len, stdout);
@@ -83,10 +102,33 @@ int cmd_artifacts(int argc, char **argv)
 	} else {
 		printf("%s/\n", dir);
 		for (i = 0; i < ml->n; i++) {
-			char hex[MB_SHA256_HEX], safe[512];
+			char hex[MB_SHA256_HEX], safe[512], whole[512];
+			size_t stem, k;
+			unsigned no, count;
+			uint64_t total = 0;
+			int part = mb_splitset_parse_name(ml->files[i]->name,
+							  &stem, &no, &count);
 
+			if (part && no == 0) {
+				/* the set's heading: its name, parts and size */
+				mb_splitset_artifact_name(ml->files[i]->name, whole,
+							  sizeof(whole));
+				for (k = 0; k < ml->n; k++) {
+					char w2[512];
+
+					mb_splitset_artifact_name(ml->files[k]->name,
+								  w2, sizeof(w2));
+					if (strcmp(w2, whole) == 0)
+						total += ml->files[k]->size;
+				}
+				printf("  %-40s %12llu  in %u parts (llama.cpp loads "
+				       "the first)\n",
+				       mb_printable(safe, sizeof(safe), whole),
+				       (unsigned long long)total, count);
+			}
 			mb_sha256_hex(ml->files[i]->sha256, hex);
-			printf("  %-40s %12llu  sha256 %s\n",
+			printf("  %s%-*s %12llu  sha256 %s\n", part ? "  " : "",
+			       part ? 38 : 40,
 			       mb_printable(safe, sizeof(safe), ml->files[i]->name),
 			       (unsigned long long)ml->files[i]->size, hex);
 		}

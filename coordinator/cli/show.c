@@ -14,6 +14,7 @@
 
 #include "common/buf.h"
 #include "common/json.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
@@ -169,9 +170,18 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 {
 	struct arts *a = ctx;
 	cJSON *doc = smoke ? mb_json_parse(smoke, strlen(smoke)) : NULL;
-	char safe[256], text[64];
+	char safe[256], text[64], whole[512], of[600] = "";
+	size_t stem;
+	unsigned no = 0, count = 0;
+	int part = mb_splitset_parse_name(name, &stem, &no, &count);
 
 	(void)path;
+	/* a part of a set (--split-max-size): one artifact of count files */
+	if (part) {
+		mb_splitset_artifact_name(name, whole, sizeof(whole));
+		snprintf(of, sizeof(of), "  part %u of %u of %s", no + 1, count,
+			 mb_printable(safe, sizeof(safe), whole));
+	}
 	if (a->json != NULL) {
 		char *sm = doc ? cJSON_PrintUnformatted(doc) : NULL;
 
@@ -182,6 +192,12 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 		mb_buf_addf(a->json, ",\"size\":%llu,\"sha256\":",
 			    (unsigned long long)size);
 		mb_json_quote(a->json, sha256);
+		if (part) {
+			mb_buf_adds(a->json, ",\"artifact\":");
+			mb_json_quote(a->json, whole);
+			mb_buf_addf(a->json, ",\"part\":%u,\"parts\":%u", no + 1,
+				    count);
+		}
 		mb_buf_addf(a->json, ",\"smoke\":%s}", sm ? sm : "null");
 		cJSON_free(sm);
 		cJSON_Delete(doc);
@@ -189,8 +205,9 @@ static int show_artifact(const char *name, uint64_t size, const char *sha256,
 		return 0;
 	}
 	a->n++;
-	printf("  %-34s %9.1f MB  sha256 %s\n",
-	       mb_printable(safe, sizeof(safe), name), (double)size / 1e6, sha256);
+	printf("  %-34s %9.1f MB  sha256 %s%s\n",
+	       mb_printable(safe, sizeof(safe), name), (double)size / 1e6, sha256,
+	       of);
 	if (doc != NULL) {
 		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "text"));
 

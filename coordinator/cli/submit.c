@@ -34,6 +34,7 @@
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
@@ -69,6 +70,10 @@ static const struct cli_opt opts[] = {
 	  "with write access)" },
 	{ "private", 0, NULL, NULL, "with --push: create the repository "
 	  "private" },
+	{ "split-max-size", 0, "SIZE", NULL, "write a GGUF bigger than SIZE "
+	  "(50G, 2M: powers of 1000) as a\n    set of parts of at most SIZE "
+	  "(llama.cpp's gguf-split format); default:\n    none, 50G with "
+	  "--push (the hub takes no bigger file)" },
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },
 	{ "ollama", 0, "NAME", NULL, "register the result with the local Ollama "
@@ -364,6 +369,12 @@ int cmd_submit(int argc, char **argv)
 			snprintf(j.push_repo, sizeof(j.push_repo), "%s", p.val);
 		} else if (cli_is(&p, "private")) {
 			j.push_private = 1;
+		} else if (cli_is(&p, "split-max-size")) {
+			if (mb_splitset_parse_size(p.val, &j.split_max_size, err,
+						   sizeof(err)) != 0) {
+				cli_usage_error(&spec, "--split-max-size: %s", err);
+				goto usage;
+			}
 		} else if (cli_is(&p, "notify")) {
 			if (strncmp(p.val, "http://", 7) != 0 &&
 			    strncmp(p.val, "https://", 8) != 0) {
@@ -445,6 +456,13 @@ int cmd_submit(int argc, char **argv)
 		cli_usage_error(&spec, "--private goes with --push ORG/NAME");
 		goto usage;
 	}
+	if (j.push_repo[0] != '\0' && j.split_max_size > MB_SPLITSET_HUB_MAX) {
+		cli_usage_error(&spec, "--split-max-size: the hub takes no file "
+				"bigger than 50G; give 50G or less with --push");
+		goto usage;
+	}
+	if (j.push_repo[0] != '\0' && j.split_max_size == 0)
+		j.split_max_size = MB_SPLITSET_HUB_MAX;
 	if (strcmp(j.imatrix, "off") == 0) {
 		/* the types llama.cpp will not make without one */
 		char q[256], *t, *save = NULL;
