@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
+#include "common/json.h"
+#include "proto/event.h"
+
 /* A text file larger than this is not calibration text: 64 MiB is ~16M
  * tokens, hundreds of times what a run uses. */
 #define MAX_TEXT ((size_t)64 << 20)
@@ -54,17 +58,35 @@ int lm_open(struct lm *lm, const char *path, int n_ctx, int threads,
 	struct llama_model_params mp = llama_model_default_params();
 	struct llama_context_params cp = llama_context_default_params();
 
+	char backend[300];
+	int ngpu;
+
 	memset(lm, 0, sizeof(*lm));
 	log_tail[0] = '\0';
 	llama_log_set(on_log, NULL);
 	llama_backend_init();
-	if (cpu_only)
-		mp.n_gpu_layers = 0;
+	/* all or nothing: the figures these runs give are the same either
+	 * way, and a model that fits the box's GPU fits it whole */
+	ngpu = lm_backend(backend, sizeof(backend));
+	mp.n_gpu_layers = ngpu > 0 && !cpu_only ? -1 : 0;
 	lm->model = llama_model_load_from_file(path, mp);
 	if (lm->model == NULL) {
 		snprintf(err, errcap, "llama.cpp cannot load '%s': %s", path,
 			 lm_log_tail());
 		return -1;
+	}
+	if (mp.n_gpu_layers != 0) {
+		/* the blocks and the output layer */
+		lm->gpu_layers = llama_model_n_layer(lm->model) + 1;
+		snprintf(lm->offload, sizeof(lm->offload), "offload: all %d "
+			 "layers to the GPU (%s)", lm->gpu_layers, backend);
+	} else if (ngpu > 0) {
+		snprintf(lm->offload, sizeof(lm->offload), "offload: none, on "
+			 "the CPU as asked (--cpu), though there is a GPU (%s)",
+			 backend);
+	} else {
+		snprintf(lm->offload, sizeof(lm->offload), "offload: none, on "
+			 "the CPU: llama.cpp has no GPU here (%s)", backend);
 	}
 	cp.n_ctx = (uint32_t)n_ctx;
 	cp.n_batch = (uint32_t)n_ctx;
@@ -192,6 +214,74 @@ const float *lm_logits(struct lm *lm, int pos)
 int lm_has_gpu(void)
 {
 	return llama_supports_gpu_offload() ? 1 : 0;
+}
+
+/* A backend's registry name as this program writes it: lower case
+ * ("CUDA" -> "cuda"). */
+static void backend_name(const char *reg, char *out, size_t cap)
+{
+	size_t k;
+
+	snprintf(out, cap, "%s", reg ? reg : "?");
+	for (k = 0; out[k] != '\0'; k++)
+		if (out[k] >= 'A' && out[k] <= 'Z')
+			out[k] = (char)(out[k] - 'A' + 'a');
+}
+
+int lm_backend(char *out, size_t cap)
+{
+	size_t i, n = ggml_backend_dev_count(), o = 0;
+	int ngpu = 0, same = 1;
+	char first[200] = "", one[200], reg[32] = "", r[32];
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++) {
+		ggml_backend_dev_t d = ggml_backend_dev_get(i);
+		enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
+		size_t free_b = 0, total = 0;
+
+		if (t != GGML_BACKEND_DEVICE_TYPE_GPU &&
+		    t != GGML_BACKEND_DEVICE_TYPE_IGPU)
+			continue;
+		ggml_backend_dev_memory(d, &free_b, &total);
+		backend_name(ggml_backend_reg_name(ggml_backend_dev_backend_reg(d)),
+			     r, sizeof(r));
+		snprintf(one, sizeof(one), "%.150s, %.0f GiB",
+			 ggml_backend_dev_description(d),
+			 (double)total / (1024.0 * 1024 * 1024));
+		if (ngpu == 0) {
+			snprintf(first, sizeof(first), "%s", one);
+			snprintf(reg, sizeof(reg), "%s", r);
+		} else if (strcmp(one, first) != 0 || strcmp(r, reg) != 0) {
+			same = 0;
+		}
+		/* several kinds: "cuda: A, 24 GiB; cuda: B, 48 GiB" */
+		if (o < cap)
+			o += (size_t)snprintf(out + o, cap - o, "%s%s: %s",
+					      ngpu ? "; " : "", r, one);
+		ngpu++;
+	}
+	if (ngpu == 0)
+		snprintf(out, cap, "cpu");
+	else if (same && ngpu > 1)
+		snprintf(out, cap, "%s: %d x %s", reg, ngpu, first);
+	return ngpu;
+}
+
+void lm_say_offload(const struct lm *lm, struct mb_events *ev,
+		    const char *who)
+{
+	struct mb_buf b;
+
+	printf("%s: %s\n", who, lm->offload);
+	fflush(stdout);
+	if (ev == NULL)
+		return;
+	mb_buf_init(&b, 2048);
+	if (mb_buf_adds(&b, "\"level\":\"info\",\"msg\":") == 0 &&
+	    mb_json_quote(&b, lm->offload) == 0)
+		mb_events_emit(ev, "log", b.data);
+	mb_buf_release(&b);
 }
 
 int lm_default_text(const char *name, char *out, size_t cap, char *err,
