@@ -363,6 +363,16 @@ static void test_show_artifacts_and_workers(void **state)
 	(void)state;
 	assert_int_equal(run(&out, "%s worker add wl local --dir %s/wd --agent "
 			     "%s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
+	/* what its llama.cpp computes with: this build has no GPU backend */
+	assert_non_null(strstr(out, "\n  backend cpu\n"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_true(column_in_line(out, "NAME ", "BACKEND") > 0);
+	assert_int_equal(column_in_line(out, "wl ", "cpu "),
+			 column_in_line(out, "NAME ", "BACKEND"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_non_null(strstr(out, "\"backend\":\"cpu\""));
 	free(out);
 	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
 			     model), 0);
