@@ -24,13 +24,14 @@ struct lm {
 	struct llama_batch batch;
 	int have_batch;
 	int gpu_layers;		/* layers offloaded to a GPU (0: none) */
-	char offload[400];	/* where the model runs, in words */
+	char offload[800];	/* where the model runs, in words */
 };
 
 /* Loads path with a context of n_ctx tokens per chunk (one batch, one
  * micro-batch: the imatrix callback sees whole chunks), with every layer
- * on the GPU when libllama has a GPU device (lm_backend) unless cpu_only,
- * else none; lm->offload says which. cb (may be NULL) is the context's
+ * on the GPU when libllama has a GPU device (lm_backend) unless cpu_only
+ * (as many as its free memory holds when the model is bigger; the CPU
+ * when the load on the GPU fails), else none; lm->offload says which. cb (may be NULL) is the context's
  * evaluation callback. Returns 0 or -1 with llama.cpp's last error lines
  * in err. */
 int lm_open(struct lm *lm, const char *path, int n_ctx, int threads,
