@@ -531,6 +531,30 @@ out:
 	return rc;
 }
 
+/* The file the job recommends: its provenance.json's "recommended" (what
+ * its Modelfile starts FROM, chosen on the quants' fidelity figures when
+ * it had them) when that is one of ml's files; else by type. Borrowed
+ * from ml. */
+static const char *recommended(const char *dir, const struct mb_manifest_list *ml)
+{
+	char path[4200], *text = NULL;
+	const char *rec = NULL, *name;
+	size_t len, i;
+	cJSON *doc = NULL;
+
+	snprintf(path, sizeof(path), "%s/provenance.json", dir);
+	if (mb_read_file(path, 16u << 20, &text, &len) == 0)
+		doc = mb_json_parse(text, len);
+	name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc,
+								     "recommended"));
+	for (i = 0; name != NULL && i < ml->n; i++)
+		if (strcmp(ml->files[i]->name, name) == 0)
+			rec = ml->files[i]->name;
+	cJSON_Delete(doc);
+	free(text);
+	return rec ? rec : mb_publish_recommended(ml);
+}
+
 static int is_float(const char *type)
 {
 	return strcmp(type, "F16") == 0 || strcmp(type, "BF16") == 0 ||
@@ -586,7 +610,7 @@ int mb_ollama_register(struct mb_ollama_req *q, char *err, size_t errcap)
 		rc = MB_ENOENT;
 		goto out;
 	}
-	rec = mb_publish_recommended(ml);
+	rec = recommended(q->dir, ml);
 	if (is_part(rec)) {
 		/* the recommended file is one when any file is whole */
 		char whole[512];

@@ -302,7 +302,8 @@ static void col(sqlite3_stmt *st, int i, char *out, size_t cap)
 
 #define WORKER_COLS "id, name, target, dir, key_path, host_key, fingerprint, " \
 		    "agent_path, cost_per_hour, state, hello, checked_at, created_at, " \
-		    "idle_command, idle_after_s, max_jobs, last_active_at, idle_ran_at"
+		    "idle_command, idle_after_s, max_jobs, last_active_at, idle_ran_at, " \
+		    "backend"
 
 static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 {
@@ -325,6 +326,7 @@ static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 	w->max_jobs = sqlite3_column_int(st, 15);
 	w->last_active_at = sqlite3_column_int64(st, 16);
 	w->idle_ran_at = sqlite3_column_int64(st, 17);
+	col(st, 18, w->backend, sizeof(w->backend));
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -539,19 +541,33 @@ int mb_store_worker_checked(struct mb_store *s, const char *name,
 			    const char *fingerprint)
 {
 	sqlite3_stmt *st;
-	int rc;
+	cJSON *doc = hello ? mb_json_parse(hello, strlen(hello)) : NULL;
+	const char *backend = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(doc, "backend"));
+	char kept[sizeof(((struct mb_worker_row *)0)->backend)];
+	int rc, has = backend != NULL;
 
+	/* the worker's words, cut to what a row keeps; an agent too old to
+	 * say leaves it NULL (unknown), not the last one's */
+	if (has)
+		snprintf(kept, sizeof(kept), "%s", backend);
+	cJSON_Delete(doc);
 	if (sqlite3_prepare_v2(s->db,
 			       "UPDATE workers SET hello = ?, checked_at = ?, "
 			       "host_key = coalesce(?, host_key), "
-			       "fingerprint = coalesce(?, fingerprint) WHERE name = ?",
+			       "fingerprint = coalesce(?, fingerprint), "
+			       "backend = ? WHERE name = ?",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	bind_text(st, 1, hello);
 	sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
 	bind_text(st, 3, opt(host_key));
 	bind_text(st, 4, opt(fingerprint));
-	bind_text(st, 5, name);
+	if (has)
+		bind_printable(st, 5, kept);
+	else
+		sqlite3_bind_null(st, 5);
+	bind_text(st, 6, name);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)

@@ -70,6 +70,8 @@ struct mb_worker_row {
 	int max_jobs;		/* jobs it runs at once (default 1) */
 	int64_t last_active_at;	/* a job last started on it (0: never) */
 	int64_t idle_ran_at;	/* the idle command ran (0: not since) */
+	char backend[256];	/* what its llama.cpp computes with, from the
+				 * last hello ("cpu", "cuda: ..."); "" unknown */
 };
 
 /* Adds a worker (id, created_at filled in). MB_EEXIST: the name is
@@ -100,7 +102,8 @@ int mb_store_worker_update(struct mb_store *s, const char *name,
  * name is free again. */
 int mb_store_worker_remove(struct mb_store *s, const char *name);
 
-/* Records a successful check: the hello JSON and the host key pinned. */
+/* Records a successful check: the hello JSON (and the backend it names,
+ * NULL when it names none) and the host key pinned. */
 int mb_store_worker_checked(struct mb_store *s, const char *name,
 			    const char *hello, const char *host_key,
 			    const char *fingerprint);

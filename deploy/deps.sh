@@ -26,6 +26,14 @@
 #   MIBERA_DEPS_JOBS    parallel build jobs (default: nproc)
 #   MIBERA_SKIP_APT=1   do not install Debian packages (not root, or done)
 #   MIBERA_LLAMA_SRC    a llama.cpp-src.tar.gz to build from instead of npm
+#   MIBERA_LLAMA_BACKEND  cpu or cuda: build llama.cpp for it whatever the box
+#                       has (default: cuda when nvidia-smi lists a GPU and the
+#                       CUDA toolkit is there, else cpu)
+#   CUDA_HOME           where the CUDA toolkit is when nvcc is not on PATH
+#                       (default /usr/local/cuda)
+#   MIBERA_DEPS_PLAN_ONLY=1  print what would be done (the llama.cpp backend,
+#                       CUDA architectures, cache entry) and stop: nothing is
+#                       installed or built
 #
 # Progress goes to stdout as "deps: ..." lines, the tools' own output to
 # log files. A failure ends with one line on stderr, "deps: failed while
@@ -152,10 +160,104 @@ build_failed() {
 	fail "$what failed: $line (log: $log)"
 }
 
-# The cache entry is keyed by the npm package version; a marker written last
-# says the install finished, so a killed build is redone.
+# Which llama.cpp to build: with CUDA when the box has an NVIDIA GPU
+# (nvidia-smi lists one) and the CUDA toolkit (nvcc on PATH or in
+# $CUDA_HOME/bin), else for the CPU; MIBERA_LLAMA_BACKEND forces either.
+# Sets backend (cpu or cuda), nvcc (the compiler, for cuda), cuda_archs
+# (CMAKE_CUDA_ARCHITECTURES, "" for ggml's own default list) and
+# backend_why (the line that tells a person which and why). Only looks:
+# runs nvidia-smi and nvcc, builds nothing.
+choose_backend() {
+	local force=${MIBERA_LLAMA_BACKEND:-} cuda_home=${CUDA_HOME:-/usr/local/cuda}
+	local gpus=0 caps="" known="" c a missing="" ver=""
+	backend=cpu nvcc="" cuda_archs="" backend_why=""
+	case $force in
+	'' | cpu | cuda) ;;
+	*) fail "MIBERA_LLAMA_BACKEND is cpu or cuda, not '$force'" ;;
+	esac
+	if command -v nvidia-smi >/dev/null 2>&1; then
+		gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+	fi
+	if command -v nvcc >/dev/null 2>&1; then
+		nvcc=$(command -v nvcc)
+	elif [ -x "$cuda_home/bin/nvcc" ]; then
+		nvcc=$cuda_home/bin/nvcc
+	fi
+	if [ "$force" = cpu ]; then
+		backend_why="building llama.cpp for the CPU (MIBERA_LLAMA_BACKEND=cpu)"
+		[ "$gpus" = 0 ] || backend_why="$backend_why; the NVIDIA GPU here stays unused"
+		nvcc=""
+		return
+	fi
+	if [ -z "$nvcc" ]; then
+		[ "$force" != cuda ] ||
+			fail "MIBERA_LLAMA_BACKEND=cuda, but there is no CUDA toolkit: no nvcc on PATH or in $cuda_home/bin (install the toolkit, or set CUDA_HOME to where it is)"
+		if [ "$gpus" = 0 ]; then
+			backend_why="no CUDA toolkit: building llama.cpp for the CPU"
+		else
+			backend_why="NVIDIA GPU but no CUDA toolkit (no nvcc on PATH or in $cuda_home/bin): building llama.cpp for the CPU; install the toolkit and run this again to use the GPU"
+		fi
+		return
+	fi
+	if [ "$gpus" = 0 ] && [ "$force" != cuda ]; then
+		backend_why="no NVIDIA GPU (nvidia-smi lists none): building llama.cpp for the CPU (MIBERA_LLAMA_BACKEND=cuda builds it for CUDA anyway)"
+		nvcc=""
+		return
+	fi
+	backend=cuda
+	ver=$("$nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | head -n 1)
+	# One build for the GPUs of this box: their compute capabilities
+	# ("9.0" -> 90), when nvcc can compile for each; else ggml's default
+	# list (several architectures, a much longer build).
+	if [ "$gpus" != 0 ]; then
+		caps=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null |
+			tr -d ' .\r' | grep -E '^[0-9]+$' | sort -un | paste -sd ';' || true)
+		known=$("$nvcc" --list-gpu-arch 2>/dev/null || true)
+		for a in ${caps//;/ }; do
+			printf '%s\n' "$known" | grep -qx "compute_$a" || missing="$missing $a"
+		done
+	fi
+	if [ -n "$caps" ] && [ -n "$known" ] && [ -z "$missing" ]; then
+		cuda_archs=$caps
+	fi
+	backend_why="building llama.cpp with CUDA (nvcc ${ver:-of unknown version} at $nvcc"
+	if [ -n "$force" ]; then
+		backend_why="$backend_why, MIBERA_LLAMA_BACKEND=cuda"
+	fi
+	if [ -n "$cuda_archs" ]; then
+		backend_why="$backend_why) for this box's GPU$([ "$gpus" = 1 ] || echo s): compute capability ${cuda_archs//;/, }"
+	elif [ "$gpus" = 0 ]; then
+		backend_why="$backend_why) with no GPU seen here: for the toolkit's default architectures"
+	elif [ -z "$caps" ]; then
+		backend_why="$backend_why): nvidia-smi does not give the GPU's compute capability, so for the toolkit's default architectures"
+	elif [ -z "$known" ]; then
+		backend_why="$backend_why): nvcc does not list the architectures it knows, so for the toolkit's default architectures"
+	else
+		backend_why="$backend_why): nvcc cannot compile for compute capability$missing, so for the toolkit's default architectures"
+	fi
+}
+
+# The cache entry is keyed by the npm package version and the backend (a
+# CUDA build has its own entry: a CPU build is never taken for one, nor the
+# other way round); mibera-backend in it says what it was built for
+# ("cpu", "cuda 90", "cuda default"): an entry built for other GPUs is
+# rebuilt. A marker written last says the install finished, so a killed
+# build is redone.
+choose_backend
 prefix="$CACHE/llama.cpp-nlc$NODE_LLAMA_CPP_VERSION"
+[ "$backend" = cpu ] || prefix="$prefix-$backend"
 srctar="$prefix/llama.cpp-src.tar.gz"
+built_for=$backend
+[ "$backend" = cpu ] || built_for="$backend ${cuda_archs:-default}"
+# what the entry at prefix was built for: an entry from before the record
+# was written is a CPU build (deps.sh built nothing else then)
+entry_backend() {
+	if [ -s "$prefix/mibera-backend" ]; then
+		cat "$prefix/mibera-backend"
+	else
+		echo cpu
+	fi
+}
 
 # Fetches node-llama-cpp's git bundle and clones it into $work/src; sets
 # tag and commit.
@@ -217,8 +319,12 @@ unpack_srctar() {
 
 build_llama() {
 	local tag commit build
+	if [ -f "$prefix/.complete" ] && [ "$(entry_backend)" != "$built_for" ]; then
+		say "llama.cpp: the cache in $prefix was built for $(entry_backend), not $built_for: building it again"
+		rm -f "$prefix/.complete"
+	fi
 	if [ -f "$prefix/.complete" ]; then
-		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"))"
+		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"), $built_for)"
 		ln -sfn "$prefix" "$CACHE/llama.cpp"
 		# a cache entry from before the source (or its converter) was
 		# kept: fetch it again, check it is the commit that was built,
@@ -246,10 +352,16 @@ build_llama() {
 		fetch_npm
 		build=$(git -C "$work/src" rev-list --count HEAD)
 	fi
-	begin "building llama.cpp $tag ($commit) with $JOBS jobs"
+	begin "building llama.cpp $tag ($commit) for $built_for with $JOBS jobs"
+	local gpu_flags=(-DGGML_CUDA=OFF)
+	if [ "$backend" = cuda ]; then
+		gpu_flags=(-DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
+		[ -z "$cuda_archs" ] || gpu_flags+=(-DCMAKE_CUDA_ARCHITECTURES="$cuda_archs")
+	fi
 	# the build number and commit as a git checkout would give them, so
 	# both sources build the same library
 	cmake -S "$work/src" -B "$work/build" -G Ninja \
+		"${gpu_flags[@]}" \
 		-DCMAKE_BUILD_TYPE=Release \
 		-DCMAKE_INSTALL_PREFIX="$prefix" \
 		-DBUILD_SHARED_LIBS=ON \
@@ -283,6 +395,7 @@ build_llama() {
 			make_srctar
 		fi
 	fi
+	printf '%s\n' "$built_for" >"$prefix/mibera-backend"
 	printf '%s %s\n' "$tag" "$commit" >"$prefix/.complete"
 	rm -rf "$work"
 	work=""
@@ -319,6 +432,21 @@ keep_converter() {
 	say "llama.cpp: its converter is in $prefix/convert"
 }
 
+say "$backend_why"
+if [ "${MIBERA_DEPS_PLAN_ONLY:-0}" = 1 ]; then
+	say "plan: backend $backend"
+	say "plan: nvcc ${nvcc:-none}"
+	say "plan: cuda architectures $([ "$backend" = cpu ] && echo none || echo "${cuda_archs:-default}")"
+	if [ ! -f "$prefix/.complete" ]; then
+		say "plan: build llama.cpp into $prefix"
+	elif [ "$(entry_backend)" != "$built_for" ]; then
+		say "plan: rebuild llama.cpp in $prefix (built for $(entry_backend), not $built_for)"
+	else
+		say "plan: reuse llama.cpp in $prefix"
+	fi
+	step=""
+	exit 0
+fi
 install_packages
 build_llama
 keep_converter

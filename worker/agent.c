@@ -45,6 +45,7 @@
 #include "common/json.h"
 #include "mb_version.h"
 #include "proto/protocol.h"
+#include "worker/lmrun.h"
 #include "worker/verbs.h"
 
 /* The spec of a step is small: argv and a few secrets. */
@@ -99,8 +100,9 @@ static uint64_t mem_total(void)
 	return mb_proc_kb_field("/proc/meminfo", "MemTotal:");
 }
 
-/* GPUs from nvidia-smi, when there is one: "name, memory MiB" lines. */
-static void gpus(struct mb_buf *b)
+/* GPUs from nvidia-smi, when there is one: "name, memory MiB" lines.
+ * Returns how many. */
+static int gpus(struct mb_buf *b)
 {
 	FILE *p = popen("nvidia-smi --query-gpu=name,memory.total "
 			"--format=csv,noheader,nounits 2>/dev/null", "r");
@@ -123,6 +125,23 @@ static void gpus(struct mb_buf *b)
 	if (p != NULL)
 		pclose(p);
 	mb_buf_adds(b, "]");
+	return n;
+}
+
+/* What the steps that run the model (imatrix, fidelity) compute with:
+ * lm_backend's words, and on a box whose GPU this build of llama.cpp
+ * cannot use, that said, as a person renting the GPU wants to know. */
+static void backend(struct mb_buf *b, int nvidia)
+{
+	char what[600], line[700];
+
+	if (lm_backend(what, sizeof(what)) == 0 && nvidia > 0)
+		snprintf(line, sizeof(line), "cpu (GPU present, llama.cpp built "
+			 "for CPU)");
+	else
+		snprintf(line, sizeof(line), "%s", what);
+	mb_buf_adds(b, ",\"backend\":");
+	mb_json_quote(b, line);
 }
 
 int verb_hello(int argc, char **argv)
@@ -147,7 +166,7 @@ int verb_hello(int argc, char **argv)
 	mb_json_quote(&b, dir);
 	mb_buf_addf(&b, ",\"disk_free\":%llu,\"llama_cpp\":\"%s\",\"gpus\":",
 		    (unsigned long long)free_bytes, MB_LLAMA_VERSION);
-	gpus(&b);
+	backend(&b, gpus(&b));
 	mb_buf_adds(&b, "}\n");
 	fwrite(b.data, 1, b.len, stdout);
 	mb_buf_release(&b);

@@ -134,6 +134,7 @@ struct run {
 	double *nll_base;
 	float *block;			/* one chunk of log-probs */
 	float *lq;			/* one position's, of the quant */
+	struct mb_events *ev;		/* where the F16's load is told */
 	char err[1024];
 };
 
@@ -145,6 +146,8 @@ static int base_pass(struct run *r, const char *f16)
 	if (lm_open(&lm, f16, r->n_ctx, r->threads, r->cpu, NULL, NULL, r->err,
 		    sizeof(r->err)) != 0)
 		return -1;
+	/* the quants load the same way */
+	lm_say_offload(&lm, r->ev, "fidelity");
 	if (lm.n_vocab != r->n_vocab) {
 		snprintf(r->err, sizeof(r->err), "'%s' has %d tokens, not %d",
 			 f16, lm.n_vocab, r->n_vocab);
@@ -366,6 +369,7 @@ int verb_fidelity(int argc, char **argv)
 			"journal\n");
 		return 1;
 	}
+	r.ev = &ev;
 	t0 = mb_now_s();
 	/* the F16's vocabulary tokenizes the text for every file: a quant
 	 * has the same tokenizer, checked by its vocabulary size below */

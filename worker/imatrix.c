@@ -589,6 +589,7 @@ int verb_imatrix(int argc, char **argv)
 		ret = 3;
 		goto out;
 	}
+	lm_say_offload(&lm, &ev, "imatrix");
 	nchunk = (int)(ntok / (size_t)n_ctx);
 	if (nchunk < 1) {
 		fprintf(stderr, "mibera-worker imatrix: '%s' has %zu tokens, "

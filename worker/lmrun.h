@@ -13,6 +13,8 @@
 
 #include "llama.h"
 
+struct mb_events;
+
 struct lm {
 	struct llama_model *model;
 	struct llama_context *ctx;
@@ -21,11 +23,15 @@ struct lm {
 	int n_ctx;		/* tokens per chunk */
 	struct llama_batch batch;
 	int have_batch;
+	int gpu_layers;		/* layers offloaded to a GPU (0: none) */
+	char offload[800];	/* where the model runs, in words */
 };
 
 /* Loads path with a context of n_ctx tokens per chunk (one batch, one
- * micro-batch: the imatrix callback sees whole chunks), on the GPU when
- * libllama has one unless cpu_only. cb (may be NULL) is the context's
+ * micro-batch: the imatrix callback sees whole chunks), with every layer
+ * on the GPU when libllama has a GPU device (lm_backend) unless cpu_only
+ * (as many as its free memory holds when the model is bigger; the CPU
+ * when the load on the GPU fails), else none; lm->offload says which. cb (may be NULL) is the context's
  * evaluation callback. Returns 0 or -1 with llama.cpp's last error lines
  * in err. */
 int lm_open(struct lm *lm, const char *path, int n_ctx, int threads,
@@ -61,6 +67,16 @@ int lm_default_text(const char *name, char *out, size_t cap, char *err,
 /* 1 when libllama runs on a GPU here: the verbs size their default work
  * to it (a CPU-only box is a test or development box). */
 int lm_has_gpu(void);
+
+/* What libllama computes with here, from ggml's device registry: "cpu",
+ * or the GPU backend and its devices ("cuda: NVIDIA H200, 140 GiB").
+ * Returns the number of GPU devices (0: the CPU only). */
+int lm_backend(char *out, size_t cap);
+
+/* Says where lm's model runs (lm->offload): a line on stdout prefixed by
+ * who, and an "info" log event in ev (may be NULL). */
+void lm_say_offload(const struct lm *lm, struct mb_events *ev,
+		    const char *who);
 
 /* The last error lines llama.cpp logged (for messages), and the log
  * handler lm_open installs: quiet unless MIBERA_LLAMA_LOG is set. */

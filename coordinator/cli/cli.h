@@ -51,6 +51,20 @@ void cli_job_json(struct mb_buf *b, struct mb_store *s,
 int cli_open_job(const char *cmd, long long id, struct mb_store **s,
 		 struct mb_job_row *j);
 
+/* The file a job recommends, as its model card says it: chosen by
+ * mb_publish_choose from its verified artifacts and the fidelity step's
+ * figures. */
+struct cli_rec {
+	char file[256];		/* printable */
+	char why[256];
+	int measured;		/* the file has the figures below */
+	double kld_mean, top1;
+};
+
+/* Fills r for job id: 0, or 1 when the job has no verified artifacts
+ * (yet). */
+int cli_recommended(struct mb_store *s, long long id, struct cli_rec *r);
+
 /* --set KEY=VALUE and --base ORG/NAME, inspect's and submit's: what a
  * person settles about a model that its files cannot. */
 #define CLI_USER_OPTS                                                        \

@@ -15,6 +15,7 @@
 
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/publish.h"
 #include "coordinator/store.h"
 
 int cli_job_id(const char *arg, long long *id)
@@ -209,4 +210,88 @@ int cli_base_config(const char *cmd, const char *base, char **text,
 			"it\n", cmd, base, h.err[0] ? h.err : mb_strerror(rc));
 	mb_hub_release(&h);
 	return 0;
+}
+
+/* A job's files and their figures, for cli_recommended: at most this
+ * many files (a job makes a few quants and the F16). */
+#define REC_MAX 64
+
+struct rec_ctx {
+	struct mb_publish_cand c[REC_MAX];
+	char names[REC_MAX][256];
+	size_t n;
+};
+
+static int rec_artifact(const char *name, uint64_t size, const char *sha256,
+			const char *path, const char *smoke, void *ctx)
+{
+	struct rec_ctx *rc = ctx;
+
+	(void)sha256;
+	(void)path;
+	(void)smoke;
+	if (rc->n == REC_MAX)
+		return 0;
+	mb_printable(rc->names[rc->n], sizeof(rc->names[0]), name);
+	rc->c[rc->n].name = rc->names[rc->n];
+	rc->c[rc->n].size = size;
+	rc->n++;
+	return 0;
+}
+
+/* The fidelity step's results: the last for a file wins (a retry may
+ * have measured it again). */
+static int rec_figures(int64_t event_id, const char *step, int64_t at_ms,
+		       const char *type, const char *data, void *ctx)
+{
+	struct rec_ctx *rc = ctx;
+	cJSON *doc;
+	const cJSON *kl, *t1;
+	char file[256];
+	size_t i;
+
+	(void)event_id;
+	(void)at_ms;
+	if (strcmp(step, "fidelity") != 0 || strcmp(type, "result") != 0)
+		return 0;
+	doc = cJSON_Parse(data);
+	mb_printable(file, sizeof(file), cJSON_GetStringValue(
+			     cJSON_GetObjectItemCaseSensitive(doc, "file")));
+	kl = cJSON_GetObjectItemCaseSensitive(doc, "kld_mean");
+	t1 = cJSON_GetObjectItemCaseSensitive(doc, "top1");
+	for (i = 0; doc != NULL && i < rc->n; i++) {
+		struct mb_publish_cand *c = &rc->c[i];
+
+		if (strcmp(c->name, file) != 0)
+			continue;
+		c->measured = cJSON_IsNumber(kl) && cJSON_IsNumber(t1);
+		c->broken = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(doc,
+									  "ok"));
+		c->kld_mean = c->measured ? kl->valuedouble : 0;
+		c->top1 = c->measured ? t1->valuedouble : 0;
+	}
+	cJSON_Delete(doc);
+	return 0;
+}
+
+int cli_recommended(struct mb_store *s, long long id, struct cli_rec *r)
+{
+	struct rec_ctx *rc = calloc(1, sizeof(*rc));
+	int k;
+
+	memset(r, 0, sizeof(*r));
+	if (rc == NULL)
+		return 1;
+	mb_store_artifact_list(s, id, rec_artifact, rc);
+	if (rc->n > 0)
+		mb_store_events(s, id, 0, rec_figures, rc);
+	k = mb_publish_choose(rc->c, rc->n, r->why, sizeof(r->why));
+	if (k >= 0) {
+		snprintf(r->file, sizeof(r->file), "%s", rc->c[k].name);
+		r->measured = rc->c[k].measured;
+		r->kld_mean = rc->c[k].kld_mean;
+		r->top1 = rc->c[k].top1;
+	}
+	free(rc);
+	return k >= 0 ? 0 : 1;
 }

@@ -2,13 +2,15 @@
  * mibera-job dashboard [--once]: a live full-screen view of the queue,
  * redrawn about once a second from the job database: the workers (state,
  * current job, free disk, GPU, cost so far), the jobs (model, quant types,
- * current step, a progress bar with bytes, rate and ETA, elapsed time) and
- * the latest events. It fits 80x24 and uses the room a bigger terminal
- * gives. q (or Ctrl-C) quits and gives the terminal back as it was.
- * --once prints one frame without taking the screen (for scripts): plain
- * lines, coloured only on a terminal. NO_COLOR (no-color.org) turns the
- * colours off everywhere. A value cut to fit its column ends with "..."
- * (a path starts with it: its end, the model's name, is kept).
+ * current step, a progress bar with bytes, rate and ETA, elapsed time; a
+ * finished job's recommended quant with its top-1 agreement and KL
+ * divergence from the F16) and the latest events. It fits 80x24 and uses
+ * the room a bigger terminal gives. q (or Ctrl-C) quits and gives the
+ * terminal back as it was. --once prints one frame without taking the
+ * screen (for scripts): plain lines, coloured only on a terminal.
+ * NO_COLOR (no-color.org) turns the colours off everywhere. A value cut
+ * to fit its column ends with "..." (a path starts with it: its end, the
+ * model's name, is kept).
  */
 #include <errno.h>
 #include <poll.h>
@@ -28,6 +30,7 @@
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/publish.h"
 #include "coordinator/store.h"
 
 #define MAX_JOBS 4096
@@ -223,7 +226,52 @@ static int progress_width(int cols)
 	return w < 8 ? 8 : w;
 }
 
-/* One line per job: id, model, quants, step, progress, elapsed. */
+/* A finished job's recommended file and how close it is to its F16, for
+ * the progress column: "Q4_K_M top-1 92% KL 0.031". A finished
+ * job does not change (a retry finishes it again, later), so each is
+ * worked out once per (job, finish time) and kept. */
+#define QUALITY_CACHE 256
+
+struct quality {
+	int64_t id, finished_at;
+	char text[80];
+};
+
+static struct quality qcache[QUALITY_CACHE];
+static size_t qnext;
+
+static const char *quality_text(struct mb_store *s, const struct mb_job_row *j)
+{
+	struct cli_rec rec;
+	struct quality *q = NULL;
+	char type[64];
+	size_t i;
+
+	for (i = 0; i < QUALITY_CACHE; i++)
+		if (qcache[i].id == j->id && qcache[i].finished_at == j->finished_at)
+			return qcache[i].text;
+	q = &qcache[qnext++ % QUALITY_CACHE];
+	q->id = j->id;
+	q->finished_at = j->finished_at;
+	q->text[0] = '\0';
+	if (cli_recommended(s, j->id, &rec) != 0)
+		return q->text;
+	mb_publish_type(rec.file, type, sizeof(type));
+	/* 25 columns at most for the usual types: what an 80-column
+	 * terminal gives the progress */
+	if (!rec.measured)
+		snprintf(q->text, sizeof(q->text), "%.40s (no fidelity)", type);
+	else if (rec.kld_mean < 0.001)
+		snprintf(q->text, sizeof(q->text), "%.40s top-1 %.0f%% KL<0.001",
+			 type, 100 * rec.top1);
+	else
+		snprintf(q->text, sizeof(q->text), "%.40s top-1 %.0f%% KL %.3f",
+			 type, 100 * rec.top1, rec.kld_mean);
+	return q->text;
+}
+
+/* One line per job: id, model, quants, step, progress (for a finished
+ * job, its recommended file's quality), elapsed. */
 static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		     struct mb_buf *b)
 {
@@ -271,6 +319,8 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		cJSON_Delete(doc);
 	} else if (j->error[0] && strcmp(j->state, "succeeded") != 0) {
 		snprintf(tmp, sizeof(tmp), "%.500s", j->error);
+	} else if (strcmp(j->state, "succeeded") == 0) {
+		snprintf(tmp, sizeof(tmp), "%s", quality_text(f->s, j));
 	}
 	cell(b, tmp, bar_w);
 	mb_buf_adds(b, " ");

@@ -293,6 +293,20 @@ static void print_quality(struct mb_store *s, int64_t id)
 	}
 }
 
+/* Which file to start with, and why, as the model card says it. */
+static void print_recommended(struct mb_store *s, int64_t id)
+{
+	struct cli_rec rec;
+
+	if (cli_recommended(s, id, &rec) != 0)
+		return;
+	printf("\nrecommended: %s, %s", rec.file, rec.why);
+	if (rec.measured)
+		printf(" (mean KL %.5f, top-1 %.1f%%)", rec.kld_mean,
+		       100 * rec.top1);
+	printf("\n");
+}
+
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, NULL, "print JSON (proto/show.schema.json)" },
 	{ NULL, 0, NULL, NULL, NULL },
@@ -351,6 +365,7 @@ static void settings(struct mb_store *s, int64_t id, struct mb_buf *b, FILE *f)
 /* show --json: proto/show.schema.json. */
 static int show_json(struct mb_store *s, const struct mb_job_row *j)
 {
+	struct cli_rec rec;
 	struct repairs rs;
 	struct arts a = { 0, NULL };
 	struct mb_buf b, part;
@@ -374,7 +389,20 @@ static int show_json(struct mb_store *s, const struct mb_job_row *j)
 	a.json = &part;
 	mb_store_artifact_list(s, j->id, show_artifact, &a);
 	mb_job_dir("artifacts", j->id, dir, sizeof(dir));
-	mb_buf_adds(&b, "],\"artifacts_dir\":");
+	mb_buf_adds(&b, "],\"recommended\":");
+	if (cli_recommended(s, j->id, &rec) != 0) {
+		mb_buf_adds(&b, "null");
+	} else {
+		mb_buf_adds(&b, "{\"file\":");
+		mb_json_quote(&b, rec.file);
+		mb_buf_adds(&b, ",\"why\":");
+		mb_json_quote(&b, rec.why);
+		if (rec.measured)
+			mb_buf_addf(&b, ",\"kld_mean\":%.8g,\"top1\":%.8g",
+				    rec.kld_mean, rec.top1);
+		mb_buf_adds(&b, "}");
+	}
+	mb_buf_adds(&b, ",\"artifacts_dir\":");
 	mb_json_quote(&b, dir);
 	mb_buf_adds(&b, ",\"artifacts\":[");
 	if (part.len > 0)
@@ -463,6 +491,7 @@ int cmd_show(int argc, char **argv)
 	mb_store_artifact_list(s, id, show_artifact, &a);
 	if (a.n == 0)
 		printf("  none yet\n");
+	print_recommended(s, id);
 	mb_store_close(s);
 	return 0;
 }

@@ -277,6 +277,16 @@ static void summary(const char *hello)
 		printf("  GPU %s, %.1f GB\n",
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(g, "name")),
 		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "memory")) / 1e9);
+	{
+		/* what the model-running steps will use: the GPU rented for
+		 * them, or the CPU */
+		const char *be = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(h, "backend"));
+		char safe[300];
+
+		printf("  backend %s\n", be ? mb_printable(safe, sizeof(safe), be)
+					    : "unknown (the agent does not say)");
+	}
 	cJSON_Delete(h);
 }
 
@@ -449,6 +459,10 @@ static int take_worker(const struct mb_worker_row *w, void *ctx)
 	return 0;
 }
 
+/* The backend column: as wide as "cuda: NVIDIA GeForce RTX 4090, 24 GiB";
+ * a longer one pushes the host key along. */
+#define BACKEND_W "37"
+
 static void list_one(const struct mb_worker_row *w, const struct probe *pr,
 		     struct mb_buf *b)
 {
@@ -470,6 +484,8 @@ static void list_one(const struct mb_worker_row *w, const struct probe *pr,
 		mb_json_quote(b, w->idle_command);
 		mb_buf_adds(b, ",\"state\":");
 		mb_json_quote(b, w->state);
+		mb_buf_adds(b, ",\"backend\":");
+		mb_json_quote(b, w->backend);
 		mb_buf_addf(b, ",\"checked_at\":%lld,\"hello\":%s",
 			    (long long)w->checked_at, w->hello[0] ? w->hello : "null");
 		if (pr != NULL) {
@@ -480,8 +496,10 @@ static void list_one(const struct mb_worker_row *w, const struct probe *pr,
 		mb_buf_adds(b, "}");
 		return;
 	}
-	printf("%-16s %-30s %-8s %8.2f/h  %s", w->name, w->target, w->state,
-	       w->cost_per_hour, w->fingerprint[0] ? w->fingerprint : "-");
+	printf("%-16s %-30s %-8s %8.2f/h  %-" BACKEND_W "s  %s", w->name,
+	       w->target, w->state, w->cost_per_hour,
+	       w->backend[0] ? w->backend : "-",
+	       w->fingerprint[0] ? w->fingerprint : "-");
 	if (pr != NULL && pr->ok)
 		printf("  answers (%.1f s)", pr->seconds);
 	else if (pr != NULL)
@@ -525,8 +543,9 @@ static int cmd_list(int argc, char **argv, struct mb_store **sp)
 		mb_buf_adds(&b, "[");
 		l.b = &b;
 	} else {
-		printf("%-16s %-30s %-8s %10s  %s\n", "NAME", "TARGET", "STATE",
-		       "COST", check ? "HOST KEY, ANSWERS" : "HOST KEY");
+		printf("%-16s %-30s %-8s %10s  %-" BACKEND_W "s  %s\n", "NAME",
+		       "TARGET", "STATE", "COST", "BACKEND",
+		       check ? "HOST KEY, ANSWERS" : "HOST KEY");
 	}
 	if (!check) {
 		rc = mb_store_worker_list(*sp, print_one, l.b);

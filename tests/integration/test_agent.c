@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -117,6 +118,61 @@ static void test_hello(void **state)
 	assert_non_null(strstr(cJSON_GetObjectItem(h, "llama_cpp")->valuestring,
 			       "v0."));
 	assert_true(cJSON_IsArray(cJSON_GetObjectItem(h, "gpus")));
+	cJSON_Delete(h);
+}
+
+/* hello says what libllama computes with: "cpu" on this build (no GPU
+ * backend), and on a box whose nvidia-smi lists a GPU that this build
+ * cannot use, that it is there. The GPU case uses a stand-in nvidia-smi
+ * (a script answering the query hello makes): the decision is tested,
+ * not a GPU, which this machine does not have. */
+static void test_hello_backend(void **state)
+{
+	char dir[700], path[800], *old_path;
+	const char *b;
+	cJSON *h;
+
+	(void)state;
+	h = worker_json("hello", NULL);
+	b = cJSON_GetStringValue(cJSON_GetObjectItem(h, "backend"));
+	assert_non_null(b);
+	if (strncmp(b, "cuda: ", 6) == 0) {
+		/* a CUDA build on a GPU box: the GPU's name and memory */
+		assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(h, "gpus")) > 0);
+		assert_non_null(strstr(b, " GiB"));
+		cJSON_Delete(h);
+		skip();
+	}
+	if (cJSON_GetArraySize(cJSON_GetObjectItem(h, "gpus")) == 0)
+		assert_string_equal(b, "cpu");
+	else
+		assert_string_equal(b, "cpu (GPU present, llama.cpp built for CPU)");
+	cJSON_Delete(h);
+
+	snprintf(dir, sizeof(dir), "%s/fake-nvidia", root);
+	snprintf(path, sizeof(path), "%s/nvidia-smi", dir);
+	assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	{
+		static const char script[] = "#!/bin/sh\necho 'NVIDIA H200, "
+					     "143771'\n";
+
+		assert_int_equal(th_write_file(path, script, sizeof(script) - 1), 0);
+	}
+	assert_int_equal(chmod(path, 0755), 0);
+	old_path = strdup(getenv("PATH"));
+	assert_non_null(old_path);
+	{
+		char p[8192];
+
+		snprintf(p, sizeof(p), "%s:%s", dir, old_path);
+		setenv("PATH", p, 1);
+	}
+	h = worker_json("hello", NULL);
+	setenv("PATH", old_path, 1);
+	free(old_path);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(h, "gpus")), 1);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(h, "backend")),
+			    "cpu (GPU present, llama.cpp built for CPU)");
 	cJSON_Delete(h);
 }
 
@@ -380,6 +436,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_hello_backend),
 		cmocka_unit_test(test_step_followed_to_result),
 		cmocka_unit_test(test_failed_step),
 		cmocka_unit_test(test_hostile_requests),

@@ -367,6 +367,16 @@ static void test_show_artifacts_and_workers(void **state)
 	(void)state;
 	assert_int_equal(run(&out, "%s worker add wl local --dir %s/wd --agent "
 			     "%s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
+	/* what its llama.cpp computes with: this build has no GPU backend */
+	assert_non_null(strstr(out, "\n  backend cpu\n"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_true(column_in_line(out, "NAME ", "BACKEND") > 0);
+	assert_int_equal(column_in_line(out, "wl ", "cpu "),
+			 column_in_line(out, "NAME ", "BACKEND"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_non_null(strstr(out, "\"backend\":\"cpu\""));
 	free(out);
 	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
 			     model), 0);
@@ -388,6 +398,9 @@ static void test_show_artifacts_and_workers(void **state)
 	assert_int_equal(column_in_line(out, "  rms_norm_eps", "base model"), c2);
 	assert_non_null(strstr(out, "tiny-Q8_0.gguf"));
 	assert_null(strstr(out, "none yet"));
+	/* the file to start with and why: measured against its F16 */
+	assert_non_null(strstr(out, "\nrecommended: tiny-Q8_0.gguf, the "));
+	assert_non_null(strstr(out, "(mean KL "));
 	free(out);
 
 	snprintf(cmd, sizeof(cmd), "%s show 1 --json", JOB);
@@ -401,6 +414,11 @@ static void test_show_artifacts_and_workers(void **state)
 		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "repairs")),
 				 13);
 		assert_int_equal(cJSON_GetArraySize(arts), 1);
+		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+			cJSON_GetObjectItem(doc, "recommended"), "file")),
+			"tiny-Q8_0.gguf");
+		assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(
+			doc, "recommended"), "top1")));
 		assert_true(cJSON_IsObject(cJSON_GetObjectItem(
 			cJSON_GetArrayItem(arts, 0), "smoke")));
 		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
@@ -497,6 +515,9 @@ static void test_cut_text_and_plain_dashboard(void **state)
 	assert_non_null(strstr(out, " JOB   MODEL"));
 	/* the model column keeps the end of the path, and says it was cut */
 	assert_non_null(strstr(out, "...a-long-name "));
+	/* the finished job: its recommended quant, how close to its F16 */
+	assert_true(column_in_line(out, "succeeded ", "Q8_0 top-1 ") > 0);
+	assert_true(column_in_line(out, "succeeded ", "% KL") > 0);
 	free(out);
 	/* on a terminal (script(1) gives it one): colours */
 	assert_int_equal(run(&out, "script -qec '%s dashboard --once' /dev/null",

@@ -118,7 +118,8 @@ static int setup(void **state)
 			 "'%s/data/calibration/imatrix.txt' --chunks 8 --ctx 128 "
 			 "--threads 2 --cpu", worker, f16, imx, MB_SOURCE_DIR);
 	}
-	if (rc != 0) {
+	if (rc != 0 || strstr(log, "imatrix: offload: none, on the CPU") == NULL) {
+		/* it runs the model, and says where */
 		fprintf(stderr, "setup: exit %d\n%s", rc, log);
 		free(log);
 		return -1;
@@ -352,6 +353,8 @@ static void test_order_and_reproducible(void **state)
 	assert_int_equal(run(&log, "'%s' fidelity '%s' '%s' '%s' '%s' --text "
 			     "'%s' --chunks 4 --ctx 128 --threads 2 --cpu "
 			     "--json", worker, f16, q[0], q[1], q[2], text), 0);
+	/* where the model ran, said once: on the CPU (--cpu, and no GPU) */
+	assert_non_null(strstr(log, "fidelity: offload: none, on the CPU"));
 	for (i = 0; i < 3; i++) {
 		cJSON *o;
 

@@ -253,6 +253,15 @@ static void test_job_end_to_end(void **state)
 	assert_int_equal(run("mibera-job", "logs --step fidelity 1", &out), 0);
 	assert_non_null(strstr(out, "fidelity of phi4-tiny-Q8_0.gguf against the "
 				    "F16: KL divergence mean"));
+	/* where the model ran: this build of llama.cpp has no GPU */
+	assert_non_null(strstr(out, "info: offload: none, on the CPU: llama.cpp "
+				    "has no GPU here (cpu)"));
+	free(out);
+	/* the file to start with, and why: the only quant, measured */
+	assert_int_equal(run("mibera-job", "show 1", &out), 0);
+	print_message("%s", strstr(out, "quality against") ? strstr(out, "quality against") : out);
+	assert_non_null(strstr(out, "\nrecommended: phi4-tiny-Q8_0.gguf, the "));
+	assert_non_null(strstr(out, "(mean KL "));
 	free(out);
 	/* the artifacts are here and match the worker's manifest */
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-1/manifest.json", root);

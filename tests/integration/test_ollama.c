@@ -261,8 +261,11 @@ static void test_job_registers_the_model(void **state)
 
 	(void)state;
 	use_server(srv.port);
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0,Q6_K --ollama "
-			     "tiny 2>/dev/null; }", JOB, model), 0);
+	/* without the fidelity step: the recommendation goes by type (the
+	 * tiny random model's Q6_K is not within the bounds figures would
+	 * hold it to; the choice on figures is tested below) */
+	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0,Q6_K --no-fidelity "
+			     "--ollama tiny 2>/dev/null; }", JOB, model), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
 	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
@@ -280,7 +283,8 @@ static void test_job_registers_the_model(void **state)
 	st = fake_state(&srv);
 	models = cJSON_GetObjectItem(st, "models");
 	assert_int_equal(cJSON_GetArraySize(models), 3);
-	/* NAME: the recommended one (Q6_K before Q8_0), as the Modelfile */
+	/* NAME: the recommended one (by type, Q6_K before Q8_0), as the
+	 * Modelfile */
 	m = cJSON_GetObjectItem(models, "tiny:latest");
 	assert_non_null(m);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
@@ -358,6 +362,34 @@ static void test_second_registration_sends_nothing(void **state)
 	assert_null(cJSON_GetObjectItem(models, "tiny3:best:q8_0"));
 	assert_int_equal(cJSON_GetArraySize(models), 7);
 	cJSON_Delete(st);
+	/* the file the job's provenance recommends, as its Modelfile does:
+	 * a job whose figures chose Q8_0 registers Q8_0 */
+	{
+		char path[800];
+		char *text, *was;
+		size_t len;
+		cJSON *prov;
+
+		snprintf(path, sizeof(path), "%s/artifacts/job-1/provenance.json",
+			 mhome);
+		was = th_slurp(path, &len);
+		assert_non_null(was);
+		prov = cJSON_Parse(was);
+		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+			prov, "recommended")), "tiny-Q6_K.gguf");
+		cJSON_ReplaceItemInObject(prov, "recommended",
+					  cJSON_CreateString("tiny-Q8_0.gguf"));
+		text = cJSON_Print(prov);
+		assert_int_equal(th_write_file(path, text, strlen(text)), 0);
+		cJSON_free(text);
+		cJSON_Delete(prov);
+		assert_int_equal(run(&out, "%s ollama 1 tiny4:best", JOB), 0);
+		assert_non_null(strstr(out, "registered tiny4:best (tiny-Q8_0.gguf"));
+		free(out);
+		/* as it was, for the tests after */
+		assert_int_equal(th_write_file(path, was, len), 0);
+		free(was);
+	}
 }
 
 /* A file whose bytes changed after the pull: a server that does not hold

@@ -101,6 +101,26 @@ static void test_workers(void **state)
 	assert_string_equal(r.hello, "{\"protocol\":1}");
 	assert_true(r.cost_per_hour == 0.4);
 	assert_string_equal(r.state, "idle");
+	/* a hello that does not name its backend (an older agent): unknown */
+	assert_string_equal(r.backend, "");
+	/* one that does: kept with the worker, its control bytes made
+	 * harmless; the next hello replaces it */
+	assert_int_equal(mb_store_worker_checked(s, "vast1", "{\"protocol\":1,"
+						 "\"backend\":\"cuda: NVIDIA "
+						 "H200, 140 GiB\\u001b[2J\"}",
+						 NULL, NULL), 0);
+	assert_int_equal(mb_store_worker_get(s, "vast1", &r), 0);
+	assert_string_equal(r.backend, "cuda: NVIDIA H200, 140 GiB?[2J");
+	assert_string_equal(r.fingerprint, "SHA256:abc");
+	assert_int_equal(mb_store_worker_checked(s, "vast1", "{\"protocol\":1,"
+						 "\"backend\":\"cpu\"}", NULL,
+						 NULL), 0);
+	assert_int_equal(mb_store_worker_get(s, "vast1", &r), 0);
+	assert_string_equal(r.backend, "cpu");
+	assert_int_equal(mb_store_worker_checked(s, "vast1", "{\"protocol\":1}",
+						 NULL, NULL), 0);
+	assert_int_equal(mb_store_worker_get(s, "vast1", &r), 0);
+	assert_string_equal(r.backend, "");
 	assert_int_equal(mb_store_worker_get(s, "nope", &r), MB_ENOENT);
 	assert_int_equal(mb_store_worker_remove(s, "vast1"), 0);
 	assert_int_equal(mb_store_worker_remove(s, "vast1"), MB_ENOENT);
