@@ -1391,6 +1391,37 @@ static int spm_count(const void *buf, size_t len, uint64_t *count, char *err,
 	return 0;
 }
 
+/* Reads the NormalizerSpec (ModelProto field 3) for add_dummy_prefix
+ * (its field 3; true when absent). Gemma's tokenizer.model says false:
+ * no space goes before the text, which llama.cpp does for a "llama"
+ * vocabulary unless tokenizer.ggml.add_space_prefix is false, the key
+ * convert_hf_to_gguf.py writes for Gemma. Sets *prefix to 0 when false,
+ * leaves it otherwise (llama.cpp's default is what the proto says). */
+static int spm_dummy_prefix(const void *buf, size_t len, int *prefix,
+			    char *err, size_t errcap)
+{
+	struct pb c = { buf, len }, sub, inner;
+	uint64_t field, num;
+	int wire, rc;
+
+	while (c.left > 0) {
+		rc = pb_field(&c, &field, &wire, &num, &sub, err, errcap);
+		if (rc != 0)
+			return rc;
+		if (field != 3 || wire != 2)
+			continue;
+		while (sub.left > 0) {
+			rc = pb_field(&sub, &field, &wire, &num, &inner, err,
+				      errcap);
+			if (rc != 0)
+				return rc;
+			if (field == 3 && wire == 0 && num == 0)
+				*prefix = 0;
+		}
+	}
+	return 0;
+}
+
 /* Parses SentencePiece {piece = 1 (string), score = 2 (float), type = 3
  * (enum NORMAL 1 .. BYTE 6, llama.cpp's numbers)} into slot idx. */
 static int spm_piece(struct mb_vocab *v, uint64_t idx, struct pb m,
@@ -1519,6 +1550,9 @@ static int llama_build(struct mb_vocab *v, const void *buf, size_t len,
 		rc = vocab_alloc(v, n, 1);
 	if (rc == 0)
 		rc = spm_fill(v, buf, len, err, errcap);
+	if (rc == 0)
+		rc = spm_dummy_prefix(buf, len, &v->add_space_prefix, err,
+				      errcap);
 	if (rc == 0)
 		rc = apply_added(v, added, count, err, errcap);
 	if (rc == 0)

@@ -42,8 +42,10 @@ struct mb_vocab {
 	char **merges;		/* "a b"; gpt2 only */
 	int64_t bos, eos, pad, unk;	/* -1: none */
 	int add_bos, add_eos;	/* -1: not said */
-	int add_space_prefix;	/* llama from tokenizer.json: a U+2581
-				   before the text; -1: not said */
+	int add_space_prefix;	/* llama: a U+2581 before the text (from
+				   tokenizer.json, or 0 from a
+				   tokenizer.model without
+				   add_dummy_prefix); -1: not said */
 	char *chat_template;	/* NULL: none */
 	uint64_t n_real;	/* tokens before padding */
 	uint64_t n_renamed;	/* ids whose text another id kept: made

@@ -50,6 +50,18 @@ struct ref_cfg {
 	double short_f[REF_MAX_PAIRS], long_f[REF_MAX_PAIRS];
 	int tied;
 	size_t sliding;		/* 0: no sliding window */
+	/* Gemma 3 (model_type gemma3_text): norms times (1 + w), four per
+	 * layer; the embedding times embed_scale; scores times attn_scale
+	 * (query_pre_attn_scalar^-0.5) and capped by attn_cap (0: not);
+	 * logits capped by final_cap (0: not); GeGLU (tanh GELU) MLP;
+	 * layers with swa[il] set attend to the last `window` positions
+	 * and turn by theta_local, the others by theta with positions
+	 * divided by rope_linear */
+	int gemma;
+	double embed_scale, attn_scale, attn_cap, final_cap;
+	double theta_local, rope_linear;
+	size_t window;
+	unsigned char swa[REF_MAX_LAYERS];
 };
 
 struct ref_ctx {
@@ -70,7 +82,9 @@ struct ref_layer {
 	float *qkv_b;		/* [qd + 2 kvd] or NULL: their biases */
 	float *q_norm, *k_norm;	/* [hd] each, or NULL: per-head norms */
 	float *o;		/* [H][qd] */
+	float *attn_post;	/* [H] or NULL: Gemma 3's norm of o's */
 	float *ffn_norm;	/* [H] */
+	float *ffn_post;	/* [H] or NULL: Gemma 3's norm of the MLP's */
 	float *gate_up;		/* [2 ff][H]: gate rows, then up rows */
 	float *down;		/* [H][ff] */
 };
@@ -86,6 +100,8 @@ static void ref_layer_release(struct ref_layer *l)
 	free(l->qkv_b);
 	free(l->q_norm);
 	free(l->k_norm);
+	free(l->attn_post);
+	free(l->ffn_post);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -230,9 +246,194 @@ static int cfg_longrope(const cJSON *c, struct ref_cfg *cfg, char *err,
 	return 0;
 }
 
+/* An optional number that may be null (then, or when missing, 0). */
+static int cfg_cap(const cJSON *c, const char *key, double *out, char *err,
+		   size_t errcap)
+{
+	return cfg_double(c, key, 0.0, out, err, errcap);
+}
+
+/* Gemma 3's rope for one kind of layer from rope_parameters (the form
+ * transformers writes since it keeps one per layer type):
+ * {"rope_type": "default" or "linear", "rope_theta": t, "factor": f}. */
+static int cfg_gemma_rope_params(const cJSON *rp, const char *kind,
+				 double *theta, double *factor, char *err,
+				 size_t errcap)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(rp, kind), *type;
+	char key[96];
+	int rc;
+
+	if (!cJSON_IsObject(p))
+		return 0;
+	snprintf(key, sizeof(key), "rope_parameters.%s", kind);
+	type = cJSON_GetObjectItemCaseSensitive(p, "rope_type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0
+	    && strcmp(type->valuestring, "linear") != 0) {
+		snprintf(err, errcap, "config.json: %s.rope_type '%s' is not "
+			 "supported (default, linear)", key, type->valuestring);
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_double(p, "rope_theta", *theta, theta, err,
+			     errcap)) != 0)
+		return rc;
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "linear") == 0 &&
+	    (rc = cfg_double(p, "factor", 1.0, factor, err, errcap)) != 0)
+		return rc;
+	return 0;
+}
+
+/* The Gemma 3 specifics, with Gemma3TextConfig's defaults: which layers
+ * slide (layer_types, or every sliding_window_pattern-th layer global),
+ * the window, both rope bases and the global layers' linear scaling, the
+ * attention scale, the soft caps and the activation. */
+static int cfg_gemma(const cJSON *c, struct ref_cfg *cfg, char *err,
+		     size_t errcap)
+{
+	const cJSON *lt = cfg_item(c, "layer_types"), *rs, *rp, *e;
+	const char *act = "gelu_pytorch_tanh";
+	double scalar, local_factor = 1.0;
+	uint64_t u;
+	size_t il, nswa = 0;
+	int rc, bidi;
+
+	if (mb_json_get_str(c, "hidden_activation", 64, &act) != 0)
+		(void)mb_json_get_str(c, "hidden_act", 64, &act);
+	if (strcmp(act, "gelu_pytorch_tanh") != 0) {
+		snprintf(err, errcap, "config.json: hidden_activation '%s' is "
+			 "not supported (gelu_pytorch_tanh)", act);
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_bool(c, "use_bidirectional_attention", 0, &bidi, err,
+			   errcap)) != 0)
+		return rc;
+	if (bidi) {
+		snprintf(err, errcap, "config.json: "
+			 "use_bidirectional_attention is not supported");
+		return MB_EUNSUPPORTED;
+	}
+	if ((rc = cfg_double(c, "query_pre_attn_scalar", 256.0, &scalar, err,
+			     errcap)) != 0 ||
+	    (rc = cfg_cap(c, "attn_logit_softcapping", &cfg->attn_cap, err,
+			  errcap)) != 0 ||
+	    (rc = cfg_cap(c, "final_logit_softcapping", &cfg->final_cap, err,
+			  errcap)) != 0 ||
+	    (rc = cfg_double(c, "rope_local_base_freq", 10000.0,
+			     &cfg->theta_local, err, errcap)) != 0)
+		return rc;
+	cfg->attn_scale = 1.0 / sqrt(scalar);
+	/* sqrt(hidden_size) as a float, what transformers multiplies by in
+	 * f32 (in bf16 it rounds it to bf16 first: 1152 gives 34.0, not
+	 * 33.94; llama.cpp takes sqrtf(n_embd)) */
+	cfg->embed_scale = (double)(float)sqrt((double)cfg->hidden);
+
+	/* which layers slide: layer_types when given (transformers since
+	 * 4.53 writes it), else every pattern-th layer is global */
+	if (lt != NULL) {
+		if (!cJSON_IsArray(lt) ||
+		    (size_t)cJSON_GetArraySize(lt) != cfg->layers) {
+			snprintf(err, errcap, "config.json: layer_types is not "
+				 "a list of %zu strings", cfg->layers);
+			return MB_EJSON;
+		}
+		il = 0;
+		cJSON_ArrayForEach(e, lt) {
+			if (cJSON_IsString(e) && strcmp(e->valuestring,
+					"sliding_attention") == 0)
+				cfg->swa[il] = 1;
+			else if (!cJSON_IsString(e) || strcmp(e->valuestring,
+					"full_attention") != 0) {
+				snprintf(err, errcap, "config.json: layer_types"
+					 "[%zu] is neither \"sliding_attention"
+					 "\" nor \"full_attention\"", il);
+				return MB_EJSON;
+			}
+			il++;
+		}
+	} else {
+		const char *key = cfg_item(c, "sliding_window_pattern") ?
+			"sliding_window_pattern" : "_sliding_window_pattern";
+
+		u = 6;
+		if (cfg_item(c, key) != NULL &&
+		    (mb_json_get_u64(c, key, REF_MAX_LAYERS, &u) != 0 ||
+		     u == 0)) {
+			snprintf(err, errcap, "config.json: '%s' is not an "
+				 "integer in [1, %u]", key, REF_MAX_LAYERS);
+			return MB_EJSON;
+		}
+		for (il = 0; il < cfg->layers; il++)
+			cfg->swa[il] = (il + 1) % u != 0;
+	}
+	for (il = 0; il < cfg->layers; il++)
+		nswa += cfg->swa[il];
+	if (nswa > 0) {
+		u = 4096;
+		if (cfg_item(c, "sliding_window") != NULL &&
+		    (mb_json_get_u64(c, "sliding_window", UINT32_MAX, &u) != 0
+		     || u == 0)) {
+			snprintf(err, errcap, "config.json: 'sliding_window' "
+				 "is not a positive integer");
+			return MB_EJSON;
+		}
+		cfg->window = (size_t)u;
+	}
+
+	/* rope: rope_scaling (linear only) applies to the global layers;
+	 * rope_parameters, where given, per layer type */
+	cfg->rope_linear = 1.0;
+	rs = cfg_item(c, "rope_scaling");
+	if (rs != NULL) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(
+			rs, "rope_type");
+
+		if (!cJSON_IsString(type))
+			type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+		if (!cJSON_IsString(type) ||
+		    (strcmp(type->valuestring, "linear") != 0 &&
+		     strcmp(type->valuestring, "default") != 0)) {
+			snprintf(err, errcap, "config.json: rope_scaling is "
+				 "not supported (only null or linear for "
+				 "gemma3_text)");
+			return MB_EUNSUPPORTED;
+		}
+		if (strcmp(type->valuestring, "linear") == 0 &&
+		    (rc = cfg_double(rs, "factor", 1.0, &cfg->rope_linear,
+				     err, errcap)) != 0)
+			return rc;
+	}
+	rp = cfg_item(c, "rope_parameters");
+	if (rp != NULL) {
+		if (!cJSON_IsObject(rp)) {
+			snprintf(err, errcap, "config.json: rope_parameters "
+				 "is not an object");
+			return MB_EJSON;
+		}
+		if ((rc = cfg_gemma_rope_params(rp, "full_attention",
+						&cfg->theta, &cfg->rope_linear,
+						err, errcap)) != 0 ||
+		    (rc = cfg_gemma_rope_params(rp, "sliding_attention",
+						&cfg->theta_local,
+						&local_factor, err,
+						errcap)) != 0)
+			return rc;
+		if (local_factor != 1.0) {
+			snprintf(err, errcap, "config.json: rope scaling of "
+				 "the sliding layers is not supported");
+			return MB_EUNSUPPORTED;
+		}
+	}
+	if (cfg->rot_dim / 2 > REF_MAX_PAIRS) {
+		snprintf(err, errcap, "config.json: %zu rotary pairs, at most "
+			 "%u supported", cfg->rot_dim / 2, REF_MAX_PAIRS);
+		return MB_EUNSUPPORTED;
+	}
+	return 0;
+}
+
 /* Reads what the forward pass needs from the parsed config, with the
- * defaults of transformers' Phi3Config and LlamaConfig where a key may be
- * left out. */
+ * defaults of transformers' Phi3Config, LlamaConfig and Gemma3TextConfig
+ * where a key may be left out. */
 static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 		     size_t errcap)
 {
@@ -261,9 +462,15 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 		 * before rope */
 		cfg->qk_norm = 1;
 		cfg->qwen = 1;
+	} else if (strcmp(type, "gemma3_text") == 0) {
+		/* Gemma3ForCausalLM: per-head q and k norms as Qwen3's, and
+		 * the rest in cfg_gemma */
+		cfg->gemma = 1;
+		cfg->qk_norm = 1;
 	} else if (strcmp(type, "llama") != 0) {
 		snprintf(err, errcap, "config.json: model_type '%s' is not "
-			 "supported (phi3, llama, qwen2, qwen3)", type);
+			 "supported (phi3, llama, qwen2, qwen3, gemma3_text)",
+			 type);
 		return MB_EUNSUPPORTED;
 	}
 	if ((rc = cfg_size(c, "hidden_size", REF_MAX_DIM, &cfg->hidden, err,
@@ -277,7 +484,8 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	    (rc = cfg_size(c, "vocab_size", REF_MAX_VOCAB, &cfg->vocab, err,
 			   errcap)) != 0)
 		return rc;
-	cfg->kv_heads = cfg->heads;
+	/* Gemma3TextConfig's default is 4, the others' the head count */
+	cfg->kv_heads = cfg->gemma ? 4 : cfg->heads;
 	if (cfg_item(c, "num_key_value_heads") != NULL &&
 	    (rc = cfg_size(c, "num_key_value_heads", REF_MAX_HEADS,
 			   &cfg->kv_heads, err, errcap)) != 0)
@@ -292,6 +500,8 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 		if ((rc = cfg_size(c, "head_dim", REF_MAX_HEADS,
 				   &cfg->head_dim, err, errcap)) != 0)
 			return rc;
+	} else if (cfg->gemma) {
+		cfg->head_dim = 256;
 	} else if (cfg->hidden % cfg->heads != 0) {
 		snprintf(err, errcap, "config.json: hidden_size %zu is not a "
 			 "multiple of num_attention_heads %zu", cfg->hidden,
@@ -304,12 +514,12 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 	 * Qwen2Config and Qwen3Config 1e-6. */
 	if ((rc = cfg_double(c, "rms_norm_eps", cfg->fused ? 1e-5 : 1e-6,
 			     &cfg->eps, err, errcap)) != 0 ||
-	    (rc = cfg_double(c, "rope_theta", 10000.0, &cfg->theta, err,
-			     errcap)) != 0 ||
+	    (rc = cfg_double(c, "rope_theta", cfg->gemma ? 1e6 : 10000.0,
+			     &cfg->theta, err, errcap)) != 0 ||
 	    (rc = cfg_double(c, "partial_rotary_factor", 1.0, &factor, err,
 			     errcap)) != 0 ||
-	    (rc = cfg_bool(c, "tie_word_embeddings", 0, &cfg->tied, err,
-			   errcap)) != 0)
+	    (rc = cfg_bool(c, "tie_word_embeddings", cfg->gemma, &cfg->tied,
+			   err, errcap)) != 0)
 		return rc;
 	if (factor > 1.0) {
 		snprintf(err, errcap, "config.json: partial_rotary_factor %g "
@@ -330,10 +540,14 @@ static int cfg_parse(const cJSON *c, struct ref_cfg *cfg, char *err,
 			 factor);
 		return MB_EJSON;
 	}
-	if (cfg_item(c, "rope_scaling") != NULL &&
-	    (rc = cfg_longrope(c, cfg, err, errcap)) != 0)
+	if (cfg->gemma) {
+		if ((rc = cfg_gemma(c, cfg, err, errcap)) != 0)
+			return rc;
+	} else if (cfg_item(c, "rope_scaling") != NULL &&
+		   (rc = cfg_longrope(c, cfg, err, errcap)) != 0) {
 		return rc;
-	if (mb_json_get_str(c, "hidden_act", 64, &act) == 0 &&
+	}
+	if (!cfg->gemma && mb_json_get_str(c, "hidden_act", 64, &act) == 0 &&
 	    strcmp(act, "silu") != 0) {
 		snprintf(err, errcap, "config.json: hidden_act '%s' is not "
 			 "supported (silu)", act);
@@ -582,6 +796,20 @@ static float *ref_alloc(struct ref_ctx *c, size_t rows, size_t cols)
 	return p;
 }
 
+/* Reads a norm weight of n values; Gemma's are stored as w - 1 (its
+ * RMSNorm multiplies by 1 + w, added in f32 as transformers does). */
+static int ref_load_norm(struct ref_ctx *c, const struct ref_cfg *g,
+			 const char *name, size_t n, float *dst)
+{
+	size_t i;
+	int rc = ref_load_into(c, name, n, 0, dst);
+
+	if (rc == 0 && g->gemma)
+		for (i = 0; i < n; i++)
+			dst[i] = 1.0f + dst[i];
+	return rc;
+}
+
 static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 			  size_t il, struct ref_layer *l)
 {
@@ -600,15 +828,35 @@ static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 	    (l->gate_up = ref_alloc(c, 2 * ff, H)) == NULL ||
 	    (l->down = ref_alloc(c, H, ff)) == NULL)
 		return MB_ENOMEM;
-	if ((rc = ref_load_into(c, NAME("input_layernorm.weight"), H, 0,
+	if ((rc = ref_load_norm(c, g, NAME("input_layernorm.weight"), H,
 				l->attn_norm)) != 0 ||
 	    (rc = ref_load_into(c, NAME("self_attn.o_proj.weight"), H, qd,
 				l->o)) != 0 ||
-	    (rc = ref_load_into(c, NAME("post_attention_layernorm.weight"), H,
-				0, l->ffn_norm)) != 0 ||
 	    (rc = ref_load_into(c, NAME("mlp.down_proj.weight"), H, ff,
 				l->down)) != 0)
 		return rc;
+	/* Gemma's post_attention_layernorm norms the attention's output;
+	 * the MLP's input norm is pre_feedforward_layernorm. Elsewhere
+	 * post_attention_layernorm is the MLP's input norm. */
+	if (g->gemma) {
+		if ((l->attn_post = ref_alloc(c, H, 1)) == NULL ||
+		    (l->ffn_post = ref_alloc(c, H, 1)) == NULL)
+			return MB_ENOMEM;
+		if ((rc = ref_load_norm(c, g, NAME(
+				"post_attention_layernorm.weight"), H,
+				l->attn_post)) != 0 ||
+		    (rc = ref_load_norm(c, g, NAME(
+				"pre_feedforward_layernorm.weight"), H,
+				l->ffn_norm)) != 0 ||
+		    (rc = ref_load_norm(c, g, NAME(
+				"post_feedforward_layernorm.weight"), H,
+				l->ffn_post)) != 0)
+			return rc;
+	} else if ((rc = ref_load_into(c, NAME(
+				"post_attention_layernorm.weight"), H, 0,
+				l->ffn_norm)) != 0) {
+		return rc;
+	}
 	if (g->fused) {
 		if ((rc = ref_load_into(c, NAME("self_attn.qkv_proj.weight"),
 					qd + 2 * kvd, H, l->qkv)) != 0 ||
@@ -632,10 +880,10 @@ static int ref_load_layer(struct ref_ctx *c, const struct ref_cfg *g,
 		     (l->k_norm = ref_alloc(c, g->head_dim, 1)) == NULL))
 			return MB_ENOMEM;
 		if (g->qk_norm &&
-		    ((rc = ref_load_into(c, NAME("self_attn.q_norm.weight"),
-					 g->head_dim, 0, l->q_norm)) != 0 ||
-		     (rc = ref_load_into(c, NAME("self_attn.k_norm.weight"),
-					 g->head_dim, 0, l->k_norm)) != 0))
+		    ((rc = ref_load_norm(c, g, NAME("self_attn.q_norm.weight"),
+					 g->head_dim, l->q_norm)) != 0 ||
+		     (rc = ref_load_norm(c, g, NAME("self_attn.k_norm.weight"),
+					 g->head_dim, l->k_norm)) != 0))
 			return rc;
 		if ((rc = ref_load_into(c, NAME("self_attn.q_proj.weight"), qd,
 					H, l->qkv)) != 0 ||
@@ -728,38 +976,45 @@ static void ref_rope(float *x, size_t n, size_t stride, size_t nh, size_t hd,
 }
 
 /* Causal softmax attention. qkv rows: [q heads | k heads | v heads];
- * out [n][heads * hd]; scores is n doubles of scratch. */
+ * out [n][heads * hd]; scores is n doubles of scratch. Scores are q.k
+ * times scale, then (cap > 0) cap * tanh(score / cap); window > 0 lets
+ * position t see only t - window + 1 .. t (transformers' sliding mask:
+ * kv > q - window; llama.cpp's: masked when q - kv >= n_swa). */
 static void ref_attention(const struct ref_cfg *g, const float *qkv, size_t n,
-			  float *out, double *scores)
+			  double scale, double cap, size_t window, float *out,
+			  double *scores)
 {
 	size_t hd = g->head_dim, qd = g->heads * hd, kvd = g->kv_heads * hd;
 	size_t stride = qd + 2 * kvd, group = g->heads / g->kv_heads;
-	double scale = 1.0 / sqrt((double)hd);
-	size_t t, h, j, d;
+	size_t t, h, j, d, j0;
 
 	for (t = 0; t < n; t++) {
+		j0 = window > 0 && t + 1 > window ? t + 1 - window : 0;
 		for (h = 0; h < g->heads; h++) {
 			const float *q = qkv + t * stride + h * hd;
 			size_t kvh = h / group;
 			double mx = -INFINITY, sum = 0;
 
-			for (j = 0; j <= t; j++) {
+			for (j = j0; j <= t; j++) {
 				const float *k = qkv + j * stride + qd +
 						 kvh * hd;
 
 				scores[j] = (double)(float)(ref_dot(q, k, hd) *
 							    scale);
+				if (cap > 0)
+					scores[j] = (double)(float)(cap *
+						tanh(scores[j] / cap));
 				if (scores[j] > mx)
 					mx = scores[j];
 			}
-			for (j = 0; j <= t; j++) {
+			for (j = j0; j <= t; j++) {
 				scores[j] = exp(scores[j] - mx);
 				sum += scores[j];
 			}
 			for (d = 0; d < hd; d++) {
 				double acc = 0;
 
-				for (j = 0; j <= t; j++)
+				for (j = j0; j <= t; j++)
 					acc += scores[j] *
 					       qkv[j * stride + qd + kvd +
 						   kvh * hd + d];
@@ -772,6 +1027,16 @@ static void ref_attention(const struct ref_cfg *g, const float *qkv, size_t n,
 static float ref_silu(float x)
 {
 	return (float)((double)x / (1.0 + exp(-(double)x)));
+}
+
+/* gelu_pytorch_tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+static float ref_gelu_tanh(float x)
+{
+	double v = (double)x;
+
+	/* 0.7978845608028654 = sqrt(2 / pi) */
+	return (float)(0.5 * v * (1.0 + tanh(0.7978845608028654 *
+					     (v + 0.044715 * v * v * v))));
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -789,6 +1054,8 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 	const double *ext = !g->longrope ? NULL
 			    : n > g->orig_ctx ? g->long_f : g->short_f;
 	double mscale = g->longrope ? g->rope_attn : 1.0;
+	/* Gemma 3's linear scaling: every pair's positions divided */
+	double lin[REF_MAX_PAIRS];
 	int rc = MB_ENOMEM;
 
 	xn = ref_alloc(c, n, H);
@@ -803,7 +1070,22 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 		snprintf(c->err, c->errcap, "out of memory for activations");
 		goto out;
 	}
+	for (i = 0; i < REF_MAX_PAIRS; i++)
+		lin[i] = g->rope_linear;
 	for (il = 0; il < g->layers; il++) {
+		double theta = g->theta, scale = 1.0 / sqrt((double)hd);
+		const double *lext = ext;
+		size_t window = 0;
+
+		if (g->gemma) {
+			scale = g->attn_scale;
+			if (g->swa[il]) {
+				theta = g->theta_local;
+				window = g->window;
+			} else if (g->rope_linear != 1.0) {
+				lext = lin;
+			}
+		}
 		if ((rc = ref_load_layer(c, g, il, &l)) != 0)
 			goto out;
 		/* attention block */
@@ -825,21 +1107,31 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 						    g->eps, hp);
 				}
 		ref_rope(qkv, n, qd + 2 * kvd, g->heads, hd, g->rot_dim,
-			 g->theta, ext, mscale);
+			 theta, lext, mscale);
 		ref_rope(qkv + qd, n, qd + 2 * kvd, g->kv_heads, hd,
-			 g->rot_dim, g->theta, ext, mscale);
-		ref_attention(g, qkv, n, att, scores);
+			 g->rot_dim, theta, lext, mscale);
+		ref_attention(g, qkv, n, scale, g->attn_cap, window, att,
+			      scores);
 		ref_linear(att, n, qd, l.o, H, res);
+		if (l.attn_post != NULL)
+			ref_rmsnorm(res, n, H, l.attn_post, g->eps, res);
 		for (i = 0; i < n * H; i++)
 			x[i] += res[i];
-		/* MLP block: down(silu(gate) * up) */
+		/* MLP block: down(act(gate) * up), act silu or (Gemma)
+		 * tanh GELU */
 		ref_rmsnorm(x, n, H, l.ffn_norm, g->eps, xn);
 		ref_linear(xn, n, H, l.gate_up, 2 * ff, gu);
 		for (t = 0; t < n; t++)
-			for (i = 0; i < ff; i++)
+			for (i = 0; i < ff; i++) {
+				float gt = gu[t * 2 * ff + i];
+
 				act[t * ff + i] = gu[t * 2 * ff + ff + i] *
-						  ref_silu(gu[t * 2 * ff + i]);
+					(g->gemma ? ref_gelu_tanh(gt) :
+						    ref_silu(gt));
+			}
 		ref_linear(act, n, ff, l.down, H, res);
+		if (l.ffn_post != NULL)
+			ref_rmsnorm(res, n, H, l.ffn_post, g->eps, res);
 		for (i = 0; i < n * H; i++)
 			x[i] += res[i];
 		ref_layer_release(&l);
@@ -847,7 +1139,7 @@ static int ref_layers(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 	rc = MB_ENOMEM;
 	if ((fnorm = ref_alloc(c, H, 1)) == NULL)
 		goto out;
-	if ((rc = ref_load_into(c, "model.norm.weight", H, 0, fnorm)) != 0)
+	if ((rc = ref_load_norm(c, g, "model.norm.weight", H, fnorm)) != 0)
 		goto out;
 	ref_rmsnorm(x, n, H, fnorm, g->eps, xn);
 	memcpy(x, xn, n * H * sizeof(float));
@@ -892,6 +1184,11 @@ static int ref_head(struct ref_ctx *c, const struct ref_cfg *g, size_t n,
 				logits[p * V + r0 + r] = (float)ref_dot(
 					x + p * H, w + r * H, H);
 	}
+	/* Gemma's final_logit_softcapping: cap * tanh(logit / cap) */
+	if (rc == 0 && g->final_cap > 0)
+		for (p = 0; p < n * V; p++)
+			logits[p] = (float)(g->final_cap * tanh(
+				(double)logits[p] / g->final_cap));
 	free(w);
 	return rc;
 }
@@ -966,6 +1263,10 @@ int ref_logits(const char *dir, const int32_t *tokens, int n_tokens,
 		if ((rc = ref_read(&c, emb, (size_t)tokens[t] * g.hidden,
 				   g.hidden, x + t * g.hidden)) != 0)
 			goto out;
+	/* Gemma scales the embedding (its output use stays unscaled) */
+	if (g.gemma)
+		for (i = 0; i < n * g.hidden; i++)
+			x[i] = x[i] * (float)g.embed_scale;
 	if ((rc = ref_layers(&c, &g, n, x)) != 0 ||
 	    (rc = ref_head(&c, &g, n, x, out)) != 0)
 		goto out;

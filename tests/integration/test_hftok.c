@@ -71,6 +71,8 @@ static const char *const texts[] = {
 	"\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4"
 	"\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87",
 	"https://huggingface.co/Qwen/Qwen3-0.6B?x=1&y=2#frag <tag attr=\"v\"/>",
+	"document.getElementById(\"x\").innerHTML = iPhone McDonald's "
+	"XMLHttpRequest camelCaseName snake_case_name /usr/local/bin/",
 	"The weights are then written in the new format, block by block, while "
 	"the memory stays small. Each block is converted from bfloat16 to "
 	"float16 or quantized, and the results are checked against a plain "
@@ -78,6 +80,9 @@ static const char *const texts[] = {
 };
 
 #define NTEXTS (sizeof(texts) / sizeof(texts[0]))
+/* The text with combining marks inside words (Devanagari's virama and
+ * vowel signs). */
+#define MARKS_INDEX 9
 
 static int setup(void **state)
 {
@@ -172,9 +177,13 @@ static void quiet_log(enum ggml_log_level level, const char *text, void *ctx)
 		fputs(text, stderr);
 }
 
+/* Bit i set: text i differed in the last agreement() call. */
+static unsigned differ;
+
 /* Tokenizes every text with llama.cpp on the vocabulary v, written as a
  * GGUF, and counts the texts whose ids are the library's (want) and the
- * tokens that agree position by position. Returns the texts that agree. */
+ * tokens that agree position by position. Returns the texts that agree;
+ * sets differ. */
 static size_t agreement(const struct mb_vocab *v, const char *name,
 			const cJSON *want, size_t *tok_ok, size_t *tok_all)
 {
@@ -196,6 +205,7 @@ static size_t agreement(const struct mb_vocab *v, const char *name,
 	assert_non_null(m);
 	vocab = llama_model_get_vocab(m);
 	*tok_ok = *tok_all = 0;
+	differ = 0;
 	for (i = 0; i < NTEXTS; i++) {
 		const cJSON *ids = cJSON_GetArrayItem(want, (int)i), *id;
 		int n = llama_tokenize(vocab, texts[i], (int32_t)strlen(texts[i]),
@@ -214,6 +224,8 @@ static size_t agreement(const struct mb_vocab *v, const char *name,
 		}
 		*tok_all += (size_t)(n > k ? n : k);
 		same += (size_t)all;
+		if (!all)
+			differ |= 1u << i;
 		if (!all) {
 			char got[512] = "", exp[512] = "";
 			size_t gl = 0, el = 0;
@@ -257,6 +269,31 @@ static struct mb_vocab *load(const char *sub)
 	if (mb_vocab_load_dir(dir, 0, &v, err, sizeof(err)) != 0)
 		fail_msg("%s: %s", sub, err);
 	return v;
+}
+
+/* convert_hf_to_gguf.py's chkhsh: the sha256 of Python's str() of the
+ * ids the library gives chktxt (a static buffer). */
+static const char *chkhsh(const cJSON *want)
+{
+	static char hex[MB_SHA256_HEX];
+	const cJSON *id;
+	uint8_t d[MB_SHA256_LEN];
+	char *list;
+	size_t cap = 16 * 4096, len = 0;
+
+	list = malloc(cap);
+	assert_non_null(list);
+	len += (size_t)snprintf(list, cap, "[");
+	cJSON_ArrayForEach(id, cJSON_GetArrayItem(want, CHKTXT_INDEX))
+		len += (size_t)snprintf(list + len, cap - len, "%s%d",
+					len > 1 ? ", " : "",
+					(int)id->valuedouble);
+	assert_true(len + 2 < cap);
+	len += (size_t)snprintf(list + len, cap - len, "]");
+	assert_int_equal(mb_sha256_buf(list, len, d), 0);
+	mb_sha256_hex(d, hex);
+	free(list);
+	return hex;
 }
 
 /* The Llama-2/Mistral-style tokenizer.json (SentencePiece BPE, byte
@@ -329,30 +366,11 @@ static void test_qwen3_json(void **state)
 	assert_int_equal(v->eos, 151645);
 	assert_int_equal(v->pad, 151643);
 	assert_int_equal(v->add_bos, 0);
-	{
-		/* the converter's hash of the library's ids for chktxt is
-		 * Qwen's, which it names "qwen2" (the "ref: Qwen1.5-7B" row):
-		 * its way and mibera's regex table agree */
-		const cJSON *id;
-		uint8_t d[MB_SHA256_LEN];
-		char hex[MB_SHA256_HEX], *list;
-		size_t cap = 16 * 4096, len = 0;
-
-		list = malloc(cap);
-		assert_non_null(list);
-		len += (size_t)snprintf(list, cap, "[");
-		cJSON_ArrayForEach(id, cJSON_GetArrayItem(want, CHKTXT_INDEX))
-			len += (size_t)snprintf(list + len, cap - len, "%s%d",
-						len > 1 ? ", " : "",
-						(int)id->valuedouble);
-		assert_true(len + 2 < cap);
-		len += (size_t)snprintf(list + len, cap - len, "]");
-		assert_int_equal(mb_sha256_buf(list, len, d), 0);
-		mb_sha256_hex(d, hex);
-		free(list);
-		assert_string_equal(hex, "e636dc30a262dcc0d8c323492e32ae2b"
-					 "70728f4df7dfe9737d9f920a282b8aea");
-	}
+	/* the converter's hash of the library's ids for chktxt is Qwen's,
+	 * which it names "qwen2" (the "ref: Qwen1.5-7B" row): its way and
+	 * mibera's regex table agree */
+	assert_string_equal(chkhsh(want), "e636dc30a262dcc0d8c323492e32ae2b"
+					  "70728f4df7dfe9737d9f920a282b8aea");
 	same = agreement(v, "qwen3", want, &ok, &all);
 	print_message("qwen3 tokenizer.json: %zu of %zu texts identical, "
 		      "%zu of %zu tokens\n", same, NTEXTS, ok, all);
@@ -368,11 +386,118 @@ static void test_qwen3_json(void **state)
 	cJSON_Delete(want);
 }
 
+/* Gemma 3's tokenizer.json (SentencePiece BPE with byte fallback, spaces
+ * replaced by U+2581 and no space put before the text, <bos> added,
+ * thousands of added tokens) becomes a "llama" vocabulary without a space
+ * prefix that llama.cpp tokenizes as the library does. With a space
+ * prefix (Llama's SentencePiece default) the texts do not agree. */
+static void test_gemma3_json(void **state)
+{
+	struct mb_vocab *v;
+	char path[1100];
+	size_t same, ok, all;
+	cJSON *want;
+
+	(void)state;
+	need_fixtures();
+	snprintf(path, sizeof(path), "%s/gemma3/tokenizer.json", fixtures);
+	want = hf_ids(path);
+	v = load("gemma3");
+	print_message("gemma3: %llu tokens, bos %lld eos %lld pad %lld unk "
+		      "%lld, add_bos %d, add_space_prefix %d\n",
+		      (unsigned long long)v->n, (long long)v->bos,
+		      (long long)v->eos, (long long)v->pad, (long long)v->unk,
+		      v->add_bos, v->add_space_prefix);
+	assert_string_equal(v->model, "llama");
+	assert_int_equal(v->add_space_prefix, 0);
+	assert_int_equal(v->add_bos, 1);
+	assert_int_equal(v->bos, 2);
+	assert_int_equal(v->pad, 0);
+	assert_int_equal(v->unk, 3);
+	assert_string_equal(v->tokens[105], "<start_of_turn>");
+	assert_string_equal(v->tokens[106], "<end_of_turn>");
+	assert_int_equal(v->eos, 106);
+	assert_int_equal(v->types[105], MB_TOK_CONTROL);
+	assert_int_equal(v->types[3], MB_TOK_UNKNOWN);
+	same = agreement(v, "gemma3", want, &ok, &all);
+	print_message("gemma3 tokenizer.json: %zu of %zu texts identical, "
+		      "%zu of %zu tokens\n", same, NTEXTS, ok, all);
+	assert_int_equal(same, NTEXTS);
+	assert_int_equal(ok, all);
+	v->add_space_prefix = 1;
+	same = agreement(v, "gemma3-prefix", want, &ok, &all);
+	print_message("gemma3 with a space prefix: %zu of %zu texts "
+		      "identical (must differ)\n", same, NTEXTS);
+	assert_true(same < NTEXTS);
+	mb_vocab_free(v);
+	cJSON_Delete(want);
+}
+
+/* Mistral Nemo's tekken vocabulary as transformers writes it to
+ * tokenizer.json (byte-level BPE, the tekken Split regex, ignore_merges,
+ * 1000 specials first) becomes a "gpt2" vocabulary with
+ * tokenizer.ggml.pre "tekken", which llama.cpp tokenizes as the library
+ * does, but for one text. The library's ids for chktxt hash to the
+ * converter's row for Mistral-Nemo-Base-2407, so the tokenizer.json
+ * written from the npm package's ranks tokenizes as the model's own.
+ *
+ * The one text: llama.cpp's "tekken" split (llama-vocab.cpp) rewrites
+ * tekken's letter classes as "a letter that is not a-z" and "a letter that
+ * is not A-Z", which leaves out the combining marks (\p{M}) tekken counts
+ * as letters, so it cuts Devanagari "namaste" at its virama and vowel
+ * sign where the library keeps the word whole (llama.cpp: sa, virama + ta;
+ * the library: sa + virama + ta as one token). No GGUF setting changes
+ * that split; only words with combining marks (Devanagari, Thai,
+ * decomposed accents) are affected. Under GPT-2's
+ * pre-tokenizer (digits run together), other texts differ too. */
+static void test_tekken_json(void **state)
+{
+	struct mb_vocab *v;
+	char path[1100];
+	size_t same, ok, all;
+	cJSON *want;
+
+	(void)state;
+	need_fixtures();
+	snprintf(path, sizeof(path), "%s/mistral-nemo/tokenizer.json",
+		 fixtures);
+	want = hf_ids(path);
+	assert_string_equal(chkhsh(want), "63b97e4253352e6f357cc59ea5b583e3"
+					  "a680eaeaf2632188c2b952de2588485e");
+	v = load("mistral-nemo");
+	print_message("mistral-nemo: %llu tokens, bos %lld eos %lld pad %lld "
+		      "unk %lld, add_bos %d, pre %s\n",
+		      (unsigned long long)v->n, (long long)v->bos,
+		      (long long)v->eos, (long long)v->pad, (long long)v->unk,
+		      v->add_bos, v->pre);
+	assert_string_equal(v->model, "gpt2");
+	assert_string_equal(v->pre, "tekken");
+	assert_int_equal(v->n, 131072);
+	assert_int_equal(v->bos, 1);
+	assert_int_equal(v->eos, 2);
+	assert_int_equal(v->add_bos, 1);
+	assert_int_equal(v->types[3], MB_TOK_CONTROL);
+	same = agreement(v, "tekken", want, &ok, &all);
+	print_message("mistral-nemo tokenizer.json: %zu of %zu texts "
+		      "identical, %zu of %zu tokens (all but the text with "
+		      "combining marks must agree)\n", same, NTEXTS, ok, all);
+	assert_int_equal(differ, 1u << MARKS_INDEX);
+	snprintf(v->pre, sizeof(v->pre), "gpt-2");
+	same = agreement(v, "tekken-gpt2", want, &ok, &all);
+	print_message("mistral-nemo under gpt-2's pre-tokenizer: %zu of %zu "
+		      "texts identical (more must differ)\n", same, NTEXTS);
+	assert_true((differ & ~(1u << MARKS_INDEX)) != 0);
+	mb_vocab_free(v);
+	cJSON_Delete(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spm_bpe_json),
 		cmocka_unit_test(test_qwen3_json),
+		cmocka_unit_test(test_gemma3_json),
+		cmocka_unit_test(test_tekken_json),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

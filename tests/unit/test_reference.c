@@ -687,6 +687,7 @@ static void test_micro_causal(void **state)
 
 /* ------------------------------------------------ errors */
 
+
 static void expect_error(const char *dir, const int32_t *tok, int n, int code,
 			 const char *msg)
 {
@@ -793,13 +794,422 @@ static void test_faults(void **state)
 	free(want);
 }
 
+/* ------------------------------------------------ Gemma 3 */
+
+/* A one-layer Gemma 3 micro model: hidden 4, one head of head_dim 4 (so
+ * q_norm and k_norm span the same values as the full norm), vocab 5 with
+ * micro_base's embedding rows, tied output. Norm weights here are the
+ * effective ones, 1 + w: the file stores them minus 1, as Gemma's
+ * checkpoints do. */
+struct gmicro {
+	float emb[5][4], ln_in[4], q[4][4], k[4][4], v[4][4], qn[4], kn[4];
+	float o[4][4], ln_post[4], ln_pre[4], gate[4][4], up[4][4];
+	float down[4][4], ln_ffpost[4], norm[4];
+};
+
+/* Unit norms, final norm [1, 2, 0.5, 1], q = k = v = o = I, gate = I,
+ * up = 2 I, down = 0 (the MLP adds nothing until a case sets it). */
+static void gmicro_base(struct gmicro *m)
+{
+	static const float emb[5][4] = {
+		{ 1, 1, 1, 1 }, { 2, 0, 0, 0 }, { 0, 2, 0, 0 },
+		{ 1, -1, 1, -1 }, { 0, 0, 3, 4 },
+	};
+	static const float nf[4] = { 1, 2, 0.5f, 1 };
+	int i;
+
+	memset(m, 0, sizeof(*m));
+	memcpy(m->emb, emb, sizeof(emb));
+	memcpy(m->norm, nf, sizeof(nf));
+	for (i = 0; i < 4; i++)
+		m->ln_in[i] = m->qn[i] = m->kn[i] = m->ln_post[i] =
+			m->ln_pre[i] = m->ln_ffpost[i] = 1;
+	DIAG(m->q, 1);
+	DIAG(m->k, 1);
+	DIAG(m->v, 1);
+	DIAG(m->o, 1);
+	DIAG(m->gate, 1);
+	DIAG(m->up, 2);
+}
+
+/* Writes m as a Gemma3ForCausalLM checkpoint in dtype, with more config
+ * members in extra (",\"k\":v", or NULL). */
+static void write_gmicro(const char *dir, const struct gmicro *m,
+			 const char *dtype, const char *extra)
+{
+	const float *norms[8] = { m->ln_in, m->qn, m->kn, m->ln_post,
+				  m->ln_pre, m->ln_ffpost, m->norm, NULL };
+	float stored[7][4];
+	struct entry e[16];
+	void *bufs[16];
+	size_t n = 0, i, j;
+	char path[700], cfg[1024];
+
+	/* Gemma3RMSNorm multiplies by 1 + w: store w = effective - 1 */
+	for (i = 0; norms[i] != NULL; i++)
+		for (j = 0; j < 4; j++)
+			stored[i][j] = norms[i][j] - 1;
+#define ADD(nm, ptr, r, c)                                                \
+	do {                                                              \
+		bufs[n] = encode(ptr, (r) * ((c) ? (c) : 1), dtype);      \
+		e[n] = (struct entry){ nm, dtype, r, c, bufs[n] };        \
+		n++;                                                      \
+	} while (0)
+	ADD("model.embed_tokens.weight", m->emb[0], 5, 4);
+	ADD("model.layers.0.input_layernorm.weight", stored[0], 4, 0);
+	ADD("model.layers.0.self_attn.q_proj.weight", m->q[0], 4, 4);
+	ADD("model.layers.0.self_attn.k_proj.weight", m->k[0], 4, 4);
+	ADD("model.layers.0.self_attn.v_proj.weight", m->v[0], 4, 4);
+	ADD("model.layers.0.self_attn.q_norm.weight", stored[1], 4, 0);
+	ADD("model.layers.0.self_attn.k_norm.weight", stored[2], 4, 0);
+	ADD("model.layers.0.self_attn.o_proj.weight", m->o[0], 4, 4);
+	ADD("model.layers.0.post_attention_layernorm.weight", stored[3], 4,
+	    0);
+	ADD("model.layers.0.pre_feedforward_layernorm.weight", stored[4], 4,
+	    0);
+	ADD("model.layers.0.mlp.gate_proj.weight", m->gate[0], 4, 4);
+	ADD("model.layers.0.mlp.up_proj.weight", m->up[0], 4, 4);
+	ADD("model.layers.0.mlp.down_proj.weight", m->down[0], 4, 4);
+	ADD("model.layers.0.post_feedforward_layernorm.weight", stored[5], 4,
+	    0);
+	ADD("model.norm.weight", stored[6], 4, 0);
+#undef ADD
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	write_st(path, e, n);
+	for (i = 0; i < n; i++)
+		free(bufs[i]);
+	/* Gemma 3's keys; query_pre_attn_scalar 16, not head_dim 4, so
+	 * that the scale shows; the one layer's kind comes from extra
+	 * (default: sliding_window_pattern 6, so layer 0 slides). A key
+	 * extra sets is left out here: JSON readers take the first of
+	 * two. */
+#define KEY(k, v) (extra != NULL && strstr(extra, "\"" k "\"") ? "" :    \
+		   ",\"" k "\":" v)
+	snprintf(cfg, sizeof(cfg),
+		 "{\"architectures\":[\"Gemma3ForCausalLM\"],"
+		 "\"model_type\":\"gemma3_text\",\"hidden_size\":4,"
+		 "\"intermediate_size\":4,\"num_hidden_layers\":1,"
+		 "\"num_attention_heads\":1,\"num_key_value_heads\":1,"
+		 "\"head_dim\":4,\"vocab_size\":5,\"rms_norm_eps\":1e-06,"
+		 "\"rope_theta\":1000000.0,\"rope_local_base_freq\":10000.0"
+		 "%s%s%s%s%s%s%s}",
+		 KEY("query_pre_attn_scalar", "16"),
+		 KEY("sliding_window", "2"),
+		 KEY("hidden_activation", "\"gelu_pytorch_tanh\""),
+		 KEY("attn_logit_softcapping", "null"),
+		 KEY("final_logit_softcapping", "null"),
+		 KEY("rope_scaling", "null"), extra ? extra : "");
+#undef KEY
+	write_text(dir, "config.json", cfg);
+}
+
+static float *gmicro_run(const struct gmicro *m, const char *dtype,
+			 const char *extra, const int32_t *tokens, int n)
+{
+	const char *dir = subdir("gmicro");
+	char err[256] = "";
+	float *lg = NULL;
+	int nv = 0;
+
+	write_gmicro(dir, m, dtype, extra);
+	if (ref_logits(dir, tokens, n, &lg, &nv, err, sizeof(err)) != 0)
+		fail_msg("ref_logits: %s", err);
+	assert_int_equal(nv, 5);
+	return lg;
+}
+
+/* v / rms(v) * w, the Gemma norm with effective weights w (eps 1e-6). */
+static void gnorm_by_hand(const double v[4], const double w[4], double y[4])
+{
+	double ms = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]) /
+		    4;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		y[i] = v[i] / sqrt(ms + 1e-6) * w[i];
+}
+
+/* Final norm [1, 2, 0.5, 1], then the tied output: logit v is the normed
+ * state dotted with embedding row v (unscaled). */
+static void gemma_head_by_hand(const double x[4], double out[5])
+{
+	static const double nf[4] = { 1, 2, 0.5, 1 };
+	static const double emb[5][4] = {
+		{ 1, 1, 1, 1 }, { 2, 0, 0, 0 }, { 0, 2, 0, 0 },
+		{ 1, -1, 1, -1 }, { 0, 0, 3, 4 },
+	};
+	double y[4];
+	int v, i;
+
+	gnorm_by_hand(x, nf, y);
+	for (v = 0; v < 5; v++) {
+		out[v] = 0;
+		for (i = 0; i < 4; i++)
+			out[v] += y[i] * emb[v][i];
+	}
+}
+
+/* The blocks write nothing (o = down = 0; the post norms of a zero
+ * vector are zero): the logits are the tied output of the normed
+ * embedding, whatever its scale. Token 4: 2 * [0,0,3,4] normed is
+ * [0,0,1.2,1.6], times [1,2,.5,1] (stored [0,1,-.5,0]: without the
+ * + 1 the logits would be 0 but for row 1) = [0,0,.6,1.6]; against the
+ * rows: [2.2, 0, 0, -1, 8.2]. With final_logit_softcapping 2 each
+ * logit l becomes 2 tanh(l / 2). */
+static void test_gemma_no_blocks(void **state)
+{
+	static const int32_t tok[4] = { 4, 1, 3, 0 };
+	static const double x[4][4] = {
+		{ 0, 0, 6, 8 }, { 4, 0, 0, 0 }, { 2, -2, 2, -2 },
+		{ 2, 2, 2, 2 },
+	};
+	double want[4 * 5];
+	struct gmicro m;
+	float *lg;
+	int i;
+
+	(void)state;
+	gmicro_base(&m);
+	DIAG(m.o, 0);
+	for (i = 0; i < 4; i++)
+		gemma_head_by_hand(x[i], want + 5 * i);
+	assert_true(fabs(want[0] - 2.2) < 1e-6 && fabs(want[4] - 8.2) < 1e-6);
+	lg = gmicro_run(&m, "F32", NULL, tok, 4);
+	expect_logits(lg, want, 4);
+	free(lg);
+	lg = gmicro_run(&m, "BF16", NULL, tok, 4);
+	expect_logits(lg, want, 4);
+	free(lg);
+	for (i = 0; i < 4 * 5; i++)
+		want[i] = 2 * tanh(want[i] / 2);
+	lg = gmicro_run(&m, "F32", ",\"final_logit_softcapping\":2.0", tok,
+			4);
+	expect_logits(lg, want, 4);
+	free(lg);
+}
+
+/* The MLP with tanh GELU and the norm after it, attention off. Token 3:
+ * the embedding scaled by sqrt(4) = 2 is x0 = [2,-2,2,-2]; its norm
+ * xn = [1,-1,1,-1]; gelu_tanh(1) = 0.841192, gelu_tanh(-1) = -0.158808;
+ * gelu(gate) * up = gelu(xn) * 2 xn = [1.682384, 0.317616, ..]; the
+ * post-feedforward norm (effective [2,1,1,1]) of that is added to x0.
+ * (Without the embedding scale x0 would be [1,-1,1,-1]; with silu,
+ * 0.731059 and 0.268941; without the post norm, the raw product.) */
+static void test_gemma_mlp(void **state)
+{
+	static const int32_t tok[1] = { 3 };
+	static const double w[4] = { 2, 1, 1, 1 };
+	double c = sqrt(2 / M_PI);
+	double g1 = 0.5 * (1 + tanh(c * (1 + 0.044715)));
+	double gm1 = -0.5 * (1 + tanh(c * (-1 - 0.044715)));
+	double m4[4] = { 2 * g1, -2 * gm1, 2 * g1, -2 * gm1 }, y[4], x[4];
+	double want[5];
+	struct gmicro m;
+	float *lg;
+	int i;
+
+	(void)state;
+	assert_true(fabs(g1 - 0.841192) < 1e-6);
+	assert_true(fabs(gm1 + 0.158808) < 1e-6);
+	gmicro_base(&m);
+	DIAG(m.o, 0);
+	DIAG(m.down, 1);
+	m.ln_ffpost[0] = 2;
+	gnorm_by_hand(m4, w, y);
+	for (i = 0; i < 4; i++)
+		x[i] = (i % 2 ? -2 : 2) + y[i];
+	gemma_head_by_hand(x, want);
+	lg = gmicro_run(&m, "F32", NULL, &tok[0], 1);
+	expect_logits(lg, want, 1);
+	free(lg);
+}
+
+/* Attention of the one head (q = k = v = o = I, all norms unit) over
+ * tokens [0, 2, 1], whose normed inputs are x0 = [1,1,1,1],
+ * x1 = [0,2,0,0], x2 = [2,0,0,0] (they have mean square 1, so q_norm and
+ * k_norm leave q and k as they are). Rope pairs (0, 2) by pos / div and
+ * (1, 3) by pos / div * theta^(-1/2); scores times scale, then capped
+ * (cap > 0: cap tanh(s / cap)); position t sees the last `window`.
+ *   position 1: q1 = k1 = [0, 2 cos a, 0, 2 sin a], a = theta^-1/2 / div;
+ *     s0 = 2 (cos a + sin a) scale, s1 = 4 scale.
+ *   position 2: q2 = k2 = [2 cos b, 0, 2 sin b, 0], b = 2 / div;
+ *     s0 = 2 (cos b + sin b) scale, s1 = 0, s2 = 4 scale.
+ * The attention output (softmax-weighted v = x) goes through the
+ * post-attention norm and is added to 2 x_t (the scaled embedding). */
+static void gemma_attention_by_hand(double theta, double div, double scale,
+				    double cap, int window, double want[15])
+{
+	static const double xs[3][4] = {
+		{ 1, 1, 1, 1 }, { 0, 2, 0, 0 }, { 2, 0, 0, 0 },
+	};
+	static const double one[4] = { 1, 1, 1, 1 };
+	double a = pow(theta, -0.5) / div, b = 2 / div;
+	double s[3][3] = {
+		{ 4 * scale, 0, 0 },
+		{ 2 * (cos(a) + sin(a)) * scale, 4 * scale, 0 },
+		{ 2 * (cos(b) + sin(b)) * scale, 0, 4 * scale },
+	};
+	int t, j, i;
+
+	for (t = 0; t < 3; t++) {
+		double p[3] = { 0, 0, 0 }, sum = 0, att[4] = { 0 }, y[4];
+		double x[4];
+		int j0 = window > 0 && t + 1 > window ? t + 1 - window : 0;
+
+		for (j = j0; j <= t; j++) {
+			double sc = cap > 0 ? cap * tanh(s[t][j] / cap)
+					    : s[t][j];
+
+			p[j] = exp(sc);
+			sum += p[j];
+		}
+		for (j = j0; j <= t; j++)
+			for (i = 0; i < 4; i++)
+				att[i] += p[j] / sum * xs[j][i];
+		gnorm_by_hand(att, one, y);
+		for (i = 0; i < 4; i++)
+			x[i] = 2 * xs[t][i] + y[i];
+		gemma_head_by_hand(x, want + 5 * t);
+	}
+}
+
+static void test_gemma_attention(void **state)
+{
+	static const int32_t tok[3] = { 0, 2, 1 };
+	static const struct {
+		const char *extra;
+		double theta, div, scale, cap;
+		int window;
+	} cases[] = {
+		/* layer 0 of 6 slides: local base, window 2, scale 1/4 */
+		{ NULL, 1e4, 1, 0.25, 0, 2 },
+		{ ",\"sliding_window_pattern\":6", 1e4, 1, 0.25, 0, 2 },
+		{ ",\"layer_types\":[\"sliding_attention\"]", 1e4, 1, 0.25, 0,
+		  2 },
+		/* a window as long as the text changes nothing */
+		{ ",\"layer_types\":[\"sliding_attention\"],"
+		  "\"sliding_window\":3", 1e4, 1, 0.25, 0, 0 },
+		/* pattern 1: every layer global: rope_theta, no window */
+		{ ",\"sliding_window_pattern\":1", 1e6, 1, 0.25, 0, 0 },
+		{ ",\"layer_types\":[\"full_attention\"]", 1e6, 1, 0.25, 0,
+		  0 },
+		/* linear scaling turns the global layers only */
+		{ ",\"layer_types\":[\"full_attention\"],\"rope_scaling\":"
+		  "{\"factor\":2.0,\"rope_type\":\"linear\"}", 1e6, 2, 0.25, 0,
+		  0 },
+		{ ",\"layer_types\":[\"sliding_attention\"],\"rope_scaling\":"
+		  "{\"factor\":2.0,\"rope_type\":\"linear\"}", 1e4, 1, 0.25, 0,
+		  2 },
+		/* transformers' newer per-layer-type rope_parameters */
+		{ ",\"layer_types\":[\"full_attention\"],\"rope_parameters\":"
+		  "{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":"
+		  "4.0,\"rope_theta\":5e5},\"sliding_attention\":{\"rope_type\""
+		  ":\"default\",\"rope_theta\":1e4}}", 5e5, 4, 0.25, 0, 0 },
+		/* the scale is query_pre_attn_scalar's, not head_dim's */
+		{ ",\"query_pre_attn_scalar\":4", 1e4, 1, 0.5, 0, 2 },
+		{ ",\"attn_logit_softcapping\":0.5", 1e4, 1, 0.25, 0.5, 2 },
+	};
+	double want[15];
+	struct gmicro m;
+	float *lg;
+	size_t i;
+
+	(void)state;
+	gmicro_base(&m);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		gemma_attention_by_hand(cases[i].theta, cases[i].div,
+					cases[i].scale, cases[i].cap,
+					cases[i].window, want);
+		lg = gmicro_run(&m, "F32", cases[i].extra, tok, 3);
+		print_message("case %zu\n", i);
+		expect_logits(lg, want, 3);
+		free(lg);
+	}
+	/* the window is what position 2 sees: with it, changing token 0
+	 * leaves position 2 as it was (but not position 1) */
+	{
+		static const int32_t tok2[3] = { 3, 2, 1 };
+		float *a = gmicro_run(&m, "F32", NULL, tok, 3);
+		float *b = gmicro_run(&m, "F32", NULL, tok2, 3);
+
+		assert_memory_equal(a + 10, b + 10, 5 * sizeof(float));
+		assert_memory_not_equal(a + 5, b + 5, 5 * sizeof(float));
+		free(a);
+		free(b);
+	}
+}
+
+/* The q and k norms are Gemma norms of each head: effective weights
+ * scale q and k. q_norm [2,2,2,2] doubles every score: position 1 of
+ * the full-attention case has s0 = 4 (cos a + sin a) scale, s1 = 8 scale.
+ * Checked against the by-hand attention with the scale doubled. */
+static void test_gemma_qk_norm(void **state)
+{
+	static const int32_t tok[3] = { 0, 2, 1 };
+	double want[15];
+	struct gmicro m;
+	float *lg;
+	int i;
+
+	(void)state;
+	gmicro_base(&m);
+	for (i = 0; i < 4; i++)
+		m.qn[i] = 2;
+	gemma_attention_by_hand(1e6, 1, 0.5, 0, 0, want);
+	lg = gmicro_run(&m, "F32", ",\"layer_types\":[\"full_attention\"]",
+			tok, 3);
+	expect_logits(lg, want, 3);
+	free(lg);
+}
+
+static void test_gemma_errors(void **state)
+{
+	static const int32_t tok[2] = { 1, 2 };
+	const char *dir = subdir("gemma-errors");
+	struct gmicro m;
+	char path[700];
+
+	(void)state;
+	gmicro_base(&m);
+	write_gmicro(dir, &m, "F32", ",\"hidden_activation\":\"silu\"");
+	expect_error(dir, tok, 2, MB_EUNSUPPORTED, "hidden_activation");
+	write_gmicro(dir, &m, "F32", ",\"use_bidirectional_attention\":true");
+	expect_error(dir, tok, 2, MB_EUNSUPPORTED, "bidirectional");
+	write_gmicro(dir, &m, "F32", ",\"rope_scaling\":{\"rope_type\":"
+		     "\"yarn\",\"factor\":4.0}");
+	expect_error(dir, tok, 2, MB_EUNSUPPORTED, "rope_scaling");
+	write_gmicro(dir, &m, "F32", ",\"layer_types\":[\"sliding_attention\","
+		     "\"full_attention\"]");
+	expect_error(dir, tok, 2, MB_EJSON, "layer_types");
+	write_gmicro(dir, &m, "F32", ",\"layer_types\":[\"chunked\"]");
+	expect_error(dir, tok, 2, MB_EJSON, "layer_types[0]");
+	write_gmicro(dir, &m, "F32", ",\"sliding_window_pattern\":0");
+	expect_error(dir, tok, 2, MB_EJSON, "sliding_window_pattern");
+	/* the multimodal checkpoint's config is another model_type */
+	write_gmicro(dir, &m, "F32", NULL);
+	write_text(dir, "config.json", "{\"model_type\":\"gemma3\","
+		   "\"text_config\":{}}");
+	expect_error(dir, tok, 2, MB_EUNSUPPORTED, "model_type 'gemma3'");
+	/* Llama tensors (no pre_feedforward_layernorm) under a Gemma
+	 * config */
+	write_micro(dir, &(struct micro){ .heads = 1, .kv_heads = 1, .hd = 4 },
+		    &(struct micro_opts){ "llama", "F32", 1, NULL, 0 });
+	snprintf(path, sizeof(path), "{\"model_type\":\"gemma3_text\","
+		 "\"hidden_size\":4,\"intermediate_size\":4,"
+		 "\"num_hidden_layers\":1,\"num_attention_heads\":1,"
+		 "\"num_key_value_heads\":1,\"head_dim\":4,\"vocab_size\":5}");
+	write_text(dir, "config.json", path);
+	expect_error(dir, tok, 2, MB_EFORMAT, "missing tensor");
+}
+
 /* ------------------------------------------------ generated fixtures */
 
 static const char *fixture(const char *name, const char *preset)
 {
-	static char dir[2][600];
+	static char dir[3][600];
 	const char *extra[] = { "--config", "correct", NULL };
-	char *d = dir[strcmp(preset, "llama-tiny") == 0];
+	char *d = dir[strcmp(preset, "llama-tiny") == 0 ? 1 :
+		      strcmp(preset, "gemma3-tiny") == 0 ? 2 : 0];
 	char probe[700];
 
 	snprintf(d, 600, "%s/%s", root, name);
@@ -923,6 +1333,90 @@ static void test_fixture_too_few_layers(void **state)
 	free(out);
 	cJSON_Delete(cfg);
 	expect_error(dst, tok, 2, MB_EFORMAT, "num_hidden_layers 2, but");
+}
+
+/* dst (a fresh subdirectory) with src's shards linked and src's
+ * config.json with member key replaced by item (taken). */
+static const char *fixture_variant(const char *src, const char *name,
+				   const char *key, cJSON *item)
+{
+	const char *dst = subdir(name);
+	struct mb_st_model *m = NULL;
+	char err[256] = "", a[1200], b[1200];
+	char *text, *out;
+	cJSON *cfg;
+	size_t i;
+
+	assert_int_equal(mb_st_model_open_dir(src, &m, err, sizeof(err)), 0);
+	for (i = 0; i <= m->nshards; i++) {
+		const char *f = i < m->nshards ? m->shards[i] :
+			"model.safetensors.index.json";
+
+		snprintf(a, sizeof(a), "%s/%s", src, f);
+		snprintf(b, sizeof(b), "%s/%s", dst, f);
+		assert_int_equal(symlink(a, b), 0);
+	}
+	mb_st_model_free(m);
+	snprintf(a, sizeof(a), "%s/config.json", src);
+	text = th_slurp(a, NULL);
+	assert_non_null(text);
+	cfg = cJSON_Parse(text);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_DeleteItemFromObject(cfg, key);
+	cJSON_AddItemToObject(cfg, key, item);
+	out = cJSON_Print(cfg);
+	assert_non_null(out);
+	write_text(dst, "config.json", out);
+	free(out);
+	cJSON_Delete(cfg);
+	return dst;
+}
+
+/* gemma3-tiny (7 layers, sliding window 4, layer 5 global) over 48
+ * tokens: finite, varied, repeatable. */
+static void test_fixture_gemma3_tiny(void **state)
+{
+	(void)state;
+	check_fixture(fixture("gemma3", "gemma3-tiny"), 512);
+}
+
+/* The window at work on the generated Gemma 3: with every layer
+ * sliding (layer_types), position t sees tokens t - 7 * 3 .. t at most
+ * (each of the 7 layers reaches 3 positions further back), so changing
+ * tokens 0..2 leaves positions 24.. as they were; with the fixture's own
+ * pattern, global layer 5 carries token 0 to the last position. */
+static void test_fixture_gemma3_window(void **state)
+{
+	const char *src = fixture("gemma3", "gemma3-tiny");
+	const char *all_swa;
+	cJSON *lt = cJSON_CreateArray();
+	int32_t t[48], u[48];
+	float *a, *b;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 7; i++)
+		cJSON_AddItemToArray(lt, cJSON_CreateString(
+			"sliding_attention"));
+	all_swa = fixture_variant(src, "gemma3-all-swa", "layer_types", lt);
+	tokens(t, 48, 512, 0);
+	memcpy(u, t, sizeof(t));
+	tokens(u, 3, 512, 5);
+	assert_true(u[0] != t[0]);
+	a = run_ok(all_swa, t, 48, 512);
+	b = run_ok(all_swa, u, 48, 512);
+	assert_memory_not_equal(a + 3 * 512, b + 3 * 512, 512 * sizeof(float));
+	assert_memory_equal(a + 24 * 512, b + 24 * 512,
+			    (size_t)24 * 512 * sizeof(float));
+	free(a);
+	free(b);
+	a = run_ok(src, t, 48, 512);
+	b = run_ok(src, u, 48, 512);
+	assert_memory_not_equal(a + 47 * 512, b + 47 * 512,
+				512 * sizeof(float));
+	free(a);
+	free(b);
 }
 
 /* Reads a tensor's raw bytes from the model in dir (caller frees). */
@@ -1086,8 +1580,15 @@ int main(void)
 		cmocka_unit_test(test_micro_causal),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_gemma_no_blocks),
+		cmocka_unit_test(test_gemma_mlp),
+		cmocka_unit_test(test_gemma_attention),
+		cmocka_unit_test(test_gemma_qk_norm),
+		cmocka_unit_test(test_gemma_errors),
 		cmocka_unit_test(test_fixture_phi4_tiny),
 		cmocka_unit_test(test_fixture_llama_tiny),
+		cmocka_unit_test(test_fixture_gemma3_tiny),
+		cmocka_unit_test(test_fixture_gemma3_window),
 		cmocka_unit_test(test_fixture_causal),
 		cmocka_unit_test(test_fixture_too_few_layers),
 		cmocka_unit_test(test_phi3_as_llama),

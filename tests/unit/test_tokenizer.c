@@ -35,6 +35,7 @@ struct fixtures {
 	char phi4[600];		/* merges as "a b" strings */
 	char phi4_pairs[600];	/* merges as ["a", "b"] pairs */
 	char llama[600];
+	char gemma3[600];	/* tokenizer.model without a dummy prefix */
 };
 
 static struct fixtures fx;
@@ -49,9 +50,11 @@ static int setup(void **state)
 	snprintf(fx.phi4, sizeof(fx.phi4), "%s/phi4", fx.root);
 	snprintf(fx.phi4_pairs, sizeof(fx.phi4_pairs), "%s/phi4p", fx.root);
 	snprintf(fx.llama, sizeof(fx.llama), "%s/llama", fx.root);
+	snprintf(fx.gemma3, sizeof(fx.gemma3), "%s/gemma3", fx.root);
 	if (th_mkmodel(fx.phi4, "phi4-tiny", NULL) != 0 ||
 	    th_mkmodel(fx.phi4_pairs, "phi4-tiny", pairs) != 0 ||
-	    th_mkmodel(fx.llama, "llama-tiny", NULL) != 0)
+	    th_mkmodel(fx.llama, "llama-tiny", NULL) != 0 ||
+	    th_mkmodel(fx.gemma3, "gemma3-tiny", NULL) != 0)
 		return -1;
 	return 0;
 }
@@ -1289,6 +1292,59 @@ static void test_alloc_failures_llama(void **state)
 	fail_each_alloc(fx.llama, 512);
 }
 
+/* The first token llama.cpp makes of "the model" on dir's vocabulary
+ * written as a GGUF. */
+static void first_token(const char *dir, const char *name, char *out,
+			size_t cap, struct mb_vocab **vp)
+{
+	struct mb_vocab *v = NULL;
+	struct llama_model *m;
+	llama_token toks[16];
+	char err[512] = "", path[700];
+	int n;
+
+	assert_int_equal(mb_vocab_load_dir(dir, 512, &v, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/%s.gguf", fx.root, name);
+	write_gguf(v, "llama", path);
+	m = llama_vocab_load(path);
+	n = llama_tokenize(llama_model_get_vocab(m), "the model", 9, toks, 16,
+			   false, false);
+	assert_true(n > 0);
+	snprintf(out, cap, "%s", llama_vocab_get_text(llama_model_get_vocab(m),
+						      toks[0]));
+	llama_model_free(m);
+	*vp = v;
+}
+
+/* Gemma's tokenizer.model turns add_dummy_prefix off: the vocabulary
+ * says no space prefix (tokenizer.ggml.add_space_prefix false), and
+ * llama.cpp's first token of "the model" is "t..." , not "\u2581the",
+ * as Gemma's own tokenizer gives. Llama's leaves the key out (its
+ * default, a prefix). Gemma's specials come from its proto and
+ * tokenizer_config.json. */
+static void test_spm_no_dummy_prefix(void **state)
+{
+	struct mb_vocab *v;
+	char tok[64];
+
+	(void)state;
+	first_token(fx.gemma3, "gemma3-spm", tok, sizeof(tok), &v);
+	assert_string_equal(v->model, "llama");
+	assert_int_equal(v->add_space_prefix, 0);
+	assert_int_equal(v->add_bos, 1);
+	assert_int_equal(v->bos, 2);
+	assert_int_equal(v->eos, 1);
+	assert_int_equal(v->pad, 0);
+	assert_int_equal(v->unk, 3);
+	assert_string_equal(v->tokens[6], "<end_of_turn>");
+	mb_vocab_free(v);
+	assert_true(tok[0] == 't');
+	first_token(fx.llama, "llama-spm", tok, sizeof(tok), &v);
+	assert_int_equal(v->add_space_prefix, -1);
+	mb_vocab_free(v);
+	assert_memory_equal(tok, "\xe2\x96\x81t", 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1314,6 +1370,7 @@ int main(void)
 		cmocka_unit_test(test_llama_cpp_gpt2),
 		cmocka_unit_test(test_llama_cpp_spm),
 		cmocka_unit_test(test_spm_bpe_json),
+		cmocka_unit_test(test_spm_no_dummy_prefix),
 		cmocka_unit_test(test_spm_bpe_json_refused),
 		cmocka_unit_test(test_alloc_failures_spm_json),
 		cmocka_unit_test(test_alloc_failures_gpt2),
