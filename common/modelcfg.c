@@ -1630,6 +1630,62 @@ static void tensor_heads(struct mb_modelcfg *c, const cJSON *set)
 	try_hd(c, c->head_dim, MB_SRC_TENSORS, why);
 }
 
+/* Adds key to the config when it lacks it (v is then owned by it, else
+ * freed). */
+static void add_absent(cJSON *cfg, const char *key, cJSON *v)
+{
+	if (v == NULL)
+		return;
+	if (cJSON_GetObjectItemCaseSensitive(cfg, key) != NULL)
+		cJSON_Delete(v);
+	else
+		cJSON_AddItemToObject(cfg, key, v);
+}
+
+/* transformers 5 writes the rope of a model with sliding layers (Gemma
+ * 3) as rope_parameters, one per layer type: {"full_attention":
+ * {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+ * "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}.
+ * Read as the keys of the older form (rope_theta, rope_scaling,
+ * rope_local_base_freq) where the config lacks them, so that the 4B's
+ * scaling is not taken for none. */
+static void rope_parameters(struct mb_modelcfg *c)
+{
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c->config,
+							   "rope_parameters");
+	const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp,
+							     "full_attention");
+	const cJSON *slide = cJSON_GetObjectItemCaseSensitive(
+		rp, "sliding_attention");
+	const cJSON *t, *type;
+
+	if (!cJSON_IsObject(full))
+		return;
+	t = cJSON_GetObjectItemCaseSensitive(full, "rope_theta");
+	if (cJSON_IsNumber(t))
+		add_absent(c->config, "rope_theta", cJSON_Duplicate(t, 1));
+	type = cJSON_GetObjectItemCaseSensitive(full, "rope_type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0) {
+		cJSON *rs = cJSON_Duplicate(full, 1);
+
+		if (rs != NULL)
+			cJSON_DeleteItemFromObjectCaseSensitive(rs,
+								"rope_theta");
+		add_absent(c->config, "rope_scaling", rs);
+	} else {
+		add_absent(c->config, "rope_scaling", cJSON_CreateNull());
+	}
+	t = cJSON_GetObjectItemCaseSensitive(slide, "rope_theta");
+	if (cJSON_IsObject(slide) && cJSON_IsNumber(t))
+		add_absent(c->config, "rope_local_base_freq",
+			   cJSON_Duplicate(t, 1));
+	type = cJSON_GetObjectItemCaseSensitive(slide, "rope_type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0)
+		refuse(c, "rope_parameters.sliding_attention has rope_type "
+		       "'%.40s': llama.cpp scales no sliding layer's rope",
+		       type->valuestring);
+}
+
 int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      size_t config_len, const char *card, size_t card_len,
 		      const char *base_config, size_t base_len,
@@ -1696,6 +1752,8 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		addwarn(c, "no config.json: every value comes from the tensors "
 			"and the base");
 	}
+	if (c->config != NULL)
+		rope_parameters(c);
 	if (c->config != NULL)
 		for (k = 0; k < MB_CFG_NKEYS; k++) {
 			const cJSON *v = cJSON_GetObjectItemCaseSensitive(

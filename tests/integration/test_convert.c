@@ -1031,6 +1031,142 @@ static void test_gemma3(void **state)
 	free(ref);
 }
 
+/* Gemma 3's config as transformers 5 writes it: rope per layer type
+ * (rope_parameters, here the 4B's linear scaling by 8 on the global
+ * layers) and layer_types instead of a pattern (here layers 2 and 5
+ * global). Converted with linear rope scaling, the per-layer pattern and
+ * both bases; libllama's logits match the reference, which reads that
+ * form itself. */
+static void test_gemma3_transformers5_config(void **state)
+{
+	static const unsigned char want_swa[7] = { 1, 1, 0, 1, 1, 0, 1 };
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	char dir[700], p[800], cmd[2048], path[700], err[2048];
+	cJSON *cfg, *lt;
+	char *text;
+	size_t len;
+	float *ref;
+	int nv, i;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/gemma3-tf5", root);
+	snprintf(cmd, sizeof(cmd), "cp -r %s %s", gemma3, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	text = th_slurp(p, &len);
+	assert_non_null(text);
+	cfg = cJSON_ParseWithLength(text, len);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_DeleteItemFromObject(cfg, "rope_theta");
+	cJSON_DeleteItemFromObject(cfg, "rope_local_base_freq");
+	cJSON_DeleteItemFromObject(cfg, "rope_scaling");
+	cJSON_DeleteItemFromObject(cfg, "sliding_window_pattern");
+	cJSON_AddItemToObject(cfg, "rope_parameters", cJSON_Parse(
+		"{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8.0,"
+		"\"rope_theta\":1000000.0},\"sliding_attention\":"
+		"{\"rope_type\":\"default\",\"rope_theta\":10000.0}}"));
+	lt = cJSON_AddArrayToObject(cfg, "layer_types");
+	for (i = 0; i < 7; i++)
+		cJSON_AddItemToArray(lt, cJSON_CreateString(
+			want_swa[i] ? "sliding_attention" : "full_attention"));
+	text = cJSON_Print(cfg);
+	cJSON_Delete(cfg);
+	assert_int_equal(th_write_file(p, text, strlen(text)), 0);
+	free(text);
+	if (ref_logits(dir, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	{
+		struct mb_convert_result r;
+		double rel, top1, maxref = 0;
+		float *got;
+		int n, row, j, ties = 0;
+
+		snprintf(path, sizeof(path), "%s/gemma3-tf5-f32.gguf", root);
+		convert(dir, path, MB_LAYOUT_NATIVE, MB_OUT_F32, &r);
+		if (th_llama_logits(path, toks, NTOK, &got, &n, err,
+				    sizeof(err)) != 0)
+			fail_msg("%s", err);
+		assert_int_equal(n, nv);
+		th_logits_compare(ref, got, NTOK, nv, &rel, &top1);
+		for (j = 0; j < NTOK * nv; j++)
+			maxref = fmax(maxref, fabs(ref[j]));
+		/* a row whose arg max differs must be a tie in the
+		 * reference, its two logits closer than the error allowed
+		 * (with random weights, one of 48 rows has two logits 2e-4
+		 * apart) */
+		for (row = 0; row < NTOK; row++) {
+			const float *a = ref + (size_t)row * (size_t)nv;
+			const float *b = got + (size_t)row * (size_t)nv;
+			int ar = 0, ag = 0;
+
+			for (j = 0; j < nv; j++) {
+				if (a[j] > a[ar])
+					ar = j;
+				if (b[j] > b[ag])
+					ag = j;
+			}
+			if (ar == ag)
+				continue;
+			if (!(a[ar] - a[ag] <= 5e-3 * maxref))
+				fail_msg("row %d: top-1 %d, the reference's %d "
+					 "(%g above it)", row, ag, ar,
+					 a[ar] - a[ag]);
+			ties++;
+		}
+		free(got);
+		print_message("%-22s %-6s rel max err %.2e, top-1 %.0f%% (%d "
+			      "tie%s within the error)\n", "gemma3-tf5-f32",
+			      r.arch, rel, top1 * 100, ties,
+			      ties == 1 ? "" : "s");
+		assert_true(rel <= 5e-3);
+	}
+	free(ref);
+	snprintf(path, sizeof(path), "%s/gemma3-tf5-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "gemma3.rope.scaling.type")->v.s,
+			    "linear");
+	assert_true(kv_f(g, "gemma3.rope.scaling.factor") == 8.0);
+	assert_true(kv_f(g, "gemma3.rope.freq_base") == 1e6);
+	assert_true(kv_f(g, "gemma3.rope.freq_base_swa") == 1e4);
+	kv = mb_gguf_kv(g, "gemma3.attention.sliding_window_pattern");
+	assert_non_null(kv);
+	assert_int_equal(kv->n, 7);
+	assert_memory_equal(kv->arr, want_swa, 7);
+	mb_gguf_free(g);
+	/* the scaling dropped (factor 1): must fail */
+	{
+		static const char key[] = "gemma3.rope.scaling.factor";
+		char bad[700], *data = th_slurp(path, &len), *at;
+		float one = 1.0f, *got;
+		double rel, top1;
+		int n;
+
+		assert_non_null(data);
+		at = memmem(data, len, key, sizeof(key) - 1);
+		assert_non_null(at);
+		/* key, type (u32), the f32 */
+		memcpy(at + sizeof(key) - 1 + 4, &one, 4);
+		write_copy("gemma3-tf5-unscaled.gguf", data, len, bad,
+			   sizeof(bad));
+		free(data);
+		if (ref_logits(dir, toks, NTOK, &ref, &nv, err,
+			       sizeof(err)) != 0)
+			fail_msg("reference: %s", err);
+		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+						 sizeof(err)),
+				 0);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		free(got);
+		free(ref);
+		print_message("gemma3 linear scaling dropped: rel max err "
+			      "%.2e, top-1 %.0f%% (must fail)\n", rel,
+			      top1 * 100);
+		assert_true(rel > 5e-3 || top1 < 0.95);
+	}
+}
+
 /* Repairs of a Gemma 3 config: architectures left out (model_type
  * stays) is put back from the tensors and the model converts to the same
  * logits; the multimodal checkpoint's config over the text model's
@@ -1410,6 +1546,7 @@ int main(void)
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
 		cmocka_unit_test(test_gemma3),
+		cmocka_unit_test(test_gemma3_transformers5_config),
 		cmocka_unit_test(test_gemma3_repaired),
 		cmocka_unit_test(test_gemma3_multimodal_refused),
 		cmocka_unit_test(test_mistral_head_dim),
