@@ -72,6 +72,8 @@ struct piece {
 	enum mb_num in;
 	uint64_t row0, rows, cols;	/* cols: elements per row */
 	uint32_t heads;			/* permute q/k for these heads; 0 none */
+	float add;			/* added to every value (f32 out only):
+					   Gemma's norms stored as w - 1 */
 	float *gen;			/* generated f32 values, rows * cols */
 	uint64_t dst_off;		/* absolute offset in the output */
 };
@@ -187,6 +189,12 @@ static void convert_rows(const struct piece *p, const struct unit *u,
 
 	if (p->heads == 0) {
 		mb_num_convert(p->out, dst, p->in, src, n * p->cols);
+		if (p->add != 0) {
+			float *f = (float *)(void *)dst;
+
+			for (j = 0; j < n * p->cols; j++)
+				f[j] += p->add;
+		}
 		return;
 	}
 	for (j = 0; j < n; j++) {
@@ -214,7 +222,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 			       n * p->cols);
 		return mb_pwrite_all(out, dbuf, n * out_row, dst);
 	}
-	if (p->in == p->out && p->heads == 0 &&
+	if (p->in == p->out && p->heads == 0 && p->add == 0 &&
 	    kernel_copy(p->fd, p->src_off + (p->row0 + u->r0) * in_row,
 			out, dst, n * in_row) == 0)
 		return 0;
@@ -320,8 +328,8 @@ static struct piece *add_piece(struct plan *pl, const char *name)
  * when rows is 0). 1-D tensors are written as F32. */
 static int add_src(struct plan *pl, const struct mb_st_model *m,
 		   const char *out_name, const char *src_name, uint64_t row0,
-		   uint64_t rows, uint32_t heads, enum mb_num outtype, char *err,
-		   size_t errcap)
+		   uint64_t rows, uint32_t heads, float add, enum mb_num outtype,
+		   char *err, size_t errcap)
 {
 	const struct mb_st_tensor *t = mb_st_model_find(m, src_name);
 	struct piece *p;
@@ -364,6 +372,12 @@ static int add_src(struct plan *pl, const struct mb_st_model *m,
 	p->heads = heads;
 	p->out = t->ndim == 1 ? MB_NUM_F32 : outtype;
 	p->gtype = gtype_of(p->out);
+	p->add = add;
+	if (add != 0 && (p->out != MB_NUM_F32 || heads != 0)) {
+		mb_seterr(err, errcap, "tensor '%s' is %d-dimensional: only "
+			  "vectors are shifted", src_name, t->ndim);
+		return MB_EUNSUPPORTED;
+	}
 	if (heads != 0 && (p->rows % heads != 0 || (p->rows / heads) % 2 != 0)) {
 		mb_seterr(err, errcap, "cannot permute '%s': %llu rows over %u heads",
 		       src_name, (unsigned long long)p->rows, heads);
@@ -426,6 +440,19 @@ static uint64_t dim_of(const struct mb_modelcfg *c, enum mb_dim d)
 	}
 }
 
+/* What a source tensor is shifted by: 1 for a norm's weight when the
+ * layout's checkpoints store w - 1, else 0. */
+static float shift_of(const struct mb_family_layout *lay, const char *src)
+{
+	static const char sfx[] = "norm.weight";
+	size_t n = strlen(src);
+
+	return lay->norm_plus_one && n >= sizeof(sfx) - 1 &&
+			       strcmp(src + n - (sizeof(sfx) - 1), sfx) == 0
+		       ? 1.0f
+		       : 0.0f;
+}
+
 /* The tensors of the output, in file order: the layout's per-layer plan
  * between the embedding and the output norm and head. */
 static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
@@ -442,7 +469,8 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 
 #define SRC(o, s, r0, n, hd)                                                   \
 	do {                                                                   \
-		rc = add_src(pl, m, o, s, r0, n, hd, outtype, err, errcap);    \
+		rc = add_src(pl, m, o, s, r0, n, hd, shift_of(lay, s),         \
+			     outtype, err, errcap);                            \
 		if (rc != 0)                                                   \
 			return rc;                                             \
 	} while (0)
@@ -650,6 +678,44 @@ static int write_metadata(struct mb_gguf_w *w, const struct mb_convert_opts *o,
 		KV(mb_gguf_w_u32(w, AK("attention.sliding_window"),
 				 cJSON_IsNumber(sw) ? (uint32_t)sw->valuedouble : 0));
 	}
+	if (lay->meta & MB_META_SWA_LAYERS) {
+		/* llama.cpp reads a per-layer list as it is; a number would
+		 * be a period (its default is 6, Gemma 3's) */
+		const cJSON *sw = c->v[MB_CFG_SLIDING_WINDOW].value;
+		unsigned char *swa = mb_calloc(c->layers ? c->layers : 1, 1);
+		size_t nswa;
+
+		if (swa == NULL)
+			return MB_ENOMEM;
+		nswa = mb_modelcfg_swa_layers(c, swa);
+		if (nswa > 0 && !cJSON_IsNumber(sw)) {
+			free(swa);
+			mb_seterr(err, errcap, "%zu sliding layers and no "
+				  "sliding_window", nswa);
+			return MB_EUNSUPPORTED;
+		}
+		/* no window at all: llama.cpp's gemma3 then attends over
+		 * everything in every layer, with rope_theta */
+		rc = 0;
+		if (nswa > 0) {
+			rc = mb_gguf_w_u32(w, AK("attention.sliding_window"),
+					   (uint32_t)sw->valuedouble);
+			if (rc == 0)
+				rc = mb_gguf_w_arr(w,
+					AK("attention.sliding_window_pattern"),
+					MB_GGUF_BOOL, swa, c->layers);
+			if (rc == 0)
+				rc = mb_gguf_w_f32(w, AK("rope.freq_base_swa"),
+					(float)num(c, MB_CFG_ROPE_LOCAL_BASE_FREQ));
+		}
+		free(swa);
+		if (rc != 0)
+			return rc;
+	}
+	if ((lay->meta & MB_META_FINAL_SOFTCAP) &&
+	    cJSON_IsNumber(c->v[MB_CFG_FINAL_LOGIT_SOFTCAPPING].value))
+		KV(mb_gguf_w_f32(w, AK("final_logit_softcapping"),
+				 (float)num(c, MB_CFG_FINAL_LOGIT_SOFTCAPPING)));
 	if (rope_kind == MB_ROPE_LONGROPE) {
 		double orig = num(c, MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS);
 		double scale = num(c, MB_CFG_MAX_POSITION_EMBEDDINGS) / orig;

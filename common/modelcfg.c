@@ -39,6 +39,12 @@ static const char *const key_names[MB_CFG_NKEYS] = {
 	[MB_CFG_TIE_WORD_EMBEDDINGS] = "tie_word_embeddings",
 	[MB_CFG_ATTENTION_BIAS] = "attention_bias",
 	[MB_CFG_TORCH_DTYPE] = "torch_dtype",
+	[MB_CFG_ROPE_LOCAL_BASE_FREQ] = "rope_local_base_freq",
+	[MB_CFG_QUERY_PRE_ATTN_SCALAR] = "query_pre_attn_scalar",
+	[MB_CFG_ATTN_LOGIT_SOFTCAPPING] = "attn_logit_softcapping",
+	[MB_CFG_FINAL_LOGIT_SOFTCAPPING] = "final_logit_softcapping",
+	[MB_CFG_SLIDING_WINDOW_PATTERN] = "sliding_window_pattern",
+	[MB_CFG_LAYER_TYPES] = "layer_types",
 };
 
 static const char *const src_names[] = {
@@ -594,7 +600,6 @@ static const struct foreign_arch {
 	{ "Qwen2MoeForCausalLM", "qwen2_moe", MB_FAMILY_UNKNOWN },
 	{ "Qwen3MoeForCausalLM", "qwen3_moe", MB_FAMILY_UNKNOWN },
 	{ "Gemma2ForCausalLM", "gemma2", MB_FAMILY_UNKNOWN },
-	{ "Gemma3ForCausalLM", "gemma3_text", MB_FAMILY_UNKNOWN },
 	{ "Gemma3ForConditionalGeneration", "gemma3", MB_FAMILY_UNKNOWN },
 	{ "MixtralForCausalLM", "mixtral", MB_FAMILY_UNKNOWN },
 	{ "DeepseekV2ForCausalLM", "deepseek_v2", MB_FAMILY_UNKNOWN },
@@ -637,6 +642,20 @@ static const struct foreign_arch {
 };
 
 #define NFOREIGN (sizeof(foreign_archs) / sizeof(foreign_archs[0]))
+
+/* What a refusal adds for an architecture whose relative mibera does
+ * convert. */
+static const struct {
+	const char *arch;
+	const char *note;
+} foreign_notes[] = {
+	/* its language model's tensors are under language_model.model.,
+	 * beside a vision tower */
+	{ "Gemma3ForConditionalGeneration",
+	  "only Gemma 3's text models (Gemma3ForCausalLM, model_type "
+	  "gemma3_text) convert, not the multimodal checkpoint with its "
+	  "vision tower" },
+};
 
 /* What mibera converts, for the refusal message: every family's
  * architectures names, sorted. */
@@ -762,7 +781,8 @@ static int claim_contradicted(const struct claim *cl,
 static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
 {
 	const char *name = cl->arch;
-	char also[160] = "", own[300];
+	char also[400] = "", own[300];
+	size_t i;
 
 	if (cl->model_type != NULL && cl->known != NULL &&
 	    (name == NULL || strcmp(name, cl->known->arch) != 0)) {
@@ -775,13 +795,21 @@ static void refuse_claim(struct mb_modelcfg *c, const struct claim *cl)
 	c->convertible = 1; /* so that refuse() takes this reason */
 	c->family = MB_FAMILY_UNKNOWN;
 	own_archs(own, sizeof(own));
+	for (i = 0; cl->known != NULL &&
+		    i < sizeof(foreign_notes) / sizeof(foreign_notes[0]); i++)
+		if (strcmp(cl->known->arch, foreign_notes[i].arch) == 0) {
+			size_t n = strlen(also);
+
+			snprintf(also + n, sizeof(also) - n, "; %s",
+				 foreign_notes[i].note);
+		}
 	if (name != NULL && cl->model_type != NULL)
 		refuse(c, "%s (model_type %s) is not a family mibera converts "
 		       "natively (it converts: %s)%s", name, cl->model_type,
 		       own, also);
 	else if (name != NULL)
 		refuse(c, "%s is not a family mibera converts natively (it "
-		       "converts: %s)", name, own);
+		       "converts: %s)%s", name, own, also);
 	else
 		refuse(c, "model_type %s is not a family mibera converts "
 		       "natively (it converts: %s)", cl->model_type, own);
@@ -993,6 +1021,29 @@ static int ok_scaling(const cJSON *v)
 	return cJSON_IsNull(v) || cJSON_IsObject(v);
 }
 
+static int ok_cap(const cJSON *v)
+{
+	return cJSON_IsNull(v) || ok_pos_number(v);
+}
+
+/* A list of "sliding_attention" and "full_attention", one per layer (its
+ * length is checked against the layers once they are known). */
+static int ok_layer_types(const cJSON *v)
+{
+	const cJSON *e;
+
+	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 ||
+	    cJSON_GetArraySize(v) > MAX_LAYERS)
+		return 0;
+	cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e) ||
+				     (strcmp(e->valuestring,
+					     "sliding_attention") != 0 &&
+				      strcmp(e->valuestring,
+					     "full_attention") != 0))
+		return 0;
+	return 1;
+}
+
 /* What a person may set, and how each value is checked: the values the
  * tensors cannot give. */
 static const struct settable {
@@ -1012,6 +1063,13 @@ static const struct settable {
 	{ MB_CFG_ROPE_SCALING, ok_scaling, "a JSON object or null" },
 	{ MB_CFG_PARTIAL_ROTARY_FACTOR, ok_fraction,
 	  "a number above 0, at most 1" },
+	{ MB_CFG_ROPE_LOCAL_BASE_FREQ, ok_pos_number, "a positive number" },
+	{ MB_CFG_QUERY_PRE_ATTN_SCALAR, ok_pos_number, "a positive number" },
+	{ MB_CFG_ATTN_LOGIT_SOFTCAPPING, ok_cap, "a positive number or null" },
+	{ MB_CFG_FINAL_LOGIT_SOFTCAPPING, ok_cap, "a positive number or null" },
+	{ MB_CFG_SLIDING_WINDOW_PATTERN, ok_pos_int, "a positive integer" },
+	{ MB_CFG_LAYER_TYPES, ok_layer_types,
+	  "a list of \"sliding_attention\" and \"full_attention\"" },
 };
 #define NSETTABLE (sizeof(settable) / sizeof(settable[0]))
 
@@ -1039,7 +1097,7 @@ int mb_modelcfg_user_set(cJSON *set, const char *kv, char *err, size_t errcap)
 {
 	const struct settable *st;
 	const char *eq = strchr(kv, '=');
-	char key[64], list[400];
+	char key[64], list[600];
 	cJSON *v;
 	int k;
 
@@ -1310,6 +1368,74 @@ static void check_rope_scaling(struct mb_modelcfg *c,
 		       "model was trained at before scaling");
 }
 
+/* The attention values only Gemma 3's keys carry, against what
+ * llama.cpp's gemma3 computes: scores scaled by head_dim^-1/2 (by
+ * (hidden / heads)^-1/2 for 62 layers, the 27B's query_pre_attn_scalar
+ * of 168), no cap on the scores, and every layer said to slide or not. */
+static void check_attention(struct mb_modelcfg *c, const struct mb_family *fam)
+{
+	const cJSON *q = c->v[MB_CFG_QUERY_PRE_ATTN_SCALAR].value;
+	const cJSON *cap = c->v[MB_CFG_ATTN_LOGIT_SOFTCAPPING].value;
+	const cJSON *lt = c->v[MB_CFG_LAYER_TYPES].value;
+	const cJSON *heads = c->v[MB_CFG_NUM_ATTENTION_HEADS].value;
+
+	if (mb_family_has_key(fam, MB_CFG_QUERY_PRE_ATTN_SCALAR) &&
+	    cJSON_IsNumber(q) && cJSON_IsNumber(heads) &&
+	    heads->valuedouble >= 1) {
+		uint64_t nh = (uint64_t)heads->valuedouble;
+		double want = c->layers == 62 ? (double)(c->hidden / nh)
+					      : (double)(c->q_width / nh);
+
+		enum mb_src src = c->v[MB_CFG_QUERY_PRE_ATTN_SCALAR].src;
+
+		/* a base of other shapes or the default says it of another
+		 * head size: every Gemma 3 has the value llama.cpp takes */
+		if (q->valuedouble != want && (src == MB_SRC_BASE_FAMILY ||
+					       src == MB_SRC_DEFAULT)) {
+			addwarn(c, "query_pre_attn_scalar %g (from %s) is "
+				"another head size's: %g taken, as every "
+				"Gemma 3 has", q->valuedouble,
+				c->v[MB_CFG_QUERY_PRE_ATTN_SCALAR].evidence,
+				want);
+			set_value(c, MB_CFG_QUERY_PRE_ATTN_SCALAR,
+				  cJSON_CreateNumber(want), MB_SRC_DERIVED,
+				  "%s %llu", c->layers == 62
+					? "hidden size / heads:"
+					: "head size from the tensors:",
+				  (unsigned long long)want);
+		} else if (q->valuedouble != want) {
+			refuse(c, "query_pre_attn_scalar %g (from %s): "
+			       "llama.cpp's %s scales attention scores by "
+			       "%g^-1/2 for this model, so it would compute "
+			       "another model", q->valuedouble,
+			       c->v[MB_CFG_QUERY_PRE_ATTN_SCALAR].evidence,
+			       fam->native->arch, want);
+		}
+	}
+	if (mb_family_has_key(fam, MB_CFG_ATTN_LOGIT_SOFTCAPPING) &&
+	    cJSON_IsNumber(cap))
+		refuse(c, "attn_logit_softcapping %g (from %s): llama.cpp's %s "
+		       "has no cap on attention scores", cap->valuedouble,
+		       c->v[MB_CFG_ATTN_LOGIT_SOFTCAPPING].evidence,
+		       fam->native->arch);
+	if (lt != NULL && (uint64_t)cJSON_GetArraySize(lt) != c->layers) {
+		refuse(c, "layer_types (from %s) lists %d layers, the tensors "
+		       "have %llu", c->v[MB_CFG_LAYER_TYPES].evidence,
+		       cJSON_GetArraySize(lt), (unsigned long long)c->layers);
+		return;
+	}
+	if (mb_family_has_key(fam, MB_CFG_SLIDING_WINDOW_PATTERN) &&
+	    c->layers <= MAX_LAYERS) {
+		unsigned char swa[MAX_LAYERS];
+
+		if (mb_modelcfg_swa_layers(c, swa) > 0 &&
+		    !cJSON_IsNumber(c->v[MB_CFG_SLIDING_WINDOW].value))
+			refuse(c, "sliding layers without a sliding_window "
+			       "(from %s)",
+			       c->v[MB_CFG_SLIDING_WINDOW].evidence);
+	}
+}
+
 static const char *torch_dtype(const struct mb_st_model *m, size_t *count,
 			       size_t *total)
 {
@@ -1504,6 +1630,62 @@ static void tensor_heads(struct mb_modelcfg *c, const cJSON *set)
 	try_hd(c, c->head_dim, MB_SRC_TENSORS, why);
 }
 
+/* Adds key to the config when it lacks it (v is then owned by it, else
+ * freed). */
+static void add_absent(cJSON *cfg, const char *key, cJSON *v)
+{
+	if (v == NULL)
+		return;
+	if (cJSON_GetObjectItemCaseSensitive(cfg, key) != NULL)
+		cJSON_Delete(v);
+	else
+		cJSON_AddItemToObject(cfg, key, v);
+}
+
+/* transformers 5 writes the rope of a model with sliding layers (Gemma
+ * 3) as rope_parameters, one per layer type: {"full_attention":
+ * {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+ * "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}.
+ * Read as the keys of the older form (rope_theta, rope_scaling,
+ * rope_local_base_freq) where the config lacks them, so that the 4B's
+ * scaling is not taken for none. */
+static void rope_parameters(struct mb_modelcfg *c)
+{
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c->config,
+							   "rope_parameters");
+	const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp,
+							     "full_attention");
+	const cJSON *slide = cJSON_GetObjectItemCaseSensitive(
+		rp, "sliding_attention");
+	const cJSON *t, *type;
+
+	if (!cJSON_IsObject(full))
+		return;
+	t = cJSON_GetObjectItemCaseSensitive(full, "rope_theta");
+	if (cJSON_IsNumber(t))
+		add_absent(c->config, "rope_theta", cJSON_Duplicate(t, 1));
+	type = cJSON_GetObjectItemCaseSensitive(full, "rope_type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0) {
+		cJSON *rs = cJSON_Duplicate(full, 1);
+
+		if (rs != NULL)
+			cJSON_DeleteItemFromObjectCaseSensitive(rs,
+								"rope_theta");
+		add_absent(c->config, "rope_scaling", rs);
+	} else {
+		add_absent(c->config, "rope_scaling", cJSON_CreateNull());
+	}
+	t = cJSON_GetObjectItemCaseSensitive(slide, "rope_theta");
+	if (cJSON_IsObject(slide) && cJSON_IsNumber(t))
+		add_absent(c->config, "rope_local_base_freq",
+			   cJSON_Duplicate(t, 1));
+	type = cJSON_GetObjectItemCaseSensitive(slide, "rope_type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0)
+		refuse(c, "rope_parameters.sliding_attention has rope_type "
+		       "'%.40s': llama.cpp scales no sliding layer's rope",
+		       type->valuestring);
+}
+
 int mb_modelcfg_infer(const struct mb_st_model *m, const char *config,
 		      size_t config_len, const char *card, size_t card_len,
 		      const char *base_config, size_t base_len,
@@ -1570,6 +1752,8 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		addwarn(c, "no config.json: every value comes from the tensors "
 			"and the base");
 	}
+	if (c->config != NULL)
+		rope_parameters(c);
 	if (c->config != NULL)
 		for (k = 0; k < MB_CFG_NKEYS; k++) {
 			const cJSON *v = cJSON_GetObjectItemCaseSensitive(
@@ -1741,6 +1925,11 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 		if (key == MB_CFG_HEAD_DIM || key == MB_CFG_ATTENTION_BIAS ||
 		    st == NULL)
 			continue;
+		/* layer_types (transformers since 4.53) says per layer what
+		 * the pattern says in one number */
+		if (key == MB_CFG_SLIDING_WINDOW_PATTERN &&
+		    c->v[MB_CFG_LAYER_TYPES].value != NULL)
+			continue;
 		/* transformers reads a missing original context as the
 		 * context itself */
 		fallback = key == MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS
@@ -1753,7 +1942,8 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	 * 4096 under llama.cpp's llama): attention spans the whole context,
 	 * which matches the model only up to the window */
 	if (mb_family_has_key(fam, MB_CFG_SLIDING_WINDOW) &&
-	    !(fam->native->meta & MB_META_SLIDING_WINDOW) &&
+	    !(fam->native->meta &
+	      (MB_META_SLIDING_WINDOW | MB_META_SWA_LAYERS)) &&
 	    cJSON_IsNumber(c->v[MB_CFG_SLIDING_WINDOW].value) &&
 	    cJSON_IsNumber(c->v[MB_CFG_MAX_POSITION_EMBEDDINGS].value) &&
 	    c->v[MB_CFG_SLIDING_WINDOW].value->valuedouble <
@@ -1768,6 +1958,7 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	check_rotary(c);
 	check_longrope(c, &cf);
 	check_rope_scaling(c, fam);
+	check_attention(c, fam);
 	if (set != NULL) {
 		const cJSON *e;
 
@@ -1814,6 +2005,27 @@ void mb_modelcfg_free(struct mb_modelcfg *c)
 	}
 	cJSON_Delete(c->config);
 	free(c);
+}
+
+size_t mb_modelcfg_swa_layers(const struct mb_modelcfg *c, unsigned char *swa)
+{
+	const cJSON *lt = c->v[MB_CFG_LAYER_TYPES].value;
+	const cJSON *pat = c->v[MB_CFG_SLIDING_WINDOW_PATTERN].value;
+	uint64_t il, n = cJSON_IsNumber(pat) ? (uint64_t)pat->valuedouble : 0;
+	size_t nswa = 0;
+
+	for (il = 0; il < c->layers; il++) {
+		const cJSON *e = cJSON_GetArrayItem(lt, (int)il);
+
+		if (lt != NULL)
+			swa[il] = cJSON_IsString(e) &&
+				  strcmp(e->valuestring,
+					 "sliding_attention") == 0;
+		else
+			swa[il] = n != 0 && (il + 1) % n != 0;
+		nswa += swa[il];
+	}
+	return nswa;
 }
 
 size_t mb_modelcfg_nrepairs(const struct mb_modelcfg *c)

@@ -37,6 +37,8 @@ enum mb_family_id {
 	MB_FAMILY_LLAMA, /* Llama, Mistral: separate q/k/v and gate/up */
 	MB_FAMILY_QWEN2, /* Llama's tensors plus q/k/v biases, NEOX rope */
 	MB_FAMILY_QWEN3, /* Llama's tensors plus per-head q/k RMS norms */
+	MB_FAMILY_GEMMA3, /* Qwen3's tensors plus norms after attention and
+			     MLP; (1 + w) norms, sliding layers */
 };
 
 /* Where a value came from. Numbered for the JSON report; append only. */
@@ -74,6 +76,14 @@ enum mb_cfg_key {
 	MB_CFG_TIE_WORD_EMBEDDINGS,
 	MB_CFG_ATTENTION_BIAS,
 	MB_CFG_TORCH_DTYPE,
+	/* Gemma 3 */
+	MB_CFG_ROPE_LOCAL_BASE_FREQ,	/* the sliding layers' rope base */
+	MB_CFG_QUERY_PRE_ATTN_SCALAR,	/* scores times its -1/2 power */
+	MB_CFG_ATTN_LOGIT_SOFTCAPPING,	/* null, or scores capped */
+	MB_CFG_FINAL_LOGIT_SOFTCAPPING,	/* null, or logits capped */
+	MB_CFG_SLIDING_WINDOW_PATTERN,	/* every n-th layer global */
+	MB_CFG_LAYER_TYPES,		/* per layer: "sliding_attention" or
+					   "full_attention" */
 	MB_CFG_NKEYS
 };
 
@@ -165,6 +175,13 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 
 /* Frees c; NULL-safe. */
 void mb_modelcfg_free(struct mb_modelcfg *c);
+
+/* Which of c's layers attend to a sliding window, for a family with
+ * layer_types or sliding_window_pattern (as transformers reads them:
+ * layer_types, else every pattern-th layer global): swa[il] set to 1 or
+ * 0 for il below c->layers (swa holds that many). Returns the number of
+ * sliding layers; 0 for a family without those keys. */
+size_t mb_modelcfg_swa_layers(const struct mb_modelcfg *c, unsigned char *swa);
 
 /* Returns the number of fields that are repaired. */
 size_t mb_modelcfg_nrepairs(const struct mb_modelcfg *c);

@@ -8,6 +8,7 @@ extern const struct mb_family mb_family_phi3;
 extern const struct mb_family mb_family_llama;
 extern const struct mb_family mb_family_qwen2;
 extern const struct mb_family mb_family_qwen3;
+extern const struct mb_family mb_family_gemma3;
 
 /* Order matters where the tensors fit two families equally well (the
  * first wins) and for the known bases (searched in this order). */
@@ -16,6 +17,7 @@ static const struct mb_family *const table[] = {
 	&mb_family_llama,
 	&mb_family_qwen2,
 	&mb_family_qwen3,
+	&mb_family_gemma3,
 };
 
 #define NTABLE (sizeof(table) / sizeof(table[0]))

@@ -81,6 +81,17 @@ struct mb_family_out {
 #define MB_META_PARTIAL_ROTARY	(1u << 4) /* rope on part of a head
 					     (rope.dimension_count below the
 					     head size) */
+#define MB_META_SWA_LAYERS	(1u << 5) /* some layers slide, the others
+					     attend to all: sliding_window
+					     written only when some layer
+					     slides, attention.sliding_
+					     window_pattern (layer_types or
+					     sliding_window_pattern) and
+					     rope.freq_base_swa (rope_local_
+					     base_freq); never with
+					     MB_META_SLIDING_WINDOW */
+#define MB_META_FINAL_SOFTCAP	(1u << 6) /* final_logit_softcapping, when
+					     set */
 
 /* The rope scalings (config.json rope_scaling's type) a layout carries. */
 #define MB_ROPE_LONGROPE	(1u << 0) /* "longrope" or "su": factor
@@ -97,6 +108,11 @@ struct mb_family_layout {
 	const struct mb_family_out *tensors;	/* per layer, in file order */
 	unsigned meta;		/* MB_META_* */
 	unsigned rope;		/* MB_ROPE_* */
+	/* the checkpoint stores norm weights as w - 1 (Gemma's RMSNorm
+	 * multiplies by 1 + w, llama.cpp's by the weight): every source
+	 * tensor whose name ends in "norm.weight", the output norm's
+	 * included, is written plus one, in f32 */
+	int norm_plus_one;
 };
 
 /* A base model whose config.json values (those shapes cannot give) are

@@ -4,6 +4,7 @@
  * comparison bites (swapped gate/up, a skipped q/k permutation), that
  * every tensor is the source after the expected conversion, and that
  * failures leave nothing behind. */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -21,13 +22,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/buf.h"
 #include "common/convert.h"
 #include "common/err.h"
 #include "common/fault.h"
 #include "common/fs.h"
 #include "common/gguf.h"
 #include "common/half.h"
+#include "common/modelcfg.h"
 #include "common/safetensors.h"
+#include "llama.h"
 #include "llm.h"
 #include "model.h"
 #include "reference.h"
@@ -39,6 +43,7 @@ static char root[512];
 static char phi_bad[600], phi_good[600], llama_good[600], llama_bad[600];
 static char qwen2[600], qwen2_tied[600], phi_mini[600], gemma[600];
 static char qwen3[600], qwen3_untied[600];
+static char gemma3[600], gemma3_noarch[600], gemma3_lie[600];
 static int32_t toks[NTOK];
 static float *ref_phi, *ref_llama;
 static int nv_phi, nv_llama;
@@ -96,6 +101,34 @@ static int setup(void **state)
 			 root);
 		assert_int_equal(th_mkmodel(qwen3_untied, "qwen3-tiny", extra),
 				 0);
+	}
+	gen(gemma3, sizeof(gemma3), "gemma3", "gemma3-tiny", "correct");
+	{
+		const char *extra[] = { "--no-architectures", NULL };
+
+		snprintf(gemma3_noarch, sizeof(gemma3_noarch),
+			 "%s/gemma3-noarch", root);
+		assert_int_equal(th_mkmodel(gemma3_noarch, "gemma3-tiny",
+					    extra),
+				 0);
+	}
+	/* Gemma 3's text weights under the multimodal checkpoint's config
+	 * (its sizes in text_config, where a text model has none) */
+	gen(gemma3_lie, sizeof(gemma3_lie), "gemma3-lie", "gemma3-tiny",
+	    "correct");
+	{
+		char p[700];
+		static const char cfg[] =
+			"{\"architectures\":"
+			"[\"Gemma3ForConditionalGeneration\"],"
+			"\"model_type\":\"gemma3\",\"text_config\":"
+			"{\"hidden_size\":192,\"num_hidden_layers\":7,"
+			"\"model_type\":\"gemma3_text\"},"
+			"\"vision_config\":{\"model_type\":"
+			"\"siglip_vision_model\"}}\n";
+
+		snprintf(p, sizeof(p), "%s/config.json", gemma3_lie);
+		assert_int_equal(th_write_file(p, cfg, sizeof(cfg) - 1), 0);
 	}
 	/* 48 real tokens (the tiny vocabularies have 500 and 616) */
 	for (i = 0; i < NTOK; i++)
@@ -742,6 +775,578 @@ static void test_qwen3(void **state)
 	mb_gguf_free(g);
 }
 
+static void quiet_log(enum ggml_log_level level, const char *text, void *ud)
+{
+	(void)level;
+	(void)text;
+	(void)ud;
+}
+
+/* The float value of a GGUF KV, asserting it is there. */
+static double kv_f(const struct mb_gguf *g, const char *key)
+{
+	const struct mb_gguf_kv *kv = mb_gguf_kv(g, key);
+
+	if (kv == NULL)
+		fail_msg("no %s", key);
+	return kv->v.f;
+}
+
+static uint64_t kv_u(const struct mb_gguf *g, const char *key)
+{
+	const struct mb_gguf_kv *kv = mb_gguf_kv(g, key);
+
+	if (kv == NULL)
+		fail_msg("no %s", key);
+	return kv->v.u;
+}
+
+/* Writes the config.json mibera repairs the model in dir to (its card
+ * read as the converter reads it) to path. */
+static void write_repaired(const char *dir, const char *path)
+{
+	struct mb_st_model *m;
+	struct mb_modelcfg *c;
+	struct mb_buf b;
+	char p[800], err[512], *cfg, *card;
+	size_t cfg_len, card_len;
+
+	assert_int_equal(mb_st_model_open_dir(dir, &m, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	cfg = th_slurp(p, &cfg_len);
+	snprintf(p, sizeof(p), "%s/README.md", dir);
+	card = th_slurp(p, &card_len);
+	assert_int_equal(mb_modelcfg_infer(m, cfg, cfg_len, card, card_len,
+					   NULL, 0, &c, err, sizeof(err)),
+			 0);
+	assert_true(c->convertible);
+	mb_buf_init(&b, 1u << 20);
+	assert_int_equal(mb_modelcfg_repaired_json(c, &b), 0);
+	assert_int_equal(th_write_file(path, b.data, b.len), 0);
+	mb_buf_release(&b);
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+	free(cfg);
+	free(card);
+}
+
+/* Gemma 3 converts as llama.cpp's gemma3: Gemma-3-1B's ratios (one KV
+ * head, a head size of 64 over a hidden size of 192), four norms per
+ * layer, every norm written as 1 + w, sliding layers (window 4, layer 5
+ * global, its own rope base) and the tied output; libllama's logits
+ * match the reference in F32 and F16. The norms as stored (w, not
+ * 1 + w) fail the comparison, and so does a file where the global layer
+ * slides too. */
+static void test_gemma3(void **state)
+{
+	static const unsigned char want_swa[7] = { 1, 1, 1, 1, 1, 0, 1 };
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	struct mb_st_model *m;
+	char path[700], bad[700], err[2048];
+	float *ref, *got;
+	double rel, top1;
+	size_t len, i, j, nnorms = 0;
+	char *data;
+	int nv, n;
+
+	(void)state;
+	if (ref_logits(gemma3, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	fidelity(gemma3, "gemma3-f32", MB_LAYOUT_NATIVE, MB_OUT_F32, ref, nv,
+		 5e-3, NULL);
+	fidelity(gemma3, "gemma3-f16", MB_LAYOUT_NATIVE, MB_OUT_F16, ref, nv,
+		 1e-2, NULL);
+	snprintf(path, sizeof(path), "%s/gemma3-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "general.architecture")->v.s,
+			    "gemma3");
+	assert_int_equal(kv_u(g, "gemma3.context_length"), 32768);
+	assert_int_equal(kv_u(g, "gemma3.embedding_length"), 192);
+	assert_int_equal(kv_u(g, "gemma3.block_count"), 7);
+	assert_int_equal(kv_u(g, "gemma3.feed_forward_length"), 512);
+	assert_int_equal(kv_u(g, "gemma3.attention.head_count"), 4);
+	assert_int_equal(kv_u(g, "gemma3.attention.head_count_kv"), 1);
+	assert_int_equal(kv_u(g, "gemma3.attention.key_length"), 64);
+	assert_int_equal(kv_u(g, "gemma3.attention.value_length"), 64);
+	assert_true(kv_f(g, "gemma3.rope.freq_base") == 1e6);
+	assert_true(kv_f(g, "gemma3.rope.freq_base_swa") == 1e4);
+	assert_true(fabs(kv_f(g, "gemma3.attention.layer_norm_rms_epsilon") -
+			 1e-6) < 1e-12);
+	assert_int_equal(kv_u(g, "gemma3.attention.sliding_window"), 4);
+	kv = mb_gguf_kv(g, "gemma3.attention.sliding_window_pattern");
+	assert_non_null(kv);
+	assert_int_equal(kv->elem_type, MB_GGUF_BOOL);
+	assert_int_equal(kv->n, 7);
+	assert_memory_equal(kv->arr, want_swa, 7);
+	assert_null(mb_gguf_kv(g, "gemma3.final_logit_softcapping"));
+	assert_null(mb_gguf_kv(g, "gemma3.rope.scaling.type"));
+	/* the tokenizer as llama.cpp reads Gemma's */
+	assert_true(kv_u(g, "tokenizer.ggml.add_bos_token") != 0);
+	assert_true(kv_u(g, "tokenizer.ggml.add_space_prefix") == 0);
+	assert_string_equal(mb_gguf_kv(g, "tokenizer.ggml.model")->v.s, "llama");
+	/* <end_of_turn> ends a turn: llama.cpp finds it by its text */
+	{
+		struct llama_model_params mp = llama_model_default_params();
+		const struct llama_vocab *vocab;
+		struct llama_model *lm;
+		llama_token eot;
+
+		mp.vocab_only = true;
+		llama_log_set(quiet_log, NULL);
+		llama_backend_init();
+		lm = llama_model_load_from_file(path, mp);
+		llama_log_set(NULL, NULL);
+		assert_non_null(lm);
+		vocab = llama_model_get_vocab(lm);
+		eot = llama_vocab_eot(vocab);
+		kv = mb_gguf_kv(g, "tokenizer.ggml.tokens");
+		assert_non_null(kv);
+		assert_true(eot >= 0 && (uint64_t)eot < kv->n);
+		assert_string_equal(kv->strs[eot], "<end_of_turn>");
+		assert_true(llama_vocab_is_eog(vocab, eot));
+		assert_true(llama_vocab_get_add_bos(vocab));
+		assert_string_equal(kv->strs[llama_vocab_bos(vocab)], "<bos>");
+		llama_model_free(lm);
+	}
+	/* four norms a layer, the q/k norms and the tied output */
+	assert_non_null(mb_gguf_tensor(g, "blk.6.post_attention_norm.weight"));
+	assert_non_null(mb_gguf_tensor(g, "blk.6.ffn_norm.weight"));
+	assert_non_null(mb_gguf_tensor(g, "blk.6.post_ffw_norm.weight"));
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_q_norm.weight")->ne[0],
+			 64);
+	assert_int_equal(mb_gguf_tensor(g, "blk.0.attn_q.weight")->ne[1], 256);
+	assert_null(mb_gguf_tensor(g, "output.weight"));
+	/* every norm is the checkpoint's w plus one, exactly (bf16 w + 1
+	 * in f32), and nothing else is shifted */
+	assert_int_equal(mb_st_model_open_dir(gemma3, &m, err, sizeof(err)), 0);
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	for (i = 0; i < g->ntensors; i++) {
+		const struct mb_gguf_tensor *t = &g->tensors[i];
+		const struct mb_st_tensor *st;
+		char src[160], shard[800], *sd;
+		const uint16_t *bf;
+		const float *w = (const float *)(void *)(data + t->offset);
+		size_t slen;
+		unsigned layer;
+		char what[64];
+
+		if (strstr(t->name, "norm") == NULL)
+			continue;
+		if (strcmp(t->name, "output_norm.weight") == 0)
+			snprintf(src, sizeof(src), "model.norm.weight");
+		else {
+			static const char *const map[][2] = {
+				{ "attn_norm", "input_layernorm" },
+				{ "attn_q_norm", "self_attn.q_norm" },
+				{ "attn_k_norm", "self_attn.k_norm" },
+				{ "post_attention_norm",
+				  "post_attention_layernorm" },
+				{ "ffn_norm", "pre_feedforward_layernorm" },
+				{ "post_ffw_norm",
+				  "post_feedforward_layernorm" },
+			};
+			size_t k;
+
+			assert_int_equal(sscanf(t->name, "blk.%u.%63[^.]",
+						&layer, what), 2);
+			for (k = 0; k < 6 && strcmp(map[k][0], what) != 0; k++)
+				;
+			assert_true(k < 6);
+			snprintf(src, sizeof(src), "model.layers.%u.%s.weight",
+				 layer, map[k][1]);
+		}
+		st = mb_st_model_find(m, src);
+		assert_non_null(st);
+		assert_int_equal(st->dtype, MB_ST_BF16);
+		assert_int_equal(t->type, MB_GGML_F32);
+		snprintf(shard, sizeof(shard), "%s/%s", gemma3,
+			 m->shards[st->shard]);
+		sd = th_slurp(shard, &slen);
+		assert_non_null(sd);
+		bf = (const uint16_t *)(void *)(sd + m->files[st->shard]->data_start +
+						st->begin);
+		for (j = 0; j < t->ne[0]; j++) {
+			uint32_t u = (uint32_t)bf[j] << 16;
+			float f;
+
+			memcpy(&f, &u, 4);
+			if (w[j] != f + 1.0f)
+				fail_msg("%s[%zu] is %g, the checkpoint's %g "
+					 "plus one is %g", t->name, j, w[j], f,
+					 f + 1.0f);
+		}
+		free(sd);
+		nnorms++;
+	}
+	assert_int_equal(nnorms, 7 * 6 + 1);
+	mb_st_model_free(m);
+	/* the norms as the checkpoint stores them (w, not 1 + w): must
+	 * fail */
+	for (i = 0; i < g->ntensors; i++) {
+		const struct mb_gguf_tensor *t = &g->tensors[i];
+		float *w = (float *)(void *)(data + t->offset);
+
+		if (strstr(t->name, "norm") != NULL)
+			for (j = 0; j < t->ne[0]; j++)
+				w[j] -= 1.0f;
+	}
+	write_copy("gemma3-norms-unshifted.gguf", data, len, bad, sizeof(bad));
+	free(data);
+	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+	free(got);
+	print_message("gemma3 norms without +1: rel max err %.2e, top-1 %.0f%% "
+		      "(must fail)\n", rel, top1 * 100);
+	assert_true(rel > 5e-3 || top1 < 1.0);
+	/* layer 5 sliding too (every bool of the pattern set): must fail,
+	 * so the per-layer pattern is read and the global layer is
+	 * global (llama.cpp refuses a window with no sliding layer) */
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	{
+		static const char key[] = "gemma3.attention.sliding_window_pattern";
+		char *at = memmem(data, len, key, sizeof(key) - 1);
+
+		assert_non_null(at);
+		/* key, then type (u32), element type (u32), count (u64) */
+		at += sizeof(key) - 1 + 4 + 4 + 8;
+		assert_memory_equal(at, want_swa, 7);
+		memset(at, 1, 7);
+	}
+	write_copy("gemma3-all-sliding.gguf", data, len, bad, sizeof(bad));
+	free(data);
+	mb_gguf_free(g);
+	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+					 sizeof(err)),
+			 0);
+	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+	free(got);
+	print_message("gemma3 every layer sliding: rel max err %.2e, top-1 "
+		      "%.0f%% (must fail)\n", rel, top1 * 100);
+	assert_true(rel > 5e-3 || top1 < 1.0);
+	free(ref);
+}
+
+/* Gemma 3's config as transformers 5 writes it: rope per layer type
+ * (rope_parameters, here the 4B's linear scaling by 8 on the global
+ * layers) and layer_types instead of a pattern (here layers 2 and 5
+ * global). Converted with linear rope scaling, the per-layer pattern and
+ * both bases; libllama's logits match the reference, which reads that
+ * form itself. */
+static void test_gemma3_transformers5_config(void **state)
+{
+	static const unsigned char want_swa[7] = { 1, 1, 0, 1, 1, 0, 1 };
+	const struct mb_gguf_kv *kv;
+	struct mb_gguf *g;
+	char dir[700], p[800], cmd[2048], path[700], err[2048];
+	cJSON *cfg, *lt;
+	char *text;
+	size_t len;
+	float *ref;
+	int nv, i;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/gemma3-tf5", root);
+	snprintf(cmd, sizeof(cmd), "cp -r %s %s", gemma3, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	text = th_slurp(p, &len);
+	assert_non_null(text);
+	cfg = cJSON_ParseWithLength(text, len);
+	free(text);
+	assert_non_null(cfg);
+	cJSON_DeleteItemFromObject(cfg, "rope_theta");
+	cJSON_DeleteItemFromObject(cfg, "rope_local_base_freq");
+	cJSON_DeleteItemFromObject(cfg, "rope_scaling");
+	cJSON_DeleteItemFromObject(cfg, "sliding_window_pattern");
+	cJSON_AddItemToObject(cfg, "rope_parameters", cJSON_Parse(
+		"{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8.0,"
+		"\"rope_theta\":1000000.0},\"sliding_attention\":"
+		"{\"rope_type\":\"default\",\"rope_theta\":10000.0}}"));
+	lt = cJSON_AddArrayToObject(cfg, "layer_types");
+	for (i = 0; i < 7; i++)
+		cJSON_AddItemToArray(lt, cJSON_CreateString(
+			want_swa[i] ? "sliding_attention" : "full_attention"));
+	text = cJSON_Print(cfg);
+	cJSON_Delete(cfg);
+	assert_int_equal(th_write_file(p, text, strlen(text)), 0);
+	free(text);
+	if (ref_logits(dir, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	{
+		struct mb_convert_result r;
+		double rel, top1, maxref = 0;
+		float *got;
+		int n, row, j, ties = 0;
+
+		snprintf(path, sizeof(path), "%s/gemma3-tf5-f32.gguf", root);
+		convert(dir, path, MB_LAYOUT_NATIVE, MB_OUT_F32, &r);
+		if (th_llama_logits(path, toks, NTOK, &got, &n, err,
+				    sizeof(err)) != 0)
+			fail_msg("%s", err);
+		assert_int_equal(n, nv);
+		th_logits_compare(ref, got, NTOK, nv, &rel, &top1);
+		for (j = 0; j < NTOK * nv; j++)
+			maxref = fmax(maxref, fabs(ref[j]));
+		/* a row whose arg max differs must be a tie in the
+		 * reference, its two logits closer than the error allowed
+		 * (with random weights, one of 48 rows has two logits 2e-4
+		 * apart) */
+		for (row = 0; row < NTOK; row++) {
+			const float *a = ref + (size_t)row * (size_t)nv;
+			const float *b = got + (size_t)row * (size_t)nv;
+			int ar = 0, ag = 0;
+
+			for (j = 0; j < nv; j++) {
+				if (a[j] > a[ar])
+					ar = j;
+				if (b[j] > b[ag])
+					ag = j;
+			}
+			if (ar == ag)
+				continue;
+			if (!(a[ar] - a[ag] <= 5e-3 * maxref))
+				fail_msg("row %d: top-1 %d, the reference's %d "
+					 "(%g above it)", row, ag, ar,
+					 a[ar] - a[ag]);
+			ties++;
+		}
+		free(got);
+		print_message("%-22s %-6s rel max err %.2e, top-1 %.0f%% (%d "
+			      "tie%s within the error)\n", "gemma3-tf5-f32",
+			      r.arch, rel, top1 * 100, ties,
+			      ties == 1 ? "" : "s");
+		assert_true(rel <= 5e-3);
+	}
+	free(ref);
+	snprintf(path, sizeof(path), "%s/gemma3-tf5-f32.gguf", root);
+	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
+	assert_string_equal(mb_gguf_kv(g, "gemma3.rope.scaling.type")->v.s,
+			    "linear");
+	assert_true(kv_f(g, "gemma3.rope.scaling.factor") == 8.0);
+	assert_true(kv_f(g, "gemma3.rope.freq_base") == 1e6);
+	assert_true(kv_f(g, "gemma3.rope.freq_base_swa") == 1e4);
+	kv = mb_gguf_kv(g, "gemma3.attention.sliding_window_pattern");
+	assert_non_null(kv);
+	assert_int_equal(kv->n, 7);
+	assert_memory_equal(kv->arr, want_swa, 7);
+	mb_gguf_free(g);
+	/* the scaling dropped (factor 1): must fail */
+	{
+		static const char key[] = "gemma3.rope.scaling.factor";
+		char bad[700], *data = th_slurp(path, &len), *at;
+		float one = 1.0f, *got;
+		double rel, top1;
+		int n;
+
+		assert_non_null(data);
+		at = memmem(data, len, key, sizeof(key) - 1);
+		assert_non_null(at);
+		/* key, type (u32), the f32 */
+		memcpy(at + sizeof(key) - 1 + 4, &one, 4);
+		write_copy("gemma3-tf5-unscaled.gguf", data, len, bad,
+			   sizeof(bad));
+		free(data);
+		if (ref_logits(dir, toks, NTOK, &ref, &nv, err,
+			       sizeof(err)) != 0)
+			fail_msg("reference: %s", err);
+		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
+						 sizeof(err)),
+				 0);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		free(got);
+		free(ref);
+		print_message("gemma3 linear scaling dropped: rel max err "
+			      "%.2e, top-1 %.0f%% (must fail)\n", rel,
+			      top1 * 100);
+		assert_true(rel > 5e-3 || top1 < 0.95);
+	}
+}
+
+/* Repairs of a Gemma 3 config: architectures left out (model_type
+ * stays) is put back from the tensors and the model converts to the same
+ * logits; the multimodal checkpoint's config over the text model's
+ * weights is a lie the tensors prove (a Gemma3ForConditionalGeneration
+ * checkpoint has its layers under language_model.), repaired to
+ * Gemma3ForCausalLM with the tensors as evidence, its other values from
+ * the card's base (google/gemma-3-1b-it), and the result runs as the
+ * reference runs the repaired config. */
+static void test_gemma3_repaired(void **state)
+{
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	struct mb_buf rep;
+	struct mb_gguf *g;
+	char out[700], dir[700], cfgpath[800], cmd[2048], err[2048] = "";
+	const cJSON *f, *e;
+	cJSON *doc;
+	float *ref;
+	int nv, saw_arch = 0;
+
+	(void)state;
+	if (ref_logits(gemma3_noarch, toks, NTOK, &ref, &nv, err,
+		       sizeof(err)) != 0)
+		fail_msg("reference: %s", err);
+	memset(&o, 0, sizeof(o));
+	mb_buf_init(&rep, 1u << 20);
+	snprintf(out, sizeof(out), "%s/gemma3-noarch.gguf", root);
+	o.model_dir = gemma3_noarch;
+	o.out_path = out;
+	o.outtype = MB_OUT_F32;
+	o.threads = 2;
+	o.report = &rep;
+	if (mb_convert(&o, &r, err, sizeof(err)) != 0)
+		fail_msg("convert: %s", err);
+	assert_string_equal(r.arch, "gemma3");
+	assert_int_equal(r.nrepairs, 1);
+	doc = cJSON_ParseWithLength(rep.data, rep.len);
+	assert_non_null(doc);
+	f = cJSON_GetObjectItem(doc, "repairs");
+	cJSON_ArrayForEach(e, f) {
+		const char *ev = cJSON_GetStringValue(
+			cJSON_GetObjectItem(e, "evidence"));
+
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "key")),
+			   "architectures") != 0)
+			continue;
+		saw_arch = 1;
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItem(e, "missing")));
+		assert_non_null(strstr(ev, "pre_feedforward_layernorm"));
+		assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(
+				e, "actual"), 0)->valuestring,
+				    "Gemma3ForCausalLM");
+	}
+	assert_true(saw_arch);
+	cJSON_Delete(doc);
+	mb_buf_release(&rep);
+	{
+		float *got;
+		double rel, top1;
+		int n;
+
+		if (th_llama_logits(out, toks, NTOK, &got, &n, err,
+				    sizeof(err)) != 0)
+			fail_msg("%s", err);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		free(got);
+		print_message("gemma3 no architectures: rel max err %.2e, "
+			      "top-1 %.0f%%\n", rel, top1 * 100);
+		assert_true(rel <= 5e-3 && top1 == 1.0);
+	}
+	free(ref);
+
+	/* the multimodal config: repaired, not refused */
+	mb_buf_init(&rep, 1u << 20);
+	snprintf(out, sizeof(out), "%s/gemma3-lie.gguf", root);
+	o.model_dir = gemma3_lie;
+	o.out_path = out;
+	o.report = &rep;
+	if (mb_convert(&o, &r, err, sizeof(err)) != 0)
+		fail_msg("convert: %s", err);
+	assert_string_equal(r.arch, "gemma3");
+	doc = cJSON_ParseWithLength(rep.data, rep.len);
+	assert_non_null(doc);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(doc,
+				"family")), "gemma3");
+	saw_arch = 0;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(doc, "repairs")) {
+		const char *key = cJSON_GetStringValue(cJSON_GetObjectItem(e,
+								"key"));
+		const char *ev = cJSON_GetStringValue(
+			cJSON_GetObjectItem(e, "evidence"));
+
+		if (strcmp(key, "architectures") == 0) {
+			saw_arch = 1;
+			assert_string_equal(cJSON_GetArrayItem(
+				cJSON_GetObjectItem(e, "claimed"), 0)->valuestring,
+				"Gemma3ForConditionalGeneration");
+			assert_non_null(strstr(ev, "q_norm"));
+			assert_non_null(strstr(ev, "pre_feedforward_layernorm"));
+		}
+		if (strcmp(key, "sliding_window") == 0)
+			assert_non_null(strstr(ev, "google/gemma-3-1b-it"));
+	}
+	assert_true(saw_arch);
+	cJSON_Delete(doc);
+	mb_buf_release(&rep);
+	assert_int_equal(mb_gguf_read(out, &g, err, sizeof(err)), 0);
+	/* the base's window, not the fixture's: the config had none */
+	assert_int_equal(kv_u(g, "gemma3.attention.sliding_window"), 512);
+	assert_int_equal(kv_u(g, "gemma3.attention.head_count"), 4);
+	mb_gguf_free(g);
+	/* the reference over the repaired config computes what libllama
+	 * computes over the file */
+	snprintf(dir, sizeof(dir), "%s/gemma3-repaired", root);
+	snprintf(cmd, sizeof(cmd), "cp -r %s %s", gemma3_lie, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", dir);
+	write_repaired(gemma3_lie, cfgpath);
+	if (ref_logits(dir, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
+		fail_msg("reference over the repaired config: %s", err);
+	{
+		float *got;
+		double rel, top1;
+		int n;
+
+		if (th_llama_logits(out, toks, NTOK, &got, &n, err,
+				    sizeof(err)) != 0)
+			fail_msg("%s", err);
+		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
+		free(got);
+		print_message("gemma3 multimodal config repaired: rel max err "
+			      "%.2e, top-1 %.0f%%\n", rel, top1 * 100);
+		assert_true(rel <= 5e-3 && top1 == 1.0);
+	}
+	free(ref);
+}
+
+/* The multimodal checkpoint itself (its layers under
+ * language_model.model., a vision tower beside them) is refused by name,
+ * saying that only the text model converts. */
+static void test_gemma3_multimodal_refused(void **state)
+{
+	static const char header[] =
+		"{\"language_model.model.layers.0.self_attn.q_proj.weight\":"
+		"{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]},"
+		"\"vision_tower.vision_model.embeddings.patch_embedding.weight\":"
+		"{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[4,8]}}";
+	static const char cfg[] =
+		"{\"architectures\":[\"Gemma3ForConditionalGeneration\"],"
+		"\"model_type\":\"gemma3\"}\n";
+	struct mb_convert_opts o;
+	struct mb_convert_result r;
+	char dir[700], p[800], out[800], err[1024] = "";
+	unsigned char buf[8 + sizeof(header) - 1 + 8];
+	uint64_t hl = sizeof(header) - 1;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/gemma3-mm", root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	memcpy(buf, &hl, 8);
+	memcpy(buf + 8, header, hl);
+	memset(buf + 8 + hl, 0, 8);
+	snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+	assert_int_equal(th_write_file(p, buf, sizeof(buf)), 0);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	assert_int_equal(th_write_file(p, cfg, sizeof(cfg) - 1), 0);
+	snprintf(out, sizeof(out), "%s/gemma3-mm.gguf", root);
+	memset(&o, 0, sizeof(o));
+	o.model_dir = dir;
+	o.out_path = out;
+	o.outtype = MB_OUT_F16;
+	o.threads = 2;
+	assert_int_equal(mb_convert(&o, &r, err, sizeof(err)), MB_EUNSUPPORTED);
+	if (strstr(err, "Gemma3ForConditionalGeneration (model_type gemma3) "
+			"is not a family") == NULL ||
+	    strstr(err, "only Gemma 3's text models (Gemma3ForCausalLM") == NULL)
+		fail_msg("convert said: %s", err);
+	assert_int_equal(access(out, F_OK), -1);
+}
+
 /* Mistral's own names over Llama's tensors, with a head size that is not
  * hidden / heads (Mistral Nemo: 32 heads of 128 over a hidden size of
  * 5120; here 4 of 128 over 256) and Mistral 7B v0.1's sliding window:
@@ -940,6 +1545,10 @@ int main(void)
 		cmocka_unit_test(test_phi4_mini_partial_rotary_longrope),
 		cmocka_unit_test(test_qwen2),
 		cmocka_unit_test(test_qwen3),
+		cmocka_unit_test(test_gemma3),
+		cmocka_unit_test(test_gemma3_transformers5_config),
+		cmocka_unit_test(test_gemma3_repaired),
+		cmocka_unit_test(test_gemma3_multimodal_refused),
 		cmocka_unit_test(test_mistral_head_dim),
 		cmocka_unit_test(test_qwen2_yarn),
 		cmocka_unit_test(test_foreign_architecture_refused),

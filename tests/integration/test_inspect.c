@@ -278,6 +278,25 @@ static int setup(void **state)
 		   "\"num_key_value_heads\":1,\"head_dim\":128,"
 		   "\"num_hidden_layers\":2,\"intermediate_size\":688,"
 		   "\"vocab_size\":1024,\"tie_word_embeddings\":true}");
+	snprintf(p, sizeof(p), "%s/org/gemma3-tiny", hubdir);
+	copy_fixture("gemma3-tiny", "correct", p);
+	/* Gemma 3 with the attention scale of another head size (256 over
+	 * heads of 64), and with capped attention scores */
+	snprintf(p, sizeof(p), "%s/local/gemma3-scalar", root);
+	copy_fixture("gemma3-tiny", "correct", p);
+	write_text(p, "config.json",
+		   "{\"architectures\":[\"Gemma3ForCausalLM\"],\"model_type\":"
+		   "\"gemma3_text\",\"hidden_size\":192,\"head_dim\":64,"
+		   "\"num_attention_heads\":4,\"num_key_value_heads\":1,"
+		   "\"query_pre_attn_scalar\":256,\"sliding_window\":4}");
+	snprintf(p, sizeof(p), "%s/local/gemma3-softcap", root);
+	copy_fixture("gemma3-tiny", "correct", p);
+	write_text(p, "config.json",
+		   "{\"architectures\":[\"Gemma3ForCausalLM\"],\"model_type\":"
+		   "\"gemma3_text\",\"hidden_size\":192,\"head_dim\":64,"
+		   "\"query_pre_attn_scalar\":64,\"sliding_window\":4,"
+		   "\"attn_logit_softcapping\":50.0,"
+		   "\"final_logit_softcapping\":30.0}");
 	/* Gemma's true config over Llama-shaped tensors, and the same with
 	 * model_type alone */
 	snprintf(p, sizeof(p), "%s/org/gemma-tiny", hubdir);
@@ -513,8 +532,8 @@ static void test_foreign_architecture_refused(void **state)
 	static const char *const want =
 		"NOT CONVERTIBLE: GemmaForCausalLM (model_type gemma) is not a "
 		"family mibera converts natively (it converts: "
-		"LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
-		"Qwen2ForCausalLM, Qwen3ForCausalLM)";
+		"Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, "
+		"Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)";
 	const cJSON *model;
 	char args[900], *out, err[2048];
 	cJSON *doc;
@@ -604,6 +623,49 @@ static void test_qwen3_accepted(void **state)
 	if (strstr(f->valuestring, "q_norm.weight [128]") == NULL)
 		fail_msg("num_attention_heads evidence: %s", f->valuestring);
 	cJSON_Delete(doc);
+}
+
+/* Gemma 3's text model with its true config converts natively, the
+ * sliding window, its pattern and the attention scale as the config says
+ * them. An attention scale llama.cpp's gemma3 would not compute, or a cap
+ * on the attention scores it does not apply, is refused by name. */
+static void test_gemma3_accepted(void **state)
+{
+	char args[900], *out, err[2048];
+	cJSON *doc;
+
+	(void)state;
+	assert_int_equal(run_job("inspect org/gemma3-tiny", &out, err,
+				 sizeof(err)),
+			 0);
+	if (strstr(out, "convertible; config.json is right") == NULL ||
+	    strstr(out, "family     gemma3") == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	doc = run_json("inspect --json org/gemma3-tiny", 0);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"),
+						"family")->valuestring, "gemma3");
+	assert_int_equal(value(doc, "sliding_window"), 4);
+	assert_int_equal(value(doc, "sliding_window_pattern"), 6);
+	assert_int_equal(value(doc, "query_pre_attn_scalar"), 64);
+	assert_int_equal(value(doc, "head_dim"), 64);
+	assert_int_equal(value(doc, "num_key_value_heads"), 1);
+	assert_false(repaired(doc, "architectures"));
+	cJSON_Delete(doc);
+	snprintf(args, sizeof(args), "inspect %s/local/gemma3-scalar", root);
+	assert_int_equal(run_job(args, &out, err, sizeof(err)), 3);
+	if (strstr(out, "query_pre_attn_scalar 256 (from config.json): "
+			"llama.cpp's gemma3 scales attention scores by 64^-1/2")
+	    == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "inspect %s/local/gemma3-softcap", root);
+	assert_int_equal(run_job(args, &out, err, sizeof(err)), 3);
+	if (strstr(out, "attn_logit_softcapping 50 (from config.json): "
+			"llama.cpp's gemma3 has no cap on attention scores")
+	    == NULL)
+		fail_msg("inspect said: %s", out);
+	free(out);
 }
 
 /* Phi-4-mini's true config (partial rotary 0.75, 48 longrope factors per
@@ -766,6 +828,7 @@ int main(void)
 		cmocka_unit_test(test_foreign_architecture_refused),
 		cmocka_unit_test(test_qwen2_accepted),
 		cmocka_unit_test(test_qwen3_accepted),
+		cmocka_unit_test(test_gemma3_accepted),
 		cmocka_unit_test(test_phi4_mini_accepted),
 		cmocka_unit_test(test_offline_uses_local_cache),
 		cmocka_unit_test(test_unreachable_does_not_hang),

@@ -563,6 +563,57 @@ static void test_smoke_runs_quantized(void **state)
 	cJSON_Delete(doc);
 }
 
+/* Gemma 3 (gemma3-tiny, converted by the worker as a job does) quantizes
+ * to Q4_K_M (its hidden size of 192 fits no 256-block: those rows fall
+ * back), runs close to its F16, and passes the smoke test through its
+ * own chat template. */
+static void test_gemma3_q4_k_m_smoke(void **state)
+{
+	const char *extra[] = { "--config", "correct", NULL };
+	char src[700], f16[700], q4[700], *log, *out;
+	float *lf, *l4;
+	double rel, top1;
+	int nv, nv4;
+	cJSON *doc;
+
+	(void)state;
+	snprintf(src, sizeof(src), "%s/gemma3", root);
+	path_in(f16, sizeof(f16), "gemma3-tiny-F16.gguf");
+	assert_int_equal(th_mkmodel(src, "gemma3-tiny", extra), 0);
+	if (run(&log, "'%s' convert '%s' '%s'", worker, src, f16) != 0)
+		fail_msg("convert gemma3-tiny: %s", log);
+	free(log);
+	free(quantize(f16, "gemma3-tiny-Q4_K_M.gguf", "Q4_K_M"));
+	path_in(q4, sizeof(q4), "gemma3-tiny-Q4_K_M.gguf");
+	assert_int_equal(file_type(q4), 15);
+	assert_int_equal(tensor_type(q4, "blk.0.ffn_down.weight") != MB_GGML_F16,
+			 1);
+	lf = logits(f16, &nv);
+	l4 = logits(q4, &nv4);
+	assert_int_equal(nv4, nv);
+	th_logits_compare(lf, l4, NTOK, nv, &rel, &top1);
+	print_message("gemma3 Q4_K_M %lld bytes (%.3f of F16), vs F16: rel max "
+		      "err %.2e, top-1 %.0f%%\n", file_size(q4),
+		      (double)file_size(q4) / file_size(f16), rel, top1 * 100);
+	assert_true(file_size(q4) < file_size(f16));
+	assert_true(rel < 0.5);
+	free(lf);
+	free(l4);
+	if (run(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
+		MB_BINARY_DIR, q4) != 0)
+		fail_msg("smoke failed: %s", out);
+	print_message("%s", out);
+	doc = cJSON_Parse(out);
+	free(out);
+	assert_non_null(doc);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "ok")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "finite")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "templated")));
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc,
+							     "gen_tokens")) > 0);
+	cJSON_Delete(doc);
+}
+
 /* A file cut short (a transfer that stopped) fails the smoke test with
  * llama.cpp's own words, and the exit code says so. */
 static void test_smoke_truncated_fails(void **state)
@@ -765,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_already_done),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_smoke_runs_quantized),
+		cmocka_unit_test(test_gemma3_q4_k_m_smoke),
 		cmocka_unit_test(test_smoke_truncated_fails),
 		cmocka_unit_test(test_smoke_crash_is_contained),
 		cmocka_unit_test(test_smoke_memory_checked),

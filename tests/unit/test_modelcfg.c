@@ -750,8 +750,8 @@ static char *config_without(const char *dir, const char *const *keys)
 }
 
 static const char *const own_archs =
-	"(it converts: LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
-	"Qwen2ForCausalLM, Qwen3ForCausalLM)";
+	"(it converts: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, "
+	"Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)";
 
 static int has_warning(const struct mb_modelcfg *c, const char *part)
 {
@@ -1155,12 +1155,12 @@ static void test_foreign_layout_named(void **state)
 			 0);
 	assert_int_equal(mb_st_model_single("m.safetensors", f, &m), 0);
 	assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
-	c = infer(m, "{\"architectures\":[\"Gemma3ForCausalLM\"],"
-		     "\"model_type\":\"gemma3_text\"}", NULL, NULL);
+	c = infer(m, "{\"architectures\":[\"Gemma2ForCausalLM\"],"
+		     "\"model_type\":\"gemma2\"}", NULL, NULL);
 	assert_false(c->convertible);
 	assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
-	assert_non_null(strstr(c->reason, "Gemma3ForCausalLM (model_type "
-				      "gemma3_text) is not a family"));
+	assert_non_null(strstr(c->reason, "Gemma2ForCausalLM (model_type "
+				      "gemma2) is not a family"));
 	mb_modelcfg_free(c);
 	/* architectures at odds with model_type: transformers goes by
 	 * model_type, and so does the refusal */
