@@ -72,6 +72,10 @@ struct mb_worker_row {
 	int64_t idle_ran_at;	/* the idle command ran (0: not since) */
 	char backend[256];	/* what its llama.cpp computes with, from the
 				 * last hello ("cpu", "cuda: ..."); "" unknown */
+	char provider[16];	/* rented from ("vast"); "" not rented */
+	char instance_id[64];	/* the provider's id of the box */
+	int64_t rented_at;	/* when it was rented (0: not rented) */
+	double max_hours;	/* destroyed after this long (0: no limit) */
 };
 
 /* Adds a worker (id, created_at filled in). MB_EEXIST: the name is
