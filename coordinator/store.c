@@ -462,6 +462,12 @@ static int worker_unfinished(struct mb_store *s, const char *name)
 	return n;
 }
 
+int mb_store_worker_unfinished(struct mb_store *s, const char *name, int *n)
+{
+	*n = worker_unfinished(s, name);
+	return *n < 0 ? MB_EIO : 0;
+}
+
 int mb_store_worker_update(struct mb_store *s, const char *name,
 			   const struct mb_worker_row *w, int moved)
 {

@@ -106,6 +106,9 @@ int mb_store_worker_update(struct mb_store *s, const char *name,
  * name is free again. */
 int mb_store_worker_remove(struct mb_store *s, const char *name);
 
+/* How many jobs that are not finished use the worker called name, in *n. */
+int mb_store_worker_unfinished(struct mb_store *s, const char *name, int *n);
+
 /* Records a successful check: the hello JSON (and the backend it names,
  * NULL when it names none) and the host key pinned. */
 int mb_store_worker_checked(struct mb_store *s, const char *name,
