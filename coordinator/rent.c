@@ -39,8 +39,14 @@ int mb_rent_give_back(struct mb_store *s, const struct mb_worker_row *w,
 		return rc;
 	}
 	mb_provider_free(p);
+	/* a box past its --max-hours goes with jobs still on it: the
+	 * worker stays for them (they fail on it), the billing stops */
 	rc = mb_store_worker_remove(s, w->name);
-	if (rc != 0 && rc != MB_ENOENT) {
+	if (rc == MB_EBUSY)
+		mb_log(MB_LOG_WARN, "worker %s keeps its unfinished jobs; its %s "
+		       "instance %s is destroyed", w->name, w->provider,
+		       w->instance_id);
+	if (rc != 0 && rc != MB_ENOENT && rc != MB_EBUSY) {
 		snprintf(err, errcap, "destroyed %s instance %s, but cannot remove "
 			 "worker '%s': %s", w->provider, w->instance_id, w->name,
 			 mb_strerror(rc));
