@@ -32,6 +32,7 @@
 #include "coordinator/jobrun.h"
 #include "coordinator/lock.h"
 #include "coordinator/notify.h"
+#include "coordinator/rent.h"
 #include "coordinator/store.h"
 #include "mb_version.h"
 
@@ -133,6 +134,10 @@ struct idle_run {
 	char command[1024];
 	long long idle_s;	/* how long it was idle; -1: --once ended */
 	const struct mb_config *cfg;
+	struct mb_worker_row w;	/* a rented worker: destroying its instance
+				   is its idle action */
+	int rented;
+	const char *why;	/* "idle", "past its --max-hours" */
 };
 
 static struct idle_run idle_runs[MAX_IDLE];
@@ -223,6 +228,25 @@ static void *idle_main(void *arg)
 
 			nanosleep(&ts, NULL);
 		}
+		if (ir->rented) {
+			struct mb_store *s = NULL;
+
+			code = mb_store_open(NULL, &s, last, sizeof(last)) == 0 &&
+					       mb_rent_give_back(s, &ir->w, last,
+								 sizeof(last)) == 0
+				       ? 0 : 1;
+			mb_store_close(s);
+			if (code == 0) {
+				mb_log(MB_LOG_INFO, "worker %s (%s instance %s) is "
+				       "%s: destroyed its instance and removed it",
+				       ir->worker, ir->w.provider, ir->w.instance_id,
+				       ir->why);
+				break;
+			}
+			mb_log(MB_LOG_WARN, "worker %s: %s (attempt %d of 3)",
+			       ir->worker, last, attempt);
+			continue;
+		}
 		code = idle_once(ir->command, last, sizeof(last));
 		if (code == 0) {
 			if (ir->idle_s < 0)
@@ -242,10 +266,16 @@ static void *idle_main(void *arg)
 	if (code != 0) {
 		char line[1024];
 
-		snprintf(line, sizeof(line), "worker %s: its idle command failed 3 "
-			 "times (exit %d%s%s): the box may still be running and "
-			 "billing; stop it by hand", ir->worker, code,
-			 last[0] ? ": " : "", last);
+		if (ir->rented)
+			snprintf(line, sizeof(line), "worker %s: destroying %s "
+				 "instance %s failed 3 times (%s): the box may still be "
+				 "running and billing; destroy it by hand", ir->worker,
+				 ir->w.provider, ir->w.instance_id, last);
+		else
+			snprintf(line, sizeof(line), "worker %s: its idle command "
+				 "failed 3 times (exit %d%s%s): the box may still be "
+				 "running and billing; stop it by hand", ir->worker,
+				 code, last[0] ? ": " : "", last);
 		mb_log(MB_LOG_ERROR, "%s", line);
 		if (ir->cfg->notify_url[0] != '\0' &&
 		    mb_notify_alert(ir->cfg->notify_url, "mibera: a box may still "
@@ -270,7 +300,7 @@ static void reap_idle(int wait)
 }
 
 static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg,
-		     int at_exit)
+		     int at_exit, const char *why)
 {
 	int i;
 
@@ -288,6 +318,9 @@ static void run_idle(const struct mb_worker_row *w, const struct mb_config *cfg,
 		 w->idle_command);
 	idle_runs[i].idle_s = at_exit ? -1 : (long long)w->idle_after_s;
 	idle_runs[i].cfg = cfg;
+	idle_runs[i].w = *w;
+	idle_runs[i].rented = w->provider[0] != '\0';
+	idle_runs[i].why = why;
 	if (pthread_create(&idle_runs[i].th, NULL, idle_main, &idle_runs[i]) != 0) {
 		mb_log(MB_LOG_ERROR, "worker %s: cannot run its idle command",
 		       w->name);
@@ -308,8 +341,21 @@ static int check_idle(const struct mb_worker_row *w, void *ctx)
 	struct mb_worker_idle idle;
 	time_t now = time(NULL);
 
-	if (w->idle_command[0] == '\0' || w->idle_ran_at != 0)
+	if ((w->idle_command[0] == '\0' && w->provider[0] == '\0') ||
+	    w->idle_ran_at != 0)
 		return 0;
+	/* a rented box past its hours goes, busy or not: its --max-hours is
+	 * the cap on what it may cost */
+	if (w->provider[0] != '\0' && w->max_hours > 0 && w->rented_at > 0 &&
+	    (double)(now - w->rented_at) > w->max_hours * 3600) {
+		if (mb_store_worker_idle_ran(ic->s, w->id) == 0) {
+			mb_log(MB_LOG_WARN, "worker %s is past its --max-hours "
+			       "(%.1f h): destroying its instance", w->name,
+			       w->max_hours);
+			run_idle(w, ic->cfg, ic->at_exit, "past its --max-hours");
+		}
+		return 0;
+	}
 	if (mb_store_worker_idle(ic->s, w->id, &idle) != 0)
 		return 0;
 	/* never while a job on it is under way or has artifacts there that
@@ -323,7 +369,7 @@ static int check_idle(const struct mb_worker_row *w, void *ctx)
 	if (ic->at_exit && w->last_active_at == 0)
 		return 0;
 	if (mb_store_worker_idle_ran(ic->s, w->id) == 0)
-		run_idle(w, ic->cfg, ic->at_exit);
+		run_idle(w, ic->cfg, ic->at_exit, "idle");
 	return 0;
 }
 
@@ -410,6 +456,19 @@ int main(int argc, char **argv)
 		if (mb_store_jobs_requeue_running(s, &n) == 0 && n > 0)
 			mb_log(MB_LOG_INFO, "%d job%s left running by a coordinator "
 			       "that stopped: resuming", n, n == 1 ? "" : "s");
+	}
+	{
+		/* boxes rented by a run that died before recording them (or
+		 * whose worker was lost) are still billing: say so, and give
+		 * back the old ones */
+		int orphans = 0, destroyed = 0;
+
+		mb_rent_reconcile(s, &orphans, &destroyed);
+		if (orphans > 0)
+			mb_log(MB_LOG_WARN, "%d rented instance%s belong%s to no "
+			       "worker (%d destroyed)", orphans,
+			       orphans == 1 ? "" : "s", orphans == 1 ? "s" : "",
+			       destroyed);
 	}
 	for (;;) {
 		int running = 0, claimed = 0, unfinished = 0;

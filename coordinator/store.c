@@ -303,7 +303,7 @@ static void col(sqlite3_stmt *st, int i, char *out, size_t cap)
 #define WORKER_COLS "id, name, target, dir, key_path, host_key, fingerprint, " \
 		    "agent_path, cost_per_hour, state, hello, checked_at, created_at, " \
 		    "idle_command, idle_after_s, max_jobs, last_active_at, idle_ran_at, " \
-		    "backend"
+		    "backend, provider, instance_id, rented_at, max_hours"
 
 static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 {
@@ -327,6 +327,10 @@ static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 	w->last_active_at = sqlite3_column_int64(st, 16);
 	w->idle_ran_at = sqlite3_column_int64(st, 17);
 	col(st, 18, w->backend, sizeof(w->backend));
+	col(st, 19, w->provider, sizeof(w->provider));
+	col(st, 20, w->instance_id, sizeof(w->instance_id));
+	w->rented_at = sqlite3_column_int64(st, 21);
+	w->max_hours = sqlite3_column_double(st, 22);
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -358,8 +362,9 @@ int mb_store_worker_add(struct mb_store *s, struct mb_worker_row *w)
 	if (sqlite3_prepare_v2(s->db,
 			       "INSERT INTO workers (name, target, dir, key_path, "
 			       "host_key, fingerprint, agent_path, cost_per_hour, "
-			       "created_at, idle_command, idle_after_s, max_jobs) "
-			       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+			       "created_at, idle_command, idle_after_s, max_jobs, "
+			       "provider, instance_id, rented_at, max_hours) "
+			       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	w->created_at = (int64_t)time(NULL);
@@ -375,6 +380,10 @@ int mb_store_worker_add(struct mb_store *s, struct mb_worker_row *w)
 	bind_text(st, 10, opt(w->idle_command));
 	sqlite3_bind_int64(st, 11, w->idle_after_s);
 	sqlite3_bind_int(st, 12, w->max_jobs > 0 ? w->max_jobs : 1);
+	bind_text(st, 13, opt(w->provider));
+	bind_text(st, 14, opt(w->instance_id));
+	sqlite3_bind_int64(st, 15, w->rented_at);
+	sqlite3_bind_double(st, 16, w->max_hours);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_CONSTRAINT)
@@ -451,6 +460,12 @@ static int worker_unfinished(struct mb_store *s, const char *name)
 		n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	return n;
+}
+
+int mb_store_worker_unfinished(struct mb_store *s, const char *name, int *n)
+{
+	*n = worker_unfinished(s, name);
+	return *n < 0 ? MB_EIO : 0;
 }
 
 int mb_store_worker_update(struct mb_store *s, const char *name,

@@ -72,6 +72,10 @@ struct mb_worker_row {
 	int64_t idle_ran_at;	/* the idle command ran (0: not since) */
 	char backend[256];	/* what its llama.cpp computes with, from the
 				 * last hello ("cpu", "cuda: ..."); "" unknown */
+	char provider[16];	/* rented from ("vast"); "" not rented */
+	char instance_id[64];	/* the provider's id of the box */
+	int64_t rented_at;	/* when it was rented (0: not rented) */
+	double max_hours;	/* destroyed after this long (0: no limit) */
 };
 
 /* Adds a worker (id, created_at filled in). MB_EEXIST: the name is
@@ -101,6 +105,9 @@ int mb_store_worker_update(struct mb_store *s, const char *name,
  * for their history, renamed "name~ID" and left out of the list, so the
  * name is free again. */
 int mb_store_worker_remove(struct mb_store *s, const char *name);
+
+/* How many jobs that are not finished use the worker called name, in *n. */
+int mb_store_worker_unfinished(struct mb_store *s, const char *name, int *n);
 
 /* Records a successful check: the hello JSON (and the backend it names,
  * NULL when it names none) and the host key pinned. */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -35,10 +36,13 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/text.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/provider/provider.h"
+#include "coordinator/rent.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
 #include "coordinator/workerconn.h"
@@ -486,6 +490,14 @@ static void list_one(const struct mb_worker_row *w, const struct probe *pr,
 		mb_json_quote(b, w->state);
 		mb_buf_adds(b, ",\"backend\":");
 		mb_json_quote(b, w->backend);
+		if (w->provider[0] != '\0') {
+			mb_buf_adds(b, ",\"provider\":");
+			mb_json_quote(b, w->provider);
+			mb_buf_adds(b, ",\"instance_id\":");
+			mb_json_quote(b, w->instance_id);
+			mb_buf_addf(b, ",\"rented_at\":%lld,\"max_hours\":%.2f",
+				    (long long)w->rented_at, w->max_hours);
+		}
 		mb_buf_addf(b, ",\"checked_at\":%lld,\"hello\":%s",
 			    (long long)w->checked_at, w->hello[0] ? w->hello : "null");
 		if (pr != NULL) {
@@ -500,6 +512,13 @@ static void list_one(const struct mb_worker_row *w, const struct probe *pr,
 	       w->target, w->state, w->cost_per_hour,
 	       w->backend[0] ? w->backend : "-",
 	       w->fingerprint[0] ? w->fingerprint : "-");
+	if (w->provider[0] != '\0') {
+		char age[32];
+
+		cli_duration((double)(time(NULL) - w->rented_at), age, sizeof(age));
+		printf("  rented: %s %s, $%.3f/h, %s old", w->provider,
+		       w->instance_id, w->cost_per_hour, age);
+	}
 	if (pr != NULL && pr->ok)
 		printf("  answers (%.1f s)", pr->seconds);
 	else if (pr != NULL)
@@ -704,6 +723,409 @@ static int cmd_remove(int argc, char **argv, struct mb_store **sp)
 	return rc == 0 ? 0 : 1;
 }
 
+
+/* --- renting: worker rent / worker destroy --- */
+
+static const struct cli_opt rent_opts[] = {
+	{ "provider", 0, "NAME", NULL, "where to rent (vast)" },
+	{ "gpu", 0, "NAME", NULL, "the GPU, as the provider names it (\"RTX "
+	  "4090\")" },
+	{ "disk", 0, "GB", NULL, "disk to rent (default 50)" },
+	{ "max-price", 0, "DOLLARS", NULL, "the most an hour (default: any)" },
+	{ "max-hours", 0, "H", NULL, "destroy it after this long (default 12)" },
+	{ "yes", 0, NULL, NULL, "rent it (without: show the offer and stop)" },
+	{ "key", 0, "PATH", NULL, "your ssh key (its .pub goes on the box; "
+	  "default ~/.ssh/id_ed25519)" },
+	{ "user", 0, "NAME", NULL, "the login on the box (default root)" },
+	{ "dir", 0, "PATH", NULL, "the worker directory (default .mibera)" },
+	{ "image", 0, "IMAGE", NULL, "the container image (default "
+	  "nvidia/cuda:12.4.1-devel-ubuntu22.04)" },
+	{ "agent", 0, "PATH", NULL, "a mibera-worker already there (no "
+	  "bootstrap)" },
+	{ "idle-after", 0, "SECONDS", NULL, "destroy it once idle this long "
+	  "(default 600)" },
+	{ "boot-timeout", 0, "SECONDS", NULL, "wait this long for it to run "
+	  "(default 900)" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cli_spec rent_spec = {
+	"mibera-job worker rent", "NAME", 1, 1,
+	"Rents a box from a provider and adds it as a worker. Without --yes it "
+	"shows\nthe cheapest offer that fits (and the next two) with its price, "
+	"and rents\nnothing. With --yes it rents it, waits until it runs, "
+	"connects with the host\nkey made here for it (no key is trusted on "
+	"first sight), installs the agent\nas worker add does, and records the "
+	"worker. The coordinator destroys the box\nonce it is idle, after "
+	"--max-hours, or on worker destroy; the box also\nstops itself a while "
+	"after --max-hours if no coordinator is left. The API key\nis "
+	"VAST_API_KEY or the file `vastai set api-key` writes.", rent_opts,
+};
+
+static const struct cli_spec destroy_spec = {
+	"mibera-job worker destroy", "NAME", 1, 1,
+	"Destroys a rented worker's instance at its provider (its billing "
+	"stops) and\nremoves the worker.", no_opts,
+};
+
+struct rent_args {
+	const char *provider, *gpu, *key, *user, *dir, *image, *agent;
+	double disk, max_price, max_hours, idle_after, boot_timeout;
+	int yes;
+};
+
+static int take_rent(struct cli_parse *p, void *ctx)
+{
+	struct rent_args *a = ctx;
+
+	if (cli_is(p, "provider"))
+		a->provider = p->val;
+	else if (cli_is(p, "gpu"))
+		a->gpu = p->val;
+	else if (cli_is(p, "key"))
+		a->key = p->val;
+	else if (cli_is(p, "user"))
+		a->user = p->val;
+	else if (cli_is(p, "dir"))
+		a->dir = p->val;
+	else if (cli_is(p, "image"))
+		a->image = p->val;
+	else if (cli_is(p, "agent"))
+		a->agent = p->val;
+	else if (cli_is(p, "yes"))
+		a->yes = 1;
+	else if (cli_is(p, "disk"))
+		return number(p, 1, 100000, &a->disk);
+	else if (cli_is(p, "max-price"))
+		return number(p, 0.001, 10000, &a->max_price);
+	else if (cli_is(p, "max-hours"))
+		return number(p, 0.01, 24 * 365, &a->max_hours);
+	else if (cli_is(p, "idle-after"))
+		return number(p, 0, 1e9, &a->idle_after);
+	else if (cli_is(p, "boot-timeout"))
+		return number(p, 1, 86400, &a->boot_timeout);
+	return 0;
+}
+
+static void show_offer(const char *tag, const struct mb_offer *o)
+{
+	printf("  %-9s offer %-10s %dx %-14s %5.0f GB GPU RAM  %6.0f GB disk  "
+	       "$%.3f/h  reliability %.3f%s%s\n", tag, o->id, o->num_gpus,
+	       o->gpu[0] ? o->gpu : "?", o->gpu_ram_gb, o->disk_gb, o->dph,
+	       o->reliability, o->where[0] ? "  " : "", o->where);
+}
+
+/* The command line again, with --yes: what to run to go on. */
+static void print_again(int argc, char **argv)
+{
+	int i;
+
+	printf("nothing rented. To rent it:\n  mibera-job worker");
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcspn(a, " \t'\"$`\\") != strlen(a))
+			printf(" '%s'", a);
+		else
+			printf(" %s", a);
+	}
+	printf(" --yes\n");
+}
+
+/* Gives back an instance rented for a worker that did not come to be. */
+static void give_back_now(struct mb_provider *p, const char *id, const char *why)
+{
+	if (mb_provider_destroy(p, id) == 0)
+		fprintf(stderr, "mibera-job worker: %s; destroyed instance %s "
+			"(nothing more is billed for it)\n", why, id);
+	else
+		fprintf(stderr, "mibera-job worker: %s; and destroying instance %s "
+			"failed: %s. Destroy it by hand (vastai destroy instance "
+			"%s): it may be billing\n", why, id, mb_provider_errmsg(p), id);
+}
+
+static long poll_ms(void)
+{
+	const char *e = getenv("MIBERA_RENT_POLL_MS");
+	long v = e ? strtol(e, NULL, 10) : 0;
+
+	return v > 0 ? v : 5000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int cmd_rent(int argc, char **argv, struct mb_store **sp)
+{
+	struct rent_args a;
+	struct cli_parse p;
+	struct mb_provider *prov = NULL;
+	struct mb_offer offers[16];
+	struct mb_offer_query q;
+	struct mb_hostkey hk;
+	struct mb_worker_row w;
+	struct mb_instance in;
+	struct mb_transport *t = NULL;
+	char msg[2048], keypath[1024], pubpath[1100], label[128];
+	char instance[64] = "", agent[2200], hello[MAX_HELLO];
+	char *pub = NULL, *onstart = NULL;
+	size_t n = 0, i, len;
+	const struct mb_offer *chosen = NULL;
+	double t0;
+	int rc, ret = 1;
+
+	memset(&a, 0, sizeof(a));
+	memset(&hk, 0, sizeof(hk));
+	a.disk = 50;
+	a.max_hours = MB_RENT_DEFAULT_MAX_HOURS;
+	a.idle_after = 600;
+	a.boot_timeout = 900;
+	if ((rc = parse(&rent_spec, argc, argv, &p, take_rent, &a)) != 0)
+		return rc - 1;
+	if (a.provider == NULL)
+		return cli_usage_error(&rent_spec, "--provider is needed (vast)");
+	if (!mb_provider_known(a.provider))
+		return cli_usage_error(&rent_spec, "unknown provider '%s' (known: "
+				       "vast)", a.provider);
+	if (!mb_proto_name_ok(p.args[0]) || strlen(p.args[0]) >= sizeof(w.name)) {
+		fprintf(stderr, "mibera-job worker: a worker name is 1 to 64 "
+			"letters, digits, '-' or '_'\n");
+		return 2;
+	}
+	if (a.user != NULL && (!mb_proto_name_ok(a.user) || strlen(a.user) > 32))
+		return cli_usage_error(&rent_spec, "--user '%s' is not a login "
+				       "name", a.user);
+	if (cli_open(sp) != 0)
+		return 1;
+	if (mb_store_worker_get(*sp, p.args[0], &w) == 0) {
+		fprintf(stderr, "mibera-job worker: '%s' exists; pick another name\n",
+			p.args[0]);
+		return 1;
+	}
+	rc = mb_provider_open(a.provider, &prov, msg, sizeof(msg));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		return 1;
+	}
+	memset(&q, 0, sizeof(q));
+	q.gpu = a.gpu;
+	q.disk_gb = a.disk;
+	q.max_price = a.max_price;
+	rc = mb_provider_search(prov, &q, offers, sizeof(offers) / sizeof(offers[0]),
+				&n);
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", mb_provider_errmsg(prov));
+		goto out;
+	}
+	if (n == 0) {
+		fprintf(stderr, "mibera-job worker: no %s offer has %s%s%.0f GB of "
+			"disk%s; nothing rented (try another --gpu, or a higher "
+			"--max-price)\n", a.provider, a.gpu ? a.gpu : "",
+			a.gpu ? " with " : "", a.disk,
+			a.max_price > 0 ? " within --max-price" : "");
+		goto out;
+	}
+	printf("cheapest %s offer for %s (%.0f GB disk%s%s):\n", a.provider,
+	       p.args[0], a.disk, a.gpu ? ", " : "", a.gpu ? a.gpu : "");
+	show_offer("chosen", &offers[0]);
+	for (i = 1; i < n && i < 3; i++)
+		show_offer("next", &offers[i]);
+	printf("  it costs $%.3f an hour while it runs; destroyed when idle for "
+	       "%.0f s, and after %.1f hours at most ($%.2f)\n", offers[0].dph,
+	       a.idle_after, a.max_hours, offers[0].dph * a.max_hours);
+	if (!a.yes) {
+		print_again(argc, argv);
+		ret = 0;
+		goto out;
+	}
+	/* the user's key goes on the box; its host key is made here */
+	if (a.key != NULL)
+		snprintf(keypath, sizeof(keypath), "%s", a.key);
+	else
+		snprintf(keypath, sizeof(keypath), "%s/.ssh/id_ed25519",
+			 getenv("HOME") ? getenv("HOME") : "");
+	snprintf(pubpath, sizeof(pubpath), "%s.pub", keypath);
+	if (mb_read_file(pubpath, 16384, &pub, &len) != 0) {
+		fprintf(stderr, "mibera-job worker: cannot read the public key "
+			"'%s' to put on the box; give --key PATH (a key with "
+			"PATH.pub beside it)\n", pubpath);
+		goto out;
+	}
+	pub[strcspn(pub, "\r\n")] = '\0';
+	if (mb_hostkey_generate(&hk, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		goto out;
+	}
+	if (mb_onstart_script(&hk, pub, (long)(a.max_hours * 60) + 15,
+			      &onstart) != 0) {
+		fprintf(stderr, "mibera-job worker: the public key '%s' is not "
+			"one line of a key\n", pubpath);
+		goto out;
+	}
+	snprintf(label, sizeof(label), MB_RENT_LABEL_PREFIX "%s", p.args[0]);
+	for (i = 0; i < n && i < 5; i++) {
+		struct mb_create_req req = {
+			a.image ? a.image : "nvidia/cuda:12.4.1-devel-ubuntu22.04",
+			a.disk, onstart, label,
+		};
+
+		rc = mb_provider_create(prov, offers[i].id, &req, instance,
+					sizeof(instance));
+		if (rc == 0) {
+			chosen = &offers[i];
+			break;
+		}
+		if (rc != MB_EBUSY) {
+			fprintf(stderr, "mibera-job worker: %s\n",
+				mb_provider_errmsg(prov));
+			goto out;
+		}
+		printf("offer %s was taken meanwhile; trying the next\n",
+		       offers[i].id);
+	}
+	if (chosen == NULL) {
+		fprintf(stderr, "mibera-job worker: every offer shown was taken "
+			"meanwhile; nothing rented: run it again\n");
+		goto out;
+	}
+	printf("rented offer %s: %s instance %s at $%.3f/h; waiting for it to "
+	       "run\n", chosen->id, a.provider, instance, chosen->dph);
+	fflush(stdout);
+	t0 = mb_now_s();
+	for (;;) {
+		rc = mb_provider_show(prov, instance, &in);
+		if (rc == 0 && strcmp(in.status, "running") == 0 &&
+		    in.ssh_host[0] != '\0' && in.ssh_port > 0)
+			break;
+		if (rc == MB_EAUTH) {
+			give_back_now(prov, instance, mb_provider_errmsg(prov));
+			goto out;
+		}
+		if (mb_now_s() - t0 > a.boot_timeout) {
+			snprintf(msg, sizeof(msg), "instance %s did not reach running "
+				 "in %.0f s (last status '%s')", instance,
+				 a.boot_timeout, rc == 0 ? in.status : "unknown");
+			give_back_now(prov, instance, msg);
+			goto out;
+		}
+		sleep_ms(poll_ms());
+	}
+	memset(&w, 0, sizeof(w));
+	snprintf(w.name, sizeof(w.name), "%s", p.args[0]);
+	if (strchr(in.ssh_host, ':') != NULL || strchr(in.ssh_host, '@') != NULL ||
+	    strlen(in.ssh_host) > 200) {
+		give_back_now(prov, instance, "the provider gave an ssh host this "
+			      "program cannot use");
+		goto out;
+	}
+	snprintf(w.target, sizeof(w.target), "%s@%s:%d", a.user ? a.user : "root",
+		 in.ssh_host, in.ssh_port);
+	snprintf(w.dir, sizeof(w.dir), "%s", a.dir ? a.dir : ".mibera");
+	snprintf(w.key_path, sizeof(w.key_path), "%s", keypath);
+	if (a.agent != NULL)
+		snprintf(w.agent_path, sizeof(w.agent_path), "%s", a.agent);
+	/* pinned before the first connection: the key made here, nothing
+	 * else, is accepted */
+	snprintf(w.host_key, sizeof(w.host_key), "%s", hk.fingerprint);
+	w.cost_per_hour = in.dph > 0 ? in.dph : chosen->dph;
+	w.idle_after_s = (int64_t)a.idle_after;
+	w.max_jobs = 1;
+	snprintf(w.provider, sizeof(w.provider), "%s", a.provider);
+	snprintf(w.instance_id, sizeof(w.instance_id), "%s", instance);
+	w.rented_at = (int64_t)time(NULL);
+	w.max_hours = a.max_hours;
+	/* its sshd may come a little after the provider says running */
+	for (;;) {
+		rc = mb_worker_connect(&w, NULL, &t, agent, sizeof(agent), msg,
+				       sizeof(msg));
+		if (rc == 0 || rc == MB_EHOSTKEY || mb_now_s() - t0 > a.boot_timeout)
+			break;
+		sleep_ms(poll_ms());
+	}
+	if (rc != 0) {
+		give_back_now(prov, instance, msg);
+		goto out;
+	}
+	rc = mb_worker_hello_progress(t, &w, agent, w.agent_path[0] == '\0',
+				      progress, NULL, hello, sizeof(hello), msg,
+				      sizeof(msg));
+	if (rc == 0 && mb_transport_host_key_line(t) != NULL)
+		snprintf(w.host_key, sizeof(w.host_key), "%s",
+			 mb_transport_host_key_line(t));
+	if (rc == 0 && mb_transport_fingerprint(t) != NULL)
+		snprintf(w.fingerprint, sizeof(w.fingerprint), "%s",
+			 mb_transport_fingerprint(t));
+	mb_transport_free(t);
+	if (rc != 0) {
+		give_back_now(prov, instance, msg);
+		goto out;
+	}
+	rc = mb_store_worker_add(*sp, &w);
+	if (rc == 0)
+		rc = mb_store_worker_checked(*sp, w.name, hello, NULL, NULL);
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "cannot record '%s': %s", w.name,
+			 mb_strerror(rc));
+		give_back_now(prov, instance, msg);
+		goto out;
+	}
+	printf("rented worker %s (%s): %s instance %s at $%.3f/h, host key %s "
+	       "(made here, pinned before the first connection)\n", w.name,
+	       w.target, a.provider, instance, w.cost_per_hour, w.fingerprint);
+	printf("  destroyed when idle for %lld s, after %.1f hours, or by "
+	       "`mibera-job worker destroy %s`\n", (long long)w.idle_after_s,
+	       w.max_hours, w.name);
+	summary(hello);
+	ret = 0;
+out:
+	mb_hostkey_release(&hk);
+	if (onstart != NULL) {
+		memset(onstart, 0, strlen(onstart));
+		free(onstart);
+	}
+	free(pub);
+	mb_provider_free(prov);
+	return ret;
+}
+
+static int cmd_destroy(int argc, char **argv, struct mb_store **sp)
+{
+	struct mb_worker_row w;
+	struct cli_parse p;
+	char msg[2048];
+	int rc, busy = 0;
+
+	if ((rc = parse(&destroy_spec, argc, argv, &p, NULL, NULL)) != 0)
+		return rc - 1;
+	if (cli_open(sp) != 0)
+		return 1;
+	if (mb_store_worker_get(*sp, p.args[0], &w) != 0) {
+		fprintf(stderr, "mibera-job worker: no worker '%s'\n", p.args[0]);
+		return 1;
+	}
+	if (w.provider[0] == '\0') {
+		fprintf(stderr, "mibera-job worker: '%s' was not rented: mibera "
+			"cannot destroy it (worker remove forgets it)\n", w.name);
+		return 1;
+	}
+	if (mb_store_worker_unfinished(*sp, w.name, &busy) != 0 || busy > 0) {
+		fprintf(stderr, "mibera-job worker: '%s' has unfinished jobs; "
+			"cancel them first\n", w.name);
+		return 1;
+	}
+	if (mb_rent_give_back(*sp, &w, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		return 1;
+	}
+	printf("destroyed %s instance %s and removed worker %s\n", w.provider,
+	       w.instance_id, w.name);
+	return 0;
+}
+
 static const struct verb {
 	const char *name;
 	int (*fn)(int argc, char **argv, struct mb_store **sp);
@@ -715,6 +1137,8 @@ static const struct verb {
 	{ "check", cmd_check, &check_spec, "connect and record its hello" },
 	{ "update", cmd_update, &update_spec, "change a worker's settings" },
 	{ "remove", cmd_remove, &remove_spec, "remove a worker" },
+	{ "rent", cmd_rent, &rent_spec, "rent a box from a provider (vast)" },
+	{ "destroy", cmd_destroy, &destroy_spec, "destroy a rented worker's box" },
 	{ NULL, NULL, NULL, NULL },
 };
 
