@@ -552,7 +552,7 @@ int cmd_dashboard(int argc, char **argv)
 	struct termios old, raw;
 	struct mb_buf b;
 	char err[1024];
-	int once = 0, rows, cols, rc = 0, tty;
+	int once = 0, rows, cols, rc = 0, tty, fails = 0;
 
 	cli_parse_init(&p, &spec, argc, argv);
 	while ((rc = cli_next(&p)) > 0)
@@ -609,11 +609,18 @@ int cmd_dashboard(int argc, char **argv)
 		term_size(&rows, &cols);
 		mb_buf_reset(&b);
 		if (draw(&f, rows, cols, &b) != 0) {
-			rc = 1;
-			break;
+			/* a database too busy to read (a loaded machine, a
+			 * long write): the last frame stays and the next
+			 * second tries again; half a minute of it ends */
+			if (once || ++fails >= 30) {
+				rc = 1;
+				break;
+			}
+		} else {
+			fails = 0;
+			if (b.data != NULL)
+				fwrite(b.data, 1, b.len, stdout);
 		}
-		if (b.data != NULL)
-			fwrite(b.data, 1, b.len, stdout);
 		if (once)
 			break;
 		fflush(stdout);
@@ -640,6 +647,9 @@ int cmd_dashboard(int argc, char **argv)
 		fflush(stdout);
 		tcsetattr(STDIN_FILENO, TCSANOW, &old);
 	}
+	if (rc == 1)
+		fprintf(stderr, "mibera-job dashboard: cannot read the job "
+			"database in %s\n", once ? "one try" : "30 s");
 out:
 	free(f.jobs);
 	free(f.workers);

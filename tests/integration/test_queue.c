@@ -206,6 +206,29 @@ static int watch(const cJSON *jobs, const char *idle1, const char *idle2)
 	return busy1 + busy2;
 }
 
+/* Coordinators a test started: a test that fails midway leaves none
+ * running to hold the next test's queue (its teardown kills them). */
+static pid_t spawned[16];
+static size_t nspawned;
+
+static void track(pid_t pid)
+{
+	if (nspawned < sizeof(spawned) / sizeof(spawned[0]))
+		spawned[nspawned++] = pid;
+}
+
+static int kill_spawned(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nspawned; i++)
+		if (kill(spawned[i], SIGKILL) == 0)
+			waitpid(spawned[i], NULL, 0);
+	nspawned = 0;
+	return 0;
+}
+
 static void test_two_workers_four_jobs(void **state)
 {
 	char *hook_argv[] = { (char *)"python3", (char *)"-c", (char *)webhook_py,
@@ -254,6 +277,7 @@ static void test_two_workers_four_jobs(void **state)
 	 * EnvironmentFile puts it: it must not reach the idle command */
 	setenv("HF_TOKEN", "hf_queueSecretToken0123456789", 1);
 	assert_int_equal(th_spawn(coord_argv, &coord_pid, NULL), 0);
+	track(coord_pid);
 	unsetenv("HF_TOKEN");
 	t0 = th_now_ms();
 	while (!all_done) {
@@ -488,6 +512,7 @@ static void test_killed_during_convert_and_pull(void **state)
 
 	/* kill -9 during convert */
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	track(pid);
 	assert_true(wait_step("5", "convert"));
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
@@ -495,6 +520,7 @@ static void test_killed_during_convert_and_pull(void **state)
 	/* restarted: it follows the convert, goes on, and is killed again
 	 * once the pull has verified some chunks */
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	track(pid);
 	assert_true(wait_step("5", "pull"));
 	{
 		long long t0 = th_now_ms();
@@ -575,6 +601,7 @@ static void test_cancel_during_a_worker_step_then_retry(void **state)
 	write_config("{}");
 	submit_big("Q4_K_M", "6");
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	track(pid);
 	assert_true(wait_step("6", "quantize"));
 	/* [m]: the pattern does not match the shell that runs pgrep */
 	snprintf(what, sizeof(what), "[m]ibera-worker quantize .*job-6/");
@@ -647,6 +674,7 @@ static void test_killed_during_quantize_with_a_long_journal(void **state)
 	write_config("{}");
 	submit_big("Q8_0,Q4_K_M", "7");
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	track(pid);
 	/* kill once Q4_K_M's journal holds more than 16 KiB */
 	t0 = th_now_ms();
 	while ((q4 = journal_size(7, "quantize-Q4_K_M")) < 20000 &&
@@ -726,6 +754,7 @@ static void test_one_coordinator(void **state)
 	(void)state;
 	write_config("{}");
 	assert_int_equal(th_spawn(coord_argv, &pid, NULL), 0);
+	track(pid);
 	t0 = th_now_ms();
 	do {
 		usleep(50 * 1000);
@@ -842,12 +871,12 @@ static void test_idle_command_under_once_and_failing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_two_workers_four_jobs),
-		cmocka_unit_test(test_killed_during_convert_and_pull),
-		cmocka_unit_test(test_cancel_during_a_worker_step_then_retry),
-		cmocka_unit_test(test_killed_during_quantize_with_a_long_journal),
-		cmocka_unit_test(test_one_coordinator),
-		cmocka_unit_test(test_idle_command_under_once_and_failing),
+		cmocka_unit_test_teardown(test_two_workers_four_jobs, kill_spawned),
+		cmocka_unit_test_teardown(test_killed_during_convert_and_pull, kill_spawned),
+		cmocka_unit_test_teardown(test_cancel_during_a_worker_step_then_retry, kill_spawned),
+		cmocka_unit_test_teardown(test_killed_during_quantize_with_a_long_journal, kill_spawned),
+		cmocka_unit_test_teardown(test_one_coordinator, kill_spawned),
+		cmocka_unit_test_teardown(test_idle_command_under_once_and_failing, kill_spawned),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
