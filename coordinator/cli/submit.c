@@ -90,16 +90,16 @@ static const struct cli_opt opts[] = {
 	  "server as NAME (OLLAMA_HOST; see mibera-job ollama --help)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
 	{ "rent", 0, "PROVIDER", "vast", "rent a box for this job alone "
-	  "(sized from inspect's estimates),\n    destroyed when the job ends; "
+	  "(sized from inspect's estimates), destroyed when the job ends; "
 	  "instead of --worker" },
 	{ "gpu", 0, "NAME", NULL, "with --rent: the GPU, as the provider names "
 	  "it (\"RTX 4090\")" },
 	{ "max-price", 0, "DOLLARS", NULL, "with --rent: the most an hour "
 	  "(default: any)" },
 	{ "max-hours", 0, "H", NULL, "with --rent: destroy the box after this "
-	  "long, job or not\n    (default 12)" },
+	  "long, job or not (default 12)" },
 	{ "yes", 0, NULL, NULL, "with --rent: rent it and queue the job "
-	  "(without: show the offer\n    and its cost, and stop)" },
+	  "(without: show the offer and its cost, and stop)" },
 	{ "key", 0, "PATH", NULL, "with --rent: your ssh key (its .pub goes on "
 	  "the box)" },
 	{ "user", 0, "NAME", NULL, "with --rent: the login on the box (default "
@@ -109,8 +109,6 @@ static const struct cli_opt opts[] = {
 	  "the image" },
 	{ "worker-dir", 0, "PATH", NULL, "with --rent: the worker directory "
 	  "(default .mibera)" },
-	{ "boot-timeout", 0, "SECONDS", NULL, "with --rent: wait this long for "
-	  "the box to run (default 900)" },
 	CLI_USER_OPTS,
 	{ NULL, 0, NULL, NULL, NULL },
 };
@@ -528,9 +526,6 @@ static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
 	} else if (cli_is(p, "max-hours")) {
 		if (rent_number(p, 0.01, 24 * 365, &r->max_hours) != 0)
 			return 2;
-	} else if (cli_is(p, "boot-timeout")) {
-		if (rent_number(p, 1, 86400, &r->boot_timeout) != 0)
-			return 2;
 	} else
 		return 0;
 	if (*with == 0)
@@ -646,8 +641,8 @@ int cmd_submit(int argc, char **argv)
 	snprintf(j.source, sizeof(j.source), "%s", p.args[0]);
 	if (renting == 1 && rq.r.provider == NULL) {
 		cli_usage_error(&spec, "--gpu, --max-price, --max-hours, --yes, "
-				"--key, --user, --image, --agent, --worker-dir and "
-				"--boot-timeout go with --rent PROVIDER");
+				"--key, --user, --image, --agent and --worker-dir go "
+				"with --rent PROVIDER");
 		goto usage;
 	}
 	if (rq.r.provider != NULL && worker != NULL) {
