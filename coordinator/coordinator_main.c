@@ -344,6 +344,17 @@ static int check_idle(const struct mb_worker_row *w, void *ctx)
 	if ((w->idle_command[0] == '\0' && w->provider[0] == '\0') ||
 	    w->idle_ran_at != 0)
 		return 0;
+	/* a box rented for one job goes once that job has ended: the
+	 * claim makes it once, whoever else (a cancel) sees it too */
+	if (mb_rent_job_over(ic->s, w)) {
+		if (mb_store_worker_claim_give_back(ic->s, w->id) == 0) {
+			mb_log(MB_LOG_INFO, "worker %s was rented for job %lld, "
+			       "which has ended: destroying its instance",
+			       w->name, (long long)w->rent_job_id);
+			run_idle(w, ic->cfg, ic->at_exit, "done with its job");
+		}
+		return 0;
+	}
 	/* a rented box past its hours goes, busy or not: its --max-hours is
 	 * the cap on what it may cost */
 	if (w->provider[0] != '\0' && w->max_hours > 0 && w->rented_at > 0 &&
@@ -480,6 +491,9 @@ int main(int argc, char **argv)
 				pthread_join(slots[i].th, NULL);
 				failed |= slots[i].failed;
 				slots[i].used = 0;
+				/* a box rented for that job goes now, not at
+				 * the next idle check */
+				last_idle = 0;
 			}
 			running += slots[i].used;
 		}

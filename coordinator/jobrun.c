@@ -1538,7 +1538,13 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 					       rc == 0 ? "succeeded" : "failed",
 					       rc == 0 ? NULL : err);
 		}
-		if (rc != 0 && final && r.wjob[0] != '\0')
+		if (rc != 0 && final && r.wjob[0] != '\0' &&
+		    r.w.rent_job_id == j->id)
+			note(&r, "job", "info", "%s was rented for this job "
+			     "alone: it is destroyed now, and the job's files "
+			     "with it (submit the job again to run it again)",
+			     r.w.name);
+		else if (rc != 0 && final && r.wjob[0] != '\0')
 			note(&r, "job", "info", "the job's files stay on %s in %s, "
 			     "so that `mibera-job retry %lld` resumes after the "
 			     "last finished step; they are removed when the job "

@@ -39,6 +39,11 @@ int mb_rent_give_back(struct mb_store *s, const struct mb_worker_row *w,
 		return rc;
 	}
 	mb_provider_free(p);
+	/* a box rented for one job was that job's alone, boot and wait
+	 * included: its cost is the instance's whole life */
+	if (w->rent_job_id > 0 && w->rented_at > 0)
+		mb_store_job_held_at_least(s, w->rent_job_id,
+					   (double)(time(NULL) - w->rented_at));
 	/* a box past its --max-hours goes with jobs still on it: the
 	 * worker stays for them (they fail on it), the billing stops */
 	rc = mb_store_worker_remove(s, w->name);
@@ -53,6 +58,27 @@ int mb_rent_give_back(struct mb_store *s, const struct mb_worker_row *w,
 		return rc;
 	}
 	return 0;
+}
+
+int mb_rent_job_over(struct mb_store *s, const struct mb_worker_row *w)
+{
+	struct mb_job_row j;
+	struct mb_worker_idle idle;
+	int over;
+
+	if (w->rent_job_id <= 0 || w->provider[0] == '\0')
+		return 0;
+	if (mb_store_job_get(s, w->rent_job_id, &j) != 0)
+		return 0;
+	over = strcmp(j.state, "succeeded") == 0 ||
+	       strcmp(j.state, "failed") == 0 ||
+	       strcmp(j.state, "cancelled") == 0;
+	/* another job someone queued on it keeps it, and so do artifacts
+	 * not pulled yet (a failed job's are not: it made none to keep) */
+	if (!over || mb_store_worker_idle(s, w->id, &idle) != 0 ||
+	    idle.active > 0)
+		return 0;
+	return 1;
 }
 
 struct known {

@@ -22,6 +22,11 @@ struct mb_worker_row;
 int mb_rent_give_back(struct mb_store *s, const struct mb_worker_row *w,
 		      char *err, size_t errcap);
 
+/* 1 when w was rented for one job (submit --rent), that job has ended
+ * (succeeded, failed or cancelled) and no other unfinished job is on w:
+ * its instance can go now. */
+int mb_rent_job_over(struct mb_store *s, const struct mb_worker_row *w);
+
 /* Lists the instances of every provider whose key is at hand; those with
  * mibera's label that no worker row names are logged, and destroyed when
  * older than MB_RENT_DEFAULT_MAX_HOURS. *orphans gets how many were found,

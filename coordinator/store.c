@@ -303,7 +303,7 @@ static void col(sqlite3_stmt *st, int i, char *out, size_t cap)
 #define WORKER_COLS "id, name, target, dir, key_path, host_key, fingerprint, " \
 		    "agent_path, cost_per_hour, state, hello, checked_at, created_at, " \
 		    "idle_command, idle_after_s, max_jobs, last_active_at, idle_ran_at, " \
-		    "backend, provider, instance_id, rented_at, max_hours"
+		    "backend, provider, instance_id, rented_at, max_hours, rent_job_id"
 
 static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 {
@@ -331,6 +331,7 @@ static void read_worker(sqlite3_stmt *st, struct mb_worker_row *w)
 	col(st, 20, w->instance_id, sizeof(w->instance_id));
 	w->rented_at = sqlite3_column_int64(st, 21);
 	w->max_hours = sqlite3_column_double(st, 22);
+	w->rent_job_id = sqlite3_column_int64(st, 23);
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -1337,6 +1338,60 @@ int mb_store_worker_idle_ran(struct mb_store *s, int64_t worker_id)
 		return MB_EIO;
 	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
 	sqlite3_bind_int64(st, 2, worker_id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_worker_set_rent_job(struct mb_store *s, int64_t worker_id,
+				  int64_t job_id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE workers SET rent_job_id = ? WHERE "
+			       "id = ?", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, worker_id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = MB_ENOENT;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_worker_claim_give_back(struct mb_store *s, int64_t worker_id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	/* one UPDATE decides: of a coordinator and a cancel racing, only
+	 * one sees its row changed */
+	if (sqlite3_prepare_v2(s->db, "UPDATE workers SET idle_ran_at = ? WHERE "
+			       "id = ? AND coalesce(idle_ran_at, 0) = 0", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	sqlite3_bind_int64(st, 2, worker_id);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = MB_EBUSY;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mb_store_job_held_at_least(struct mb_store *s, int64_t id, double seconds)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET held_seconds = max("
+			       "held_seconds, ?) WHERE id = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_double(st, 1, seconds);
+	sqlite3_bind_int64(st, 2, id);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : MB_EIO;
 	sqlite3_finalize(st);
 	return rc;

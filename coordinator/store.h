@@ -76,6 +76,8 @@ struct mb_worker_row {
 	char instance_id[64];	/* the provider's id of the box */
 	int64_t rented_at;	/* when it was rented (0: not rented) */
 	double max_hours;	/* destroyed after this long (0: no limit) */
+	int64_t rent_job_id;	/* rented for this job alone (submit --rent):
+				 * destroyed once it ends; 0 none */
 };
 
 /* Adds a worker (id, created_at filled in). MB_EEXIST: the name is
@@ -307,6 +309,20 @@ int mb_store_worker_idle(struct mb_store *s, int64_t worker_id,
 
 /* Records that the worker's idle command ran (until a job claims it). */
 int mb_store_worker_idle_ran(struct mb_store *s, int64_t worker_id);
+
+/* Records that the worker was rented for job_id alone (submit --rent).
+ * MB_ENOENT when there is no such worker. */
+int mb_store_worker_set_rent_job(struct mb_store *s, int64_t worker_id,
+				 int64_t job_id);
+
+/* Claims the giving back of a rented worker's instance (marks its idle
+ * action as run): 0 for the one caller that claims it, MB_EBUSY when it
+ * was claimed already (by a coordinator, a cancel, an idle check). */
+int mb_store_worker_claim_give_back(struct mb_store *s, int64_t worker_id);
+
+/* Raises job id's held time to seconds when it is less: a box rented for
+ * the job alone is billed for all its life, boot and wait included. */
+int mb_store_job_held_at_least(struct mb_store *s, int64_t id, double seconds);
 
 /* Calls fn for the latest limit events of every job (progress and log
  * lines left out), oldest first. */

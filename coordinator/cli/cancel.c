@@ -12,6 +12,8 @@
 #include "common/err.h"
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/opts.h"
+#include "coordinator/lock.h"
+#include "coordinator/rent.h"
 #include "coordinator/store.h"
 #include "coordinator/transport.h"
 #include "coordinator/workerconn.h"
@@ -93,6 +95,38 @@ static int cancel_on_worker(struct mb_store *s, const struct mb_job_row *j)
 	return rc == 0 && x.status == 0 ? 0 : MB_EIO;
 }
 
+/* A box rented for the job alone (submit --rent) goes with it: the
+ * coordinator running the job destroys it as the job stops; when none
+ * runs it, it is destroyed here. Either way the claim in the database
+ * makes it once. */
+static void rent_done(struct mb_store *s, const struct mb_job_row *j)
+{
+	struct mb_worker_row w;
+	struct mb_coord_info ci;
+	char msg[2048];
+
+	if (mb_store_worker_get(s, j->worker, &w) != 0 ||
+	    w.rent_job_id != j->id || w.provider[0] == '\0')
+		return;
+	if (strcmp(j->state, "running") == 0 && mb_coord_probe(&ci) == 0 &&
+	    ci.alive) {
+		printf("the coordinator destroys %s instance %s (worker %s) as "
+		       "the job stops\n", w.provider, w.instance_id, w.name);
+		return;
+	}
+	if (!mb_rent_job_over(s, &w) ||
+	    mb_store_worker_claim_give_back(s, w.id) != 0)
+		return;
+	if (mb_rent_give_back(s, &w, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "mibera-job cancel: %s; run `mibera-job worker "
+			"destroy %s`, or destroy it at %s by hand: it may be "
+			"billing\n", msg, w.name, w.provider);
+		return;
+	}
+	printf("destroyed %s instance %s and removed worker %s, rented for "
+	       "this job\n", w.provider, w.instance_id, w.name);
+}
+
 int cmd_cancel(int argc, char **argv)
 {
 	struct mb_store *s;
@@ -116,6 +150,7 @@ int cmd_cancel(int argc, char **argv)
 			"on '%s' could not be stopped now (mibera-worker cancel "
 			"job-%lld there)\n", j.worker, id);
 	printf("cancelled job %lld\n", id);
+	rent_done(s, &j);
 	mb_store_close(s);
 	return 0;
 }

@@ -8,6 +8,7 @@
 #define MB_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct mb_store;
 struct mb_job_row;
@@ -105,6 +106,52 @@ struct cli_foreign {
  * 0, or an exit code with err saying why it could not be read. */
 int cli_inspect_foreign(const char *source, const char *overrides,
 			struct cli_foreign *out, char *err, size_t errcap);
+
+/* Renting a box (coordinator/cli/worker.c), for worker rent and submit
+ * --rent. */
+struct mb_provider;
+struct mb_offer;
+struct mb_worker_row;
+
+struct cli_rent {
+	const char *provider;	/* "vast" */
+	const char *gpu;	/* NULL: any */
+	const char *key;	/* the user's ssh key; NULL ~/.ssh/id_ed25519 */
+	const char *user;	/* the login there; NULL root */
+	const char *dir;	/* the worker directory; NULL .mibera */
+	const char *image;	/* NULL: a CUDA devel image */
+	const char *agent;	/* a mibera-worker already there; NULL install */
+	double disk_gb, ram_gb;	/* at least (ram 0: any) */
+	double max_price;	/* dollars an hour; 0 any */
+	double max_hours, idle_after, boot_timeout;
+};
+
+/* Fills a with worker rent's defaults (50 GB, 12 hours, 600 s idle). */
+void cli_rent_defaults(struct cli_rent *a);
+
+/* Opens a->provider and searches the offers that fit a, cheapest first,
+ * and shows the chosen one and the next two ("for WHAT"). 0 with *prov
+ * open (caller frees) and n > 0 offers; else 1 after saying why on stderr
+ * (cmd starts the message), nothing open. */
+int cli_rent_search(const char *cmd, const struct cli_rent *a, const char *what,
+		    struct mb_provider **prov, struct mb_offer *offers,
+		    size_t cap, size_t *n);
+
+/* Rents the first of offers still there, waits until it runs, connects
+ * with the host key made here, installs the agent and records it in s as
+ * the worker called name (NULL: "PROVIDER-INSTANCE"), filled into w.
+ * 0; else 1 after saying why, and any instance rented is destroyed. */
+int cli_rent_now(const char *cmd, struct mb_store *s, const struct cli_rent *a,
+		 const char *name, struct mb_provider *prov,
+		 const struct mb_offer *offers, size_t n,
+		 struct mb_worker_row *w);
+
+/* The estimates inspect makes for source, for submit: the worker disk a
+ * job with quants (comma-separated) needs and the most memory any of them
+ * needs to run. 0, or an exit code with err saying why. */
+int cli_inspect_estimate(const char *source, const char *overrides,
+			 const char *quants, uint64_t *disk, uint64_t *ram,
+			 char *err, size_t errcap);
 
 int cmd_artifacts(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);

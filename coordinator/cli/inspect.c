@@ -759,6 +759,61 @@ int cli_inspect_foreign(const char *source, const char *overrides,
 	return rc;
 }
 
+int cli_inspect_estimate(const char *source, const char *overrides,
+			 const char *quants, uint64_t *disk, uint64_t *ram,
+			 char *err, size_t errcap)
+{
+	struct mb_modelcfg_user user = { NULL, NULL };
+	cJSON *ov = overrides != NULL && *overrides != '\0'
+			    ? mb_json_parse(overrides, strlen(overrides))
+			    : NULL;
+	struct mb_estimate est;
+	struct insp in;
+	char list[256];
+	const char *q[17];
+	size_t i;
+	int rc;
+
+	*disk = *ram = 0;
+	memset(&in, 0, sizeof(in));
+	snprintf(list, sizeof(list), "%s", quants);
+	if (split_list(list, q, 17) != 0) {
+		snprintf(err, errcap, "more than 16 quant types");
+		cJSON_Delete(ov);
+		return 2;
+	}
+	if (cJSON_IsObject(ov)) {
+		const cJSON *bc = cJSON_GetObjectItemCaseSensitive(ov,
+								   "base_config");
+
+		user.set = cJSON_GetObjectItemCaseSensitive(ov, "set");
+		user.base = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(ov, "base"));
+		if (cJSON_IsObject(bc)) {
+			in.base = cJSON_PrintUnformatted(bc);
+			in.base_len = in.base ? strlen(in.base) : 0;
+		}
+	}
+	rc = insp_load(&in, source, &user, err, errcap);
+	if (rc == 0 && (in.c->family == MB_FAMILY_UNKNOWN ||
+			mb_modelcfg_estimate(in.c, in.m, q, in.s.side_bytes,
+					     &est) != 0)) {
+		snprintf(err, errcap, "cannot estimate the size of '%s': %s",
+			 source, in.c->reason[0] ? pr(in.c->reason)
+						 : "its family is not known");
+		rc = 1;
+	}
+	if (rc == 0) {
+		*disk = est.worker_disk;
+		for (i = 0; i < est.nquants; i++)
+			if (est.quants[i].ram > *ram)
+				*ram = est.quants[i].ram;
+	}
+	insp_release(&in);
+	cJSON_Delete(ov);
+	return rc;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	struct insp in;

@@ -27,7 +27,7 @@
 #include <stdio.h>
 
 /* Options a table holds at most (one more is --help). */
-#define CLI_MAX_OPTS 24
+#define CLI_MAX_OPTS 40
 
 struct cli_opt {
 	const char *name;	/* the long name, without "--" */

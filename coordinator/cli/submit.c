@@ -20,6 +20,13 @@
  * own convert_hf_to_gguf.py on the worker. That converter reads
  * config.json as it is, so --set and --base (and the split layout) go with
  * mibera's converter only.
+ * --rent vast rents a box for the job alone instead of naming a worker:
+ * its disk is inspect's estimate of the job's worker disk plus 15% and
+ * 10 GB (the agent, llama.cpp's build, logs, and the estimate's error),
+ * its memory at least what the biggest quant needs to run. The offer, its
+ * price and the job's cost ceiling (price x --max-hours) are shown; only
+ * with --yes is it rented (as worker rent --yes does) and the job queued
+ * on it. The coordinator destroys it once the job has ended.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -41,7 +48,10 @@
 #include "coordinator/converter.h"
 #include "coordinator/lock.h"
 #include "coordinator/ollama.h"
+#include "coordinator/provider/provider.h"
+#include "coordinator/rent.h"
 #include "coordinator/store.h"
+#include "proto/protocol.h"
 
 static const struct cli_opt opts[] = {
 	{ "worker", 0, "NAME", NULL, "the worker to run it on (may be left out "
@@ -79,6 +89,26 @@ static const struct cli_opt opts[] = {
 	{ "ollama", 0, "NAME", NULL, "register the result with the local Ollama "
 	  "server as NAME (OLLAMA_HOST; see mibera-job ollama --help)" },
 	{ "json", 0, NULL, NULL, "print {\"id\":N} instead of the id" },
+	{ "rent", 0, "PROVIDER", "vast", "rent a box for this job alone "
+	  "(sized from inspect's estimates), destroyed when the job ends; "
+	  "instead of --worker" },
+	{ "gpu", 0, "NAME", NULL, "with --rent: the GPU, as the provider names "
+	  "it (\"RTX 4090\")" },
+	{ "max-price", 0, "DOLLARS", NULL, "with --rent: the most an hour "
+	  "(default: any)" },
+	{ "max-hours", 0, "H", NULL, "with --rent: destroy the box after this "
+	  "long, job or not (default 12)" },
+	{ "yes", 0, NULL, NULL, "with --rent: rent it and queue the job "
+	  "(without: show the offer and its cost, and stop)" },
+	{ "key", 0, "PATH", NULL, "with --rent: your ssh key (its .pub goes on "
+	  "the box)" },
+	{ "user", 0, "NAME", NULL, "with --rent: the login on the box (default "
+	  "root)" },
+	{ "image", 0, "IMAGE", NULL, "with --rent: the container image" },
+	{ "agent", 0, "PATH", NULL, "with --rent: a mibera-worker already on "
+	  "the image" },
+	{ "worker-dir", 0, "PATH", NULL, "with --rent: the worker directory "
+	  "(default .mibera)" },
 	CLI_USER_OPTS,
 	{ NULL, 0, NULL, NULL, NULL },
 };
@@ -171,8 +201,86 @@ static int count_worker(const struct mb_worker_row *w, void *ctx)
 	return 0;
 }
 
-/* Checks and queues j on worker (NULL: the only one); the exit code. */
-static int submit_job(struct mb_job_row *j, const char *worker, int json)
+/* --rent: what to rent, and whether to. */
+struct rent_req {
+	struct cli_rent r;
+	int yes;
+	int argc;
+	char **argv;
+};
+
+/* The disk to rent for a job inspect estimates at need bytes: 15% and
+ * 10 GB over, for what the estimate leaves out (the agent and llama.cpp
+ * built on the box, logs, the file system) and for its error. */
+static double rent_disk_gb(uint64_t need)
+{
+	return (double)need * 1.15 / 1e9 + 10;
+}
+
+/* The command line again, with --yes: what to run to go on. */
+static void print_again(int argc, char **argv)
+{
+	int i;
+
+	printf("nothing rented or queued. To rent it and queue the job:\n  "
+	       "mibera-job");
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcspn(a, " \t'\"$`\\") != strlen(a))
+			printf(" '%s'", a);
+		else
+			printf(" %s", a);
+	}
+	printf(" --yes\n");
+}
+
+/* Sizes, shows and (with --yes) rents the box for j into w: 0 rented, 1
+ * shown only (nothing rented), else 1 + the exit code. */
+static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
+			struct rent_req *rq, struct mb_worker_row *w)
+{
+	struct mb_provider *prov = NULL;
+	struct mb_offer offers[16];
+	uint64_t disk = 0, ram = 0;
+	char err[1024], what[400];
+	size_t n = 0;
+	int rc;
+
+	err[0] = '\0';
+	rc = cli_inspect_estimate(j->source, j->overrides, j->quants, &disk,
+				  &ram, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "mibera-job submit: %s; nothing rented (inspect "
+			"the model to see why)\n", err);
+		return 1 + 1;
+	}
+	rq->r.disk_gb = rent_disk_gb(disk);
+	rq->r.ram_gb = ram > 0 ? (double)((ram + 999999999) / 1000000000) : 0;
+	snprintf(what, sizeof(what), "%s (%s): it needs about %.1f GB of disk",
+		 j->source, j->quants, (double)disk / 1e9);
+	if (cli_rent_search("mibera-job submit", &rq->r, what, &prov, offers,
+			    sizeof(offers) / sizeof(offers[0]), &n) != 0)
+		return 1 + 1;
+	printf("  it costs $%.3f an hour while it runs; destroyed when the job "
+	       "ends, and after %.1f hours at most: this job costs at most "
+	       "$%.2f\n", offers[0].dph, rq->r.max_hours,
+	       offers[0].dph * rq->r.max_hours);
+	if (!rq->yes) {
+		print_again(rq->argc, rq->argv);
+		mb_provider_free(prov);
+		return 1;
+	}
+	rc = cli_rent_now("mibera-job submit", s, &rq->r, NULL, prov, offers, n,
+			  w);
+	mb_provider_free(prov);
+	return rc == 0 ? 0 : 1 + 1;
+}
+
+/* Checks and queues j on worker (NULL: the only one), or on a box rented
+ * for it (rq not NULL); the exit code. */
+static int submit_job(struct mb_job_row *j, const char *worker, int json,
+		      struct rent_req *rq)
 {
 	struct mb_worker_row w;
 	struct mb_store *s = NULL;
@@ -199,6 +307,12 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job: %s\n", err);
 		return 1;
+	}
+	memset(&w, 0, sizeof(w));
+	if (rq != NULL) {
+		/* the box is rented last, once every check has passed */
+		snprintf(w.target, sizeof(w.target), "rented");
+		goto checked_worker;
 	}
 	if (worker == NULL) {
 		/* one worker: it is the one meant */
@@ -242,6 +356,7 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 		}
 		cJSON_Delete(hello);
 	}
+checked_worker:
 	if (mb_job_source_is_path(j->source) && strcmp(w.target, "local") == 0) {
 		/* a local worker reads the same disk: the model must be there */
 		struct stat st;
@@ -292,14 +407,47 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 				"none is set here\n");
 		memset(tok, 0, sizeof(tok));
 	}
+	if (rq != NULL) {
+		rc = rent_for_job(s, j, rq, &w);
+		if (rc != 0) {
+			mb_store_close(s);
+			return rc - 1;
+		}
+	}
 	j->worker_id = w.id;
+	snprintf(j->worker, sizeof(j->worker), "%s", w.name);
 	rc = mb_store_job_add(s, j);
+	if (rc == 0 && rq != NULL) {
+		rc = mb_store_worker_set_rent_job(s, w.id, j->id);
+		if (rc != 0) /* the job stays, on a worker given back when idle */
+			fprintf(stderr, "mibera-job submit: warning: cannot mark "
+				"'%s' as rented for job %lld (%s): it is destroyed "
+				"once idle instead\n", w.name, (long long)j->id,
+				mb_strerror(rc));
+		rc = 0;
+	}
+	if (rc != 0 && rq != NULL) {
+		/* no job for the box: it goes back now */
+		char msg[1024];
+
+		fprintf(stderr, "mibera-job submit: cannot queue the job: %s\n",
+			mb_strerror(rc));
+		if (mb_rent_give_back(s, &w, msg, sizeof(msg)) != 0)
+			fprintf(stderr, "mibera-job submit: %s; destroy it by "
+				"hand: it may be billing\n", msg);
+		mb_store_close(s);
+		return 1;
+	}
 	mb_store_close(s);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-job submit: cannot queue the job: %s\n",
 			mb_strerror(rc));
 		return 1;
 	}
+	if (rq != NULL)
+		printf("queued job %lld on %s: its %s instance %s is destroyed when "
+		       "the job ends\n", (long long)j->id, w.name, w.provider,
+		       w.instance_id);
 	if (json)
 		printf("{\"id\":%lld}\n", (long long)j->id);
 	else
@@ -320,13 +468,79 @@ static int submit_job(struct mb_job_row *j, const char *worker, int json)
 	return 0;
 }
 
+/* Reads a number option: 0, or 2 after a usage error. */
+static int rent_number(const struct cli_parse *p, double min, double max,
+		       double *out)
+{
+	char *end;
+	double v = strtod(p->val, &end);
+
+	if (*end != '\0' || end == p->val || !(v >= min && v <= max)) {
+		cli_usage_error(p->spec, "--%s is a number from %g to %g, not "
+				"'%s'", p->opt->name, min, max, p->val);
+		return 2;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Takes --rent and the options that go with it: 1 taken, 0 another
+ * option, 2 a bad value (said). *with is 1 once an option that needs
+ * --rent is seen, 2 once --rent is. */
+static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
+{
+	struct cli_rent *r = &rq->r;
+
+	if (cli_is(p, "rent")) {
+		if (!mb_provider_known(p->val)) {
+			cli_usage_error(p->spec, "unknown provider '%s' (known: "
+					"vast)", p->val);
+			return 2;
+		}
+		r->provider = p->val;
+		*with = 2;
+		return 1;
+	}
+	if (cli_is(p, "gpu"))
+		r->gpu = p->val;
+	else if (cli_is(p, "key"))
+		r->key = p->val;
+	else if (cli_is(p, "user")) {
+		if (!mb_proto_name_ok(p->val) || strlen(p->val) > 32) {
+			cli_usage_error(p->spec, "--user '%s' is not a login "
+					"name", p->val);
+			return 2;
+		}
+		r->user = p->val;
+	} else if (cli_is(p, "image"))
+		r->image = p->val;
+	else if (cli_is(p, "agent"))
+		r->agent = p->val;
+	else if (cli_is(p, "worker-dir"))
+		r->dir = p->val;
+	else if (cli_is(p, "yes"))
+		rq->yes = 1;
+	else if (cli_is(p, "max-price")) {
+		if (rent_number(p, 0.001, 10000, &r->max_price) != 0)
+			return 2;
+	} else if (cli_is(p, "max-hours")) {
+		if (rent_number(p, 0.01, 24 * 365, &r->max_hours) != 0)
+			return 2;
+	} else
+		return 0;
+	if (*with == 0)
+		*with = 1;
+	return 1;
+}
+
 int cmd_submit(int argc, char **argv)
 {
 	struct mb_job_row j;
 	const char *worker = NULL;
 	char err[1024], list[256];
 	struct cli_parse p;
-	int json = 0, rc, u;
+	struct rent_req rq;
+	int json = 0, rc, u, renting = 0;
 	const char *base = NULL;
 	cJSON *set = cJSON_CreateObject(), *ov = NULL;
 	char *otext = NULL;
@@ -339,11 +553,18 @@ int cmd_submit(int argc, char **argv)
 	j.fidelity = 1;
 	snprintf(j.imatrix, sizeof(j.imatrix), "auto");
 	snprintf(j.converter, sizeof(j.converter), MB_CONVERTER_MIBERA);
+	cli_rent_defaults(&rq.r);
+	rq.yes = 0;
+	rq.argc = argc;
+	rq.argv = argv;
 	cli_parse_init(&p, &spec, argc, argv);
 	if (set == NULL)
 		return 1;
 	while ((rc = cli_next(&p)) > 0) {
 		if ((u = cli_user_setting(&p, set, &base)) != 0) {
+			if (u == 2)
+				goto usage;
+		} else if ((u = take_rent(&p, &rq, &renting)) != 0) {
 			if (u == 2)
 				goto usage;
 		} else if (cli_is(&p, "json")) {
@@ -418,6 +639,23 @@ int cmd_submit(int argc, char **argv)
 		goto usage;
 	}
 	snprintf(j.source, sizeof(j.source), "%s", p.args[0]);
+	if (renting == 1 && rq.r.provider == NULL) {
+		cli_usage_error(&spec, "--gpu, --max-price, --max-hours, --yes, "
+				"--key, --user, --image, --agent and --worker-dir go "
+				"with --rent PROVIDER");
+		goto usage;
+	}
+	if (rq.r.provider != NULL && worker != NULL) {
+		cli_usage_error(&spec, "--rent rents a worker for the job: leave "
+				"out --worker");
+		goto usage;
+	}
+	if (rq.r.provider != NULL && mb_job_source_is_path(j.source)) {
+		cli_usage_error(&spec, "--rent needs a model on the hub "
+				"(org/name): a rented box cannot read a directory "
+				"here");
+		goto usage;
+	}
 	if (!mb_job_source_is_path(j.source)) {
 		char repo[300];
 
@@ -509,7 +747,7 @@ int cmd_submit(int argc, char **argv)
 	}
 	cJSON_Delete(set);
 	set = NULL;
-	rc = submit_job(&j, worker, json);
+	rc = submit_job(&j, worker, json, rq.r.provider != NULL ? &rq : NULL);
 	cJSON_free(otext);
 	return rc;
 usage:

@@ -769,8 +769,7 @@ static const struct cli_spec destroy_spec = {
 };
 
 struct rent_args {
-	const char *provider, *gpu, *key, *user, *dir, *image, *agent;
-	double disk, max_price, max_hours, idle_after, boot_timeout;
+	struct cli_rent r;
 	int yes;
 };
 
@@ -779,39 +778,43 @@ static int take_rent(struct cli_parse *p, void *ctx)
 	struct rent_args *a = ctx;
 
 	if (cli_is(p, "provider"))
-		a->provider = p->val;
+		a->r.provider = p->val;
 	else if (cli_is(p, "gpu"))
-		a->gpu = p->val;
+		a->r.gpu = p->val;
 	else if (cli_is(p, "key"))
-		a->key = p->val;
+		a->r.key = p->val;
 	else if (cli_is(p, "user"))
-		a->user = p->val;
+		a->r.user = p->val;
 	else if (cli_is(p, "dir"))
-		a->dir = p->val;
+		a->r.dir = p->val;
 	else if (cli_is(p, "image"))
-		a->image = p->val;
+		a->r.image = p->val;
 	else if (cli_is(p, "agent"))
-		a->agent = p->val;
+		a->r.agent = p->val;
 	else if (cli_is(p, "yes"))
 		a->yes = 1;
 	else if (cli_is(p, "disk"))
-		return number(p, 1, 100000, &a->disk);
+		return number(p, 1, 100000, &a->r.disk_gb);
 	else if (cli_is(p, "max-price"))
-		return number(p, 0.001, 10000, &a->max_price);
+		return number(p, 0.001, 10000, &a->r.max_price);
 	else if (cli_is(p, "max-hours"))
-		return number(p, 0.01, 24 * 365, &a->max_hours);
+		return number(p, 0.01, 24 * 365, &a->r.max_hours);
 	else if (cli_is(p, "idle-after"))
-		return number(p, 0, 1e9, &a->idle_after);
+		return number(p, 0, 1e9, &a->r.idle_after);
 	else if (cli_is(p, "boot-timeout"))
-		return number(p, 1, 86400, &a->boot_timeout);
+		return number(p, 1, 86400, &a->r.boot_timeout);
 	return 0;
 }
 
 static void show_offer(const char *tag, const struct mb_offer *o)
 {
-	printf("  %-9s offer %-10s %dx %-14s %5.0f GB GPU RAM  %6.0f GB disk  "
+	char ram[32] = "";
+
+	if (o->ram_gb > 0)
+		snprintf(ram, sizeof(ram), "  %4.0f GB RAM", o->ram_gb);
+	printf("  %-9s offer %-10s %dx %-14s %5.0f GB GPU RAM%s  %6.0f GB disk  "
 	       "$%.3f/h  reliability %.3f%s%s\n", tag, o->id, o->num_gpus,
-	       o->gpu[0] ? o->gpu : "?", o->gpu_ram_gb, o->disk_gb, o->dph,
+	       o->gpu[0] ? o->gpu : "?", o->gpu_ram_gb, ram, o->disk_gb, o->dph,
 	       o->reliability, o->where[0] ? "  " : "", o->where);
 }
 
@@ -859,118 +862,110 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static int cmd_rent(int argc, char **argv, struct mb_store **sp)
+void cli_rent_defaults(struct cli_rent *a)
 {
-	struct rent_args a;
-	struct cli_parse p;
+	memset(a, 0, sizeof(*a));
+	a->disk_gb = 50;
+	a->max_hours = MB_RENT_DEFAULT_MAX_HOURS;
+	a->idle_after = 600;
+	a->boot_timeout = 900;
+}
+
+int cli_rent_search(const char *cmd, const struct cli_rent *a, const char *what,
+		    struct mb_provider **provp, struct mb_offer *offers,
+		    size_t cap, size_t *n)
+{
 	struct mb_provider *prov = NULL;
-	struct mb_offer offers[16];
 	struct mb_offer_query q;
+	char msg[2048], ram[64] = "";
+	size_t i;
+	int rc;
+
+	*provp = NULL;
+	*n = 0;
+	rc = mb_provider_open(a->provider, &prov, msg, sizeof(msg));
+	if (rc != 0) {
+		fprintf(stderr, "%s: %s\n", cmd, msg);
+		return 1;
+	}
+	memset(&q, 0, sizeof(q));
+	q.gpu = a->gpu;
+	q.disk_gb = a->disk_gb;
+	q.min_ram_gb = a->ram_gb;
+	q.max_price = a->max_price;
+	if (a->ram_gb > 0)
+		snprintf(ram, sizeof(ram), ", %.0f GB RAM", a->ram_gb);
+	rc = mb_provider_search(prov, &q, offers, cap, n);
+	if (rc != 0) {
+		fprintf(stderr, "%s: %s\n", cmd, mb_provider_errmsg(prov));
+		mb_provider_free(prov);
+		return 1;
+	}
+	if (*n == 0) {
+		fprintf(stderr, "%s: no %s offer has %s%s%.0f GB of disk%s%s; "
+			"nothing rented (try another --gpu, or a higher "
+			"--max-price)\n", cmd, a->provider, a->gpu ? a->gpu : "",
+			a->gpu ? " with " : "", a->disk_gb, ram,
+			a->max_price > 0 ? " within --max-price" : "");
+		mb_provider_free(prov);
+		return 1;
+	}
+	printf("cheapest %s offer for %s (%.0f GB disk%s%s%s):\n", a->provider,
+	       what, a->disk_gb, ram, a->gpu ? ", " : "", a->gpu ? a->gpu : "");
+	show_offer("chosen", &offers[0]);
+	for (i = 1; i < *n && i < 3; i++)
+		show_offer("next", &offers[i]);
+	*provp = prov;
+	return 0;
+}
+
+int cli_rent_now(const char *cmd, struct mb_store *s, const struct cli_rent *a,
+		 const char *name, struct mb_provider *prov,
+		 const struct mb_offer *offers, size_t n, struct mb_worker_row *w)
+{
 	struct mb_hostkey hk;
-	struct mb_worker_row w;
 	struct mb_instance in;
 	struct mb_transport *t = NULL;
 	char msg[2048], keypath[1024], pubpath[1100], label[128];
 	char instance[64] = "", agent[2200], hello[MAX_HELLO];
 	char *pub = NULL, *onstart = NULL;
-	size_t n = 0, i, len;
+	size_t i, len;
 	const struct mb_offer *chosen = NULL;
 	double t0;
 	int rc, ret = 1;
 
-	memset(&a, 0, sizeof(a));
 	memset(&hk, 0, sizeof(hk));
-	a.disk = 50;
-	a.max_hours = MB_RENT_DEFAULT_MAX_HOURS;
-	a.idle_after = 600;
-	a.boot_timeout = 900;
-	if ((rc = parse(&rent_spec, argc, argv, &p, take_rent, &a)) != 0)
-		return rc - 1;
-	if (a.provider == NULL)
-		return cli_usage_error(&rent_spec, "--provider is needed (vast)");
-	if (!mb_provider_known(a.provider))
-		return cli_usage_error(&rent_spec, "unknown provider '%s' (known: "
-				       "vast)", a.provider);
-	if (!mb_proto_name_ok(p.args[0]) || strlen(p.args[0]) >= sizeof(w.name)) {
-		fprintf(stderr, "mibera-job worker: a worker name is 1 to 64 "
-			"letters, digits, '-' or '_'\n");
-		return 2;
-	}
-	if (a.user != NULL && (!mb_proto_name_ok(a.user) || strlen(a.user) > 32))
-		return cli_usage_error(&rent_spec, "--user '%s' is not a login "
-				       "name", a.user);
-	if (cli_open(sp) != 0)
-		return 1;
-	if (mb_store_worker_get(*sp, p.args[0], &w) == 0) {
-		fprintf(stderr, "mibera-job worker: '%s' exists; pick another name\n",
-			p.args[0]);
-		return 1;
-	}
-	rc = mb_provider_open(a.provider, &prov, msg, sizeof(msg));
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job worker: %s\n", msg);
-		return 1;
-	}
-	memset(&q, 0, sizeof(q));
-	q.gpu = a.gpu;
-	q.disk_gb = a.disk;
-	q.max_price = a.max_price;
-	rc = mb_provider_search(prov, &q, offers, sizeof(offers) / sizeof(offers[0]),
-				&n);
-	if (rc != 0) {
-		fprintf(stderr, "mibera-job worker: %s\n", mb_provider_errmsg(prov));
-		goto out;
-	}
-	if (n == 0) {
-		fprintf(stderr, "mibera-job worker: no %s offer has %s%s%.0f GB of "
-			"disk%s; nothing rented (try another --gpu, or a higher "
-			"--max-price)\n", a.provider, a.gpu ? a.gpu : "",
-			a.gpu ? " with " : "", a.disk,
-			a.max_price > 0 ? " within --max-price" : "");
-		goto out;
-	}
-	printf("cheapest %s offer for %s (%.0f GB disk%s%s):\n", a.provider,
-	       p.args[0], a.disk, a.gpu ? ", " : "", a.gpu ? a.gpu : "");
-	show_offer("chosen", &offers[0]);
-	for (i = 1; i < n && i < 3; i++)
-		show_offer("next", &offers[i]);
-	printf("  it costs $%.3f an hour while it runs; destroyed when idle for "
-	       "%.0f s, and after %.1f hours at most ($%.2f)\n", offers[0].dph,
-	       a.idle_after, a.max_hours, offers[0].dph * a.max_hours);
-	if (!a.yes) {
-		print_again(argc, argv);
-		ret = 0;
-		goto out;
-	}
 	/* the user's key goes on the box; its host key is made here */
-	if (a.key != NULL)
-		snprintf(keypath, sizeof(keypath), "%s", a.key);
+	if (a->key != NULL)
+		snprintf(keypath, sizeof(keypath), "%s", a->key);
 	else
 		snprintf(keypath, sizeof(keypath), "%s/.ssh/id_ed25519",
 			 getenv("HOME") ? getenv("HOME") : "");
 	snprintf(pubpath, sizeof(pubpath), "%s.pub", keypath);
 	if (mb_read_file(pubpath, 16384, &pub, &len) != 0) {
-		fprintf(stderr, "mibera-job worker: cannot read the public key "
-			"'%s' to put on the box; give --key PATH (a key with "
-			"PATH.pub beside it)\n", pubpath);
+		fprintf(stderr, "%s: cannot read the public key '%s' to put on "
+			"the box; give --key PATH (a key with PATH.pub beside "
+			"it)\n", cmd, pubpath);
 		goto out;
 	}
 	pub[strcspn(pub, "\r\n")] = '\0';
 	if (mb_hostkey_generate(&hk, msg, sizeof(msg)) != 0) {
-		fprintf(stderr, "mibera-job worker: %s\n", msg);
+		fprintf(stderr, "%s: %s\n", cmd, msg);
 		goto out;
 	}
-	if (mb_onstart_script(&hk, pub, (long)(a.max_hours * 60) + 15,
+	if (mb_onstart_script(&hk, pub, (long)(a->max_hours * 60) + 15,
 			      &onstart) != 0) {
-		fprintf(stderr, "mibera-job worker: the public key '%s' is not "
-			"one line of a key\n", pubpath);
+		fprintf(stderr, "%s: the public key '%s' is not one line of a "
+			"key\n", cmd, pubpath);
 		goto out;
 	}
-	snprintf(label, sizeof(label), MB_RENT_LABEL_PREFIX "%s", p.args[0]);
+	/* a worker named after its instance is labelled before it has one */
+	snprintf(label, sizeof(label), MB_RENT_LABEL_PREFIX "%s",
+		 name ? name : "job");
 	for (i = 0; i < n && i < 5; i++) {
 		struct mb_create_req req = {
-			a.image ? a.image : "nvidia/cuda:12.4.1-devel-ubuntu22.04",
-			a.disk, onstart, label,
+			a->image ? a->image : "nvidia/cuda:12.4.1-devel-ubuntu22.04",
+			a->disk_gb, onstart, label,
 		};
 
 		rc = mb_provider_create(prov, offers[i].id, &req, instance,
@@ -980,20 +975,19 @@ static int cmd_rent(int argc, char **argv, struct mb_store **sp)
 			break;
 		}
 		if (rc != MB_EBUSY) {
-			fprintf(stderr, "mibera-job worker: %s\n",
-				mb_provider_errmsg(prov));
+			fprintf(stderr, "%s: %s\n", cmd, mb_provider_errmsg(prov));
 			goto out;
 		}
 		printf("offer %s was taken meanwhile; trying the next\n",
 		       offers[i].id);
 	}
 	if (chosen == NULL) {
-		fprintf(stderr, "mibera-job worker: every offer shown was taken "
-			"meanwhile; nothing rented: run it again\n");
+		fprintf(stderr, "%s: every offer shown was taken meanwhile; "
+			"nothing rented: run it again\n", cmd);
 		goto out;
 	}
 	printf("rented offer %s: %s instance %s at $%.3f/h; waiting for it to "
-	       "run\n", chosen->id, a.provider, instance, chosen->dph);
+	       "run\n", chosen->id, a->provider, instance, chosen->dph);
 	fflush(stdout);
 	t0 = mb_now_s();
 	for (;;) {
@@ -1005,44 +999,50 @@ static int cmd_rent(int argc, char **argv, struct mb_store **sp)
 			give_back_now(prov, instance, mb_provider_errmsg(prov));
 			goto out;
 		}
-		if (mb_now_s() - t0 > a.boot_timeout) {
+		if (mb_now_s() - t0 > a->boot_timeout) {
 			snprintf(msg, sizeof(msg), "instance %s did not reach running "
 				 "in %.0f s (last status '%s')", instance,
-				 a.boot_timeout, rc == 0 ? in.status : "unknown");
+				 a->boot_timeout, rc == 0 ? in.status : "unknown");
 			give_back_now(prov, instance, msg);
 			goto out;
 		}
 		sleep_ms(poll_ms());
 	}
-	memset(&w, 0, sizeof(w));
-	snprintf(w.name, sizeof(w.name), "%s", p.args[0]);
+	memset(w, 0, sizeof(*w));
+	if (name != NULL)
+		snprintf(w->name, sizeof(w->name), "%s", name);
+	else
+		snprintf(w->name, sizeof(w->name), "%s-%s", a->provider, instance);
 	if (strchr(in.ssh_host, ':') != NULL || strchr(in.ssh_host, '@') != NULL ||
 	    strlen(in.ssh_host) > 200) {
 		give_back_now(prov, instance, "the provider gave an ssh host this "
 			      "program cannot use");
 		goto out;
 	}
-	snprintf(w.target, sizeof(w.target), "%s@%s:%d", a.user ? a.user : "root",
-		 in.ssh_host, in.ssh_port);
-	snprintf(w.dir, sizeof(w.dir), "%s", a.dir ? a.dir : ".mibera");
-	snprintf(w.key_path, sizeof(w.key_path), "%s", keypath);
-	if (a.agent != NULL)
-		snprintf(w.agent_path, sizeof(w.agent_path), "%s", a.agent);
+	snprintf(w->target, sizeof(w->target), "%s@%s:%d",
+		 a->user ? a->user : "root", in.ssh_host, in.ssh_port);
+	snprintf(w->dir, sizeof(w->dir), "%s", a->dir ? a->dir : ".mibera");
+	snprintf(w->key_path, sizeof(w->key_path), "%s", keypath);
+	if (a->agent != NULL)
+		snprintf(w->agent_path, sizeof(w->agent_path), "%s", a->agent);
 	/* pinned before the first connection: the key made here, nothing
 	 * else, is accepted */
-	snprintf(w.host_key, sizeof(w.host_key), "%s", hk.fingerprint);
-	w.cost_per_hour = in.dph > 0 ? in.dph : chosen->dph;
-	w.idle_after_s = (int64_t)a.idle_after;
-	w.max_jobs = 1;
-	snprintf(w.provider, sizeof(w.provider), "%s", a.provider);
-	snprintf(w.instance_id, sizeof(w.instance_id), "%s", instance);
-	w.rented_at = (int64_t)time(NULL);
-	w.max_hours = a.max_hours;
+	snprintf(w->host_key, sizeof(w->host_key), "%s", hk.fingerprint);
+	/* the provider's price, everything included: the cost of the jobs
+	 * it runs */
+	w->cost_per_hour = in.dph > 0 ? in.dph : chosen->dph;
+	w->idle_after_s = (int64_t)a->idle_after;
+	w->max_jobs = 1;
+	snprintf(w->provider, sizeof(w->provider), "%s", a->provider);
+	snprintf(w->instance_id, sizeof(w->instance_id), "%s", instance);
+	w->rented_at = (int64_t)time(NULL);
+	w->max_hours = a->max_hours;
 	/* its sshd may come a little after the provider says running */
 	for (;;) {
-		rc = mb_worker_connect(&w, NULL, &t, agent, sizeof(agent), msg,
+		rc = mb_worker_connect(w, NULL, &t, agent, sizeof(agent), msg,
 				       sizeof(msg));
-		if (rc == 0 || rc == MB_EHOSTKEY || mb_now_s() - t0 > a.boot_timeout)
+		if (rc == 0 || rc == MB_EHOSTKEY ||
+		    mb_now_s() - t0 > a->boot_timeout)
 			break;
 		sleep_ms(poll_ms());
 	}
@@ -1050,35 +1050,33 @@ static int cmd_rent(int argc, char **argv, struct mb_store **sp)
 		give_back_now(prov, instance, msg);
 		goto out;
 	}
-	rc = mb_worker_hello_progress(t, &w, agent, w.agent_path[0] == '\0',
+	rc = mb_worker_hello_progress(t, w, agent, w->agent_path[0] == '\0',
 				      progress, NULL, hello, sizeof(hello), msg,
 				      sizeof(msg));
 	if (rc == 0 && mb_transport_host_key_line(t) != NULL)
-		snprintf(w.host_key, sizeof(w.host_key), "%s",
+		snprintf(w->host_key, sizeof(w->host_key), "%s",
 			 mb_transport_host_key_line(t));
 	if (rc == 0 && mb_transport_fingerprint(t) != NULL)
-		snprintf(w.fingerprint, sizeof(w.fingerprint), "%s",
+		snprintf(w->fingerprint, sizeof(w->fingerprint), "%s",
 			 mb_transport_fingerprint(t));
 	mb_transport_free(t);
 	if (rc != 0) {
 		give_back_now(prov, instance, msg);
 		goto out;
 	}
-	rc = mb_store_worker_add(*sp, &w);
+	rc = mb_store_worker_add(s, w);
 	if (rc == 0)
-		rc = mb_store_worker_checked(*sp, w.name, hello, NULL, NULL);
+		rc = mb_store_worker_checked(s, w->name, hello, NULL, NULL);
 	if (rc != 0) {
-		snprintf(msg, sizeof(msg), "cannot record '%s': %s", w.name,
+		snprintf(msg, sizeof(msg), "cannot record '%s': %s", w->name,
 			 mb_strerror(rc));
 		give_back_now(prov, instance, msg);
 		goto out;
 	}
 	printf("rented worker %s (%s): %s instance %s at $%.3f/h, host key %s "
-	       "(made here, pinned before the first connection)\n", w.name,
-	       w.target, a.provider, instance, w.cost_per_hour, w.fingerprint);
-	printf("  destroyed when idle for %lld s, after %.1f hours, or by "
-	       "`mibera-job worker destroy %s`\n", (long long)w.idle_after_s,
-	       w.max_hours, w.name);
+	       "(made here, pinned before the first connection)\n", w->name,
+	       w->target, a->provider, instance, w->cost_per_hour,
+	       w->fingerprint);
 	summary(hello);
 	ret = 0;
 out:
@@ -1088,6 +1086,63 @@ out:
 		free(onstart);
 	}
 	free(pub);
+	return ret;
+}
+
+static int cmd_rent(int argc, char **argv, struct mb_store **sp)
+{
+	struct rent_args a;
+	struct cli_parse p;
+	struct mb_provider *prov = NULL;
+	struct mb_offer offers[16];
+	struct mb_worker_row w;
+	size_t n = 0;
+	int rc, ret = 1;
+
+	cli_rent_defaults(&a.r);
+	a.yes = 0;
+	if ((rc = parse(&rent_spec, argc, argv, &p, take_rent, &a)) != 0)
+		return rc - 1;
+	if (a.r.provider == NULL)
+		return cli_usage_error(&rent_spec, "--provider is needed (vast)");
+	if (!mb_provider_known(a.r.provider))
+		return cli_usage_error(&rent_spec, "unknown provider '%s' (known: "
+				       "vast)", a.r.provider);
+	if (!mb_proto_name_ok(p.args[0]) || strlen(p.args[0]) >= sizeof(w.name)) {
+		fprintf(stderr, "mibera-job worker: a worker name is 1 to 64 "
+			"letters, digits, '-' or '_'\n");
+		return 2;
+	}
+	if (a.r.user != NULL &&
+	    (!mb_proto_name_ok(a.r.user) || strlen(a.r.user) > 32))
+		return cli_usage_error(&rent_spec, "--user '%s' is not a login "
+				       "name", a.r.user);
+	if (cli_open(sp) != 0)
+		return 1;
+	if (mb_store_worker_get(*sp, p.args[0], &w) == 0) {
+		fprintf(stderr, "mibera-job worker: '%s' exists; pick another name\n",
+			p.args[0]);
+		return 1;
+	}
+	if (cli_rent_search("mibera-job worker", &a.r, p.args[0], &prov, offers,
+			    sizeof(offers) / sizeof(offers[0]), &n) != 0)
+		return 1;
+	printf("  it costs $%.3f an hour while it runs; destroyed when idle for "
+	       "%.0f s, and after %.1f hours at most ($%.2f)\n", offers[0].dph,
+	       a.r.idle_after, a.r.max_hours, offers[0].dph * a.r.max_hours);
+	if (!a.yes) {
+		print_again(argc, argv);
+		ret = 0;
+		goto out;
+	}
+	if (cli_rent_now("mibera-job worker", *sp, &a.r, p.args[0], prov, offers,
+			 n, &w) != 0)
+		goto out;
+	printf("  destroyed when idle for %lld s, after %.1f hours, or by "
+	       "`mibera-job worker destroy %s`\n", (long long)w.idle_after_s,
+	       w.max_hours, w.name);
+	ret = 0;
+out:
 	mb_provider_free(prov);
 	return ret;
 }

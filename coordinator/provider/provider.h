@@ -28,6 +28,7 @@ struct mb_offer {
 	char gpu[64];		/* "RTX 4090" */
 	int num_gpus;
 	double gpu_ram_gb;	/* per GPU */
+	double ram_gb;		/* the box's memory, 0 unknown */
 	double disk_gb;		/* the most disk it gives */
 	double dph;		/* dollars per hour, everything included */
 	double reliability;	/* 0..1 */
@@ -39,6 +40,7 @@ struct mb_offer_query {
 	double disk_gb;		/* at least this much disk */
 	double max_price;	/* dollars per hour, 0: any */
 	double min_gpu_ram_gb;	/* 0: any */
+	double min_ram_gb;	/* the box's memory; 0: any */
 };
 
 /* What a rented box looks like now. */

@@ -359,6 +359,9 @@ static int vast_search(struct mb_provider *p, const struct mb_offer_query *q,
 	if (q->min_gpu_ram_gb > 0)
 		mb_buf_addf(&body, ",\"gpu_ram\":{\"gte\":%.0f}",
 			    q->min_gpu_ram_gb * 1000);
+	if (q->min_ram_gb > 0) /* vast counts it in MB */
+		mb_buf_addf(&body, ",\"cpu_ram\":{\"gte\":%.0f}",
+			    q->min_ram_gb * 1000);
 	mb_buf_adds(&body, "}");
 	rc = mb_buf_error(&body);
 	if (rc != 0)
@@ -397,13 +400,16 @@ static int vast_search(struct mb_provider *p, const struct mb_offer_query *q,
 		f->num_gpus = (int)num(o, "num_gpus");
 		f->gpu_ram_gb = num(o, "gpu_ram") / 1000;
 		f->disk_gb = num(o, "disk_space");
+		f->ram_gb = num(o, "cpu_ram") / 1000;
 		f->dph = num(o, "dph_total");
 		f->reliability = num(o, "reliability2");
 		str(o, "geolocation", f->where, sizeof(f->where));
 		/* the query asks for this, but a price over the cap is never
 		 * shown as an option, whatever the server did */
 		if ((q->max_price > 0 && f->dph > q->max_price) ||
-		    f->disk_gb < q->disk_gb)
+		    f->disk_gb < q->disk_gb ||
+		    (q->min_ram_gb > 0 && f->ram_gb > 0 &&
+		     f->ram_gb < q->min_ram_gb))
 			continue;
 		(*n)++;
 	}

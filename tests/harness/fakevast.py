@@ -46,19 +46,19 @@ import threading
 import time
 
 OFFERS = [
-    {"id": 1001, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564,
+    {"id": 1001, "cpu_ram": 64000, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564,
      "disk_space": 200.0, "dph_total": 0.31, "reliability2": 0.995,
      "geolocation": "Norway, NO", "rentable": True},
-    {"id": 1002, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564,
+    {"id": 1002, "cpu_ram": 32000, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564,
      "disk_space": 120.0, "dph_total": 0.36, "reliability2": 0.991,
      "geolocation": "Texas, US", "rentable": True},
-    {"id": 1003, "gpu_name": "RTX 3090", "num_gpus": 1, "gpu_ram": 24576,
+    {"id": 1003, "cpu_ram": 32000, "gpu_name": "RTX 3090", "num_gpus": 1, "gpu_ram": 24576,
      "disk_space": 80.0, "dph_total": 0.18, "reliability2": 0.985,
      "geolocation": "Quebec, CA", "rentable": True},
-    {"id": 1004, "gpu_name": "H100 SXM", "num_gpus": 1, "gpu_ram": 81559,
+    {"id": 1004, "cpu_ram": 256000, "gpu_name": "H100 SXM", "num_gpus": 1, "gpu_ram": 81559,
      "disk_space": 500.0, "dph_total": 2.10, "reliability2": 0.999,
      "geolocation": "Oregon, US", "rentable": True},
-    {"id": 1005, "gpu_name": "RTX 4090", "num_gpus": 2, "gpu_ram": 24564,
+    {"id": 1005, "cpu_ram": 128000, "gpu_name": "RTX 4090", "num_gpus": 2, "gpu_ram": 24564,
      "disk_space": 300.0, "dph_total": 0.72, "reliability2": 0.99,
      "geolocation": "Germany, DE", "rentable": True},
 ]

@@ -7,7 +7,12 @@
  * 429 is waited out, a taken offer gives way to the next, an instance
  * that never runs is destroyed, the coordinator destroys an idle rented
  * worker and old instances no worker knows, and the key is in no
- * argument list and not in the database. */
+ * argument list and not in the database. submit --rent sizes a box from
+ * the model's estimates and shows its price and the job's cost ceiling,
+ * renting and queueing nothing without --yes; with it a real job runs on
+ * the box and the box is destroyed once when the job ends: succeeded,
+ * failed (its logs kept) or cancelled, and across a coordinator killed
+ * with -9 and started again, which goes on with the same box. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -22,6 +28,8 @@
 #include <cjson/cJSON.h>
 
 #include "common/fs.h"
+#include "hub.h"
+#include "model.h"
 #include "th.h"
 
 #define KEY "vast-test-key-0123456789abcdef"
@@ -29,6 +37,7 @@
 static char root[512], home[600];
 static pid_t fake_pid;
 static int fake_port;
+static struct th_hub hub;
 
 static int run(char **out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -151,12 +160,25 @@ static int setup(void **state_)
 	}
 	snprintf(env, sizeof(env), "http://127.0.0.1:%d", fake_port);
 	setenv("MIBERA_VAST_URL", env, 1);
+	/* a tiny model on the fake hub, for the jobs run on rented boxes */
+	{
+		char repo[800], hubroot[700];
+		const char *extra[] = { "--config", "correct", NULL };
+
+		snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
+		snprintf(repo, sizeof(repo), "%s/org/tiny", hubroot);
+		if (th_mkmodel(repo, "llama-tiny", extra) != 0 ||
+		    th_hub_start(&hub, hubroot, NULL) != 0)
+			return -1;
+		setenv("HF_ENDPOINT", hub.url, 1);
+	}
 	return 0;
 }
 
 static int teardown(void **state_)
 {
 	(void)state_;
+	th_hub_stop(&hub);
 	th_stop(fake_pid, 5000);
 	th_rmtree(root);
 	return 0;
@@ -425,6 +447,301 @@ static void test_coordinator_gives_back(void **s)
 	unlink(path);
 }
 
+
+/* --- submit --rent --- */
+
+static void config(const char *json)
+{
+	char path[800];
+
+	snprintf(path, sizeof(path), "%s/mibera/config.json", root);
+	assert_int_equal(th_write_file(path, json, strlen(json)), 0);
+}
+
+/* Each box its own worker directory (so its own hub cache), as each
+ * rented box has its own disk. */
+static char *submit_rent(const char *wd, const char *extra, int *rc)
+	__attribute__((noinline));
+
+static char *submit_rent(const char *wd, const char *extra, int *rc)
+{
+	char *out;
+
+	*rc = run(&out, "%s/mibera-job submit org/tiny --rent vast --gpu "
+		  "'RTX 4090' --quant Q8_0 --no-fidelity --user $(id -un) "
+		  "--agent %s/mibera-worker --worker-dir %s/wd-%s %s 2>&1",
+		  MB_BINARY_DIR, MB_BINARY_DIR, root, wd, extra);
+	return out;
+}
+
+/* The job id in "queued job N on" of out (0 if none). */
+static long job_in(const char *out)
+{
+	const char *p = strstr(out, "queued job ");
+
+	return p != NULL ? atol(p + 11) : 0;
+}
+
+static char *job_state(long id)
+{
+	char *out;
+
+	run(&out, "%s/mibera-job status %ld", MB_BINARY_DIR, id);
+	return out;
+}
+
+/* Runs a coordinator (not --once: its exit gives idle boxes back anyway)
+ * until instance id is destroyed, 180 s at most; returns th_now_ms() then. */
+static long long coordinator_until_destroyed(const char *id)
+{
+	char *argv[] = { (char *)MB_BINARY_DIR "/mibera-coordinator", NULL };
+	long long t0 = th_now_ms(), t;
+	pid_t pid;
+
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	while (deletes_of(id) == 0 && th_now_ms() - t0 < 180000)
+		usleep(200 * 1000);
+	t = th_now_ms();
+	th_stop(pid, 5000);
+	return t;
+}
+
+static void test_submit_rent_shows_price_queues_nothing(void **s)
+{
+	char *out;
+	int rc, before = creates();
+	double disk = 0;
+	const char *p;
+
+	(void)s;
+	out = submit_rent("look", "", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent: %s", out);
+	/* the offer, its price, and what the job may cost at most */
+	assert_non_null(strstr(out, "offer 1001"));
+	assert_non_null(strstr(out, "$0.310/h"));
+	assert_non_null(strstr(out, "this job costs at most $3.72"));
+	assert_non_null(strstr(out, "nothing rented or queued"));
+	assert_non_null(strstr(out, "--yes"));
+	/* the disk asked: the estimate, 15% and 10 GB more */
+	p = strstr(out, "offer for org/tiny");
+	assert_non_null(p);
+	p = strstr(p, "GB disk");
+	assert_non_null(p);
+	while (p > out && p[-1] == ' ')
+		p--;
+	while (p > out && (p[-1] == '.' || (p[-1] >= '0' && p[-1] <= '9')))
+		p--;
+	disk = atof(p);
+	assert_true(disk >= 10 && disk < 11);
+	free(out);
+	assert_int_equal(creates(), before);
+	assert_int_equal(run(&out, "%s/mibera-job status", MB_BINARY_DIR), 0);
+	assert_null(strstr(out, "org/tiny"));
+	free(out);
+	/* a box for a directory here cannot read it; --worker and --rent
+	 * are one or the other */
+	assert_int_equal(run(&out, "%s/mibera-job submit %s/hub/org/tiny --rent "
+			     "vast 2>&1", MB_BINARY_DIR, root), 2);
+	assert_non_null(strstr(out, "needs a model on the hub"));
+	free(out);
+	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --rent vast "
+			     "--worker w 2>&1", MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "leave out --worker"));
+	free(out);
+	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --yes 2>&1",
+			     MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "go with --rent"));
+	free(out);
+	assert_int_equal(creates(), before);
+}
+
+static void test_submit_rent_job_succeeds_box_destroyed_once(void **s)
+{
+	char *out, id[32], name[64];
+	long job;
+	long long t0, t1;
+	int rc;
+	double held;
+	const char *p;
+
+	(void)s;
+	config("{\"idle_check_s\": 1}\n");
+	out = submit_rent("ok", "--yes", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent --yes: %s", out);
+	snprintf(id, sizeof(id), "%s", instance_in(out));
+	job = job_in(out);
+	assert_true(id[0] != '\0');
+	assert_true(job > 0);
+	snprintf(name, sizeof(name), "vast-%s", id);
+	assert_non_null(strstr(out, name));
+	free(out);
+	/* the worker's price is the instance's */
+	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_non_null(strstr(out, name));
+	assert_non_null(strstr(out, "$0.310/h"));
+	free(out);
+	/* the box waits for a coordinator: that time is the job's too */
+	t0 = th_now_ms();
+	sleep(5);
+	t1 = coordinator_until_destroyed(id);
+	out = job_state(job);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("job %ld: %s", job, out);
+	free(out);
+	/* destroyed as the job ended, long before its 600 s idle wait */
+	assert_int_equal(deletes_of(id), 1);
+	assert_false(alive(id));
+	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_null(strstr(out, name));
+	free(out);
+	/* its cost: the instance's price for the whole life of the box */
+	assert_int_equal(run(&out, "%s/mibera-job show %ld", MB_BINARY_DIR, job), 0);
+	assert_non_null(strstr(out, "$0.31/h"));
+	p = strstr(out, "held ");
+	assert_non_null(p);
+	held = atof(p + 5);
+	if (held < (double)(t1 - t0) / 1000 - 2)
+		fail_msg("held %.0f s of a box that lived %.1f s: %s", held,
+			 (double)(t1 - t0) / 1000, out);
+	free(out);
+	/* a later coordinator destroys nothing more */
+	if (run(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
+		fail_msg("coordinator again: %s", out);
+	free(out);
+	assert_int_equal(deletes_of(id), 1);
+}
+
+static void test_submit_rent_cancel_destroys(void **s)
+{
+	char *out, id[32];
+	long job;
+	int rc;
+
+	(void)s;
+	config("{\"idle_check_s\": 1}\n");
+	out = submit_rent("cancel", "--yes", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent --yes: %s", out);
+	snprintf(id, sizeof(id), "%s", instance_in(out));
+	job = job_in(out);
+	free(out);
+	assert_true(alive(id));
+	/* no coordinator holds the job: cancel gives the box back itself */
+	if (run(&out, "%s/mibera-job cancel %ld 2>&1", MB_BINARY_DIR, job) != 0)
+		fail_msg("cancel: %s", out);
+	assert_non_null(strstr(out, "destroyed vast instance"));
+	free(out);
+	assert_int_equal(deletes_of(id), 1);
+	assert_false(alive(id));
+	if (run(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	assert_int_equal(deletes_of(id), 1);
+	out = job_state(job);
+	assert_non_null(strstr(out, "cancelled"));
+	free(out);
+}
+
+static void test_submit_rent_failed_job_destroys_after_logs(void **s)
+{
+	char *out, id[32];
+	long job;
+	int rc;
+
+	(void)s;
+	config("{\"idle_check_s\": 1, \"retry_max\": 1}\n");
+	out = submit_rent("fail", "--yes", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent --yes: %s", out);
+	snprintf(id, sizeof(id), "%s", instance_in(out));
+	job = job_in(out);
+	free(out);
+	/* the hub loses the weights: the fetch fails on the box */
+	assert_int_equal(th_hub_fault(&hub, "org/tiny", "model-00001-of-00002.safetensors",
+				      "\"status\":404,\"times\":1000"), 0);
+	coordinator_until_destroyed(id);
+	th_hub_reset(&hub);
+	out = job_state(job);
+	if (strstr(out, "failed") == NULL)
+		fail_msg("job %ld: %s", job, out);
+	free(out);
+	assert_int_equal(deletes_of(id), 1);
+	assert_false(alive(id));
+	/* what the box said is kept after it is gone */
+	assert_int_equal(run(&out, "%s/mibera-job logs %ld 2>&1", MB_BINARY_DIR,
+			     job), 0);
+	if (strstr(out, "fetch") == NULL ||
+	    strstr(out, "not found in 'org/tiny'") == NULL ||
+	    strstr(out, "it is destroyed now") == NULL)
+		fail_msg("logs: %s", out);
+	free(out);
+}
+
+/* 1 when status's line for step says it is running. */
+static int step_running(const char *out, const char *step)
+{
+	const char *p = out;
+
+	while ((p = strstr(p, step)) != NULL) {
+		const char *nl = strchr(p, '\n');
+		const char *r = strstr(p, "running");
+
+		if (r != NULL && (nl == NULL || r < nl) && p > out && p[-1] == ' ')
+			return 1;
+		p += strlen(step);
+	}
+	return 0;
+}
+
+static void test_submit_rent_coordinator_killed_reuses_box(void **s)
+{
+	char *argv[] = { (char *)MB_BINARY_DIR "/mibera-coordinator", (char *)"--once",
+			 NULL };
+	char *out, id[32];
+	long job;
+	int rc, st, i, made;
+	pid_t pid;
+
+	(void)s;
+	config("{\"idle_check_s\": 1}\n");
+	out = submit_rent("kill", "--yes", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent --yes: %s", out);
+	snprintf(id, sizeof(id), "%s", instance_in(out));
+	job = job_in(out);
+	free(out);
+	made = creates();
+	/* a slow fetch, killed in the middle */
+	assert_int_equal(th_hub_fault(&hub, "org/tiny", "model-00001-of-00002.safetensors",
+				      "\"throttle\":200000"), 0);
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	for (i = 0; i < 300; i++) {
+		out = job_state(job);
+		rc = step_running(out, "fetch");
+		free(out);
+		if (rc)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_true(rc);
+	usleep(1500 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	assert_int_equal(deletes_of(id), 0);
+	assert_true(alive(id));
+	/* started again: the same box, the job resumed to its end */
+	coordinator_until_destroyed(id);
+	th_hub_reset(&hub);
+	out = job_state(job);
+	assert_non_null(strstr(out, "succeeded"));
+	free(out);
+	assert_int_equal(creates(), made);
+	assert_int_equal(deletes_of(id), 1);
+	assert_false(alive(id));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +752,15 @@ int main(void)
 		cmocka_unit_test_setup(test_taken_offer_gives_way, fresh),
 		cmocka_unit_test_setup(test_never_running_is_destroyed, fresh),
 		cmocka_unit_test_setup(test_coordinator_gives_back, fresh),
+		cmocka_unit_test_setup(test_submit_rent_shows_price_queues_nothing,
+				       fresh),
+		cmocka_unit_test_setup(test_submit_rent_job_succeeds_box_destroyed_once,
+				       fresh),
+		cmocka_unit_test_setup(test_submit_rent_cancel_destroys, fresh),
+		cmocka_unit_test_setup(test_submit_rent_failed_job_destroys_after_logs,
+				       fresh),
+		cmocka_unit_test_setup(test_submit_rent_coordinator_killed_reuses_box,
+				       fresh),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
