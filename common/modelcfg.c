@@ -434,13 +434,16 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		refuse(c, "%s", f->bias_refusal);
 		return;
 	}
-	/* every layer tensor must be one we know */
+	/* every tensor must be one we know; one the family lacks makes the
+	 * layout no family's (a config naming another architecture is then
+	 * not contradicted by it) */
 	for (i = 0; i < m->ntensors; i++) {
 		t = &m->tensors[i];
 		if (!layer_of(t->name, &layer, &sfx)) {
 			if (strcmp(t->name, "model.embed_tokens.weight") != 0 &&
 			    strcmp(t->name, "model.norm.weight") != 0 &&
 			    strcmp(t->name, "lm_head.weight") != 0) {
+				c->family = MB_FAMILY_UNKNOWN;
 				refuse(c, "unsupported model: unexpected tensor "
 				       "'%s'", t->name);
 				return;
@@ -448,6 +451,7 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			continue;
 		}
 		if (fam_tensor(f, sfx) == NULL) {
+			c->family = MB_FAMILY_UNKNOWN;
 			refuse(c, "unsupported model: unexpected tensor '%s'",
 			       t->name);
 			return;

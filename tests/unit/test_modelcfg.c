@@ -1173,6 +1173,58 @@ static void test_foreign_layout_named(void **state)
 	mb_st_model_free(m);
 }
 
+/* Tensors that pass for a family's markers but carry one it lacks (a
+ * Gemma 2 or OLMo 2 block's extra norms over Llama-named projections and
+ * Qwen3's q norm): the tensors prove no family, so the config's foreign
+ * architecture is the refusal, by name, not a tensor of a family the
+ * model is not. */
+static void test_foreign_claim_over_refused_layout(void **state)
+{
+	static const char header[] =
+		"{\"model.layers.0.self_attn.q_proj.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[0,4]},"
+		"\"model.layers.0.self_attn.q_norm.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[4,8]},"
+		"\"model.layers.0.mlp.gate_proj.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[8,12]},"
+		"\"model.layers.0.post_feedforward_layernorm.weight\":{\"dtype\":"
+		"\"F16\",\"shape\":[2],\"data_offsets\":[12,16]}}";
+	static const char *const cfgs[][2] = {
+		{ "{\"architectures\":[\"Gemma2ForCausalLM\"],"
+		  "\"model_type\":\"gemma2\"}",
+		  "Gemma2ForCausalLM (model_type gemma2) is not a family" },
+		{ "{\"architectures\":[\"Olmo2ForCausalLM\"],"
+		  "\"model_type\":\"olmo2\"}",
+		  "Olmo2ForCausalLM (model_type olmo2) is not a family" },
+	};
+	struct mb_st_model *m;
+	struct mb_st_file *f;
+	struct mb_modelcfg *c;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(mb_st_parse_header(header, sizeof(header) - 1,
+					    8 + sizeof(header) - 1 + 16, &f,
+					    NULL, 0),
+			 0);
+	assert_int_equal(mb_st_model_single("m.safetensors", f, &m), 0);
+	assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
+	for (i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+		c = infer(m, cfgs[i][0], NULL, NULL);
+		assert_false(c->convertible);
+		if (strstr(c->reason, cfgs[i][1]) == NULL)
+			fail_msg("%s: %s", cfgs[i][0], c->reason);
+		assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
+		mb_modelcfg_free(c);
+	}
+	/* with no architecture claimed the tensor is the reason */
+	c = infer(m, "{}", NULL, NULL);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "post_feedforward_layernorm"));
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
 /* Phi-4-mini's true config: rope on 96 of 128 dimensions, so longrope
  * has 48 factors per list, one per rotary pair. It needs no repair; a
  * list of another length, or a factor leaving no even rotary dimension,
@@ -1374,6 +1426,7 @@ int main(void)
 		cmocka_unit_test(test_absent_architecture_repaired),
 		cmocka_unit_test(test_contradicted_architecture_repaired),
 		cmocka_unit_test(test_foreign_layout_named),
+		cmocka_unit_test(test_foreign_claim_over_refused_layout),
 		cmocka_unit_test(test_phi4_mini_partial_rotary),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),
