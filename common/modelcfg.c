@@ -811,8 +811,12 @@ static enum mb_family_id family_of(const cJSON *doc, const char **model_type,
 	const char *mt = NULL, *a = NULL;
 	const struct mb_family *f;
 
-	mb_json_get_str(doc, "model_type", 64, &mt);
-	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)))
+	/* a value that is no name names nothing, as for config_claim */
+	if (mb_json_get_str(doc, "model_type", 64, &mt) != 0 ||
+	    !model_type_like(mt))
+		mt = NULL;
+	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)) &&
+	    arch_like(cJSON_GetArrayItem(arch, 0)->valuestring))
 		a = cJSON_GetArrayItem(arch, 0)->valuestring;
 	*model_type = mt;
 	*variant = 0;
@@ -1602,6 +1606,12 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
+	/* a config.json that names no architecture describes no other
+	 * kind of model: it is this one's, and its values (rope_theta, the
+	 * context) are the best there are */
+	if (cf.doc != NULL && cf.family == MB_FAMILY_UNKNOWN &&
+	    claim.model_type == NULL && claim.arch == NULL)
+		cf.family = c->family;
 	c->config_family_matches = cf.doc != NULL && cf.family == c->family;
 	if (cf.doc != NULL && !c->config_family_matches)
 		addwarn(c, "config.json describes another kind of model "

@@ -932,6 +932,43 @@ static void test_qwen2(void **state)
 			    "Qwen2ForCausalLM");
 	mb_modelcfg_free(c);
 	free(cfg);
+	/* a config that names no architecture, or names it with a
+	 * model_type that is no name, is still the model's own: its
+	 * rope_theta and context length are kept, not the defaults of a
+	 * family (they would make another model) */
+	{
+		const char *const both[] = { "architectures", "model_type",
+					     NULL };
+		char *cfgs[2];
+		size_t i;
+		cJSON *doc;
+
+		cfgs[0] = config_without(dir, both);
+		cfgs[1] = config_without(dir, both);
+		doc = cJSON_Parse(cfgs[1]);
+		assert_non_null(doc);
+		cJSON_AddStringToObject(doc, "model_type", "qwen2\xff");
+		cJSON_AddItemToObject(doc, "architectures", cJSON_CreateStringArray(
+			(const char *const[]){ "Qwen2ForCausalLM" }, 1));
+		free(cfgs[1]);
+		cfgs[1] = cJSON_PrintUnformatted(doc);
+		cJSON_Delete(doc);
+		for (i = 0; i < 2; i++) {
+			c = infer_with(dir, cfgs[i]);
+			if (!c->convertible)
+				fail_msg("config %zu: %s", i, c->reason);
+			if (i == 1)
+				assert_int_equal(c->family, MB_FAMILY_QWEN2);
+			assert_true(c->config_family_matches);
+			assert_int_equal(c->v[MB_CFG_ROPE_THETA].src,
+					 MB_SRC_CONFIG);
+			assert_true(fabs(num(c, MB_CFG_ROPE_THETA) - 1e6) < 1);
+			assert_int_equal(num(c, MB_CFG_MAX_POSITION_EMBEDDINGS),
+					 32768);
+			mb_modelcfg_free(c);
+			free(cfgs[i]);
+		}
+	}
 	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"),
 		       "{\"architectures\":[\"Qwen2ForCausalLM\"],"
 		       "\"model_type\":\"qwen2\",\"hidden_size\":256,"
