@@ -975,6 +975,20 @@ static int ok_pos_number(const cJSON *v)
 	       v->valuedouble > 0;
 }
 
+/* A rope base the GGUF's float32 holds with room: real models use
+ * 1e4 to 1e8; a config claiming 1e300 would be written as infinity */
+#define MAX_ROPE_THETA 1e12
+
+static int ok_theta(const cJSON *v)
+{
+	return ok_pos_number(v) && v->valuedouble <= MAX_ROPE_THETA;
+}
+
+/* A rope scaling factor: real ones are 2 to 64 (YaRN on Qwen, DeepSeek);
+ * a factor past this stretches the context beyond anything llama.cpp
+ * holds */
+#define MAX_ROPE_FACTOR 1024
+
 static int ok_eps(const cJSON *v)
 {
 	return ok_pos_number(v) && v->valuedouble < 1;
@@ -1011,7 +1025,7 @@ static const struct settable {
 	{ MB_CFG_NUM_ATTENTION_HEADS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_NUM_KEY_VALUE_HEADS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_HEAD_DIM, ok_pos_int, "a positive integer" },
-	{ MB_CFG_ROPE_THETA, ok_pos_number, "a positive number" },
+	{ MB_CFG_ROPE_THETA, ok_theta, "a positive number up to 1e12" },
 	{ MB_CFG_RMS_NORM_EPS, ok_eps, "a number between 0 and 1" },
 	{ MB_CFG_MAX_POSITION_EMBEDDINGS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS, ok_pos_int,
@@ -1312,6 +1326,11 @@ static void check_rope_scaling(struct mb_modelcfg *c,
 	    !ok_pos_number(f))
 		refuse(c, "%s rope scaling needs a positive factor",
 		       type->valuestring);
+	else if ((kind == MB_ROPE_YARN || kind == MB_ROPE_LINEAR) &&
+		 f->valuedouble > MAX_ROPE_FACTOR)
+		refuse(c, "%s rope scaling factor %g is past any real model's "
+		       "(at most %d)", type->valuestring, f->valuedouble,
+		       MAX_ROPE_FACTOR);
 	else if (kind == MB_ROPE_YARN && !ok_pos_int(oc))
 		refuse(c, "yarn rope scaling needs "
 		       "original_max_position_embeddings, the context the "

@@ -853,6 +853,9 @@ static void test_yarn_rope_scaling(void **state)
 		  "rope scaling 'dynamic' is not supported for Qwen2 "
 		  "(llama.cpp's qwen2; mibera writes llama3, linear, yarn)" },
 		{ "{\"factor\":2.0}", "rope_scaling has no type" },
+		{ "{\"type\":\"yarn\",\"factor\":1e30,"
+		  "\"original_max_position_embeddings\":32768}",
+		  "yarn rope scaling factor 1e+30 is past any real model's" },
 	};
 	const char *dirs[2];
 	struct mb_modelcfg *c;
@@ -894,6 +897,24 @@ static void test_yarn_rope_scaling(void **state)
 				      "supported for Llama"));
 	mb_modelcfg_free(c);
 	free(cfg);
+	/* a rope base float32 cannot hold is no value: ignored, said so */
+	{
+		const char *const none[] = { "rope_theta", NULL };
+		char *base = config_without(dirs[0], none);
+
+		cfg = malloc(strlen(base) + 32);
+		assert_non_null(cfg);
+		snprintf(cfg, strlen(base) + 32, "{\"rope_theta\":1e300,%s",
+			 base + 1);
+		free(base);
+		c = infer_with(dirs[0], cfg);
+		assert_true(has_warning(c, "config.json 'rope_theta' has an "
+					   "invalid value"));
+		assert_int_not_equal(c->v[MB_CFG_ROPE_THETA].src, MB_SRC_CONFIG);
+		assert_true(num(c, MB_CFG_ROPE_THETA) < 1e12);
+		mb_modelcfg_free(c);
+		free(cfg);
+	}
 	free((char *)dirs[0]);
 	free((char *)dirs[1]);
 }
