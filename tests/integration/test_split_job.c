@@ -369,6 +369,25 @@ static void test_job_push_parts(void **state)
 	free(out);
 	coordinator_once(2);
 	show_recommends_as_provenance(2);
+	/* Ollama takes one file: with the recommendation a set of parts,
+	 * the Modelfile and mibera-job ollama take the whole Q4_K_M */
+	art_path(path, sizeof(path), 2, "Modelfile");
+	{
+		char *mf = th_slurp(path, NULL);
+
+		assert_non_null(mf);
+		if (strstr(mf, "\nFROM ./phi4-tiny-Q4_K_M.gguf\n") == NULL)
+			fail_msg("Modelfile:\n%s", mf);
+		assert_non_null(strstr(mf, "is a set of parts, which Ollama "
+					   "cannot take"));
+		free(mf);
+	}
+	setenv("OLLAMA_HOST", "127.0.0.1:1", 1);
+	assert_int_not_equal(run("mibera-job", &out, "ollama 2 tiny"), 0);
+	unsetenv("OLLAMA_HOST");
+	print_message("%s", out);
+	assert_null(strstr(out, "set of parts"));
+	free(out);
 	ml = pulled(2);
 	/* Q8_0 in 2 parts, Q4_K_M whole (made with an importance matrix
 	 * over the F16 set) */
