@@ -440,13 +440,16 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 		refuse(c, "%s", f->bias_refusal);
 		return;
 	}
-	/* every layer tensor must be one we know */
+	/* every tensor must be one we know; one the family lacks makes the
+	 * layout no family's (a config naming another architecture is then
+	 * not contradicted by it) */
 	for (i = 0; i < m->ntensors; i++) {
 		t = &m->tensors[i];
 		if (!layer_of(t->name, &layer, &sfx)) {
 			if (strcmp(t->name, "model.embed_tokens.weight") != 0 &&
 			    strcmp(t->name, "model.norm.weight") != 0 &&
 			    strcmp(t->name, "lm_head.weight") != 0) {
+				c->family = MB_FAMILY_UNKNOWN;
 				refuse(c, "unsupported model: unexpected tensor "
 				       "'%s'", t->name);
 				return;
@@ -454,6 +457,7 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 			continue;
 		}
 		if (fam_tensor(f, sfx) == NULL) {
+			c->family = MB_FAMILY_UNKNOWN;
 			refuse(c, "unsupported model: unexpected tensor '%s'",
 			       t->name);
 			return;
@@ -835,8 +839,12 @@ static enum mb_family_id family_of(const cJSON *doc, const char **model_type,
 	const char *mt = NULL, *a = NULL;
 	const struct mb_family *f;
 
-	mb_json_get_str(doc, "model_type", 64, &mt);
-	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)))
+	/* a value that is no name names nothing, as for config_claim */
+	if (mb_json_get_str(doc, "model_type", 64, &mt) != 0 ||
+	    !model_type_like(mt))
+		mt = NULL;
+	if (cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0)) &&
+	    arch_like(cJSON_GetArrayItem(arch, 0)->valuestring))
 		a = cJSON_GetArrayItem(arch, 0)->valuestring;
 	*model_type = mt;
 	*variant = 0;
@@ -995,6 +1003,20 @@ static int ok_pos_number(const cJSON *v)
 	       v->valuedouble > 0;
 }
 
+/* A rope base the GGUF's float32 holds with room: real models use
+ * 1e4 to 1e8; a config claiming 1e300 would be written as infinity */
+#define MAX_ROPE_THETA 1e12
+
+static int ok_theta(const cJSON *v)
+{
+	return ok_pos_number(v) && v->valuedouble <= MAX_ROPE_THETA;
+}
+
+/* A rope scaling factor: real ones are 2 to 64 (YaRN on Qwen, DeepSeek);
+ * a factor past this stretches the context beyond anything llama.cpp
+ * holds */
+#define MAX_ROPE_FACTOR 1024
+
 static int ok_eps(const cJSON *v)
 {
 	return ok_pos_number(v) && v->valuedouble < 1;
@@ -1054,7 +1076,7 @@ static const struct settable {
 	{ MB_CFG_NUM_ATTENTION_HEADS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_NUM_KEY_VALUE_HEADS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_HEAD_DIM, ok_pos_int, "a positive integer" },
-	{ MB_CFG_ROPE_THETA, ok_pos_number, "a positive number" },
+	{ MB_CFG_ROPE_THETA, ok_theta, "a positive number up to 1e12" },
 	{ MB_CFG_RMS_NORM_EPS, ok_eps, "a number between 0 and 1" },
 	{ MB_CFG_MAX_POSITION_EMBEDDINGS, ok_pos_int, "a positive integer" },
 	{ MB_CFG_ORIGINAL_MAX_POSITION_EMBEDDINGS, ok_pos_int,
@@ -1362,6 +1384,11 @@ static void check_rope_scaling(struct mb_modelcfg *c,
 	    !ok_pos_number(f))
 		refuse(c, "%s rope scaling needs a positive factor",
 		       type->valuestring);
+	else if ((kind == MB_ROPE_YARN || kind == MB_ROPE_LINEAR) &&
+		 f->valuedouble > MAX_ROPE_FACTOR)
+		refuse(c, "%s rope scaling factor %g is past any real model's "
+		       "(at most %d)", type->valuestring, f->valuedouble,
+		       MAX_ROPE_FACTOR);
 	else if (kind == MB_ROPE_YARN && !ok_pos_int(oc))
 		refuse(c, "yarn rope scaling needs "
 		       "original_max_position_embeddings, the context the "
@@ -1782,6 +1809,12 @@ int mb_modelcfg_infer_user(const struct mb_st_model *m, const char *config,
 	if (c->family == MB_FAMILY_UNKNOWN || !c->convertible)
 		goto done;
 	view_init(c, &cf, c->config, "config.json", MB_SRC_CONFIG, 1);
+	/* a config.json that names no architecture describes no other
+	 * kind of model: it is this one's, and its values (rope_theta, the
+	 * context) are the best there are */
+	if (cf.doc != NULL && cf.family == MB_FAMILY_UNKNOWN &&
+	    claim.model_type == NULL && claim.arch == NULL)
+		cf.family = c->family;
 	c->config_family_matches = cf.doc != NULL && cf.family == c->family;
 	if (cf.doc != NULL && !c->config_family_matches)
 		addwarn(c, "config.json describes another kind of model "

@@ -34,6 +34,11 @@ int mb_splitset_parse_size(const char *s, uint64_t *out, char *err,
 			  "of bytes or of K, M, G or T (e.g. 50G, 2M)", s);
 		return MB_EINVAL;
 	}
+	if (*p == '.' || *p == ',') {
+		mb_seterr(err, errcap, "'%s' is not a size: give a whole number "
+			  "of bytes or of K, M, G or T (1500M, not 1.5G)", s);
+		return MB_EINVAL;
+	}
 	switch (*p) {
 	case '\0':
 		break;

@@ -19,6 +19,41 @@ static size_t control_at(const unsigned char *p, size_t n, int keep_newlines)
 	return 0;
 }
 
+/* Bytes of the well-formed UTF-8 character at p (at most n bytes there),
+ * or 0 when p does not start one: a stray continuation byte, an
+ * overlong form, a surrogate, past U+10FFFF, or a sequence cut short or
+ * broken by another byte (an ESC must never ride inside one). */
+static size_t utf8_at(const unsigned char *p, size_t n)
+{
+	size_t len, k;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (len > n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (k = 2; k < len; k++)
+		if (p[k] < 0x80 || p[k] > 0xbf)
+			return 0;
+	return len;
+}
+
 char *mb_printable_n(char *out, size_t cap, const char *in, size_t n,
 		     int keep_newlines)
 {
@@ -35,13 +70,16 @@ char *mb_printable_n(char *out, size_t cap, const char *in, size_t n,
 			i += c;
 			continue;
 		}
-		/* a UTF-8 sequence is copied whole or not at all */
+		/* a UTF-8 character is copied whole or not at all; a byte
+		 * that starts none is not text */
 		{
-			size_t len = p[i] < 0x80 ? 1 : p[i] >= 0xf0 ? 4
-				     : p[i] >= 0xe0 ? 3 : p[i] >= 0xc0 ? 2 : 1;
+			size_t len = utf8_at(p + i, n - i);
 
-			if (len > n - i)
-				len = n - i;
+			if (len == 0) {
+				out[o++] = '?';
+				i++;
+				continue;
+			}
 			if (o + len + 1 > cap)
 				break;
 			memcpy(out + o, p + i, len);

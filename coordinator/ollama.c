@@ -550,6 +550,35 @@ static const char *recommended(const char *dir, const struct mb_manifest_list *m
 	for (i = 0; name != NULL && i < ml->n; i++)
 		if (strcmp(ml->files[i]->name, name) == 0)
 			rec = ml->files[i]->name;
+	if (rec != NULL && is_part(rec)) {
+		/* Ollama takes one file: the whole one the Modelfile names,
+		 * chosen on the figures provenance.json keeps */
+		cJSON *fid = cJSON_CreateArray(), *a;
+		char *ftext = NULL;
+		const char *whole;
+
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(
+					   doc, "artifacts")) {
+			cJSON *f = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(
+							   a, "fidelity"), 1);
+			const char *file = cJSON_GetStringValue(
+				cJSON_GetObjectItemCaseSensitive(a, "file"));
+
+			if (!cJSON_IsObject(f) || file == NULL) {
+				cJSON_Delete(f);
+				continue;
+			}
+			cJSON_AddStringToObject(f, "file", file);
+			cJSON_AddItemToArray(fid, f);
+		}
+		if (fid != NULL)
+			ftext = cJSON_PrintUnformatted(fid);
+		whole = mb_publish_whole(ml, ftext, NULL, 0);
+		if (whole != NULL)
+			rec = whole;
+		cJSON_free(ftext);
+		cJSON_Delete(fid);
+	}
 	cJSON_Delete(doc);
 	free(text);
 	return rec ? rec : mb_publish_recommended(ml);
@@ -612,7 +641,7 @@ int mb_ollama_register(struct mb_ollama_req *q, char *err, size_t errcap)
 	}
 	rec = recommended(q->dir, ml);
 	if (is_part(rec)) {
-		/* the recommended file is one when any file is whole */
+		/* every artifact is a set of parts */
 		char whole[512];
 
 		mb_splitset_artifact_name(rec, whole, sizeof(whole));

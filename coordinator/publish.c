@@ -212,6 +212,28 @@ const char *mb_publish_recommend(const struct mb_manifest_list *files,
 	return name;
 }
 
+const char *mb_publish_whole(const struct mb_manifest_list *files,
+			     const char *fidelity, char *why, size_t whycap)
+{
+	struct mb_manifest_list whole = { 0, NULL };
+	const char *rec = NULL;
+	unsigned no;
+	size_t i;
+
+	if (files == NULL || files->n == 0)
+		return NULL;
+	whole.files = calloc(files->n, sizeof(*whole.files));
+	if (whole.files == NULL)
+		return NULL;
+	for (i = 0; i < files->n; i++)
+		if (parts_of(files->files[i]->name, &no) == 1)
+			whole.files[whole.n++] = files->files[i];
+	if (whole.n > 0)
+		rec = mb_publish_recommend(&whole, fidelity, why, whycap);
+	free(whole.files);
+	return rec;
+}
+
 /* --- chat templates --- */
 
 struct chat_format {
@@ -584,7 +606,8 @@ void mb_publish_chat(const struct mb_gguf *g, struct mb_publish_chat *c)
 }
 
 static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
-		      const char *rec, struct mb_buf *b)
+		      const char *rec, const char *from, const char *why,
+		      struct mb_buf *b)
 {
 	struct mb_publish_chat c;
 	size_t i;
@@ -593,7 +616,17 @@ static void modelfile(const struct mb_publish *p, const struct mb_gguf *g,
 	mb_buf_addf(b, "# Ollama Modelfile for %s, made by mibera %s.\n"
 		    "#   ollama create NAME -f Modelfile\n", p->j->source,
 		    MB_VERSION);
-	mb_buf_addf(b, "FROM ./%s\n", rec);
+	if (from == NULL)
+		mb_buf_addf(b, "# %s is a set of parts and Ollama takes one GGUF "
+			    "file: no file here\n# is one Ollama can create a "
+			    "model from (submit again with a larger\n# "
+			    "--split-max-size, or run the set with llama.cpp)\n",
+			    rec);
+	else if (strcmp(from, rec) != 0)
+		mb_buf_addf(b, "# the recommended %s is a set of parts, which "
+			    "Ollama cannot take;\n# this is the whole file "
+			    "chosen the same way: %s\n", rec, why);
+	mb_buf_addf(b, "FROM ./%s\n", from ? from : rec);
 	if (c.format != NULL) {
 		mb_buf_addf(b, "\n# translated from the model's chat template "
 			    "(%s format)\nTEMPLATE \"\"\"%s\"\"\"\n", c.format,
@@ -764,7 +797,7 @@ static void card(const struct mb_publish *p, const char *rec, const char *why,
 
 int mb_publish(const struct mb_publish *p, char *err, size_t errcap)
 {
-	char why[256] = "";
+	char why[256] = "", fwhy[256] = "";
 	const char *rec = mb_publish_recommend(p->files, p->fidelity, why,
 					       sizeof(why));
 	struct mb_gguf *g = NULL;
@@ -776,12 +809,17 @@ int mb_publish(const struct mb_publish *p, char *err, size_t errcap)
 	provenance(p, rec, why, &b);
 	rc = write_buf(p->dir, "provenance.json", &b, err, errcap);
 	if (rc == 0 && rec != NULL) {
-		snprintf(path, sizeof(path), "%s/%s", p->dir, rec);
+		unsigned no;
+		const char *from = parts_of(rec, &no) == 1
+			? rec : mb_publish_whole(p->files, p->fidelity, fwhy,
+						 sizeof(fwhy));
+
+		snprintf(path, sizeof(path), "%s/%s", p->dir, from ? from : rec);
 		/* a header it cannot read only costs the template */
 		if (mb_gguf_read(path, &g, sub, sizeof(sub)) != 0)
 			g = NULL;
 		mb_buf_reset(&b);
-		modelfile(p, g, rec, &b);
+		modelfile(p, g, rec, from, fwhy, &b);
 		rc = write_buf(p->dir, "Modelfile", &b, err, errcap);
 	}
 	if (rc == 0 && rec != NULL) {

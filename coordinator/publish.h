@@ -87,6 +87,13 @@ const char *mb_publish_recommend(const struct mb_manifest_list *files,
 				 const char *fidelity, char *why,
 				 size_t whycap);
 
+/* The file Ollama is given (the Modelfile's FROM, mibera-job ollama):
+ * Ollama takes one GGUF file, so the recommendation among the whole
+ * files only, chosen as mb_publish_recommend chooses; NULL when every
+ * artifact is a set of parts. */
+const char *mb_publish_whole(const struct mb_manifest_list *files,
+			     const char *fidelity, char *why, size_t whycap);
+
 /* The type in an artifact's name ("Q4_K_M" of "model-Q4_K_M.gguf") into
  * out (cap bytes); returns out. */
 const char *mb_publish_type(const char *file, char *out, size_t cap);

@@ -70,9 +70,9 @@ int cli_recommended(struct mb_store *s, long long id, struct cli_rec *r);
  * person settles about a model that its files cannot. */
 #define CLI_USER_OPTS                                                        \
 	{ "set", 0, "KEY=VALUE", NULL, "settle a config.json value the files " \
-	  "cannot (repeat it;\n    e.g. num_attention_heads=24)" },           \
+	  "cannot (repeat it; e.g. num_attention_heads=24)" },           \
 	{ "base", 0, "ORG/NAME", NULL, "the base model it was fine-tuned "    \
-	  "from, when its card does\n    not say" }
+	  "from, when its card does not say" }
 
 struct cli_parse;
 struct cJSON;

@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "common/hub.h"
 #include "common/modelcfg.h"
+#include "common/splitset.h"
 #include "common/text.h"
 
 #include "coordinator/cli/cli.h"
@@ -261,8 +262,12 @@ static int rec_figures(int64_t event_id, const char *step, int64_t at_ms,
 	t1 = cJSON_GetObjectItemCaseSensitive(doc, "top1");
 	for (i = 0; doc != NULL && i < rc->n; i++) {
 		struct mb_publish_cand *c = &rc->c[i];
+		char whole[256];
 
-		if (strcmp(c->name, file) != 0)
+		/* a set's figures are under its artifact's name or its
+		 * first part's */
+		mb_splitset_artifact_name(c->name, whole, sizeof(whole));
+		if (strcmp(c->name, file) != 0 && strcmp(whole, file) != 0)
 			continue;
 		c->measured = cJSON_IsNumber(kl) && cJSON_IsNumber(t1);
 		c->broken = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(doc,
@@ -274,6 +279,49 @@ static int rec_figures(int64_t event_id, const char *step, int64_t at_ms,
 	return 0;
 }
 
+/* A set of parts is one candidate, as the job's own recommendation
+ * (publish.c) weighs it: named by its first part, which libllama loads,
+ * with the size of all of them; its other parts are no candidates. */
+static void rec_sets(struct rec_ctx *rc)
+{
+	char whole[256], other[256];
+	uint64_t size[REC_MAX];
+	int first[REC_MAX];
+	size_t i, k, n = 0, stem;
+	unsigned no, count;
+
+	/* first every set's size, while every part is still in place */
+	for (i = 0; i < rc->n; i++) {
+		size[i] = rc->c[i].size;
+		first[i] = -1; /* a whole file */
+		if (!mb_splitset_parse_name(rc->names[i], &stem, &no, &count))
+			continue;
+		first[i] = no == 0;
+		if (no != 0)
+			continue;
+		mb_splitset_artifact_name(rc->names[i], whole, sizeof(whole));
+		for (k = 0; k < rc->n; k++) {
+			mb_splitset_artifact_name(rc->names[k], other,
+						  sizeof(other));
+			if (k != i && strcmp(other, whole) == 0)
+				size[i] += rc->c[k].size;
+		}
+	}
+	for (i = 0; i < rc->n; i++) {
+		if (first[i] == 0)
+			continue;
+		if (n != i) {
+			memcpy(rc->names[n], rc->names[i], sizeof(rc->names[0]));
+			rc->c[n] = rc->c[i];
+		}
+		rc->c[n].name = rc->names[n];
+		rc->c[n].size = size[i];
+		rc->c[n].parts = first[i] == 1;
+		n++;
+	}
+	rc->n = n;
+}
+
 int cli_recommended(struct mb_store *s, long long id, struct cli_rec *r)
 {
 	struct rec_ctx *rc = calloc(1, sizeof(*rc));
@@ -283,6 +331,7 @@ int cli_recommended(struct mb_store *s, long long id, struct cli_rec *r)
 	if (rc == NULL)
 		return 1;
 	mb_store_artifact_list(s, id, rec_artifact, rc);
+	rec_sets(rc);
 	if (rc->n > 0)
 		mb_store_events(s, id, 0, rec_figures, rc);
 	k = mb_publish_choose(rc->c, rc->n, r->why, sizeof(r->why));

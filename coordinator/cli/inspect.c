@@ -423,10 +423,10 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 		printf("way out    %s\n", pr(mb_converter_way_out(f, src, way,
 							       sizeof(way))));
 	}
-	else if (nrep > 0)
+	else if (c->convertible && nrep > 0)
 		printf("verdict    convertible after %zu repair%s to "
 		       "config.json\n", nrep, nrep == 1 ? "" : "s");
-	else
+	else if (c->convertible)
 		printf("verdict    convertible; config.json is right\n");
 	if (c->family != MB_FAMILY_UNKNOWN) {
 		printf("\n%-34s %-20s %-20s %s\n", "field", "claimed", "actual",

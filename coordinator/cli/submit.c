@@ -71,18 +71,18 @@ static const struct cli_opt opts[] = {
 	  "here" },
 	{ "pull-f16", 0, NULL, NULL, "pull back the full-precision GGUF too" },
 	{ "imatrix", 0, "WHEN", "auto|on|off", "an importance matrix for the "
-	  "quants: auto (default) when a\n    type is below 5 bits, on for "
+	  "quants: auto (default) when a type is below 5 bits, on for "
 	  "every type, off for none" },
 	{ "no-fidelity", 0, NULL, NULL, "do not measure each quant against the "
 	  "F16 on the worker" },
 	{ "push", 0, "ORG/NAME", NULL, "push the quants, model card and "
-	  "provenance to this hub\n    repository from the worker (HF_TOKEN "
+	  "provenance to this hub repository from the worker (HF_TOKEN "
 	  "with write access)" },
 	{ "private", 0, NULL, NULL, "with --push: create the repository "
 	  "private" },
 	{ "split-max-size", 0, "SIZE", NULL, "write a GGUF bigger than SIZE "
-	  "(50G, 2M: powers of 1000) as a\n    set of parts of at most SIZE "
-	  "(llama.cpp's gguf-split format); default:\n    none, 50G with "
+	  "(50G, 2M: powers of 1000) as a set of parts of at most SIZE "
+	  "(llama.cpp's gguf-split format); default: none, 50G with "
 	  "--push (the hub takes no bigger file)" },
 	{ "notify", 0, "URL", NULL, "POST a summary there when the job ends "
 	  "(default: the config's notify_url)" },

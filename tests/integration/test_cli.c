@@ -173,6 +173,23 @@ static void test_help_from_the_tables(void **state)
 			if (strstr(out, cases[i].lines[k]) == NULL)
 				fail_msg("%s --help lacks '%s':\n%s", cases[i].cmd,
 					 cases[i].lines[k], out);
+		/* the options as columns: a line names an option or goes on
+		 * with the help in its column, never a stray line at the
+		 * margin or one of blanks */
+		{
+			const char *l = strstr(out, "\noptions:\n");
+
+			for (l = l ? l + 10 : ""; *l != '\0';) {
+				size_t len = strcspn(l, "\n"), sp = strspn(l, " ");
+
+				if (len > 0 && (sp >= len ||
+						(sp < 10 && l[sp] != '-')))
+					fail_msg("%s --help: line '%.*s' is out of "
+						 "its column:\n%s", cases[i].cmd,
+						 (int)len, l, out);
+				l += len + (l[len] == '\n');
+			}
+		}
 		/* help COMMAND [VERB] is the same text */
 		assert_int_equal(run(&out2, "{ %s help %s 2>/dev/null; }", JOB,
 				     cases[i].cmd), 0);

@@ -511,6 +511,9 @@ static void test_not_convertible_and_usage(void **state)
 			 3);
 	assert_non_null(strstr(out, "NOT CONVERTIBLE"));
 	assert_non_null(strstr(out, "head count unknown"));
+	/* one verdict: a refused model is never also called convertible */
+	assert_null(strstr(out, "verdict    convertible"));
+	assert_null(strstr(strstr(out, "verdict") + 1, "verdict"));
 	free(out);
 	assert_int_equal(run_job("inspect", &out, err, sizeof(err)), 2);
 	free(out);

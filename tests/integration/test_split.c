@@ -337,7 +337,9 @@ static void test_bad_sizes(void **state)
 	} bad[] = {
 		{ "0", "too small" },	    { "999K", "too small" },
 		{ "abc", "not a size" },    { "-5G", "not a size" },
-		{ "1.5G", "not a size" },   { "50X", "not a size" },
+		{ "1.5G", "whole number of bytes or of K, M, G or T "
+			  "(1500M, not 1.5G)" },
+		{ "50X", "not a size" },
 		{ "50GB", "not a size" },   { "''", "not a size" },
 		{ "99999999999T", "too large" },
 	};

@@ -213,6 +213,30 @@ static struct mb_manifest_list *pulled(int job)
 	return ml;
 }
 
+/* show's recommendation is the job's own (provenance.json's): a set of
+ * parts is one candidate, named by its first part, with its figures */
+static void show_recommends_as_provenance(int job)
+{
+	char path[900], line[1200], *out, *json;
+	cJSON *prov;
+
+	art_path(path, sizeof(path), job, "provenance.json");
+	json = th_slurp(path, NULL);
+	assert_non_null(json);
+	prov = cJSON_Parse(json);
+	free(json);
+	assert_non_null(prov);
+	snprintf(line, sizeof(line), "\nrecommended: %s, %s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(prov, "recommended")),
+		 cJSON_GetStringValue(cJSON_GetObjectItem(prov,
+							  "recommended_why")));
+	cJSON_Delete(prov);
+	assert_int_equal(run("mibera-job", &out, "show %d", job), 0);
+	if (strstr(out, line) == NULL)
+		fail_msg("show %d does not say '%s':\n%s", job, line + 1, out);
+	free(out);
+}
+
 static void test_job_split_parts(void **state)
 {
 	struct mb_manifest_list *ml;
@@ -268,6 +292,7 @@ static void test_job_split_parts(void **state)
 	assert_non_null(strstr(out, "part 1 of 3 of phi4-tiny-F16.gguf"));
 	assert_non_null(strstr(out, "part 2 of 2 of phi4-tiny-Q8_0.gguf"));
 	free(out);
+	show_recommends_as_provenance(1);
 	assert_int_equal(run("mibera-job", &out, "logs 1 --json"), 0);
 	assert_non_null(strstr(out, "phi4-tiny-Q8_0-00001-of-00002.gguf"));
 	free(out);
@@ -343,6 +368,26 @@ static void test_job_push_parts(void **state)
 	assert_string_equal(out, "2\n");
 	free(out);
 	coordinator_once(2);
+	show_recommends_as_provenance(2);
+	/* Ollama takes one file: with the recommendation a set of parts,
+	 * the Modelfile and mibera-job ollama take the whole Q4_K_M */
+	art_path(path, sizeof(path), 2, "Modelfile");
+	{
+		char *mf = th_slurp(path, NULL);
+
+		assert_non_null(mf);
+		if (strstr(mf, "\nFROM ./phi4-tiny-Q4_K_M.gguf\n") == NULL)
+			fail_msg("Modelfile:\n%s", mf);
+		assert_non_null(strstr(mf, "is a set of parts, which Ollama "
+					   "cannot take"));
+		free(mf);
+	}
+	setenv("OLLAMA_HOST", "127.0.0.1:1", 1);
+	assert_int_not_equal(run("mibera-job", &out, "ollama 2 tiny"), 0);
+	unsetenv("OLLAMA_HOST");
+	print_message("%s", out);
+	assert_null(strstr(out, "set of parts"));
+	free(out);
 	ml = pulled(2);
 	/* Q8_0 in 2 parts, Q4_K_M whole (made with an importance matrix
 	 * over the F16 set) */

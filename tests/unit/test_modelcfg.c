@@ -853,6 +853,9 @@ static void test_yarn_rope_scaling(void **state)
 		  "rope scaling 'dynamic' is not supported for Qwen2 "
 		  "(llama.cpp's qwen2; mibera writes llama3, linear, yarn)" },
 		{ "{\"factor\":2.0}", "rope_scaling has no type" },
+		{ "{\"type\":\"yarn\",\"factor\":1e30,"
+		  "\"original_max_position_embeddings\":32768}",
+		  "yarn rope scaling factor 1e+30 is past any real model's" },
 	};
 	const char *dirs[2];
 	struct mb_modelcfg *c;
@@ -894,6 +897,24 @@ static void test_yarn_rope_scaling(void **state)
 				      "supported for Llama"));
 	mb_modelcfg_free(c);
 	free(cfg);
+	/* a rope base float32 cannot hold is no value: ignored, said so */
+	{
+		const char *const none[] = { "rope_theta", NULL };
+		char *base = config_without(dirs[0], none);
+
+		cfg = malloc(strlen(base) + 32);
+		assert_non_null(cfg);
+		snprintf(cfg, strlen(base) + 32, "{\"rope_theta\":1e300,%s",
+			 base + 1);
+		free(base);
+		c = infer_with(dirs[0], cfg);
+		assert_true(has_warning(c, "config.json 'rope_theta' has an "
+					   "invalid value"));
+		assert_int_not_equal(c->v[MB_CFG_ROPE_THETA].src, MB_SRC_CONFIG);
+		assert_true(num(c, MB_CFG_ROPE_THETA) < 1e12);
+		mb_modelcfg_free(c);
+		free(cfg);
+	}
 	free((char *)dirs[0]);
 	free((char *)dirs[1]);
 }
@@ -932,6 +953,43 @@ static void test_qwen2(void **state)
 			    "Qwen2ForCausalLM");
 	mb_modelcfg_free(c);
 	free(cfg);
+	/* a config that names no architecture, or names it with a
+	 * model_type that is no name, is still the model's own: its
+	 * rope_theta and context length are kept, not the defaults of a
+	 * family (they would make another model) */
+	{
+		const char *const both[] = { "architectures", "model_type",
+					     NULL };
+		char *cfgs[2];
+		size_t i;
+		cJSON *doc;
+
+		cfgs[0] = config_without(dir, both);
+		cfgs[1] = config_without(dir, both);
+		doc = cJSON_Parse(cfgs[1]);
+		assert_non_null(doc);
+		cJSON_AddStringToObject(doc, "model_type", "qwen2\xff");
+		cJSON_AddItemToObject(doc, "architectures", cJSON_CreateStringArray(
+			(const char *const[]){ "Qwen2ForCausalLM" }, 1));
+		free(cfgs[1]);
+		cfgs[1] = cJSON_PrintUnformatted(doc);
+		cJSON_Delete(doc);
+		for (i = 0; i < 2; i++) {
+			c = infer_with(dir, cfgs[i]);
+			if (!c->convertible)
+				fail_msg("config %zu: %s", i, c->reason);
+			if (i == 1)
+				assert_int_equal(c->family, MB_FAMILY_QWEN2);
+			assert_true(c->config_family_matches);
+			assert_int_equal(c->v[MB_CFG_ROPE_THETA].src,
+					 MB_SRC_CONFIG);
+			assert_true(fabs(num(c, MB_CFG_ROPE_THETA) - 1e6) < 1);
+			assert_int_equal(num(c, MB_CFG_MAX_POSITION_EMBEDDINGS),
+					 32768);
+			mb_modelcfg_free(c);
+			free(cfgs[i]);
+		}
+	}
 	c = infer_with(fixture("llama-correct", "llama-tiny", "correct"),
 		       "{\"architectures\":[\"Qwen2ForCausalLM\"],"
 		       "\"model_type\":\"qwen2\",\"hidden_size\":256,"
@@ -1173,6 +1231,58 @@ static void test_foreign_layout_named(void **state)
 	mb_st_model_free(m);
 }
 
+/* Tensors that pass for a family's markers but carry one it lacks (a
+ * Gemma 2 or OLMo 2 block's extra norms over Llama-named projections and
+ * Qwen3's q norm): the tensors prove no family, so the config's foreign
+ * architecture is the refusal, by name, not a tensor of a family the
+ * model is not. */
+static void test_foreign_claim_over_refused_layout(void **state)
+{
+	static const char header[] =
+		"{\"model.layers.0.self_attn.q_proj.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[0,4]},"
+		"\"model.layers.0.self_attn.q_norm.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[4,8]},"
+		"\"model.layers.0.mlp.gate_proj.weight\":{\"dtype\":\"F16\","
+		"\"shape\":[2],\"data_offsets\":[8,12]},"
+		"\"model.layers.0.post_feedforward_layernorm.weight\":{\"dtype\":"
+		"\"F16\",\"shape\":[2],\"data_offsets\":[12,16]}}";
+	static const char *const cfgs[][2] = {
+		{ "{\"architectures\":[\"Gemma2ForCausalLM\"],"
+		  "\"model_type\":\"gemma2\"}",
+		  "Gemma2ForCausalLM (model_type gemma2) is not a family" },
+		{ "{\"architectures\":[\"Olmo2ForCausalLM\"],"
+		  "\"model_type\":\"olmo2\"}",
+		  "Olmo2ForCausalLM (model_type olmo2) is not a family" },
+	};
+	struct mb_st_model *m;
+	struct mb_st_file *f;
+	struct mb_modelcfg *c;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(mb_st_parse_header(header, sizeof(header) - 1,
+					    8 + sizeof(header) - 1 + 16, &f,
+					    NULL, 0),
+			 0);
+	assert_int_equal(mb_st_model_single("m.safetensors", f, &m), 0);
+	assert_int_equal(mb_st_model_finish(m, NULL, 0), 0);
+	for (i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+		c = infer(m, cfgs[i][0], NULL, NULL);
+		assert_false(c->convertible);
+		if (strstr(c->reason, cfgs[i][1]) == NULL)
+			fail_msg("%s: %s", cfgs[i][0], c->reason);
+		assert_int_equal(c->family, MB_FAMILY_UNKNOWN);
+		mb_modelcfg_free(c);
+	}
+	/* with no architecture claimed the tensor is the reason */
+	c = infer(m, "{}", NULL, NULL);
+	assert_false(c->convertible);
+	assert_non_null(strstr(c->reason, "post_feedforward_layernorm"));
+	mb_modelcfg_free(c);
+	mb_st_model_free(m);
+}
+
 /* Phi-4-mini's true config: rope on 96 of 128 dimensions, so longrope
  * has 48 factors per list, one per rotary pair. It needs no repair; a
  * list of another length, or a factor leaving no even rotary dimension,
@@ -1374,6 +1484,7 @@ int main(void)
 		cmocka_unit_test(test_absent_architecture_repaired),
 		cmocka_unit_test(test_contradicted_architecture_repaired),
 		cmocka_unit_test(test_foreign_layout_named),
+		cmocka_unit_test(test_foreign_claim_over_refused_layout),
 		cmocka_unit_test(test_phi4_mini_partial_rotary),
 		cmocka_unit_test(test_base_names),
 		cmocka_unit_test(test_estimates),

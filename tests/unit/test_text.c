@@ -27,6 +27,16 @@ static void test_escapes_made_harmless(void **state)
 	/* text in any script stays */
 	mb_printable(out, sizeof(out), "mod\xc3\xa8le \xe6\xa8\xa1\xe5\x9e\x8b");
 	assert_string_equal(out, "mod\xc3\xa8le \xe6\xa8\xa1\xe5\x9e\x8b");
+	/* an ESC inside what a lead byte claims is a sequence: the bytes
+	 * that are no UTF-8 become '?' one by one, the ESC with them */
+	mb_printable(out, sizeof(out), "qwen2\xff\xfe\x1b[31m\xf0\x1b[0m");
+	assert_null(strchr(out, 0x1b));
+	assert_string_equal(out, "qwen2???[31m??[0m");
+	mb_printable(out, sizeof(out), "a\xe6\xa8\x1b[2Jb");
+	assert_string_equal(out, "a???[2Jb");
+	/* stray continuations, overlong forms, surrogates, a cut end */
+	mb_printable(out, sizeof(out), "\x80\xc0\xaf\xed\xa0\x80\xe6\xa8");
+	assert_string_equal(out, "????????");
 	/* newlines kept where asked */
 	snprintf(s, sizeof(s), "line1\n\x1b[31mline2");
 	assert_string_equal(mb_sanitize(s, 1), "line1\n?[31mline2");
