@@ -705,7 +705,8 @@ static int sets_whole(struct run *r, const struct mb_manifest_list *ml)
  * may name the GGUF files this job asked for and nothing else (not
  * provenance.json, a Modelfile, a README, a dot file, or another job's
  * file), each once. */
-static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
+static int manifest_names_only(struct run *r,
+			       const struct mb_manifest_list *ml)
 {
 	char want[512], quants[256], *q, *save = NULL;
 	size_t i, k;
@@ -737,7 +738,14 @@ static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
 			return MB_EPROTO;
 		}
 	}
-	return sets_whole(r, ml);
+	return 0;
+}
+
+static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
+{
+	int rc = manifest_names_only(r, ml);
+
+	return rc == 0 ? sets_whole(r, ml) : rc;
 }
 
 long mb_jobrun_backoff(int base_s, int attempts)
@@ -1194,13 +1202,14 @@ static void keep_asked(struct run *r)
 
 /* Before the first byte: the space the pull still needs here, against
  * what the disk has. A pull that cannot fit fails at once, saying so. */
-static int room_to_pull(struct run *r, const char *pdir)
+static int room_to_pull_in(struct run *r, const struct mb_manifest_list *ml,
+			   const char *pdir)
 {
 	uint64_t need = 0, avail = 0;
 	size_t i;
 
-	for (i = 0; i < r->ml->n; i++) {
-		const struct mb_manifest *m = r->ml->files[i];
+	for (i = 0; i < ml->n; i++) {
+		const struct mb_manifest *m = ml->files[i];
 		char path[4700];
 		struct stat st;
 		uint64_t have = 0;
@@ -1221,6 +1230,11 @@ static int room_to_pull(struct run *r, const char *pdir)
 		  "mibera-job retry %lld", (double)need / 1e6, r->adir,
 		  (double)avail / 1e6, (long long)r->j->id);
 	return MB_ENOSPC;
+}
+
+static int room_to_pull(struct run *r, const char *pdir)
+{
+	return room_to_pull_in(r, r->ml, pdir);
 }
 
 /* --- the pipeline: artifacts pulled while the worker makes the next --- */
@@ -1333,13 +1347,28 @@ static int pull_ready(struct run *r, const char *after)
 		mb_seterr(r->err, r->errcap, "cannot read the manifest on %s: %s",
 			  r->w.name, mb_transport_errmsg(r->t));
 	free(json);
+	/* a set of parts may be moving into place as this is read: sets wait
+	 * for the pull step, after the last manifest */
 	if (rc == 0)
-		rc = manifest_names_ok(r, ml);
+		rc = manifest_names_only(r, ml);
 	if (rc != 0) {
 		mb_manifest_list_free(ml);
 		return rc;
 	}
 	keep_asked_in(r, ml);
+	{
+		size_t k = 0, stem;
+		unsigned no, count;
+
+		for (i = 0; i < ml->n; i++) {
+			if (mb_splitset_parse_name(ml->files[i]->name, &stem, &no,
+						   &count) || early_find(r, ml->files[i]))
+				mb_manifest_free(ml->files[i]);
+			else
+				ml->files[k++] = ml->files[i];
+		}
+		ml->n = k;
+	}
 	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
 	for (i = 0; rc == 0 && i < ml->n; i++) {
 		const struct mb_manifest *m = ml->files[i];
@@ -1359,6 +1388,8 @@ static int pull_ready(struct run *r, const char *after)
 			step_begin(r, "pull");
 			e->pull_running = 1;
 		}
+		if (i == 0 && (rc = room_to_pull_in(r, ml, pdir)) != 0)
+			break;
 		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
 		snprintf(dest, sizeof(dest), "%s/%s", r->adir, m->name);
 		/* verified and published before a restart: kept */
