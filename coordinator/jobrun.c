@@ -832,10 +832,17 @@ static int step_preflight(struct run *r)
 
 		mb_store_worker_checked(r->s, r->w.name, hello, NULL, NULL);
 		r->result = mb_strdup(hello);
-		r->w_cpus = (long)cJSON_GetNumberValue(
-			cJSON_GetObjectItemCaseSensitive(h, "cpus"));
-		r->w_ram = (uint64_t)cJSON_GetNumberValue(
-			cJSON_GetObjectItemCaseSensitive(h, "ram"));
+		{
+			/* what quantize can split between types */
+			double c = cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(h, "cpus"));
+			double m = cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(h, "ram"));
+
+			r->w_cpus = isfinite(c) && c >= 1 && c < 1e6 ? (long)c : 1;
+			r->w_ram = isfinite(m) && m > 0 && m < 1e18 ? (uint64_t)m
+								     : 0;
+		}
 		if (g != NULL)
 			snprintf(gpu, sizeof(gpu), "%d GPU%s (%.80s)",
 				 cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
@@ -1015,7 +1022,7 @@ static int quantize_width(struct run *r, int nq, int *threads)
 {
 	long w = r->w_cpus / 4;
 
-	if (r->w_ram > 0 && (long)(r->w_ram / (8ull << 30)) < w)
+	if ((long)(r->w_ram / (8ull << 30)) < w) /* unknown: one at a time */
 		w = (long)(r->w_ram / (8ull << 30));
 	if (w > nq)
 		w = nq;
@@ -1323,8 +1330,9 @@ static void early_smoke_start(struct run *r, size_t idx, const char *path)
 static int pull_ready(struct run *r, const char *after)
 {
 	struct mb_manifest_list *ml = NULL;
-	char chunk[32], wstep[64], path[4600], pdir[4400];
-	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL };
+	char chunk[32], wstep[64], path[4600], pdir[4400], fname[512];
+	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL,
+			       NULL, NULL };
 	char *json;
 	size_t len = 0, i;
 	int rc;
@@ -1334,6 +1342,14 @@ static int pull_ready(struct run *r, const char *after)
 	snprintf(chunk, sizeof(chunk), "%llu",
 		 (unsigned long long)r->cfg->chunk_mib << 20);
 	snprintf(wstep, sizeof(wstep), "manifest-%.40s", after);
+	if (!r->j->pull_f16) {
+		/* not pulled: hashed by the last manifest, not beside the
+		 * quantize */
+		artifact_name(r, outtype_name(r->j->outtype), fname,
+			      sizeof(fname));
+		argv[4] = "--skip";
+		argv[5] = fname;
+	}
 	rc = run_worker(r, "manifest", wstep, argv, 0);
 	if (rc != 0)
 		return rc;
