@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,35 @@ struct run {
 	double held_from;	/* held time is counted up to here */
 	char *err;
 	size_t errcap;
+	long w_cpus;		/* the worker's, from its hello */
+	uint64_t w_ram;
+	struct early *early;	/* pulled while the worker made the rest */
+};
+
+/* The pipeline: each artifact is pulled (and smoke tested) as soon as the
+ * worker has made it, while the worker makes the next. What this run
+ * pulled and verified is kept here, so the pull step neither fetches nor
+ * hashes it again; a smoke test runs on its own thread while the next
+ * file is pulled. After a restart a file published under artifacts/ is
+ * hashed against the worker's manifest once and kept. */
+#define EARLY_MAX 64
+struct early_file {
+	char name[512];
+	uint8_t sha256[MB_SHA256_LEN];
+	char *smoke;		/* its smoke result (a JSON object), or NULL */
+};
+
+struct early {
+	struct early_file f[EARLY_MAX];
+	size_t n;
+	int pull_running;	/* the pull step was marked running */
+	/* the smoke test in flight, on its own thread */
+	pthread_t th;
+	int th_on;
+	size_t th_idx;
+	char th_path[4700];
+	int th_rc;
+	struct mb_smoke_result th_sr;
 };
 
 /* Stores one event the coordinator itself reports (the pull's), in the
@@ -287,7 +317,7 @@ static int cancelled(struct run *r)
 /* Starts worker step wstep running argv (a JSON array text) and follows it
  * to its result; the events are stored under the job's step jstep. */
 static int worker_step(struct run *r, const char *jstep, const char *wstep,
-		       const char *argv_json, int with_token)
+		       const char *argv_json, int with_token, int start_only)
 {
 	struct mb_buf spec, out, errb;
 	struct follow_ctx f;
@@ -364,6 +394,8 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		}
 		mb_buf_release(&out);
 		mb_buf_release(&errb);
+		if (start_only) /* it runs on; a later call follows it */
+			break;
 		/* follow from the stored offset: nothing twice, nothing lost */
 		memset(&f, 0, sizeof(f));
 		f.r = r;
@@ -673,7 +705,8 @@ static int sets_whole(struct run *r, const struct mb_manifest_list *ml)
  * may name the GGUF files this job asked for and nothing else (not
  * provenance.json, a Modelfile, a README, a dot file, or another job's
  * file), each once. */
-static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
+static int manifest_names_only(struct run *r,
+			       const struct mb_manifest_list *ml)
 {
 	char want[512], quants[256], *q, *save = NULL;
 	size_t i, k;
@@ -705,7 +738,14 @@ static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
 			return MB_EPROTO;
 		}
 	}
-	return sets_whole(r, ml);
+	return 0;
+}
+
+static int manifest_names_ok(struct run *r, const struct mb_manifest_list *ml)
+{
+	int rc = manifest_names_only(r, ml);
+
+	return rc == 0 ? sets_whole(r, ml) : rc;
 }
 
 long mb_jobrun_backoff(int base_s, int attempts)
@@ -733,8 +773,8 @@ long mb_jobrun_backoff(int base_s, int attempts)
 
 /* Starts worker step wstep with argv (NULL-terminated) for job step
  * jstep, and follows it to its result. */
-static int run_worker(struct run *r, const char *jstep, const char *wstep,
-		      const char *const *argv, int with_token)
+static int worker_run(struct run *r, const char *jstep, const char *wstep,
+		      const char *const *argv, int with_token, int start_only)
 {
 	struct mb_buf b;
 	int rc;
@@ -743,12 +783,26 @@ static int run_worker(struct run *r, const char *jstep, const char *wstep,
 	json_str_array(&b, argv);
 	rc = mb_buf_error(&b);
 	if (rc == 0)
-		rc = worker_step(r, jstep, wstep, b.data, with_token);
+		rc = worker_step(r, jstep, wstep, b.data, with_token, start_only);
 	else
 		mb_seterr(r->err, r->errcap, "the arguments of '%s' are too long",
 			  wstep);
 	mb_buf_release(&b);
 	return rc;
+}
+
+static int run_worker(struct run *r, const char *jstep, const char *wstep,
+		      const char *const *argv, int with_token)
+{
+	return worker_run(r, jstep, wstep, argv, with_token, 0);
+}
+
+/* Starts worker step wstep and leaves it running (start is idempotent:
+ * run_worker with the same arguments then follows it to its result). */
+static int start_worker(struct run *r, const char *wstep,
+			const char *const *argv)
+{
+	return worker_run(r, NULL, wstep, argv, 0, 1);
 }
 
 /* An install's steps, as the job's events: minutes of a rented box's
@@ -778,6 +832,17 @@ static int step_preflight(struct run *r)
 
 		mb_store_worker_checked(r->s, r->w.name, hello, NULL, NULL);
 		r->result = mb_strdup(hello);
+		{
+			/* what quantize can split between types */
+			double c = cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(h, "cpus"));
+			double m = cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(h, "ram"));
+
+			r->w_cpus = isfinite(c) && c >= 1 && c < 1e6 ? (long)c : 1;
+			r->w_ram = isfinite(m) && m > 0 && m < 1e18 ? (uint64_t)m
+								     : 0;
+		}
 		if (g != NULL)
 			snprintf(gpu, sizeof(gpu), "%d GPU%s (%.80s)",
 				 cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
@@ -944,38 +1009,103 @@ static int step_imatrix(struct run *r)
 	return run_worker(r, "imatrix", "imatrix", argv, 0);
 }
 
+static int run_worker_pulling(struct run *r, const char *jstep,
+			      const char *wstep, const char *const *argv,
+			      const char *after);
+static int pull_ready(struct run *r, const char *after);
+
+/* How many types are quantized side by side: one per 4 of the worker's
+ * CPUs (llama_model_quantize's threads are split between them), when its
+ * memory holds a working set per type as well (8 GiB each); else one
+ * after another. */
+static int quantize_width(struct run *r, int nq, int *threads)
+{
+	long w = r->w_cpus / 4;
+
+	if ((long)(r->w_ram / (8ull << 30)) < w) /* unknown: one at a time */
+		w = (long)(r->w_ram / (8ull << 30));
+	if (w > nq)
+		w = nq;
+	if (w < 1)
+		w = 1;
+	*threads = w > 1 ? (int)(r->w_cpus / w) : 0;
+	return (int)w;
+}
+
 /* quantize: one worker step per type, each with its own journal; the
- * step's args say whether the importance matrix was used */
+ * step's args say whether the importance matrix was used. Each finished
+ * file is pulled while the next type is made. */
 static int step_quantize(struct run *r)
 {
-	char quants[256], imx[2400], *q, *save = NULL;
-	int rc = 0, use_imx = imatrix_wanted(r);
+	enum { MAXQ = 32 };
+	char quants[256], imx[2400], *q, *save = NULL, split[32], thr[16];
+	char (*qout)[3000], (*wstep)[48];
+	const char *types[MAXQ], *argv[MAXQ][12];
+	int rc = 0, use_imx = imatrix_wanted(r), nq = 0, width, threads, i, k;
 
 	imatrix_path(r, imx, sizeof(imx));
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
-	for (q = strtok_r(quants, ",", &save); q && rc == 0;
-	     q = strtok_r(NULL, ",", &save)) {
-		char qname[512], qout[3000], wstep[48], split[32];
-		const char *argv[] = { "quantize", r->f16, qout, q, NULL, NULL,
-				       NULL, NULL, NULL };
-		int n = 4;
+	for (q = strtok_r(quants, ",", &save); q && nq < MAXQ;
+	     q = strtok_r(NULL, ",", &save))
+		types[nq++] = q;
+	qout = mb_malloc(sizeof(*qout) * MAXQ);
+	wstep = mb_malloc(sizeof(*wstep) * MAXQ);
+	if (qout == NULL || wstep == NULL) {
+		free(qout);
+		free(wstep);
+		return MB_ENOMEM;
+	}
+	width = quantize_width(r, nq, &threads);
+	snprintf(thr, sizeof(thr), "%d", threads);
+	snprintf(split, sizeof(split), "%llu",
+		 (unsigned long long)r->j->split_max_size);
+	for (i = 0; i < nq; i++) {
+		char qname[512];
+		int n = 0;
 
+		argv[i][n++] = "quantize";
+		argv[i][n++] = r->f16;
+		argv[i][n++] = qout[i];
+		argv[i][n++] = types[i];
 		if (use_imx) {
-			argv[n++] = "--imatrix";
-			argv[n++] = imx;
+			argv[i][n++] = "--imatrix";
+			argv[i][n++] = imx;
 		}
 		if (r->j->split_max_size > 0) {
-			snprintf(split, sizeof(split), "%llu",
-				 (unsigned long long)r->j->split_max_size);
-			argv[n++] = "--split-max-size";
-			argv[n++] = split;
+			argv[i][n++] = "--split-max-size";
+			argv[i][n++] = split;
 		}
-
-		artifact_name(r, q, qname, sizeof(qname));
-		snprintf(qout, sizeof(qout), "%s/%s", r->out, qname);
-		snprintf(wstep, sizeof(wstep), "quantize-%s", q);
-		rc = run_worker(r, "quantize", wstep, argv, 0);
+		if (width > 1) {
+			argv[i][n++] = "--threads";
+			argv[i][n++] = thr;
+		}
+		argv[i][n] = NULL;
+		artifact_name(r, types[i], qname, sizeof(qname));
+		snprintf(qout[i], sizeof(qout[i]), "%s/%s", r->out, qname);
+		snprintf(wstep[i], sizeof(wstep[i]), "quantize-%s", types[i]);
 	}
+	if (nq > 1 && width > 1)
+		note(r, "quantize", "info", "quantizing %d types side by side, "
+		     "%d threads each (%s has %ld CPUs, %.0f GB of memory)", width,
+		     threads, r->w.name, r->w_cpus, (double)r->w_ram / 1e9);
+	else if (nq > 1)
+		note(r, "quantize", "info", "quantizing one type after another "
+		     "(%s has %ld CPUs, %.0f GB of memory; side by side takes 8 "
+		     "CPUs and 16 GB)", r->w.name, r->w_cpus,
+		     (double)r->w_ram / 1e9);
+	for (i = 0; rc == 0 && i < nq; i += width) {
+		int end = i + width < nq ? i + width : nq;
+
+		/* this batch runs on the worker while what is done is pulled */
+		for (k = i; rc == 0 && k < end; k++)
+			rc = start_worker(r, wstep[k], argv[k]);
+		if (rc == 0)
+			rc = pull_ready(r, types[i]);
+		for (k = i; rc == 0 && k < end; k++)
+			rc = run_worker(r, "quantize", wstep[k], argv[k], 0);
+	}
+	free(qout);
+	free(wstep);
 	return rc;
 }
 
@@ -1008,7 +1138,8 @@ static int step_fidelity(struct run *r)
 	}
 	argv[n++] = "--json";
 	argv[n] = NULL;
-	rc = k == 0 ? 0 : run_worker(r, "fidelity", "fidelity", argv, 0);
+	rc = k == 0 ? 0 : run_worker_pulling(r, "fidelity", "fidelity", argv,
+					     "fidelity");
 	free(paths);
 	return rc;
 }
@@ -1052,34 +1183,40 @@ static int pull_resume(struct run *r)
 
 /* Leaves in r->ml what the job pulls back: the quants, and the float
  * GGUF only when the job asked for it (tens of GB for a real model). */
-static void keep_asked(struct run *r)
+static void keep_asked_in(struct run *r, struct mb_manifest_list *ml)
 {
 	char fname[512];
 	size_t i, k = 0;
 
 	artifact_name(r, outtype_name(r->j->outtype), fname, sizeof(fname));
-	for (i = 0; i < r->ml->n; i++) {
-		struct mb_manifest *m = r->ml->files[i];
+	for (i = 0; i < ml->n; i++) {
+		struct mb_manifest *m = ml->files[i];
 		char whole[512];
 
 		mb_splitset_artifact_name(m->name, whole, sizeof(whole));
 		if (!r->j->pull_f16 && strcmp(whole, fname) == 0)
 			mb_manifest_free(m);
 		else
-			r->ml->files[k++] = m;
+			ml->files[k++] = m;
 	}
-	r->ml->n = k;
+	ml->n = k;
+}
+
+static void keep_asked(struct run *r)
+{
+	keep_asked_in(r, r->ml);
 }
 
 /* Before the first byte: the space the pull still needs here, against
  * what the disk has. A pull that cannot fit fails at once, saying so. */
-static int room_to_pull(struct run *r, const char *pdir)
+static int room_to_pull_in(struct run *r, const struct mb_manifest_list *ml,
+			   const char *pdir)
 {
 	uint64_t need = 0, avail = 0;
 	size_t i;
 
-	for (i = 0; i < r->ml->n; i++) {
-		const struct mb_manifest *m = r->ml->files[i];
+	for (i = 0; i < ml->n; i++) {
+		const struct mb_manifest *m = ml->files[i];
 		char path[4700];
 		struct stat st;
 		uint64_t have = 0;
@@ -1100,6 +1237,210 @@ static int room_to_pull(struct run *r, const char *pdir)
 		  "mibera-job retry %lld", (double)need / 1e6, r->adir,
 		  (double)avail / 1e6, (long long)r->j->id);
 	return MB_ENOSPC;
+}
+
+static int room_to_pull(struct run *r, const char *pdir)
+{
+	return room_to_pull_in(r, r->ml, pdir);
+}
+
+/* --- the pipeline: artifacts pulled while the worker makes the next --- */
+
+static struct early_file *early_find(struct run *r, const struct mb_manifest *m)
+{
+	size_t i;
+
+	for (i = 0; r->early != NULL && i < r->early->n; i++)
+		if (strcmp(r->early->f[i].name, m->name) == 0 &&
+		    memcmp(r->early->f[i].sha256, m->sha256, MB_SHA256_LEN) == 0)
+			return &r->early->f[i];
+	return NULL;
+}
+
+/* A smoke result as the smoke step's array carries it. */
+static void smoke_json(struct mb_buf *b, const char *name, unsigned count,
+		       const struct mb_smoke_result *sr)
+{
+	mb_buf_adds(b, "{\"file\":");
+	mb_json_quote(b, name);
+	if (count > 1)
+		mb_buf_addf(b, ",\"parts\":%u", count);
+	mb_buf_addf(b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
+		    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
+		    "\"text\":", sr->load_s, sr->prompt_tps, sr->gen_tps,
+		    (unsigned long long)sr->peak_rss,
+		    sr->finite ? "true" : "false");
+	mb_json_quote(b, sr->text);
+	mb_buf_adds(b, "}");
+}
+
+static void *smoke_thread(void *arg)
+{
+	struct early *e = arg;
+
+	e->th_rc = mb_smoke_isolated(NULL, e->th_path, 32, 0, 0, &e->th_sr);
+	return NULL;
+}
+
+/* Waits for the smoke test in flight and keeps its result when it passed
+ * (one that did not pass is run again by the smoke step, which says why). */
+static void early_smoke_join(struct run *r)
+{
+	struct early *e = r->early;
+
+	if (e == NULL || !e->th_on)
+		return;
+	pthread_join(e->th, NULL);
+	e->th_on = 0;
+	if (e->th_rc == 0) {
+		struct mb_buf b;
+
+		mb_buf_init(&b, 8192);
+		smoke_json(&b, e->f[e->th_idx].name, 1, &e->th_sr);
+		if (mb_buf_error(&b) == 0)
+			e->f[e->th_idx].smoke = mb_buf_detach(&b, NULL);
+		mb_buf_release(&b);
+	}
+}
+
+/* Smoke tests pulled file idx on its own thread (after the one before
+ * it), while the next file is pulled. A set of parts waits for the smoke
+ * step, which loads it once all of it is here. */
+static void early_smoke_start(struct run *r, size_t idx, const char *path)
+{
+	struct early *e = r->early;
+	size_t stem;
+	unsigned no, count;
+
+	if (!r->j->smoke || mb_splitset_parse_name(e->f[idx].name, &stem, &no,
+						   &count))
+		return;
+	early_smoke_join(r);
+	e->th_idx = idx;
+	snprintf(e->th_path, sizeof(e->th_path), "%s", path);
+	e->th_on = pthread_create(&e->th, NULL, smoke_thread, e) == 0;
+}
+
+/* Pulls every artifact asked for that the worker has finished now, while
+ * its next step (already started) runs: the worker's manifest of what is
+ * complete (the manifest verb skips files still being written and keeps
+ * the entries of files it hashed before), then each file not yet here,
+ * verified against its entry. after names the moment (a quant type, or
+ * the step started), for the manifest run's own journal. */
+static int pull_ready(struct run *r, const char *after)
+{
+	struct mb_manifest_list *ml = NULL;
+	char chunk[32], wstep[64], path[4600], pdir[4400], fname[512];
+	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL,
+			       NULL, NULL };
+	char *json;
+	size_t len = 0, i;
+	int rc;
+
+	if (r->early == NULL && (r->early = mb_calloc(1, sizeof(*r->early))) == NULL)
+		return MB_ENOMEM;
+	snprintf(chunk, sizeof(chunk), "%llu",
+		 (unsigned long long)r->cfg->chunk_mib << 20);
+	snprintf(wstep, sizeof(wstep), "manifest-%.40s", after);
+	if (!r->j->pull_f16) {
+		/* not pulled: hashed by the last manifest, not beside the
+		 * quantize */
+		artifact_name(r, outtype_name(r->j->outtype), fname,
+			      sizeof(fname));
+		argv[4] = "--skip";
+		argv[5] = fname;
+	}
+	rc = run_worker(r, "manifest", wstep, argv, 0);
+	if (rc != 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/manifest.json", r->out);
+	json = mb_malloc(16u << 20);
+	rc = json ? mb_transport_read(r->t, path, 0, json, (16u << 20) - 1, &len)
+		  : MB_ENOMEM;
+	if (rc == 0)
+		rc = mb_manifest_list_from_json(json, len, &ml, r->err, r->errcap);
+	else
+		mb_seterr(r->err, r->errcap, "cannot read the manifest on %s: %s",
+			  r->w.name, mb_transport_errmsg(r->t));
+	free(json);
+	/* a set of parts may be moving into place as this is read: sets wait
+	 * for the pull step, after the last manifest */
+	if (rc == 0)
+		rc = manifest_names_only(r, ml);
+	if (rc != 0) {
+		mb_manifest_list_free(ml);
+		return rc;
+	}
+	keep_asked_in(r, ml);
+	{
+		size_t k = 0, stem;
+		unsigned no, count;
+
+		for (i = 0; i < ml->n; i++) {
+			if (mb_splitset_parse_name(ml->files[i]->name, &stem, &no,
+						   &count) || early_find(r, ml->files[i]))
+				mb_manifest_free(ml->files[i]);
+			else
+				ml->files[k++] = ml->files[i];
+		}
+		ml->n = k;
+	}
+	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
+	for (i = 0; rc == 0 && i < ml->n; i++) {
+		const struct mb_manifest *m = ml->files[i];
+		struct early *e = r->early;
+		char hex[MB_SHA256_HEX], dest[4700];
+
+		if (early_find(r, m) != NULL || e->n == EARLY_MAX)
+			continue;
+		if (!e->pull_running) {
+			/* the pull runs beside the worker's steps from here */
+			if ((rc = mb_mkdir_p(r->adir, 0755)) != 0 ||
+			    (rc = mb_mkdir_p(pdir, 0755)) != 0) {
+				mb_seterr(r->err, r->errcap, "cannot make '%s': %s",
+					  pdir, mb_strerror(rc));
+				break;
+			}
+			step_begin(r, "pull");
+			e->pull_running = 1;
+		}
+		if (i == 0 && (rc = room_to_pull_in(r, ml, pdir)) != 0)
+			break;
+		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
+		snprintf(dest, sizeof(dest), "%s/%s", r->adir, m->name);
+		/* verified and published before a restart: kept */
+		if (!already_pulled(m, dest)) {
+			note(r, "pull", "info", "pulling %s while the worker goes "
+			     "on with %s", m->name, after);
+			rc = pull_one(r, m, path);
+			if (rc == 0 && rename(path, dest) != 0)
+				rc = mb_err_from_errno(errno);
+		}
+		if (rc != 0)
+			break;
+		mb_sha256_hex(m->sha256, hex);
+		mb_store_artifact_add(r->s, r->j->id, m->name, "gguf", m->size, hex,
+				      dest, NULL);
+		snprintf(e->f[e->n].name, sizeof(e->f[e->n].name), "%s", m->name);
+		memcpy(e->f[e->n].sha256, m->sha256, MB_SHA256_LEN);
+		e->n++;
+		early_smoke_start(r, e->n - 1, dest);
+	}
+	mb_manifest_list_free(ml);
+	return rc;
+}
+
+/* Starts worker step wstep, pulls what is ready while it runs, then
+ * follows it to its result under job step jstep. */
+static int run_worker_pulling(struct run *r, const char *jstep,
+			      const char *wstep, const char *const *argv,
+			      const char *after)
+{
+	int rc = start_worker(r, wstep, argv);
+
+	if (rc == 0)
+		rc = pull_ready(r, after);
+	return rc != 0 ? rc : run_worker(r, jstep, wstep, argv, 0);
 }
 
 /* pull: every artifact asked for, verified chunk by chunk, into the
@@ -1138,8 +1479,9 @@ static int step_pull(struct run *r)
 
 		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
 		snprintf(dest, sizeof(dest), "%s/%s", r->adir, m->name);
-		/* verified and published before a restart: kept */
-		if (!already_pulled(m, dest)) {
+		/* pulled while the worker made the rest, or verified and
+		 * published before a restart: kept */
+		if (early_find(r, m) == NULL && !already_pulled(m, dest)) {
 			rc = pull_one(r, m, path);
 			if (rc == 0 && rename(path, dest) != 0)
 				rc = mb_err_from_errno(errno);
@@ -1172,11 +1514,13 @@ static int step_smoke(struct run *r)
 	size_t i;
 	int rc = 0;
 
+	early_smoke_join(r);
 	qsort(r->ml->files, r->ml->n, sizeof(*r->ml->files), by_size);
 	mb_buf_reset(b);
 	mb_buf_adds(b, "[");
 	for (i = 0; rc == 0 && i < r->ml->n; i++) {
 		const struct mb_manifest *m = r->ml->files[i];
+		const struct early_file *ef = early_find(r, m);
 		struct mb_smoke_result sr;
 		char path[4700], hex[MB_SHA256_HEX];
 		size_t at, stem;
@@ -1186,6 +1530,16 @@ static int step_smoke(struct run *r)
 		if (mb_splitset_parse_name(m->name, &stem, &no, &count) && no != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
+		if (ef != NULL && ef->smoke != NULL) {
+			/* tested while the next file was pulled */
+			if (b->len > 1)
+				mb_buf_adds(b, ",");
+			mb_buf_adds(b, ef->smoke);
+			mb_sha256_hex(m->sha256, hex);
+			mb_store_artifact_add(r->s, r->j->id, m->name, "gguf",
+					      m->size, hex, path, ef->smoke);
+			continue;
+		}
 		rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
 		if (rc == MB_ENOMEM || rc == MB_ETOOBIG) {
 			/* not tested is not passed: the job does not succeed
@@ -1206,17 +1560,7 @@ static int step_smoke(struct run *r)
 		if (b->len > 1)
 			mb_buf_adds(b, ",");
 		at = b->len;
-		mb_buf_adds(b, "{\"file\":");
-		mb_json_quote(b, m->name);
-		if (count > 1)
-			mb_buf_addf(b, ",\"parts\":%u", count);
-		mb_buf_addf(b, ",\"load_s\":%.3f,\"prompt_tps\":%.1f,"
-			    "\"gen_tps\":%.1f,\"peak_rss\":%llu,\"finite\":%s,"
-			    "\"text\":", sr.load_s, sr.prompt_tps, sr.gen_tps,
-			    (unsigned long long)sr.peak_rss,
-			    sr.finite ? "true" : "false");
-		mb_json_quote(b, sr.text);
-		mb_buf_adds(b, "}");
+		smoke_json(b, m->name, count, &sr);
 		if ((rc = mb_buf_error(b)) != 0)
 			break;
 		mb_sha256_hex(m->sha256, hex);
@@ -1471,12 +1815,19 @@ static int run_steps(struct run *r)
 				rc = sd->resume(r);
 			continue;
 		}
-		if (sd->name != NULL)
+		/* the pull began beside the quantize: it goes on */
+		if (sd->name != NULL && !(strcmp(sd->name, "pull") == 0 &&
+					  r->early && r->early->pull_running))
 			step_begin(r, sd->name);
 		r->err[0] = '\0';
 		rc = sd->run(r);
 		if (sd->name != NULL)
 			step_end(r, sd->name, rc, r->result);
+		if (rc != 0 && r->early && r->early->pull_running &&
+		    sd->name != NULL && strcmp(sd->name, "pull") != 0)
+			/* what it pulled is kept; it runs again with the rest */
+			mb_store_step_set(r->s, r->j->id, "pull", "pending", NULL,
+					  NULL);
 		free(r->result);
 		r->result = NULL;
 		if (sd->optional)
@@ -1549,6 +1900,14 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 			     "so that `mibera-job retry %lld` resumes after the "
 			     "last finished step; they are removed when the job "
 			     "succeeds", r.w.name, r.wjob, (long long)j->id);
+	}
+	if (r.early != NULL) {
+		size_t i;
+
+		early_smoke_join(&r);
+		for (i = 0; i < r.early->n; i++)
+			free(r.early->f[i].smoke);
+		free(r.early);
 	}
 	mb_buf_release(&r.smoke);
 	mb_manifest_list_free(r.ml);

@@ -1,5 +1,6 @@
 /*
  * mibera-worker manifest DIR [--chunk-size BYTES] [--out FILE] [--force]
+ *     [--skip NAME]
  * Writes the chunk manifest of every artifact (*.gguf) in DIR: its size,
  * SHA-256 and the SHA-256 of each fixed-size chunk (common/manifest.h), as
  *   {"version":1,"files":[<manifest>,...]}
@@ -10,6 +11,9 @@
  * the file has the same size and chunk size and was last modified and
  * last changed (ctime: a rename or a write, which no one can set back)
  * before that manifest was written; --force hashes everything again.
+ * --skip leaves artifact NAME (or its set of parts) out: the coordinator
+ * lists what it pulls while the worker still makes the rest, and the
+ * float GGUF it does not pull waits for the last run.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +31,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/manifest.h"
+#include "common/splitset.h"
 #include "proto/event.h"
 #include "worker/verbs.h"
 
@@ -37,7 +42,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: mibera-worker manifest DIR [--chunk-size BYTES] "
-		   "[--out FILE] [--force]\n\n"
+		   "[--out FILE] [--force]\n"
+		   "                             [--skip NAME]\n\n"
 		   "Writes DIR/manifest.json (or FILE): for each DIR/*.gguf "
 		   "(the job's artifacts,\n"
 		   "<model>-F16.gguf and <model>-<TYPE>.gguf), its size, "
@@ -46,7 +52,8 @@ static void usage(FILE *f)
 		   "*.part files are skipped.\n"
 		   "Entries of an existing manifest are reused for files not "
 		   "changed since it was\n"
-		   "written, unless --force.\n",
+		   "written, unless --force. --skip leaves NAME (and its "
+		   "parts) out.\n",
 		(unsigned long long)MB_MANIFEST_DEFAULT_CHUNK);
 }
 
@@ -218,7 +225,7 @@ int verb_manifest(int argc, char **argv)
 	struct hashing h;
 	struct mb_buf b;
 	struct stat *st = NULL;
-	const char *dir = NULL, *out = NULL;
+	const char *dir = NULL, *out = NULL, *skip = NULL;
 	char outbuf[4096], path[4096], err[5120] = "";
 	char **names = NULL;
 	uint64_t chunk = MB_MANIFEST_DEFAULT_CHUNK, hashed = 0;
@@ -254,6 +261,8 @@ int verb_manifest(int argc, char **argv)
 			out = argv[++a];
 		} else if (strcmp(s, "--force") == 0) {
 			force = 1;
+		} else if (strcmp(s, "--skip") == 0 && v) {
+			skip = argv[++a];
 		} else if (s[0] == '-' || dir != NULL) {
 			usage(stderr);
 			return 2;
@@ -280,6 +289,20 @@ int verb_manifest(int argc, char **argv)
 	rc = list_artifacts(dir, &names, &n, err, sizeof(err));
 	if (rc != 0)
 		goto fail;
+	if (skip != NULL) {
+		size_t k = 0;
+
+		for (i = 0; i < n; i++) {
+			char whole[512];
+
+			mb_splitset_artifact_name(names[i], whole, sizeof(whole));
+			if (strcmp(whole, skip) == 0 || strcmp(names[i], skip) == 0)
+				free(names[i]);
+			else
+				names[k++] = names[i];
+		}
+		n = k;
+	}
 	if (!force)
 		old = read_old(out, &written);
 	files = mb_calloc(n ? n : 1, sizeof(*files));

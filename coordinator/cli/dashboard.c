@@ -134,17 +134,34 @@ static void cell(struct mb_buf *b, const char *s, int width)
 struct step_find {
 	char name[32];
 	int found;
+	char also[4][32];	/* running beside it (the pull beside quantize) */
+	int nalso;
 };
 
 static int running_step(const struct mb_step_row *st, void *ctx)
 {
 	struct step_find *sf = ctx;
 
-	if (strcmp(st->state, "running") == 0 && !sf->found) {
+	if (strcmp(st->state, "running") != 0)
+		return 0;
+	if (!sf->found) {
 		snprintf(sf->name, sizeof(sf->name), "%s", st->name);
 		sf->found = 1;
+	} else if (sf->nalso < 4) {
+		snprintf(sf->also[sf->nalso++], sizeof(sf->also[0]), "%s", st->name);
 	}
 	return 0;
+}
+
+/* Of the steps running side by side, the one that reported progress last
+ * is shown, with its progress. */
+static void running_pick(struct step_find *sf, const char *ev_step)
+{
+	int k;
+
+	for (k = 0; k < sf->nalso; k++)
+		if (strcmp(sf->also[k], ev_step) == 0)
+			snprintf(sf->name, sizeof(sf->name), "%s", ev_step);
 }
 
 /* The progress of a step in at most width columns: the fullest of
@@ -275,9 +292,10 @@ static const char *quality_text(struct mb_store *s, const struct mb_job_row *j)
 static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		     struct mb_buf *b)
 {
-	struct step_find sf = { "", 0 };
+	struct step_find sf = { "", 0, { "" }, 0 };
 	char tmp[512], ev_step[32], data[8192];
 	int model_w = model_width(cols), bar_w = progress_width(cols);
+	int have_ev = 0;
 	double elapsed = 0;
 
 	snprintf(tmp, sizeof(tmp), " %-5lld ", (long long)j->id);
@@ -291,16 +309,19 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 	}
 	if (strcmp(j->state, "running") == 0) {
 		mb_store_step_list(f->s, j->id, running_step, &sf);
+		have_ev = sf.found &&
+			  mb_store_event_last(f->s, j->id, "progress", ev_step,
+					      sizeof(ev_step), data,
+					      sizeof(data)) == 0;
+		if (have_ev)
+			running_pick(&sf, ev_step);
 		cell(b, sf.found ? sf.name : "starting", 9);
 	} else {
 		cell(b, j->state, 9);
 	}
 	mb_buf_adds(b, " ");
 	tmp[0] = '\0';
-	if (sf.found &&
-	    mb_store_event_last(f->s, j->id, "progress", ev_step, sizeof(ev_step),
-				data, sizeof(data)) == 0 &&
-	    strcmp(ev_step, sf.name) == 0) {
+	if (have_ev && strcmp(ev_step, sf.name) == 0) {
 		cJSON *doc = mb_json_parse(data, strlen(data));
 		double done = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "done"));
 		double total = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "total"));

@@ -734,6 +734,161 @@ static void test_submit_checks_the_source(void **state)
 	unsetenv("HF_ENDPOINT");
 }
 
+/* The ms of the job's event of step and type whose key is value (the last
+ * one), and how many such events there are. */
+static long long event_ms(int id, const char *step, const char *type,
+			  const char *key, const char *value, int *count)
+{
+	char args[128], *out, *line, *save = NULL;
+	long long ms = -1;
+
+	*count = 0;
+	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		cJSON *e = cJSON_Parse(line);
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(e, key));
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(e, "type"));
+
+		if (v != NULL && t != NULL && strcmp(t, type) == 0 &&
+		    strcmp(v, value) == 0) {
+			ms = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "ms"));
+			(*count)++;
+		}
+		cJSON_Delete(e);
+	}
+	free(out);
+	return ms;
+}
+
+/* The pipeline: the first quant is pulled (and smoke tested) while the
+ * worker still makes the last one, which is held stopped for a few
+ * seconds (the agent below stops the step's process group as it starts);
+ * a coordinator killed with -9 during that overlap resumes without
+ * pulling the first quant again, and the job's files match the worker's
+ * manifest. */
+static void test_pull_overlaps_quantize_and_resumes(void **state)
+{
+	static const char wrapper[] =
+		"#!/bin/sh\n"
+		"real=%s/mibera-worker\n"
+		"if [ \"$1\" = start ] && [ \"$3\" = quantize-Q4_0 ]; then\n"
+		"  out=$(\"$real\" \"$@\"); rc=$?\n"
+		"  printf '%%s\\n' \"$out\"\n"
+		"  pid=$(printf '%%s' \"$out\" | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p')\n"
+		"  if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then\n"
+		"    kill -STOP -\"$pid\"\n"
+		"    setsid sh -c \"sleep 8; kill -CONT -$pid\" </dev/null >/dev/null 2>&1 &\n"
+		"  fi\n"
+		"  exit $rc\n"
+		"fi\n"
+		"exec \"$real\" \"$@\"\n";
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	char agent[800], text[2048], args[2048], path[900], err[256], *out;
+	struct mb_manifest_list *ml;
+	long long pulled_ms, last_done_ms, t0;
+	int rc, id, n, st, found = 0;
+	size_t len, i;
+	pid_t pid;
+
+	(void)state;
+	snprintf(agent, sizeof(agent), "%s/slow-quant-agent.sh", root);
+	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR);
+	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
+	assert_int_equal(chmod(agent, 0755), 0);
+	snprintf(args, sizeof(args), "worker add wp box1 --dir %s/wdp --agent %s",
+		 root, agent);
+	rc = run("mibera-job", args, &out);
+	if (rc != 0) {
+		snprintf(args, sizeof(args), "worker add wp box1 --dir %s/wdp --agent "
+			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
+		free(out);
+		rc = run("mibera-job", args, &out);
+	}
+	if (rc != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
+		 "--imatrix off --no-fidelity", model);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	id = atoi(out);
+	free(out);
+	/* the first quant pulled while the last is made: then kill -9 */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	t0 = th_now_ms();
+	while (!found && th_now_ms() - t0 < 120000) {
+		event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q8_0.gguf", &n);
+		found = n > 0;
+		if (!found)
+			usleep(100 * 1000);
+	}
+	assert_true(found);
+	/* the pull and the quantize run as overlapping stages */
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "quantize   running"));
+	assert_non_null(strstr(out, "pull       running"));
+	free(out);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	/* a new coordinator takes the job up where it was */
+	if (run("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("restarted coordinator: %s", out);
+	assert_non_null(strstr(out, "resuming"));
+	free(out);
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+	/* the first quant was pulled once, before the last quant was done */
+	pulled_ms = event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q8_0.gguf",
+			     &n);
+	assert_int_equal(n, 1);
+	last_done_ms = event_ms(id, "quantize", "finished", "wstep",
+				"quantize-Q4_0", &n);
+	assert_int_equal(n, 1);
+	print_message("Q8_0 pulled at %lld, Q4_0 finished at %lld\n", pulled_ms,
+		      last_done_ms);
+	assert_true(pulled_ms > 0 && pulled_ms < last_done_ms);
+	event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q4_0.gguf", &n);
+	assert_int_equal(n, 1);
+	/* how the types were made, in words */
+	snprintf(args, sizeof(args), "logs --step quantize %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_true(strstr(out, "one type after another") != NULL ||
+		    strstr(out, "side by side") != NULL);
+	free(out);
+	/* both quants smoke tested, and here as the manifest says */
+	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/manifest.json",
+		 root, id);
+	out = th_slurp(path, &len);
+	assert_non_null(out);
+	assert_int_equal(mb_manifest_list_from_json(out, len, &ml, err, sizeof(err)),
+			 0);
+	free(out);
+	assert_int_equal(ml->n, 2);
+	for (i = 0; i < ml->n; i++) {
+		uint8_t d[MB_SHA256_LEN];
+		uint64_t size;
+
+		snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/%s", root,
+			 id, ml->files[i]->name);
+		assert_int_equal(mb_sha256_file(path, d, &size), 0);
+		assert_int_equal(size, ml->files[i]->size);
+		assert_memory_equal(d, ml->files[i]->sha256, MB_SHA256_LEN);
+	}
+	mb_manifest_list_free(ml);
+	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/provenance.json",
+		 root, id);
+	out = th_slurp(path, &len);
+	assert_non_null(out);
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf"));
+	assert_non_null(strstr(out, "gen_tps"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -746,6 +901,7 @@ int main(void)
 		cmocka_unit_test_setup(test_bootstrap_installs_the_agent, fresh),
 		cmocka_unit_test_setup(test_manifest_names_only_the_jobs_ggufs, fresh),
 		cmocka_unit_test_setup(test_submit_checks_the_source, fresh),
+		cmocka_unit_test_setup(test_pull_overlaps_quantize_and_resumes, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

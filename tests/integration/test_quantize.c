@@ -528,6 +528,23 @@ static void test_manifest(void **state)
 	assert_int_equal(l->files[0]->nchunks, 1);
 	mb_manifest_list_free(l);
 
+	/* --skip leaves the float GGUF out (the coordinator's manifest of
+	 * what it pulls while the worker makes the rest), the others listed */
+	snprintf(path, sizeof(path), "%s/skip.json", root);
+	rc = run(&log, "'%s' manifest '%s' --out '%s' --skip phi4-tiny-F16.gguf",
+		 worker, art, path);
+	assert_int_equal(rc, 0);
+	free(log);
+	text = th_slurp(path, &len);
+	assert_non_null(text);
+	assert_int_equal(mb_manifest_list_from_json(text, len, &l, err,
+						    sizeof(err)),
+			 0);
+	free(text);
+	assert_null(mb_manifest_list_find(l, "phi4-tiny-F16.gguf"));
+	assert_int_equal(l->n, nwant - 1);
+	mb_manifest_list_free(l);
+
 	rc = run(&log, "'%s' manifest '%s' --chunk-size 1000", worker, art);
 	assert_int_equal(rc, 2);
 	free(log);
