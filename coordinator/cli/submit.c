@@ -257,8 +257,8 @@ static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
 	}
 	rq->r.disk_gb = rent_disk_gb(disk);
 	rq->r.ram_gb = ram > 0 ? (double)((ram + 999999999) / 1000000000) : 0;
-	snprintf(what, sizeof(what), "%s (%s): it needs about %.1f GB of disk",
-		 j->source, j->quants, (double)disk / 1e9);
+	snprintf(what, sizeof(what), "%.200s (%.120s): it needs about %.1f GB "
+		 "of disk", j->source, j->quants, (double)disk / 1e9);
 	if (cli_rent_search("mibera-job submit", &rq->r, what, &prov, offers,
 			    sizeof(offers) / sizeof(offers[0]), &n) != 0)
 		return 1 + 1;
