@@ -55,39 +55,55 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char *out;
-
 	(void)state;
-	th_capture("tmux kill-session -t mbdash 2>/dev/null", &out);
-	free(out);
 	th_rmtree(root);
 	return 0;
 }
 
-/* The dashboard's screen in a cols x 24 terminal. */
+/*
+ * The dashboard's screen in a cols x 24 terminal. Each width gets its own
+ * tmux server (its own socket), so one dashboard quitting and its server
+ * shutting down can never take the next one with it; the pane stays after
+ * the command exits, so a dashboard that dies shows why.
+ */
 static char *screen(int cols)
 {
-	char cmd[2000], *out;
+	char cmd[2000], sock[64], *out = NULL;
 	int tries;
 
-	snprintf(cmd, sizeof(cmd), "tmux kill-session -t mbdash 2>/dev/null; "
-		 "tmux new-session -d -s mbdash -x %d -y 24 'env MIBERA_HOME=%s/home "
-		 "%s/mibera-job dashboard'", cols, root, MB_BINARY_DIR);
+	snprintf(sock, sizeof(sock), "mbdash-%d-%d", (int)getpid(), cols);
+	snprintf(cmd, sizeof(cmd), "tmux -L %s -f /dev/null new-session -d "
+		 "-s mbdash -x %d -y 24 'env MIBERA_HOME=%s/home "
+		 "%s/mibera-job dashboard; echo \"dashboard exited: $?\"; "
+		 "sleep 30' && tmux -L %s set-option -t mbdash remain-on-exit on",
+		 sock, cols, root, MB_BINARY_DIR, sock);
 	assert_int_equal(th_capture(cmd, &out), 0);
 	free(out);
-	for (tries = 0; tries < 50; tries++) {
+	out = NULL;
+	snprintf(cmd, sizeof(cmd), "tmux -L %s capture-pane -p -t mbdash", sock);
+	for (tries = 0; tries < 100; tries++) {
 		usleep(100 * 1000);
-		assert_int_equal(th_capture("tmux capture-pane -p -t mbdash", &out), 0);
-		if (strstr(out, "PROGRESS") && strstr(out, "netune"))
-			break;
 		free(out);
 		out = NULL;
+		if (th_capture(cmd, &out) != 0)
+			continue;
+		if (strstr(out, "PROGRESS") && strstr(out, "netune"))
+			break;
+		if (strstr(out, "dashboard exited"))
+			break;
 	}
+	if (out == NULL || strstr(out, "PROGRESS") == NULL)
+		print_message("%d columns, no dashboard:\n%s\n", cols,
+			      out ? out : "(tmux gave no screen)");
 	assert_non_null(out);
+	assert_null(strstr(out, "dashboard exited"));
 	{
 		char *q;
 
-		th_capture("tmux send-keys -t mbdash q", &q);
+		snprintf(cmd, sizeof(cmd), "tmux -L %s send-keys -t mbdash q; "
+			 "sleep 0.2; tmux -L %s kill-server 2>/dev/null; true",
+			 sock, sock);
+		th_capture(cmd, &q);
 		free(q);
 	}
 	return out;
