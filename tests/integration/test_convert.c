@@ -171,6 +171,60 @@ static void convert(const char *src, const char *out, enum mb_layout layout,
 }
 
 /* Converts, runs with libllama, compares with the reference. */
+/* Writes data (len bytes) to root/name and returns that path in out. */
+static void write_copy(const char *name, const char *data, size_t len,
+		       char *out, size_t cap)
+{
+	int fd;
+
+	snprintf(out, cap, "%s/%s", root, name);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(mb_write_all(fd, data, len), 0);
+	close(fd);
+}
+
+/* libllama's logits of the file at path against ref, printed as label's
+ * relative max error and top-1 agreement. */
+static void compare_file(const char *path, const float *ref,
+			 const char *label, double *rel, double *top1)
+{
+	char err[2048];
+	float *got;
+	int n;
+
+	if (th_llama_logits(path, toks, NTOK, &got, &n, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", label, err);
+	th_logits_compare(ref, got, NTOK, n, rel, top1);
+	free(got);
+	print_message("%s: rel max err %.2e, top-1 %.0f%%\n", label, *rel,
+		      *top1 * 100);
+}
+
+/* The file at path agrees with ref as a correct conversion does. */
+static void must_match(const char *path, const float *ref, const char *label)
+{
+	double rel, top1;
+
+	compare_file(path, ref, label, &rel, &top1);
+	assert_true(rel <= 5e-3 && top1 == 1.0);
+}
+
+/* A sabotaged copy (data, len bytes, written to root/name) must not agree
+ * with ref: the comparison bites on what label names. Agreement is a top-1
+ * of at least top1_min with a relative error within 5e-3. */
+static void must_differ(const char *name, const char *data, size_t len,
+			const float *ref, const char *label, double top1_min)
+{
+	char bad[700], what[256];
+	double rel, top1;
+
+	write_copy(name, data, len, bad, sizeof(bad));
+	snprintf(what, sizeof(what), "%s (must fail)", label);
+	compare_file(bad, ref, what, &rel, &top1);
+	assert_true(rel > 5e-3 || top1 < top1_min);
+}
+
 static void fidelity(const char *src, const char *name, enum mb_layout layout,
 		     enum mb_outtype type, const float *ref, int nv,
 		     double limit, float **keep)
@@ -344,11 +398,10 @@ static void sabotage(const char *in, const char *out, int what)
 
 static void test_comparison_bites(void **state)
 {
-	char split[700], bad[700], err[2048];
+	char split[700], bad[700];
 	struct mb_convert_result r;
 	double rel, top1;
-	float *got;
-	int n, what;
+	int what;
 
 	(void)state;
 	snprintf(split, sizeof(split), "%s/phi-split-f32.gguf", root);
@@ -357,15 +410,9 @@ static void test_comparison_bites(void **state)
 	for (what = 0; what < 2; what++) {
 		snprintf(bad, sizeof(bad), "%s/sabotaged-%d.gguf", root, what);
 		sabotage(split, bad, what);
-		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-						 sizeof(err)),
-				 0);
-		th_logits_compare(ref_phi, got, NTOK, n, &rel, &top1);
-		print_message("%s: rel max err %.2e, top-1 %.0f%% (must fail)\n",
-			      what == 0 ? "gate/up swapped" : "q not permuted",
-			      rel, top1 * 100);
+		compare_file(bad, ref_phi, what == 0 ? "gate/up swapped (must "
+			     "fail)" : "q not permuted (must fail)", &rel, &top1);
 		assert_true(rel > 5e-3 || top1 < 1.0);
-		free(got);
 	}
 }
 
@@ -497,12 +544,9 @@ static void test_phi4_mini_partial_rotary_longrope(void **state)
 	assert_int_equal(mb_gguf_read(path, &g, err, sizeof(err)), 0);
 	{
 		/* the factors matter at this length: all 1 must fail */
-		char bad[700];
 		size_t len, i;
 		char *data = th_slurp(path, &len);
-		float *f, *got;
-		double rel, top1;
-		int n, fd;
+		float *f;
 
 		assert_non_null(data);
 		t = mb_gguf_tensor(g, "rope_factors_short.weight");
@@ -510,20 +554,9 @@ static void test_phi4_mini_partial_rotary_longrope(void **state)
 		f = (float *)(void *)(data + t->offset);
 		for (i = 0; i < t->ne[0]; i++)
 			f[i] = 1.0f;
-		snprintf(bad, sizeof(bad), "%s/phi-mini-no-factors.gguf", root);
-		fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		assert_true(fd >= 0);
-		assert_int_equal(mb_write_all(fd, data, len), 0);
-		close(fd);
+		must_differ("phi-mini-no-factors.gguf", data, len, ref,
+			    "short factors all 1", 1.0);
 		free(data);
-		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-						 sizeof(err)),
-				 0);
-		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-		print_message("short factors all 1: rel max err %.2e, top-1 "
-			      "%.0f%% (must fail)\n", rel, top1 * 100);
-		assert_true(rel > 5e-3 || top1 < 1.0);
-		free(got);
 	}
 	free(ref);
 	assert_int_equal(mb_gguf_kv(g, "phi3.rope.dimension_count")->v.u, 96);
@@ -569,13 +602,12 @@ static void test_qwen2(void **state)
 	const struct mb_st_tensor *s;
 	struct mb_st_model *m;
 	struct mb_gguf *g;
-	char path[700], bad[700], shard[800], err[2048];
-	float *ref, *got;
+	char path[700], shard[800], err[2048];
+	float *ref;
 	uint16_t *src;
-	double rel, top1;
 	size_t len, i, got_n;
 	char *data;
-	int nv, n, fd;
+	int nv, fd;
 
 	(void)state;
 	if (ref_logits(qwen2, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
@@ -630,21 +662,10 @@ static void test_qwen2(void **state)
 		permute_heads((float *)(void *)(data + qb->offset), qb->ne[0], 1,
 			      4);
 	}
-	snprintf(bad, sizeof(bad), "%s/qwen2-permuted.gguf", root);
-	fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(mb_write_all(fd, data, len), 0);
-	close(fd);
+	must_differ("qwen2-permuted.gguf", data, len, ref, "qwen2 q permuted",
+		    1.0);
 	free(data);
 	mb_gguf_free(g);
-	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-					 sizeof(err)),
-			 0);
-	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-	print_message("qwen2 q permuted: rel max err %.2e, top-1 %.0f%% (must "
-		      "fail)\n", rel, top1 * 100);
-	assert_true(rel > 5e-3 || top1 < 1.0);
-	free(got);
 	free(ref);
 	/* tied: no output.weight, llama.cpp reads the embedding */
 	if (ref_logits(qwen2_tied, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
@@ -658,18 +679,6 @@ static void test_qwen2(void **state)
 	mb_gguf_free(g);
 }
 
-/* Writes data (len bytes) to root/name and returns that path in out. */
-static void write_copy(const char *name, const char *data, size_t len,
-		       char *out, size_t cap)
-{
-	int fd;
-
-	snprintf(out, cap, "%s/%s", root, name);
-	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(mb_write_all(fd, data, len), 0);
-	close(fd);
-}
 
 /* Qwen3 converts as llama.cpp's qwen3: a head size of its own (128, with
  * queries twice the hidden size), q and k in transformers' order (NEOX
@@ -680,12 +689,11 @@ static void test_qwen3(void **state)
 {
 	static const char *const norms[] = { "attn_q_norm", "attn_k_norm" };
 	struct mb_gguf *g;
-	char path[700], bad[700], name[64], err[2048];
-	float *ref, *got;
-	double rel, top1;
+	char path[700], name[64], err[2048];
+	float *ref;
 	size_t len, i, k, j;
 	char *data;
-	int nv, n;
+	int nv;
 
 	(void)state;
 	if (ref_logits(qwen3, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
@@ -725,16 +733,9 @@ static void test_qwen3(void **state)
 			for (j = 0; j < t->ne[0]; j++)
 				w[j] = 1.0f;
 		}
-	write_copy("qwen3-no-norms.gguf", data, len, bad, sizeof(bad));
+	must_differ("qwen3-no-norms.gguf", data, len, ref,
+		    "qwen3 norms as ones", 1.0);
 	free(data);
-	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-					 sizeof(err)),
-			 0);
-	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-	free(got);
-	print_message("qwen3 norms as ones: rel max err %.2e, top-1 %.0f%% "
-		      "(must fail)\n", rel, top1 * 100);
-	assert_true(rel > 5e-3 || top1 < 1.0);
 	/* q and k permuted the llama way: must fail */
 	data = th_slurp(path, &len);
 	assert_non_null(data);
@@ -750,17 +751,10 @@ static void test_qwen3(void **state)
 		permute_heads((float *)(void *)(data + kk->offset), kk->ne[1],
 			      kk->ne[0], 2);
 	}
-	write_copy("qwen3-permuted.gguf", data, len, bad, sizeof(bad));
+	must_differ("qwen3-permuted.gguf", data, len, ref,
+		    "qwen3 q, k permuted", 1.0);
 	free(data);
 	mb_gguf_free(g);
-	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-					 sizeof(err)),
-			 0);
-	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-	free(got);
-	print_message("qwen3 q, k permuted: rel max err %.2e, top-1 %.0f%% "
-		      "(must fail)\n", rel, top1 * 100);
-	assert_true(rel > 5e-3 || top1 < 1.0);
 	free(ref);
 	/* an untied output: output.weight is lm_head */
 	if (ref_logits(qwen3_untied, toks, NTOK, &ref, &nv, err,
@@ -843,12 +837,11 @@ static void test_gemma3(void **state)
 	const struct mb_gguf_kv *kv;
 	struct mb_gguf *g;
 	struct mb_st_model *m;
-	char path[700], bad[700], err[2048];
-	float *ref, *got;
-	double rel, top1;
+	char path[700], err[2048];
+	float *ref;
 	size_t len, i, j, nnorms = 0;
 	char *data;
-	int nv, n;
+	int nv;
 
 	(void)state;
 	if (ref_logits(gemma3, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
@@ -992,16 +985,9 @@ static void test_gemma3(void **state)
 			for (j = 0; j < t->ne[0]; j++)
 				w[j] -= 1.0f;
 	}
-	write_copy("gemma3-norms-unshifted.gguf", data, len, bad, sizeof(bad));
+	must_differ("gemma3-norms-unshifted.gguf", data, len, ref,
+		    "gemma3 norms without +1", 1.0);
 	free(data);
-	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-					 sizeof(err)),
-			 0);
-	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-	free(got);
-	print_message("gemma3 norms without +1: rel max err %.2e, top-1 %.0f%% "
-		      "(must fail)\n", rel, top1 * 100);
-	assert_true(rel > 5e-3 || top1 < 1.0);
 	/* layer 5 sliding too (every bool of the pattern set): must fail,
 	 * so the per-layer pattern is read and the global layer is
 	 * global (llama.cpp refuses a window with no sliding layer) */
@@ -1017,17 +1003,10 @@ static void test_gemma3(void **state)
 		assert_memory_equal(at, want_swa, 7);
 		memset(at, 1, 7);
 	}
-	write_copy("gemma3-all-sliding.gguf", data, len, bad, sizeof(bad));
+	must_differ("gemma3-all-sliding.gguf", data, len, ref,
+		    "gemma3 every layer sliding", 1.0);
 	free(data);
 	mb_gguf_free(g);
-	assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-					 sizeof(err)),
-			 0);
-	th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-	free(got);
-	print_message("gemma3 every layer sliding: rel max err %.2e, top-1 "
-		      "%.0f%% (must fail)\n", rel, top1 * 100);
-	assert_true(rel > 5e-3 || top1 < 1.0);
 	free(ref);
 }
 
@@ -1138,32 +1117,21 @@ static void test_gemma3_transformers5_config(void **state)
 	/* the scaling dropped (factor 1): must fail */
 	{
 		static const char key[] = "gemma3.rope.scaling.factor";
-		char bad[700], *data = th_slurp(path, &len), *at;
-		float one = 1.0f, *got;
-		double rel, top1;
-		int n;
+		char *data = th_slurp(path, &len), *at;
+		float one = 1.0f;
 
 		assert_non_null(data);
 		at = memmem(data, len, key, sizeof(key) - 1);
 		assert_non_null(at);
 		/* key, type (u32), the f32 */
 		memcpy(at + sizeof(key) - 1 + 4, &one, 4);
-		write_copy("gemma3-tf5-unscaled.gguf", data, len, bad,
-			   sizeof(bad));
-		free(data);
 		if (ref_logits(dir, toks, NTOK, &ref, &nv, err,
 			       sizeof(err)) != 0)
 			fail_msg("reference: %s", err);
-		assert_int_equal(th_llama_logits(bad, toks, NTOK, &got, &n, err,
-						 sizeof(err)),
-				 0);
-		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-		free(got);
+		must_differ("gemma3-tf5-unscaled.gguf", data, len, ref,
+			    "gemma3 linear scaling dropped", 0.95);
+		free(data);
 		free(ref);
-		print_message("gemma3 linear scaling dropped: rel max err "
-			      "%.2e, top-1 %.0f%% (must fail)\n", rel,
-			      top1 * 100);
-		assert_true(rel > 5e-3 || top1 < 0.95);
 	}
 }
 
@@ -1223,20 +1191,7 @@ static void test_gemma3_repaired(void **state)
 	assert_true(saw_arch);
 	cJSON_Delete(doc);
 	mb_buf_release(&rep);
-	{
-		float *got;
-		double rel, top1;
-		int n;
-
-		if (th_llama_logits(out, toks, NTOK, &got, &n, err,
-				    sizeof(err)) != 0)
-			fail_msg("%s", err);
-		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-		free(got);
-		print_message("gemma3 no architectures: rel max err %.2e, "
-			      "top-1 %.0f%%\n", rel, top1 * 100);
-		assert_true(rel <= 5e-3 && top1 == 1.0);
-	}
+	must_match(out, ref, "gemma3 no architectures");
 	free(ref);
 
 	/* the multimodal config: repaired, not refused */
@@ -1287,20 +1242,7 @@ static void test_gemma3_repaired(void **state)
 	write_repaired(gemma3_lie, cfgpath);
 	if (ref_logits(dir, toks, NTOK, &ref, &nv, err, sizeof(err)) != 0)
 		fail_msg("reference over the repaired config: %s", err);
-	{
-		float *got;
-		double rel, top1;
-		int n;
-
-		if (th_llama_logits(out, toks, NTOK, &got, &n, err,
-				    sizeof(err)) != 0)
-			fail_msg("%s", err);
-		th_logits_compare(ref, got, NTOK, n, &rel, &top1);
-		free(got);
-		print_message("gemma3 multimodal config repaired: rel max err "
-			      "%.2e, top-1 %.0f%%\n", rel, top1 * 100);
-		assert_true(rel <= 5e-3 && top1 == 1.0);
-	}
+	must_match(out, ref, "gemma3 multimodal config repaired");
 	free(ref);
 }
 
