@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,34 @@ int th_capture(const char *cmd, char **out)
 	st = pclose(f);
 	*out = buf;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int th_sh(char **out, const char *fmt, ...)
+{
+	char *cmd, *got = NULL;
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	cmd = n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (cmd == NULL) {
+		rc = -1;
+	} else {
+		va_start(ap, fmt);
+		vsnprintf(cmd, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+		rc = th_capture(cmd, &got);
+		free(cmd);
+	}
+	if (got == NULL)
+		got = calloc(1, 1);
+	if (out != NULL)
+		*out = got;
+	else
+		free(got);
+	return rc;
 }
 
 char *th_slurp(const char *path, size_t *len)

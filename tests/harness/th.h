@@ -52,6 +52,12 @@ int th_run(char *const argv[]);
  * when it could not run or died from a signal. */
 int th_capture(const char *cmd, char **out);
 
+/* th_capture of the command made from fmt...; *out is never NULL after
+ * (an empty string when the command could not run). out NULL: the output
+ * is dropped. */
+int th_sh(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Reads a whole file into a NUL-terminated heap buffer (caller frees).
  * Returns NULL on error; *len gets the size when len is not NULL. */
 char *th_slurp(const char *path, size_t *len);

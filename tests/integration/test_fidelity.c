@@ -34,45 +34,6 @@
 
 static char root[512], worker[600], f16[700], imx[700], text[700];
 
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Runs the command made from fmt with stderr folded into stdout; returns
- * its exit code, *out (may be NULL) its output (caller frees). */
-static int run(char **out, const char *fmt, ...)
-{
-	char line[4000], cmd[4096], chunk[4096];
-	char *buf = NULL, *p;
-	size_t len = 0, n;
-	va_list ap;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s 2>&1", line);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		p = realloc(buf, len + n + 1);
-		assert_non_null(p);
-		buf = p;
-		memcpy(buf + len, chunk, n);
-		len += n;
-	}
-	if (buf == NULL)
-		buf = calloc(1, 1);
-	assert_non_null(buf);
-	buf[len] = '\0';
-	st = pclose(f);
-	if (out != NULL)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void path_in(char *buf, size_t cap, const char *name)
 {
 	snprintf(buf, cap, "%s/%s", root, name);
@@ -86,7 +47,7 @@ static void quantize(const char *in, const char *name, const char *type,
 	int rc;
 
 	path_in(out, sizeof(out), name);
-	rc = run(&log, "'%s' quantize '%s' '%s' %s --threads 2 %s%s", worker,
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' %s --threads 2 %s%s", worker,
 		 in, out, type, use_imx ? "--imatrix " : "",
 		 use_imx ? imx : "");
 	if (rc != 0)
@@ -111,10 +72,10 @@ static int setup(void **state)
 	path_in(imx, sizeof(imx), "imatrix.gguf");
 	if (th_mkmodel(src, "phi4-mini-tiny", extra) != 0)
 		return -1;
-	rc = run(&log, "'%s' convert '%s' '%s'", worker, src, f16);
+	rc = th_sh(&log, "'%s' convert '%s' '%s'", worker, src, f16);
 	if (rc == 0) {
 		free(log);
-		rc = run(&log, "'%s' imatrix '%s' '%s' --text "
+		rc = th_sh(&log, "'%s' imatrix '%s' '%s' --text "
 			 "'%s/data/calibration/imatrix.txt' --chunks 8 --ctx 128 "
 			 "--threads 2 --cpu", worker, f16, imx, MB_SOURCE_DIR);
 	}
@@ -214,14 +175,14 @@ static void test_imatrix_file(void **state)
 	mb_gguf_free(g);
 
 	/* a second run keeps the file */
-	assert_int_equal(run(&log, "'%s' imatrix '%s' '%s' --text '%s' --ctx "
+	assert_int_equal(th_sh(&log, "'%s' imatrix '%s' '%s' --text '%s' --ctx "
 			     "128 --cpu", worker, f16, imx, text), 0);
 	assert_non_null(strstr(log, "already done"));
 	free(log);
 	/* too little text for one chunk: a message, not a crash */
 	path_in(shortf, sizeof(shortf), "short.txt");
 	assert_int_equal(th_write_file(shortf, "Hello.", 6), 0);
-	assert_int_equal(run(&log, "'%s' imatrix '%s' '%s/x.gguf' --text '%s' "
+	assert_int_equal(th_sh(&log, "'%s' imatrix '%s' '%s/x.gguf' --text '%s' "
 			     "--ctx 128 --cpu", worker, f16, root, shortf), 3);
 	assert_non_null(strstr(log, "fewer than one chunk of 128"));
 	free(log);
@@ -257,7 +218,7 @@ static void test_iquants_with_imatrix(void **state)
 	(void)state;
 	path_in(out, sizeof(out), "mini-IQ2_XS.gguf");
 	/* IQ2_XS without an importance matrix: refused before any work */
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' IQ2_XS", worker,
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' IQ2_XS", worker,
 			     f16, out), 2);
 	assert_non_null(strstr(log, "IQ2_XS needs an importance matrix"));
 	assert_int_equal(access(out, F_OK), -1);
@@ -284,7 +245,7 @@ static void test_iquants_with_imatrix(void **state)
 	quantize(f16, "mini-Q2_K-imx.gguf", "Q2_K", 1);
 	path_in(out, sizeof(out), "mini-Q2_K-imx.gguf");
 	path_in(plain, sizeof(plain), "mini-Q2_K.gguf");
-	assert_int_not_equal(run(NULL, "cmp -s '%s' '%s'", out, plain), 0);
+	assert_int_not_equal(th_sh(NULL, "cmp -s '%s' '%s'", out, plain), 0);
 
 	if (th_llama_logits(f16, toks, 16, &ref, &nv, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
@@ -350,7 +311,7 @@ static void test_order_and_reproducible(void **state)
 		if (access(q[i], F_OK) != 0)
 			quantize(f16, name, types[i], 0);
 	}
-	assert_int_equal(run(&log, "'%s' fidelity '%s' '%s' '%s' '%s' --text "
+	assert_int_equal(th_sh(&log, "'%s' fidelity '%s' '%s' '%s' '%s' --text "
 			     "'%s' --chunks 4 --ctx 128 --threads 2 --cpu "
 			     "--json", worker, f16, q[0], q[1], q[2], text), 0);
 	/* where the model ran, said once: on the CPU (--cpu, and no GPU) */
@@ -378,7 +339,7 @@ static void test_order_and_reproducible(void **state)
 	assert_true(kld[1] * 2 < kld[2]);
 
 	/* the same files give the same figures */
-	assert_int_equal(run(&again, "'%s' fidelity '%s' '%s' --text '%s' "
+	assert_int_equal(th_sh(&again, "'%s' fidelity '%s' '%s' --text '%s' "
 			     "--chunks 4 --ctx 128 --threads 2 --cpu --json",
 			     worker, f16, q[1], text), 0);
 	line = strstr(log, "{\"file\":\"mini-Q4_K_M.gguf\"");
@@ -448,7 +409,7 @@ static void test_agrees_with_independent_kl(void **state)
 	path_in(q4, sizeof(q4), "mini-Q4_K_M.gguf");
 	if (access(q4, F_OK) != 0)
 		quantize(f16, "mini-Q4_K_M.gguf", "Q4_K_M", 0);
-	assert_int_equal(run(&log, "'%s' fidelity '%s' '%s' --text '%s' "
+	assert_int_equal(th_sh(&log, "'%s' fidelity '%s' '%s' --text '%s' "
 			     "--chunks 1 --ctx %d --threads 2 --cpu --json",
 			     worker, f16, q4, text, CTX), 0);
 	o = result_of(log, "mini-Q4_K_M.gguf");
@@ -534,7 +495,7 @@ static void test_broken_quant_fails(void **state)
 	path_in(bad_q, sizeof(bad_q), "zeroed-Q8_0.gguf");
 	write_zeroed(bad_f16, 1);
 	quantize(bad_f16, "zeroed-Q8_0.gguf", "Q8_0", 0);
-	assert_int_equal(run(&log, "'%s' fidelity '%s' '%s' --text '%s' "
+	assert_int_equal(th_sh(&log, "'%s' fidelity '%s' '%s' --text '%s' "
 			     "--chunks 2 --ctx 128 --threads 2 --cpu --json",
 			     worker, f16, bad_q, text), 3);
 	o = result_of(log, "zeroed-Q8_0.gguf");
@@ -556,7 +517,7 @@ static void test_broken_quant_fails(void **state)
 	path_in(bad_q, sizeof(bad_q), "half-Q8_0.gguf");
 	write_zeroed(bad_f16, 0);
 	quantize(bad_f16, "half-Q8_0.gguf", "Q8_0", 0);
-	assert_int_equal(run(&log, "'%s' fidelity '%s' '%s' --text '%s' "
+	assert_int_equal(th_sh(&log, "'%s' fidelity '%s' '%s' --text '%s' "
 			     "--chunks 1 --ctx 128 --threads 2 --cpu --json",
 			     worker, f16, bad_q, text), 3);
 	o = result_of(log, "half-Q8_0.gguf");

@@ -41,24 +41,6 @@ struct fake {
 
 static struct fake srv;
 
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Runs the shell command fmt... with stderr folded into stdout. */
-static int run(char **out, const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
-
 /* Starts a fake Ollama keeping its blobs in root/<tag>. */
 static int fake_start(struct fake *f, const char *tag)
 {
@@ -90,7 +72,7 @@ static cJSON *fake_state(const struct fake *f)
 	char *out;
 	cJSON *doc;
 
-	if (run(&out, "curl -sf http://127.0.0.1:%d/_control/state", f->port) != 0)
+	if (th_sh(&out, "curl -sf http://127.0.0.1:%d/_control/state", f->port) != 0)
 		fail_msg("fakeollama state: %s", out);
 	doc = cJSON_Parse(out);
 	free(out);
@@ -206,7 +188,7 @@ static void artifact_sha(int job, const char *file, char *out, size_t cap)
 	cJSON *doc;
 	char *text;
 
-	assert_int_equal(run(&text, "%s artifacts %d --json", JOB, job), 0);
+	assert_int_equal(th_sh(&text, "%s artifacts %d --json", JOB, job), 0);
 	doc = cJSON_Parse(text);
 	free(text);
 	assert_non_null(doc);
@@ -264,14 +246,14 @@ static void test_job_registers_the_model(void **state)
 	/* without the fidelity step: the recommendation goes by type (the
 	 * tiny random model's Q6_K is not within the bounds figures would
 	 * hold it to; the choice on figures is tested below) */
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0,Q6_K --no-fidelity "
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0,Q6_K --no-fidelity "
 			     "--ollama tiny 2>/dev/null; }", JOB, model), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
-	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
-	assert_int_equal(run(&out, "%s status 1", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status 1", JOB), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "succeeded"));
 	assert_non_null(strstr(out, "ollama     done"));
@@ -316,13 +298,13 @@ static void test_job_registers_the_model(void **state)
 	cJSON_Delete(st);
 
 	/* Ollama shows it with that template */
-	assert_int_equal(run(&out, "curl -sf http://127.0.0.1:%d/api/show -d "
+	assert_int_equal(th_sh(&out, "curl -sf http://127.0.0.1:%d/api/show -d "
 			     "'{\"model\":\"tiny\"}'", srv.port), 0);
 	assert_non_null(strstr(out, "\"template\""));
 	assert_non_null(strstr(out, "PARAMETER stop"));
 	free(out);
 	/* the job's events say what happened, in words */
-	assert_int_equal(run(&out, "%s logs 1", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s logs 1", JOB), 0);
 	assert_non_null(strstr(out, "uploading tiny-Q6_K.gguf"));
 	assert_non_null(strstr(out, "registered tiny:q8_0"));
 	assert_non_null(strstr(out, "ready: ollama run tiny"));
@@ -341,7 +323,7 @@ static void test_second_registration_sends_nothing(void **state)
 	(void)state;
 	snprintf(host, sizeof(host), "http://127.0.0.1:%d/", srv.port);
 	setenv("OLLAMA_HOST", host, 1);
-	assert_int_equal(run(&out, "%s ollama 1 me/tiny2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s ollama 1 me/tiny2", JOB), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "Ollama has tiny-Q6_K.gguf already"));
 	assert_non_null(strstr(out, "Ollama has tiny-Q8_0.gguf already"));
@@ -349,7 +331,7 @@ static void test_second_registration_sends_nothing(void **state)
 	assert_non_null(strstr(out, "registered me/tiny2:q6_k"));
 	assert_non_null(strstr(out, "ready: ollama run me/tiny2\n"));
 	free(out);
-	assert_int_equal(run(&out, "%s ollama 1 tiny3:best", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s ollama 1 tiny3:best", JOB), 0);
 	assert_non_null(strstr(out, "registered tiny3:best (tiny-Q6_K.gguf"));
 	free(out);
 	st = fake_state(&srv);
@@ -383,7 +365,7 @@ static void test_second_registration_sends_nothing(void **state)
 		assert_int_equal(th_write_file(path, text, strlen(text)), 0);
 		cJSON_free(text);
 		cJSON_Delete(prov);
-		assert_int_equal(run(&out, "%s ollama 1 tiny4:best", JOB), 0);
+		assert_int_equal(th_sh(&out, "%s ollama 1 tiny4:best", JOB), 0);
 		assert_non_null(strstr(out, "registered tiny4:best (tiny-Q8_0.gguf"));
 		free(out);
 		/* as it was, for the tests after */
@@ -416,7 +398,7 @@ static void test_corrupted_upload_refused(void **state)
 	fseek(f, -1, SEEK_CUR);
 	fputc(c ^ 0x55, f);
 	fclose(f);
-	assert_int_equal(run(&out, "%s ollama 1 tiny", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s ollama 1 tiny", JOB), 1);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "Ollama refused tiny-Q6_K.gguf: digest "
 				    "mismatch"));
@@ -448,37 +430,37 @@ static void test_no_server_keeps_the_job(void **state)
 	(void)state;
 	assert_true(port > 0);
 	use_server(port);
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 --no-smoke --ollama tiny "
-			     "2>/dev/null; }", JOB, model), 0);
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0 --no-smoke "
+			       "--ollama tiny 2>/dev/null; }", JOB, model), 0);
 	assert_string_equal(out, "2\n");
 	free(out);
-	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
-	assert_int_equal(run(&out, "%s status 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status 2", JOB), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "succeeded"));
 	assert_non_null(strstr(out, "ollama     failed"));
 	free(out);
 	snprintf(want, sizeof(want), "no Ollama server answers at "
 		 "http://127.0.0.1:%d (OLLAMA_HOST=127.0.0.1:%d)", port, port);
-	assert_int_equal(run(&out, "%s show 2 --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 2 --json", JOB), 0);
 	assert_non_null(strstr(out, want));
 	assert_non_null(strstr(out, "ollama create tiny -f "));
 	assert_non_null(strstr(out, "/artifacts/job-2/Modelfile"));
 	assert_non_null(strstr(out, "it succeeds without this"));
 	assert_non_null(strstr(out, "mibera-job ollama 2 tiny"));
 	free(out);
-	assert_int_equal(run(&out, "%s logs 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s logs 2", JOB), 0);
 	assert_non_null(strstr(out, "not registered with Ollama"));
 	assert_non_null(strstr(out, "job 2 succeeded"));
 	free(out);
-	assert_int_equal(run(&out, "%s ollama 2 tiny", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s ollama 2 tiny", JOB), 1);
 	assert_non_null(strstr(out, want));
 	assert_non_null(strstr(out, "ollama create tiny -f "));
 	free(out);
 	unsetenv("OLLAMA_HOST");
-	assert_int_equal(run(&out, "OLLAMA_HOST= %s ollama 2 tiny", JOB), 1);
+	assert_int_equal(th_sh(&out, "OLLAMA_HOST= %s ollama 2 tiny", JOB), 1);
 	/* the default, as Ollama's own: 127.0.0.1:11434 */
 	assert_non_null(strstr(out, "at http://127.0.0.1:11434 (OLLAMA_HOST is "
 				    "not set"));
@@ -493,24 +475,24 @@ static void test_refusals(void **state)
 
 	(void)state;
 	use_server(srv.port);
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }",
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }",
 			     JOB, model), 0);
 	assert_string_equal(out, "3\n");
 	free(out);
-	assert_int_equal(run(&out, "%s ollama 3 tiny", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s ollama 3 tiny", JOB), 1);
 	assert_non_null(strstr(out, "job 3 has not succeeded (it is queued)"));
 	free(out);
-	assert_int_equal(run(&out, "%s ollama 99 tiny", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s ollama 99 tiny", JOB), 1);
 	assert_non_null(strstr(out, "no job 99"));
 	free(out);
-	assert_int_equal(run(&out, "%s ollama 1 'Bad Name!'", JOB), 2);
+	assert_int_equal(th_sh(&out, "%s ollama 1 'Bad Name!'", JOB), 2);
 	assert_non_null(strstr(out, "'Bad Name!' is not an Ollama model name"));
 	free(out);
-	assert_int_equal(run(&out, "%s submit %s --ollama 'a:b:c'", JOB, model), 2);
+	assert_int_equal(th_sh(&out, "%s submit %s --ollama 'a:b:c'", JOB, model), 2);
 	assert_non_null(strstr(out, "--ollama: 'a:b:c' is not an Ollama model "
 				    "name"));
 	free(out);
-	assert_int_equal(run(&out, "%s status 3", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status 3", JOB), 0);
 	assert_non_null(strstr(out, "queued"));
 	free(out);
 }

@@ -40,43 +40,6 @@ static int32_t toks[NTOK];
 /* Runs the shell command made from fmt (paths here come from th_tmpdir:
  * no quotes in them) with stderr folded into stdout. Returns the exit
  * code, or -1; *out (may be NULL) gets the output (caller frees). */
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int run(char **out, const char *fmt, ...)
-{
-	char line[4000], cmd[4096], chunk[4096];
-	char *buf = NULL, *p;
-	size_t len = 0, n;
-	va_list ap;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s 2>&1", line);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		p = realloc(buf, len + n + 1);
-		assert_non_null(p);
-		buf = p;
-		memcpy(buf + len, chunk, n);
-		len += n;
-	}
-	if (buf == NULL)
-		buf = calloc(1, 1);
-	assert_non_null(buf);
-	buf[len] = '\0';
-	st = pclose(f);
-	if (out != NULL)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int exists(const char *path)
 {
 	struct stat sb;
@@ -96,7 +59,7 @@ static char *quantize(const char *in, const char *name, const char *type)
 	int rc;
 
 	path_in(out, sizeof(out), name);
-	rc = run(&log, "'%s' quantize '%s' '%s' %s --threads 2", worker, in,
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' %s --threads 2", worker, in,
 		 out, type);
 	if (rc != 0)
 		fail_msg("quantize %s -> %s exited %d:\n%s", in, out, rc, log);
@@ -177,7 +140,7 @@ static int setup(void **state)
 	path_in(phi_f16, sizeof(phi_f16), "phi4-tiny-F16.gguf");
 	if (th_mkmodel(src, "phi4-tiny", phi_extra) != 0)
 		return -1;
-	rc = run(&log, "'%s' convert '%s' '%s'", worker, src, phi_f16);
+	rc = th_sh(&log, "'%s' convert '%s' '%s'", worker, src, phi_f16);
 	if (rc != 0) {
 		fprintf(stderr, "convert phi4-tiny: exit %d\n%s", rc, log);
 		free(log);
@@ -190,7 +153,7 @@ static int setup(void **state)
 	snprintf(llama_f16, sizeof(llama_f16), "%s/llama-tiny-F16.gguf", root);
 	if (th_mkmodel(src, "llama-tiny", phi_extra) != 0)
 		return -1;
-	rc = run(&log, "'%s' convert '%s' '%s'", worker, src, llama_f16);
+	rc = th_sh(&log, "'%s' convert '%s' '%s'", worker, src, llama_f16);
 	if (rc != 0) {
 		fprintf(stderr, "convert llama-tiny: exit %d\n%s", rc, log);
 		free(log);
@@ -269,7 +232,7 @@ static void test_fallback_rows(void **state)
 	(void)state;
 	path_in(out, sizeof(out), "llama-tiny-Q4_K_M.gguf");
 	snprintf(events, sizeof(events), "%s/quantize.events", root);
-	rc = run(&log, "MIBERA_EVENTS='%s' '%s' quantize '%s' '%s' Q4_K_M",
+	rc = th_sh(&log, "MIBERA_EVENTS='%s' '%s' quantize '%s' '%s' Q4_K_M",
 		 events, worker, llama_f16, out);
 	if (rc != 0)
 		fail_msg("exit %d:\n%s", rc, log);
@@ -316,7 +279,7 @@ static void test_bad_type(void **state)
 
 	(void)state;
 	path_in(out, sizeof(out), "phi4-tiny-Q4_K_X.gguf");
-	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_X", worker, phi_f16, out);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q4_K_X", worker, phi_f16, out);
 	assert_int_equal(rc, 2);
 	assert_non_null(strstr(log, "unknown type 'Q4_K_X'"));
 	assert_non_null(strstr(log, "Q4_K_M"));
@@ -324,9 +287,9 @@ static void test_bad_type(void **state)
 	assert_non_null(strstr(log, "BF16"));
 	assert_false(exists(out));
 	free(log);
-	rc = run(NULL, "'%s' quantize '%s' '%s'", worker, phi_f16, out);
+	rc = th_sh(NULL, "'%s' quantize '%s' '%s'", worker, phi_f16, out);
 	assert_int_equal(rc, 2);
-	rc = run(NULL, "'%s' quantize '%s' '%s' Q8_0", worker, phi_f16, phi_f16);
+	rc = th_sh(NULL, "'%s' quantize '%s' '%s' Q8_0", worker, phi_f16, phi_f16);
 	assert_int_equal(rc, 2);
 }
 
@@ -345,7 +308,7 @@ static void test_corrupt_input(void **state)
 	free(data);
 	path_in(out, sizeof(out), "cut-Q4_K_M.gguf");
 	snprintf(part, sizeof(part), "%s.part", out);
-	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
 	print_message("%s", log);
 	/* 3: the same input fails again, so the job fails instead of
 	 * retrying */
@@ -358,7 +321,7 @@ static void test_corrupt_input(void **state)
 
 	/* not a GGUF at all */
 	assert_int_equal(th_write_file(bad, "GGUF\3\0\0\0garbage", 15), 0);
-	rc = run(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q4_K_M", worker, bad, out);
 	assert_int_equal(rc, 3);
 	assert_non_null(strstr(log, "failed to"));
 	assert_false(exists(out));
@@ -375,7 +338,7 @@ static void test_no_space(void **state)
 	path_in(out, sizeof(out), "phi4-tiny-Q6_K.gguf");
 	snprintf(part, sizeof(part), "%s.part", out);
 	/* a reserve larger than any disk: the check must refuse up front */
-	rc = run(&log, "'%s' quantize '%s' '%s' Q6_K --reserve %llu", worker,
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q6_K --reserve %llu", worker,
 		 phi_f16, out, 1ull << 62);
 	assert_int_equal(rc, 3);
 	assert_non_null(strstr(log, "not enough free space"));
@@ -396,7 +359,7 @@ static void test_already_done(void **state)
 	path_in(q8, sizeof(q8), "phi4-tiny-Q8_0.gguf");
 	assert_int_equal(stat(q8, &before), 0);
 	t0 = th_now_ms();
-	rc = run(&log, "'%s' quantize '%s' '%s' q8_0", worker, phi_f16, q8);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' q8_0", worker, phi_f16, q8);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(log, "already done"));
 	free(log);
@@ -425,7 +388,7 @@ static void sha256sum(const char *path, char hex[MB_SHA256_HEX])
 {
 	char *log;
 
-	assert_int_equal(run(&log, "sha256sum '%s'", path), 0);
+	assert_int_equal(th_sh(&log, "sha256sum '%s'", path), 0);
 	assert_true(strlen(log) >= 64);
 	memcpy(hex, log, 64);
 	hex[64] = '\0';
@@ -457,7 +420,7 @@ static void test_manifest(void **state)
 	path_in(path, sizeof(path), "link.gguf");
 	assert_int_equal(symlink("phi4-tiny-F16.gguf", path), 0);
 
-	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
+	rc = th_sh(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
 	if (rc != 0)
 		fail_msg("manifest exited %d:\n%s", rc, log);
 	print_message("%s", log);
@@ -505,17 +468,17 @@ static void test_manifest(void **state)
 
 	/* a second run reuses every entry; --force and a changed chunk size
 	 * hash again */
-	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
+	rc = th_sh(&log, "'%s' manifest '%s' --chunk-size 1048576", worker, art);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(log, "(5 reused)"));
 	free(log);
-	rc = run(&log, "'%s' manifest '%s' --chunk-size 1048576 --force",
+	rc = th_sh(&log, "'%s' manifest '%s' --chunk-size 1048576 --force",
 		 worker, art);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(log, "(0 reused)"));
 	free(log);
 	snprintf(path, sizeof(path), "%s/other.json", root);
-	rc = run(&log, "'%s' manifest '%s' --out '%s'", worker, art, path);
+	rc = th_sh(&log, "'%s' manifest '%s' --out '%s'", worker, art, path);
 	assert_int_equal(rc, 0);
 	free(log);
 	text = th_slurp(path, &len);
@@ -531,7 +494,7 @@ static void test_manifest(void **state)
 	/* --skip leaves the float GGUF out (the coordinator's manifest of
 	 * what it pulls while the worker makes the rest), the others listed */
 	snprintf(path, sizeof(path), "%s/skip.json", root);
-	rc = run(&log, "'%s' manifest '%s' --out '%s' --skip phi4-tiny-F16.gguf",
+	rc = th_sh(&log, "'%s' manifest '%s' --out '%s' --skip phi4-tiny-F16.gguf",
 		 worker, art, path);
 	assert_int_equal(rc, 0);
 	free(log);
@@ -545,7 +508,7 @@ static void test_manifest(void **state)
 	assert_int_equal(l->n, nwant - 1);
 	mb_manifest_list_free(l);
 
-	rc = run(&log, "'%s' manifest '%s' --chunk-size 1000", worker, art);
+	rc = th_sh(&log, "'%s' manifest '%s' --chunk-size 1000", worker, art);
 	assert_int_equal(rc, 2);
 	free(log);
 }
@@ -561,7 +524,7 @@ static void test_smoke_runs_quantized(void **state)
 	(void)state;
 	free(quantize(phi_f16, "smoke-Q4_K_M.gguf", "Q4_K_M"));
 	path_in(q4, sizeof(q4), "smoke-Q4_K_M.gguf");
-	if (run(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
+	if (th_sh(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
 		MB_BINARY_DIR, q4) != 0)
 		fail_msg("smoke failed: %s", out);
 	print_message("%s", out);
@@ -597,7 +560,7 @@ static void test_gemma3_q4_k_m_smoke(void **state)
 	snprintf(src, sizeof(src), "%s/gemma3", root);
 	path_in(f16, sizeof(f16), "gemma3-tiny-F16.gguf");
 	assert_int_equal(th_mkmodel(src, "gemma3-tiny", extra), 0);
-	if (run(&log, "'%s' convert '%s' '%s'", worker, src, f16) != 0)
+	if (th_sh(&log, "'%s' convert '%s' '%s'", worker, src, f16) != 0)
 		fail_msg("convert gemma3-tiny: %s", log);
 	free(log);
 	free(quantize(f16, "gemma3-tiny-Q4_K_M.gguf", "Q4_K_M"));
@@ -616,7 +579,7 @@ static void test_gemma3_q4_k_m_smoke(void **state)
 	assert_true(rel < 0.5);
 	free(lf);
 	free(l4);
-	if (run(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
+	if (th_sh(&out, "'%s/mibera-job' smoke '%s' --json 2>/dev/null",
 		MB_BINARY_DIR, q4) != 0)
 		fail_msg("smoke failed: %s", out);
 	print_message("%s", out);
@@ -643,9 +606,9 @@ static void test_smoke_truncated_fails(void **state)
 	path_in(q8, sizeof(q8), "cut-Q8_0.gguf");
 	path_in(cut, sizeof(cut), "cut-Q8_0.truncated.gguf");
 	size = file_size(q8);
-	assert_int_equal(run(NULL, "cp '%s' '%s'", q8, cut), 0);
+	assert_int_equal(th_sh(NULL, "cp '%s' '%s'", q8, cut), 0);
 	assert_int_equal(truncate(cut, size * 2 / 3), 0);
-	assert_int_equal(run(&out, "'%s/mibera-job' smoke '%s' 2>/dev/null",
+	assert_int_equal(th_sh(&out, "'%s/mibera-job' smoke '%s' 2>/dev/null",
 			     MB_BINARY_DIR, cut), 1);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "FAILED"));
@@ -669,7 +632,7 @@ static void test_smoke_crash_is_contained(void **state)
 	path_in(bad, sizeof(bad), "dup-F16.gguf");
 	/* token "b" (a GGUF string: u64 length 1, then the byte) becomes
 	 * a second "a" */
-	assert_int_equal(run(NULL, "%s -c \"import struct,sys; d=open(sys.argv[1],"
+	assert_int_equal(th_sh(NULL, "%s -c \"import struct,sys; d=open(sys.argv[1],"
 			     "'rb').read(); p=lambda c: struct.pack('<Q',1)+c; "
 			     "i=d.index(p(b'b')); open(sys.argv[2],'wb').write("
 			     "d[:i]+p(b'a')+d[i+9:])\" '%s' '%s'", MB_PYTHON,
@@ -688,7 +651,7 @@ static void test_smoke_crash_is_contained(void **state)
 	assert_true(r.n_prompt > 0);
 	/* a load that takes too long is stopped */
 	path_in(bad, sizeof(bad), "slow-smoke.sh");
-	assert_int_equal(run(NULL, "printf '#!/bin/sh\\nsleep 30\\n' > '%s' && "
+	assert_int_equal(th_sh(NULL, "printf '#!/bin/sh\\nsleep 30\\n' > '%s' && "
 			     "chmod +x '%s'", bad, bad), 0);
 	rc = mb_smoke_isolated(bad, phi_f16, 8, 0, 1, &r);
 	assert_int_equal(rc, MB_ETIMEDOUT);
@@ -701,7 +664,7 @@ static cJSON *smoke_json(const char *env, const char *path, int want_rc)
 	cJSON *doc;
 	int rc;
 
-	rc = run(&out, "%s '%s/mibera-job' smoke '%s' --json 2>/dev/null", env,
+	rc = th_sh(&out, "%s '%s/mibera-job' smoke '%s' --json 2>/dev/null", env,
 		 MB_BINARY_DIR, path);
 	if (rc != want_rc)
 		fail_msg("smoke with '%s' exited %d, not %d: %s", env, rc,
@@ -758,7 +721,7 @@ static void test_smoke_memory_checked(void **state)
 
 	/* inspect on the model the file was made from says the same */
 	snprintf(dir, sizeof(dir), "%s/phi", root);
-	assert_int_equal(run(&out, "'%s/mibera-job' inspect '%s' --json "
+	assert_int_equal(th_sh(&out, "'%s/mibera-job' inspect '%s' --json "
 			     "2>/dev/null", MB_BINARY_DIR, dir), 0);
 	doc = cJSON_Parse(out);
 	free(out);
@@ -789,7 +752,7 @@ static void test_smoke_memory_checked(void **state)
 		"error")), "is available; free some memory"));
 	cJSON_Delete(doc);
 	/* a value that is not a byte count is named */
-	assert_int_equal(run(&out, "MIBERA_SMOKE_MEM_AVAILABLE=6G '%s/mibera-job' "
+	assert_int_equal(th_sh(&out, "MIBERA_SMOKE_MEM_AVAILABLE=6G '%s/mibera-job' "
 			     "smoke '%s' 2>/dev/null", MB_BINARY_DIR, q4), 1);
 	assert_non_null(strstr(out, "MIBERA_SMOKE_MEM_AVAILABLE is '6G', not a "
 			       "number of bytes"));

@@ -33,34 +33,18 @@
 #include "sshd.h"
 #include "th.h"
 
+#define JOB MB_BINARY_DIR "/mibera-job"
+#define COORD MB_BINARY_DIR "/mibera-coordinator"
+
 static char root[512], home[600];
 static struct th_sshd sshd;
-
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Runs "BIN/<fmt...>" (a program of the build and its arguments). */
-static int run(char **out, const char *fmt, ...)
-{
-	char args[4000], cmd[4200];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s/%s", MB_BINARY_DIR, args);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
 
 static cJSON *status_json(const char *job)
 {
 	char *out;
 	cJSON *doc;
 
-	assert_int_equal(run(&out, "mibera-job status %s --json", job), 0);
+	assert_int_equal(th_sh(&out, JOB " status %s --json", job), 0);
 	doc = cJSON_Parse(out);
 	if (doc == NULL)
 		fail_msg("status --json is not JSON: %s", out);
@@ -81,14 +65,14 @@ static void add_worker(const char *name, const char *extra)
 	const char *p;
 	int rc;
 
-	rc = run(&out, "mibera-job worker add %s box1 --dir %s/wd-%s --agent "
+	rc = th_sh(&out, JOB " worker add %s box1 --dir %s/wd-%s --agent "
 		 "%s/mibera-worker %s", name, root, name, MB_BINARY_DIR, extra);
 	if (rc != 0 && (p = strstr(out, "SHA256:")) != NULL) {
 		size_t n = strcspn(p, " )\n,");
 
 		snprintf(fp, sizeof(fp), "%.*s", (int)n, p);
 		free(out);
-		rc = run(&out, "mibera-job worker add %s box1 --dir %s/wd-%s --agent "
+		rc = th_sh(&out, JOB " worker add %s box1 --dir %s/wd-%s --agent "
 			 "%s/mibera-worker %s --accept-host-key %s", name, root,
 			 name, MB_BINARY_DIR, extra, fp);
 	}
@@ -262,7 +246,7 @@ static void test_two_workers_four_jobs(void **state)
 	for (i = 0; i < 4; i++) {
 		/* the F16 too: each job long enough to see both workers
 		 * busy at once */
-		assert_int_equal(run(&out, "mibera-job submit %s --worker %s --quant "
+		assert_int_equal(th_sh(&out, JOB " submit %s --worker %s --quant "
 				     "Q8_0 --pull-f16", model, i % 2 ? "w2" : "w1"), 0);
 		free(out);
 	}
@@ -437,7 +421,7 @@ static void submit_big(const char *quants, const char *want)
 	path_in(model, sizeof(model), "big");
 	/* the 40-layer model is for the kills and the long journal: the
 	 * quality steps, tested elsewhere, would only slow it down */
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w1 --quant %s "
+	assert_int_equal(th_sh(&out, JOB " submit %s --worker w1 --quant %s "
 			     "--no-smoke --no-fidelity --imatrix off", model,
 			     quants), 0);
 	assert_int_equal(atoi(out), atoi(want));
@@ -533,7 +517,7 @@ static void test_killed_during_convert_and_pull(void **state)
 	assert_true(verified >= 8);
 
 	/* the last start finishes the job */
-	if (run(&out, "mibera-coordinator --once") != 0)
+	if (th_sh(&out, COORD " --once") != 0)
 		fail_msg("coordinator: %s", out);
 	assert_non_null(strstr(out, "resuming"));
 	free(out);
@@ -551,7 +535,7 @@ static void test_killed_during_convert_and_pull(void **state)
 	assert_int_equal(attempts_of(job, "manifest"), 1);
 	assert_int_equal(attempts_of(job, "pull"), 2);
 	cJSON_Delete(doc);
-	assert_int_equal(run(&out, "mibera-job logs --json 5"), 0);
+	assert_int_equal(th_sh(&out, JOB " logs --json 5"), 0);
 	for (l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		const char *r = strstr(l, "\"reused\":");
 
@@ -563,10 +547,10 @@ static void test_killed_during_convert_and_pull(void **state)
 	}
 	free(out);
 	/* each restart said, in the job's events, which step it resumed */
-	assert_int_equal(run(&out, "mibera-job logs --step convert 5"), 0);
+	assert_int_equal(th_sh(&out, JOB " logs --step convert 5"), 0);
 	assert_non_null(strstr(out, "the coordinator stopped while this step ran"));
 	free(out);
-	assert_int_equal(run(&out, "mibera-job logs --step pull 5"), 0);
+	assert_int_equal(th_sh(&out, JOB " logs --step pull 5"), 0);
 	assert_non_null(strstr(out, "the coordinator stopped while this step ran"));
 	free(out);
 	/* the worker converted once; the pull kept what it had verified */
@@ -619,7 +603,7 @@ static void test_cancel_during_a_worker_step_then_retry(void **state)
 		assert_int_equal(th_capture(cmd, &out), 0);
 		free(out);
 	}
-	assert_int_equal(run(&out, "mibera-job cancel 6"), 0);
+	assert_int_equal(th_sh(&out, JOB " cancel 6"), 0);
 	free(out);
 	/* the coordinator gives the job up, the worker's process is gone */
 	assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -630,9 +614,9 @@ static void test_cancel_during_a_worker_step_then_retry(void **state)
 	cJSON_Delete(doc);
 	assert_int_equal(processes_with(what), 0);
 	/* retry: from the first unfinished step; convert is not run again */
-	assert_int_equal(run(&out, "mibera-job retry 6"), 0);
+	assert_int_equal(th_sh(&out, JOB " retry 6"), 0);
 	free(out);
-	if (run(&out, "mibera-coordinator --once") != 0)
+	if (th_sh(&out, COORD " --once") != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
 	doc = status_json("6");
@@ -703,7 +687,7 @@ static void test_killed_during_quantize_with_a_long_journal(void **state)
 		free(lines);
 		assert_true(journal_lines > 100);
 	}
-	if (run(&out, "mibera-coordinator --once") != 0)
+	if (th_sh(&out, COORD " --once") != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
 	doc = status_json("7");
@@ -775,7 +759,7 @@ static void test_one_coordinator(void **state)
 		assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(co, "heartbeat")) > 0);
 		cJSON_Delete(doc);
 	}
-	assert_int_equal(run(&out, "mibera-coordinator --once"), 1);
+	assert_int_equal(th_sh(&out, COORD " --once"), 1);
 	print_message("%s", out);
 	snprintf(pidtext, sizeof(pidtext), "(pid %d)", (int)pid);
 	assert_non_null(strstr(out, "another coordinator"));
@@ -784,10 +768,10 @@ static void test_one_coordinator(void **state)
 	/* the first is killed: its lock goes with it */
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
-	assert_int_equal(run(&out, "mibera-job status"), 0);
+	assert_int_equal(th_sh(&out, JOB " status"), 0);
 	assert_non_null(strstr(out, "coordinator: not running"));
 	free(out);
-	if (run(&out, "mibera-coordinator --once") != 0)
+	if (th_sh(&out, COORD " --once") != 0)
 		fail_msg("after the first died: %s", out);
 	free(out);
 
@@ -817,7 +801,7 @@ static void test_one_coordinator(void **state)
 	print_message("%s", out);
 	assert_non_null(strstr(out, "jobs.db"));
 	free(out);
-	assert_int_equal(run(&out, "mibera-job status") != 0, 1);
+	assert_int_equal(th_sh(&out, JOB " status") != 0, 1);
 	assert_null(strstr(out, "0 jobs"));
 	assert_non_null(strstr(out, "jobs.db"));
 	free(out);
@@ -851,13 +835,13 @@ static void test_idle_command_under_once_and_failing(void **state)
 		 "1000", idle4);
 	add_worker("w4", cmd);
 	path_in(model, sizeof(model), "tiny");
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w3 --quant Q8_0 "
+	assert_int_equal(th_sh(&out, JOB " submit %s --worker w3 --quant Q8_0 "
 			     "--no-smoke", model), 0);
 	free(out);
-	assert_int_equal(run(&out, "mibera-job submit %s --worker w4 --quant Q8_0 "
+	assert_int_equal(th_sh(&out, JOB " submit %s --worker w4 --quant Q8_0 "
 			     "--no-smoke", model), 0);
 	free(out);
-	if (run(&out, "mibera-coordinator --once") != 0)
+	if (th_sh(&out, COORD " --once") != 0)
 		fail_msg("coordinator: %s", out);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "worker w3: its idle command failed (exit 3, "

@@ -33,26 +33,6 @@ static int32_t toks[NTOK];
 
 /* Runs the command made from fmt, output folded; returns its exit code
  * and the output in *out (may be NULL; caller frees). */
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int run(char **out, const char *fmt, ...)
-{
-	char cmd[4096], *log = NULL;
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = th_capture(cmd, &log);
-	if (out != NULL)
-		*out = log;
-	else
-		free(log);
-	return rc;
-}
-
 static void in_root(char *buf, size_t cap, const char *name)
 {
 	snprintf(buf, cap, "%s/%s", root, name);
@@ -179,7 +159,7 @@ static int setup(void **state)
 	in_root(whole, sizeof(whole), "phi4-tiny-F16.gguf");
 	if (th_mkmodel(src, "phi4-tiny", extra) != 0)
 		return -1;
-	if (run(&log, "'%s' convert '%s' '%s'", worker, src, whole) != 0) {
+	if (th_sh(&log, "'%s' convert '%s' '%s'", worker, src, whole) != 0) {
 		fprintf(stderr, "convert: %s\n", log);
 		free(log);
 		return -1;
@@ -207,7 +187,7 @@ static void test_convert_split_f16(void **state)
 	(void)state;
 	in_root(art, sizeof(art), "set-F16.gguf");
 	/* about a third of the file: three parts */
-	assert_int_equal(run(&log, "'%s' convert '%s' '%s' --split-max-size 8M",
+	assert_int_equal(th_sh(&log, "'%s' convert '%s' '%s' --split-max-size 8M",
 			     worker, src, art), 0);
 	assert_non_null(strstr(log, "wrote 3 parts"));
 	free(log);
@@ -224,11 +204,11 @@ static void test_convert_split_f16(void **state)
 	same_logits(whole, first);
 
 	/* written again whole (no size), the parts go */
-	assert_int_equal(run(NULL, "'%s' convert '%s' '%s'", worker, src, art), 0);
+	assert_int_equal(th_sh(NULL, "'%s' convert '%s' '%s'", worker, src, art), 0);
 	assert_int_not_equal(access(first, F_OK), 0);
 	assert_int_equal(file_size(art), size);
 	/* and a set again, the whole file goes */
-	assert_int_equal(run(NULL, "'%s' convert '%s' '%s' --split-max-size 8M",
+	assert_int_equal(th_sh(NULL, "'%s' convert '%s' '%s' --split-max-size 8M",
 			     worker, src, art), 0);
 	assert_int_not_equal(access(art, F_OK), 0);
 	check_set(art, 3, ntensors(whole), 8000000);
@@ -241,7 +221,7 @@ static void test_convert_fits(void **state)
 
 	(void)state;
 	in_root(art, sizeof(art), "fits-F16.gguf");
-	assert_int_equal(run(NULL, "'%s' convert '%s' '%s' --split-max-size 50G",
+	assert_int_equal(th_sh(NULL, "'%s' convert '%s' '%s' --split-max-size 50G",
 			     worker, src, art), 0);
 	assert_int_equal(file_size(art), file_size(whole));
 	{
@@ -268,11 +248,11 @@ static void test_quantize_split_q8(void **state)
 	in_root(q8, sizeof(q8), "whole-Q8_0.gguf");
 	in_root(keep, sizeof(keep), "keep-Q8_0.gguf");
 	in_root(small, sizeof(small), "small-Q8_0.gguf");
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2",
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2",
 			     worker, whole, q8), 0);
 	free(log);
 	/* the set named as a whole, as the job names it */
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2",
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2",
 			     worker, set, keep), 0);
 	assert_non_null(strstr(log, "wrote 3 parts"));
 	free(log);
@@ -280,7 +260,7 @@ static void test_quantize_split_q8(void **state)
 	assert_int_equal(mb_splitset_find(keep, &s, err, sizeof(err)), 0);
 	same_logits(q8, s.first);
 	/* a new size for the whole file's quant */
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2 "
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' Q8_0 --threads 2 "
 			     "--split-max-size 2M", worker, whole, small), 0);
 	free(log);
 	assert_int_equal(mb_splitset_find(small, &s, err, sizeof(err)), 0);
@@ -290,7 +270,7 @@ static void test_quantize_split_q8(void **state)
 					       sizeof(first)), 0);
 	same_logits(q8, first);
 	/* done once: the same request finds it */
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' Q8_0 "
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' Q8_0 "
 			     "--split-max-size 2M", worker, whole, small), 0);
 	assert_non_null(strstr(log, "already done"));
 	free(log);
@@ -310,7 +290,7 @@ static void test_missing_part_named(void **state)
 	assert_int_equal(mb_splitset_part_path(art, 1, 3, p2, sizeof(p2)), 0);
 	snprintf(moved, sizeof(moved), "%s.away", p2);
 	assert_int_equal(rename(p2, moved), 0);
-	rc = run(&log, "'%s' quantize '%s' '%s' Q8_0", worker, art, out);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q8_0", worker, art, out);
 	assert_int_not_equal(rc, 0);
 	assert_non_null(strstr(log, "set-F16-00002-of-00003.gguf"));
 	assert_non_null(strstr(log, "missing"));
@@ -323,7 +303,7 @@ static void test_missing_part_named(void **state)
 	assert_int_equal(mb_splitset_part_path(art, 1, 3, p2, sizeof(p2)), 0);
 	assert_int_equal(rename(moved, p2), 0);
 	/* a part named as the input is refused with what to name */
-	rc = run(&log, "'%s' quantize '%s' '%s' Q8_0", worker, p2, out);
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q8_0", worker, p2, out);
 	assert_int_not_equal(rc, 0);
 	assert_non_null(strstr(log, "named by its first part"));
 	free(log);
@@ -349,7 +329,7 @@ static void test_bad_sizes(void **state)
 	(void)state;
 	in_root(art, sizeof(art), "bad-F16.gguf");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = run(&log, "'%s' convert '%s' '%s' --split-max-size %s",
+		int rc = th_sh(&log, "'%s' convert '%s' '%s' --split-max-size %s",
 			     worker, src, art, bad[i].size);
 
 		if (rc != 2 || strstr(log, bad[i].says) == NULL ||
@@ -359,7 +339,7 @@ static void test_bad_sizes(void **state)
 		free(log);
 		assert_int_not_equal(access(art, F_OK), 0);
 	}
-	assert_int_equal(run(&log, "'%s' quantize '%s' '%s' Q8_0 "
+	assert_int_equal(th_sh(&log, "'%s' quantize '%s' '%s' Q8_0 "
 			     "--split-max-size 12Q", worker, whole, art), 2);
 	assert_non_null(strstr(log, "not a size"));
 	free(log);
