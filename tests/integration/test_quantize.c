@@ -37,9 +37,6 @@ static char root[512], art[600], worker[600];
 static char phi_f16[700], llama_f16[700];
 static int32_t toks[NTOK];
 
-/* Runs the shell command made from fmt (paths here come from th_tmpdir:
- * no quotes in them) with stderr folded into stdout. Returns the exit
- * code, or -1; *out (may be NULL) gets the output (caller frees). */
 static int exists(const char *path)
 {
 	struct stat sb;
