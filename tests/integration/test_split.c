@@ -31,8 +31,6 @@ static char root[512], worker[600], src[600];
 static char whole[700];	/* the F16 in one file */
 static int32_t toks[NTOK];
 
-/* Runs the command made from fmt, output folded; returns its exit code
- * and the output in *out (may be NULL; caller frees). */
 static void in_root(char *buf, size_t cap, const char *name)
 {
 	snprintf(buf, cap, "%s/%s", root, name);
