@@ -213,4 +213,8 @@ unsigned mb_family_rope_kind(const char *type);
 const struct mb_family_layout *mb_family_layout(const struct mb_family *f,
 						int split);
 
+/* Returns the size d stands for in c's shapes (0 for MB_DIM_NONE and
+ * MB_DIM_ANY, and for a size c does not know yet). */
+uint64_t mb_family_dim(const struct mb_modelcfg *c, enum mb_dim d);
+
 #endif
