@@ -434,31 +434,6 @@ static double num(const struct mb_modelcfg *c, enum mb_cfg_key k)
 	return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* The size d stands for in c (family.h's enum mb_dim). */
-static uint64_t dim_of(const struct mb_modelcfg *c, enum mb_dim d)
-{
-	switch (d) {
-	case MB_DIM_HIDDEN:
-		return c->hidden;
-	case MB_DIM_Q:
-		return c->q_width;
-	case MB_DIM_KV:
-		return c->kv_width;
-	case MB_DIM_FF:
-		return c->ff;
-	case MB_DIM_QKV:
-		return c->q_width + 2 * c->kv_width;
-	case MB_DIM_Q_KV:
-		return c->q_width + c->kv_width;
-	case MB_DIM_FF2:
-		return 2 * c->ff;
-	case MB_DIM_HEAD:
-		return c->head_dim;
-	default:
-		return 0;
-	}
-}
-
 /* What a source tensor is shifted by: 1 for a norm's weight when the
  * layout's checkpoints store w - 1, else 0. */
 static float shift_of(const struct mb_family_layout *lay, const char *src)
@@ -511,8 +486,8 @@ static int plan_tensors(struct plan *pl, const struct mb_st_model *m,
 				 (unsigned long long)l, t->gguf);
 			snprintf(src, sizeof(src), "model.layers.%llu.%s",
 				 (unsigned long long)l, t->hf);
-			SRC(out, src, dim_of(c, t->row0), dim_of(c, t->rows),
-			    perm);
+			SRC(out, src, mb_family_dim(c, t->row0),
+			    mb_family_dim(c, t->rows), perm);
 		}
 	SRC("output_norm.weight", "model.norm.weight", 0, 0, 0);
 	if (!c->tied)

@@ -286,31 +286,6 @@ static int is1d(const struct mb_st_tensor *t, uint64_t n)
 	return t->ndim == 1 && t->shape[0] == n;
 }
 
-/* The size d stands for, from what analyze() has read so far. */
-static uint64_t dim_value(const struct mb_modelcfg *c, enum mb_dim d)
-{
-	switch (d) {
-	case MB_DIM_HIDDEN:
-		return c->hidden;
-	case MB_DIM_Q:
-		return c->q_width;
-	case MB_DIM_KV:
-		return c->kv_width;
-	case MB_DIM_FF:
-		return c->ff;
-	case MB_DIM_QKV:
-		return c->q_width + 2 * c->kv_width;
-	case MB_DIM_Q_KV:
-		return c->q_width + c->kv_width;
-	case MB_DIM_FF2:
-		return 2 * c->ff;
-	case MB_DIM_HEAD:
-		return c->head_dim;
-	default:
-		return 0;
-	}
-}
-
 static const struct mb_family_tensor *fam_tensor(const struct mb_family *f,
 						 const char *sfx)
 {
@@ -551,8 +526,9 @@ static void analyze(const struct mb_st_model *m, struct mb_modelcfg *c)
 	for (layer = 0; layer < c->layers; layer++) {
 		for (k = 0; f->tensors[k].hf != NULL; k++) {
 			const struct mb_family_tensor *ft = &f->tensors[k];
-			uint64_t r = dim_value(c, ft->rows);
-			uint64_t cols = dim_value(c, ft->cols);
+			/* the sizes analyze() has read so far */
+			uint64_t r = mb_family_dim(c, ft->rows);
+			uint64_t cols = mb_family_dim(c, ft->cols);
 
 			if (ft->rows == MB_DIM_ANY)
 				continue;

@@ -87,6 +87,30 @@ const struct mb_family_layout *mb_family_layout(const struct mb_family *f,
 	return split && f->split != NULL ? f->split : f->native;
 }
 
+uint64_t mb_family_dim(const struct mb_modelcfg *c, enum mb_dim d)
+{
+	switch (d) {
+	case MB_DIM_HIDDEN:
+		return c->hidden;
+	case MB_DIM_Q:
+		return c->q_width;
+	case MB_DIM_KV:
+		return c->kv_width;
+	case MB_DIM_FF:
+		return c->ff;
+	case MB_DIM_QKV:
+		return c->q_width + 2 * c->kv_width;
+	case MB_DIM_Q_KV:
+		return c->q_width + c->kv_width;
+	case MB_DIM_FF2:
+		return 2 * c->ff;
+	case MB_DIM_HEAD:
+		return c->head_dim;
+	default:
+		return 0;
+	}
+}
+
 unsigned mb_family_rope_kind(const char *type)
 {
 	if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0)

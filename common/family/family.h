@@ -14,6 +14,17 @@
  * file here defining `const struct mb_family mb_family_NAME`, its line in
  * family.c's table, its fixtures, and its row in README.md's table of
  * supported models (a unit test checks the README against the table).
+ *
+ * Rows the families share are written once, in common/family/rows.h: a
+ * family's layer tensors, its layouts' plans and its markers and
+ * exclusions list the shared runs it has (MB_TENSOR_NORMS,
+ * MB_PLAN_QKV(...), MB_NAMES_SEPARATE ...) in its order, between rows
+ * only it has; where families differ in a run (q and k permuted, biases
+ * required) the run takes it as an argument. Each array stays whole,
+ * flat and NULL-ended, as the walkers read it, and names each tensor
+ * once (a unit test checks). A family is not its base's rows plus more:
+ * Qwen3 lacks Llama's biases, Gemma 3 the rotary frequencies, and
+ * `extends` refuses a base's tensor the family does not list.
  */
 #ifndef MB_FAMILY_H
 #define MB_FAMILY_H
@@ -212,5 +223,9 @@ unsigned mb_family_rope_kind(const char *type);
  * one when f has no split layout. */
 const struct mb_family_layout *mb_family_layout(const struct mb_family *f,
 						int split);
+
+/* Returns the size d stands for in c's shapes (0 for MB_DIM_NONE and
+ * MB_DIM_ANY, and for a size c does not know yet). */
+uint64_t mb_family_dim(const struct mb_modelcfg *c, enum mb_dim d);
 
 #endif

@@ -2,53 +2,36 @@
  * separate q/k/v and gate/up, optional biases; llama.cpp's llama, q and k
  * permuted for its NORM rope. */
 #include "common/family/family.h"
+#include "common/family/rows.h"
 
 static const char *const archs[] = { "LlamaForCausalLM", "MistralForCausalLM",
 				     NULL };
 static const char *const model_types[] = { "llama", "mistral", NULL };
-static const char *const markers[] = { "self_attn.q_proj.weight",
-				       "mlp.gate_proj.weight", NULL };
-static const char *const excludes[] = { "self_attn.qkv_proj.weight",
-					"mlp.gate_up_proj.weight", NULL };
+static const char *const markers[] = { MB_NAMES_SEPARATE, NULL };
+static const char *const excludes[] = { MB_NAMES_FUSED, NULL };
 
 static const struct mb_family_tensor tensors[] = {
-	{ "input_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "post_attention_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "self_attn.o_proj.weight", MB_DIM_HIDDEN, MB_DIM_Q, 1 },
-	{ "mlp.down_proj.weight", MB_DIM_HIDDEN, MB_DIM_FF, 1 },
-	{ "self_attn.q_proj.weight", MB_DIM_Q, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.k_proj.weight", MB_DIM_KV, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.v_proj.weight", MB_DIM_KV, MB_DIM_HIDDEN, 1 },
-	{ "mlp.gate_proj.weight", MB_DIM_FF, MB_DIM_HIDDEN, 1 },
-	{ "mlp.up_proj.weight", MB_DIM_FF, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.q_proj.bias", MB_DIM_Q, MB_DIM_NONE, 0 },
-	{ "self_attn.k_proj.bias", MB_DIM_KV, MB_DIM_NONE, 0 },
-	{ "self_attn.v_proj.bias", MB_DIM_KV, MB_DIM_NONE, 0 },
+	MB_TENSOR_NORMS,
+	MB_TENSOR_OUT_DOWN,
+	MB_TENSOR_SEPARATE,
+	MB_TENSOR_QKV_BIAS(0),
 	{ "self_attn.o_proj.bias", MB_DIM_HIDDEN, MB_DIM_NONE, 0 },
-	/* old checkpoints keep the rotary frequencies; they are recomputed */
-	{ "self_attn.rotary_emb.inv_freq", MB_DIM_ANY, MB_DIM_NONE, 0 },
-	{ NULL, 0, 0, 0 },
+	MB_TENSOR_INV_FREQ,
+	MB_TENSOR_END,
 };
 
-#define QB "self_attn.q_proj.bias"
+/* the biases, where a layer has them, permuted as q and k are */
 static const struct mb_family_out plan[] = {
-	{ "attn_norm.weight", "input_layernorm.weight", 0, 0, 0, NULL },
-	{ "attn_q.weight", "self_attn.q_proj.weight", 0, 0, MB_PERM_Q, NULL },
-	{ "attn_k.weight", "self_attn.k_proj.weight", 0, 0, MB_PERM_KV, NULL },
-	{ "attn_v.weight", "self_attn.v_proj.weight", 0, 0, 0, NULL },
-	{ "attn_q.bias", "self_attn.q_proj.bias", 0, 0, MB_PERM_Q, QB },
-	{ "attn_k.bias", "self_attn.k_proj.bias", 0, 0, MB_PERM_KV, QB },
-	{ "attn_v.bias", "self_attn.v_proj.bias", 0, 0, 0, QB },
-	{ "attn_output.weight", "self_attn.o_proj.weight", 0, 0, 0, NULL },
+	MB_PLAN_ATTN_NORM,
+	MB_PLAN_QKV(MB_PERM_Q, MB_PERM_KV),
+	MB_PLAN_QKV_BIAS(MB_PERM_Q, MB_PERM_KV, "self_attn.q_proj.bias"),
+	MB_PLAN_ATTN_OUTPUT,
 	{ "attn_output.bias", "self_attn.o_proj.bias", 0, 0, 0,
 	  "self_attn.o_proj.bias" },
-	{ "ffn_norm.weight", "post_attention_layernorm.weight", 0, 0, 0, NULL },
-	{ "ffn_gate.weight", "mlp.gate_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_up.weight", "mlp.up_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_down.weight", "mlp.down_proj.weight", 0, 0, 0, NULL },
-	{ NULL, NULL, 0, 0, 0, NULL },
+	MB_PLAN_FFN_NORM,
+	MB_PLAN_MLP,
+	MB_PLAN_END,
 };
-#undef QB
 
 /* llama.cpp's llama has no sliding window: a Mistral config's is read
  * (inspect says when the context exceeds it) but not written */

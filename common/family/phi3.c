@@ -1,55 +1,51 @@
 /* family/phi3: Phi-3, Phi-3.5 and Phi-4 (Phi3ForCausalLM): fused qkv and
  * gate_up, no biases; llama.cpp's phi3 (native) or llama (split). */
 #include "common/family/family.h"
+#include "common/family/rows.h"
 
 static const char *const archs[] = { "Phi3ForCausalLM", NULL };
 static const char *const model_types[] = { "phi3", NULL };
-static const char *const markers[] = { "self_attn.qkv_proj.weight",
-				       "mlp.gate_up_proj.weight", NULL };
-static const char *const excludes[] = { "self_attn.q_proj.weight",
-					"mlp.gate_proj.weight", NULL };
+static const char *const markers[] = { MB_NAMES_FUSED, NULL };
+static const char *const excludes[] = { MB_NAMES_SEPARATE, NULL };
 
 static const struct mb_family_tensor tensors[] = {
-	{ "input_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "post_attention_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "self_attn.o_proj.weight", MB_DIM_HIDDEN, MB_DIM_Q, 1 },
-	{ "mlp.down_proj.weight", MB_DIM_HIDDEN, MB_DIM_FF, 1 },
+	MB_TENSOR_NORMS,
+	MB_TENSOR_OUT_DOWN,
 	{ "self_attn.qkv_proj.weight", MB_DIM_QKV, MB_DIM_HIDDEN, 1 },
 	{ "mlp.gate_up_proj.weight", MB_DIM_FF2, MB_DIM_HIDDEN, 1 },
-	/* old checkpoints keep the rotary frequencies; they are recomputed */
-	{ "self_attn.rotary_emb.inv_freq", MB_DIM_ANY, MB_DIM_NONE, 0 },
-	{ NULL, 0, 0, 0 },
+	MB_TENSOR_INV_FREQ,
+	MB_TENSOR_END,
 };
 
 static const struct mb_family_out native_tensors[] = {
-	{ "attn_norm.weight", "input_layernorm.weight", 0, 0, 0, NULL },
+	MB_PLAN_ATTN_NORM,
 	{ "attn_qkv.weight", "self_attn.qkv_proj.weight", 0, 0, 0, NULL },
-	{ "attn_output.weight", "self_attn.o_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_norm.weight", "post_attention_layernorm.weight", 0, 0, 0, NULL },
+	MB_PLAN_ATTN_OUTPUT,
+	MB_PLAN_FFN_NORM,
 	/* llama.cpp's phi3 takes gate and up fused as ffn_up, 2 * n_ff rows */
 	{ "ffn_up.weight", "mlp.gate_up_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_down.weight", "mlp.down_proj.weight", 0, 0, 0, NULL },
-	{ NULL, NULL, 0, 0, 0, NULL },
+	MB_PLAN_FFN_DOWN,
+	MB_PLAN_END,
 };
 
 /* llama's tensors: the fused ones split by rows, q and k permuted for
  * NORM rope */
 static const struct mb_family_out split_tensors[] = {
-	{ "attn_norm.weight", "input_layernorm.weight", 0, 0, 0, NULL },
+	MB_PLAN_ATTN_NORM,
 	{ "attn_q.weight", "self_attn.qkv_proj.weight", MB_DIM_NONE, MB_DIM_Q,
 	  MB_PERM_Q, NULL },
 	{ "attn_k.weight", "self_attn.qkv_proj.weight", MB_DIM_Q, MB_DIM_KV,
 	  MB_PERM_KV, NULL },
 	{ "attn_v.weight", "self_attn.qkv_proj.weight", MB_DIM_Q_KV, MB_DIM_KV,
 	  MB_PERM_NONE, NULL },
-	{ "attn_output.weight", "self_attn.o_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_norm.weight", "post_attention_layernorm.weight", 0, 0, 0, NULL },
+	MB_PLAN_ATTN_OUTPUT,
+	MB_PLAN_FFN_NORM,
 	{ "ffn_gate.weight", "mlp.gate_up_proj.weight", MB_DIM_NONE, MB_DIM_FF,
 	  MB_PERM_NONE, NULL },
 	{ "ffn_up.weight", "mlp.gate_up_proj.weight", MB_DIM_FF, MB_DIM_FF,
 	  MB_PERM_NONE, NULL },
-	{ "ffn_down.weight", "mlp.down_proj.weight", 0, 0, 0, NULL },
-	{ NULL, NULL, 0, 0, 0, NULL },
+	MB_PLAN_FFN_DOWN,
+	MB_PLAN_END,
 };
 
 static const struct mb_family_layout native = {

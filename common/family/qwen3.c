@@ -2,44 +2,31 @@
  * per-head q/k RMS norms, which give the head size; llama.cpp's qwen3,
  * NEOX rope (q and k, and their norms, as transformers keeps them). */
 #include "common/family/family.h"
+#include "common/family/rows.h"
 
 static const char *const archs[] = { "Qwen3ForCausalLM", NULL };
 static const char *const model_types[] = { "qwen3", NULL };
-static const char *const markers[] = { "self_attn.q_proj.weight",
-				       "mlp.gate_proj.weight",
+static const char *const markers[] = { MB_NAMES_SEPARATE,
 				       "self_attn.q_norm.weight", NULL };
-static const char *const excludes[] = { "self_attn.qkv_proj.weight",
-					"mlp.gate_up_proj.weight", NULL };
+static const char *const excludes[] = { MB_NAMES_FUSED, NULL };
 
 static const struct mb_family_tensor tensors[] = {
-	{ "input_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "post_attention_layernorm.weight", MB_DIM_HIDDEN, MB_DIM_NONE, 1 },
-	{ "self_attn.o_proj.weight", MB_DIM_HIDDEN, MB_DIM_Q, 1 },
-	{ "mlp.down_proj.weight", MB_DIM_HIDDEN, MB_DIM_FF, 1 },
-	{ "self_attn.q_proj.weight", MB_DIM_Q, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.k_proj.weight", MB_DIM_KV, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.v_proj.weight", MB_DIM_KV, MB_DIM_HIDDEN, 1 },
-	{ "mlp.gate_proj.weight", MB_DIM_FF, MB_DIM_HIDDEN, 1 },
-	{ "mlp.up_proj.weight", MB_DIM_FF, MB_DIM_HIDDEN, 1 },
-	{ "self_attn.q_norm.weight", MB_DIM_HEAD, MB_DIM_NONE, 1 },
-	{ "self_attn.k_norm.weight", MB_DIM_HEAD, MB_DIM_NONE, 1 },
-	{ "self_attn.rotary_emb.inv_freq", MB_DIM_ANY, MB_DIM_NONE, 0 },
-	{ NULL, 0, 0, 0 },
+	MB_TENSOR_NORMS,
+	MB_TENSOR_OUT_DOWN,
+	MB_TENSOR_SEPARATE,
+	MB_TENSOR_QK_NORMS,
+	MB_TENSOR_INV_FREQ,
+	MB_TENSOR_END,
 };
 
 static const struct mb_family_out plan[] = {
-	{ "attn_norm.weight", "input_layernorm.weight", 0, 0, 0, NULL },
-	{ "attn_q.weight", "self_attn.q_proj.weight", 0, 0, 0, NULL },
-	{ "attn_k.weight", "self_attn.k_proj.weight", 0, 0, 0, NULL },
-	{ "attn_v.weight", "self_attn.v_proj.weight", 0, 0, 0, NULL },
-	{ "attn_q_norm.weight", "self_attn.q_norm.weight", 0, 0, 0, NULL },
-	{ "attn_k_norm.weight", "self_attn.k_norm.weight", 0, 0, 0, NULL },
-	{ "attn_output.weight", "self_attn.o_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_norm.weight", "post_attention_layernorm.weight", 0, 0, 0, NULL },
-	{ "ffn_gate.weight", "mlp.gate_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_up.weight", "mlp.up_proj.weight", 0, 0, 0, NULL },
-	{ "ffn_down.weight", "mlp.down_proj.weight", 0, 0, 0, NULL },
-	{ NULL, NULL, 0, 0, 0, NULL },
+	MB_PLAN_ATTN_NORM,
+	MB_PLAN_QKV(MB_PERM_NONE, MB_PERM_NONE),
+	MB_PLAN_QK_NORMS,
+	MB_PLAN_ATTN_OUTPUT,
+	MB_PLAN_FFN_NORM,
+	MB_PLAN_MLP,
+	MB_PLAN_END,
 };
 
 static const struct mb_family_layout native = {

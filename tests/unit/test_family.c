@@ -1,8 +1,10 @@
 /* Tests common/family/: the table a new family is added to is whole
  * (lookups, names, tensor plans that name only the family's tensors,
- * defaults and known bases that parse and name their family), and the
- * README's table of supported models lists exactly the families in it,
- * with their config names, GGUF architectures and layouts. */
+ * defaults and known bases that parse and name their family), each name
+ * once in a family's arrays however they are put together from the
+ * shared rows, the sizes a shape is made of, and the README's table of
+ * supported models lists exactly the families in it, with their config
+ * names, GGUF architectures and layouts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,6 +138,91 @@ static void test_table_whole(void **state)
 	assert_int_equal(mb_family_rope_kind("su"), MB_ROPE_LONGROPE);
 	assert_int_equal(mb_family_rope_kind("yarn"), MB_ROPE_YARN);
 	assert_int_equal(mb_family_rope_kind("dynamic"), 0);
+}
+
+/* A layout's plan writes each GGUF tensor once. */
+static void check_plan_unique(const struct mb_family *f,
+			      const struct mb_family_layout *lay)
+{
+	const struct mb_family_out *t, *u;
+
+	for (t = lay->tensors; t->gguf != NULL; t++)
+		for (u = lay->tensors; u != t; u++)
+			if (strcmp(u->gguf, t->gguf) == 0)
+				fail_msg("%s %s: '%s' is in the plan twice",
+					 f->name, lay->name, t->gguf);
+}
+
+/* A family's arrays are its own rows and the shared ones (rows.h): each
+ * layer tensor, marker and exclusion is in them once, no tensor is both
+ * a marker and an exclusion, and each plan writes a GGUF tensor once
+ * (that it reads only the family's tensors is test_table_whole's). A
+ * shared run listed beside a row of the same name (two
+ * q_proj.bias rows, one optional and one required) would make which one
+ * counts depend on the order analyze() walks them in. */
+static void test_names_once(void **state)
+{
+	const struct mb_family *const *fams;
+	size_t n, i, j, k;
+
+	(void)state;
+	fams = mb_families(&n);
+	for (i = 0; i < n; i++) {
+		const struct mb_family *f = fams[i];
+
+		assert_non_null(f->tensors);
+		assert_non_null(f->tensors[0].hf);
+		for (k = 0; f->tensors[k].hf != NULL; k++) {
+			for (j = 0; j < k; j++)
+				if (strcmp(f->tensors[j].hf,
+					   f->tensors[k].hf) == 0)
+					fail_msg("%s: tensor '%s' is listed "
+						 "twice", f->name,
+						 f->tensors[k].hf);
+		}
+		for (k = 0; f->markers != NULL && f->markers[k] != NULL; k++) {
+			for (j = 0; j < k; j++)
+				assert_string_not_equal(f->markers[j],
+							f->markers[k]);
+			for (j = 0; f->excludes != NULL &&
+				    f->excludes[j] != NULL; j++)
+				if (strcmp(f->excludes[j], f->markers[k]) == 0)
+					fail_msg("%s: '%s' both marks and "
+						 "excludes it", f->name,
+						 f->markers[k]);
+		}
+		for (k = 0; f->excludes != NULL && f->excludes[k] != NULL; k++)
+			for (j = 0; j < k; j++)
+				assert_string_not_equal(f->excludes[j],
+							f->excludes[k]);
+		check_plan_unique(f, f->native);
+		if (f->split != NULL)
+			check_plan_unique(f, f->split);
+	}
+}
+
+/* The sizes the shapes and row slices are made of, as convert and
+ * analyze read them. */
+static void test_dims(void **state)
+{
+	static struct mb_modelcfg c;
+
+	(void)state;
+	c.hidden = 3072;
+	c.q_width = 4096;
+	c.kv_width = 1024;
+	c.ff = 8192;
+	c.head_dim = 128;
+	assert_int_equal(mb_family_dim(&c, MB_DIM_NONE), 0);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_HIDDEN), 3072);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_Q), 4096);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_KV), 1024);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_FF), 8192);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_QKV), 4096 + 2 * 1024);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_Q_KV), 4096 + 1024);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_FF2), 2 * 8192);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_HEAD), 128);
+	assert_int_equal(mb_family_dim(&c, MB_DIM_ANY), 0);
 }
 
 /* The backquoted words of a table cell, as a list of names. */
@@ -275,6 +362,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table_whole),
+		cmocka_unit_test(test_names_once),
+		cmocka_unit_test(test_dims),
 		cmocka_unit_test(test_readme_lists_the_table),
 	};
 
