@@ -1046,10 +1046,17 @@ static int start_convert_following(struct run *r)
 		rc = start_worker(r, "convert", argv);
 	if (rc != 0)
 		return rc;
+	/* a restart finds it running: neither a new attempt nor a new note */
 	if (!r->convert_started) {
-		step_begin(r, "convert");
-		note(r, "convert", "info", "converting while the download runs: "
-		     "each shard as soon as it is downloaded and verified");
+		struct mb_step_row was;
+
+		if (mb_store_step_get(r->s, r->j->id, "convert", &was) != 0 ||
+		    strcmp(was.state, "running") != 0) {
+			step_begin(r, "convert");
+			note(r, "convert", "info", "converting while the download "
+			     "runs: each shard as soon as it is downloaded and "
+			     "verified");
+		}
 	}
 	r->convert_started = 1;
 	return 0;

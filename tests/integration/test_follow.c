@@ -176,6 +176,21 @@ static long long event(int id, const char *step, const char *type, int last,
 	return ms;
 }
 
+/* How many of the job's events of step contain text. */
+static int count_events(int id, const char *step, const char *text)
+{
+	char args[128], *out, *line, *save = NULL;
+	int n = 0;
+
+	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	for (line = strtok_r(out, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		n += strstr(line, text) != NULL;
+	free(out);
+	return n;
+}
+
 static void status_of(int id, char **out)
 {
 	char args[64];
@@ -354,6 +369,10 @@ static void test_killed_coordinator_resumes_both(void **state)
 	if (strstr(out, "succeeded") == NULL)
 		fail_msg("%s", out);
 	free(out);
+	/* the convert ran once, said once, not begun again */
+	assert_int_equal(count_events(id, "convert", "\"type\":\"done\""), 1);
+	assert_int_equal(count_events(id, "convert", "converting while the "
+				      "download runs"), 1);
 	assert_same_as_after_download(id);
 }
 
