@@ -376,12 +376,91 @@ static void test_killed_coordinator_resumes_both(void **state)
 	assert_same_as_after_download(id);
 }
 
+/* Writes the side header of shard name of dir as a headers-first fetch
+ * does (its first 8 + N bytes, sparse to its size), with the metadata's
+ * "pt" changed to "xx" when tamper is set. */
+static void side_header(const char *dir, const char *name, int tamper)
+{
+	char path[900], side[900];
+	uint64_t n = 0;
+	size_t len;
+	char *data, *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	data = th_slurp(path, &len);
+	assert_non_null(data);
+	memcpy(&n, data, 8); /* little-endian, as the test machines are */
+	assert_true(n + 8 <= len);
+	if (tamper) {
+		data[8 + n - 1] = '\0';
+		p = strstr(data + 8, "\"pt\"");
+		assert_non_null(p);
+		memcpy(p, "\"xx\"", 4);
+		data[8 + n - 1] = ' ';
+	}
+	snprintf(side, sizeof(side), "%s/.mibera/headers/%s", dir, name);
+	f = fopen(side, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, 8 + n, f), 8 + n);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(truncate(side, (off_t)len), 0);
+	free(data);
+}
+
+/* The verb alone: a shard whose header is not the one planned from fails
+ * the conversion, saying so; a fetch that stops without a word ends it
+ * after --follow-timeout; neither leaves a GGUF. */
+static void test_convert_follow_checks_what_it_planned_from(void **state)
+{
+	char dir[700], args[2048], out_path[800], *out;
+	const char *state_done = "{\"state\":\"done\",\"commit\":\"\","
+				 "\"permanent\":false,\"message\":\"\"}\n";
+	const char *state_run = "{\"state\":\"headers\",\"commit\":\"\","
+				"\"permanent\":false,\"message\":\"\"}\n";
+	char path[900];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/tamper", root);
+	snprintf(args, sizeof(args), "cp -r %s/hub/org/slow %s && mkdir -p "
+		 "%s/.mibera/headers", root, dir, dir);
+	assert_int_equal(system(args), 0);
+	side_header(dir, SHARD1, 0);
+	side_header(dir, "model-00002-of-00002.safetensors", 1);
+	snprintf(path, sizeof(path), "%s/.mibera/fetch.state", dir);
+	assert_int_equal(th_write_file(path, state_done, strlen(state_done)), 0);
+	snprintf(out_path, sizeof(out_path), "%s/tamper.gguf", root);
+	snprintf(args, sizeof(args), "convert %s %s --follow", dir, out_path);
+	assert_int_equal(run("mibera-worker", args, &out), 3);
+	assert_non_null(strstr(out, "shard 'model-00002-of-00002.safetensors' "
+				    "is not the one the conversion was planned "
+				    "from"));
+	free(out);
+	assert_int_not_equal(access(out_path, F_OK), 0);
+	/* the fetch says it runs, then says nothing more: the second shard
+	 * never comes */
+	side_header(dir, "model-00002-of-00002.safetensors", 0);
+	snprintf(path, sizeof(path), "%s/model-00002-of-00002.safetensors", dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/.mibera/fetch.state", dir);
+	assert_int_equal(th_write_file(path, state_run, strlen(state_run)), 0);
+	snprintf(args, sizeof(args), "convert %s %s --follow --follow-timeout 1",
+		 dir, out_path);
+	assert_int_equal(run("mibera-worker", args, &out), 1);
+	assert_non_null(strstr(out, "the download has not moved for 1 s"));
+	free(out);
+	assert_int_not_equal(access(out_path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s.part", out_path);
+	assert_int_not_equal(access(path, F_OK), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_convert_runs_beside_the_download),
 		cmocka_unit_test(test_bad_shard_fails_the_job),
 		cmocka_unit_test(test_killed_coordinator_resumes_both),
+		cmocka_unit_test(test_convert_follow_checks_what_it_planned_from),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
