@@ -1225,8 +1225,6 @@ static int publish(struct dl *d, struct dfile *f, const char *snap)
 	size_t n = 0;
 	int rc = MB_ENOMEM;
 
-	/* linking it again would leave the temporary name behind: rename
-	 * does nothing between two links of one file */
 	if (f->published)
 		return 0;
 	rel[0] = '\0';
@@ -1274,6 +1272,10 @@ static int publish(struct dl *d, struct dfile *f, const char *snap)
 			unlink(tmp);
 			goto out;
 		}
+		/* dest already a link of the blob (an earlier run): rename
+		 * between two links of one file does nothing, and the
+		 * temporary name would stay */
+		unlink(tmp);
 	}
 	f->published = 1;
 	rc = 0;

@@ -454,6 +454,37 @@ static void test_convert_follow_checks_what_it_planned_from(void **state)
 	assert_int_not_equal(access(path, F_OK), 0);
 }
 
+/* A fetch run again into the same model directory (a restarted step)
+ * leaves the files and the side directory, nothing else. */
+static void test_fetch_again_leaves_only_the_files(void **state)
+{
+	char dest[700], args[2048], *out;
+	struct dirent *de;
+	DIR *d;
+	int i, n = 0;
+
+	(void)state;
+	assert_int_equal(th_hub_reset(&hub), 0);
+	snprintf(dest, sizeof(dest), "%s/again", root);
+	for (i = 0; i < 2; i++) {
+		snprintf(args, sizeof(args), "fetch org/slow --cache %s/again-cache "
+			 "--dest %s --headers-first", root, dest);
+		if (run("mibera-worker", args, &out) != 0)
+			fail_msg("fetch: %s", out);
+		free(out);
+	}
+	d = opendir(dest);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strstr(de->d_name, "tmp") != NULL)
+			fail_msg("'%s' left in %s", de->d_name, dest);
+		n++;
+	}
+	closedir(d);
+	/* . .. .mibera and the repo's 9 files */
+	assert_int_equal(n, 12);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_bad_shard_fails_the_job),
 		cmocka_unit_test(test_killed_coordinator_resumes_both),
 		cmocka_unit_test(test_convert_follow_checks_what_it_planned_from),
+		cmocka_unit_test(test_fetch_again_leaves_only_the_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
