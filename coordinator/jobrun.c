@@ -67,6 +67,7 @@ struct run {
 	uint64_t w_ram;
 	struct early *early;	/* pulled while the worker made the rest */
 	int convert_started;	/* this run started convert beside fetch */
+	int fetch_was_running;	/* a stopped coordinator left it running */
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -1076,6 +1077,14 @@ static int step_fetch(struct run *r)
 		return rc == 0 ? fetch_resume(r) : rc;
 	}
 	argv[4] = "--headers-first";
+	if (!r->fetch_was_running) {
+		/* a new fetch: an earlier attempt's state (of the commit the
+		 * revision named then) says nothing about this one */
+		char path[2600];
+
+		snprintf(path, sizeof(path), "%s/%s", r->model, MB_DOWNLOAD_STATE);
+		mb_transport_unlink(r->t, path);
+	}
 	rc = worker_run(r, NULL, "fetch", argv, 1, 1);
 	if (rc == 0)
 		rc = start_convert_following(r);
@@ -1919,6 +1928,7 @@ static int run_steps(struct run *r)
 	if (was[0] != '\0')
 		note(r, was, "warn", "the coordinator stopped while this step "
 		     "ran; resuming the job (the steps it finished are kept)");
+	r->fetch_was_running = strcmp(was, "fetch") == 0;
 
 	for (sd = job_steps; sd->run != NULL && rc == 0; sd++) {
 		/* the worker is held step by step, so the time of a run a
