@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/download.h"
 #include "common/err.h"
 #include "common/family/family.h"
 #include "common/fault.h"
@@ -72,7 +73,7 @@ struct piece {
 	int gtype;
 	enum mb_num out;
 	const struct mb_st_tensor *src;	/* NULL: gen */
-	int fd;				/* the source shard */
+	int shard;			/* the source shard; -1 for gen */
 	uint64_t src_off;		/* absolute offset of the source data */
 	enum mb_num in;
 	uint64_t row0, rows, cols;	/* cols: elements per row */
@@ -94,6 +95,9 @@ struct job {
 	struct unit *units;
 	size_t nunits;
 	const int *out_fd;		/* per piece: the file it goes to */
+	const int *fds;			/* per shard: open once ready */
+	atomic_int *ready;		/* follow: per shard, 1 once its fd is
+					   open (NULL: all are) */
 	atomic_size_t next;
 	atomic_uint_fast64_t done;
 	atomic_int rc;
@@ -232,6 +236,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 	uint64_t n = u->r1 - u->r0;
 	uint64_t dst = p->dst_off + u->r0 * out_row;
 	int out = jb->out_fd[u->piece];
+	int fd = p->shard >= 0 ? jb->fds[p->shard] : -1;
 	size_t got;
 	int rc;
 
@@ -242,7 +247,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 		return mb_pwrite_all(out, dbuf, n * out_row, dst);
 	}
 	if (p->in == p->out && p->heads == 0 && p->add == 0 &&
-	    kernel_copy(p->fd, p->src_off + (p->row0 + u->r0) * in_row,
+	    kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
 			out, dst, n * in_row) == 0)
 		return 0;
 	/* units of permuted pieces cover whole heads, so the source rows of
@@ -255,7 +260,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 		uint64_t pg = start & ~(uint64_t)(page_size() - 1);
 		size_t maplen = (size_t)(n * in_row + (start - pg));
 		void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED | MAP_POPULATE,
-			       p->fd, (off_t)pg);
+			       fd, (off_t)pg);
 
 		if (m != MAP_FAILED) {
 			const char *src = (const char *)m + (start - pg);
@@ -267,7 +272,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 			return rc;
 		}
 	}
-	rc = mb_pread_full(p->fd, sbuf, n * in_row,
+	rc = mb_pread_full(fd, sbuf, n * in_row,
 			   p->src_off + (p->row0 + u->r0) * in_row, &got);
 	if (rc != 0)
 		return rc;
@@ -296,6 +301,17 @@ static void *worker_main(void *arg)
 			break;
 		u = &jb->units[i];
 		p = &jb->pieces[u->piece];
+		/* follow: the units come shard by shard; this one waits for
+		 * its shard to be downloaded, verified and opened */
+		while (jb->ready != NULL && p->shard >= 0 &&
+		       !atomic_load(&jb->ready[p->shard]) &&
+		       atomic_load(&jb->rc) == 0) {
+			struct timespec ts = { 0, 20 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (atomic_load(&jb->rc) != 0)
+			break;
 		rc = do_unit(jb, u, sbuf, dbuf);
 		if (rc != 0) {
 			job_fail(jb, rc, "tensor '%s' (from '%s'): %s", p->name,
@@ -339,6 +355,7 @@ static struct piece *add_piece(struct plan *pl, const char *name)
 	}
 	p = &pl->pieces[pl->n++];
 	memset(p, 0, sizeof(*p));
+	p->shard = -1;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	return p;
 }
@@ -374,7 +391,7 @@ static int add_src(struct plan *pl, const struct mb_st_model *m,
 		       t->ndim);
 		return MB_EUNSUPPORTED;
 	}
-	p->fd = pl->fds[t->shard];
+	p->shard = t->shard;
 	p->src_off = m->files[t->shard]->data_start + t->begin;
 	if (t->ndim == 2) {
 		p->cols = t->shape[1];
@@ -859,6 +876,194 @@ static int make_units(struct job *jb)
 	return 0;
 }
 
+/* --- follow: converting while the download runs ---
+ *
+ * The plan is made from the side headers the fetch wrote before the data
+ * (common/download.h), which are byte for byte the shards' first bytes,
+ * so the GGUF is the one a conversion after the download writes. A shard
+ * is taken only once it is in the model directory, where the fetch links
+ * it after verifying it, and only when its size and header are the ones
+ * planned from. */
+
+struct follow {
+	const struct mb_convert_opts *o;
+	const struct mb_st_model *m;
+	int *fds;
+	atomic_int *ready;
+	size_t nready;
+	char state[4200];	/* the fetch's state file */
+	char hdir[4200];	/* the side headers */
+	double since;		/* when following began */
+	char commit[41];	/* the commit the fetch brings */
+};
+
+/* Waits this long for a fetch whose state file is not rewritten: it
+ * rewrites it every second while it runs, so minutes of silence mean it
+ * stopped without a word (killed, or its box lost). */
+#define FOLLOW_TIMEOUT_S 300.0
+
+/* 0 while the download runs (or is done: *done set), else why the
+ * conversion stops, in err. */
+static int follow_state(struct follow *fw, int *done, char *err, size_t errcap)
+{
+	double limit = fw->o->follow_timeout_s > 0 ? fw->o->follow_timeout_s
+						   : FOLLOW_TIMEOUT_S;
+	struct mb_download_state st;
+	int rc = mb_download_state_read(fw->state, &st);
+
+	*done = rc == 0 && strcmp(st.state, "done") == 0;
+	if (rc == 0 && strcmp(st.state, "failed") == 0 && st.permanent) {
+		mb_seterr(err, errcap, "the download failed: %s", st.message);
+		return MB_EIO;
+	}
+	if (*done || (rc == 0 && st.age_s <= limit) ||
+	    (rc != 0 && mb_now_s() - fw->since <= limit))
+		return 0;
+	if (rc == 0 && strcmp(st.state, "failed") == 0)
+		mb_seterr(err, errcap, "the download failed and was not started "
+			  "again within %.0f s: %s", limit, st.message);
+	else
+		mb_seterr(err, errcap, "the download has not moved for %.0f s "
+			  "('%s' is not being rewritten): it stopped; run the "
+			  "fetch again", limit, fw->state);
+	return MB_ETIMEDOUT;
+}
+
+/* 1 when the shard at path has the size and the header that hdr, read
+ * from side (the side header), says. */
+static int shard_matches(const char *path, const char *side,
+			 const struct mb_st_file *hdr, char *why, size_t cap)
+{
+	size_t n = (size_t)(8 + hdr->header_len), got1 = 0, got2 = 0;
+	char *a = mb_malloc(n), *b = mb_malloc(n);
+	struct stat sb;
+	int fa = -1, fb = -1, ok = 0;
+
+	if (a == NULL || b == NULL) {
+		mb_seterr(why, cap, "out of memory");
+		goto out;
+	}
+	if (stat(path, &sb) != 0 || (uint64_t)sb.st_size != hdr->file_size) {
+		mb_seterr(why, cap, "it is %lld bytes, its header said %llu",
+			  (long long)sb.st_size,
+			  (unsigned long long)hdr->file_size);
+		goto out;
+	}
+	fa = open(path, O_RDONLY | O_CLOEXEC);
+	fb = open(side, O_RDONLY | O_CLOEXEC);
+	if (fa < 0 || fb < 0 || mb_pread_full(fa, a, n, 0, &got1) != 0 ||
+	    mb_pread_full(fb, b, n, 0, &got2) != 0 || got1 != n || got2 != n) {
+		mb_seterr(why, cap, "cannot read its header: %s", strerror(errno));
+		goto out;
+	}
+	if (memcmp(a, b, n) != 0) {
+		mb_seterr(why, cap, "its header differs from the one the "
+			  "conversion was planned from");
+		goto out;
+	}
+	ok = 1;
+out:
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	free(a);
+	free(b);
+	return ok;
+}
+
+/* Opens every shard that has arrived in the model directory since the
+ * last call. 0, or why the conversion stops (err). */
+static int follow_poll(struct follow *fw, char *err, size_t errcap)
+{
+	char path[4200], side[4800], why[256];
+	int done, rc;
+	size_t i;
+
+	rc = follow_state(fw, &done, err, errcap);
+	for (i = 0; rc == 0 && i < fw->m->nshards; i++) {
+		if (atomic_load(&fw->ready[i]))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", fw->o->model_dir,
+			 fw->m->shards[i]);
+		if (access(path, F_OK) != 0) {
+			if (done) {
+				mb_seterr(err, errcap, "the download finished "
+					  "without '%s'", fw->m->shards[i]);
+				rc = MB_EFORMAT;
+			}
+			continue;
+		}
+		if ((size_t)snprintf(side, sizeof(side), "%s/%s", fw->hdir,
+				     fw->m->shards[i]) >= sizeof(side)) {
+			mb_seterr(err, errcap, "the path of '%s' is too long",
+				  fw->m->shards[i]);
+			rc = MB_ETOOBIG;
+			break;
+		}
+		if (!shard_matches(path, side, fw->m->files[i], why,
+				   sizeof(why))) {
+			mb_seterr(err, errcap, "shard '%s' is not the one the "
+				  "conversion was planned from: %s",
+				  fw->m->shards[i], why);
+			rc = MB_EFORMAT;
+			break;
+		}
+		fw->fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fw->fds[i] < 0) {
+			rc = mb_err_from_errno(errno);
+			mb_seterr(err, errcap, "cannot open '%s': %s", path,
+				  strerror(errno));
+			break;
+		}
+		posix_fadvise(fw->fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
+		atomic_store(&fw->ready[i], 1);
+		fw->nready++;
+	}
+	return rc;
+}
+
+/* Waits for the fetch to have written the headers (and the small files):
+ * 0, or why not (err). */
+static int follow_wait_headers(struct follow *fw, char *err, size_t errcap)
+{
+	for (;;) {
+		struct mb_download_state st;
+		struct timespec ts = { 0, 100 * 1000000L };
+		int done, rc;
+
+		if (mb_download_state_read(fw->state, &st) == 0 &&
+		    (strcmp(st.state, "headers") == 0 ||
+		     strcmp(st.state, "done") == 0)) {
+			memcpy(fw->commit, st.commit, sizeof(fw->commit));
+			return 0;
+		}
+		rc = follow_state(fw, &done, err, errcap);
+		if (rc != 0)
+			return rc;
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The units in the order the shards arrive: by shard (generated pieces
+ * first), each shard's in plan order. */
+static int units_by_shard(struct job *jb, size_t nshards)
+{
+	struct unit *u = mb_calloc(jb->nunits + 1, sizeof(*u));
+	size_t i, k = 0;
+	long s;
+
+	if (u == NULL)
+		return MB_ENOMEM;
+	for (s = -1; s < (long)nshards; s++)
+		for (i = 0; i < jb->nunits; i++)
+			if (jb->pieces[jb->units[i].piece].shard == s)
+				u[k++] = jb->units[i];
+	free(jb->units);
+	jb->units = u;
+	return 0;
+}
+
 static int ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -886,16 +1091,42 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	uint64_t total = 0, avail, need = 0;
 	size_t np = 1, k, committed = 0;
 	int rc, nth = 0, started = 0, w_inited = 0, af_open = 0;
+	struct follow fw;
+	struct mb_convert_opts with_commit;
 	double t0;
 
 	memset(r, 0, sizeof(*r));
 	memset(&pl, 0, sizeof(pl));
 	memset(&jb, 0, sizeof(jb));
 	memset(&sp, 0, sizeof(sp));
+	memset(&fw, 0, sizeof(fw));
 	pthread_mutex_init(&jb.err_mu, NULL);
 	t0 = mb_now_s();
 
-	rc = mb_st_model_open_dir(o->model_dir, &m, sub, sizeof(sub));
+	if (o->follow) {
+		fw.o = o;
+		fw.since = t0;
+		snprintf(fw.state, sizeof(fw.state), "%s/%s", o->model_dir,
+			 MB_DOWNLOAD_STATE);
+		snprintf(fw.hdir, sizeof(fw.hdir), "%s/%s/headers", o->model_dir,
+			 MB_DOWNLOAD_SIDE);
+		rc = follow_wait_headers(&fw, err, errcap);
+		if (rc != 0)
+			goto out;
+		/* started before the fetch resolved the revision: the commit
+		 * it fetches is in its state */
+		if (o->source_repo != NULL && o->source_commit == NULL &&
+		    fw.commit[0] != '\0') {
+			with_commit = *o;
+			with_commit.source_commit = fw.commit;
+			o = &with_commit;
+			fw.o = o;
+		}
+		rc = mb_st_model_open_headers(o->model_dir, fw.hdir, &m, sub,
+					      sizeof(sub));
+	} else {
+		rc = mb_st_model_open_dir(o->model_dir, &m, sub, sizeof(sub));
+	}
 	if (rc != 0) {
 		mb_seterr(err, errcap, "cannot read the model in '%s': %s",
 		       o->model_dir, sub);
@@ -938,7 +1169,19 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	pl.nfds = m->nshards;
 	for (i = 0; i < m->nshards; i++)
 		pl.fds[i] = -1;
-	for (i = 0; i < m->nshards; i++) {
+	if (o->follow) {
+		/* opened as they arrive */
+		fw.m = m;
+		fw.fds = pl.fds;
+		fw.ready = mb_calloc(m->nshards, sizeof(*fw.ready));
+		if (fw.ready == NULL) {
+			rc = MB_ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < m->nshards; i++)
+			atomic_init(&fw.ready[i], 0);
+	}
+	for (i = 0; !o->follow && i < m->nshards; i++) {
 		snprintf(dir, sizeof(dir), "%s/%s", o->model_dir, m->shards[i]);
 		pl.fds[i] = open(dir, O_RDONLY | O_CLOEXEC);
 		if (pl.fds[i] < 0) {
@@ -1078,13 +1321,17 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	jb.pieces = pl.pieces;
 	jb.npieces = pl.n;
 	jb.out_fd = piece_fd;
+	jb.fds = pl.fds;
+	jb.ready = fw.ready;
 	rc = make_units(&jb);
+	if (rc == 0 && o->follow)
+		rc = units_by_shard(&jb, m->nshards);
 	if (rc != 0)
 		goto out;
 	nth = o->threads > 0 ? (o->threads > MAX_THREADS ? MAX_THREADS : o->threads)
 			     : ncpus();
 	{
-		double start = mb_now_s(), last = 0;
+		double start = mb_now_s(), last = 0, polled = 0;
 		int done = 0;
 
 		for (started = 0; started < nth; started++)
@@ -1100,6 +1347,13 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			struct timespec ts = { 0, 50 * 1000000L };
 
 			nanosleep(&ts, NULL);
+			if (o->follow && fw.nready < m->nshards &&
+			    mb_now_s() - polled >= 0.1) {
+				polled = mb_now_s();
+				rc = follow_poll(&fw, sub, sizeof(sub));
+				if (rc != 0)
+					job_fail(&jb, rc, "%s", sub);
+			}
 			pr.done = atomic_load(&jb.done);
 			pr.total = total;
 			pr.seconds = mb_now_s() - start;
@@ -1113,6 +1367,18 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		for (i = 0; i < (size_t)started; i++)
 			pthread_join(th[i], NULL);
 		started = 0;
+		/* a shard none of whose tensors is converted is still checked
+		 * against what was planned before the file is committed */
+		while (o->follow && atomic_load(&jb.rc) == 0 &&
+		       fw.nready < m->nshards) {
+			struct timespec ts = { 0, 100 * 1000000L };
+
+			rc = follow_poll(&fw, sub, sizeof(sub));
+			if (rc != 0)
+				job_fail(&jb, rc, "%s", sub);
+			else if (fw.nready < m->nshards)
+				nanosleep(&ts, NULL);
+		}
 		if (atomic_load(&jb.rc) != 0) {
 			rc = atomic_load(&jb.rc);
 			mb_seterr(err, errcap, "%s", jb.err);
@@ -1162,6 +1428,7 @@ out:
 		if (pl.fds[i] >= 0)
 			close(pl.fds[i]);
 	free(pl.fds);
+	free(fw.ready);
 	free(jb.units);
 	pthread_mutex_destroy(&jb.err_mu);
 	mb_vocab_free(v);

@@ -12,6 +12,12 @@
  * pwrite. Memory stays bounded whatever the model size. The file is
  * fsynced and renamed into place only when complete.
  *
+ * With follow, the conversion runs while a headers-first fetch downloads
+ * the model: it plans from the shards' headers, writes the GGUF's header,
+ * then converts each shard's tensors once the shard is downloaded and
+ * verified, stopping with the fetch's message when the fetch fails. The
+ * output is byte for byte the one a conversion after the download writes.
+ *
  * What each family's layouts write (architecture, tensor plan, metadata
  * keys, rope scalings) is data in common/family/. Layouts: "native" keeps
  * Phi-3's fused attn_qkv and ffn_up (2 * n_ff) under arch phi3; "split"
@@ -70,6 +76,16 @@ struct mb_convert_opts {
 	struct mb_buf *report;		/* when not NULL, gets the inspect
 					   report (PROTOCOL.md) of the model
 					   as converted: the repairs made */
+	int follow;			/* the download into model_dir runs
+					   (a headers-first fetch, common/
+					   download.h): plan from its side
+					   headers, convert each shard once it
+					   is there and matches them; with
+					   source_repo and no source_commit,
+					   the commit is the fetch's */
+	double follow_timeout_s;	/* follow: stop when its state file
+					   is not rewritten for this long; 0:
+					   300 s */
 };
 
 struct mb_convert_result {

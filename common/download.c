@@ -23,7 +23,11 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/hub.h"
+#include "common/json.h"
 #include "common/log.h"
+#include "common/safetensors.h"
+
+#include <cjson/cJSON.h>
 
 /* A record lists intervals; one per range at worst. */
 #define MAX_RECORD (64u << 20)
@@ -72,6 +76,7 @@ struct dfile {
 	size_t hseg;		/* the segment holding byte `hashed` */
 	int failures;		/* verifications failed */
 	int state;
+	int published;		/* linked into the snapshot and dest */
 	int dirty;		/* a range completed: record it now */
 	int partial;		/* partial progress not yet recorded */
 	long long rec_ms;
@@ -113,6 +118,8 @@ struct dl {
 	long backoff, backoff_max;
 	long long t0, hold_until, last_progress;
 	int switched;		/* a file just became a stream */
+	int defer;		/* headers first: the shards wait */
+	char snap[2200];	/* snapshots/<commit>, once made */
 	int fatal;
 	unsigned char *hbuf;
 	char *err;
@@ -162,6 +169,12 @@ static int ends_with(const char *s, const char *sfx)
 	size_t n = strlen(s), m = strlen(sfx);
 
 	return n >= m && strcmp(s + n - m, sfx) == 0;
+}
+
+/* A shard held back while the small files come first (headers_dir). */
+static int deferred(const struct dl *d, const struct dfile *f)
+{
+	return d->defer && ends_with(f->hf->path, ".safetensors");
 }
 
 int mb_download_default_file(const char *path, const char *const *paths,
@@ -484,6 +497,7 @@ static void hexify(const unsigned char *md, unsigned n, char *out)
 }
 
 static void report(struct dl *d, const struct dfile *f, int finished);
+static int publish(struct dl *d, struct dfile *f, const char *snap);
 
 /* All bytes are in and hashed: check, then publish the blob or start the
  * file over (once). */
@@ -536,6 +550,9 @@ static void finalize(struct dl *d, struct dfile *f)
 	}
 	unlink(f->rec);
 	f->state = F_DONE;
+	/* headers first: a conversion waits for this file in dest */
+	if (d->o->headers_dir != NULL && d->snap[0] != '\0')
+		publish(d, f, d->snap);
 	report(d, f, 1);
 }
 
@@ -802,7 +819,7 @@ static int pick(struct dl *d, struct dfile **fo, size_t *so)
 		struct dfile *f = &d->files[i];
 
 		if (f->state == F_DONE || f->stream != NULL ||
-		    (f->ranges < 0 && f->probing))
+		    (f->ranges < 0 && f->probing) || deferred(d, f))
 			continue;
 		for (j = f->hseg; j < f->nsegs; j++)
 			if (f->segs[j].state == SEG_MISSING &&
@@ -1036,6 +1053,7 @@ static int missing(const struct dl *d)
 
 	for (i = 0; i < d->nfiles; i++)
 		for (j = d->files[i].hseg; d->files[i].state != F_DONE &&
+					   !deferred(d, &d->files[i]) &&
 					   j < d->files[i].nsegs; j++)
 			if (d->files[i].segs[j].state != SEG_DONE)
 				return 1;
@@ -1084,7 +1102,7 @@ static int run(struct dl *d)
 			struct dfile *f = &d->files[i];
 			int rc;
 
-			if (f->state == F_DONE)
+			if (f->state == F_DONE || deferred(d, f))
 				continue;
 			if (f->state == F_PENDING) {
 				/* nothing left to fetch (a run stopped before
@@ -1108,7 +1126,8 @@ static int run(struct dl *d)
 				hashing = 1;
 		}
 		for (i = 0, left = 0; i < d->nfiles; i++)
-			left |= d->files[i].state != F_DONE;
+			left |= d->files[i].state != F_DONE &&
+				!deferred(d, &d->files[i]);
 		if (d->fatal != 0 || !left)
 			break;
 		save_records(d, 0);
@@ -1206,6 +1225,8 @@ static int publish(struct dl *d, struct dfile *f, const char *snap)
 	size_t n = 0;
 	int rc = MB_ENOMEM;
 
+	if (f->published)
+		return 0;
 	rel[0] = '\0';
 	for (c = f->hf->path; *c; c++)
 		if (*c == '/')
@@ -1251,7 +1272,12 @@ static int publish(struct dl *d, struct dfile *f, const char *snap)
 			unlink(tmp);
 			goto out;
 		}
+		/* dest already a link of the blob (an earlier run): rename
+		 * between two links of one file does nothing, and the
+		 * temporary name would stay */
+		unlink(tmp);
 	}
+	f->published = 1;
 	rc = 0;
 out:
 	if (rc != 0)
@@ -1261,23 +1287,30 @@ out:
 	return rc;
 }
 
-static int publish_all(struct dl *d)
+/* Makes the snapshot directory and dest. */
+static int publish_dirs(struct dl *d)
 {
-	char snap[2200], refs[2200], ref[2400];
-	const char *rev = d->o->rev ? d->o->rev : "main";
-	size_t i;
 	int rc;
 
-	snprintf(snap, sizeof(snap), "%s/snapshots/%s", d->repo_dir,
+	snprintf(d->snap, sizeof(d->snap), "%s/snapshots/%s", d->repo_dir,
 		 d->res->commit);
-	snprintf(d->res->snapshot, sizeof(d->res->snapshot), "%s", snap);
-	rc = mb_mkdir_p(snap, 0755);
+	snprintf(d->res->snapshot, sizeof(d->res->snapshot), "%s", d->snap);
+	rc = mb_mkdir_p(d->snap, 0755);
 	if (rc == 0 && d->o->dest != NULL)
 		rc = mb_mkdir_p(d->o->dest, 0755);
-	if (rc != 0) {
-		fail(d, rc, "cannot create '%s': %s", snap, mb_strerror(rc));
-		return rc;
-	}
+	if (rc != 0)
+		fail(d, rc, "cannot create '%s': %s", d->snap, mb_strerror(rc));
+	return rc;
+}
+
+static int publish_all(struct dl *d)
+{
+	char refs[2200], ref[2400];
+	const char *snap = d->snap;
+	const char *rev = d->o->rev ? d->o->rev : "main";
+	size_t i;
+	int rc = d->snap[0] != '\0' ? 0 : publish_dirs(d);
+
 	for (i = 0; i < d->nfiles && rc == 0; i++)
 		rc = publish(d, &d->files[i], snap);
 	/* refs/<branch> names the commit, as the hub's client writes it */
@@ -1298,6 +1331,189 @@ static int publish_all(struct dl *d)
 			fail(d, rc, "cannot write '%s': %s", ref, mb_strerror(rc));
 	}
 	return rc;
+}
+
+/* --- headers first --- */
+
+/* Bytes [off, off + len) of file f into b: from its verified blob when it
+ * is here, else from the hub. */
+static int read_some(struct dl *d, struct dfile *f, uint64_t off, uint64_t len,
+		     struct mb_buf *b)
+{
+	size_t got = 0;
+	int fd, rc;
+
+	mb_buf_reset(b);
+	if (f->state != F_DONE) {
+		rc = mb_hub_read(d->h, d->o->repo, d->res->commit, f->hf->path,
+				 off, len, b);
+		if (rc != 0) {
+			fail(d, rc, "cannot read the header of '%s': %s",
+			     f->hf->path, d->h->err);
+			return rc;
+		}
+		if (b->len != len) {
+			fail(d, MB_EPROTO, "the hub sent %zu bytes of the header "
+			     "of '%s' for %llu", b->len, f->hf->path,
+			     (unsigned long long)len);
+			return MB_EPROTO;
+		}
+		return 0;
+	}
+	rc = MB_ENOMEM;
+	if (len > b->cap || mb_buf_reserve(b, (size_t)len) != 0)
+		goto out;
+	fd = open(f->blob, O_RDONLY | O_CLOEXEC);
+	rc = fd < 0 ? mb_err_from_errno(errno) : 0;
+	if (rc == 0) {
+		rc = mb_pread_full(fd, b->data, (size_t)len, off, &got);
+		close(fd);
+	}
+	if (rc == 0 && got != len)
+		rc = MB_EFORMAT;
+	if (rc == 0)
+		b->len = (size_t)len;
+out:
+	if (rc != 0)
+		fail(d, rc, "cannot read the header of '%s': %s", f->blob,
+		     mb_strerror(rc));
+	return rc;
+}
+
+/* Writes shard f's header to headers_dir/<path>: its first 8 + N bytes,
+ * in a sparse file of the shard's size (atomically). */
+static int write_header(struct dl *d, struct dfile *f)
+{
+	char path[4200], tmp[4300], why[256];
+	struct mb_buf b;
+	uint64_t n = 0;
+	int fd = -1, rc;
+
+	mb_buf_init(&b, MB_ST_MAX_HEADER + 8);
+	rc = read_some(d, f, 0, 8, &b);
+	if (rc == 0) {
+		rc = mb_st_header_len((const uint8_t *)b.data, f->hf->size, &n,
+				      why, sizeof(why));
+		if (rc != 0)
+			fail(d, rc, "'%s' is not a safetensors file: %s",
+			     f->hf->path, why);
+	}
+	if (rc == 0)
+		rc = read_some(d, f, 0, 8 + n, &b);
+	if (rc != 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/%s", d->o->headers_dir, f->hf->path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	{
+		char *slash = strrchr(path, '/');
+
+		*slash = '\0';
+		rc = mb_mkdir_p(path, 0755);
+		*slash = '/';
+	}
+	if (rc == 0) {
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		rc = fd < 0 ? mb_err_from_errno(errno) : 0;
+	}
+	if (rc == 0)
+		rc = mb_write_all(fd, b.data, b.len);
+	if (rc == 0 && ftruncate(fd, (off_t)f->hf->size) != 0)
+		rc = mb_err_from_errno(errno);
+	if (rc == 0)
+		rc = mb_fsync(fd);
+	if (fd >= 0 && close(fd) != 0 && rc == 0)
+		rc = mb_err_from_errno(errno);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = mb_err_from_errno(errno);
+	if (rc != 0) {
+		unlink(tmp);
+		fail(d, rc, "cannot write '%s': %s", path, mb_strerror(rc));
+	}
+out:
+	mb_buf_release(&b);
+	return rc;
+}
+
+/* The small files first, linked into dest; then every shard's header
+ * beside them; then the caller is told. */
+static int headers_first(struct dl *d)
+{
+	size_t i;
+	int rc;
+
+	d->defer = 1;
+	rc = run(d);
+	d->defer = 0;
+	for (i = 0; rc == 0 && i < d->nfiles; i++)
+		if (d->files[i].state == F_DONE)
+			rc = publish(d, &d->files[i], d->snap);
+	for (i = 0; rc == 0 && i < d->nfiles; i++)
+		if (ends_with(d->files[i].hf->path, ".safetensors"))
+			rc = write_header(d, &d->files[i]);
+	if (rc == 0 && d->o->headers_ready != NULL)
+		d->o->headers_ready(d->res->commit, d->o->progress_ctx);
+	return rc;
+}
+
+int mb_download_state_write(const char *path, const char *state,
+			    const char *commit, int permanent,
+			    const char *message)
+{
+	struct mb_buf b;
+	int rc;
+
+	mb_buf_init(&b, 8192);
+	mb_buf_adds(&b, "{\"state\":");
+	mb_json_quote(&b, state);
+	mb_buf_adds(&b, ",\"commit\":");
+	mb_json_quote(&b, commit != NULL ? commit : "");
+	mb_buf_addf(&b, ",\"permanent\":%s,\"message\":",
+		    permanent ? "true" : "false");
+	mb_json_quote(&b, message != NULL ? message : "");
+	mb_buf_adds(&b, "}\n");
+	rc = mb_buf_error(&b);
+	if (rc == 0)
+		rc = mb_atomic_write(path, b.data, b.len, 0644);
+	mb_buf_release(&b);
+	return rc;
+}
+
+int mb_download_state_read(const char *path, struct mb_download_state *st)
+{
+	struct timespec now;
+	struct stat sb;
+	char *text = NULL;
+	size_t len = 0;
+	cJSON *doc;
+	const char *v;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if (stat(path, &sb) != 0)
+		return mb_err_from_errno(errno);
+	rc = mb_read_file(path, 16384, &text, &len);
+	if (rc != 0)
+		return rc;
+	doc = mb_json_parse(text, len);
+	free(text);
+	v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "state"));
+	if (v == NULL || strlen(v) >= sizeof(st->state)) {
+		cJSON_Delete(doc);
+		return MB_EJSON;
+	}
+	snprintf(st->state, sizeof(st->state), "%s", v);
+	st->permanent = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc,
+								      "permanent"));
+	v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "message"));
+	snprintf(st->message, sizeof(st->message), "%s", v != NULL ? v : "");
+	v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "commit"));
+	if (v != NULL && strlen(v) == 40)
+		memcpy(st->commit, v, 41);
+	cJSON_Delete(doc);
+	clock_gettime(CLOCK_REALTIME, &now);
+	st->age_s = (double)(now.tv_sec - sb.st_mtim.tv_sec) +
+		    (double)(now.tv_nsec - sb.st_mtim.tv_nsec) / 1e9;
+	return 0;
 }
 
 void mb_download_opts_init(struct mb_download_opts *o)
@@ -1385,6 +1601,25 @@ int mb_download_repo(struct mb_hub *h, const struct mb_download_opts *o,
 		}
 	d.nfiles = n;
 	res->nfiles = n;
+	if (o->headers_dir != NULL) {
+		/* the small files first (a stable partition: the shards stay
+		 * in path order, the order a conversion takes them in) */
+		struct dfile *sorted = mb_calloc(n + 1, sizeof(*sorted));
+		size_t k = 0, pass;
+
+		if (sorted == NULL) {
+			rc = MB_ENOMEM;
+			fail(&d, rc, "out of memory");
+			goto out;
+		}
+		for (pass = 0; pass < 2; pass++)
+			for (i = 0; i < n; i++)
+				if (ends_with(d.files[i].hf->path,
+					      ".safetensors") == (int)pass)
+					sorted[k++] = d.files[i];
+		free(d.files);
+		d.files = sorted;
+	}
 	if (n == 0) {
 		fail(&d, MB_ENOENT, "nothing to fetch: no file of '%s' at %s "
 		     "matches the selection", o->repo, r->commit);
@@ -1452,6 +1687,13 @@ int mb_download_repo(struct mb_hub *h, const struct mb_download_opts *o,
 	}
 	d.t0 = now_ms();
 	report(&d, NULL, 0);
+	if (o->headers_dir != NULL) {
+		rc = publish_dirs(&d);
+		if (rc == 0)
+			rc = headers_first(&d);
+		if (rc != 0)
+			goto out;
+	}
 	rc = run(&d);
 	if (rc == 0)
 		rc = publish_all(&d);

@@ -77,7 +77,43 @@ struct mb_download_opts {
 	long stall_ms;		/* no byte for this long: retry; 0: 30000 */
 	mb_download_progress_fn progress;	/* NULL: none */
 	void *progress_ctx;
+	/* Headers first, for a conversion that runs beside the download
+	 * (convert --follow): when not NULL, the files that are not
+	 * .safetensors are fetched first; then each .safetensors file's
+	 * header is written to headers_dir/<path> (a sparse file of the
+	 * shard's size whose first bytes are exactly the shard's first bytes,
+	 * so mb_st_read_file reads it as the shard); then headers_ready
+	 * (NULL allowed) is called with the commit and progress_ctx; then the shards are
+	 * fetched in path order, each linked into dest as soon as it is
+	 * verified. */
+	const char *headers_dir;
+	void (*headers_ready)(const char *commit, void *ctx);
 };
+
+/* The side directory a headers-first fetch keeps in its dest: the headers
+ * under MB_DOWNLOAD_SIDE "/headers", its state in MB_DOWNLOAD_STATE. */
+#define MB_DOWNLOAD_SIDE ".mibera"
+#define MB_DOWNLOAD_STATE ".mibera/fetch.state"
+
+/* Where a headers-first fetch stands, as its state file says. */
+struct mb_download_state {
+	char state[16];		/* running, headers, done, failed */
+	int permanent;		/* failed: a new run will fail the same way */
+	char message[1024];	/* failed: what happened */
+	char commit[41];	/* the commit fetched, once known, or "" */
+	double age_s;		/* since the file was last written */
+};
+
+/* Writes the state file at path atomically (state: "running", "headers",
+ * "done" or "failed"; commit and message NULL allowed). Each write refreshes its age,
+ * which is how a reader tells a fetch that stopped without a word. */
+int mb_download_state_write(const char *path, const char *state,
+			    const char *commit, int permanent,
+			    const char *message);
+
+/* Reads the state file at path. MB_ENOENT when there is none, MB_EJSON
+ * when it is not one. */
+int mb_download_state_read(const char *path, struct mb_download_state *st);
 
 struct mb_download_result {
 	char commit[41];

@@ -744,6 +744,12 @@ static int open_single(const char *dir, struct mb_st_model **out, char *err,
 int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 			 size_t errcap)
 {
+	return mb_st_model_open_headers(dir, dir, out, err, errcap);
+}
+
+int mb_st_model_open_headers(const char *dir, const char *hdir,
+			     struct mb_st_model **out, char *err, size_t errcap)
+{
 	struct mb_st_model *m = NULL;
 	char path[4096], sub[MB_ST_MAX_NAME];
 	char *json = NULL;
@@ -756,7 +762,7 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 		return rc;
 	rc = mb_read_file(path, MAX_INDEX, &json, &len);
 	if (rc == MB_ENOENT)
-		return open_single(dir, out, err, errcap);
+		return open_single(hdir, out, err, errcap);
 	if (rc != 0) {
 		mb_seterr(err, errcap, "cannot read '%s': %s", path,
 		       mb_strerror(rc));
@@ -767,7 +773,7 @@ int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 	for (i = 0; rc == 0 && i < m->nshards; i++) {
 		struct mb_st_file *f;
 
-		rc = join(path, sizeof(path), dir, m->shards[i]);
+		rc = join(path, sizeof(path), hdir, m->shards[i]);
 		if (rc != 0)
 			break;
 		rc = mb_st_read_file(path, &f, sub, sizeof(sub));

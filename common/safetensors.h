@@ -148,6 +148,13 @@ int mb_st_model_finish(struct mb_st_model *m, char *err, size_t errcap);
 int mb_st_model_open_dir(const char *dir, struct mb_st_model **out, char *err,
 			 size_t errcap);
 
+/* As mb_st_model_open_dir, with the index (if any) read from dir and the
+ * shards' headers from hdir: files named as the shards whose first bytes
+ * are the shards' headers and whose size is theirs (the side headers a
+ * fetch writes before the data arrives, worker/fetch.c). */
+int mb_st_model_open_headers(const char *dir, const char *hdir,
+			     struct mb_st_model **out, char *err, size_t errcap);
+
 /* Frees m and its files; NULL-safe. */
 void mb_st_model_free(struct mb_st_model *m);
 

@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/download.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -65,6 +66,8 @@ struct run {
 	long w_cpus;		/* the worker's, from its hello */
 	uint64_t w_ram;
 	struct early *early;	/* pulled while the worker made the rest */
+	int convert_started;	/* this run started convert beside fetch */
+	int fetch_was_running;	/* a stopped coordinator left it running */
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -881,16 +884,6 @@ static int fetch_resume(struct run *r)
 	return 0;
 }
 
-/* fetch: a hub repo into the job's directory; a path is used as is */
-static int step_fetch(struct run *r)
-{
-	const char *argv[] = { "fetch", r->j->source, "--dest", r->model, NULL };
-	int rc;
-
-	rc = run_worker(r, "fetch", "fetch", argv, 1);
-	return rc == 0 ? fetch_resume(r) : rc;
-}
-
 /* Writes the job's overrides (--set, --base) to the worker; path gets
  * the file's name there, or "" when the job has none. */
 static int put_overrides(struct run *r, char *path, size_t cap)
@@ -915,18 +908,36 @@ static int put_overrides(struct run *r, char *path, size_t cap)
 	return rc;
 }
 
-static int step_convert(struct run *r)
+/* Converting while the download runs: a hub source that mibera's own
+ * converter converts (llama.cpp's reads the whole model when it starts,
+ * and a path is there already). */
+static int convert_follows(struct run *r)
+{
+	return !mb_job_source_is_path(r->j->source) &&
+	       strcmp(r->j->converter, MB_CONVERTER_LLAMA) != 0;
+}
+
+/* The convert step's arguments (argv has room for 24); follow adds
+ * --follow. ofile and split hold what some of them point to. */
+static int convert_argv(struct run *r, const char **argv, int follow,
+			char *repo, size_t repocap, char *ofile, size_t ocap,
+			char *split, size_t splitcap)
 {
 	const struct mb_job_row *j = r->j;
-	char repo[300];
-	const char *argv[] = { "convert", r->model, r->f16, "--layout", j->layout,
-			       "--outtype", j->outtype, "--name", r->name,
-			       NULL, NULL, NULL, NULL, NULL, NULL, NULL };
-	char ofile[2400], split[32];
-	int rc, n = 9;
+	int rc, n = 0;
 
+	argv[n++] = "convert";
+	argv[n++] = r->model;
+	argv[n++] = r->f16;
+	argv[n++] = "--layout";
+	argv[n++] = j->layout;
+	argv[n++] = "--outtype";
+	argv[n++] = j->outtype;
+	argv[n++] = "--name";
+	argv[n++] = r->name;
+	ofile[0] = '\0';
 	if (!mb_job_source_is_path(j->source)) {
-		snprintf(repo, sizeof(repo), "%s", j->source);
+		snprintf(repo, repocap, "%s", j->source);
 		repo[strcspn(repo, "@")] = '\0'; /* org/name@revision */
 		argv[n++] = "--repo";
 		argv[n++] = repo;
@@ -946,10 +957,11 @@ static int step_convert(struct run *r)
 		 * convert natively; submit took no --set for it */
 		argv[n++] = "--converter";
 		argv[n++] = MB_CONVERTER_LLAMA;
-		return run_worker(r, "convert", "convert", argv, 0);
+		argv[n] = NULL;
+		return 0;
 	}
 	/* what the user settled travels as a file beside the job's output */
-	rc = put_overrides(r, ofile, sizeof(ofile));
+	rc = put_overrides(r, ofile, ocap);
 	if (rc != 0)
 		return rc;
 	if (ofile[0] != '\0') {
@@ -959,12 +971,131 @@ static int step_convert(struct run *r)
 	/* bigger than that: a set of parts, named after r->f16, which the
 	 * worker's verbs find by that name */
 	if (j->split_max_size > 0) {
-		snprintf(split, sizeof(split), "%llu",
+		snprintf(split, splitcap, "%llu",
 			 (unsigned long long)j->split_max_size);
 		argv[n++] = "--split-max-size";
 		argv[n++] = split;
 	}
-	return run_worker(r, "convert", "convert", argv, 0);
+	if (follow)
+		argv[n++] = "--follow";
+	argv[n] = NULL;
+	return 0;
+}
+
+static int step_convert(struct run *r)
+{
+	const char *argv[24];
+	char repo[300], ofile[2400], split[32];
+	int rc;
+
+	/* started beside the fetch: followed here (a restart that finds
+	 * the fetch done follows the running convert, or runs it after) */
+	rc = convert_argv(r, argv, r->convert_started, repo, sizeof(repo),
+			  ofile, sizeof(ofile), split, sizeof(split));
+	return rc != 0 ? rc : run_worker(r, "convert", "convert", argv, 0);
+}
+
+/* How long the job waits for a headers-first fetch to have the shards'
+ * headers before it stops waiting and converts after the download: the
+ * small files and a few range requests take seconds. */
+#define HEADERS_WAIT_S 600
+
+/* Starts convert --follow once the running fetch has written the shards'
+ * headers. Returns 0 also when the fetch ended first (its result is
+ * there) or took too long: the convert then runs after it. */
+static int start_convert_following(struct run *r)
+{
+	char path[2600], res[2600], buf[4096], repo[300], ofile[2400],
+	     split[32];
+	const char *argv[24];
+	double t0 = mb_now_s();
+	size_t got;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", r->model, MB_DOWNLOAD_STATE);
+	snprintf(res, sizeof(res), "%s/fetch.result.json", r->wjob);
+	for (;;) {
+		struct timespec ts = { 0, 250 * 1000000L };
+		const char *st = NULL;
+		cJSON *doc = NULL;
+
+		if (cancelled(r))
+			return MB_ECANCELLED;
+		if (mb_transport_read(r->t, path, 0, buf, sizeof(buf) - 1,
+				      &got) == 0) {
+			buf[got] = '\0';
+			doc = mb_json_parse(buf, got);
+			st = cJSON_GetStringValue(
+				cJSON_GetObjectItemCaseSensitive(doc, "state"));
+		}
+		if (st != NULL && (strcmp(st, "headers") == 0 ||
+				   strcmp(st, "done") == 0)) {
+			cJSON_Delete(doc);
+			break;
+		}
+		cJSON_Delete(doc);
+		/* a stale "failed" from an earlier attempt says nothing: the
+		 * fetch's result says when this one ended */
+		if (mb_transport_read(r->t, res, 0, buf, 1, &got) == 0 ||
+		    mb_now_s() - t0 > HEADERS_WAIT_S)
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	rc = convert_argv(r, argv, 1, repo, sizeof(repo), ofile, sizeof(ofile),
+			  split, sizeof(split));
+	if (rc == 0)
+		rc = start_worker(r, "convert", argv);
+	if (rc != 0)
+		return rc;
+	/* a restart finds it running: neither a new attempt nor a new note */
+	if (!r->convert_started) {
+		struct mb_step_row was;
+
+		if (mb_store_step_get(r->s, r->j->id, "convert", &was) != 0 ||
+		    strcmp(was.state, "running") != 0) {
+			step_begin(r, "convert");
+			note(r, "convert", "info", "converting while the download "
+			     "runs: each shard as soon as it is downloaded and "
+			     "verified");
+		}
+	}
+	r->convert_started = 1;
+	return 0;
+}
+
+/* fetch: a hub repo into the job's directory; a path is used as is. With
+ * mibera's converter the fetch brings the shards' headers first and the
+ * convert starts beside it, taking each shard as it arrives. */
+static int step_fetch(struct run *r)
+{
+	const char *argv[] = { "fetch", r->j->source, "--dest", r->model, NULL,
+			       NULL };
+	int rc;
+
+	if (!convert_follows(r)) {
+		rc = run_worker(r, "fetch", "fetch", argv, 1);
+		return rc == 0 ? fetch_resume(r) : rc;
+	}
+	argv[4] = "--headers-first";
+	if (!r->fetch_was_running) {
+		/* a new fetch: an earlier attempt's state (of the commit the
+		 * revision named then) says nothing about this one */
+		char path[2600];
+
+		snprintf(path, sizeof(path), "%s/%s", r->model, MB_DOWNLOAD_STATE);
+		mb_transport_unlink(r->t, path);
+	}
+	rc = worker_run(r, NULL, "fetch", argv, 1, 1);
+	if (rc == 0)
+		rc = start_convert_following(r);
+	if (rc == 0)
+		rc = run_worker(r, "fetch", "fetch", argv, 1);
+	if (rc != 0 && r->convert_started)
+		/* the convert stops on the fetch's failure by itself (at once
+		 * for a permanent one); a retry of the job starts both again */
+		mb_store_step_set(r->s, r->j->id, "convert", "failed", NULL,
+				  "stopped: the download it converted failed");
+	return rc == 0 ? fetch_resume(r) : rc;
 }
 
 /* An importance matrix is computed when a requested type needs one
@@ -1797,6 +1928,7 @@ static int run_steps(struct run *r)
 	if (was[0] != '\0')
 		note(r, was, "warn", "the coordinator stopped while this step "
 		     "ran; resuming the job (the steps it finished are kept)");
+	r->fetch_was_running = strcmp(was, "fetch") == 0;
 
 	for (sd = job_steps; sd->run != NULL && rc == 0; sd++) {
 		/* the worker is held step by step, so the time of a run a
@@ -1817,7 +1949,8 @@ static int run_steps(struct run *r)
 		}
 		/* the pull began beside the quantize: it goes on */
 		if (sd->name != NULL && !(strcmp(sd->name, "pull") == 0 &&
-					  r->early && r->early->pull_running))
+					  r->early && r->early->pull_running) &&
+		    !(strcmp(sd->name, "convert") == 0 && r->convert_started))
 			step_begin(r, sd->name);
 		r->err[0] = '\0';
 		rc = sd->run(r);

@@ -2,7 +2,7 @@
  * mibera-worker convert MODEL_DIR OUT.gguf [--layout native|split]
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
  *     [--commit SHA] [--overrides FILE] [--converter mibera|llama.cpp]
- *     [--split-max-size SIZE]
+ *     [--split-max-size SIZE] [--follow [--follow-timeout SECONDS]]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
@@ -14,7 +14,11 @@
  * --overrides and the split layout go with mibera's converter only. With
  * --split-max-size, an output bigger than SIZE is written as a set of
  * parts OUT-00001-of-0000N.gguf ... as llama.cpp's gguf-split makes them
- * (common/splitset.h).
+ * (common/splitset.h). With --follow it converts while a headers-first
+ * fetch (fetch --headers-first) still downloads into MODEL_DIR: it starts
+ * once the shards' headers are there, takes each shard as it arrives, and
+ * stops with the fetch's message when the fetch fails, or when the
+ * fetch's state has not changed for SECONDS (default 300).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,7 +46,8 @@ static void usage(FILE *f)
 		   "native|split]\n"
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
 		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
-		   "           [--converter mibera|llama.cpp] [--split-max-size SIZE]\n\n"
+		   "           [--converter mibera|llama.cpp] [--split-max-size SIZE]\n"
+		   "           [--follow [--follow-timeout SECONDS]]\n\n"
 		   "--split-max-size SIZE: when the GGUF would be bigger than "
 		   "SIZE (bytes, or\n"
 		   "K, M, G, T in powers of 1000: 50G), write it as a set of "
@@ -50,7 +55,12 @@ static void usage(FILE *f)
 		   "SIZE each, OUT-00001-of-0000N.gguf ..., as llama.cpp's "
 		   "gguf-split does;\n"
 		   "libllama loads the set from its first part. A GGUF that "
-		   "fits stays OUT.\n");
+		   "fits stays OUT.\n"
+		   "--follow: convert while `mibera-worker fetch --headers-first "
+		   "--dest MODEL_DIR`\n"
+		   "runs, each shard as soon as it is downloaded and verified; "
+		   "stop when the\nfetch fails or its state is not rewritten for "
+		   "--follow-timeout SECONDS (300).\n");
 }
 
 struct progress_ctx {
@@ -253,6 +263,16 @@ int verb_convert(int argc, char **argv)
 				return 2;
 			}
 			i++;
+		} else if (strcmp(a, "--follow") == 0) {
+			o.follow = 1;
+		} else if (strcmp(a, "--follow-timeout") == 0 && v) {
+			char *end;
+			double t = strtod(v, &end);
+
+			if (*v == '\0' || *end != '\0' || !(t > 0 && t <= 86400))
+				goto bad;
+			o.follow_timeout_s = t;
+			i++;
 		} else if (strcmp(a, "--overrides") == 0 && v) {
 			overrides = argv[++i];
 		} else if (strcmp(a, "--converter") == 0 && v) {
@@ -275,6 +295,12 @@ int verb_convert(int argc, char **argv)
 	}
 	if (npos != 2)
 		goto bad;
+	if (llama && o.follow) {
+		fprintf(stderr, "mibera-worker convert: --follow goes with "
+			"mibera's converter: llama.cpp's reads the whole model "
+			"when it starts\n");
+		return 2;
+	}
 	if (llama && (overrides != NULL || layout_given)) {
 		fprintf(stderr, "mibera-worker convert: %s goes with mibera's "
 			"converter: llama.cpp's reads config.json as it is and "

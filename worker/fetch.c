@@ -3,11 +3,19 @@
  *     [--include GLOB]... [--exclude GLOB]... [--connections N]
  *     [--range-size BYTES] [--reserve BYTES] [--stall-timeout SECONDS]
  *     [--attempts N] [--backoff-ms MS] [--backoff-max-ms MS] [--json]
+ *     [--headers-first]
  * Downloads a model repository from the hub into the hub cache layout
  * under the worker directory (common/download.h) and links the snapshot
  * into DIR. Run by the step runner, its progress and its result go to the
  * step's event journal ($MIBERA_EVENTS); by hand, a progress line on a
  * terminal and a summary. The token comes from HF_TOKEN only, never argv.
+ *
+ * --headers-first (with --dest) lets a conversion run while the shards
+ * download (convert --follow): the small files come first, then every
+ * shard's header goes to DIR/.mibera/headers (a "headers" event), then the
+ * shards, each linked into DIR once verified. DIR/.mibera/fetch.state says
+ * running, headers, done or failed (with the message), and is rewritten
+ * at every progress report so a reader can tell a fetch that died.
  *
  * Exit codes: 0 done, 1 failed but a later run may succeed (network;
  * what was fetched is kept and resumed), 2 usage, 3 failed in a way a
@@ -19,8 +27,10 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/download.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/hub.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -39,10 +49,14 @@ static void usage(FILE *f)
 		   "[--stall-timeout SECONDS]\n"
 		   "           [--attempts N] [--backoff-ms MS] "
 		   "[--backoff-max-ms MS] [--json]\n"
+		   "           [--headers-first]\n"
 		   "Downloads REPO at REV (default main) into the hub cache "
 		   "(--cache, default\n$MIBERA_WORKER_DIR/hub or ~/.mibera/hub) "
 		   "and links its files into --dest.\nBYTES take K, M or G "
-		   "(powers of 1024). HF_TOKEN opens gated repositories.\n");
+		   "(powers of 1024). HF_TOKEN opens gated repositories.\n"
+		   "--headers-first: small files, then every shard's header "
+		   "into DIR/.mibera,\nthen the shards, each linked into DIR "
+		   "once verified (for convert --follow).\n");
 }
 
 /* Parses a byte count with an optional K/M/G suffix. */
@@ -71,11 +85,47 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* What the progress and headers callbacks share. */
+struct fetch_ctx {
+	struct verb_journal j;
+	char state[2200];	/* the state file, or "" */
+	const char *phase;	/* what it says: running, headers */
+	char commit[41];	/* once the headers are there */
+	double written;		/* when it was last written */
+};
+
+/* Rewrites the state file (its age says the fetch is alive), at most
+ * once a second unless asked. */
+static void state_refresh(struct fetch_ctx *fc, int now)
+{
+	double t = mb_now_s();
+
+	if (fc->state[0] == '\0' || (!now && t - fc->written < 1.0))
+		return;
+	fc->written = t;
+	if (mb_download_state_write(fc->state, fc->phase, fc->commit, 0,
+				    NULL) != 0)
+		mb_log(MB_LOG_WARN, "cannot write '%s'", fc->state);
+}
+
+static void on_headers(const char *commit, void *ctx)
+{
+	struct fetch_ctx *fc = ctx;
+
+	snprintf(fc->commit, sizeof(fc->commit), "%s", commit);
+	fc->phase = "headers";
+	state_refresh(fc, 1);
+	mb_events_emit(&fc->j.ev, "headers", "\"ready\":true");
+}
+
 static void on_progress(const struct mb_download_progress *p, void *ctx)
 {
-	struct verb_journal *c = ctx;
+	struct fetch_ctx *fc = ctx;
+	struct verb_journal *c = &fc->j;
 	struct mb_buf b;
 	int rc;
+
+	state_refresh(fc, 0);
 
 	mb_buf_init(&b, 4096);
 	if (p->file != NULL) {
@@ -159,12 +209,13 @@ int verb_fetch(int argc, char **argv)
 	const char *include[MAX_GLOBS], *exclude[MAX_GLOBS];
 	struct mb_download_opts o;
 	struct mb_download_result r;
-	struct verb_journal j;
+	struct fetch_ctx fc;
 	struct mb_hub h;
 	struct mb_buf out;
 	char repo[128], rev[256] = "main", cache[2048], err[1024] = "";
 	const char *spec = NULL, *cache_arg = NULL, *at;
-	int i, rc, json = 0;
+	char hdir[2200] = "";
+	int i, rc, json = 0, headers_first = 0;
 	long v;
 
 	mb_download_opts_init(&o);
@@ -223,6 +274,8 @@ int verb_fetch(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--json") == 0) {
 			json = 1;
+		} else if (strcmp(a, "--headers-first") == 0) {
+			headers_first = 1;
 		} else if (a[0] == '-' || spec != NULL) {
 			goto bad;
 		} else {
@@ -259,10 +312,33 @@ int verb_fetch(int argc, char **argv)
 	}
 	o.cache_dir = cache;
 
-	if (verb_journal_open(&j, "fetch", "mibera-worker fetch") != 0)
+	if (headers_first && o.dest == NULL) {
+		fprintf(stderr, "mibera-worker fetch: --headers-first needs "
+			"--dest\n");
+		return 2;
+	}
+	memset(&fc, 0, sizeof(fc));
+	fc.phase = "running";
+	if (verb_journal_open(&fc.j, "fetch", "mibera-worker fetch") != 0)
 		return 1;
+	if (headers_first) {
+		snprintf(hdir, sizeof(hdir), "%s/%s/headers", o.dest,
+			 MB_DOWNLOAD_SIDE);
+		snprintf(fc.state, sizeof(fc.state), "%s/%s", o.dest,
+			 MB_DOWNLOAD_STATE);
+		rc = mb_mkdir_p(hdir, 0755);
+		if (rc != 0) {
+			fprintf(stderr, "mibera-worker fetch: cannot create "
+				"'%s': %s\n", hdir, mb_strerror(rc));
+			verb_journal_close(&fc.j);
+			return mb_err_exit(rc);
+		}
+		state_refresh(&fc, 1);
+		o.headers_dir = hdir;
+		o.headers_ready = on_headers;
+	}
 	o.progress = on_progress;
-	o.progress_ctx = &j;
+	o.progress_ctx = &fc;
 	rc = mb_hub_init(&h, NULL, NULL);
 	if (rc != 0) {
 		snprintf(err, sizeof(err), "HF_ENDPOINT is not an http(s) URL");
@@ -271,16 +347,22 @@ int verb_fetch(int argc, char **argv)
 		rc = mb_download_repo(&h, &o, &r, err, sizeof(err));
 		mb_hub_release(&h);
 	}
-	if (j.tty)
+	if (fc.j.tty)
 		fputc('\n', stderr);
+	if (fc.state[0] != '\0' &&
+	    mb_download_state_write(fc.state, rc == 0 ? "done" : "failed",
+				    r.commit, rc != 0 && !mb_err_transient(rc),
+				    rc == 0 ? NULL : err[0] ? err
+							     : mb_strerror(rc)) != 0)
+		mb_log(MB_LOG_WARN, "cannot write '%s'", fc.state);
 	mb_buf_init(&out, 16384);
 	if (result_json(&out, repo, rev, o.dest, &r, rc, err) == 0) {
-		mb_events_emit(&j.ev, "result", out.data);
+		mb_events_emit(&fc.j.ev, "result", out.data);
 		if (json)
 			printf("{%s}\n", out.data);
 	}
 	mb_buf_release(&out);
-	verb_journal_close(&j);
+	verb_journal_close(&fc.j);
 	if (rc != 0) {
 		fprintf(stderr, "mibera-worker fetch: %s\n",
 			err[0] ? err : mb_strerror(rc));
