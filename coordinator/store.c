@@ -1492,18 +1492,16 @@ int mb_store_event_last(struct mb_store *s, int64_t id, const char *type,
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
 }
 
-int mb_store_artifact_list(struct mb_store *s, int64_t id,
-			   int (*fn)(const char *name, uint64_t size,
-				     const char *sha256, const char *path,
-				     const char *smoke, void *ctx),
-			   void *ctx)
+static int artifact_list(struct mb_store *s, int64_t id, const char *sql,
+			 int (*fn)(const char *name, uint64_t size,
+				   const char *sha256, const char *path,
+				   const char *smoke, void *ctx),
+			 void *ctx)
 {
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT name, size, sha256, path, smoke FROM "
-			       "artifacts WHERE job_id = ? ORDER BY size", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	sqlite3_bind_int64(st, 1, id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1520,6 +1518,29 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int mb_store_artifact_list(struct mb_store *s, int64_t id,
+			   int (*fn)(const char *name, uint64_t size,
+				     const char *sha256, const char *path,
+				     const char *smoke, void *ctx),
+			   void *ctx)
+{
+	return artifact_list(s, id, "SELECT name, size, sha256, path, smoke "
+			     "FROM artifacts WHERE job_id = ? ORDER BY size", fn,
+			     ctx);
+}
+
+int mb_store_artifact_list_by_name(struct mb_store *s, int64_t id,
+				   int (*fn)(const char *name, uint64_t size,
+					     const char *sha256,
+					     const char *path,
+					     const char *smoke, void *ctx),
+				   void *ctx)
+{
+	return artifact_list(s, id, "SELECT name, size, sha256, path, smoke "
+			     "FROM artifacts WHERE job_id = ? ORDER BY name", fn,
+			     ctx);
 }
 
 int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t)

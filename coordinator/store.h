@@ -304,6 +304,15 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 				     const char *smoke, void *ctx),
 			   void *ctx);
 
+/* The same in name order, so the parts of a set (NAME-00001-of-00003.gguf
+ * ...) come together and in order. */
+int mb_store_artifact_list_by_name(struct mb_store *s, int64_t id,
+				   int (*fn)(const char *name, uint64_t size,
+					     const char *sha256,
+					     const char *path,
+					     const char *smoke, void *ctx),
+				   void *ctx);
+
 /* --- what the scheduler and the dashboard ask --- */
 
 /* Counts the jobs queued, waiting or running. */

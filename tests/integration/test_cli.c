@@ -872,6 +872,35 @@ static void test_counted_progress(void **state)
 	free(out);
 }
 
+/* show lists a job's files in name order, so the parts of a set stay
+ * together and in order whatever their sizes. */
+static void test_show_keeps_sets_together(void **state)
+{
+	char *out, *p1, *p2, *p3, *f16;
+
+	(void)state;
+	sql("INSERT INTO artifacts (job_id, name, type, size, sha256, path) "
+	    "VALUES (2, 'm-Q4_0-00001-of-00003.gguf', 'gguf', 3000000, 'aa', ''),"
+	    "(2, 'm-Q4_0-00002-of-00003.gguf', 'gguf', 1000000, 'bb', ''),"
+	    "(2, 'm-Q4_0-00003-of-00003.gguf', 'gguf', 500000, 'cc', ''),"
+	    "(2, 'm-F16.gguf', 'gguf', 2000000, 'dd', '')");
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	print_message("%s", out);
+	f16 = strstr(out, "  m-F16.gguf ");
+	p1 = strstr(out, "  m-Q4_0-00001-of-00003.gguf ");
+	p2 = strstr(out, "  m-Q4_0-00002-of-00003.gguf ");
+	p3 = strstr(out, "  m-Q4_0-00003-of-00003.gguf ");
+	assert_non_null(f16);
+	assert_non_null(p1);
+	assert_non_null(p2);
+	assert_non_null(p3);
+	/* the set in order, nothing between its parts */
+	assert_true(p1 < p2 && p2 < p3);
+	assert_true(f16 < p1 || f16 > p3);
+	free(out);
+	sql("DELETE FROM artifacts WHERE job_id = 2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -888,6 +917,7 @@ int main(void)
 		cmocka_unit_test(test_user_settings),
 		cmocka_unit_test(test_local_dir_absolute_and_short_verbs),
 		cmocka_unit_test(test_counted_progress),
+		cmocka_unit_test(test_show_keeps_sets_together),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
