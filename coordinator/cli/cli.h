@@ -23,6 +23,10 @@ int cli_job_id(const char *arg, long long *id);
  * one decimal below 100). */
 void cli_bytes(double v, char *out, size_t cap);
 
+/* A count of things for a person: "1 stream", "4 streams" (noun is the
+ * singular; the plural adds an s). */
+void cli_count(double n, const char *noun, char *out, size_t cap);
+
 /* A time span for a person: "48s", "1m20s", "2h05m". */
 void cli_duration(double s, char *out, size_t cap);
 

@@ -382,13 +382,14 @@ static int event_line(int64_t job, const char *step, int64_t at_ms,
 		snprintf(what, sizeof(what), "%s",
 			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "message")));
 	} else if (strcmp(type, "pulled") == 0) {
+		char n[48];
 		uint64_t streams = 0;
 
 		/* a number from outside: checked, never cast as it comes */
 		mb_json_get_u64(doc, "streams", 1024, &streams);
-		snprintf(what, sizeof(what), "%s verified (%u streams, %.1f s)",
-			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "file")),
-			 (unsigned)streams,
+		cli_count((double)streams, "stream", n, sizeof(n));
+		snprintf(what, sizeof(what), "%s verified (%s, %.1f s)",
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "file")), n,
 			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "seconds")));
 	} else if (strcmp(type, "done") == 0 &&
 		   cJSON_GetObjectItemCaseSensitive(doc, "file") != NULL) {

@@ -872,6 +872,33 @@ static void test_counted_progress(void **state)
 	free(out);
 }
 
+/* A file pulled over one stream says "1 stream", in logs and in the
+ * dashboard's events alike. */
+static void test_one_stream_is_one(void **state)
+{
+	char *out;
+
+	(void)state;
+	sql("INSERT INTO events (job_id, step, seq, at_ms, type, data) VALUES "
+	    "(1, 'pull', 0, strftime('%%s','now') * 1000, 'pulled', '{\\\"v\\\":1,"
+	    "\\\"seq\\\":0,\\\"ms\\\":1764158400123,\\\"step\\\":\\\"pull\\\","
+	    "\\\"type\\\":\\\"pulled\\\",\\\"file\\\":\\\"one-Q8_0.gguf\\\","
+	    "\\\"ok\\\":true,\\\"bytes\\\":1000,\\\"reused\\\":0,"
+	    "\\\"seconds\\\":0.5,\\\"streams\\\":1}')");
+	assert_int_equal(run(&out, "%s logs 1 --step pull", JOB), 0);
+	if (strstr(out, "one-Q8_0.gguf: 1.0 kB in 0.5 s over 1 stream (") == NULL)
+		fail_msg("logs:\n%s", out);
+	free(out);
+	assert_int_equal(run(&out, "%s dashboard --once | cat",
+			     JOB), 0);
+	if (strstr(out, "one-Q8_0.gguf verified (1 stream, 0.5 s)") == NULL)
+		fail_msg("dashboard:\n%s", out);
+	assert_null(strstr(out, "1 streams"));
+	free(out);
+	sql("DELETE FROM events WHERE job_id = 1 AND type = 'pulled' AND data "
+	    "LIKE '%%one-Q8_0%%'");
+}
+
 /* show lists a job's files in name order, so the parts of a set stay
  * together and in order whatever their sizes. */
 static void test_show_keeps_sets_together(void **state)
@@ -918,6 +945,7 @@ int main(void)
 		cmocka_unit_test(test_local_dir_absolute_and_short_verbs),
 		cmocka_unit_test(test_counted_progress),
 		cmocka_unit_test(test_show_keeps_sets_together),
+		cmocka_unit_test(test_one_stream_is_one),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
