@@ -501,6 +501,9 @@ static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
 		*with = 2;
 		return 1;
 	}
+	if ((cli_is(p, "key") || cli_is(p, "agent") || cli_is(p, "worker-dir")) &&
+	    cli_path_given(p) != 0)
+		return 2;
 	if (cli_is(p, "gpu"))
 		r->gpu = p->val;
 	else if (cli_is(p, "key"))

@@ -849,6 +849,22 @@ static void test_local_dir_absolute_and_short_verbs(void **state)
 	assert_int_equal(run(&out, "%s worker list", JOB), 0);
 	assert_null(strstr(out, "wcwd"));
 	free(out);
+	/* an empty path is refused, not taken for the default */
+	assert_int_equal(run(&out, "%s worker add wempty local --dir '' --agent "
+			     "%s/mibera-worker", JOB, MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "--dir needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker add wempty local --agent ''", JOB),
+			 2);
+	assert_non_null(strstr(out, "--agent needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s submit %s --rent vast --worker-dir ''", JOB,
+			     model), 2);
+	assert_non_null(strstr(out, "--worker-dir needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_null(strstr(out, "wempty"));
+	free(out);
 }
 
 /* Progress that counts chunks or files, not bytes (imatrix, fidelity),
