@@ -780,7 +780,8 @@ static int insp_load(struct insp *in, const char *src,
 }
 
 int cli_inspect_foreign(const char *source, const char *overrides,
-			struct cli_foreign *out, char *err, size_t errcap)
+			const char *args, struct cli_foreign *out, char *err,
+			size_t errcap)
 {
 	struct mb_modelcfg_user user = { NULL, NULL };
 	cJSON *ov = overrides != NULL && *overrides != '\0'
@@ -809,8 +810,11 @@ int cli_inspect_foreign(const char *source, const char *overrides,
 		out->foreign = 1;
 		mb_converter_foreign_name(&f, out->name, sizeof(out->name));
 		snprintf(out->reason, sizeof(out->reason), "%s", pr(in.c->reason));
-		mb_converter_way_out(&f, source, out->way_out,
-				     sizeof(out->way_out));
+		/* the way out shows up to 300 bytes of its command: a
+		 * longer one would be cut, so it shows the source alone */
+		mb_converter_way_out(&f, args != NULL && strlen(args) <= 300
+						 ? args : source,
+				     out->way_out, sizeof(out->way_out));
 	}
 	insp_release(&in);
 	cJSON_Delete(ov);

@@ -217,22 +217,45 @@ static double rent_disk_gb(uint64_t need)
 	return (double)need * 1.15 / 1e9 + 10;
 }
 
+/* The arguments argv[from..argc-1] as a person types them again (quoted
+ * where the shell would split them; less --converter and its value with
+ * no_converter) into out (cap bytes); 0, or -1 when they do not fit. */
+static int command_args(int argc, char **argv, int from, int no_converter,
+			char *out, size_t cap)
+{
+	size_t len = 0;
+	int i, n;
+
+	out[0] = '\0';
+	for (i = from; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (no_converter && strcmp(a, "--converter") == 0) {
+			i++;
+			continue;
+		}
+		if (no_converter && strncmp(a, "--converter=", 12) == 0)
+			continue;
+		n = snprintf(out + len, cap - len,
+			     strcspn(a, " \t'\"$`\\") != strlen(a) ? "%s'%s'"
+								: "%s%s",
+			     len > 0 ? " " : "", a);
+		if (n < 0 || (size_t)n >= cap - len)
+			return -1;
+		len += (size_t)n;
+	}
+	return 0;
+}
+
 /* The command line again, with --yes: what to run to go on. */
 static void print_again(int argc, char **argv)
 {
-	int i;
+	char line[8192];
 
 	printf("nothing rented or queued. To rent it and queue the job:\n  "
-	       "mibera-job");
-	for (i = 0; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcspn(a, " \t'\"$`\\") != strlen(a))
-			printf(" '%s'", a);
-		else
-			printf(" %s", a);
-	}
-	printf(" --yes\n");
+	       "mibera-job %s --yes\n",
+	       command_args(argc, argv, 0, 0, line, sizeof(line)) == 0
+		       ? line : "submit ...");
 }
 
 /* Sizes, shows and (with --yes) rents the box for j into w: 0 rented, 1
@@ -280,7 +303,7 @@ static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
 /* Checks and queues j on worker (NULL: the only one), or on a box rented
  * for it (rq not NULL); the exit code. */
 static int submit_job(struct mb_job_row *j, const char *worker, int json,
-		      struct rent_req *rq)
+		      struct rent_req *rq, int argc, char **argv)
 {
 	struct mb_worker_row w;
 	struct mb_store *s = NULL;
@@ -384,10 +407,16 @@ checked_worker:
 		/* an architecture mibera does not convert is refused here,
 		 * with the way out, rather than on the rented box */
 		struct cli_foreign f;
+		char again[1024];
 
+		/* the way out is the person's own command with the other
+		 * converter: their flags kept */
 		err[0] = '\0';
-		rc = cli_inspect_foreign(j->source, j->overrides, &f, err,
-					 sizeof(err));
+		rc = cli_inspect_foreign(j->source, j->overrides,
+					 command_args(argc, argv, 1, 1, again,
+						      sizeof(again)) == 0
+						 ? again : NULL,
+					 &f, err, sizeof(err));
 		if (rc == 0 && f.foreign) {
 			fprintf(stderr, "mibera-job submit: %s\n%s\n", f.reason,
 				f.way_out);
@@ -750,7 +779,8 @@ int cmd_submit(int argc, char **argv)
 	}
 	cJSON_Delete(set);
 	set = NULL;
-	rc = submit_job(&j, worker, json, rq.r.provider != NULL ? &rq : NULL);
+	rc = submit_job(&j, worker, json, rq.r.provider != NULL ? &rq : NULL, argc,
+			argv);
 	cJSON_free(otext);
 	return rc;
 usage:

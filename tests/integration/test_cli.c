@@ -944,6 +944,43 @@ static void test_show_keeps_sets_together(void **state)
 	sql("DELETE FROM artifacts WHERE job_id = 2");
 }
 
+/* A model mibera does not convert natively: submit's way out is the
+ * person's own command, every flag they gave kept, with --converter
+ * llama.cpp in place of theirs. */
+static void test_way_out_keeps_the_flags(void **state)
+{
+	static const char gemma[] =
+		"{\"architectures\":[\"GemmaForCausalLM\"],\"model_type\":"
+		"\"gemma\",\"hidden_size\":256,\"num_attention_heads\":4,"
+		"\"num_key_value_heads\":2,\"head_dim\":64,\"num_hidden_layers\":2,"
+		"\"intermediate_size\":688,\"vocab_size\":512}";
+	const char *extra[] = { "--config", "correct", NULL };
+	char dir[800], path[900], want[1400], *out;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/gemma-tiny", root);
+	assert_int_equal(th_mkmodel(dir, "llama-tiny", extra), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	assert_int_equal(th_write_file(path, gemma, strlen(gemma)), 0);
+	/* a local worker reads the directory: submit inspects it */
+	if (run(&out, "%s worker add wg local --dir %s/wg --agent "
+		"%s/mibera-worker", JOB, root, MB_BINARY_DIR) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	if (run(&out, "%s submit --worker wg --quant Q8_0,Q4_0 --imatrix off "
+		"--converter mibera %s", JOB, dir) != 3)
+		fail_msg("submit: %s", out);
+	print_message("%s", out);
+	snprintf(want, sizeof(want), "mibera-job submit --worker wg --quant "
+		 "Q8_0,Q4_0 --imatrix off %s --converter llama.cpp", dir);
+	if (strstr(out, want) == NULL)
+		fail_msg("wanted \"%s\" in:\n%s", want, out);
+	assert_null(strstr(out, "--converter mibera"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker rm wg", JOB), 0);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -962,6 +999,7 @@ int main(void)
 		cmocka_unit_test(test_counted_progress),
 		cmocka_unit_test(test_show_keeps_sets_together),
 		cmocka_unit_test(test_one_stream_is_one),
+		cmocka_unit_test(test_way_out_keeps_the_flags),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
