@@ -447,6 +447,38 @@ static void test_show_artifacts_and_workers(void **state)
 	validate(cmd, "artifacts");
 	assert_int_equal(run(&out, "%s", cmd), 0);
 	assert_non_null(strstr(out, "\"name\":\"tiny-Q8_0.gguf\""));
+	/* the files written beside the GGUF, each with its kind */
+	{
+		static const char *const want[][2] = {
+			{ "manifest.json", "manifest" },
+			{ "provenance.json", "provenance" },
+			{ "Modelfile", "modelfile" },
+			{ "README.md", "model-card" },
+		};
+		cJSON *doc = cJSON_Parse(out);
+		const cJSON *sc = cJSON_GetObjectItem(doc, "sidecar_files");
+		size_t k;
+
+		assert_int_equal(cJSON_GetArraySize(sc), 4);
+		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc,
+								       "sidecars")), 4);
+		for (k = 0; k < 4; k++) {
+			const cJSON *f = cJSON_GetArrayItem(sc, (int)k);
+
+			assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+				f, "name")), want[k][0]);
+			assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+				f, "kind")), want[k][1]);
+			assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(f,
+									     "size")) > 0);
+		}
+		cJSON_Delete(doc);
+	}
+	free(out);
+	assert_int_equal(run(&out, "%s artifacts 1", JOB), 0);
+	assert_non_null(strstr(out, "  Modelfile "));
+	assert_non_null(strstr(out, "modelfile: for ollama create\n"));
+	assert_non_null(strstr(out, "model-card: the model card\n"));
 	free(out);
 	snprintf(cmd, sizeof(cmd), "%s worker list --json", JOB);
 	validate(cmd, "workers");
