@@ -1013,6 +1013,40 @@ static void test_way_out_keeps_the_flags(void **state)
 	free(out);
 }
 
+/* The dashboard's job table gives the time a job has held its worker
+ * under the word status uses (HELD), and the same figure show and status
+ * give, not the time since the job started. */
+static void test_dashboard_held_as_show(void **state)
+{
+	char *out, *line;
+
+	(void)state;
+	/* started 1000 s ago, 50 s held before its running step (it waited
+	 * in between), which started 10 s ago: 60 s held */
+	sql("UPDATE jobs SET state = 'running', started_at = strftime('%%s','now') "
+	    "- 1000, held_seconds = 50 WHERE id = 2; UPDATE steps SET state = "
+	    "'running', attempts = 1, started_at = strftime('%%s','now') - 10 "
+	    "WHERE job_id = 2 AND name = 'preflight'");
+	assert_int_equal(run(&out, "%s dashboard --once | cat", JOB), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "PROGRESS"));
+	assert_non_null(strstr(out, "HELD"));
+	assert_null(strstr(out, "TIME"));
+	line = strstr(out, "\n 2     ");
+	assert_non_null(line);
+	if (strchr(line + 1, '\n') != NULL)
+		*strchr(line + 1, '\n') = '\0';
+	if (strstr(line, " 1m0") == NULL || strstr(line, "16m") != NULL)
+		fail_msg("wanted about 1m00s held in: %s", line);
+	free(out);
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	if (strstr(out, "held 6") == NULL)
+		fail_msg("show:\n%s", out);
+	free(out);
+	sql("UPDATE jobs SET state = 'cancelled' WHERE id = 2; UPDATE steps SET "
+	    "state = 'failed' WHERE job_id = 2 AND state = 'running'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1032,6 +1066,7 @@ int main(void)
 		cmocka_unit_test(test_show_keeps_sets_together),
 		cmocka_unit_test(test_one_stream_is_one),
 		cmocka_unit_test(test_way_out_keeps_the_flags),
+		cmocka_unit_test(test_dashboard_held_as_show),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
