@@ -23,6 +23,7 @@
  * --rent vast rents a box for the job alone instead of naming a worker:
  * its disk is inspect's estimate of the job's worker disk plus 15% and
  * 10 GB (the agent, llama.cpp's build, logs, and the estimate's error),
+ * or --disk GB (a person who knows better: the estimate is still said),
  * its memory at least what the biggest quant needs to run. The offer, its
  * price and the job's cost ceiling (price x --max-hours) are shown; only
  * with --yes is it rented (as worker rent --yes does) and the job queued
@@ -98,6 +99,8 @@ static const struct cli_opt opts[] = {
 	  "(default: any)" },
 	{ "max-hours", 0, "H", NULL, "with --rent: destroy the box after this "
 	  "long, job or not (default 12)" },
+	{ "disk", 0, "GB", NULL, "with --rent: the disk to rent (default: the "
+	  "job's estimate, 15% and 10 GB more)" },
 	{ "yes", 0, NULL, NULL, "with --rent: rent it and queue the job "
 	  "(without: show the offer and its cost, and stop)" },
 	{ "key", 0, "PATH", NULL, "with --rent: your ssh key (its .pub goes on "
@@ -204,6 +207,7 @@ static int count_worker(const struct mb_worker_row *w, void *ctx)
 /* --rent: what to rent, and whether to. */
 struct rent_req {
 	struct cli_rent r;
+	double disk_gb;		/* --disk, 0: from the estimate */
 	int yes;
 	int argc;
 	char **argv;
@@ -278,7 +282,12 @@ static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
 			"the model to see why)\n", err);
 		return 1 + 1;
 	}
-	rq->r.disk_gb = rent_disk_gb(disk);
+	rq->r.disk_gb = rq->disk_gb > 0 ? rq->disk_gb : rent_disk_gb(disk);
+	if (rq->disk_gb > 0 && rq->disk_gb < rent_disk_gb(disk))
+		fprintf(stderr, "mibera-job submit: warning: --disk %.0f GB is "
+			"under the %.0f GB this job would get (its estimate of "
+			"%.1f GB, 15%% and 10 GB more): the box may fill up\n",
+			rq->disk_gb, rent_disk_gb(disk), (double)disk / 1e9);
 	rq->r.ram_gb = ram > 0 ? (double)((ram + 999999999) / 1000000000) : 0;
 	snprintf(what, sizeof(what), "%.200s (%.120s): it needs about %.1f GB "
 		 "of disk", j->source, j->quants, (double)disk / 1e9);
@@ -558,6 +567,9 @@ static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
 	} else if (cli_is(p, "max-hours")) {
 		if (rent_number(p, 0.01, 24 * 365, &r->max_hours) != 0)
 			return 2;
+	} else if (cli_is(p, "disk")) {
+		if (rent_number(p, 1, 100000, &rq->disk_gb) != 0)
+			return 2;
 	} else
 		return 0;
 	if (*with == 0)
@@ -586,6 +598,7 @@ int cmd_submit(int argc, char **argv)
 	snprintf(j.imatrix, sizeof(j.imatrix), "auto");
 	snprintf(j.converter, sizeof(j.converter), MB_CONVERTER_MIBERA);
 	cli_rent_defaults(&rq.r);
+	rq.disk_gb = 0;
 	rq.yes = 0;
 	rq.argc = argc;
 	rq.argv = argv;
