@@ -75,7 +75,8 @@ struct run {
  * pulled and verified is kept here, so the pull step neither fetches nor
  * hashes it again; a smoke test runs on its own thread while the next
  * file is pulled. After a restart a file published under artifacts/ is
- * hashed against the worker's manifest once and kept. */
+ * hashed against the worker's manifest once and kept, and so is its smoke
+ * result, stored with the artifact's sha256 in the database. */
 #define EARLY_MAX 64
 struct early_file {
 	char name[512];
@@ -94,6 +95,9 @@ struct early {
 	char th_path[4700];
 	int th_rc;
 	struct mb_smoke_result th_sr;
+	char *th_json;		/* its result as smoke_json writes it */
+	struct mb_store *th_s;	/* where the thread stores it */
+	int64_t th_job;
 };
 
 /* Stores one event the coordinator itself reports (the pull's), in the
@@ -1405,11 +1409,30 @@ static void smoke_json(struct mb_buf *b, const char *name, unsigned count,
 	mb_buf_adds(b, "}");
 }
 
+/* The result is stored from this thread as soon as the test passed (the
+ * store's connection is opened serialized), so a coordinator killed before
+ * the smoke step keeps it. */
 static void *smoke_thread(void *arg)
 {
 	struct early *e = arg;
+	struct early_file *f = &e->f[e->th_idx];
+	char hex[MB_SHA256_HEX];
+	struct mb_buf b;
 
+	e->th_json = NULL;
 	e->th_rc = mb_smoke_isolated(NULL, e->th_path, 32, 0, 0, &e->th_sr);
+	if (e->th_rc != 0)
+		return NULL;
+	mb_buf_init(&b, 8192);
+	smoke_json(&b, f->name, 1, &e->th_sr);
+	if (mb_buf_error(&b) == 0) {
+		e->th_json = mb_buf_detach(&b, NULL);
+		mb_sha256_hex(f->sha256, hex);
+		if (e->th_json != NULL)
+			mb_store_artifact_smoke_set(e->th_s, e->th_job, f->name,
+						    hex, e->th_json);
+	}
+	mb_buf_release(&b);
 	return NULL;
 }
 
@@ -1423,15 +1446,26 @@ static void early_smoke_join(struct run *r)
 		return;
 	pthread_join(e->th, NULL);
 	e->th_on = 0;
-	if (e->th_rc == 0) {
-		struct mb_buf b;
+	e->f[e->th_idx].smoke = e->th_json;
+	e->th_json = NULL;
+}
 
-		mb_buf_init(&b, 8192);
-		smoke_json(&b, e->f[e->th_idx].name, 1, &e->th_sr);
-		if (mb_buf_error(&b) == 0)
-			e->f[e->th_idx].smoke = mb_buf_detach(&b, NULL);
-		mb_buf_release(&b);
-	}
+/* The smoke result stored for artifact name with sha256 (hex) before a
+ * restart, or NULL; the caller frees it. A set of parts is tested again,
+ * as one part's sha256 does not vouch for the others. */
+static char *smoke_kept(struct run *r, const char *name, const char *hex)
+{
+	size_t stem;
+	unsigned no, count;
+	char *kept = NULL;
+
+	if (mb_splitset_parse_name(name, &stem, &no, &count) ||
+	    mb_store_artifact_smoke_get(r->s, r->j->id, name, hex, &kept) != 0)
+		return NULL;
+	if (kept != NULL)
+		note(r, "smoke", "info", "%s: smoke result kept from before the "
+		     "restart (same sha256), not run again", name);
+	return kept;
 }
 
 /* Smoke tests pulled file idx on its own thread (after the one before
@@ -1448,6 +1482,8 @@ static void early_smoke_start(struct run *r, size_t idx, const char *path)
 		return;
 	early_smoke_join(r);
 	e->th_idx = idx;
+	e->th_s = r->s;
+	e->th_job = r->j->id;
 	snprintf(e->th_path, sizeof(e->th_path), "%s", path);
 	e->th_on = pthread_create(&e->th, NULL, smoke_thread, e) == 0;
 }
@@ -1555,6 +1591,9 @@ static int pull_ready(struct run *r, const char *after)
 		snprintf(e->f[e->n].name, sizeof(e->f[e->n].name), "%s", m->name);
 		memcpy(e->f[e->n].sha256, m->sha256, MB_SHA256_LEN);
 		e->n++;
+		if (r->j->smoke &&
+		    (e->f[e->n - 1].smoke = smoke_kept(r, m->name, hex)) != NULL)
+			continue;
 		early_smoke_start(r, e->n - 1, dest);
 	}
 	mb_manifest_list_free(ml);
@@ -1637,8 +1676,9 @@ static int step_pull(struct run *r)
 	return rc;
 }
 
-/* smoke, smallest first, each file in a child process; it runs again
- * after a restart, as its figures go into the provenance */
+/* smoke, smallest first, each file in a child process; a file tested
+ * before (while the next was pulled, or before a restart) keeps its result
+ * when its sha256 is the one tested */
 static int step_smoke(struct run *r)
 {
 	struct mb_buf *b = &r->smoke;
@@ -1653,7 +1693,7 @@ static int step_smoke(struct run *r)
 		const struct mb_manifest *m = r->ml->files[i];
 		const struct early_file *ef = early_find(r, m);
 		struct mb_smoke_result sr;
-		char path[4700], hex[MB_SHA256_HEX];
+		char path[4700], hex[MB_SHA256_HEX], *kept;
 		size_t at, stem;
 		unsigned no, count = 1;
 
@@ -1661,16 +1701,20 @@ static int step_smoke(struct run *r)
 		if (mb_splitset_parse_name(m->name, &stem, &no, &count) && no != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
-		if (ef != NULL && ef->smoke != NULL) {
-			/* tested while the next file was pulled */
+		mb_sha256_hex(m->sha256, hex);
+		/* tested while the next file was pulled, or before a restart */
+		kept = ef != NULL && ef->smoke != NULL ? mb_strdup(ef->smoke)
+						      : smoke_kept(r, m->name, hex);
+		if (kept != NULL) {
 			if (b->len > 1)
 				mb_buf_adds(b, ",");
-			mb_buf_adds(b, ef->smoke);
-			mb_sha256_hex(m->sha256, hex);
+			mb_buf_adds(b, kept);
 			mb_store_artifact_add(r->s, r->j->id, m->name, "gguf",
-					      m->size, hex, path, ef->smoke);
+					      m->size, hex, path, kept);
+			free(kept);
 			continue;
 		}
+		note(r, "smoke", "info", "smoke testing %s", m->name);
 		rc = mb_smoke_isolated(NULL, path, 32, 0, 0, &sr);
 		if (rc == MB_ENOMEM || rc == MB_ETOOBIG) {
 			/* not tested is not passed: the job does not succeed
@@ -1694,7 +1738,6 @@ static int step_smoke(struct run *r)
 		smoke_json(b, m->name, count, &sr);
 		if ((rc = mb_buf_error(b)) != 0)
 			break;
-		mb_sha256_hex(m->sha256, hex);
 		mb_store_artifact_add(r->s, r->j->id, m->name, "gguf", m->size, hex,
 				      path, b->data + at);
 	}

@@ -411,6 +411,29 @@ static const char *converter_of(const struct mb_publish *p, char *out,
 	return out;
 }
 
+/* A worker step's summary object (text) into b with its "file" cut to the
+ * file's name: where the file lay on the worker is the worker's business,
+ * and the artifacts listed beside it are named the same way. "null" for
+ * none, the text as it is when it is not an object. */
+static void summary_named(struct mb_buf *b, const char *text)
+{
+	cJSON *c = text ? mb_json_parse(text, strlen(text)) : NULL;
+	const char *file = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(c, "file"));
+	const char *slash = file ? strrchr(file, '/') : NULL;
+	cJSON *name = slash && slash[1] ? cJSON_CreateString(slash + 1) : NULL;
+	char *out = NULL;
+
+	if (name != NULL &&
+	    !cJSON_ReplaceItemInObjectCaseSensitive(c, "file", name))
+		cJSON_Delete(name);
+	else if (name != NULL)
+		out = cJSON_PrintUnformatted(c);
+	mb_buf_adds(b, out ? out : text ? text : "null");
+	cJSON_free(out);
+	cJSON_Delete(c);
+}
+
 static void provenance(const struct mb_publish *p, const char *rec,
 		       const char *why, struct mb_buf *b)
 {
@@ -441,8 +464,9 @@ static void provenance(const struct mb_publish *p, const char *rec,
 	mb_buf_addf(b, ",\n  \"mibera\": \"%s\",\n  \"llama_cpp\": \"%s\",\n"
 		    "  \"converter\": ", MB_VERSION, MB_LLAMA_VERSION);
 	mb_json_quote(b, converter_of(p, conv, sizeof(conv)));
-	mb_buf_addf(b, ",\n  \"convert\": %s,\n  \"repairs\": %s,\n"
-		    "  \"artifacts\": [", p->convert ? p->convert : "null",
+	mb_buf_adds(b, ",\n  \"convert\": ");
+	summary_named(b, p->convert);
+	mb_buf_addf(b, ",\n  \"repairs\": %s,\n  \"artifacts\": [",
 		    p->repairs ? p->repairs : "[]");
 	for (i = 0, n = 0; p->files != NULL && i < p->files->n; i++) {
 		const struct mb_manifest *m = p->files->files[i];
@@ -499,7 +523,8 @@ static void provenance(const struct mb_publish *p, const char *rec,
 		mb_json_quote(b, why);
 	else
 		mb_buf_adds(b, "null");
-	mb_buf_addf(b, ",\n  \"imatrix\": %s", p->imatrix ? p->imatrix : "null");
+	mb_buf_adds(b, ",\n  \"imatrix\": ");
+	summary_named(b, p->imatrix);
 	mb_buf_addf(b, ",\n  \"smoke\": %s\n}\n", p->smoke ? p->smoke : "null");
 	cJSON_Delete(fid);
 }

@@ -1216,8 +1216,14 @@ int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
 	int rc;
 
 	if (sqlite3_prepare_v2(s->db,
-			       "INSERT OR REPLACE INTO artifacts (job_id, name, type, "
-			       "size, sha256, path, smoke) VALUES (?,?,?,?,?,?,?)",
+			       "INSERT INTO artifacts (job_id, name, type, size, "
+			       "sha256, path, smoke) VALUES (?,?,?,?,?,?,?) ON "
+			       "CONFLICT (job_id, name) DO UPDATE SET type = "
+			       "excluded.type, size = excluded.size, sha256 = "
+			       "excluded.sha256, path = excluded.path, smoke = "
+			       "CASE WHEN excluded.smoke IS NOT NULL THEN "
+			       "excluded.smoke WHEN artifacts.sha256 = "
+			       "excluded.sha256 THEN artifacts.smoke END",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	sqlite3_bind_int64(st, 1, id);
@@ -1230,6 +1236,56 @@ int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+int mb_store_artifact_smoke_set(struct mb_store *s, int64_t id,
+				const char *name, const char *sha256,
+				const char *smoke)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE artifacts SET smoke = ? WHERE "
+			       "job_id = ? AND name = ? AND sha256 = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MB_EIO;
+	bind_text(st, 1, smoke);
+	sqlite3_bind_int64(st, 2, id);
+	bind_text(st, 3, name);
+	bind_text(st, 4, sha256);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : MB_EIO;
+}
+
+int mb_store_artifact_smoke_get(struct mb_store *s, int64_t id,
+				const char *name, const char *sha256,
+				char **smoke)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	*smoke = NULL;
+	if (sqlite3_prepare_v2(s->db, "SELECT smoke FROM artifacts WHERE job_id "
+			       "= ? AND name = ? AND sha256 = ? AND smoke IS NOT "
+			       "NULL", -1, &st, NULL) != SQLITE_OK)
+		return MB_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, name);
+	bind_text(st, 3, sha256);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		*smoke = mb_strdup((const char *)sqlite3_column_text(st, 0));
+		if (*smoke == NULL)
+			rc = MB_ENOMEM;
+		break;
+	case SQLITE_DONE:
+		break;
+	default:
+		rc = MB_EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int mb_store_jobs_requeue_running(struct mb_store *s, int *n)
@@ -1436,18 +1492,16 @@ int mb_store_event_last(struct mb_store *s, int64_t id, const char *type,
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? MB_ENOENT : MB_EIO;
 }
 
-int mb_store_artifact_list(struct mb_store *s, int64_t id,
-			   int (*fn)(const char *name, uint64_t size,
-				     const char *sha256, const char *path,
-				     const char *smoke, void *ctx),
-			   void *ctx)
+static int artifact_list(struct mb_store *s, int64_t id, const char *sql,
+			 int (*fn)(const char *name, uint64_t size,
+				   const char *sha256, const char *path,
+				   const char *smoke, void *ctx),
+			 void *ctx)
 {
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT name, size, sha256, path, smoke FROM "
-			       "artifacts WHERE job_id = ? ORDER BY size", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return MB_EIO;
 	sqlite3_bind_int64(st, 1, id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1464,6 +1518,29 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int mb_store_artifact_list(struct mb_store *s, int64_t id,
+			   int (*fn)(const char *name, uint64_t size,
+				     const char *sha256, const char *path,
+				     const char *smoke, void *ctx),
+			   void *ctx)
+{
+	return artifact_list(s, id, "SELECT name, size, sha256, path, smoke "
+			     "FROM artifacts WHERE job_id = ? ORDER BY size", fn,
+			     ctx);
+}
+
+int mb_store_artifact_list_by_name(struct mb_store *s, int64_t id,
+				   int (*fn)(const char *name, uint64_t size,
+					     const char *sha256,
+					     const char *path,
+					     const char *smoke, void *ctx),
+				   void *ctx)
+{
+	return artifact_list(s, id, "SELECT name, size, sha256, path, smoke "
+			     "FROM artifacts WHERE job_id = ? ORDER BY name", fn,
+			     ctx);
 }
 
 int mb_store_job_totals(struct mb_store *s, struct mb_job_totals *t)

@@ -277,10 +277,24 @@ int mb_store_events(struct mb_store *s, int64_t id, int64_t after_id,
 			      const char *type, const char *data, void *ctx),
 		    void *ctx);
 
-/* Records an artifact of a job (replacing one of the same name). */
+/* Records an artifact of a job (replacing one of the same name). A NULL
+ * smoke keeps the smoke result stored for the same name and sha256. */
 int mb_store_artifact_add(struct mb_store *s, int64_t id, const char *name,
 			  const char *type, uint64_t size, const char *sha256,
 			  const char *path, const char *smoke);
+
+/* Stores smoke (a JSON object) as the smoke result of job id's artifact
+ * name, when its recorded sha256 (hex) is sha256; none matching is not an
+ * error. */
+int mb_store_artifact_smoke_set(struct mb_store *s, int64_t id,
+				const char *name, const char *sha256,
+				const char *smoke);
+
+/* The smoke result stored for job id's artifact name with this sha256
+ * (hex), in *smoke (the caller frees it), or *smoke NULL when none. */
+int mb_store_artifact_smoke_get(struct mb_store *s, int64_t id,
+				const char *name, const char *sha256,
+				char **smoke);
 
 /* Calls fn for each artifact of job id, smallest first (smoke: the smoke
  * result JSON, or NULL). */
@@ -289,6 +303,15 @@ int mb_store_artifact_list(struct mb_store *s, int64_t id,
 				     const char *sha256, const char *path,
 				     const char *smoke, void *ctx),
 			   void *ctx);
+
+/* The same in name order, so the parts of a set (NAME-00001-of-00003.gguf
+ * ...) come together and in order. */
+int mb_store_artifact_list_by_name(struct mb_store *s, int64_t id,
+				   int (*fn)(const char *name, uint64_t size,
+					     const char *sha256,
+					     const char *path,
+					     const char *smoke, void *ctx),
+				   void *ctx);
 
 /* --- what the scheduler and the dashboard ask --- */
 

@@ -3,11 +3,16 @@
  * are and their checksums, as the manifest pulled with them lists them.
  * --json prints the same as proto/artifacts.schema.json (version 1).
  * A set of parts (--split-max-size) is one artifact made of its parts:
- * listed under its name, each part with its size and checksum.
+ * listed under its name, each part with its size and checksum. The files
+ * mibera writes beside them (the manifest, provenance.json, the Ollama
+ * Modelfile and the model card) follow, each with its kind; --json has
+ * their names in "sidecars" and each with its kind and size in
+ * "sidecar_files".
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/buf.h"
 #include "common/fs.h"
@@ -31,9 +36,35 @@ static const struct cli_spec spec = {
 	"checksums.", opts,
 };
 
+/* The files written beside the GGUFs, as far as a job has them. */
+static const struct sidecar {
+	const char *name, *kind, *what;
+} sidecars[] = {
+	{ "manifest.json", "manifest", "each file's size and checksums" },
+	{ "provenance.json", "provenance", "what was made from what, and how" },
+	{ "Modelfile", "modelfile", "for ollama create" },
+	{ "README.md", "model-card", "the model card" },
+};
+#define NSIDECARS (sizeof(sidecars) / sizeof(sidecars[0]))
+
+/* The size of sidecar k in dir: 0, or -1 when the job has none. */
+static int sidecar_size(const char *dir, size_t k, unsigned long long *size)
+{
+	char path[4400];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sidecars[k].name);
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return -1;
+	*size = (unsigned long long)st.st_size;
+	return 0;
+}
+
 static void print_json(long long id, const char *dir,
 		       const struct mb_manifest_list *ml)
 {
+	unsigned long long size;
+	size_t k, n;
 	struct mb_buf b;
 	size_t i;
 
@@ -66,7 +97,18 @@ static void print_json(long long id, const char *dir,
 		}
 		mb_buf_adds(&b, "}");
 	}
-	mb_buf_adds(&b, "],\"sidecars\":[\"provenance.json\",\"manifest.json\"]}\n");
+	mb_buf_adds(&b, "],\"sidecars\":[");
+	for (k = 0, n = 0; k < NSIDECARS; k++)
+		if (sidecar_size(dir, k, &size) == 0)
+			mb_buf_addf(&b, "%s\"%s\"", n++ ? "," : "",
+				    sidecars[k].name);
+	mb_buf_adds(&b, "],\"sidecar_files\":[");
+	for (k = 0, n = 0; k < NSIDECARS; k++)
+		if (sidecar_size(dir, k, &size) == 0)
+			mb_buf_addf(&b, "%s{\"name\":\"%s\",\"kind\":\"%s\","
+				    "\"size\":%llu}", n++ ? "," : "",
+				    sidecars[k].name, sidecars[k].kind, size);
+	mb_buf_adds(&b, "]}\n");
 	fwrite(b.data, 1, b.len, stdout);
 	mb_buf_release(&b);
 }
@@ -132,7 +174,13 @@ int cmd_artifacts(int argc, char **argv)
 			       mb_printable(safe, sizeof(safe), ml->files[i]->name),
 			       (unsigned long long)ml->files[i]->size, hex);
 		}
-		printf("  provenance.json, manifest.json\n");
+		for (i = 0; i < NSIDECARS; i++) {
+			unsigned long long size;
+
+			if (sidecar_size(dir, i, &size) == 0)
+				printf("  %-40s %12llu  %s: %s\n", sidecars[i].name,
+				       size, sidecars[i].kind, sidecars[i].what);
+		}
 	}
 	mb_manifest_list_free(ml);
 	free(json);

@@ -23,6 +23,10 @@ int cli_job_id(const char *arg, long long *id);
  * one decimal below 100). */
 void cli_bytes(double v, char *out, size_t cap);
 
+/* A count of things for a person: "1 stream", "4 streams" (noun is the
+ * singular; the plural adds an s). */
+void cli_count(double n, const char *noun, char *out, size_t cap);
+
 /* A time span for a person: "48s", "1m20s", "2h05m". */
 void cli_duration(double s, char *out, size_t cap);
 
@@ -102,10 +106,13 @@ struct cli_foreign {
 
 /* Reads source (org/name[@revision] or a directory here) as inspect does,
  * with overrides (the job's {"set","base","base_config"} JSON, or NULL),
- * and says in out whether its architecture is one mibera cannot convert.
- * 0, or an exit code with err saying why it could not be read. */
+ * and says in out whether its architecture is one mibera cannot convert;
+ * the way out shows the submit command with args (the person's arguments
+ * to submit, without --converter; NULL: source alone). 0, or an exit code
+ * with err saying why it could not be read. */
 int cli_inspect_foreign(const char *source, const char *overrides,
-			struct cli_foreign *out, char *err, size_t errcap);
+			const char *args, struct cli_foreign *out, char *err,
+			size_t errcap);
 
 /* Renting a box (coordinator/cli/worker.c), for worker rent and submit
  * --rent. */

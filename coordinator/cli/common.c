@@ -68,6 +68,11 @@ void cli_bytes(double v, char *out, size_t cap)
 	snprintf(out, cap, i && v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
+void cli_count(double n, const char *noun, char *out, size_t cap)
+{
+	snprintf(out, cap, "%.0f %s%s", n, noun, n == 1 ? "" : "s");
+}
+
 void cli_duration(double s, char *out, size_t cap)
 {
 	long t = (long)(s + 0.5);

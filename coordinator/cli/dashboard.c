@@ -2,7 +2,8 @@
  * mibera-job dashboard [--once]: a live full-screen view of the queue,
  * redrawn about once a second from the job database: the workers (state,
  * current job, free disk, GPU, cost so far), the jobs (model, quant types,
- * current step, a progress bar with bytes, rate and ETA, elapsed time; a
+ * current step, a progress bar with bytes, rate and ETA, the time it has
+ * held its worker (HELD, the figure status and show give); a
  * finished job's recommended quant with its top-1 agreement and KL
  * divergence from the F16) and the latest events. It fits 80x24 and uses
  * the room a bigger terminal gives. q (or Ctrl-C) quits and gives the
@@ -235,7 +236,7 @@ static int quants_width(int cols)
 static int progress_width(int cols)
 {
 	/* " " id 5, " ", model, " ", quants, " ", step 9, " ", progress,
-	 * " ", elapsed 7, and the last column left free (no wrap) */
+	 * " ", held 7, and the last column left free (no wrap) */
 	int qw = quants_width(cols);
 	int w = cols - (1 + 5 + 1 + model_width(cols) + 1 + (qw ? qw + 1 : 0) +
 			9 + 1 + 1 + 7) - 1;
@@ -288,7 +289,7 @@ static const char *quality_text(struct mb_store *s, const struct mb_job_row *j)
 }
 
 /* One line per job: id, model, quants, step, progress (for a finished
- * job, its recommended file's quality), elapsed. */
+ * job, its recommended file's quality), the time it held its worker. */
 static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 		     struct mb_buf *b)
 {
@@ -296,7 +297,7 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 	char tmp[512], ev_step[32], data[8192];
 	int model_w = model_width(cols), bar_w = progress_width(cols);
 	int have_ev = 0;
-	double elapsed = 0;
+	double held;
 
 	snprintf(tmp, sizeof(tmp), " %-5lld ", (long long)j->id);
 	cell(b, tmp, 7);
@@ -345,12 +346,10 @@ static void job_line(struct frame *f, const struct mb_job_row *j, int cols,
 	}
 	cell(b, tmp, bar_w);
 	mb_buf_adds(b, " ");
-	if (j->started_at > 0)
-		elapsed = (double)((j->finished_at > 0 ? j->finished_at
-						       : (int64_t)time(NULL)) -
-				   j->started_at);
-	cli_duration(elapsed, tmp, sizeof(tmp));
-	cell(b, j->started_at > 0 ? tmp : "-", 7);
+	/* what the job is charged for, as status and show count it */
+	held = cli_held(f->s, j);
+	cli_duration(held, tmp, sizeof(tmp));
+	cell(b, j->started_at > 0 || held > 0 ? tmp : "-", 7);
 }
 
 struct ev_ctx {
@@ -382,13 +381,14 @@ static int event_line(int64_t job, const char *step, int64_t at_ms,
 		snprintf(what, sizeof(what), "%s",
 			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "message")));
 	} else if (strcmp(type, "pulled") == 0) {
+		char n[48];
 		uint64_t streams = 0;
 
 		/* a number from outside: checked, never cast as it comes */
 		mb_json_get_u64(doc, "streams", 1024, &streams);
-		snprintf(what, sizeof(what), "%s verified (%u streams, %.1f s)",
-			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "file")),
-			 (unsigned)streams,
+		cli_count((double)streams, "stream", n, sizeof(n));
+		snprintf(what, sizeof(what), "%s verified (%s, %.1f s)",
+			 str_of(cJSON_GetObjectItemCaseSensitive(doc, "file")), n,
 			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, "seconds")));
 	} else if (strcmp(type, "done") == 0 &&
 		   cJSON_GetObjectItemCaseSensitive(doc, "file") != NULL) {
@@ -492,7 +492,7 @@ static int draw(struct frame *f, int rows, int cols, struct mb_buf *b)
 	mb_buf_addf(b, "%*s", model_width(cols) - 5 + 1, "");
 	if (quants_width(cols) > 0)
 		mb_buf_addf(b, "QUANTS%*s", quants_width(cols) - 6 + 1, "");
-	mb_buf_addf(b, "STEP      PROGRESS%*sTIME", progress_width(cols) - 8 + 1,
+	mb_buf_addf(b, "STEP      PROGRESS%*sHELD", progress_width(cols) - 8 + 1,
 		    "");
 	sgr(b, "0");
 	eol(b);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/fs.h"
@@ -355,17 +356,82 @@ static void human_bytes(uint64_t n, char *out, size_t cap)
 		snprintf(out, cap, "%llu B", (unsigned long long)n);
 }
 
-static void json_text(const cJSON *v, char *out, size_t cap)
+/* v as JSON text made printable, whole ("(missing)" for none); the caller
+ * frees it. NULL when out of memory. */
+static char *json_whole(const cJSON *v)
 {
-	char *s;
+	char *s, *out;
+	size_t n;
 
-	if (v == NULL) {
-		snprintf(out, cap, "(missing)");
-		return;
-	}
-	s = cJSON_PrintUnformatted(v);
-	mb_printable(out, cap, s ? s : "?");
+	if (v == NULL)
+		return mb_strdup("(missing)");
+	if ((s = cJSON_PrintUnformatted(v)) == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	if ((out = malloc(n)) != NULL)
+		mb_printable(out, n, s);
 	free(s);
+	return out;
+}
+
+/* The config table's value columns widen to the widest value up to this
+ * (["DeepseekV3ForCausalLM"] fits, and the table stays near 80 columns);
+ * a longer value (a rope_scaling object, a per-layer list, a long
+ * architecture name) is cut there, says so, and is printed whole under
+ * the table. */
+#define CELL_W 26
+
+/* The config values as a table, then the ones cut in it, whole. */
+static void print_config(const struct mb_modelcfg *c)
+{
+	char *cl[MB_CFG_NKEYS] = { NULL }, *ac[MB_CFG_NKEYS] = { NULL };
+	char a[CELL_W + 8], b[CELL_W + 8];
+	int k, cw = 7, aw = 6, cut = 0;
+
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		size_t n1, n2;
+
+		if (c->v[k].value == NULL)
+			continue;
+		cl[k] = json_whole(c->v[k].claimed);
+		ac[k] = json_whole(c->v[k].value);
+		n1 = cl[k] ? strlen(cl[k]) : 1;
+		n2 = ac[k] ? strlen(ac[k]) : 1;
+		if (n1 > CELL_W || n2 > CELL_W)
+			cut++;
+		if ((int)n1 > cw)
+			cw = n1 > CELL_W ? CELL_W : (int)n1;
+		if ((int)n2 > aw)
+			aw = n2 > CELL_W ? CELL_W : (int)n2;
+	}
+	printf("\n%-34s %-*s %-*s %s\n", "field", cw, "claimed", aw, "actual",
+	       "source");
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		if (c->v[k].value == NULL)
+			continue;
+		printf("%-34s %-*s %-*s %s%s\n", mb_cfg_key_name(k), cw,
+		       cli_fit(cl[k] ? cl[k] : "?", (size_t)cw, 0, a, sizeof(a)),
+		       aw, cli_fit(ac[k] ? ac[k] : "?", (size_t)aw, 0, b, sizeof(b)),
+		       mb_src_name(c->v[k].src),
+		       c->v[k].repaired ? "  (repaired)" : "");
+	}
+	if (cut > 0) {
+		printf("\nin full (cut above)\n");
+		for (k = 0; k < MB_CFG_NKEYS; k++) {
+			if (cl[k] == NULL || ac[k] == NULL ||
+			    (strlen(cl[k]) <= CELL_W && strlen(ac[k]) <= CELL_W))
+				continue;
+			if (strcmp(cl[k], ac[k]) == 0)
+				printf("  %s: %s\n", mb_cfg_key_name(k), ac[k]);
+			else
+				printf("  %s: %s -> %s\n", mb_cfg_key_name(k), cl[k],
+				       ac[k]);
+		}
+	}
+	for (k = 0; k < MB_CFG_NKEYS; k++) {
+		free(cl[k]);
+		free(ac[k]);
+	}
 }
 
 /* What the repo says (names, evidence, reasons quoting config.json) on a
@@ -384,7 +450,7 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 			const struct mb_modelcfg *c, const struct mb_estimate *e,
 			const struct mb_foreign *f, const char *src)
 {
-	char a[64], b[64], t[64];
+	char a[64], t[64];
 	size_t i, nrep = mb_modelcfg_nrepairs(c);
 	int k;
 
@@ -428,29 +494,21 @@ static void print_human(const struct source *s, const struct mb_st_model *m,
 		       "config.json\n", nrep, nrep == 1 ? "" : "s");
 	else if (c->convertible)
 		printf("verdict    convertible; config.json is right\n");
-	if (c->family != MB_FAMILY_UNKNOWN) {
-		printf("\n%-34s %-20s %-20s %s\n", "field", "claimed", "actual",
-		       "source");
-		for (k = 0; k < MB_CFG_NKEYS; k++) {
-			if (c->v[k].value == NULL)
-				continue;
-			json_text(c->v[k].claimed, a, 20);
-			json_text(c->v[k].value, b, 20);
-			printf("%-34s %-20s %-20s %s%s\n", mb_cfg_key_name(k), a, b,
-			       mb_src_name(c->v[k].src),
-			       c->v[k].repaired ? "  (repaired)" : "");
-		}
-	}
+	if (c->family != MB_FAMILY_UNKNOWN)
+		print_config(c);
 	if (nrep > 0) {
 		printf("\nrepairs\n");
 		for (k = 0; k < MB_CFG_NKEYS; k++) {
 			if (!c->v[k].repaired)
 				continue;
-			json_text(c->v[k].claimed, a, sizeof(a));
-			json_text(c->v[k].value, b, sizeof(b));
+			char *cl = json_whole(c->v[k].claimed);
+			char *ac = json_whole(c->v[k].value);
+
 			printf("  %s: %s -> %s\n      from %s: %s\n",
-			       mb_cfg_key_name(k), a, b, mb_src_name(c->v[k].src),
-			       pr(c->v[k].evidence));
+			       mb_cfg_key_name(k), cl ? cl : "?", ac ? ac : "?",
+			       mb_src_name(c->v[k].src), pr(c->v[k].evidence));
+			free(cl);
+			free(ac);
 		}
 	}
 	if (e != NULL) {
@@ -722,7 +780,8 @@ static int insp_load(struct insp *in, const char *src,
 }
 
 int cli_inspect_foreign(const char *source, const char *overrides,
-			struct cli_foreign *out, char *err, size_t errcap)
+			const char *args, struct cli_foreign *out, char *err,
+			size_t errcap)
 {
 	struct mb_modelcfg_user user = { NULL, NULL };
 	cJSON *ov = overrides != NULL && *overrides != '\0'
@@ -751,8 +810,11 @@ int cli_inspect_foreign(const char *source, const char *overrides,
 		out->foreign = 1;
 		mb_converter_foreign_name(&f, out->name, sizeof(out->name));
 		snprintf(out->reason, sizeof(out->reason), "%s", pr(in.c->reason));
-		mb_converter_way_out(&f, source, out->way_out,
-				     sizeof(out->way_out));
+		/* the way out shows up to 300 bytes of its command: a
+		 * longer one would be cut, so it shows the source alone */
+		mb_converter_way_out(&f, args != NULL && strlen(args) <= 300
+						 ? args : source,
+				     out->way_out, sizeof(out->way_out));
 	}
 	insp_release(&in);
 	cJSON_Delete(ov);

@@ -128,14 +128,16 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 			 num(d, "files"), a, b, num(d, "seconds"),
 			 *str(d, "message") ? ": " : "", str(d, "message"));
 	} else if (strcmp(type, "pulled") == 0) {
+		char n[48];
+
 		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		cli_bytes(num(d, "reused"), b, sizeof(b));
-		snprintf(out, cap, "%s %.200s: %s in %.1f s over %.0f stream%s (%s "
-			 "kept from before)",
+		cli_count(num(d, "streams"), "stream", n, sizeof(n));
+		snprintf(out, cap, "%s %.200s: %s in %.1f s over %s (%s kept from "
+			 "before)",
 			 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ok"))
 				 ? "pulled and verified" : "FAILED to pull",
-			 str(d, "file"), a, num(d, "seconds"), num(d, "streams"),
-			 num(d, "streams") == 1 ? "" : "s", b);
+			 str(d, "file"), a, num(d, "seconds"), n, b);
 	} else if (strcmp(type, "finished") == 0) {
 		snprintf(out, cap, "%s %s (exit %.0f) in %.1f s, peak RSS %.0f MiB",
 			 str(d, "wstep"),

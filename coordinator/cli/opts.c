@@ -193,6 +193,15 @@ int cli_is(const struct cli_parse *p, const char *name)
 	return p->opt != NULL && strcmp(p->opt->name, name) == 0;
 }
 
+int cli_path_given(const struct cli_parse *p)
+{
+	if (p->val != NULL && p->val[0] != '\0')
+		return 0;
+	return cli_usage_error(p->spec, "--%s needs a path, not '' (leave "
+			       "--%s out for the default)", p->opt->name,
+			       p->opt->name);
+}
+
 static void synopsis(const struct cli_spec *spec, FILE *f)
 {
 	int has_opts = spec->opts != NULL && spec->opts[0].name != NULL;

@@ -82,6 +82,11 @@ void cli_usage(const struct cli_spec *spec, FILE *f);
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* For an option whose value is a path: 0 when the value cli_next just
+ * gave is one, else names the empty value ('' never means the default,
+ * which is what leaving the option out gives) and returns 2. */
+int cli_path_given(const struct cli_parse *p);
+
 /* The candidate closest to word when one is close enough to be a typo
  * (an edit distance of 1 for a word of up to 5 letters, 2 for a longer
  * one; a swap of neighbours is 1) and no other is as close; NULL

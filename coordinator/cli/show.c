@@ -387,7 +387,7 @@ static int show_json(struct mb_store *s, const struct mb_job_row *j)
 		mb_buf_add(&b, part.data, part.len);
 	mb_buf_reset(&part);
 	a.json = &part;
-	mb_store_artifact_list(s, j->id, show_artifact, &a);
+	mb_store_artifact_list_by_name(s, j->id, show_artifact, &a);
 	mb_job_dir("artifacts", j->id, dir, sizeof(dir));
 	mb_buf_adds(&b, "],\"recommended\":");
 	if (cli_recommended(s, j->id, &rec) != 0) {
@@ -488,7 +488,7 @@ int cmd_show(int argc, char **argv)
 	print_quality(s, id);
 	mb_job_dir("artifacts", id, dir, sizeof(dir));
 	printf("\nartifacts in %s\n", dir);
-	mb_store_artifact_list(s, id, show_artifact, &a);
+	mb_store_artifact_list_by_name(s, id, show_artifact, &a);
 	if (a.n == 0)
 		printf("  none yet\n");
 	print_recommended(s, id);

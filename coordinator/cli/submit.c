@@ -23,6 +23,7 @@
  * --rent vast rents a box for the job alone instead of naming a worker:
  * its disk is inspect's estimate of the job's worker disk plus 15% and
  * 10 GB (the agent, llama.cpp's build, logs, and the estimate's error),
+ * or --disk GB (a person who knows better: the estimate is still said),
  * its memory at least what the biggest quant needs to run. The offer, its
  * price and the job's cost ceiling (price x --max-hours) are shown; only
  * with --yes is it rented (as worker rent --yes does) and the job queued
@@ -98,6 +99,8 @@ static const struct cli_opt opts[] = {
 	  "(default: any)" },
 	{ "max-hours", 0, "H", NULL, "with --rent: destroy the box after this "
 	  "long, job or not (default 12)" },
+	{ "disk", 0, "GB", NULL, "with --rent: the disk to rent (default: the "
+	  "job's estimate, 15% and 10 GB more)" },
 	{ "yes", 0, NULL, NULL, "with --rent: rent it and queue the job "
 	  "(without: show the offer and its cost, and stop)" },
 	{ "key", 0, "PATH", NULL, "with --rent: your ssh key (its .pub goes on "
@@ -204,6 +207,7 @@ static int count_worker(const struct mb_worker_row *w, void *ctx)
 /* --rent: what to rent, and whether to. */
 struct rent_req {
 	struct cli_rent r;
+	double disk_gb;		/* --disk, 0: from the estimate */
 	int yes;
 	int argc;
 	char **argv;
@@ -217,22 +221,45 @@ static double rent_disk_gb(uint64_t need)
 	return (double)need * 1.15 / 1e9 + 10;
 }
 
+/* The arguments argv[from..argc-1] as a person types them again (quoted
+ * where the shell would split them; less --converter and its value with
+ * no_converter) into out (cap bytes); 0, or -1 when they do not fit. */
+static int command_args(int argc, char **argv, int from, int no_converter,
+			char *out, size_t cap)
+{
+	size_t len = 0;
+	int i, n;
+
+	out[0] = '\0';
+	for (i = from; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (no_converter && strcmp(a, "--converter") == 0) {
+			i++;
+			continue;
+		}
+		if (no_converter && strncmp(a, "--converter=", 12) == 0)
+			continue;
+		n = snprintf(out + len, cap - len,
+			     strcspn(a, " \t'\"$`\\") != strlen(a) ? "%s'%s'"
+								: "%s%s",
+			     len > 0 ? " " : "", a);
+		if (n < 0 || (size_t)n >= cap - len)
+			return -1;
+		len += (size_t)n;
+	}
+	return 0;
+}
+
 /* The command line again, with --yes: what to run to go on. */
 static void print_again(int argc, char **argv)
 {
-	int i;
+	char line[8192];
 
 	printf("nothing rented or queued. To rent it and queue the job:\n  "
-	       "mibera-job");
-	for (i = 0; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcspn(a, " \t'\"$`\\") != strlen(a))
-			printf(" '%s'", a);
-		else
-			printf(" %s", a);
-	}
-	printf(" --yes\n");
+	       "mibera-job %s --yes\n",
+	       command_args(argc, argv, 0, 0, line, sizeof(line)) == 0
+		       ? line : "submit ...");
 }
 
 /* Sizes, shows and (with --yes) rents the box for j into w: 0 rented, 1
@@ -255,7 +282,12 @@ static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
 			"the model to see why)\n", err);
 		return 1 + 1;
 	}
-	rq->r.disk_gb = rent_disk_gb(disk);
+	rq->r.disk_gb = rq->disk_gb > 0 ? rq->disk_gb : rent_disk_gb(disk);
+	if (rq->disk_gb > 0 && rq->disk_gb < rent_disk_gb(disk))
+		fprintf(stderr, "mibera-job submit: warning: --disk %.0f GB is "
+			"under the %.0f GB this job would get (its estimate of "
+			"%.1f GB, 15%% and 10 GB more): the box may fill up\n",
+			rq->disk_gb, rent_disk_gb(disk), (double)disk / 1e9);
 	rq->r.ram_gb = ram > 0 ? (double)((ram + 999999999) / 1000000000) : 0;
 	snprintf(what, sizeof(what), "%.200s (%.120s): it needs about %.1f GB "
 		 "of disk", j->source, j->quants, (double)disk / 1e9);
@@ -280,7 +312,7 @@ static int rent_for_job(struct mb_store *s, const struct mb_job_row *j,
 /* Checks and queues j on worker (NULL: the only one), or on a box rented
  * for it (rq not NULL); the exit code. */
 static int submit_job(struct mb_job_row *j, const char *worker, int json,
-		      struct rent_req *rq)
+		      struct rent_req *rq, int argc, char **argv)
 {
 	struct mb_worker_row w;
 	struct mb_store *s = NULL;
@@ -384,10 +416,16 @@ checked_worker:
 		/* an architecture mibera does not convert is refused here,
 		 * with the way out, rather than on the rented box */
 		struct cli_foreign f;
+		char again[1024];
 
+		/* the way out is the person's own command with the other
+		 * converter: their flags kept */
 		err[0] = '\0';
-		rc = cli_inspect_foreign(j->source, j->overrides, &f, err,
-					 sizeof(err));
+		rc = cli_inspect_foreign(j->source, j->overrides,
+					 command_args(argc, argv, 1, 1, again,
+						      sizeof(again)) == 0
+						 ? again : NULL,
+					 &f, err, sizeof(err));
 		if (rc == 0 && f.foreign) {
 			fprintf(stderr, "mibera-job submit: %s\n%s\n", f.reason,
 				f.way_out);
@@ -501,6 +539,9 @@ static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
 		*with = 2;
 		return 1;
 	}
+	if ((cli_is(p, "key") || cli_is(p, "agent") || cli_is(p, "worker-dir")) &&
+	    cli_path_given(p) != 0)
+		return 2;
 	if (cli_is(p, "gpu"))
 		r->gpu = p->val;
 	else if (cli_is(p, "key"))
@@ -525,6 +566,9 @@ static int take_rent(const struct cli_parse *p, struct rent_req *rq, int *with)
 			return 2;
 	} else if (cli_is(p, "max-hours")) {
 		if (rent_number(p, 0.01, 24 * 365, &r->max_hours) != 0)
+			return 2;
+	} else if (cli_is(p, "disk")) {
+		if (rent_number(p, 1, 100000, &rq->disk_gb) != 0)
 			return 2;
 	} else
 		return 0;
@@ -554,6 +598,7 @@ int cmd_submit(int argc, char **argv)
 	snprintf(j.imatrix, sizeof(j.imatrix), "auto");
 	snprintf(j.converter, sizeof(j.converter), MB_CONVERTER_MIBERA);
 	cli_rent_defaults(&rq.r);
+	rq.disk_gb = 0;
 	rq.yes = 0;
 	rq.argc = argc;
 	rq.argv = argv;
@@ -747,7 +792,8 @@ int cmd_submit(int argc, char **argv)
 	}
 	cJSON_Delete(set);
 	set = NULL;
-	rc = submit_job(&j, worker, json, rq.r.provider != NULL ? &rq : NULL);
+	rc = submit_job(&j, worker, json, rq.r.provider != NULL ? &rq : NULL, argc,
+			argv);
 	cJSON_free(otext);
 	return rc;
 usage:

@@ -191,12 +191,20 @@ static int take_setting(struct cli_parse *p, void *ctx)
 		SET(target);
 		st->connect = st->moved = 1;
 	} else if (cli_is(p, "key")) {
+		/* update: '' goes back to the default keys */
+		if (p->spec == &add_spec && (rc = cli_path_given(p)) != 0)
+			return rc;
 		SET(key_path);
 		st->connect = 1;
 	} else if (cli_is(p, "dir")) {
+		if ((rc = cli_path_given(p)) != 0)
+			return rc;
 		SET(dir);
 		st->connect = st->moved = 1;
 	} else if (cli_is(p, "agent")) {
+		/* update: '' installs an agent */
+		if (p->spec == &add_spec && (rc = cli_path_given(p)) != 0)
+			return rc;
 		SET(agent_path);
 		st->connect = 1;
 	} else if (cli_is(p, "accept-host-key")) {
@@ -781,6 +789,9 @@ static int take_rent(struct cli_parse *p, void *ctx)
 		a->r.provider = p->val;
 	else if (cli_is(p, "gpu"))
 		a->r.gpu = p->val;
+	else if ((cli_is(p, "key") || cli_is(p, "dir") || cli_is(p, "agent")) &&
+		 cli_path_given(p) != 0)
+		return 2;
 	else if (cli_is(p, "key"))
 		a->r.key = p->val;
 	else if (cli_is(p, "user"))

@@ -447,6 +447,38 @@ static void test_show_artifacts_and_workers(void **state)
 	validate(cmd, "artifacts");
 	assert_int_equal(run(&out, "%s", cmd), 0);
 	assert_non_null(strstr(out, "\"name\":\"tiny-Q8_0.gguf\""));
+	/* the files written beside the GGUF, each with its kind */
+	{
+		static const char *const want[][2] = {
+			{ "manifest.json", "manifest" },
+			{ "provenance.json", "provenance" },
+			{ "Modelfile", "modelfile" },
+			{ "README.md", "model-card" },
+		};
+		cJSON *doc = cJSON_Parse(out);
+		const cJSON *sc = cJSON_GetObjectItem(doc, "sidecar_files");
+		size_t k;
+
+		assert_int_equal(cJSON_GetArraySize(sc), 4);
+		assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc,
+								       "sidecars")), 4);
+		for (k = 0; k < 4; k++) {
+			const cJSON *f = cJSON_GetArrayItem(sc, (int)k);
+
+			assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+				f, "name")), want[k][0]);
+			assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+				f, "kind")), want[k][1]);
+			assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(f,
+									     "size")) > 0);
+		}
+		cJSON_Delete(doc);
+	}
+	free(out);
+	assert_int_equal(run(&out, "%s artifacts 1", JOB), 0);
+	assert_non_null(strstr(out, "  Modelfile "));
+	assert_non_null(strstr(out, "modelfile: for ollama create\n"));
+	assert_non_null(strstr(out, "model-card: the model card\n"));
 	free(out);
 	snprintf(cmd, sizeof(cmd), "%s worker list --json", JOB);
 	validate(cmd, "workers");
@@ -849,6 +881,22 @@ static void test_local_dir_absolute_and_short_verbs(void **state)
 	assert_int_equal(run(&out, "%s worker list", JOB), 0);
 	assert_null(strstr(out, "wcwd"));
 	free(out);
+	/* an empty path is refused, not taken for the default */
+	assert_int_equal(run(&out, "%s worker add wempty local --dir '' --agent "
+			     "%s/mibera-worker", JOB, MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "--dir needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker add wempty local --agent ''", JOB),
+			 2);
+	assert_non_null(strstr(out, "--agent needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s submit %s --rent vast --worker-dir ''", JOB,
+			     model), 2);
+	assert_non_null(strstr(out, "--worker-dir needs a path, not ''"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_null(strstr(out, "wempty"));
+	free(out);
 }
 
 /* Progress that counts chunks or files, not bytes (imatrix, fidelity),
@@ -872,6 +920,133 @@ static void test_counted_progress(void **state)
 	free(out);
 }
 
+/* A file pulled over one stream says "1 stream", in logs and in the
+ * dashboard's events alike. */
+static void test_one_stream_is_one(void **state)
+{
+	char *out;
+
+	(void)state;
+	sql("INSERT INTO events (job_id, step, seq, at_ms, type, data) VALUES "
+	    "(1, 'pull', 0, strftime('%%s','now') * 1000, 'pulled', '{\\\"v\\\":1,"
+	    "\\\"seq\\\":0,\\\"ms\\\":1764158400123,\\\"step\\\":\\\"pull\\\","
+	    "\\\"type\\\":\\\"pulled\\\",\\\"file\\\":\\\"one-Q8_0.gguf\\\","
+	    "\\\"ok\\\":true,\\\"bytes\\\":1000,\\\"reused\\\":0,"
+	    "\\\"seconds\\\":0.5,\\\"streams\\\":1}')");
+	assert_int_equal(run(&out, "%s logs 1 --step pull", JOB), 0);
+	if (strstr(out, "one-Q8_0.gguf: 1.0 kB in 0.5 s over 1 stream (") == NULL)
+		fail_msg("logs:\n%s", out);
+	free(out);
+	assert_int_equal(run(&out, "%s dashboard --once | cat",
+			     JOB), 0);
+	if (strstr(out, "one-Q8_0.gguf verified (1 stream, 0.5 s)") == NULL)
+		fail_msg("dashboard:\n%s", out);
+	assert_null(strstr(out, "1 streams"));
+	free(out);
+	sql("DELETE FROM events WHERE job_id = 1 AND type = 'pulled' AND data "
+	    "LIKE '%%one-Q8_0%%'");
+}
+
+/* show lists a job's files in name order, so the parts of a set stay
+ * together and in order whatever their sizes. */
+static void test_show_keeps_sets_together(void **state)
+{
+	char *out, *p1, *p2, *p3, *f16;
+
+	(void)state;
+	sql("INSERT INTO artifacts (job_id, name, type, size, sha256, path) "
+	    "VALUES (2, 'm-Q4_0-00001-of-00003.gguf', 'gguf', 3000000, 'aa', ''),"
+	    "(2, 'm-Q4_0-00002-of-00003.gguf', 'gguf', 1000000, 'bb', ''),"
+	    "(2, 'm-Q4_0-00003-of-00003.gguf', 'gguf', 500000, 'cc', ''),"
+	    "(2, 'm-F16.gguf', 'gguf', 2000000, 'dd', '')");
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	print_message("%s", out);
+	f16 = strstr(out, "  m-F16.gguf ");
+	p1 = strstr(out, "  m-Q4_0-00001-of-00003.gguf ");
+	p2 = strstr(out, "  m-Q4_0-00002-of-00003.gguf ");
+	p3 = strstr(out, "  m-Q4_0-00003-of-00003.gguf ");
+	assert_non_null(f16);
+	assert_non_null(p1);
+	assert_non_null(p2);
+	assert_non_null(p3);
+	/* the set in order, nothing between its parts */
+	assert_true(p1 < p2 && p2 < p3);
+	assert_true(f16 < p1 || f16 > p3);
+	free(out);
+	sql("DELETE FROM artifacts WHERE job_id = 2");
+}
+
+/* A model mibera does not convert natively: submit's way out is the
+ * person's own command, every flag they gave kept, with --converter
+ * llama.cpp in place of theirs. */
+static void test_way_out_keeps_the_flags(void **state)
+{
+	static const char gemma[] =
+		"{\"architectures\":[\"GemmaForCausalLM\"],\"model_type\":"
+		"\"gemma\",\"hidden_size\":256,\"num_attention_heads\":4,"
+		"\"num_key_value_heads\":2,\"head_dim\":64,\"num_hidden_layers\":2,"
+		"\"intermediate_size\":688,\"vocab_size\":512}";
+	const char *extra[] = { "--config", "correct", NULL };
+	char dir[800], path[900], want[1400], *out;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/gemma-tiny", root);
+	assert_int_equal(th_mkmodel(dir, "llama-tiny", extra), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	assert_int_equal(th_write_file(path, gemma, strlen(gemma)), 0);
+	/* a local worker reads the directory: submit inspects it */
+	if (run(&out, "%s worker add wg local --dir %s/wg --agent "
+		"%s/mibera-worker", JOB, root, MB_BINARY_DIR) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	if (run(&out, "%s submit --worker wg --quant Q8_0,Q4_0 --imatrix off "
+		"--converter mibera %s", JOB, dir) != 3)
+		fail_msg("submit: %s", out);
+	print_message("%s", out);
+	snprintf(want, sizeof(want), "mibera-job submit --worker wg --quant "
+		 "Q8_0,Q4_0 --imatrix off %s --converter llama.cpp", dir);
+	if (strstr(out, want) == NULL)
+		fail_msg("wanted \"%s\" in:\n%s", want, out);
+	assert_null(strstr(out, "--converter mibera"));
+	free(out);
+	assert_int_equal(run(&out, "%s worker rm wg", JOB), 0);
+	free(out);
+}
+
+/* The dashboard's job table gives the time a job has held its worker
+ * under the word status uses (HELD), and the same figure show and status
+ * give, not the time since the job started. */
+static void test_dashboard_held_as_show(void **state)
+{
+	char *out, *line;
+
+	(void)state;
+	/* started 1000 s ago, 50 s held before its running step (it waited
+	 * in between), which started 10 s ago: 60 s held */
+	sql("UPDATE jobs SET state = 'running', started_at = strftime('%%s','now') "
+	    "- 1000, held_seconds = 50 WHERE id = 2; UPDATE steps SET state = "
+	    "'running', attempts = 1, started_at = strftime('%%s','now') - 10 "
+	    "WHERE job_id = 2 AND name = 'preflight'");
+	assert_int_equal(run(&out, "%s dashboard --once | cat", JOB), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "PROGRESS"));
+	assert_non_null(strstr(out, "HELD"));
+	assert_null(strstr(out, "TIME"));
+	line = strstr(out, "\n 2     ");
+	assert_non_null(line);
+	if (strchr(line + 1, '\n') != NULL)
+		*strchr(line + 1, '\n') = '\0';
+	if (strstr(line, " 1m0") == NULL || strstr(line, "16m") != NULL)
+		fail_msg("wanted about 1m00s held in: %s", line);
+	free(out);
+	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	if (strstr(out, "held 6") == NULL)
+		fail_msg("show:\n%s", out);
+	free(out);
+	sql("UPDATE jobs SET state = 'cancelled' WHERE id = 2; UPDATE steps SET "
+	    "state = 'failed' WHERE job_id = 2 AND state = 'running'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -888,6 +1063,10 @@ int main(void)
 		cmocka_unit_test(test_user_settings),
 		cmocka_unit_test(test_local_dir_absolute_and_short_verbs),
 		cmocka_unit_test(test_counted_progress),
+		cmocka_unit_test(test_show_keeps_sets_together),
+		cmocka_unit_test(test_one_stream_is_one),
+		cmocka_unit_test(test_way_out_keeps_the_flags),
+		cmocka_unit_test(test_dashboard_held_as_show),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

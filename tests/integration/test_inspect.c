@@ -644,6 +644,8 @@ static void test_gemma3_accepted(void **state)
 	if (strstr(out, "convertible; config.json is right") == NULL ||
 	    strstr(out, "family     gemma3") == NULL)
 		fail_msg("inspect said: %s", out);
+	/* the architecture's name whole in its column, not cut */
+	assert_non_null(strstr(out, "[\"Gemma3ForCausalLM\"] "));
 	free(out);
 	doc = run_json("inspect --json org/gemma3-tiny", 0);
 	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"),
@@ -685,6 +687,14 @@ static void test_phi4_mini_accepted(void **state)
 			 0);
 	if (strstr(out, "convertible; config.json is right") == NULL)
 		fail_msg("inspect said: %s", out);
+	/* rope_scaling is too long for the table: cut there, saying so, and
+	 * shown whole under it, to its last member */
+	assert_non_null(strstr(out, "rope_scaling                       "
+			       "{\"long_factor\":["));
+	assert_non_null(strstr(out, "... "));
+	assert_non_null(strstr(out, "\nin full (cut above)\n  rope_scaling: "
+			       "{\"long_factor\":["));
+	assert_non_null(strstr(out, "\"type\":\"longrope\"}\n"));
 	free(out);
 	doc = run_json("inspect --json org/phi4-mini-tiny", 0);
 	assert_true(fabs(value(doc, "partial_rotary_factor") - 0.75) < 1e-12);

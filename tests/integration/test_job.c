@@ -889,6 +889,127 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	free(out);
 }
 
+/* The smoke result show --json gives for the job's artifact file, as JSON
+ * text (the caller frees it), or NULL when it has none yet. */
+static char *early_smoke_of(int id, const char *file)
+{
+	char args[64], *out, *sm = NULL;
+	const cJSON *a;
+	cJSON *doc;
+
+	snprintf(args, sizeof(args), "show --json %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	doc = cJSON_Parse(out);
+	free(out);
+	cJSON_ArrayForEach(a, cJSON_GetObjectItem(doc, "artifacts")) {
+		const cJSON *smoke = cJSON_GetObjectItem(a, "smoke");
+
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(a, "name")),
+			   file) == 0 && cJSON_IsObject(smoke))
+			sm = cJSON_PrintUnformatted(smoke);
+	}
+	cJSON_Delete(doc);
+	return sm;
+}
+
+/* A file smoke tested while the worker made the next, then the
+ * coordinator killed with -9 before the smoke step: the new coordinator
+ * keeps that result (the file's sha256 is the one tested) instead of
+ * loading the file again. The last quant is held stopped until the test
+ * says go on (or two minutes pass). */
+static void test_early_smoke_survives_a_restart(void **state)
+{
+	static const char wrapper[] =
+		"#!/bin/sh\n"
+		"real=%s/mibera-worker\n"
+		"if [ \"$1\" = start ] && [ \"$3\" = quantize-Q4_0 ]; then\n"
+		"  out=$(\"$real\" \"$@\"); rc=$?\n"
+		"  printf '%%s\\n' \"$out\"\n"
+		"  pid=$(printf '%%s' \"$out\" | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p')\n"
+		"  if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then\n"
+		"    kill -STOP -\"$pid\"\n"
+		"    setsid sh -c \"i=0; while [ ! -e %s/go-on ] && [ \\$i -lt 600 ]; "
+		"do sleep 0.2; i=\\$((i+1)); done; kill -CONT -$pid\" </dev/null "
+		">/dev/null 2>&1 &\n"
+		"  fi\n"
+		"  exit $rc\n"
+		"fi\n"
+		"exec \"$real\" \"$@\"\n";
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	char agent[800], text[2048], args[2048], path[900], *out, *before = NULL;
+	char *after;
+	long long t0;
+	int rc, id, st;
+	pid_t pid;
+
+	(void)state;
+	snprintf(agent, sizeof(agent), "%s/stop-quant-agent.sh", root);
+	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, root);
+	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
+	assert_int_equal(chmod(agent, 0755), 0);
+	snprintf(args, sizeof(args), "worker add we box1 --dir %s/wde --agent %s",
+		 root, agent);
+	rc = run("mibera-job", args, &out);
+	if (rc != 0) {
+		snprintf(args, sizeof(args), "worker add we box1 --dir %s/wde --agent "
+			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
+		free(out);
+		rc = run("mibera-job", args, &out);
+	}
+	if (rc != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "
+		 "--imatrix off --no-fidelity", model);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	id = atoi(out);
+	free(out);
+	/* Q8_0 pulled and smoke tested while Q4_0 is held stopped */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	t0 = th_now_ms();
+	while (before == NULL && th_now_ms() - t0 < 120000) {
+		before = early_smoke_of(id, "phi4-tiny-Q8_0.gguf");
+		if (before == NULL)
+			usleep(100 * 1000);
+	}
+	if (before == NULL)
+		fail_msg("no smoke result stored for phi4-tiny-Q8_0.gguf");
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	if (strstr(out, "quantize   running") == NULL ||
+	    strstr(out, "smoke      done") != NULL)
+		fail_msg("not in the overlap:\n%s", out);
+	free(out);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	snprintf(path, sizeof(path), "%s/go-on", root);
+	assert_int_equal(th_write_file(path, "", 0), 0);
+	if (run("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("restarted coordinator: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+	/* the smoke events say Q8_0's result was kept, and it was not loaded
+	 * again: the figures are the ones measured before the kill */
+	snprintf(args, sizeof(args), "logs --step smoke %d", id);
+	assert_int_equal(run("mibera-job", args, &out), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf: smoke result kept"));
+	assert_null(strstr(out, "smoke testing phi4-tiny-Q8_0.gguf"));
+	free(out);
+	after = early_smoke_of(id, "phi4-tiny-Q8_0.gguf");
+	assert_non_null(after);
+	assert_string_equal(after, before);
+	free(after);
+	free(before);
+	after = early_smoke_of(id, "phi4-tiny-Q4_0.gguf");
+	assert_non_null(after);
+	free(after);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -902,6 +1023,7 @@ int main(void)
 		cmocka_unit_test_setup(test_manifest_names_only_the_jobs_ggufs, fresh),
 		cmocka_unit_test_setup(test_submit_checks_the_source, fresh),
 		cmocka_unit_test_setup(test_pull_overlaps_quantize_and_resumes, fresh),
+		cmocka_unit_test_setup(test_early_smoke_survives_a_restart, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -106,6 +106,27 @@ static int alive(const char *id)
 	return found;
 }
 
+/* The disk the fake's instance id was rented with (its create request's),
+ * -1 when it has none. */
+static double instance_disk(const char *id)
+{
+	char *out;
+	cJSON *doc;
+	const cJSON *d;
+	double v;
+
+	if (run(&out, "curl -sf -H 'Authorization: Bearer %s' "
+		"http://127.0.0.1:%d/api/v0/instances/%s/", KEY, fake_port, id) != 0)
+		fail_msg("fakevast instance %s: %s", id, out);
+	doc = cJSON_Parse(out);
+	free(out);
+	d = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "instances"),
+				"disk_space");
+	v = cJSON_IsNumber(d) ? d->valuedouble : -1;
+	cJSON_Delete(doc);
+	return v;
+}
+
 static int creates(void)
 {
 	cJSON *st = state();
@@ -536,6 +557,26 @@ static void test_submit_rent_shows_price_queues_nothing(void **s)
 	assert_true(disk >= 10 && disk < 11);
 	free(out);
 	assert_int_equal(creates(), before);
+	/* --disk: the disk asked is the one given, the estimate said if it
+	 * is more; no offer has 250 GB with that GPU */
+	out = submit_rent("look", "--disk 150", &rc);
+	if (rc != 0)
+		fail_msg("submit --rent --disk 150: %s", out);
+	assert_non_null(strstr(out, "offer for org/tiny (Q8_0): it needs about "));
+	assert_non_null(strstr(out, "(150 GB disk"));
+	free(out);
+	out = submit_rent("look", "--disk 250", &rc);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(out, "250 GB of disk"));
+	free(out);
+	out = submit_rent("look", "--disk 1", &rc);
+	assert_non_null(strstr(out, "warning: --disk 1 GB is under the 10 GB"));
+	free(out);
+	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --rent vast "
+			     "--disk lots 2>&1", MB_BINARY_DIR), 2);
+	assert_non_null(strstr(out, "--disk is a number"));
+	free(out);
+	assert_int_equal(creates(), before);
 	assert_int_equal(run(&out, "%s/mibera-job status", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, "org/tiny"));
 	free(out);
@@ -621,13 +662,15 @@ static void test_submit_rent_cancel_destroys(void **s)
 
 	(void)s;
 	config("{\"idle_check_s\": 1}\n");
-	out = submit_rent("cancel", "--yes", &rc);
+	out = submit_rent("cancel", "--yes --disk 37", &rc);
 	if (rc != 0)
 		fail_msg("submit --rent --yes: %s", out);
 	snprintf(id, sizeof(id), "%s", instance_in(out));
 	job = job_in(out);
 	free(out);
 	assert_true(alive(id));
+	/* rented with the disk given */
+	assert_true(instance_disk(id) == 37);
 	/* no coordinator holds the job: cancel gives the box back itself */
 	if (run(&out, "%s/mibera-job cancel %ld 2>&1", MB_BINARY_DIR, job) != 0)
 		fail_msg("cancel: %s", out);

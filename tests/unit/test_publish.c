@@ -217,13 +217,22 @@ static void test_published_with_the_reason(void **state)
 	p.commit = "";
 	p.fidelity = fid;
 	p.files = l;
+	p.convert = "{\"v\":1,\"type\":\"done\",\"file\":\"/workspace/mibera/"
+		    "jobs/job-7/out/m-F16.gguf\",\"parts\":1,\"arch\":\"llama\"}";
 	assert_int_equal(mb_publish(&p, err, sizeof(err)), 0);
 
 	snprintf(path, sizeof(path), "%s/provenance.json", dir);
 	out = th_slurp(path, NULL);
 	assert_non_null(out);
+	/* the converted file by its name, not where the worker kept it */
+	assert_null(strstr(out, "/workspace/mibera"));
 	doc = cJSON_Parse(out);
 	free(out);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+			    cJSON_GetObjectItem(doc, "convert"), "file")),
+			    "m-F16.gguf");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+			    cJSON_GetObjectItem(doc, "convert"), "arch")), "llama");
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(doc,
 			    "recommended")), "m-Q6_K.gguf");
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(doc,

@@ -385,6 +385,50 @@ static void test_remove_worker_with_history(void **state)
 	mb_store_close(s);
 }
 
+/* A smoke result stays with its artifact while the file's sha256 stays
+ * the same: recording the file again (a pull after a restart) keeps it,
+ * a different sha256 drops it, and it is only given for the sha256 it
+ * was measured on. */
+static void test_artifact_smoke_kept_by_sha256(void **state)
+{
+	static const char sha_a[] = "aaaa", sha_b[] = "bbbb";
+	struct mb_store *s;
+	char err[256], *sm;
+	int64_t id;
+
+	(void)state;
+	assert_int_equal(mb_store_open(path, &s, err, sizeof(err)), 0);
+	id = add_job(s, "smoke-box");
+	assert_int_equal(mb_store_artifact_add(s, id, "m-Q8_0.gguf", "gguf", 10,
+					       sha_a, "/x/m-Q8_0.gguf", NULL), 0);
+	assert_int_equal(mb_store_artifact_smoke_get(s, id, "m-Q8_0.gguf", sha_a,
+						     &sm), 0);
+	assert_null(sm);
+	assert_int_equal(mb_store_artifact_smoke_set(s, id, "m-Q8_0.gguf", sha_a,
+						     "{\"load_s\":1}"), 0);
+	/* pulled again after a restart: same file, the result stays */
+	assert_int_equal(mb_store_artifact_add(s, id, "m-Q8_0.gguf", "gguf", 10,
+					       sha_a, "/x/m-Q8_0.gguf", NULL), 0);
+	assert_int_equal(mb_store_artifact_smoke_get(s, id, "m-Q8_0.gguf", sha_a,
+						     &sm), 0);
+	assert_non_null(sm);
+	assert_string_equal(sm, "{\"load_s\":1}");
+	free(sm);
+	assert_int_equal(mb_store_artifact_smoke_get(s, id, "m-Q8_0.gguf", sha_b,
+						     &sm), 0);
+	assert_null(sm);
+	/* a different file under the name: the old result is not its */
+	assert_int_equal(mb_store_artifact_add(s, id, "m-Q8_0.gguf", "gguf", 10,
+					       sha_b, "/x/m-Q8_0.gguf", NULL), 0);
+	assert_int_equal(mb_store_artifact_smoke_get(s, id, "m-Q8_0.gguf", sha_b,
+						     &sm), 0);
+	assert_null(sm);
+	assert_int_equal(mb_store_artifact_smoke_get(s, id, "m-Q8_0.gguf", sha_a,
+						     &sm), 0);
+	assert_null(sm);
+	mb_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_damaged_database),
 		cmocka_unit_test(test_partial_files_go_with_the_job),
 		cmocka_unit_test(test_remove_worker_with_history),
+		cmocka_unit_test(test_artifact_smoke_kept_by_sha256),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
