@@ -37,25 +37,6 @@
 static char root[512], home[600], mhome[600], model[600];
 static struct th_sshd sshd;
 
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Runs the shell command fmt... with stderr folded into stdout (a
- * command in { ...; } keeps its own redirections). */
-static int run(char **out, const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
-
 #define JOB MB_BINARY_DIR "/mibera-job"
 
 static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -70,7 +51,7 @@ static void sql(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(q, sizeof(q), fmt, ap);
 	va_end(ap);
-	if (run(&out, "sqlite3 %s/jobs.db \"%s\"", mhome, q) != 0)
+	if (th_sh(&out, "sqlite3 %s/jobs.db \"%s\"", mhome, q) != 0)
 		fail_msg("sqlite3 %s: %s", q, out);
 	free(out);
 }
@@ -81,7 +62,7 @@ static void validate(const char *cmd, const char *schema)
 {
 	char *out;
 
-	if (run(&out, "%s > %s/v.json && python3 -c \"import json, jsonschema; "
+	if (th_sh(&out, "%s > %s/v.json && python3 -c \"import json, jsonschema; "
 		"jsonschema.validate(json.load(open('%s/v.json')), json.load(open("
 		"'%s/proto/%s.schema.json'))); print('valid')\"", cmd, root, root,
 		MB_SOURCE_DIR, schema) != 0)
@@ -164,7 +145,7 @@ static void test_help_from_the_tables(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *out, *out2, want[64];
 
-		if (run(&out, "{ %s %s --help 2>/dev/null; }", JOB, cases[i].cmd) != 0)
+		if (th_sh(&out, "{ %s %s --help 2>/dev/null; }", JOB, cases[i].cmd) != 0)
 			fail_msg("%s --help: exit not 0: %s", cases[i].cmd, out);
 		snprintf(want, sizeof(want), "usage: mibera-job %s", cases[i].cmd);
 		if (strncmp(out, want, strlen(want)) != 0)
@@ -191,7 +172,7 @@ static void test_help_from_the_tables(void **state)
 			}
 		}
 		/* help COMMAND [VERB] is the same text */
-		assert_int_equal(run(&out2, "{ %s help %s 2>/dev/null; }", JOB,
+		assert_int_equal(th_sh(&out2, "{ %s help %s 2>/dev/null; }", JOB,
 				     cases[i].cmd), 0);
 		assert_string_equal(out, out2);
 		free(out2);
@@ -201,11 +182,11 @@ static void test_help_from_the_tables(void **state)
 		/* each option with what it does, not a bare list */
 		char *out;
 
-		assert_int_equal(run(&out, "%s submit --help", JOB), 0);
+		assert_int_equal(th_sh(&out, "%s submit --help", JOB), 0);
 		assert_non_null(strstr(out, "--pull-f16             pull back the "
 					    "full-precision GGUF too"));
 		free(out);
-		assert_int_equal(run(&out, "%s help", JOB), 0);
+		assert_int_equal(th_sh(&out, "%s help", JOB), 0);
 		assert_non_null(strstr(out, "  help "));
 		free(out);
 	}
@@ -252,14 +233,14 @@ static void test_usage_errors_name_what_was_meant(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *out;
-		int rc = run(&out, "{ %s %s 2>&1 >/dev/null; }", JOB, cases[i].args);
+		int rc = th_sh(&out, "{ %s %s 2>&1 >/dev/null; }", JOB, cases[i].args);
 
 		if (rc != 2 || strstr(out, cases[i].want) == NULL)
 			fail_msg("'%s': exit %d, stderr:\n%s\nwanted '%s'",
 				 cases[i].args, rc, out, cases[i].want);
 		free(out);
 		/* stdout stays empty: scripts read it */
-		assert_int_equal(run(&out, "{ %s %s 2>/dev/null; }", JOB, cases[i].args), 2);
+		assert_int_equal(th_sh(&out, "{ %s %s 2>/dev/null; }", JOB, cases[i].args), 2);
 		assert_string_equal(out, "");
 		free(out);
 	}
@@ -312,7 +293,7 @@ static void test_version_is_llama_cpps(void **state)
 	for (i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
 		char *out, *rest;
 
-		assert_int_equal(run(&out, "%s/%s", MB_BINARY_DIR, progs[i]), 0);
+		assert_int_equal(th_sh(&out, "%s/%s", MB_BINARY_DIR, progs[i]), 0);
 		print_message("%s:\n%s", progs[i], out);
 		snprintf(want, sizeof(want), "\nllama.cpp version: %s (%s)\n", version,
 			 commit);
@@ -343,16 +324,16 @@ static void test_coordinator_options(void **state)
 	char *out;
 
 	(void)state;
-	assert_int_equal(run(&out, "%s/mibera-coordinator --help", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-coordinator --help", MB_BINARY_DIR), 0);
 	assert_non_null(strstr(out, "usage: mibera-coordinator"));
 	assert_non_null(strstr(out, "--once "));
 	assert_null(strstr(out, "--foreground"));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-coordinator --foreground --version",
+	assert_int_equal(th_sh(&out, "%s/mibera-coordinator --foreground --version",
 			     MB_BINARY_DIR), 0);
 	assert_non_null(strstr(out, "llama.cpp version: "));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-coordinator --onec", MB_BINARY_DIR), 2);
+	assert_int_equal(th_sh(&out, "%s/mibera-coordinator --onec", MB_BINARY_DIR), 2);
 	assert_non_null(strstr(out, "unknown option '--onec'; did you mean "
 				    "'--once'?"));
 	free(out);
@@ -382,28 +363,28 @@ static void test_show_artifacts_and_workers(void **state)
 	int col, c2;
 
 	(void)state;
-	assert_int_equal(run(&out, "%s worker add wl local --dir %s/wd --agent "
+	assert_int_equal(th_sh(&out, "%s worker add wl local --dir %s/wd --agent "
 			     "%s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
 	/* what its llama.cpp computes with: this build has no GPU backend */
 	assert_non_null(strstr(out, "\n  backend cpu\n"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_true(column_in_line(out, "NAME ", "BACKEND") > 0);
 	assert_int_equal(column_in_line(out, "wl ", "cpu "),
 			 column_in_line(out, "NAME ", "BACKEND"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list --json", JOB), 0);
 	assert_non_null(strstr(out, "\"backend\":\"cpu\""));
 	free(out);
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
 			     model), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
-	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
 
-	assert_int_equal(run(&out, "%s show 1", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 1", JOB), 0);
 	print_message("%s", out);
 	/* the repairs are a table: the arrows and the evidence line up */
 	col = column_in_line(out, "  num_hidden_layers", "-> ");
@@ -422,7 +403,7 @@ static void test_show_artifacts_and_workers(void **state)
 
 	snprintf(cmd, sizeof(cmd), "%s show 1 --json", JOB);
 	validate(cmd, "show");
-	assert_int_equal(run(&out, "%s", cmd), 0);
+	assert_int_equal(th_sh(&out, "%s", cmd), 0);
 	{
 		cJSON *doc = cJSON_Parse(out);
 		const cJSON *arts = cJSON_GetObjectItem(doc, "artifacts");
@@ -445,7 +426,7 @@ static void test_show_artifacts_and_workers(void **state)
 	free(out);
 	snprintf(cmd, sizeof(cmd), "%s artifacts 1 --json", JOB);
 	validate(cmd, "artifacts");
-	assert_int_equal(run(&out, "%s", cmd), 0);
+	assert_int_equal(th_sh(&out, "%s", cmd), 0);
 	assert_non_null(strstr(out, "\"name\":\"tiny-Q8_0.gguf\""));
 	/* the files written beside the GGUF, each with its kind */
 	{
@@ -475,7 +456,7 @@ static void test_show_artifacts_and_workers(void **state)
 		cJSON_Delete(doc);
 	}
 	free(out);
-	assert_int_equal(run(&out, "%s artifacts 1", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s artifacts 1", JOB), 0);
 	assert_non_null(strstr(out, "  Modelfile "));
 	assert_non_null(strstr(out, "modelfile: for ollama create\n"));
 	assert_non_null(strstr(out, "model-card: the model card\n"));
@@ -486,11 +467,11 @@ static void test_show_artifacts_and_workers(void **state)
 	validate(cmd, "workers");
 
 	/* a finished job: how it ended, in words */
-	assert_int_equal(run(&out, "%s cancel 1", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s cancel 1", JOB), 1);
 	assert_non_null(strstr(out, "mibera-job cancel: job 1 already succeeded"));
 	assert_null(strstr(out, "is already"));
 	free(out);
-	assert_int_equal(run(&out, "%s retry 1", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s retry 1", JOB), 1);
 	assert_non_null(strstr(out, "job 1 already succeeded"));
 	assert_null(strstr(out, "is not failed"));
 	free(out);
@@ -505,11 +486,11 @@ static void test_held_time_and_no_artifacts(void **state)
 	double held;
 
 	(void)state;
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
 			     model), 0);
 	assert_string_equal(out, "2\n");
 	free(out);
-	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 2", JOB), 0);
 	assert_non_null(strstr(out, "/artifacts/job-2\n  none yet\n"));
 	free(out);
 	/* as the coordinator leaves it 100 s into preflight */
@@ -517,11 +498,11 @@ static void test_held_time_and_no_artifacts(void **state)
 	    "- 100, held_seconds = 0 WHERE id = 2; UPDATE steps SET state = "
 	    "'running', attempts = 1, started_at = strftime('%%s','now') - 100 "
 	    "WHERE job_id = 2 AND name = 'preflight'");
-	assert_int_equal(run(&out, "%s status", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status", JOB), 0);
 	print_message("%s", out);
 	assert_null(strstr(out, "      0s"));
 	free(out);
-	assert_int_equal(run(&out, "%s status 2 --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status 2 --json", JOB), 0);
 	doc = cJSON_Parse(out);
 	assert_non_null(doc);
 	held = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "job"),
@@ -529,7 +510,7 @@ static void test_held_time_and_no_artifacts(void **state)
 	cJSON_Delete(doc);
 	free(out);
 	assert_true(held >= 100 && held < 200);
-	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 2", JOB), 0);
 	assert_null(strstr(out, "held 0 s"));
 	assert_non_null(strstr(out, "held 10"));
 	free(out);
@@ -547,17 +528,17 @@ static void test_cut_text_and_plain_dashboard(void **state)
 	snprintf(dir, sizeof(dir), "%s/models/a-very-long-directory-of-models/"
 		 "phi-4-my-finetune-with-a-long-name", root);
 	assert_int_equal(mb_mkdir_p(dir, 0755), 0);
-	assert_int_equal(run(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
+	assert_int_equal(th_sh(&out, "{ %s submit %s --quant Q8_0 2>/dev/null; }", JOB,
 			     dir), 0);
 	assert_string_equal(out, "3\n");
 	free(out);
-	assert_int_equal(run(&out, "%s status", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status", JOB), 0);
 	/* cut to its column, ending "..." */
 	assert_true(column_in_line(out, "3     queued", "... ") > 0);
 	assert_null(strstr(out, "long-name"));
 	free(out);
 
-	assert_int_equal(run(&out, "%s dashboard --once | cat", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s dashboard --once | cat", JOB), 0);
 	print_message("%s", out);
 	assert_null(strchr(out, '\033'));
 	assert_null(strchr(out, '\r'));
@@ -569,12 +550,12 @@ static void test_cut_text_and_plain_dashboard(void **state)
 	assert_true(column_in_line(out, "succeeded ", "% KL") > 0);
 	free(out);
 	/* on a terminal (script(1) gives it one): colours */
-	assert_int_equal(run(&out, "script -qec '%s dashboard --once' /dev/null",
+	assert_int_equal(th_sh(&out, "script -qec '%s dashboard --once' /dev/null",
 			     JOB), 0);
 	assert_non_null(strstr(out, "\033[7m"));
 	assert_non_null(strstr(out, " JOB   MODEL"));
 	free(out);
-	assert_int_equal(run(&out, "NO_COLOR=1 script -qec '%s dashboard --once' "
+	assert_int_equal(th_sh(&out, "NO_COLOR=1 script -qec '%s dashboard --once' "
 			     "/dev/null", JOB), 0);
 	assert_null(strchr(out, '\033'));
 	assert_non_null(strstr(out, " JOB   MODEL"));
@@ -599,12 +580,12 @@ static void test_worker_update(void **state)
 	cJSON *doc, *w;
 
 	(void)state;
-	assert_int_equal(run(&out, "%s worker update wl --cost-per-hour 2.5 "
+	assert_int_equal(th_sh(&out, "%s worker update wl --cost-per-hour 2.5 "
 			     "--max-jobs 3 --idle-command 'true' --idle-after 60",
 			     JOB), 0);
 	assert_non_null(strstr(out, "updated worker wl"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list --json", JOB), 0);
 	doc = cJSON_Parse(out);
 	free(out);
 	w = cJSON_GetArrayItem(doc, 0);
@@ -615,34 +596,34 @@ static void test_worker_update(void **state)
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "idle_command")),
 			    "true");
 	cJSON_Delete(doc);
-	assert_int_equal(run(&out, "%s worker update nobody --max-jobs 2", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s worker update nobody --max-jobs 2", JOB), 1);
 	assert_non_null(strstr(out, "no worker 'nobody'"));
 	free(out);
 	/* job 3 is queued on it: its files would be left behind */
-	assert_int_equal(run(&out, "%s worker update wl --dir %s/wd-other", JOB,
+	assert_int_equal(th_sh(&out, "%s worker update wl --dir %s/wd-other", JOB,
 			     root), 1);
 	assert_non_null(strstr(out, "unfinished jobs"));
 	free(out);
-	assert_int_equal(run(&out, "%s cancel 3", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s cancel 3", JOB), 0);
 	free(out);
 	/* to the loopback sshd: its key is unknown, so refused until given */
-	assert_int_equal(run(&out, "%s worker update wl --host box1", JOB), 1);
+	assert_int_equal(th_sh(&out, "%s worker update wl --host box1", JOB), 1);
 	assert_non_null(strstr(out, "unknown host key"));
 	snprintf(fp, sizeof(fp), "%s", fingerprint_in(out));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_non_null(strstr(out, "local"));
 	free(out);
-	if (run(&out, "%s worker update wl --target box1 --accept-host-key %s", JOB,
+	if (th_sh(&out, "%s worker update wl --target box1 --accept-host-key %s", JOB,
 		fp) != 0)
 		fail_msg("update: %s", out);
 	assert_non_null(strstr(out, "updated worker wl (box1), host key SHA256:"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list --json", JOB), 0);
 	assert_non_null(strstr(out, "\"target\":\"box1\""));
 	assert_non_null(strstr(out, fp));
 	free(out);
-	assert_int_equal(run(&out, "%s worker check wl", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker check wl", JOB), 0);
 	free(out);
 }
 
@@ -655,17 +636,17 @@ static void test_list_check_names_the_silent(void **state)
 	int port = th_free_port();
 
 	(void)state;
-	assert_int_equal(run(&out, "%s worker add gone local --dir %s/wd-gone "
+	assert_int_equal(th_sh(&out, "%s worker add gone local --dir %s/wd-gone "
 			     "--agent %s/mibera-worker", JOB, root, MB_BINARY_DIR), 0);
 	free(out);
 	/* the box went away: nothing listens where it was */
 	sql("UPDATE workers SET target = '%s@127.0.0.1:%d' WHERE name = 'gone'",
 	    sshd.user, port);
-	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_null(strstr(out, "not answering"));
 	free(out);
 	t0 = th_now_ms();
-	assert_int_equal(run(&out, "%s worker list --check", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list --check", JOB), 0);
 	print_message("%s", out);
 	assert_true(th_now_ms() - t0 < 10000);
 	assert_true(column_in_line(out, "gone ", "not answering: ") > 0);
@@ -674,7 +655,7 @@ static void test_list_check_names_the_silent(void **state)
 	free(out);
 	snprintf(cmd, sizeof(cmd), "%s worker list --check --json", JOB);
 	validate(cmd, "workers");
-	assert_int_equal(run(&out, "%s", cmd), 0);
+	assert_int_equal(th_sh(&out, "%s", cmd), 0);
 	{
 		cJSON *doc = cJSON_Parse(out), *w;
 		int seen = 0;
@@ -693,7 +674,7 @@ static void test_list_check_names_the_silent(void **state)
 		cJSON_Delete(doc);
 	}
 	free(out);
-	assert_int_equal(run(&out, "%s worker remove gone", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker remove gone", JOB), 0);
 	free(out);
 }
 
@@ -711,22 +692,22 @@ static void test_submit_checks_the_workers_disk(void **state)
 	setenv("HF_ENDPOINT", hub.url, 1);
 	sql("UPDATE workers SET hello = json_set(hello, '$.disk_free', 1000) "
 	    "WHERE name = 'wl'");
-	assert_int_equal(run(&out, "%s submit org/tiny --worker wl --quant Q8_0",
+	assert_int_equal(th_sh(&out, "%s submit org/tiny --worker wl --quant Q8_0",
 			     JOB), 1);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "'wl' had 0.0 GB free in"));
 	assert_non_null(strstr(out, "this job needs about"));
 	free(out);
-	assert_int_equal(run(&out, "%s status --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s status --json", JOB), 0);
 	assert_null(strstr(out, "org/tiny"));
 	free(out);
 	sql("UPDATE workers SET hello = json_set(hello, '$.disk_free', "
 	    "1000000000000) WHERE name = 'wl'");
-	assert_int_equal(run(&out, "{ %s submit org/tiny --worker wl --quant Q8_0 "
+	assert_int_equal(th_sh(&out, "{ %s submit org/tiny --worker wl --quant Q8_0 "
 			     "2>/dev/null; }", JOB), 0);
 	assert_string_equal(out, "4\n");
 	free(out);
-	assert_int_equal(run(&out, "%s cancel 4", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s cancel 4", JOB), 0);
 	free(out);
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");
@@ -748,27 +729,27 @@ static void test_user_settings(void **state)
 	 * and nothing in its files says which */
 	snprintf(llama, sizeof(llama), "%s/llama", root);
 	assert_int_equal(th_mkmodel(llama, "llama-tiny", broken), 0);
-	assert_int_equal(run(&out, "%s inspect %s", JOB, llama), 3);
+	assert_int_equal(th_sh(&out, "%s inspect %s", JOB, llama), 3);
 	assert_non_null(strstr(out, "--set num_attention_heads=N"));
 	free(out);
-	assert_int_equal(run(&out, "%s inspect %s --set num_attention_heads=4",
+	assert_int_equal(th_sh(&out, "%s inspect %s --set num_attention_heads=4",
 			     JOB, llama), 0);
 	assert_non_null(strstr(out, "set by the user"));
 	free(out);
-	assert_int_equal(run(&out, "%s inspect %s --set num_attention_heads=3",
+	assert_int_equal(th_sh(&out, "%s inspect %s --set num_attention_heads=3",
 			     JOB, llama), 3);
 	assert_non_null(strstr(out, "do not fit the tensors"));
 	free(out);
-	assert_int_equal(run(&out, "%s inspect %s --set hidden_size=8", JOB, llama),
+	assert_int_equal(th_sh(&out, "%s inspect %s --set hidden_size=8", JOB, llama),
 			 2);
 	assert_non_null(strstr(out, "hidden_size cannot be set"));
 	free(out);
-	assert_int_equal(run(&out, "%s submit %s --sett x=1", JOB, llama), 2);
+	assert_int_equal(th_sh(&out, "%s submit %s --sett x=1", JOB, llama), 2);
 	assert_non_null(strstr(out, "did you mean '--set'?"));
 	free(out);
 
 	/* submitted with the setting, the job converts with it */
-	assert_int_equal(run(&out, "{ %s submit %s --worker wl --quant Q8_0 --json "
+	assert_int_equal(th_sh(&out, "{ %s submit %s --worker wl --quant Q8_0 --json "
 			     "--set num_attention_heads=4 --set rope_theta=500000 "
 			     "2>/dev/null; }", JOB, llama), 0);
 	doc = cJSON_Parse(out);
@@ -776,10 +757,10 @@ static void test_user_settings(void **state)
 	cJSON_Delete(doc);
 	free(out);
 	assert_true(id > 0);
-	if (run(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
-	assert_int_equal(run(&out, "%s show %lld", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s show %lld", JOB, id), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "succeeded"));
 	assert_non_null(strstr(out, "set by the user: num_attention_heads=4 "
@@ -787,11 +768,11 @@ static void test_user_settings(void **state)
 	free(out);
 	snprintf(cmd, sizeof(cmd), "%s show %lld --json", JOB, id);
 	validate(cmd, "show");
-	assert_int_equal(run(&out, "%s logs --json %lld", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s logs --json %lld", JOB, id), 0);
 	assert_non_null(strstr(out, "\"key\":\"rope_theta\""));
 	assert_non_null(strstr(out, "\"source\":\"set by the user\""));
 	free(out);
-	assert_int_equal(run(&out, "cat %s/artifacts/job-%lld/provenance.json",
+	assert_int_equal(th_sh(&out, "cat %s/artifacts/job-%lld/provenance.json",
 			     mhome, id), 0);
 	assert_non_null(strstr(out, "set by the user"));
 	free(out);
@@ -800,20 +781,20 @@ static void test_user_settings(void **state)
 	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
 	assert_int_equal(th_hub_start(&hub, hubroot, NULL), 0);
 	setenv("HF_ENDPOINT", hub.url, 1);
-	assert_int_equal(run(&out, "%s submit %s --worker wl --base org/nothere",
+	assert_int_equal(th_sh(&out, "%s submit %s --worker wl --base org/nothere",
 			     JOB, llama), 1);
 	assert_non_null(strstr(out, "--base org/nothere"));
 	free(out);
 	/* one it has travels with the job, its config as the hub has it (a
 	 * Phi-2 config: org/tiny's lies) read now */
-	assert_int_equal(run(&out, "{ %s submit %s --worker wl --base org/tiny "
+	assert_int_equal(th_sh(&out, "{ %s submit %s --worker wl --base org/tiny "
 			     "--set num_attention_heads=2 --json 2>/dev/null; }",
 			     JOB, llama), 0);
 	doc = cJSON_Parse(out);
 	id = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "id"));
 	cJSON_Delete(doc);
 	free(out);
-	assert_int_equal(run(&out, "%s show %lld --json", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s show %lld --json", JOB, id), 0);
 	doc = cJSON_Parse(out);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
 		cJSON_GetObjectItem(doc, "settings"), "base")), "org/tiny");
@@ -821,39 +802,39 @@ static void test_user_settings(void **state)
 					"base_config"));
 	cJSON_Delete(doc);
 	free(out);
-	assert_int_equal(run(&out, "sqlite3 %s/jobs.db \"SELECT json_extract("
+	assert_int_equal(th_sh(&out, "sqlite3 %s/jobs.db \"SELECT json_extract("
 			     "overrides, '$.base_config.model_type') FROM jobs "
 			     "WHERE id = %lld\"", mhome, id), 0);
 	assert_string_equal(out, "phi\n");
 	free(out);
-	assert_int_equal(run(&out, "%s cancel %lld", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s cancel %lld", JOB, id), 0);
 	free(out);
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");
 
 	/* a relative path is kept whole for a local worker: the
 	 * coordinator may run elsewhere */
-	assert_int_equal(run(&out, "%s worker add wrel local --dir %s/wd-rel "
+	assert_int_equal(th_sh(&out, "%s worker add wrel local --dir %s/wd-rel "
 			     "--agent %s/mibera-worker", JOB, root, MB_BINARY_DIR),
 			 0);
 	free(out);
-	assert_int_equal(run(&out, "{ cd %s && %s submit ./llama --worker wrel "
+	assert_int_equal(th_sh(&out, "{ cd %s && %s submit ./llama --worker wrel "
 			     "--set num_attention_heads=4 --json 2>/dev/null; }",
 			     root, JOB), 0);
 	doc = cJSON_Parse(out);
 	id = (long long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "id"));
 	cJSON_Delete(doc);
 	free(out);
-	assert_int_equal(run(&out, "%s show %lld --json", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s show %lld --json", JOB, id), 0);
 	doc = cJSON_Parse(out);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
 		cJSON_GetObjectItem(doc, "job"), "source")), llama);
 	cJSON_Delete(doc);
 	free(out);
-	assert_int_equal(run(&out, "%s cancel %lld", JOB, id), 0);
+	assert_int_equal(th_sh(&out, "%s cancel %lld", JOB, id), 0);
 	free(out);
 	/* a step that is not one is named, with the one meant */
-	assert_int_equal(run(&out, "%s logs %lld --step fidelty", JOB, id), 2);
+	assert_int_equal(th_sh(&out, "%s logs %lld --step fidelty", JOB, id), 2);
 	assert_non_null(strstr(out, "no step 'fidelty'; did you mean 'fidelity'?"));
 	free(out);
 }
@@ -866,35 +847,35 @@ static void test_local_dir_absolute_and_short_verbs(void **state)
 	char *out, want[1200];
 
 	(void)state;
-	if (run(&out, "cd %s && %s worker add wcwd local --dir wd-cwd --agent "
+	if (th_sh(&out, "cd %s && %s worker add wcwd local --dir wd-cwd --agent "
 		"%s/mibera-worker", root, JOB, MB_BINARY_DIR) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
-	assert_int_equal(run(&out, "cd / && %s worker ls --json", JOB), 0);
+	assert_int_equal(th_sh(&out, "cd / && %s worker ls --json", JOB), 0);
 	snprintf(want, sizeof(want), "\"dir\":\"%s/wd-cwd\"", root);
 	if (strstr(out, want) == NULL)
 		fail_msg("wanted %s in:\n%s", want, out);
 	free(out);
-	if (run(&out, "%s worker rm wcwd", JOB) != 0)
+	if (th_sh(&out, "%s worker rm wcwd", JOB) != 0)
 		fail_msg("worker rm: %s", out);
 	free(out);
-	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_null(strstr(out, "wcwd"));
 	free(out);
 	/* an empty path is refused, not taken for the default */
-	assert_int_equal(run(&out, "%s worker add wempty local --dir '' --agent "
+	assert_int_equal(th_sh(&out, "%s worker add wempty local --dir '' --agent "
 			     "%s/mibera-worker", JOB, MB_BINARY_DIR), 2);
 	assert_non_null(strstr(out, "--dir needs a path, not ''"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker add wempty local --agent ''", JOB),
+	assert_int_equal(th_sh(&out, "%s worker add wempty local --agent ''", JOB),
 			 2);
 	assert_non_null(strstr(out, "--agent needs a path, not ''"));
 	free(out);
-	assert_int_equal(run(&out, "%s submit %s --rent vast --worker-dir ''", JOB,
+	assert_int_equal(th_sh(&out, "%s submit %s --rent vast --worker-dir ''", JOB,
 			     model), 2);
 	assert_non_null(strstr(out, "--worker-dir needs a path, not ''"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker list", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_null(strstr(out, "wempty"));
 	free(out);
 }
@@ -913,7 +894,7 @@ static void test_counted_progress(void **state)
 	    "\\\"what\\\":\\\"imatrix\\\",\\\"done\\\":3,"
 	    "\\\"total\\\":10,\\\"rate\\\":0.5,\\\"unit\\\":"
 	    "\\\"chunks\\\"}')");
-	assert_int_equal(run(&out, "%s logs 1 --step imatrix", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s logs 1 --step imatrix", JOB), 0);
 	if (strstr(out, "imatrix  3 of 10 chunks (30%)  ETA 14s") == NULL)
 		fail_msg("logs:\n%s", out);
 	assert_null(strstr(out, " B of "));
@@ -933,11 +914,11 @@ static void test_one_stream_is_one(void **state)
 	    "\\\"type\\\":\\\"pulled\\\",\\\"file\\\":\\\"one-Q8_0.gguf\\\","
 	    "\\\"ok\\\":true,\\\"bytes\\\":1000,\\\"reused\\\":0,"
 	    "\\\"seconds\\\":0.5,\\\"streams\\\":1}')");
-	assert_int_equal(run(&out, "%s logs 1 --step pull", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s logs 1 --step pull", JOB), 0);
 	if (strstr(out, "one-Q8_0.gguf: 1.0 kB in 0.5 s over 1 stream (") == NULL)
 		fail_msg("logs:\n%s", out);
 	free(out);
-	assert_int_equal(run(&out, "%s dashboard --once | cat",
+	assert_int_equal(th_sh(&out, "%s dashboard --once | cat",
 			     JOB), 0);
 	if (strstr(out, "one-Q8_0.gguf verified (1 stream, 0.5 s)") == NULL)
 		fail_msg("dashboard:\n%s", out);
@@ -959,7 +940,7 @@ static void test_show_keeps_sets_together(void **state)
 	    "(2, 'm-Q4_0-00002-of-00003.gguf', 'gguf', 1000000, 'bb', ''),"
 	    "(2, 'm-Q4_0-00003-of-00003.gguf', 'gguf', 500000, 'cc', ''),"
 	    "(2, 'm-F16.gguf', 'gguf', 2000000, 'dd', '')");
-	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 2", JOB), 0);
 	print_message("%s", out);
 	f16 = strstr(out, "  m-F16.gguf ");
 	p1 = strstr(out, "  m-Q4_0-00001-of-00003.gguf ");
@@ -995,11 +976,11 @@ static void test_way_out_keeps_the_flags(void **state)
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	assert_int_equal(th_write_file(path, gemma, strlen(gemma)), 0);
 	/* a local worker reads the directory: submit inspects it */
-	if (run(&out, "%s worker add wg local --dir %s/wg --agent "
+	if (th_sh(&out, "%s worker add wg local --dir %s/wg --agent "
 		"%s/mibera-worker", JOB, root, MB_BINARY_DIR) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
-	if (run(&out, "%s submit --worker wg --quant Q8_0,Q4_0 --imatrix off "
+	if (th_sh(&out, "%s submit --worker wg --quant Q8_0,Q4_0 --imatrix off "
 		"--converter mibera %s", JOB, dir) != 3)
 		fail_msg("submit: %s", out);
 	print_message("%s", out);
@@ -1009,7 +990,7 @@ static void test_way_out_keeps_the_flags(void **state)
 		fail_msg("wanted \"%s\" in:\n%s", want, out);
 	assert_null(strstr(out, "--converter mibera"));
 	free(out);
-	assert_int_equal(run(&out, "%s worker rm wg", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s worker rm wg", JOB), 0);
 	free(out);
 }
 
@@ -1027,7 +1008,7 @@ static void test_dashboard_held_as_show(void **state)
 	    "- 1000, held_seconds = 50 WHERE id = 2; UPDATE steps SET state = "
 	    "'running', attempts = 1, started_at = strftime('%%s','now') - 10 "
 	    "WHERE job_id = 2 AND name = 'preflight'");
-	assert_int_equal(run(&out, "%s dashboard --once | cat", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s dashboard --once | cat", JOB), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "PROGRESS"));
 	assert_non_null(strstr(out, "HELD"));
@@ -1039,7 +1020,7 @@ static void test_dashboard_held_as_show(void **state)
 	if (strstr(line, " 1m0") == NULL || strstr(line, "16m") != NULL)
 		fail_msg("wanted about 1m00s held in: %s", line);
 	free(out);
-	assert_int_equal(run(&out, "%s show 2", JOB), 0);
+	assert_int_equal(th_sh(&out, "%s show 2", JOB), 0);
 	if (strstr(out, "held 6") == NULL)
 		fail_msg("show:\n%s", out);
 	free(out);

@@ -39,30 +39,12 @@ static pid_t fake_pid;
 static int fake_port;
 static struct th_hub hub;
 
-static int run(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Runs a shell command line (stderr folded in); returns its exit. */
-static int run(char **out, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
-
 static cJSON *post(const char *path, const char *body)
 {
 	char *out;
 	cJSON *doc;
 
-	if (run(&out, "curl -sf -X POST -d '%s' http://127.0.0.1:%d%s", body,
+	if (th_sh(&out, "curl -sf -X POST -d '%s' http://127.0.0.1:%d%s", body,
 		fake_port, path) != 0)
 		fail_msg("fakevast %s: %s", path, out);
 	doc = cJSON_Parse(out);
@@ -76,7 +58,7 @@ static cJSON *state(void)
 	char *out;
 	cJSON *doc;
 
-	if (run(&out, "curl -sf http://127.0.0.1:%d/_control/state", fake_port) != 0)
+	if (th_sh(&out, "curl -sf http://127.0.0.1:%d/_control/state", fake_port) != 0)
 		fail_msg("fakevast state: %s", out);
 	doc = cJSON_Parse(out);
 	free(out);
@@ -115,7 +97,7 @@ static double instance_disk(const char *id)
 	const cJSON *d;
 	double v;
 
-	if (run(&out, "curl -sf -H 'Authorization: Bearer %s' "
+	if (th_sh(&out, "curl -sf -H 'Authorization: Bearer %s' "
 		"http://127.0.0.1:%d/api/v0/instances/%s/", KEY, fake_port, id) != 0)
 		fail_msg("fakevast instance %s: %s", id, out);
 	doc = cJSON_Parse(out);
@@ -230,7 +212,7 @@ static char *rent(const char *name, const char *extra, int *rc)
 {
 	char *out;
 
-	*rc = run(&out, "%s/mibera-job worker rent %s --provider vast --gpu "
+	*rc = th_sh(&out, "%s/mibera-job worker rent %s --provider vast --gpu "
 		  "'RTX 4090' --user $(id -un) --agent %s/mibera-worker --dir "
 		  "%s/wd-%s %s 2>&1", MB_BINARY_DIR, name, MB_BINARY_DIR, root,
 		  name, extra);
@@ -255,7 +237,7 @@ static void test_without_yes_nothing_is_rented(void **s)
 	assert_non_null(strstr(out, "nothing rented"));
 	free(out);
 	assert_int_equal(creates(), before);
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, "look"));
 	free(out);
 }
@@ -292,16 +274,16 @@ static void test_rent_pins_then_destroy_once(void **s)
 		cJSON_Delete(st);
 	}
 	/* the fingerprint is stored, and later connections insist on it */
-	assert_int_equal(run(&out, "%s/mibera-job worker list --json",
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list --json",
 			     MB_BINARY_DIR), 0);
 	assert_non_null(strstr(out, fp));
 	assert_non_null(strstr(out, "\"provider\":\"vast\""));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_non_null(strstr(out, "rented: vast"));
 	assert_non_null(strstr(out, "$0.310/h"));
 	free(out);
-	if (run(&out, "%s/mibera-job worker check r1", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-job worker check r1", MB_BINARY_DIR) != 0)
 		fail_msg("check: %s", out);
 	free(out);
 	/* the key is nowhere in the database */
@@ -317,12 +299,12 @@ static void test_rent_pins_then_destroy_once(void **s)
 	free(text);
 	/* destroy: the instance goes, once, and the worker with it */
 	assert_int_equal(deletes_of(id), 0);
-	if (run(&out, "%s/mibera-job worker destroy r1", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-job worker destroy r1", MB_BINARY_DIR) != 0)
 		fail_msg("destroy: %s", out);
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
 	assert_false(alive(id));
-	assert_int_equal(run(&out, "%s/mibera-job worker destroy r1", MB_BINARY_DIR), 1);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker destroy r1", MB_BINARY_DIR), 1);
 	assert_non_null(strstr(out, "no worker"));
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
@@ -398,7 +380,7 @@ static void test_taken_offer_gives_way(void **s)
 	assert_non_null(strstr(out, "$0.360/h"));
 	snprintf(id, sizeof(id), "%s", instance_in(out));
 	free(out);
-	if (run(&out, "%s/mibera-job worker destroy r2", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-job worker destroy r2", MB_BINARY_DIR) != 0)
 		fail_msg("destroy: %s", out);
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
@@ -420,7 +402,7 @@ static void test_never_running_is_destroyed(void **s)
 	assert_true(id[0] != '\0');
 	assert_int_equal(deletes_of(id), 1);
 	assert_false(alive(id));
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, "stuck"));
 	free(out);
 }
@@ -462,7 +444,7 @@ static void test_coordinator_gives_back(void **s)
 	assert_int_equal(deletes_of(old_id), 1);
 	assert_int_equal(deletes_of(young_id), 0);
 	assert_true(alive(young_id));
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, "r3"));
 	free(out);
 	unlink(path);
@@ -488,7 +470,7 @@ static char *submit_rent(const char *wd, const char *extra, int *rc)
 {
 	char *out;
 
-	*rc = run(&out, "%s/mibera-job submit org/tiny --rent vast --gpu "
+	*rc = th_sh(&out, "%s/mibera-job submit org/tiny --rent vast --gpu "
 		  "'RTX 4090' --quant Q8_0 --no-fidelity --user $(id -un) "
 		  "--agent %s/mibera-worker --worker-dir %s/wd-%s %s 2>&1",
 		  MB_BINARY_DIR, MB_BINARY_DIR, root, wd, extra);
@@ -507,7 +489,7 @@ static char *job_state(long id)
 {
 	char *out;
 
-	run(&out, "%s/mibera-job status %ld", MB_BINARY_DIR, id);
+	th_sh(&out, "%s/mibera-job status %ld", MB_BINARY_DIR, id);
 	return out;
 }
 
@@ -558,39 +540,39 @@ static void test_submit_rent_shows_price_queues_nothing(void **s)
 	free(out);
 	assert_int_equal(creates(), before);
 	/* --disk: the disk asked is the one given, the estimate said if it
-	 * is more; no offer has 250 GB with that GPU */
+	 * is more; no offer has 400 GB with that GPU (one has 300) */
 	out = submit_rent("look", "--disk 150", &rc);
 	if (rc != 0)
 		fail_msg("submit --rent --disk 150: %s", out);
 	assert_non_null(strstr(out, "offer for org/tiny (Q8_0): it needs about "));
 	assert_non_null(strstr(out, "(150 GB disk"));
 	free(out);
-	out = submit_rent("look", "--disk 250", &rc);
+	out = submit_rent("look", "--disk 400", &rc);
 	assert_int_not_equal(rc, 0);
-	assert_non_null(strstr(out, "250 GB of disk"));
+	assert_non_null(strstr(out, "400 GB of disk"));
 	free(out);
 	out = submit_rent("look", "--disk 1", &rc);
 	assert_non_null(strstr(out, "warning: --disk 1 GB is under the 10 GB"));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --rent vast "
+	assert_int_equal(th_sh(&out, "%s/mibera-job submit org/tiny --rent vast "
 			     "--disk lots 2>&1", MB_BINARY_DIR), 2);
 	assert_non_null(strstr(out, "--disk is a number"));
 	free(out);
 	assert_int_equal(creates(), before);
-	assert_int_equal(run(&out, "%s/mibera-job status", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job status", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, "org/tiny"));
 	free(out);
 	/* a box for a directory here cannot read it; --worker and --rent
 	 * are one or the other */
-	assert_int_equal(run(&out, "%s/mibera-job submit %s/hub/org/tiny --rent "
+	assert_int_equal(th_sh(&out, "%s/mibera-job submit %s/hub/org/tiny --rent "
 			     "vast 2>&1", MB_BINARY_DIR, root), 2);
 	assert_non_null(strstr(out, "needs a model on the hub"));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --rent vast "
+	assert_int_equal(th_sh(&out, "%s/mibera-job submit org/tiny --rent vast "
 			     "--worker w 2>&1", MB_BINARY_DIR), 2);
 	assert_non_null(strstr(out, "leave out --worker"));
 	free(out);
-	assert_int_equal(run(&out, "%s/mibera-job submit org/tiny --yes 2>&1",
+	assert_int_equal(th_sh(&out, "%s/mibera-job submit org/tiny --yes 2>&1",
 			     MB_BINARY_DIR), 2);
 	assert_non_null(strstr(out, "go with --rent"));
 	free(out);
@@ -619,7 +601,7 @@ static void test_submit_rent_job_succeeds_box_destroyed_once(void **s)
 	assert_non_null(strstr(out, name));
 	free(out);
 	/* the worker's price is the instance's */
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_non_null(strstr(out, name));
 	assert_non_null(strstr(out, "$0.310/h"));
 	free(out);
@@ -634,11 +616,11 @@ static void test_submit_rent_job_succeeds_box_destroyed_once(void **s)
 	/* destroyed as the job ended, long before its 600 s idle wait */
 	assert_int_equal(deletes_of(id), 1);
 	assert_false(alive(id));
-	assert_int_equal(run(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job worker list", MB_BINARY_DIR), 0);
 	assert_null(strstr(out, name));
 	free(out);
 	/* its cost: the instance's price for the whole life of the box */
-	assert_int_equal(run(&out, "%s/mibera-job show %ld", MB_BINARY_DIR, job), 0);
+	assert_int_equal(th_sh(&out, "%s/mibera-job show %ld", MB_BINARY_DIR, job), 0);
 	assert_non_null(strstr(out, "$0.31/h"));
 	p = strstr(out, "held ");
 	assert_non_null(p);
@@ -648,7 +630,7 @@ static void test_submit_rent_job_succeeds_box_destroyed_once(void **s)
 			 (double)(t1 - t0) / 1000, out);
 	free(out);
 	/* a later coordinator destroys nothing more */
-	if (run(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator again: %s", out);
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
@@ -672,13 +654,13 @@ static void test_submit_rent_cancel_destroys(void **s)
 	/* rented with the disk given */
 	assert_true(instance_disk(id) == 37);
 	/* no coordinator holds the job: cancel gives the box back itself */
-	if (run(&out, "%s/mibera-job cancel %ld 2>&1", MB_BINARY_DIR, job) != 0)
+	if (th_sh(&out, "%s/mibera-job cancel %ld 2>&1", MB_BINARY_DIR, job) != 0)
 		fail_msg("cancel: %s", out);
 	assert_non_null(strstr(out, "destroyed vast instance"));
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
 	assert_false(alive(id));
-	if (run(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
+	if (th_sh(&out, "%s/mibera-coordinator --once 2>&1", MB_BINARY_DIR) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
 	assert_int_equal(deletes_of(id), 1);
@@ -713,7 +695,7 @@ static void test_submit_rent_failed_job_destroys_after_logs(void **s)
 	assert_int_equal(deletes_of(id), 1);
 	assert_false(alive(id));
 	/* what the box said is kept after it is gone */
-	assert_int_equal(run(&out, "%s/mibera-job logs %ld 2>&1", MB_BINARY_DIR,
+	assert_int_equal(th_sh(&out, "%s/mibera-job logs %ld 2>&1", MB_BINARY_DIR,
 			     job), 0);
 	if (strstr(out, "fetch") == NULL ||
 	    strstr(out, "not found in 'org/tiny'") == NULL ||
