@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,4 +176,26 @@ void th_sshd_stop(struct th_sshd *s)
 		fprintf(stderr, "th: cannot remove '%s'\n", s->dir);
 	s->dir[0] = '\0';
 	s->pid = 0;
+}
+
+int th_sshd_client(const struct th_sshd *s, const char *home)
+{
+	char path[700], text[2048];
+
+	snprintf(path, sizeof(path), "%s/.ssh", home);
+	if ((mkdir(home, 0700) != 0 && errno != EEXIST) ||
+	    (mkdir(path, 0700) != 0 && errno != EEXIST)) {
+		fprintf(stderr, "cannot make '%s': %s\n", path, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/.ssh/config", home);
+	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
+		 "  User %s\n  IdentityFile %s\n", s->port, s->user, s->key);
+	if (th_write_file(path, text, strlen(text)) != 0) {
+		fprintf(stderr, "cannot write '%s'\n", path);
+		return -1;
+	}
+	setenv("HOME", home, 1);
+	unsetenv("SSH_AUTH_SOCK");
+	return 0;
 }

@@ -28,4 +28,9 @@ int th_sshd_start(struct th_sshd *s);
  * zeroed struct. Sessions already open keep their own sshd processes. */
 void th_sshd_stop(struct th_sshd *s);
 
+/* Makes home the client's home for s: HOME set to it, no ssh-agent, and
+ * home/.ssh/config naming s as host "box1" (its port, user and key), as a
+ * person's own config names a worker. Returns 0, or -1 after printing why. */
+int th_sshd_client(const struct th_sshd *s, const char *home);
+
 #endif

@@ -73,7 +73,7 @@ static void validate(const char *cmd, const char *schema)
 
 static int setup(void **state)
 {
-	char path[800], text[2048];
+	char path[800];
 	const char *broken[] = { "--config", "broken", NULL };
 
 	(void)state;
@@ -81,18 +81,10 @@ static int setup(void **state)
 		return -1;
 	snprintf(home, sizeof(home), "%s/home", root);
 	snprintf(mhome, sizeof(mhome), "%s/mibera", root);
-	setenv("HOME", home, 1);
 	setenv("MIBERA_HOME", mhome, 1);
-	unsetenv("SSH_AUTH_SOCK");
 	unsetenv("HF_ENDPOINT");
 	unsetenv("NO_COLOR");
-	snprintf(path, sizeof(path), "%s/.ssh", home);
-	if (mb_mkdir_p(path, 0700) != 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
-	if (th_write_file(path, text, strlen(text)) != 0)
+	if (th_sshd_client(&sshd, home) != 0)
 		return -1;
 	snprintf(model, sizeof(model), "%s/tiny", root);
 	if (th_mkmodel(model, "phi4-tiny", broken) != 0)

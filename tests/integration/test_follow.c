@@ -48,7 +48,7 @@ static int run(const char *prog, const char *args, char **out)
 static int setup(void **state)
 {
 	const char *extra[] = { "--config", "correct", NULL };
-	char path[700], text[2048], hubroot[700];
+	char path[700], hubroot[700];
 
 	(void)state;
 	if (th_tmpdir("follow", root, sizeof(root)) != 0)
@@ -58,17 +58,9 @@ static int setup(void **state)
 	if (th_mkmodel(path, "phi4-tiny", extra) != 0 ||
 	    th_sshd_start(&sshd) != 0)
 		return -1;
-	setenv("HOME", home, 1);
 	snprintf(path, sizeof(path), "%s/mibera", root);
 	setenv("MIBERA_HOME", path, 1);
-	unsetenv("SSH_AUTH_SOCK");
-	snprintf(path, sizeof(path), "%s/.ssh", home);
-	if (mb_mkdir_p(path, 0700) != 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
-	if (th_write_file(path, text, strlen(text)) != 0)
+	if (th_sshd_client(&sshd, home) != 0)
 		return -1;
 	snprintf(hubroot, sizeof(hubroot), "%s/hub", root);
 	if (th_hub_start(&hub, hubroot, NULL) != 0)

@@ -43,18 +43,6 @@ static int run(const char *prog, const char *args, char **out)
 	return rc;
 }
 
-static void write_ssh_config(void)
-{
-	char path[700], text[2048];
-
-	snprintf(path, sizeof(path), "%s/.ssh", home);
-	assert_int_equal(mb_mkdir_p(path, 0700), 0);
-	snprintf(path, sizeof(path), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
-	assert_int_equal(th_write_file(path, text, strlen(text)), 0);
-}
-
 static int setup(void **state)
 {
 	const char *extra[] = { "--config", "broken", NULL };
@@ -68,16 +56,13 @@ static int setup(void **state)
 	    th_sshd_start(&sshd) != 0)
 		return -1;
 	/* everything the programs keep goes under the test's own HOME */
-	setenv("HOME", home, 1);
 	{
 		char mh[700];
 
 		snprintf(mh, sizeof(mh), "%s/mibera", root);
 		setenv("MIBERA_HOME", mh, 1);
 	}
-	unsetenv("SSH_AUTH_SOCK");
-	write_ssh_config();
-	return 0;
+	return th_sshd_client(&sshd, home);
 }
 
 /* Before each test: the ssh config and environment every test starts
@@ -86,7 +71,7 @@ static int fresh(void **state)
 {
 	(void)state;
 	unsetenv("HF_ENDPOINT");
-	write_ssh_config();
+	assert_int_equal(th_sshd_client(&sshd, home), 0);
 	return 0;
 }
 
@@ -323,7 +308,7 @@ static void test_changed_host_key_refused(void **state)
 
 		sshd = other;
 		snprintf(sshd.key, sizeof(sshd.key), "%s", keep.key);
-		write_ssh_config();
+		assert_int_equal(th_sshd_client(&sshd, home), 0);
 		sshd = keep;
 	}
 	assert_int_equal(run("mibera-job", "worker check w1", &out), 1);
@@ -332,7 +317,7 @@ static void test_changed_host_key_refused(void **state)
 	assert_non_null(strstr(out, "offers SHA256:"));
 	free(out);
 	th_sshd_stop(&other);
-	write_ssh_config();
+	assert_int_equal(th_sshd_client(&sshd, home), 0);
 }
 
 static int seq_of(const char *line)
@@ -460,7 +445,7 @@ static void test_follow_survives_dropped_links(void **state)
 	th_proxy_stop(&proxy);
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");
-	write_ssh_config();
+	assert_int_equal(th_sshd_client(&sshd, home), 0);
 }
 
 static void test_coordinator_killed_then_resumed(void **state)

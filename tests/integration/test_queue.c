@@ -83,7 +83,7 @@ static void add_worker(const char *name, const char *extra)
 
 static int setup(void **state)
 {
-	char path[800], text[2048], model[700];
+	char path[800], model[700];
 	const char *broken[] = { "--config", "broken", NULL };
 	const char *big[] = { "--config", "broken", "--layers", "40", NULL };
 
@@ -92,18 +92,10 @@ static int setup(void **state)
 	    th_sshd_start(&sshd) != 0)
 		return -1;
 	snprintf(home, sizeof(home), "%s/home", root);
-	setenv("HOME", home, 1);
 	snprintf(path, sizeof(path), "%s/mibera", root);
 	setenv("MIBERA_HOME", path, 1);
-	unsetenv("SSH_AUTH_SOCK");
 	unsetenv("HF_ENDPOINT");
-	snprintf(path, sizeof(path), "%s/.ssh", home);
-	if (mb_mkdir_p(path, 0700) != 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
-	if (th_write_file(path, text, strlen(text)) != 0)
+	if (th_sshd_client(&sshd, home) != 0)
 		return -1;
 	path_in(model, sizeof(model), "tiny");
 	if (th_mkmodel(model, "phi4-tiny", broken) != 0)

@@ -90,19 +90,11 @@ static int setup(void **state)
 	    th_sshd_start(&sshd) != 0 || mkdir(hubdir, 0755) != 0 ||
 	    th_hub_start(&hub, hubdir, TOKEN) != 0)
 		return -1;
-	setenv("HOME", home, 1);
 	setenv("MIBERA_HOME", mhome, 1);
 	snprintf(path, sizeof(path), "%s/nohf", root);
 	setenv("HF_HOME", path, 1);
 	setenv("HF_ENDPOINT", hub.url, 1);
-	unsetenv("SSH_AUTH_SOCK");
-	snprintf(path, sizeof(path), "%s/.ssh", home);
-	if (mb_mkdir_p(path, 0700) != 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/.ssh/config", home);
-	snprintf(text, sizeof(text), "Host box1\n  HostName 127.0.0.1\n  Port %d\n"
-		 "  User %s\n  IdentityFile %s\n", sshd.port, sshd.user, sshd.key);
-	if (th_write_file(path, text, strlen(text)) != 0)
+	if (th_sshd_client(&sshd, home) != 0)
 		return -1;
 	/* the worker, its host key checked by its fingerprint */
 	rc = run("mibera-job", &out, "worker add w1 box1 --dir %s/wd --agent "
