@@ -1279,13 +1279,35 @@ static int step_fidelity(struct run *r)
 	return rc;
 }
 
+/* The manifest verb's arguments, into argv (room for 7): the float GGUF
+ * is left out when the job does not pull it, as nothing reads its hash
+ * and hashing tens of GB would hold the job up. chunk and fname hold
+ * what they point to. */
+static void manifest_argv(struct run *r, const char **argv, char *chunk,
+			  size_t chunkcap, char *fname, size_t fcap)
+{
+	int n = 0;
+
+	snprintf(chunk, chunkcap, "%llu",
+		 (unsigned long long)r->cfg->chunk_mib << 20);
+	argv[n++] = "manifest";
+	argv[n++] = r->out;
+	argv[n++] = "--chunk-size";
+	argv[n++] = chunk;
+	if (!r->j->pull_f16) {
+		artifact_name(r, outtype_name(r->j->outtype), fname, fcap);
+		argv[n++] = "--skip";
+		argv[n++] = fname;
+	}
+	argv[n] = NULL;
+}
+
 static int step_manifest(struct run *r)
 {
-	char chunk[32];
-	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL };
+	char chunk[32], fname[512];
+	const char *argv[7];
 
-	snprintf(chunk, sizeof(chunk), "%llu",
-		 (unsigned long long)r->cfg->chunk_mib << 20);
+	manifest_argv(r, argv, chunk, sizeof(chunk), fname, sizeof(fname));
 	return run_worker(r, "manifest", "manifest", argv, 0);
 }
 
@@ -1498,25 +1520,15 @@ static int pull_ready(struct run *r, const char *after)
 {
 	struct mb_manifest_list *ml = NULL;
 	char chunk[32], wstep[64], path[4600], pdir[4400], fname[512];
-	const char *argv[] = { "manifest", r->out, "--chunk-size", chunk, NULL,
-			       NULL, NULL };
+	const char *argv[7];
 	char *json;
 	size_t len = 0, i;
 	int rc;
 
 	if (r->early == NULL && (r->early = mb_calloc(1, sizeof(*r->early))) == NULL)
 		return MB_ENOMEM;
-	snprintf(chunk, sizeof(chunk), "%llu",
-		 (unsigned long long)r->cfg->chunk_mib << 20);
+	manifest_argv(r, argv, chunk, sizeof(chunk), fname, sizeof(fname));
 	snprintf(wstep, sizeof(wstep), "manifest-%.40s", after);
-	if (!r->j->pull_f16) {
-		/* not pulled: hashed by the last manifest, not beside the
-		 * quantize */
-		artifact_name(r, outtype_name(r->j->outtype), fname,
-			      sizeof(fname));
-		argv[4] = "--skip";
-		argv[5] = fname;
-	}
 	rc = run_worker(r, "manifest", wstep, argv, 0);
 	if (rc != 0)
 		return rc;

@@ -545,6 +545,34 @@ static void test_cancel_then_retry(void **state)
 	/* the F16 stays on the worker unless asked for */
 	assert_null(strstr(out, "slow-F16.gguf"));
 	free(out);
+	/* nor is it hashed: the last manifest hashed Q8_0 alone (its final
+	 * progress event's total is what it hashed) */
+	{
+		char path[900], *line, *save = NULL;
+		long long total = -1;
+		struct stat sb;
+
+		snprintf(path, sizeof(path),
+			 "%s/mibera/artifacts/job-4/slow-Q8_0.gguf", root);
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(run("mibera-job", "logs --json --step manifest 4",
+				     &out), 0);
+		for (line = strtok_r(out, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			cJSON *e = cJSON_Parse(line);
+			const char *what = cJSON_GetStringValue(
+				cJSON_GetObjectItemCaseSensitive(e, "what"));
+
+			if (what != NULL && strcmp(what, "manifest") == 0)
+				total = (long long)cJSON_GetNumberValue(
+					cJSON_GetObjectItemCaseSensitive(e, "total"));
+			cJSON_Delete(e);
+		}
+		free(out);
+		print_message("the last manifest hashed %lld bytes (Q8_0: %lld)\n",
+			      total, (long long)sb.st_size);
+		assert_true(total >= 0 && total <= (long long)sb.st_size);
+	}
 	th_hub_stop(&hub);
 	unsetenv("HF_ENDPOINT");
 }
