@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,4 +199,31 @@ int th_sshd_client(const struct th_sshd *s, const char *home)
 	setenv("HOME", home, 1);
 	unsetenv("SSH_AUTH_SOCK");
 	return 0;
+}
+
+const char *th_fingerprint(const char *text, char *fp, size_t cap)
+{
+	const char *p = strstr(text, "SHA256:");
+
+	snprintf(fp, cap, "%.*s", p ? (int)strcspn(p, " )\n,") : 0,
+		 p ? p : "");
+	return fp;
+}
+
+int th_worker_add(char **out, const char *fmt, ...)
+{
+	char args[4096], fp[80];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	rc = th_sh(out, "%s/mibera-job worker add %s", MB_BINARY_DIR, args);
+	if (rc != 0 && th_fingerprint(*out, fp, sizeof(fp))[0] != '\0') {
+		free(*out);
+		rc = th_sh(out, "%s/mibera-job worker add %s --accept-host-key %s",
+			   MB_BINARY_DIR, args, fp);
+	}
+	return rc;
 }

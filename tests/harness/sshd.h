@@ -6,6 +6,7 @@
 #ifndef MB_TH_SSHD_H
 #define MB_TH_SSHD_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 struct th_sshd {
@@ -32,5 +33,16 @@ void th_sshd_stop(struct th_sshd *s);
  * home/.ssh/config naming s as host "box1" (its port, user and key), as a
  * person's own config names a worker. Returns 0, or -1 after printing why. */
 int th_sshd_client(const struct th_sshd *s, const char *home);
+
+/* The host key fingerprint ("SHA256:...") that text (mibera-job's refusal
+ * of an unknown key) names, into fp; "" when it names none. */
+const char *th_fingerprint(const char *text, char *fp, size_t cap);
+
+/* Runs `mibera-job worker add ARGS` (ARGS from fmt...); when it refuses
+ * an unknown host key, runs it again accepting the fingerprint it named,
+ * as a person who checked it would. Returns the last exit code; *out gets
+ * its output (caller frees). */
+int th_worker_add(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif

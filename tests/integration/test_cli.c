@@ -554,16 +554,6 @@ static void test_cut_text_and_plain_dashboard(void **state)
 	free(out);
 }
 
-static char *fingerprint_in(const char *text)
-{
-	static char fp[80];
-	const char *p = strstr(text, "SHA256:");
-
-	assert_non_null(p);
-	snprintf(fp, sizeof(fp), "%.*s", (int)strcspn(p, " ),\n"), p);
-	return fp;
-}
-
 /* worker update: settings change; a new target or directory waits for
  * the worker's jobs; a new host's key is checked as add checks it. */
 static void test_worker_update(void **state)
@@ -601,7 +591,8 @@ static void test_worker_update(void **state)
 	/* to the loopback sshd: its key is unknown, so refused until given */
 	assert_int_equal(th_sh(&out, "%s worker update wl --host box1", JOB), 1);
 	assert_non_null(strstr(out, "unknown host key"));
-	snprintf(fp, sizeof(fp), "%s", fingerprint_in(out));
+	assert_non_null(strstr(out, "SHA256:"));
+	th_fingerprint(out, fp, sizeof(fp));
 	free(out);
 	assert_int_equal(th_sh(&out, "%s worker list", JOB), 0);
 	assert_non_null(strstr(out, "local"));

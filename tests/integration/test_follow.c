@@ -82,27 +82,10 @@ static int teardown(void **state)
  * and the fetch has work to do), accepting the host key. */
 static void add_worker(const char *name)
 {
-	char args[2048], fp[64], *out;
-	const char *p;
-	size_t n = 0;
+	char *out;
 
-	snprintf(args, sizeof(args), "worker add %s box1 --dir %s/wd-%s --agent "
-		 "%s/mibera-worker", name, root, name, MB_BINARY_DIR);
-	if (run("mibera-job", args, &out) == 0) {
-		free(out);
-		return;
-	}
-	p = strstr(out, "SHA256:");
-	assert_non_null(p);
-	while (p[n] && p[n] != ' ' && p[n] != ')' && p[n] != '\n' &&
-	       p[n] != ',' && n + 1 < sizeof(fp))
-		n++;
-	memcpy(fp, p, n);
-	fp[n] = '\0';
-	free(out);
-	snprintf(args + strlen(args), sizeof(args) - strlen(args),
-		 " --accept-host-key %s", fp);
-	if (run("mibera-job", args, &out) != 0)
+	if (th_worker_add(&out, "%s box1 --dir %s/wd-%s --agent %s/mibera-worker",
+			  name, root, name, MB_BINARY_DIR) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
 }

@@ -83,19 +83,12 @@ static int teardown(void **state)
 	return 0;
 }
 
-static char *fingerprint_in(const char *text)
+static const char *fingerprint_in(const char *text)
 {
-	static char fp[64];
-	const char *p = strstr(text, "SHA256:");
-	size_t n = 0;
+	static char fp[80];
 
-	assert_non_null(p);
-	while (p[n] && p[n] != ' ' && p[n] != ')' && p[n] != '\n' && p[n] != ',' &&
-	       n + 1 < sizeof(fp))
-		n++;
-	memcpy(fp, p, n);
-	fp[n] = '\0';
-	return fp;
+	assert_non_null(strstr(text, "SHA256:"));
+	return th_fingerprint(text, fp, sizeof(fp));
 }
 
 static void test_worker_add_pins_host_key(void **state)
@@ -599,23 +592,15 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 		"fi\n"
 		"exec \"$real\" \"$@\"\n";
 	char agent[800], text[2048], args[2048], path[900], *out;
-	int rc, id;
+	int id;
 
 	(void)state;
 	snprintf(agent, sizeof(agent), "%s/hostile-agent.sh", root);
 	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, MB_PYTHON);
 	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
 	assert_int_equal(chmod(agent, 0755), 0);
-	snprintf(args, sizeof(args), "worker add wh box1 --dir %s/wdh --agent %s",
-		 root, agent);
-	rc = run("mibera-job", args, &out);
-	if (rc != 0) {
-		snprintf(args, sizeof(args), "worker add wh box1 --dir %s/wdh --agent "
-			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
-		free(out);
-		rc = run("mibera-job", args, &out);
-	}
-	if (rc != 0)
+	if (th_worker_add(&out, "wh box1 --dir %s/wdh --agent %s", root,
+			  agent) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
 	snprintf(args, sizeof(args), "submit %s --worker wh --quant Q8_0 "
@@ -800,7 +785,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	char agent[800], text[2048], args[2048], path[900], err[256], *out;
 	struct mb_manifest_list *ml;
 	long long pulled_ms, last_done_ms, t0;
-	int rc, id, n, st, found = 0;
+	int id, n, st, found = 0;
 	size_t len, i;
 	pid_t pid;
 
@@ -809,16 +794,8 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR);
 	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
 	assert_int_equal(chmod(agent, 0755), 0);
-	snprintf(args, sizeof(args), "worker add wp box1 --dir %s/wdp --agent %s",
-		 root, agent);
-	rc = run("mibera-job", args, &out);
-	if (rc != 0) {
-		snprintf(args, sizeof(args), "worker add wp box1 --dir %s/wdp --agent "
-			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
-		free(out);
-		rc = run("mibera-job", args, &out);
-	}
-	if (rc != 0)
+	if (th_worker_add(&out, "wp box1 --dir %s/wdp --agent %s", root,
+			  agent) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
 	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
@@ -952,7 +929,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 	char agent[800], text[2048], args[2048], path[900], *out, *before = NULL;
 	char *after;
 	long long t0;
-	int rc, id, st;
+	int id, st;
 	pid_t pid;
 
 	(void)state;
@@ -960,16 +937,8 @@ static void test_early_smoke_survives_a_restart(void **state)
 	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, root);
 	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
 	assert_int_equal(chmod(agent, 0755), 0);
-	snprintf(args, sizeof(args), "worker add we box1 --dir %s/wde --agent %s",
-		 root, agent);
-	rc = run("mibera-job", args, &out);
-	if (rc != 0) {
-		snprintf(args, sizeof(args), "worker add we box1 --dir %s/wde --agent "
-			 "%s --accept-host-key %s", root, agent, fingerprint_in(out));
-		free(out);
-		rc = run("mibera-job", args, &out);
-	}
-	if (rc != 0)
+	if (th_worker_add(&out, "we box1 --dir %s/wde --agent %s", root,
+			  agent) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
 	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "

@@ -61,22 +61,11 @@ static void path_in(char *out, size_t cap, const char *name)
  * accepting its host key. */
 static void add_worker(const char *name, const char *extra)
 {
-	char *out, fp[80] = "";
-	const char *p;
-	int rc;
+	char *out;
 
-	rc = th_sh(&out, JOB " worker add %s box1 --dir %s/wd-%s --agent "
-		 "%s/mibera-worker %s", name, root, name, MB_BINARY_DIR, extra);
-	if (rc != 0 && (p = strstr(out, "SHA256:")) != NULL) {
-		size_t n = strcspn(p, " )\n,");
-
-		snprintf(fp, sizeof(fp), "%.*s", (int)n, p);
-		free(out);
-		rc = th_sh(&out, JOB " worker add %s box1 --dir %s/wd-%s --agent "
-			 "%s/mibera-worker %s --accept-host-key %s", name, root,
-			 name, MB_BINARY_DIR, extra, fp);
-	}
-	if (rc != 0)
+	if (th_worker_add(&out, "%s box1 --dir %s/wd-%s --agent "
+			  "%s/mibera-worker %s", name, root, name, MB_BINARY_DIR,
+			  extra) != 0)
 		fail_msg("worker add %s: %s", name, out);
 	free(out);
 }

@@ -56,25 +56,10 @@ static int run(const char *prog, char **out, const char *fmt, ...)
 	return rc;
 }
 
-static char *fingerprint_in(const char *text)
-{
-	static char fp[64];
-	const char *p = strstr(text, "SHA256:");
-	size_t n = 0;
-
-	assert_non_null(p);
-	while (p[n] && p[n] != ' ' && p[n] != ')' && p[n] != '\n' && p[n] != ',' &&
-	       n + 1 < sizeof(fp))
-		n++;
-	memcpy(fp, p, n);
-	fp[n] = '\0';
-	return fp;
-}
-
 static int setup(void **state)
 {
 	const char *extra[] = { "--config", "correct", NULL };
-	char path[800], text[2048], *out = NULL;
+	char path[800], *out = NULL;
 	int rc;
 
 	(void)state;
@@ -97,18 +82,8 @@ static int setup(void **state)
 	if (th_sshd_client(&sshd, home) != 0)
 		return -1;
 	/* the worker, its host key checked by its fingerprint */
-	rc = run("mibera-job", &out, "worker add w1 box1 --dir %s/wd --agent "
-		 "%s/mibera-worker", root, MB_BINARY_DIR);
-	if (rc != 1 || strstr(out, "SHA256:") == NULL) {
-		fprintf(stderr, "worker add: %s\n", out);
-		free(out);
-		return -1;
-	}
-	snprintf(text, sizeof(text), "%s", fingerprint_in(out));
-	free(out);
-	rc = run("mibera-job", &out, "worker add w1 box1 --dir %s/wd --agent "
-		 "%s/mibera-worker --accept-host-key %s", root, MB_BINARY_DIR,
-		 text);
+	rc = th_worker_add(&out, "w1 box1 --dir %s/wd --agent %s/mibera-worker",
+			   root, MB_BINARY_DIR);
 	if (rc != 0)
 		fprintf(stderr, "worker add: %s\n", out);
 	free(out);
