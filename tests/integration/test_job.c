@@ -759,13 +759,11 @@ static long long event_ms(int id, const char *step, const char *type,
 	return ms;
 }
 
-/* The pipeline: the first quant is pulled (and smoke tested) while the
- * worker still makes the last one, which is held stopped for a few
- * seconds (the agent below stops the step's process group as it starts);
- * a coordinator killed with -9 during that overlap resumes without
- * pulling the first quant again, and the job's files match the worker's
- * manifest. */
-static void test_pull_overlaps_quantize_and_resumes(void **state)
+/* Adds worker name (directory root/wd-name) whose agent holds the
+ * quantize-Q4_0 step stopped as it starts, until the shell command until
+ * (run in sh -c "...", so its $ are escaped) has run: a last quant still
+ * being made while the job goes on with the first. */
+static void add_holding_worker(const char *name, const char *until)
 {
 	static const char wrapper[] =
 		"#!/bin/sh\n"
@@ -776,13 +774,33 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 		"  pid=$(printf '%%s' \"$out\" | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p')\n"
 		"  if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then\n"
 		"    kill -STOP -\"$pid\"\n"
-		"    setsid sh -c \"sleep 8; kill -CONT -$pid\" </dev/null >/dev/null 2>&1 &\n"
+		"    setsid sh -c \"%s; kill -CONT -$pid\" </dev/null >/dev/null 2>&1 &\n"
 		"  fi\n"
 		"  exit $rc\n"
 		"fi\n"
 		"exec \"$real\" \"$@\"\n";
+	char agent[800], text[4096], *out;
+
+	snprintf(agent, sizeof(agent), "%s/holding-agent-%s.sh", root, name);
+	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, until);
+	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
+	assert_int_equal(chmod(agent, 0755), 0);
+	if (th_worker_add(&out, "%s box1 --dir %s/wd-%s --agent %s", name, root,
+			  name, agent) != 0)
+		fail_msg("worker add: %s", out);
+	free(out);
+}
+
+/* The pipeline: the first quant is pulled (and smoke tested) while the
+ * worker still makes the last one, which is held stopped for a few
+ * seconds (the agent below stops the step's process group as it starts);
+ * a coordinator killed with -9 during that overlap resumes without
+ * pulling the first quant again, and the job's files match the worker's
+ * manifest. */
+static void test_pull_overlaps_quantize_and_resumes(void **state)
+{
 	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char agent[800], text[2048], args[2048], path[900], err[256], *out;
+	char args[2048], path[900], err[256], *out;
 	struct mb_manifest_list *ml;
 	long long pulled_ms, last_done_ms, t0;
 	int id, n, st, found = 0;
@@ -790,14 +808,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	pid_t pid;
 
 	(void)state;
-	snprintf(agent, sizeof(agent), "%s/slow-quant-agent.sh", root);
-	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR);
-	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
-	assert_int_equal(chmod(agent, 0755), 0);
-	if (th_worker_add(&out, "wp box1 --dir %s/wdp --agent %s", root,
-			  agent) != 0)
-		fail_msg("worker add: %s", out);
-	free(out);
+	add_holding_worker("wp", "sleep 8");
 	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
 	assert_int_equal(run("mibera-job", args, &out), 0);
@@ -909,38 +920,17 @@ static char *early_smoke_of(int id, const char *file)
  * says go on (or two minutes pass). */
 static void test_early_smoke_survives_a_restart(void **state)
 {
-	static const char wrapper[] =
-		"#!/bin/sh\n"
-		"real=%s/mibera-worker\n"
-		"if [ \"$1\" = start ] && [ \"$3\" = quantize-Q4_0 ]; then\n"
-		"  out=$(\"$real\" \"$@\"); rc=$?\n"
-		"  printf '%%s\\n' \"$out\"\n"
-		"  pid=$(printf '%%s' \"$out\" | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p')\n"
-		"  if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then\n"
-		"    kill -STOP -\"$pid\"\n"
-		"    setsid sh -c \"i=0; while [ ! -e %s/go-on ] && [ \\$i -lt 600 ]; "
-		"do sleep 0.2; i=\\$((i+1)); done; kill -CONT -$pid\" </dev/null "
-		">/dev/null 2>&1 &\n"
-		"  fi\n"
-		"  exit $rc\n"
-		"fi\n"
-		"exec \"$real\" \"$@\"\n";
 	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char agent[800], text[2048], args[2048], path[900], *out, *before = NULL;
+	char text[2048], args[2048], path[900], *out, *before = NULL;
 	char *after;
 	long long t0;
 	int id, st;
 	pid_t pid;
 
 	(void)state;
-	snprintf(agent, sizeof(agent), "%s/stop-quant-agent.sh", root);
-	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, root);
-	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
-	assert_int_equal(chmod(agent, 0755), 0);
-	if (th_worker_add(&out, "we box1 --dir %s/wde --agent %s", root,
-			  agent) != 0)
-		fail_msg("worker add: %s", out);
-	free(out);
+	snprintf(text, sizeof(text), "i=0; while [ ! -e %s/go-on ] && "
+		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
+	add_holding_worker("we", text);
 	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
 	assert_int_equal(run("mibera-job", args, &out), 0);
