@@ -265,6 +265,11 @@ int th_sh(char **out, const char *fmt, ...)
 	return rc;
 }
 
+int th_prog(const char *prog, const char *args, char **out)
+{
+	return th_sh(out, "%s/%s %s", MB_BINARY_DIR, prog, args);
+}
+
 char *th_slurp(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");

@@ -58,6 +58,11 @@ int th_capture(const char *cmd, char **out);
 int th_sh(char **out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Runs the build's program prog (mibera-job, mibera-worker, ...) with the
+ * shell words args, output folded into *out (never NULL; caller frees).
+ * Returns its exit code. */
+int th_prog(const char *prog, const char *args, char **out);
+
 /* Reads a whole file into a NUL-terminated heap buffer (caller frees).
  * Returns NULL on error; *len gets the size when len is not NULL. */
 char *th_slurp(const char *path, size_t *len);

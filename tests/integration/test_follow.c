@@ -33,18 +33,6 @@ static char root[512], home[600];
 static struct th_sshd sshd;
 static struct th_hub hub;
 
-/* Runs PROGRAM ARGS with stdout and stderr into out; returns the exit. */
-static int run(const char *prog, const char *args, char **out)
-{
-	char cmd[4096];
-	int rc;
-
-	snprintf(cmd, sizeof(cmd), "%s/%s %s", MB_BINARY_DIR, prog, args);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
-
 static int setup(void **state)
 {
 	const char *extra[] = { "--config", "correct", NULL };
@@ -112,7 +100,7 @@ static int submit(const char *worker)
 
 	snprintf(args, sizeof(args), "submit org/slow --worker %s --quant Q8_0 "
 		 "--no-smoke --no-fidelity --imatrix off --pull-f16", worker);
-	if (run("mibera-job", args, &out) != 0)
+	if (th_prog("mibera-job", args, &out) != 0)
 		fail_msg("submit: %s", out);
 	id = atoi(out);
 	free(out);
@@ -129,7 +117,7 @@ static long long event(int id, const char *step, const char *type, int last,
 	long long ms = -1;
 
 	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	for (line = strtok_r(out, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		cJSON *e = cJSON_Parse(line);
@@ -158,7 +146,7 @@ static int count_events(int id, const char *step, const char *text)
 	int n = 0;
 
 	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	for (line = strtok_r(out, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save))
 		n += strstr(line, text) != NULL;
@@ -171,7 +159,7 @@ static void status_of(int id, char **out)
 	char args[64];
 
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, out), 0);
+	assert_int_equal(th_prog("mibera-job", args, out), 0);
 }
 
 /* The job's F16 is the GGUF mibera-worker convert writes from the
@@ -188,7 +176,7 @@ static void assert_same_as_after_download(int id)
 	snprintf(args, sizeof(args), "convert %s/hub/org/slow %s --layout native "
 		 "--outtype f16 --name slow --repo org/slow --commit %s", root,
 		 ref, commit);
-	if (run("mibera-worker", args, &out) != 0)
+	if (th_prog("mibera-worker", args, &out) != 0)
 		fail_msg("reference convert: %s", out);
 	free(out);
 	snprintf(got, sizeof(got), "%s/mibera/artifacts/job-%d/slow-F16.gguf",
@@ -216,7 +204,7 @@ static void test_convert_runs_beside_the_download(void **state)
 	hub_faults(3000000, -1);
 	id = submit("wa");
 	t0 = th_now_ms();
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
 	status_of(id, &out);
@@ -235,7 +223,7 @@ static void test_convert_runs_beside_the_download(void **state)
 		char args[64];
 
 		snprintf(args, sizeof(args), "logs --step convert %d", id);
-		assert_int_equal(run("mibera-job", args, &out), 0);
+		assert_int_equal(th_prog("mibera-job", args, &out), 0);
 		assert_non_null(strstr(out, "converting while the download runs"));
 		free(out);
 	}
@@ -284,7 +272,7 @@ static void test_bad_shard_fails_the_job(void **state)
 	add_worker("wb");
 	hub_faults(4000000, 6000000);
 	id = submit("wb");
-	assert_int_not_equal(run("mibera-coordinator", "--once", &out), 0);
+	assert_int_not_equal(th_prog("mibera-coordinator", "--once", &out), 0);
 	free(out);
 	status_of(id, &out);
 	print_message("%s", out);
@@ -325,7 +313,7 @@ static void test_killed_coordinator_resumes_both(void **state)
 	snprintf(args, sizeof(args), "status %d", id);
 	t0 = th_now_ms();
 	while (!both && th_now_ms() - t0 < 60000) {
-		run("mibera-job", args, &out);
+		th_prog("mibera-job", args, &out);
 		both = strstr(out, "  fetch      running") != NULL &&
 		       strstr(out, "  convert    running") != NULL;
 		free(out);
@@ -336,7 +324,7 @@ static void test_killed_coordinator_resumes_both(void **state)
 	usleep(500 * 1000);
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("restarted coordinator: %s", out);
 	assert_non_null(strstr(out, "resuming"));
 	free(out);
@@ -406,7 +394,7 @@ static void test_convert_follow_checks_what_it_planned_from(void **state)
 	assert_int_equal(th_write_file(path, state_done, strlen(state_done)), 0);
 	snprintf(out_path, sizeof(out_path), "%s/tamper.gguf", root);
 	snprintf(args, sizeof(args), "convert %s %s --follow", dir, out_path);
-	assert_int_equal(run("mibera-worker", args, &out), 3);
+	assert_int_equal(th_prog("mibera-worker", args, &out), 3);
 	assert_non_null(strstr(out, "shard 'model-00002-of-00002.safetensors' "
 				    "is not the one the conversion was planned "
 				    "from"));
@@ -421,7 +409,7 @@ static void test_convert_follow_checks_what_it_planned_from(void **state)
 	assert_int_equal(th_write_file(path, state_run, strlen(state_run)), 0);
 	snprintf(args, sizeof(args), "convert %s %s --follow --follow-timeout 1",
 		 dir, out_path);
-	assert_int_equal(run("mibera-worker", args, &out), 1);
+	assert_int_equal(th_prog("mibera-worker", args, &out), 1);
 	assert_non_null(strstr(out, "the download has not moved for 1 s"));
 	free(out);
 	assert_int_not_equal(access(out_path, F_OK), 0);
@@ -444,7 +432,7 @@ static void test_fetch_again_leaves_only_the_files(void **state)
 	for (i = 0; i < 2; i++) {
 		snprintf(args, sizeof(args), "fetch org/slow --cache %s/again-cache "
 			 "--dest %s --headers-first", root, dest);
-		if (run("mibera-worker", args, &out) != 0)
+		if (th_prog("mibera-worker", args, &out) != 0)
 			fail_msg("fetch: %s", out);
 		free(out);
 	}

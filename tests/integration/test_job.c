@@ -31,18 +31,6 @@
 static char root[512], home[600], model[600];
 static struct th_sshd sshd;
 
-/* Runs PROGRAM ARGS with stdout and stderr into out; returns the exit. */
-static int run(const char *prog, const char *args, char **out)
-{
-	char cmd[4096];
-	int rc;
-
-	snprintf(cmd, sizeof(cmd), "%s/%s %s", MB_BINARY_DIR, prog, args);
-	rc = th_capture(cmd, out);
-	assert_non_null(*out);
-	return rc;
-}
-
 static int setup(void **state)
 {
 	const char *extra[] = { "--config", "broken", NULL };
@@ -100,23 +88,23 @@ static void test_worker_add_pins_host_key(void **state)
 	/* an unknown host key: refused, with the fingerprint to check */
 	snprintf(args, sizeof(args), "worker add w1 box1 --dir %s/wd --agent "
 		 "%s/mibera-worker --cost-per-hour 3.60", root, MB_BINARY_DIR);
-	assert_int_equal(run("mibera-job", args, &out), 1);
+	assert_int_equal(th_prog("mibera-job", args, &out), 1);
 	assert_non_null(strstr(out, "unknown host key"));
 	fp = fingerprint_in(out);
 	free(out);
 	snprintf(args, sizeof(args), "worker add w1 box1 --dir %s/wd --agent "
 		 "%s/mibera-worker --cost-per-hour 3.60 --accept-host-key %s", root,
 		 MB_BINARY_DIR, fp);
-	if (run("mibera-job", args, &out) != 0)
+	if (th_prog("mibera-job", args, &out) != 0)
 		fail_msg("worker add: %s", out);
 	assert_non_null(strstr(out, "added worker w1"));
 	assert_non_null(strstr(out, fp));
 	free(out);
-	assert_int_equal(run("mibera-job", "worker list --json", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "worker list --json", &out), 0);
 	assert_non_null(strstr(out, "\"name\":\"w1\""));
 	assert_non_null(strstr(out, fp));
 	free(out);
-	assert_int_equal(run("mibera-job", "worker check w1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "worker check w1", &out), 0);
 	free(out);
 }
 
@@ -208,13 +196,13 @@ static void test_job_end_to_end(void **state)
 	(void)state;
 	snprintf(args, sizeof(args), "submit %s --worker w1 --quant Q8_0 "
 		 "--layout split --pull-f16", model);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	assert_string_equal(out, "1\n");
 	free(out);
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
-	assert_int_equal(run("mibera-job", "status 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status 1", &out), 0);
 	assert_non_null(strstr(out, "succeeded"));
 	assert_non_null(strstr(out, "pull       done"));
 	assert_non_null(strstr(out, "smoke      done"));
@@ -223,12 +211,12 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "imatrix    skipped"));
 	free(out);
 	/* each quant's distance from its F16, for a person */
-	assert_int_equal(run("mibera-job", "show 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "show 1", &out), 0);
 	assert_non_null(strstr(out, "quality against the F16"));
 	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf"));
 	assert_null(strstr(out, "BROKEN"));
 	free(out);
-	assert_int_equal(run("mibera-job", "logs --step fidelity 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "logs --step fidelity 1", &out), 0);
 	assert_non_null(strstr(out, "fidelity of phi4-tiny-Q8_0.gguf against the "
 				    "F16: KL divergence mean"));
 	/* where the model ran: this build of llama.cpp has no GPU */
@@ -236,7 +224,7 @@ static void test_job_end_to_end(void **state)
 				    "has no GPU here (cpu)"));
 	free(out);
 	/* the file to start with, and why: the only quant, measured */
-	assert_int_equal(run("mibera-job", "show 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "show 1", &out), 0);
 	print_message("%s", strstr(out, "quality against") ? strstr(out, "quality against") : out);
 	assert_non_null(strstr(out, "\nrecommended: phi4-tiny-Q8_0.gguf, the "));
 	assert_non_null(strstr(out, "(mean KL "));
@@ -262,13 +250,13 @@ static void test_job_end_to_end(void **state)
 	mb_manifest_list_free(ml);
 	check_published(1, 13);
 	/* the events of the worker's steps were stored */
-	assert_int_equal(run("mibera-job", "logs --json 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "logs --json 1", &out), 0);
 	assert_non_null(strstr(out, "\"type\":\"done\""));
 	assert_non_null(strstr(out, "\"repairs\":13"));
 	assert_non_null(strstr(out, "\"type\":\"pulled\""));
 	free(out);
 	/* and in words, for a person */
-	assert_int_equal(run("mibera-job", "logs 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "logs 1", &out), 0);
 	assert_non_null(strstr(out, "convert   repaired "));
 	assert_non_null(strstr(out, "pull      pulled and verified phi4-tiny-Q8_0.gguf"));
 	assert_non_null(strstr(out, "13 config repairs"));
@@ -279,11 +267,11 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "cleanup   info: removed "));
 	assert_null(strstr(out, "files stay"));
 	free(out);
-	assert_int_equal(run("mibera-job", "logs --step smoke 1", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "logs --step smoke 1", &out), 0);
 	assert_null(strstr(out, "repaired"));
 	free(out);
 	/* cost: the worker's price times the time the job held it */
-	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status --json", &out), 0);
 	assert_non_null(strstr(out, "\"total_cost\":"));
 	free(out);
 }
@@ -304,7 +292,7 @@ static void test_changed_host_key_refused(void **state)
 		assert_int_equal(th_sshd_client(&sshd, home), 0);
 		sshd = keep;
 	}
-	assert_int_equal(run("mibera-job", "worker check w1", &out), 1);
+	assert_int_equal(th_prog("mibera-job", "worker check w1", &out), 1);
 	assert_non_null(strstr(out, "changed"));
 	assert_non_null(strstr(out, "pinned SHA256:"));
 	assert_non_null(strstr(out, "offers SHA256:"));
@@ -330,7 +318,7 @@ static void wait_running(const char *job, const char *step)
 	snprintf(args, sizeof(args), "status %s", job);
 	snprintf(want, sizeof(want), "  %-10s running", step);
 	while (!found && th_now_ms() - t0 < 60000) {
-		run("mibera-job", args, &out);
+		th_prog("mibera-job", args, &out);
 		found = strstr(out, want) != NULL;
 		free(out);
 		if (!found)
@@ -346,7 +334,7 @@ static int check_seqs(const char *job, const char *step)
 	int last = 0, n = 0;
 
 	snprintf(args, sizeof(args), "logs --json --step %s %s", step, job);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		/* the coordinator's own events (a step's "finished") have
 		 * seq 0: the worker's journal is what is checked here */
@@ -404,16 +392,16 @@ static void test_follow_survives_dropped_links(void **state)
 	assert_int_equal(th_write_file(cfg, text, strlen(text)), 0);
 	snprintf(args, sizeof(args), "worker add w2 box2 --dir %s/wd2 --agent "
 		 "%s/mibera-worker", root, MB_BINARY_DIR);
-	assert_int_equal(run("mibera-job", args, &out), 1);
+	assert_int_equal(th_prog("mibera-job", args, &out), 1);
 	fp = fingerprint_in(out);
 	free(out);
 	snprintf(args + strlen(args), sizeof(args) - strlen(args),
 		 " --accept-host-key %s", fp);
-	if (run("mibera-job", args, &out) != 0)
+	if (th_prog("mibera-job", args, &out) != 0)
 		fail_msg("worker add: %s", out);
 	free(out);
-	assert_int_equal(run("mibera-job", "submit org/slow --worker w2 --quant Q8_0 "
-				     "--no-smoke", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "submit org/slow --worker w2 "
+				 "--quant Q8_0 --no-smoke", &out), 0);
 	free(out);
 	/* cut every connection a few times while the fetch is followed */
 	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
@@ -432,7 +420,7 @@ static void test_follow_survives_dropped_links(void **state)
 	n = check_seqs("2", "fetch");
 	print_message("fetch: %d events, followed across %d cut links\n", n, cuts);
 	assert_true(n >= 3);
-	assert_int_equal(run("mibera-job", "status 2", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status 2", &out), 0);
 	assert_non_null(strstr(out, "succeeded"));
 	free(out);
 	th_proxy_stop(&proxy);
@@ -451,7 +439,7 @@ static void test_coordinator_killed_then_resumed(void **state)
 
 	(void)state;
 	slow_hub_start(&hub, 1500000);
-	assert_int_equal(run("mibera-job", "submit org/slow --worker w1 --quant "
+	assert_int_equal(th_prog("mibera-job", "submit org/slow --worker w1 --quant "
 				     "Q8_0 --no-smoke", &out), 0);
 	assert_string_equal(out, "3\n");
 	free(out);
@@ -462,11 +450,11 @@ static void test_coordinator_killed_then_resumed(void **state)
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	/* a new coordinator takes the job up where it was */
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("restarted coordinator: %s", out);
 	assert_non_null(strstr(out, "resuming"));
 	free(out);
-	assert_int_equal(run("mibera-job", "status 3", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status 3", &out), 0);
 	assert_non_null(strstr(out, "succeeded"));
 	free(out);
 	assert_true(check_seqs("3", "fetch") >= 2);
@@ -490,7 +478,7 @@ static void test_cancel_then_retry(void **state)
 
 		snprintf(args, sizeof(args), "submit org/slow --worker w1 --quant Q8_0 "
 			 "--no-smoke");
-		assert_int_equal(run("mibera-job", args, &out), 0);
+		assert_int_equal(th_prog("mibera-job", args, &out), 0);
 		assert_string_equal(out, "4\n");
 		free(out);
 	}
@@ -502,14 +490,14 @@ static void test_cancel_then_retry(void **state)
 	}
 	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
 	wait_running("4", "fetch");
-	assert_int_equal(run("mibera-job", "cancel 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "cancel 4", &out), 0);
 	free(out);
 	waitpid(pid, &st, 0);
-	assert_int_equal(run("mibera-job", "status 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status 4", &out), 0);
 	assert_non_null(strstr(out, "cancelled"));
 	free(out);
 	/* the job says where its files stay, and why */
-	assert_int_equal(run("mibera-job", "logs --step job 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "logs --step job 4", &out), 0);
 	assert_non_null(strstr(out, "the job's files stay on w1 in "));
 	assert_non_null(strstr(out, "/jobs/job-4, so that `mibera-job retry 4` "
 				    "resumes"));
@@ -519,21 +507,21 @@ static void test_cancel_then_retry(void **state)
 		char args[1024];
 
 		snprintf(args, sizeof(args), "status job-4 --dir %s/wd", root);
-		assert_int_equal(run("mibera-worker", args, &out), 0);
+		assert_int_equal(th_prog("mibera-worker", args, &out), 0);
 		assert_null(strstr(out, "\"running\""));
 		free(out);
 	}
 	/* retry resumes it to the end */
 	th_hub_reset(&hub);
-	assert_int_equal(run("mibera-job", "retry 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "retry 4", &out), 0);
 	free(out);
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("coordinator after retry: %s", out);
 	free(out);
-	assert_int_equal(run("mibera-job", "status 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status 4", &out), 0);
 	assert_non_null(strstr(out, "succeeded"));
 	free(out);
-	assert_int_equal(run("mibera-job", "artifacts 4", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "artifacts 4", &out), 0);
 	assert_non_null(strstr(out, "slow-Q8_0.gguf"));
 	/* the F16 stays on the worker unless asked for */
 	assert_null(strstr(out, "slow-F16.gguf"));
@@ -548,7 +536,7 @@ static void test_cancel_then_retry(void **state)
 		snprintf(path, sizeof(path),
 			 "%s/mibera/artifacts/job-4/slow-Q8_0.gguf", root);
 		assert_int_equal(stat(path, &sb), 0);
-		assert_int_equal(run("mibera-job", "logs --json --step manifest 4",
+		assert_int_equal(th_prog("mibera-job", "logs --json --step manifest 4",
 				     &out), 0);
 		for (line = strtok_r(out, "\n", &save); line;
 		     line = strtok_r(NULL, "\n", &save)) {
@@ -605,14 +593,14 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 	free(out);
 	snprintf(args, sizeof(args), "submit %s --worker wh --quant Q8_0 "
 		 "--no-smoke", model);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
-	run("mibera-coordinator", "--once", &out);
+	th_prog("mibera-coordinator", "--once", &out);
 	assert_null(strstr(out, "\xc2\x9b"));
 	free(out);
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "failed"));
 	assert_non_null(strstr(out, "'?2J?0;0Hprovenance.json', which is not an "
@@ -620,7 +608,7 @@ static void test_manifest_names_only_the_jobs_ggufs(void **state)
 	assert_null(strstr(out, "\xc2\x9b"));
 	free(out);
 	snprintf(args, sizeof(args), "show %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	assert_non_null(strstr(out, "0Hprovenance.json"));
 	assert_null(strstr(out, "\xc2\x9b"));
 	free(out);
@@ -662,7 +650,7 @@ static void test_bootstrap_installs_the_agent(void **state)
 	snprintf(path, sizeof(path), "%s/wd3/bin/mibera-worker", root);
 	assert_int_equal(access(path, X_OK), 0);
 	/* the installed agent is what answers from now on */
-	assert_int_equal(run("mibera-job", "worker check w3", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "worker check w3", &out), 0);
 	assert_non_null(strstr(out, "llama.cpp v0."));
 	free(out);
 	/* an agent gone by the time a job starts is installed again by the
@@ -670,18 +658,18 @@ static void test_bootstrap_installs_the_agent(void **state)
 	assert_int_equal(unlink(path), 0);
 	snprintf(args, sizeof(args), "submit %s --worker w3 --quant Q8_0 "
 		 "--no-smoke", model);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	{
 		char id[32];
 
 		snprintf(id, sizeof(id), "%s", out);
 		id[strcspn(id, "\n")] = '\0';
 		free(out);
-		if (run("mibera-coordinator", "--once", &out) != 0)
+		if (th_prog("mibera-coordinator", "--once", &out) != 0)
 			fail_msg("coordinator: %s", out);
 		free(out);
 		snprintf(args, sizeof(args), "logs --step preflight %s", id);
-		assert_int_equal(run("mibera-job", args, &out), 0);
+		assert_int_equal(th_prog("mibera-job", args, &out), 0);
 		print_message("%s", out);
 		assert_non_null(strstr(out, "installing the agent: "));
 		assert_non_null(strstr(out, "building mibera-worker"));
@@ -701,20 +689,20 @@ static void test_submit_checks_the_source(void **state)
 
 	(void)state;
 	slow_hub_start(&hub, 100000000);
-	assert_int_equal(run("mibera-job", "submit org/nothing-here --worker w1 "
+	assert_int_equal(th_prog("mibera-job", "submit org/nothing-here --worker w1 "
 			     "--quant Q8_0", &out), 1);
 	assert_non_null(strstr(out, "not found"));
 	free(out);
-	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status --json", &out), 0);
 	assert_null(strstr(out, "org/nothing-here"));
 	free(out);
 	/* a hub that cannot be reached: queued, with a warning */
 	setenv("HF_ENDPOINT", "http://127.0.0.1:9", 1);
-	assert_int_equal(run("mibera-job", "submit org/slow --worker w1 --quant "
+	assert_int_equal(th_prog("mibera-job", "submit org/slow --worker w1 --quant "
 			     "Q8_0", &out), 0);
 	assert_non_null(strstr(out, "cannot check"));
 	free(out);
-	assert_int_equal(run("mibera-job", "status --json", &out), 0);
+	assert_int_equal(th_prog("mibera-job", "status --json", &out), 0);
 	{
 		/* that one is not for running here */
 		cJSON *doc = cJSON_Parse(out);
@@ -725,7 +713,7 @@ static void test_submit_checks_the_source(void **state)
 			 (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "id")));
 		cJSON_Delete(doc);
 		free(out);
-		assert_int_equal(run("mibera-job", args, &out), 0);
+		assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	}
 	free(out);
 	th_hub_stop(&hub);
@@ -742,7 +730,7 @@ static long long event_ms(int id, const char *step, const char *type,
 
 	*count = 0;
 	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		cJSON *e = cJSON_Parse(line);
 		const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(e, key));
@@ -811,7 +799,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	add_holding_worker("wp", "sleep 8");
 	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
 	/* the first quant pulled while the last is made: then kill -9 */
@@ -826,7 +814,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	assert_true(found);
 	/* the pull and the quantize run as overlapping stages */
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "quantize   running"));
 	assert_non_null(strstr(out, "pull       running"));
@@ -834,12 +822,12 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	/* a new coordinator takes the job up where it was */
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("restarted coordinator: %s", out);
 	assert_non_null(strstr(out, "resuming"));
 	free(out);
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "succeeded") == NULL)
 		fail_msg("%s", out);
 	free(out);
@@ -857,7 +845,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	assert_int_equal(n, 1);
 	/* how the types were made, in words */
 	snprintf(args, sizeof(args), "logs --step quantize %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	assert_true(strstr(out, "one type after another") != NULL ||
 		    strstr(out, "side by side") != NULL);
 	free(out);
@@ -899,7 +887,7 @@ static char *early_smoke_of(int id, const char *file)
 	cJSON *doc;
 
 	snprintf(args, sizeof(args), "show --json %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	doc = cJSON_Parse(out);
 	free(out);
 	cJSON_ArrayForEach(a, cJSON_GetObjectItem(doc, "artifacts")) {
@@ -933,7 +921,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 	add_holding_worker("we", text);
 	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
 	/* Q8_0 pulled and smoke tested while Q4_0 is held stopped */
@@ -947,7 +935,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 	if (before == NULL)
 		fail_msg("no smoke result stored for phi4-tiny-Q8_0.gguf");
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "quantize   running") == NULL ||
 	    strstr(out, "smoke      done") != NULL)
 		fail_msg("not in the overlap:\n%s", out);
@@ -956,18 +944,18 @@ static void test_early_smoke_survives_a_restart(void **state)
 	waitpid(pid, &st, 0);
 	snprintf(path, sizeof(path), "%s/go-on", root);
 	assert_int_equal(th_write_file(path, "", 0), 0);
-	if (run("mibera-coordinator", "--once", &out) != 0)
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("restarted coordinator: %s", out);
 	free(out);
 	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "succeeded") == NULL)
 		fail_msg("%s", out);
 	free(out);
 	/* the smoke events say Q8_0's result was kept, and it was not loaded
 	 * again: the figures are the ones measured before the kill */
 	snprintf(args, sizeof(args), "logs --step smoke %d", id);
-	assert_int_equal(run("mibera-job", args, &out), 0);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf: smoke result kept"));
 	assert_null(strstr(out, "smoke testing phi4-tiny-Q8_0.gguf"));
