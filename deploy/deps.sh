@@ -57,7 +57,7 @@ esac
 # libmibera (cJSON, libcurl, OpenSSL's libcrypto, zstd) and libllama (C++),
 # plus the CA certificates its downloads check the hub against.
 WORKER_PACKAGES=(
-	gcc g++ make libc6-dev cmake ninja-build pkg-config ca-certificates
+	gcc g++ make libc6-dev cmake ninja-build pkg-config ca-certificates patch
 	libcurl4-openssl-dev libcjson-dev libzstd-dev libssl-dev
 )
 # The coordinator, the test suite (sshd, cmocka, sanitizers, fuzzing, the
@@ -241,14 +241,43 @@ choose_backend() {
 # CUDA build has its own entry: a CPU build is never taken for one, nor the
 # other way round); mibera-backend in it says what it was built for
 # ("cpu", "cuda 90", "cuda default"): an entry built for other GPUs is
-# rebuilt. A marker written last says the install finished, so a killed
-# build is redone.
+# rebuilt, and so is one built with other patches (mibera-patches in it
+# holds the sha256 of deploy/llama-patches/*.patch as applied). A marker
+# written last says the install finished, so a killed build is redone.
 choose_backend
 prefix="$CACHE/llama.cpp-nlc$NODE_LLAMA_CPP_VERSION"
 [ "$backend" = cpu ] || prefix="$prefix-$backend"
 srctar="$prefix/llama.cpp-src.tar.gz"
 built_for=$backend
 [ "$backend" = cpu ] || built_for="$backend ${cuda_archs:-default}"
+# The changes mibera makes to llama.cpp's source before building it
+# (deploy/llama-patches, applied in name order): the pinned release plus
+# these is the libllama every mibera program and worker links.
+patch_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/llama-patches
+patches_id=none
+if compgen -G "$patch_dir/*.patch" >/dev/null; then
+	patches_id=$(cat "$patch_dir"/*.patch | sha256sum | cut -c1-16)
+fi
+entry_patches() {
+	if [ -s "$prefix/mibera-patches" ]; then
+		cat "$prefix/mibera-patches"
+	else
+		echo none
+	fi
+}
+# Applies deploy/llama-patches/*.patch to the source in $work/src.
+apply_patches() {
+	local p
+	[ "$patches_id" != none ] || return 0
+	command -v patch >/dev/null 2>&1 ||
+		fail "the patch command is not installed (Debian package patch)"
+	for p in "$patch_dir"/*.patch; do
+		patch -p1 --batch --forward --quiet -d "$work/src" <"$p" >"$work/patch.log" 2>&1 ||
+			fail "$(basename "$p") does not apply to llama.cpp $tag: $(head -n 1 "$work/patch.log")"
+	done
+	say "llama.cpp: applied $(ls "$patch_dir"/*.patch | wc -l) patch(es) from $patch_dir"
+}
+
 # what the entry at prefix was built for: an entry from before the record
 # was written is a CPU build (deps.sh built nothing else then)
 entry_backend() {
@@ -323,6 +352,10 @@ build_llama() {
 		say "llama.cpp: the cache in $prefix was built for $(entry_backend), not $built_for: building it again"
 		rm -f "$prefix/.complete"
 	fi
+	if [ -f "$prefix/.complete" ] && [ "$(entry_patches)" != "$patches_id" ]; then
+		say "llama.cpp: the cache in $prefix was built with other patches ($(entry_patches), now $patches_id): building it again"
+		rm -f "$prefix/.complete"
+	fi
 	if [ -f "$prefix/.complete" ]; then
 		say "llama.cpp: cached in $prefix ($(cat "$prefix/.complete"), $built_for)"
 		ln -sfn "$prefix" "$CACHE/llama.cpp"
@@ -352,6 +385,9 @@ build_llama() {
 		fetch_npm
 		build=$(git -C "$work/src" rev-list --count HEAD)
 	fi
+	# the kept source tarball is made from git, unpatched: a worker
+	# patches it with the deps.sh and patches of its own bundle
+	apply_patches
 	begin "building llama.cpp $tag ($commit) for $built_for with $JOBS jobs"
 	local gpu_flags=(-DGGML_CUDA=OFF)
 	if [ "$backend" = cuda ]; then
@@ -396,6 +432,7 @@ build_llama() {
 		fi
 	fi
 	printf '%s\n' "$built_for" >"$prefix/mibera-backend"
+	printf '%s\n' "$patches_id" >"$prefix/mibera-patches"
 	printf '%s %s\n' "$tag" "$commit" >"$prefix/.complete"
 	rm -rf "$work"
 	work=""
@@ -441,6 +478,8 @@ if [ "${MIBERA_DEPS_PLAN_ONLY:-0}" = 1 ]; then
 		say "plan: build llama.cpp into $prefix"
 	elif [ "$(entry_backend)" != "$built_for" ]; then
 		say "plan: rebuild llama.cpp in $prefix (built for $(entry_backend), not $built_for)"
+	elif [ "$(entry_patches)" != "$patches_id" ]; then
+		say "plan: rebuild llama.cpp in $prefix (built with patches $(entry_patches), not $patches_id)"
 	else
 		say "plan: reuse llama.cpp in $prefix"
 	fi

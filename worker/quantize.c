@@ -53,6 +53,30 @@
 
 #define MAX_FALLBACKS 64
 
+/* The libggml-base deploy/deps.sh builds (deploy/llama-patches) makes
+ * Q8_0, Q4_K, Q5_K and Q6_K blocks on AVX2 lanes, the same bits as the
+ * scalar code, and says so here; a libllama built elsewhere lacks the
+ * call. */
+extern int ggml_quantize_lanes(void) __attribute__((weak));
+
+/* How the blocks of q were made, for the result line: "" for a type
+ * without such blocks, or with an importance matrix (another code path). */
+static const char *lanes_note(const struct mb_quant_type *q, int imx)
+{
+	if (imx || (strstr(q->name, "_K") == NULL &&
+		    strcmp(q->name, "Q8_0") != 0))
+		return "";
+	if (ggml_quantize_lanes == NULL)
+		return "; blocks made by the scalar code (this libllama has "
+		       "no lanes)";
+	if (ggml_quantize_lanes())
+		return "; blocks made on AVX2 lanes";
+	if (getenv("GGML_QUANTS_SCALAR") != NULL)
+		return "; blocks made by the scalar code (GGML_QUANTS_SCALAR "
+		       "is set)";
+	return "; blocks made by the scalar code (this CPU has no AVX2)";
+}
+
 static void usage(FILE *f)
 {
 	const struct mb_quant_type *t;
@@ -766,11 +790,12 @@ int verb_quantize(int argc, char **argv)
 		printf("wrote %u parts: %s ... (libllama loads the set from the "
 		       "first)\n", nparts, out_set.first);
 	printf("quantized %s: %s (ftype %d), %d tensors, %.2f MB from %.2f MB "
-	       "(%.2f bits per weight) in %.2f s%s\n",
+	       "(%.2f bits per weight) in %.2f s%s%s\n",
 	       out_set.first, q->name, q->ftype, st.count,
 	       (double)out_set.bytes / 1e6, (double)in_size / 1e6,
 	       n_in ? (double)out_set.bytes * 8.0 / (double)n_in : 0.0,
-	       mb_now_s() - t0, imx ? ", with an importance matrix" : "");
+	       mb_now_s() - t0, imx ? ", with an importance matrix" : "",
+	       lanes_note(q, imx != NULL));
 	for (i = 0; i < st.nfallback; i++) {
 		const struct fallback *f = &st.fallback[i];
 

@@ -29,7 +29,7 @@ fail() {
 mkdir -p "$TMP/base" "$TMP/gpu" "$TMP/gpu2" "$TMP/toolkit" "$TMP/oldnvcc" \
 	"$TMP/nocap"
 for t in bash sh env cat grep sed tr sort paste head tail nproc date id \
-	mktemp rm mkdir ln stat dirname basename; do
+	mktemp rm mkdir ln stat dirname basename sha256sum cut; do
 	p=$(command -v "$t") || fail "no '$t' on this machine"
 	ln -s "$p" "$TMP/base/$t"
 done
@@ -178,12 +178,19 @@ has "MIBERA_LLAMA_BACKEND is cpu or cuda, not 'gpu'" "bad backend"
 passed=$((passed + 1))
 
 # the cache: a finished CPU entry is reused for the CPU and never for
-# CUDA; a CUDA entry built for other GPUs is rebuilt
+# CUDA; an entry built for other GPUs, or with other llama.cpp patches,
+# is rebuilt
 plan ""
 cpu_entry=$(printf '%s\n' "$out" | sed -n 's/.*plan: build llama.cpp into //p')
 [ -n "$cpu_entry" ] || fail "no entry named: $out"
 mkdir -p "$cpu_entry"
 echo "v0.5.0 0123456789ab" >"$cpu_entry/.complete"
+# built before deploy/llama-patches, or with other patches: built again
+plan ""
+patches=$(cat "$MB_SOURCE_DIR"/deploy/llama-patches/*.patch | sha256sum | cut -c1-16)
+has "plan: rebuild llama.cpp in $cpu_entry (built with patches none, not $patches)" "entry without the patches"
+ok "entry without the patches"
+echo "$patches" >"$cpu_entry/mibera-patches"
 plan ""
 has "plan: reuse llama.cpp in $cpu_entry" "cached CPU entry"
 ok "cached CPU entry"
@@ -193,6 +200,7 @@ ok "CPU entry not taken for CUDA"
 mkdir -p "$cpu_entry-cuda"
 echo "v0.5.0 0123456789ab" >"$cpu_entry-cuda/.complete"
 echo "cuda 86" >"$cpu_entry-cuda/mibera-backend"
+echo "$patches" >"$cpu_entry-cuda/mibera-patches"
 plan "$TMP/gpu:$TMP/toolkit"
 has "plan: rebuild llama.cpp in $cpu_entry-cuda (built for cuda 86, not cuda 90)" "entry for other GPUs"
 ok "entry for other GPUs"

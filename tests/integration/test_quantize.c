@@ -6,7 +6,9 @@
  * not redone when already there. A model whose rows do not fit the k-quant
  * blocks (llama-tiny's n_ff 688) falls back without an error. The manifest
  * over the artifacts agrees with sha256sum and with a chunk recomputed by
- * hand. The smoke test checks memory before loading and does not repack. */
+ * hand. The smoke test checks memory before loading and does not repack.
+ * The k-quant blocks made on AVX2 lanes give the file the scalar code
+ * gives, byte for byte (Q8_0 too). */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -216,6 +218,50 @@ static void test_q4_k_m_and_q8_0_run(void **state)
 	free(f16);
 	free(l4);
 	free(l8);
+}
+
+/* The blocks made on the AVX2 lanes of the libggml-base deploy/deps.sh
+ * patches, and by the scalar code (GGML_QUANTS_SCALAR=1): the whole file
+ * is the same, byte for byte, and the result line says which ran. Q5_K_M
+ * holds Q5_K and Q6_K tensors, Q4_K_M Q4_K and Q6_K. */
+static void test_lanes_same_file(void **state)
+{
+	static const char *const types[] = { "Q4_K_M", "Q5_K_M", "Q8_0" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		char lanes[700], scalar[700], *log, *a, *b;
+		size_t la, lb;
+		int rc;
+
+		snprintf(lanes, sizeof(lanes), "%s/lanes-%s.gguf", art, types[i]);
+		snprintf(scalar, sizeof(scalar), "%s/scalar-%s.gguf", art,
+			 types[i]);
+		rc = th_sh(&log, "'%s' quantize '%s' '%s' %s", worker, phi_f16,
+			   lanes, types[i]);
+		if (rc != 0 || strstr(log, "blocks made on AVX2 lanes") == NULL)
+			fail_msg("quantize %s on the lanes exited %d:\n%s",
+				 types[i], rc, log);
+		free(log);
+		rc = th_sh(&log, "GGML_QUANTS_SCALAR=1 '%s' quantize '%s' '%s' %s",
+			   worker, phi_f16, scalar, types[i]);
+		if (rc != 0 || strstr(log, "blocks made by the scalar "
+					   "code (GGML_QUANTS_SCALAR is set)") == NULL)
+			fail_msg("quantize %s scalar exited %d:\n%s", types[i],
+				 rc, log);
+		free(log);
+		a = th_slurp(lanes, &la);
+		b = th_slurp(scalar, &lb);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(la, lb);
+		assert_true(memcmp(a, b, la) == 0);
+		free(a);
+		free(b);
+		unlink(lanes); /* the manifest test counts what art/ holds */
+		unlink(scalar);
+	}
 }
 
 static void test_fallback_rows(void **state)
@@ -786,6 +832,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q4_k_m_and_q8_0_run),
+		cmocka_unit_test(test_lanes_same_file),
 		cmocka_unit_test(test_fallback_rows),
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_corrupt_input),
