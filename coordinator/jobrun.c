@@ -68,6 +68,11 @@ struct run {
 	struct early *early;	/* pulled while the worker made the rest */
 	int convert_started;	/* this run started convert beside fetch */
 	int fetch_was_running;	/* a stopped coordinator left it running */
+	/* a worker step running beside the followed one, whose journal is
+	 * read now and then over a connection of its own (side_peek) */
+	const char *side_step;
+	struct mb_transport *side;
+	double side_last;
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -210,6 +215,8 @@ static int follow_flush(struct follow_ctx *f)
 	return 0;
 }
 
+static void side_peek(struct run *r);
+
 /* Streams a journal of any size: lines are gathered as they arrive and
  * stored in batches with the offset they end at, so a follow that stops
  * anywhere resumes at the next line. Only a single line longer than an
@@ -244,7 +251,10 @@ static int on_follow(int stream, const void *data, size_t len, void *ctx)
 		}
 		mb_buf_reset(&f->line);
 	}
-	return follow_flush(f) != 0;
+	if (follow_flush(f) != 0)
+		return 1;
+	side_peek(f->r);
+	return 0;
 }
 
 /* What a worker step cost, as its supervisor measured it: a "finished"
@@ -508,6 +518,57 @@ static int open_stream(void *ctx, struct mb_transport **t, char *err,
 
 	return mb_worker_connect(&r->w, NULL, t, agent, sizeof(agent), err,
 				 errcap);
+}
+
+/* How often the journal of the step beside the followed one is read. */
+#define SIDE_PEEK_S 2.0
+
+/* The convert runs beside the fetch, whose journal is the one followed:
+ * about every SIDE_PEEK_S seconds, as the fetch's lines arrive, the new
+ * whole lines of the side step's journal are read over a second
+ * connection and stored with the offset they end at, so show and the
+ * dashboard see its progress while the download runs, and the follow of
+ * it that comes later starts after them. Best effort: anything that
+ * goes wrong here waits for that follow, which reports it. */
+static void side_peek(struct run *r)
+{
+	enum { SIDE_READ = 256 << 10 };
+	char path[2600], err[512], *buf;
+	int64_t off;
+	size_t got = 0, n;
+	double now = mb_now_s();
+
+	if (r->side_step == NULL || now - r->side_last < SIDE_PEEK_S)
+		return;
+	r->side_last = now;
+	if (r->side == NULL &&
+	    open_stream(r, &r->side, err, sizeof(err)) != 0) {
+		r->side_step = NULL; /* no second link: later, then */
+		return;
+	}
+	if (mb_store_follow_offset(r->s, r->j->id, r->side_step, &off) != 0 ||
+	    (buf = mb_malloc(SIDE_READ)) == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.events", r->wjob, r->side_step);
+	if (mb_transport_read(r->side, path, (uint64_t)off, buf, SIDE_READ,
+			      &got) != 0)
+		got = 0;
+	for (n = got; n > 0 && buf[n - 1] != '\n'; n--)
+		; /* whole lines only */
+	if (n > 0)
+		mb_store_step_events(r->s, r->j->id, r->side_step, buf, n,
+				     r->side_step, off + (int64_t)n, err,
+				     sizeof(err));
+	free(buf);
+}
+
+/* Stops reading the side step's journal. */
+static void side_end(struct run *r)
+{
+	r->side_step = NULL;
+	if (r->side != NULL)
+		mb_transport_free(r->side);
+	r->side = NULL;
 }
 
 struct pull_ctx {
@@ -1092,8 +1153,11 @@ static int step_fetch(struct run *r)
 	rc = worker_run(r, NULL, "fetch", argv, 1, 1);
 	if (rc == 0)
 		rc = start_convert_following(r);
+	if (rc == 0 && r->convert_started)
+		r->side_step = "convert";
 	if (rc == 0)
 		rc = run_worker(r, "fetch", "fetch", argv, 1);
+	side_end(r);
 	if (rc != 0 && r->convert_started)
 		/* the convert stops on the fetch's failure by itself (at once
 		 * for a permanent one); a retry of the job starts both again */

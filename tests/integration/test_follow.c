@@ -1,7 +1,8 @@
 /* Converting while the download runs, end to end through the programs a
  * person runs: a hub that serves the first shard slowly, a worker over
  * the loopback sshd, the coordinator. The convert starts before the fetch
- * ends and writes the GGUF a conversion of the finished download writes;
+ * ends, its progress reaches the job's events while the download runs,
+ * and it writes the GGUF a conversion of the finished download writes;
  * a shard that fails verification fails the job with the fetch's message
  * and leaves no GGUF; a coordinator killed with -9 while both run is
  * restarted and the job succeeds with the same GGUF. */
@@ -218,6 +219,22 @@ static void test_convert_runs_beside_the_download(void **state)
 		      th_now_ms() - t0, fetch_result - first_progress);
 	assert_true(first_progress > 0 && fetch_result > 0);
 	assert_true(first_progress < fetch_result);
+	/* and reached the coordinator while the download ran: stored
+	 * (events are numbered in the order they are stored) before the
+	 * fetch's result, for show and the dashboard to see */
+	{
+		int rc = th_sh(&out, "sqlite3 '%s/mibera/jobs.db' \"SELECT "
+			       "(SELECT min(id) FROM events WHERE job_id = %d "
+			       "AND step = 'convert' AND type = 'progress') < "
+			       "(SELECT min(id) FROM events WHERE job_id = %d "
+			       "AND step = 'fetch' AND type = 'result')\"",
+			       root, id, id);
+
+		if (rc != 0 || strncmp(out, "1", 1) != 0)
+			fail_msg("the convert's progress was stored only after "
+				 "the download ended (%d: %s)", rc, out);
+		free(out);
+	}
 	/* said in the job's events */
 	{
 		char args[64];
