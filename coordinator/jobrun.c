@@ -68,9 +68,10 @@ struct run {
 	struct early *early;	/* pulled while the worker made the rest */
 	int convert_started;	/* this run started convert beside fetch */
 	int fetch_was_running;	/* a stopped coordinator left it running */
-	/* a worker step running beside the followed one, whose journal is
-	 * read now and then over a connection of its own (side_peek) */
-	const char *side_step;
+	/* a worker step running beside the followed one or the pull, whose
+	 * journal is read now and then over a connection of its own
+	 * (side_peek), and the job's step its events belong to */
+	const char *side_step, *side_jstep;
 	struct mb_transport *side;
 	double side_last;
 };
@@ -523,13 +524,14 @@ static int open_stream(void *ctx, struct mb_transport **t, char *err,
 /* How often the journal of the step beside the followed one is read. */
 #define SIDE_PEEK_S 2.0
 
-/* The convert runs beside the fetch, whose journal is the one followed:
- * about every SIDE_PEEK_S seconds, as the fetch's lines arrive, the new
- * whole lines of the side step's journal are read over a second
- * connection and stored with the offset they end at, so show and the
- * dashboard see its progress while the download runs, and the follow of
- * it that comes later starts after them. Best effort: anything that
- * goes wrong here waits for that follow, which reports it. */
+/* The convert runs beside the fetch, whose journal is the one followed;
+ * a quantize beside the pull of the file made before it. About every
+ * SIDE_PEEK_S seconds, as the fetch's lines arrive or the pull reports
+ * progress, the new whole lines of that side step's journal are read over
+ * a second connection and stored with the offset they end at, so show and
+ * the dashboard see its progress meanwhile, and the follow of it that
+ * comes later starts after them. Best effort: anything that goes wrong
+ * here waits for that follow, which reports it. */
 static void side_peek(struct run *r)
 {
 	enum { SIDE_READ = 256 << 10 };
@@ -556,10 +558,19 @@ static void side_peek(struct run *r)
 	for (n = got; n > 0 && buf[n - 1] != '\n'; n--)
 		; /* whole lines only */
 	if (n > 0)
-		mb_store_step_events(r->s, r->j->id, r->side_step, buf, n,
+		mb_store_step_events(r->s, r->j->id, r->side_jstep, buf, n,
 				     r->side_step, off + (int64_t)n, err,
 				     sizeof(err));
 	free(buf);
+}
+
+/* Reads worker step wstep's journal, for job step jstep, beside what runs
+ * now. */
+static void side_begin(struct run *r, const char *jstep, const char *wstep)
+{
+	r->side_jstep = jstep;
+	r->side_step = wstep;
+	r->side_last = 0;
 }
 
 /* Stops reading the side step's journal. */
@@ -596,6 +607,7 @@ static void on_pull_progress(uint64_t done, uint64_t total, uint64_t fetched,
 		    now > pc->t0 ? (double)fetched / (now - pc->t0) : 0.0);
 	store_event(pc->r, "pull", "progress", b.data);
 	mb_buf_release(&b);
+	side_peek(pc->r);
 }
 
 /* A file an earlier run of this pull verified and published: the same
@@ -1154,7 +1166,7 @@ static int step_fetch(struct run *r)
 	if (rc == 0)
 		rc = start_convert_following(r);
 	if (rc == 0 && r->convert_started)
-		r->side_step = "convert";
+		side_begin(r, "convert", "convert");
 	if (rc == 0)
 		rc = run_worker(r, "fetch", "fetch", argv, 1);
 	side_end(r);
@@ -1298,8 +1310,11 @@ static int step_quantize(struct run *r)
 		/* this batch runs on the worker while what is done is pulled */
 		for (k = i; rc == 0 && k < end; k++)
 			rc = start_worker(r, wstep[k], argv[k]);
-		if (rc == 0)
+		if (rc == 0) {
+			side_begin(r, "quantize", wstep[i]);
 			rc = pull_ready(r, types[i]);
+			side_end(r);
+		}
 		for (k = i; rc == 0 && k < end; k++)
 			rc = run_worker(r, "quantize", wstep[k], argv[k], 0);
 	}
@@ -1684,8 +1699,11 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 {
 	int rc = start_worker(r, wstep, argv);
 
-	if (rc == 0)
+	if (rc == 0) {
+		side_begin(r, jstep, wstep);
 		rc = pull_ready(r, after);
+		side_end(r);
+	}
 	return rc != 0 ? rc : run_worker(r, jstep, wstep, argv, 0);
 }
 
