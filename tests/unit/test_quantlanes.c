@@ -6,7 +6,8 @@
  * and the blocks that take the scalar code's corners: all zero, flat, one
  * sign, outliers, signed zeros, subnormals, ties between scales, ramps,
  * rounding halves, huge values; and Q8_0 rows whose blocks do not fill
- * the last 8 lanes. */
+ * the last 8 lanes. Its F16 rows convert to F32 (with F16C) as each half
+ * does on its own, for all 65536 of them. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,6 +139,26 @@ static void test_q6_k(void **state)
 	same_bits(GGML_TYPE_Q6_K);
 }
 
+static void test_f16_rows(void **state)
+{
+	static ggml_fp16_t h[65536 + 5];
+	static float row[65536 + 5];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 65536 + 5; i++)
+		h[i] = (ggml_fp16_t)(i & 0xffff);
+	/* a length that leaves a tail after the 8-wide steps */
+	ggml_fp16_to_fp32_row(h, row, 65536 + 5);
+	for (i = 0; i < 65536 + 5; i++) {
+		float one = ggml_fp16_to_fp32(h[i]);
+
+		if (memcmp(&one, &row[i], sizeof(one)) != 0)
+			fail_msg("half %04x: %a in a row, %a alone", h[i],
+				 (double)row[i], (double)one);
+	}
+}
+
 /* the lanes are there, so the comparisons above compared something */
 static int setup(void **state)
 {
@@ -165,6 +186,7 @@ int main(void)
 		cmocka_unit_test(test_q4_k),
 		cmocka_unit_test(test_q5_k),
 		cmocka_unit_test(test_q6_k),
+		cmocka_unit_test(test_f16_rows),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
