@@ -5,7 +5,7 @@
  * scalar code makes (GGML_QUANTS_SCALAR=1), over weights of every scale
  * and the blocks that take the scalar code's corners: all zero, flat, one
  * sign, outliers, signed zeros, subnormals, ties between scales, ramps,
- * rounding halves, huge values; and Q8_0 rows whose blocks do not fill
+ * rounding halves, huge values, infinities and NaNs; and Q8_0 rows whose blocks do not fill
  * the last 8 lanes. Its F16 rows convert to F32 (with F16C) as each half
  * does on its own, for all 65536 of them. */
 #include <math.h>
@@ -51,7 +51,7 @@ static void fill_row(float *x, int r)
 	for (i = 0; i < nper; i++) {
 		float v = gauss() * sc;
 
-		switch (r % 14) {
+		switch (r % 15) {
 		case 1: v = i % 37 < 20 ? 0.f : v; break;	/* zero runs */
 		case 2: v = (i / 32) % 2 ? 0.f : 1.5f * sc; break; /* flat */
 		case 3: v = -fabsf(v); break;
@@ -69,6 +69,10 @@ static void fill_row(float *x, int r)
 		case 11: v = (i / 256) % 3 == 0 ? 0.f : v; break; /* zero blocks */
 		case 12: v = (float)((int)(gauss() * 8)) + 0.5f; break; /* halves */
 		case 13: v = gauss() * 1e37f; break;		/* near FLT_MAX */
+		case 14: /* a broken checkpoint: infinities and NaNs */
+			v = uni() < 0.002 ? INFINITY : uni() < 0.002 ? -INFINITY :
+			    uni() < 0.002 ? NAN : v;
+			break;
 		default: break;
 		}
 		x[i] = v;
