@@ -553,8 +553,14 @@ static void side_peek(struct run *r)
 		return;
 	snprintf(path, sizeof(path), "%s/%s.events", r->wjob, r->side_step);
 	if (mb_transport_read(r->side, path, (uint64_t)off, buf, SIDE_READ,
-			      &got) != 0)
+			      &got) != 0) {
+		/* a link that broke is opened again, 10 s on: the follow
+		 * this peeks beside must not wait on it */
+		mb_transport_free(r->side);
+		r->side = NULL;
+		r->side_last = now + 10 - SIDE_PEEK_S;
 		got = 0;
+	}
 	for (n = got; n > 0 && buf[n - 1] != '\n'; n--)
 		; /* whole lines only */
 	if (n > 0)
