@@ -60,11 +60,10 @@
 extern int ggml_quantize_lanes(void) __attribute__((weak));
 
 /* How the blocks of q were made, for the result line: "" for a type
- * without such blocks, or with an importance matrix (another code path). */
-static const char *lanes_note(const struct mb_quant_type *q, int imx)
+ * without such blocks. */
+static const char *lanes_note(const struct mb_quant_type *q)
 {
-	if (imx || (strstr(q->name, "_K") == NULL &&
-		    strcmp(q->name, "Q8_0") != 0))
+	if (strstr(q->name, "_K") == NULL && strcmp(q->name, "Q8_0") != 0)
 		return "";
 	if (ggml_quantize_lanes == NULL)
 		return "; blocks made by the scalar code (this libllama has "
@@ -795,7 +794,7 @@ int verb_quantize(int argc, char **argv)
 	       (double)out_set.bytes / 1e6, (double)in_size / 1e6,
 	       n_in ? (double)out_set.bytes * 8.0 / (double)n_in : 0.0,
 	       mb_now_s() - t0, imx ? ", with an importance matrix" : "",
-	       lanes_note(q, imx != NULL));
+	       lanes_note(q));
 	for (i = 0; i < st.nfallback; i++) {
 		const struct fallback *f = &st.fallback[i];
 

@@ -106,6 +106,42 @@ static const struct mb_gguf_kv *kv_of(const struct mb_gguf *g, const char *k)
 	return kv;
 }
 
+/* With the importance matrix the k-quants take another code path; on the
+ * AVX2 lanes of the libllama deploy/deps.sh builds it writes the file the
+ * scalar code (GGML_QUANTS_SCALAR=1) writes, byte for byte. */
+static void test_imatrix_lanes_same_file(void **state)
+{
+	char lanes[700], scalar[700], *log, *a, *b;
+	size_t la, lb;
+	int rc;
+
+	(void)state;
+	path_in(lanes, sizeof(lanes), "lanes-imx-Q4_K_M.gguf");
+	path_in(scalar, sizeof(scalar), "scalar-imx-Q4_K_M.gguf");
+	rc = th_sh(&log, "'%s' quantize '%s' '%s' Q4_K_M --imatrix '%s'",
+		   worker, f16, lanes, imx);
+	if (rc != 0 || strstr(log, "with an importance matrix; blocks made "
+				   "on AVX2 lanes") == NULL)
+		fail_msg("quantize on the lanes exited %d:\n%s", rc, log);
+	free(log);
+	rc = th_sh(&log, "GGML_QUANTS_SCALAR=1 '%s' quantize '%s' '%s' Q4_K_M "
+		   "--imatrix '%s'", worker, f16, scalar, imx);
+	if (rc != 0 || strstr(log, "blocks made by the scalar code") == NULL)
+		fail_msg("quantize with the scalar code exited %d:\n%s", rc,
+			 log);
+	free(log);
+	a = th_slurp(lanes, &la);
+	b = th_slurp(scalar, &lb);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(la, lb);
+	assert_true(memcmp(a, b, la) == 0);
+	free(a);
+	free(b);
+	unlink(lanes);
+	unlink(scalar);
+}
+
 /* Reads n floats of tensor name of the GGUF at path. */
 static float *tensor_f32(const char *path, const struct mb_gguf *g,
 			 const char *name, size_t n)
@@ -534,6 +570,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_imatrix_file),
 		cmocka_unit_test(test_iquants_with_imatrix),
+		cmocka_unit_test(test_imatrix_lanes_same_file),
 		cmocka_unit_test(test_order_and_reproducible),
 		cmocka_unit_test(test_agrees_with_independent_kl),
 		cmocka_unit_test(test_broken_quant_fails),

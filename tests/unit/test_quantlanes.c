@@ -1,8 +1,8 @@
 /* Tests the quantizer lanes of the libggml-base deploy/deps.sh builds
  * (deploy/llama-patches/quants-lanes.patch): through the library's own
  * ggml_quantize_chunk, as llama_model_quantize calls it, Q8_0, Q4_K, Q5_K
- * and Q6_K rows made on the lanes must be byte for byte the rows the
- * scalar code makes (GGML_QUANTS_SCALAR=1), over weights of every scale
+ * and Q6_K rows made on the lanes, with and without an importance matrix,
+ * must be byte for byte the rows the scalar code makes (GGML_QUANTS_SCALAR=1), over weights of every scale
  * and the blocks that take the scalar code's corners: all zero, flat, one
  * sign, outliers, signed zeros, subnormals, ties between scales, ramps,
  * rounding halves, huge values, infinities and NaNs; and Q8_0 rows whose blocks do not fill
@@ -79,10 +79,13 @@ static void fill_row(float *x, int r)
 	}
 }
 
-static void same_bits(enum ggml_type type)
+/* imx: an importance matrix (one weight per column, some zero) goes with
+ * the rows, as llama_model_quantize passes one */
+static void same_bits(enum ggml_type type, int imx)
 {
 	size_t rowsz = ggml_row_size(type, nper), sz = rowsz * (size_t)nrows, i;
 	float *x = malloc(sizeof(float) * NPER * NROWS);
+	float *qw = imx ? malloc(sizeof(float) * NPER) : NULL;
 	uint8_t *scalar = malloc(sz), *lanes = malloc(sz);
 	int r;
 
@@ -92,22 +95,26 @@ static void same_bits(enum ggml_type type)
 	rng = 0x9e3779b97f4a7c15ull + (uint64_t)type;
 	for (r = 0; r < nrows; r++)
 		fill_row(x + (size_t)r * nper, r);
+	for (r = 0; qw != NULL && r < nper; r++)
+		qw[r] = r % 97 == 0 ? 0.f : (float)(uni() * uni() * 10);
 	setenv("GGML_QUANTS_SCALAR", "1", 1);
 	assert_int_equal(ggml_quantize_lanes(), 0);
 	assert_int_equal(ggml_quantize_chunk(type, x, scalar, 0, nrows, nper,
-					     NULL), sz);
+					     qw), sz);
 	unsetenv("GGML_QUANTS_SCALAR");
 	assert_int_equal(ggml_quantize_lanes(), 1);
 	memset(lanes, 0xa5, sz);
 	assert_int_equal(ggml_quantize_chunk(type, x, lanes, 0, nrows, nper,
-					     NULL), sz);
+					     qw), sz);
 	for (i = 0; i < sz; i++) {
 		if (scalar[i] != lanes[i])
-			fail_msg("%s: byte %zu (row %zu) is %02x on the lanes, "
-				 "%02x in the scalar code", ggml_type_name(type),
+			fail_msg("%s%s: byte %zu (row %zu) is %02x on the "
+				 "lanes, %02x in the scalar code",
+				 ggml_type_name(type), imx ? " (imatrix)" : "",
 				 i, i / rowsz, lanes[i], scalar[i]);
 	}
 	free(x);
+	free(qw);
 	free(scalar);
 	free(lanes);
 }
@@ -116,11 +123,11 @@ static void test_q8_0(void **state)
 {
 	(void)state;
 	nper = NPER;
-	same_bits(GGML_TYPE_Q8_0);
+	same_bits(GGML_TYPE_Q8_0, 0);
 	/* 13 blocks a row, 599 rows: the last 7787 % 8 blocks are scalar */
 	nper = 13 * 32;
 	nrows = NROWS - 1;
-	same_bits(GGML_TYPE_Q8_0);
+	same_bits(GGML_TYPE_Q8_0, 0);
 	nper = NPER;
 	nrows = NROWS;
 }
@@ -128,19 +135,22 @@ static void test_q8_0(void **state)
 static void test_q4_k(void **state)
 {
 	(void)state;
-	same_bits(GGML_TYPE_Q4_K);
+	same_bits(GGML_TYPE_Q4_K, 0);
+	same_bits(GGML_TYPE_Q4_K, 1);
 }
 
 static void test_q5_k(void **state)
 {
 	(void)state;
-	same_bits(GGML_TYPE_Q5_K);
+	same_bits(GGML_TYPE_Q5_K, 0);
+	same_bits(GGML_TYPE_Q5_K, 1);
 }
 
 static void test_q6_k(void **state)
 {
 	(void)state;
-	same_bits(GGML_TYPE_Q6_K);
+	same_bits(GGML_TYPE_Q6_K, 0);
+	same_bits(GGML_TYPE_Q6_K, 1);
 }
 
 static void test_f16_rows(void **state)
