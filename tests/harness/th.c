@@ -293,6 +293,17 @@ char *th_slurp(const char *path, size_t *len)
 	return buf;
 }
 
+int th_same_file(const char *a, const char *b)
+{
+	size_t na, nb;
+	char *x = th_slurp(a, &na), *y = th_slurp(b, &nb);
+	int same = x != NULL && y != NULL && na == nb && memcmp(x, y, na) == 0;
+
+	free(x);
+	free(y);
+	return same;
+}
+
 int th_write_file(const char *path, const void *data, size_t len)
 {
 	FILE *f = fopen(path, "wb");

@@ -67,6 +67,9 @@ int th_prog(const char *prog, const char *args, char **out);
  * Returns NULL on error; *len gets the size when len is not NULL. */
 char *th_slurp(const char *path, size_t *len);
 
+/* 1 when files a and b both read and hold the same bytes, else 0. */
+int th_same_file(const char *a, const char *b);
+
 /* Writes len bytes to path (created or truncated, mode 0644). */
 int th_write_file(const char *path, const void *data, size_t len);
 

@@ -145,17 +145,6 @@ static void blob_of(const char *repo, const char *f, char hex[65])
 	mb_sha256_hex(d, hex);
 }
 
-static int same_file(const char *a, const char *b)
-{
-	size_t na, nb;
-	char *x = th_slurp(a, &na), *y = th_slurp(b, &nb);
-	int same = x != NULL && y != NULL && na == nb && memcmp(x, y, na) == 0;
-
-	free(x);
-	free(y);
-	return same;
-}
-
 /* Every file in dest and in the snapshot equals the hub's, no partial
  * file is left, refs/main names the commit. */
 static void check_tree(const struct run *r, const char *repo)
@@ -183,12 +172,12 @@ static void check_tree(const struct run *r, const char *repo)
 
 		src_path(q, sizeof(q), repo, files[i]);
 		snprintf(p, sizeof(p), "%s/%s", r->dest, files[i]);
-		if (!same_file(p, q))
+		if (!th_same_file(p, q))
 			fail_msg("dest/%s differs from the hub's", files[i]);
 		snprintf(p, sizeof(p), "%s/%s", snap, files[i]);
 		assert_int_equal(lstat(p, &st), 0);
 		assert_true(S_ISLNK(st.st_mode));
-		if (!same_file(p, q))
+		if (!th_same_file(p, q))
 			fail_msg("snapshot/%s differs from the hub's", files[i]);
 	}
 	{
@@ -549,7 +538,7 @@ static void test_enospc_midway(void **state)
 		char q[1200];
 
 		src_path(q, sizeof(q), REPO, SHARD1);
-		assert_true(same_file(p, q));
+		assert_true(th_same_file(p, q));
 	} else {
 		snprintf(p, sizeof(p), "%s/models--org--phi4-tiny/blobs/%s"
 			 ".incomplete", cache, hex);
