@@ -334,8 +334,11 @@ static int cancelled(struct run *r)
 
 /* Starts worker step wstep running argv (a JSON array text) and follows it
  * to its result; the events are stored under the job's step jstep. */
+/* start_only: start the step and return; *done (when not NULL) then says
+ * whether it had finished already (a resumed job's step). */
 static int worker_step(struct run *r, const char *jstep, const char *wstep,
-		       const char *argv_json, int with_token, int start_only)
+		       const char *argv_json, int with_token, int start_only,
+		       int *done)
 {
 	struct mb_buf spec, out, errb;
 	struct follow_ctx f;
@@ -409,6 +412,15 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			mb_buf_release(&out);
 			mb_buf_release(&errb);
 			break;
+		}
+		if (start_only && done != NULL) {
+			cJSON *doc = mb_json_parse(out.data ? out.data : "",
+						   out.len);
+			const char *a = cJSON_GetStringValue(
+				cJSON_GetObjectItemCaseSensitive(doc, "already"));
+
+			*done = a != NULL && strcmp(a, "done") == 0;
+			cJSON_Delete(doc);
 		}
 		mb_buf_release(&out);
 		mb_buf_release(&errb);
@@ -860,7 +872,8 @@ long mb_jobrun_backoff(int base_s, int attempts)
 /* Starts worker step wstep with argv (NULL-terminated) for job step
  * jstep, and follows it to its result. */
 static int worker_run(struct run *r, const char *jstep, const char *wstep,
-		      const char *const *argv, int with_token, int start_only)
+		      const char *const *argv, int with_token, int start_only,
+		      int *done)
 {
 	struct mb_buf b;
 	int rc;
@@ -869,7 +882,8 @@ static int worker_run(struct run *r, const char *jstep, const char *wstep,
 	json_str_array(&b, argv);
 	rc = mb_buf_error(&b);
 	if (rc == 0)
-		rc = worker_step(r, jstep, wstep, b.data, with_token, start_only);
+		rc = worker_step(r, jstep, wstep, b.data, with_token, start_only,
+				 done);
 	else
 		mb_seterr(r->err, r->errcap, "the arguments of '%s' are too long",
 			  wstep);
@@ -880,15 +894,16 @@ static int worker_run(struct run *r, const char *jstep, const char *wstep,
 static int run_worker(struct run *r, const char *jstep, const char *wstep,
 		      const char *const *argv, int with_token)
 {
-	return worker_run(r, jstep, wstep, argv, with_token, 0);
+	return worker_run(r, jstep, wstep, argv, with_token, 0, NULL);
 }
 
 /* Starts worker step wstep and leaves it running (start is idempotent:
- * run_worker with the same arguments then follows it to its result). */
+ * run_worker with the same arguments then follows it to its result);
+ * *done (when not NULL) says it had finished before this call. */
 static int start_worker(struct run *r, const char *wstep,
-			const char *const *argv)
+			const char *const *argv, int *done)
 {
-	return worker_run(r, NULL, wstep, argv, 0, 1);
+	return worker_run(r, NULL, wstep, argv, 0, 1, done);
 }
 
 /* An install's steps, as the job's events: minutes of a rented box's
@@ -1127,7 +1142,7 @@ static int start_convert_following(struct run *r)
 	rc = convert_argv(r, argv, 1, repo, sizeof(repo), ofile, sizeof(ofile),
 			  split, sizeof(split));
 	if (rc == 0)
-		rc = start_worker(r, "convert", argv);
+		rc = start_worker(r, "convert", argv, NULL);
 	if (rc != 0)
 		return rc;
 	/* a restart finds it running: neither a new attempt nor a new note */
@@ -1168,7 +1183,7 @@ static int step_fetch(struct run *r)
 		snprintf(path, sizeof(path), "%s/%s", r->model, MB_DOWNLOAD_STATE);
 		mb_transport_unlink(r->t, path);
 	}
-	rc = worker_run(r, NULL, "fetch", argv, 1, 1);
+	rc = worker_run(r, NULL, "fetch", argv, 1, 1, NULL);
 	if (rc == 0)
 		rc = start_convert_following(r);
 	if (rc == 0 && r->convert_started)
@@ -1313,10 +1328,19 @@ static int step_quantize(struct run *r)
 	for (i = 0; rc == 0 && i < nq; i += width) {
 		int end = i + width < nq ? i + width : nq;
 
-		/* this batch runs on the worker while what is done is pulled */
-		for (k = i; rc == 0 && k < end; k++)
-			rc = start_worker(r, wstep[k], argv[k]);
-		if (rc == 0) {
+		int done = 1;
+
+		/* this batch runs on the worker while what is done is pulled;
+		 * a batch a stopped coordinator saw through is not pulled
+		 * beside (the next one pulls what it made, watching the step
+		 * that runs then) */
+		for (k = i; rc == 0 && k < end; k++) {
+			int d = 0;
+
+			rc = start_worker(r, wstep[k], argv[k], &d);
+			done = done && d;
+		}
+		if (rc == 0 && !done) {
 			side_begin(r, "quantize", wstep[i]);
 			rc = pull_ready(r, types[i]);
 			side_end(r);
@@ -1703,9 +1727,9 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 			      const char *wstep, const char *const *argv,
 			      const char *after)
 {
-	int rc = start_worker(r, wstep, argv);
+	int done = 0, rc = start_worker(r, wstep, argv, &done);
 
-	if (rc == 0) {
+	if (rc == 0 && !done) {
 		side_begin(r, jstep, wstep);
 		rc = pull_ready(r, after);
 		side_end(r);

@@ -750,12 +750,15 @@ static long long event_ms(int id, const char *step, const char *type,
 /* Adds worker name (directory root/wd-name) whose agent holds the
  * quantize-Q4_0 step stopped as it starts, until the shell command until
  * (run in sh -c "...", so its $ are escaped) has run: a last quant still
- * being made while the job goes on with the first. */
-static void add_holding_worker(const char *name, const char *until)
+ * being made while the job goes on with the first. pre: shell lines the
+ * agent runs first, on every call ("" for none). */
+static void add_holding_worker(const char *name, const char *until,
+			       const char *pre)
 {
 	static const char wrapper[] =
 		"#!/bin/sh\n"
 		"real=%s/mibera-worker\n"
+		"%s\n"
 		"if [ \"$1\" = start ] && [ \"$3\" = quantize-Q4_0 ]; then\n"
 		"  out=$(\"$real\" \"$@\"); rc=$?\n"
 		"  printf '%%s\\n' \"$out\"\n"
@@ -770,7 +773,7 @@ static void add_holding_worker(const char *name, const char *until)
 	char agent[800], text[4096], *out;
 
 	snprintf(agent, sizeof(agent), "%s/holding-agent-%s.sh", root, name);
-	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, until);
+	snprintf(text, sizeof(text), wrapper, MB_BINARY_DIR, pre, until);
 	assert_int_equal(th_write_file(agent, text, strlen(text)), 0);
 	assert_int_equal(chmod(agent, 0755), 0);
 	if (th_worker_add(&out, "%s box1 --dir %s/wd-%s --agent %s", name, root,
@@ -796,7 +799,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	pid_t pid;
 
 	(void)state;
-	add_holding_worker("wp", "sleep 8");
+	add_holding_worker("wp", "sleep 8", "");
 	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
@@ -878,6 +881,84 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	free(out);
 }
 
+/* Waits up to two minutes for path to exist. */
+static int wait_file(const char *path)
+{
+	long long t0 = th_now_ms();
+	struct stat sb;
+
+	while (stat(path, &sb) != 0) {
+		if (th_now_ms() - t0 > 120000)
+			return -1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+/* A coordinator killed with -9 after the first quant is made, before it
+ * is pulled: the new one does not go through the finished first quant's
+ * stage again, but pulls the first file beside the step that runs then
+ * (the last quant, held stopped), and says so. */
+static void test_resume_pulls_beside_the_running_quant(void **state)
+{
+	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
+	char pre[4096], until[1024], args[2048], path[900], *out;
+	long long t0;
+	int id, st, n = 0;
+	pid_t pid;
+
+	(void)state;
+	snprintf(pre, sizeof(pre),
+		 "if [ \"$1\" = start ] && [ \"$3\" = manifest-Q8_0 ] && "
+		 "[ ! -e %s/go-manifest ]; then\n"
+		 "  i=0; while ! ls %s/wd-wr/jobs/*/quantize-Q8_0.result.json "
+		 ">/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.2; "
+		 "i=$((i+1)); done\n"
+		 "  touch %s/at-manifest\n"
+		 "  i=0; while [ ! -e %s/go-manifest ] && [ $i -lt 600 ]; do "
+		 "sleep 0.2; i=$((i+1)); done\n"
+		 "fi", root, root, root, root);
+	snprintf(until, sizeof(until), "i=0; while [ ! -e %s/go-q4 ] && "
+		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
+	add_holding_worker("wr", until, pre);
+	snprintf(args, sizeof(args), "submit %s --worker wr --quant Q8_0,Q4_0 "
+		 "--imatrix off --no-fidelity", model);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	id = atoi(out);
+	free(out);
+	/* Q8_0 made: kill -9 before it is pulled */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	snprintf(path, sizeof(path), "%s/at-manifest", root);
+	assert_int_equal(wait_file(path), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	snprintf(path, sizeof(path), "%s/go-manifest", root);
+	assert_int_equal(th_write_file(path, "", 0), 0);
+	/* the new coordinator pulls Q8_0 while Q4_0 is still held */
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	t0 = th_now_ms();
+	while (n == 0 && th_now_ms() - t0 < 120000) {
+		event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q8_0.gguf", &n);
+		if (n == 0)
+			usleep(100 * 1000);
+	}
+	snprintf(path, sizeof(path), "%s/go-q4", root);
+	assert_int_equal(th_write_file(path, "", 0), 0);
+	waitpid(pid, &st, 0);
+	assert_int_equal(n, 1);
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+	snprintf(args, sizeof(args), "logs --step pull %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	if (strstr(out, "while the worker goes on with Q4_0") == NULL ||
+	    strstr(out, "goes on with Q8_0") != NULL)
+		fail_msg("the resumed pull went beside the wrong step:\n%s", out);
+	free(out);
+}
+
 /* The smoke result show --json gives for the job's artifact file, as JSON
  * text (the caller frees it), or NULL when it has none yet. */
 static char *early_smoke_of(int id, const char *file)
@@ -918,7 +999,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 	(void)state;
 	snprintf(text, sizeof(text), "i=0; while [ ! -e %s/go-on ] && "
 		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
-	add_holding_worker("we", text);
+	add_holding_worker("we", text, "");
 	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
@@ -984,6 +1065,7 @@ int main(void)
 		cmocka_unit_test_setup(test_submit_checks_the_source, fresh),
 		cmocka_unit_test_setup(test_pull_overlaps_quantize_and_resumes, fresh),
 		cmocka_unit_test_setup(test_early_smoke_survives_a_restart, fresh),
+		cmocka_unit_test_setup(test_resume_pulls_beside_the_running_quant, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
