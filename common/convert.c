@@ -82,6 +82,9 @@ struct piece {
 					   Gemma's norms stored as w - 1 */
 	float *gen;			/* generated f32 values, rows * cols */
 	uint64_t dst_off;		/* absolute offset in the output */
+	int q8;				/* the Q8_0 file: 1 quantized, 0 the
+					   same bytes as the output */
+	uint64_t q8_off;		/* absolute offset in the Q8_0 file */
 };
 
 struct unit {
@@ -105,7 +108,16 @@ struct job {
 	char err[512];
 	pthread_mutex_t err_mu;
 	size_t buf_bytes;		/* per buffer, per thread */
+	/* the Q8_0 file written in the same pass, or q8_fd -1 */
+	int q8_fd;
+	uint64_t max_cols;		/* the widest quantized row */
+	atomic_uint_fast64_t *q8_left;	/* per ready block: bytes to write */
+	size_t q8_nblocks;
 };
+
+/* The Q8_0 file says which of its blocks of this size are final, in
+ * PATH.ready, while it is written (see mb_convert_opts.q8_path). */
+#define READY_BLOCK (1u << 20)
 
 static enum mb_num num_of_st(enum mb_st_dtype d, int *ok)
 {
@@ -188,12 +200,65 @@ static long page_size(void)
 	return ps;
 }
 
+/* Counts [off, off + len) of the Q8_0 file written. */
+static void q8_mark(struct job *jb, uint64_t off, uint64_t len)
+{
+	uint64_t b = off / READY_BLOCK, end = off + len;
+
+	for (; len > 0 && b < jb->q8_nblocks && b * READY_BLOCK < end; b++) {
+		uint64_t lo = b * READY_BLOCK > off ? b * READY_BLOCK : off;
+		uint64_t hi = (b + 1) * READY_BLOCK < end ? (b + 1) * READY_BLOCK
+							  : end;
+
+		atomic_fetch_sub(&jb->q8_left[b], hi - lo);
+	}
+}
+
+/* Per thread: the Q8_0 file's buffers. */
+struct q8buf {
+	float *f;		/* one row as f32 */
+	uint8_t *q;		/* quantized rows */
+};
+
+/* Writes k rows of p, held in the output's type at rows, as output rows
+ * row0.. of the Q8_0 file: quantized, or the same bytes. */
+static int q8_write(struct job *jb, const struct piece *p, const char *rows,
+		    uint64_t k, uint64_t row0, size_t out_row,
+		    const struct q8buf *qb)
+{
+	size_t qrow = p->cols / MB_Q8_0_BLOCK * MB_Q8_0_BYTES;
+	uint64_t j, dst;
+	int rc;
+
+	if (jb->q8_fd < 0)
+		return 0;
+	if (!p->q8) {
+		dst = p->q8_off + row0 * out_row;
+		rc = mb_pwrite_all(jb->q8_fd, rows, k * out_row, dst);
+		if (rc == 0)
+			q8_mark(jb, dst, k * out_row);
+		return rc;
+	}
+	for (j = 0; j < k; j++) {
+		mb_num_convert(MB_NUM_F32, qb->f, p->out, rows + j * out_row,
+			       p->cols);
+		mb_q8_0_row(qb->f, qb->q + j * qrow, p->cols);
+	}
+	dst = p->q8_off + row0 * qrow;
+	rc = mb_pwrite_all(jb->q8_fd, qb->q, k * qrow, dst);
+	if (rc == 0)
+		q8_mark(jb, dst, k * qrow);
+	return rc;
+}
+
 /* Converts the rows [u->r0, u->r1) of p from src (the source block, the
  * unit's first row first) and writes them at dst of out, a slice of about
- * SLICE_BYTES at a time, permuting q/k rows when p says so. */
-static int convert_write(const struct piece *p, const struct unit *u,
-			 const char *src, char *dbuf, size_t in_row,
-			 size_t out_row, int out, uint64_t dst)
+ * SLICE_BYTES at a time, permuting q/k rows when p says so; and to the
+ * Q8_0 file when there is one. */
+static int convert_write(struct job *jb, const struct piece *p,
+			 const struct unit *u, const char *src, char *dbuf,
+			 size_t in_row, size_t out_row, int out, uint64_t dst,
+			 const struct q8buf *qb)
 {
 	uint64_t n = u->r1 - u->r0, per = SLICE_BYTES / out_row, r, j;
 	int rc;
@@ -222,13 +287,16 @@ static int convert_write(const struct piece *p, const struct unit *u,
 			}
 		}
 		rc = mb_pwrite_all(out, dbuf, k * out_row, dst + r * out_row);
+		if (rc == 0)
+			rc = q8_write(jb, p, dbuf, k, u->r0 + r, out_row, qb);
 		if (rc != 0)
 			return rc;
 	}
 	return 0;
 }
 
-static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
+static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
+		   const struct q8buf *qb)
 {
 	const struct piece *p = &jb->pieces[u->piece];
 	size_t in_row = p->cols * mb_num_size(p->in);
@@ -244,12 +312,22 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 		/* generated values (rope factors): f32 in memory */
 		mb_num_convert(p->out, dbuf, MB_NUM_F32, p->gen + u->r0 * p->cols,
 			       n * p->cols);
-		return mb_pwrite_all(out, dbuf, n * out_row, dst);
+		rc = mb_pwrite_all(out, dbuf, n * out_row, dst);
+		return rc != 0 ? rc : q8_write(jb, p, dbuf, n, u->r0, out_row, qb);
 	}
 	if (p->in == p->out && p->heads == 0 && p->add == 0 &&
+	    (jb->q8_fd < 0 || !p->q8) &&
 	    kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
-			out, dst, n * in_row) == 0)
+			out, dst, n * in_row) == 0) {
+		if (jb->q8_fd < 0)
+			return 0;
+		if (kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
+				jb->q8_fd, p->q8_off + u->r0 * in_row,
+				n * in_row) != 0)
+			return MB_EIO;
+		q8_mark(jb, p->q8_off + u->r0 * in_row, n * in_row);
 		return 0;
+	}
 	/* units of permuted pieces cover whole heads, so the source rows of
 	 * [r0, r1) are the same contiguous block. Mapped, they are read
 	 * straight from the page cache (a copy saved); unmapped after, they
@@ -266,8 +344,8 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 			const char *src = (const char *)m + (start - pg);
 
 			madvise(m, maplen, MADV_SEQUENTIAL);
-			rc = convert_write(p, u, src, dbuf, in_row, out_row, out,
-					   dst);
+			rc = convert_write(jb, p, u, src, dbuf, in_row, out_row,
+					   out, dst, qb);
 			munmap(m, maplen);
 			return rc;
 		}
@@ -278,7 +356,8 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf)
 		return rc;
 	if (got != n * in_row)
 		return MB_EFORMAT; /* the shard is shorter than its header said */
-	return convert_write(p, u, sbuf, dbuf, in_row, out_row, out, dst);
+	return convert_write(jb, p, u, sbuf, dbuf, in_row, out_row, out, dst,
+			     qb);
 }
 
 
@@ -286,8 +365,14 @@ static void *worker_main(void *arg)
 {
 	struct job *jb = arg;
 	char *sbuf = mb_malloc(jb->buf_bytes), *dbuf = mb_malloc(jb->buf_bytes);
+	struct q8buf qb = { NULL, NULL };
 
-	if (sbuf == NULL || dbuf == NULL) {
+	if (jb->q8_fd >= 0) {
+		qb.f = mb_malloc((jb->max_cols ? jb->max_cols : 1) * sizeof(float));
+		qb.q = mb_malloc(jb->buf_bytes);
+	}
+	if (sbuf == NULL || dbuf == NULL ||
+	    (jb->q8_fd >= 0 && (qb.f == NULL || qb.q == NULL))) {
 		job_fail(jb, MB_ENOMEM, "out of memory for conversion buffers");
 		goto out;
 	}
@@ -312,7 +397,7 @@ static void *worker_main(void *arg)
 		}
 		if (atomic_load(&jb->rc) != 0)
 			break;
-		rc = do_unit(jb, u, sbuf, dbuf);
+		rc = do_unit(jb, u, sbuf, dbuf, &qb);
 		if (rc != 0) {
 			job_fail(jb, rc, "tensor '%s' (from '%s'): %s", p->name,
 				 p->src ? p->src->name : "generated",
@@ -327,6 +412,8 @@ static void *worker_main(void *arg)
 out:
 	free(sbuf);
 	free(dbuf);
+	free(qb.f);
+	free(qb.q);
 	atomic_fetch_add(&jb->exited, 1);
 	return NULL;
 }
@@ -1064,6 +1151,158 @@ static int units_by_shard(struct job *jb, size_t nshards)
 	return 0;
 }
 
+/* --- the Q8_0 file written in the same pass ---
+ *
+ * The bytes llama_model_quantize makes of the output with ftype Q8_0: its
+ * KVs in the output's order with general.quantization_version and
+ * general.file_type (7) set last (gguf_set_val appends), its tensors in
+ * its loader's order (those outside the layers, then each layer's, each
+ * group by name), every 2-D weight but the norms as Q8_0 blocks of the
+ * output's values, the rest as they are. */
+
+#define FTYPE_Q8_0 7
+
+static int layer_of(const char *name)
+{
+	int l;
+
+	return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+}
+
+static int by_loader_order(const void *a, const void *b, void *ctx)
+{
+	const struct piece *pa = &((const struct piece *)ctx)[*(const size_t *)a];
+	const struct piece *pb = &((const struct piece *)ctx)[*(const size_t *)b];
+	int la = layer_of(pa->name), lb = layer_of(pb->name);
+
+	return la != lb ? (la < lb ? -1 : 1) : strcmp(pa->name, pb->name);
+}
+
+/* Whether llama.cpp's quantize quantizes the 2-D tensor name
+ * (tensor_allows_quantization, for the names the families write). */
+static int q8_quantizes(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 6 && strcmp(name + n - 6, "weight") == 0 &&
+	       strstr(name, "_norm.weight") == NULL &&
+	       strstr(name, "ffn_gate_inp.weight") == NULL &&
+	       strcmp(name, "position_embd.weight") != 0 &&
+	       strcmp(name, "token_types.weight") != 0;
+}
+
+/* The dimensions piece p has in the file. */
+static uint32_t piece_shape(const struct piece *p, uint64_t ne[2])
+{
+	if (p->src == NULL || p->src->ndim == 1) {
+		ne[0] = p->rows * p->cols;
+		return 1;
+	}
+	ne[0] = p->cols;
+	ne[1] = p->rows;
+	return 2;
+}
+
+static uint64_t q8_bytes(const struct piece *p)
+{
+	return p->q8 ? p->rows * (p->cols / MB_Q8_0_BLOCK * MB_Q8_0_BYTES)
+		     : p->rows * p->cols * mb_num_size(p->out);
+}
+
+/* Lays out the Q8_0 file of the output whose header is at the start of
+ * the file at path (w laid out) in qw, and each piece's place in it. 0; MB_EUNSUPPORTED
+ * with why when llama.cpp would make a tensor of it F16 from another type
+ * (a row not a whole number of blocks); other errors. */
+static int q8_plan(struct plan *pl, const struct mb_gguf_w *w,
+		   const char *path, struct mb_gguf_w *qw, char *why,
+		   size_t cap)
+{
+	struct mb_gguf *g = NULL;
+	size_t *idx = NULL, k, got;
+	char *hdr = mb_malloc(w->data_start);
+	uint64_t i;
+	int rc = MB_ENOMEM;
+
+	if (hdr == NULL || (idx = mb_calloc(pl->n ? pl->n : 1, sizeof(*idx))) == NULL)
+		goto out;
+	{
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		rc = fd < 0 ? mb_err_from_errno(errno)
+			    : mb_pread_full(fd, hdr, w->data_start, 0, &got);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0 && got != w->data_start)
+		rc = MB_EIO;
+	if (rc == 0)
+		rc = mb_gguf_parse(hdr, got, w->file_size, &g, why, cap);
+	if (rc != 0)
+		goto out;
+	rc = mb_gguf_w_init(qw, MB_GGUF_DEFAULT_ALIGNMENT);
+	for (i = 0; rc == 0 && i < g->n_kv; i++)
+		if (strcmp(g->kv[i].key, "general.quantization_version") != 0 &&
+		    strcmp(g->kv[i].key, "general.file_type") != 0)
+			rc = mb_gguf_w_copy_kv(qw, &g->kv[i]);
+	if (rc == 0)
+		rc = mb_gguf_w_u32(qw, "general.quantization_version", 2);
+	if (rc == 0)
+		rc = mb_gguf_w_u32(qw, "general.file_type", FTYPE_Q8_0);
+	for (k = 0; k < pl->n; k++)
+		idx[k] = k;
+	qsort_r(idx, pl->n, sizeof(*idx), by_loader_order, pl->pieces);
+	for (k = 0; rc == 0 && k < pl->n; k++) {
+		struct piece *p = &pl->pieces[idx[k]];
+		uint64_t ne[2];
+		uint32_t nd = piece_shape(p, ne);
+		int quant = nd == 2 && q8_quantizes(p->name);
+
+		p->q8 = quant && p->cols % MB_Q8_0_BLOCK == 0;
+		if (quant && !p->q8 && p->out != MB_NUM_F16) {
+			mb_seterr(why, cap, "'%s' has rows of %llu values, not "
+				  "whole blocks of 32: llama.cpp makes it F16",
+				  p->name, (unsigned long long)p->cols);
+			rc = MB_EUNSUPPORTED;
+			break;
+		}
+		rc = mb_gguf_w_tensor(qw, p->name, p->q8 ? MB_GGML_Q8_0 : p->gtype,
+				      nd, ne);
+		rc = rc < 0 ? rc : 0;
+	}
+	if (rc == 0)
+		rc = mb_gguf_w_layout(qw);
+	for (k = 0; rc == 0 && k < pl->n; k++)
+		pl->pieces[idx[k]].q8_off = qw->tensors[k].offset;
+out:
+	mb_gguf_free(g);
+	free(hdr);
+	free(idx);
+	return rc;
+}
+
+/* Rewrites PATH.ready when a block became final since last (the bitmap
+ * as it was written, nblocks + 1 bytes). */
+static void q8_ready(struct job *jb, const char *path, uint64_t size,
+		     char *last)
+{
+	char head[80];
+	size_t hn, b;
+	char *doc;
+
+	hn = (size_t)snprintf(head, sizeof(head), "mibera-ready 1 %llu %u\n",
+			      (unsigned long long)size, READY_BLOCK);
+	doc = mb_malloc(hn + jb->q8_nblocks + 1);
+	if (doc == NULL)
+		return;
+	memcpy(doc, head, hn);
+	for (b = 0; b < jb->q8_nblocks; b++)
+		doc[hn + b] = atomic_load(&jb->q8_left[b]) == 0 ? '1' : '0';
+	if (memcmp(doc + hn, last, jb->q8_nblocks) != 0 &&
+	    mb_atomic_write(path, doc, hn + jb->q8_nblocks, 0644) == 0)
+		memcpy(last, doc + hn, jb->q8_nblocks);
+	free(doc);
+}
+
 static int ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1093,14 +1332,21 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	int rc, nth = 0, started = 0, w_inited = 0, af_open = 0;
 	struct follow fw;
 	struct mb_convert_opts with_commit;
+	struct mb_gguf_w qw;
+	struct mb_afile q8af = { -1, NULL, NULL };
+	char ready[4300], *ready_last = NULL;
+	int qw_inited = 0, q8_open = 0;
 	double t0;
 
 	memset(r, 0, sizeof(*r));
+	ready[0] = '\0';
 	memset(&pl, 0, sizeof(pl));
 	memset(&jb, 0, sizeof(jb));
 	memset(&sp, 0, sizeof(sp));
 	memset(&fw, 0, sizeof(fw));
+	memset(&qw, 0, sizeof(qw));
 	pthread_mutex_init(&jb.err_mu, NULL);
+	jb.q8_fd = -1;
 	t0 = mb_now_s();
 
 	if (o->follow) {
@@ -1214,16 +1460,8 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	for (i = 0; i < pl.n; i++) {
 		struct piece *p = &pl.pieces[i];
 		uint64_t ne[2];
-		uint32_t nd;
+		uint32_t nd = piece_shape(p, ne);
 
-		if (p->src == NULL || p->src->ndim == 1) {
-			ne[0] = p->rows * p->cols;
-			nd = 1;
-		} else {
-			ne[0] = p->cols;
-			ne[1] = p->rows;
-			nd = 2;
-		}
 		rc = mb_gguf_w_tensor(&w, p->name, p->gtype, nd, ne);
 		if (rc < 0) {
 			mb_seterr(err, errcap, "tensor '%s': %s", p->name,
@@ -1317,6 +1555,91 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	for (i = 0; i < pl.n; i++)
 		piece_fd[i] = af[np > 1 ? sp.part[i] : 0].fd;
 
+	/* the Q8_0 file beside, from the same rows */
+	if (o->q8_path != NULL) {
+		uint64_t b, end;
+		int e;
+
+		unlink(o->q8_path); /* an earlier run's stands for nothing */
+		sub[0] = '\0';
+		rc = np > 1 ? MB_EUNSUPPORTED : MB_ENOMEM;
+		if (np > 1)
+			mb_seterr(sub, sizeof(sub), "the output is a set of parts");
+		if (np == 1) {
+			qw_inited = 1;
+			rc = q8_plan(&pl, &w, af[0].tmp, &qw, sub, sizeof(sub));
+		}
+		if (rc == MB_EUNSUPPORTED) {
+			snprintf(r->q8_why, sizeof(r->q8_why), "%s", sub);
+		} else if (rc != 0) {
+			mb_seterr(err, errcap, "cannot lay out '%s': %s%s%s",
+				  o->q8_path, mb_strerror(rc), sub[0] ? ": " : "",
+				  sub);
+			goto out;
+		} else {
+			if (mb_fs_free_space(dir, &avail) == 0 &&
+			    avail < qw.file_size) {
+				mb_seterr(err, errcap, "'%s' needs %.2f GB more and "
+					  "only %.2f GB are free in '%s'",
+					  o->q8_path, (double)qw.file_size / 1e9,
+					  (double)avail / 1e9, dir);
+				rc = MB_ENOSPC;
+				goto out;
+			}
+			snprintf(ready, sizeof(ready), "%s.ready", o->q8_path);
+			rc = mb_afile_open(&q8af, o->q8_path, 0644);
+			if (rc != 0) {
+				mb_seterr(err, errcap, "cannot create '%s.part': %s",
+					  o->q8_path, mb_strerror(rc));
+				goto out;
+			}
+			q8_open = 1;
+			e = posix_fallocate(q8af.fd, 0, (off_t)qw.file_size);
+			if (e == EOPNOTSUPP || e == EINVAL)
+				e = ftruncate(q8af.fd, (off_t)qw.file_size) == 0
+					    ? 0 : errno;
+			rc = e != 0 ? mb_err_from_errno(e)
+				    : mb_gguf_w_write_header(&qw, q8af.fd);
+			if (rc != 0) {
+				mb_seterr(err, errcap, "cannot write '%s': %s",
+					  o->q8_path, mb_strerror(rc));
+				goto out;
+			}
+			jb.q8_nblocks = (size_t)((qw.file_size + READY_BLOCK - 1) /
+						 READY_BLOCK);
+			jb.q8_left = mb_calloc(jb.q8_nblocks + 1,
+					       sizeof(*jb.q8_left));
+			ready_last = mb_calloc(jb.q8_nblocks + 1, 1);
+			if (jb.q8_left == NULL || ready_last == NULL) {
+				rc = MB_ENOMEM;
+				goto out;
+			}
+			for (b = 0; b < jb.q8_nblocks; b++)
+				atomic_init(&jb.q8_left[b], 0);
+			for (i = 0; i < pl.n; i++) {
+				const struct piece *p = &pl.pieces[i];
+				uint64_t off = p->q8_off, len = q8_bytes(p);
+
+				end = off + len;
+				for (b = off / READY_BLOCK; len > 0 &&
+				     b * READY_BLOCK < end; b++) {
+					uint64_t lo = b * READY_BLOCK > off
+							      ? b * READY_BLOCK : off;
+					uint64_t hi = (b + 1) * READY_BLOCK < end
+							      ? (b + 1) * READY_BLOCK
+							      : end;
+
+					atomic_fetch_add(&jb.q8_left[b], hi - lo);
+				}
+				if (p->q8 && p->cols > jb.max_cols)
+					jb.max_cols = p->cols;
+			}
+			jb.q8_fd = q8af.fd;
+			q8_ready(&jb, ready, qw.file_size, ready_last);
+		}
+		rc = 0;
+	}
+
 	/* the data */
 	jb.pieces = pl.pieces;
 	jb.npieces = pl.n;
@@ -1331,7 +1654,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	nth = o->threads > 0 ? (o->threads > MAX_THREADS ? MAX_THREADS : o->threads)
 			     : ncpus();
 	{
-		double start = mb_now_s(), last = 0, polled = 0;
+		double start = mb_now_s(), last = 0, polled = 0, readied = 0;
 		int done = 0;
 
 		for (started = 0; started < nth; started++)
@@ -1347,6 +1670,10 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			struct timespec ts = { 0, 50 * 1000000L };
 
 			nanosleep(&ts, NULL);
+			if (jb.q8_fd >= 0 && mb_now_s() - readied >= 0.25) {
+				readied = mb_now_s();
+				q8_ready(&jb, ready, qw.file_size, ready_last);
+			}
 			if (o->follow && fw.nready < m->nshards &&
 			    mb_now_s() - polled >= 0.1) {
 				polled = mb_now_s();
@@ -1400,6 +1727,17 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			goto out;
 		}
 	}
+	if (jb.q8_fd >= 0) {
+		q8_ready(&jb, ready, qw.file_size, ready_last);
+		q8_open = 0;
+		rc = mb_afile_commit(&q8af);
+		if (rc != 0) {
+			mb_seterr(err, errcap, "cannot finish '%s': %s",
+				  o->q8_path, mb_strerror(rc));
+			goto out;
+		}
+		r->q8_size = qw.file_size;
+	}
 	/* a run with another --split-max-size left another form of it */
 	mb_splitset_remove_others(o->out_path, (unsigned)np);
 	snprintf(r->arch, sizeof(r->arch), "%s", lay->arch);
@@ -1416,6 +1754,14 @@ out:
 		pthread_join(th[i], NULL);
 	for (k = committed; af_open && k < np; k++)
 		mb_afile_abort(&af[k]);
+	if (q8_open)
+		mb_afile_abort(&q8af);
+	if (ready[0] != '\0')
+		unlink(ready);
+	free(ready_last);
+	free(jb.q8_left);
+	if (qw_inited)
+		mb_gguf_w_release(&qw);
 	free(af);
 	free(piece_fd);
 	mb_gguf_split_release(&sp);

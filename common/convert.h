@@ -83,6 +83,18 @@ struct mb_convert_opts {
 					   is there and matches them; with
 					   source_repo and no source_commit,
 					   the commit is the fetch's */
+	const char *q8_path;		/* when not NULL, also writes here the
+					   Q8_0 GGUF llama_model_quantize
+					   makes of the output, in the same
+					   pass; while it is written,
+					   PATH.part holds it and PATH.ready
+					   says which of its 1 MiB blocks are
+					   final (text: "mibera-ready 1 SIZE
+					   BLOCK\n" and a '0' or '1' per
+					   block); not for a set of parts, nor
+					   when a row is not whole blocks of
+					   32 of a type other than f16 (the
+					   result says) */
 	double follow_timeout_s;	/* follow: stop when its state file
 					   is not rewritten for this long; 0:
 					   300 s */
@@ -96,6 +108,8 @@ struct mb_convert_result {
 	uint64_t data_bytes;
 	size_t nrepairs;
 	double seconds;
+	uint64_t q8_size;		/* the Q8_0 file's size; 0: none */
+	char q8_why[256];		/* q8_path and no Q8_0 file: why */
 };
 
 /* Returns the layout named s ("native", "split"), or -1. */

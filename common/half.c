@@ -1,6 +1,7 @@
 /* half: f32/f16/bf16 row conversion with round-to-nearest-even. */
 #include "common/half.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -166,6 +167,117 @@ static int have_f16c(void)
 	return known;
 }
 #endif
+
+/* One Q8_0 block as ggml's reference code makes it, operation for
+ * operation. */
+static void q8_0_block(const float *x, uint8_t *out)
+{
+	float amax = 0.0f, d, id;
+	uint16_t h;
+	int j;
+
+	for (j = 0; j < MB_Q8_0_BLOCK; j++) {
+		float v = fabsf(x[j]);
+
+		amax = amax > v ? amax : v;
+	}
+	d = amax / ((1 << 7) - 1);
+	id = d != 0.0f ? 1.0f / d : 0.0f;
+	h = mb_f32_to_f16(d);
+	memcpy(out, &h, 2);
+	for (j = 0; j < MB_Q8_0_BLOCK; j++)
+		out[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+#ifdef MB_X86
+/* The same on AVX2: the same products, rounded half away from zero as
+ * roundf does (truncate, then up where the fraction is at least a half).
+ * A block holding a NaN or an infinity, or whose scale's inverse is
+ * infinite, takes the scalar code. */
+__attribute__((target("avx2"))) static void q8_0_row_x86(const float *x,
+							 uint8_t *out,
+							 size_t nb)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f),
+		     one = _mm256_set1_ps(1.0f),
+		     big = _mm256_set1_ps(3.0e38f);
+	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	size_t b;
+
+	for (b = 0; b < nb; b++, x += MB_Q8_0_BLOCK, out += MB_Q8_0_BYTES) {
+		__m256 v[4], m, ok;
+		__m256i q[4], p;
+		__m128 m4;
+		float amax, d, id;
+		uint16_t h;
+		int k;
+
+		for (k = 0; k < 4; k++)
+			v[k] = _mm256_loadu_ps(x + 8 * k);
+		m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]),
+						_mm256_andnot_ps(sign, v[1])),
+				  _mm256_max_ps(_mm256_andnot_ps(sign, v[2]),
+						_mm256_andnot_ps(sign, v[3])));
+		/* every |x| finite and ordered: below 3e38 (NaN compares
+		 * false) */
+		ok = _mm256_and_ps(
+			_mm256_and_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v[0]), big, _CMP_LT_OQ),
+				      _mm256_cmp_ps(_mm256_andnot_ps(sign, v[1]), big, _CMP_LT_OQ)),
+			_mm256_and_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v[2]), big, _CMP_LT_OQ),
+				      _mm256_cmp_ps(_mm256_andnot_ps(sign, v[3]), big, _CMP_LT_OQ)));
+		if (_mm256_movemask_ps(ok) != 0xff) {
+			q8_0_block(x, out);
+			continue;
+		}
+		m4 = _mm_max_ps(_mm256_castps256_ps128(m),
+				_mm256_extractf128_ps(m, 1));
+		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+		m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+		amax = _mm_cvtss_f32(m4);
+		d = amax / ((1 << 7) - 1);
+		id = d != 0.0f ? 1.0f / d : 0.0f;
+		if (isinf(id)) {
+			/* a block of subnormals: 0 * inf is NaN there */
+			q8_0_block(x, out);
+			continue;
+		}
+		h = mb_f32_to_f16(d);
+		memcpy(out, &h, 2);
+		for (k = 0; k < 4; k++) {
+			__m256 y = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
+			__m256 a = _mm256_andnot_ps(sign, y);
+			__m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO |
+							      _MM_FROUND_NO_EXC);
+			__m256 up = _mm256_and_ps(
+				_mm256_cmp_ps(_mm256_sub_ps(a, t), half, _CMP_GE_OQ),
+				one);
+
+			t = _mm256_or_ps(_mm256_add_ps(t, up),
+					 _mm256_and_ps(sign, y));
+			q[k] = _mm256_cvtps_epi32(t);
+		}
+		p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+				       _mm256_packs_epi32(q[2], q[3]));
+		p = _mm256_permutevar8x32_epi32(p, order);
+		_mm256_storeu_si256((__m256i *)(void *)(out + 2), p);
+	}
+}
+#endif
+
+void mb_q8_0_row(const float *x, void *out, size_t n)
+{
+	uint8_t *o = out;
+	size_t b, nb = n / MB_Q8_0_BLOCK;
+
+#ifdef MB_X86
+	if (!portable && __builtin_cpu_supports("avx2")) {
+		q8_0_row_x86(x, o, nb);
+		return;
+	}
+#endif
+	for (b = 0; b < nb; b++)
+		q8_0_block(x + b * MB_Q8_0_BLOCK, o + b * MB_Q8_0_BYTES);
+}
 
 int mb_half_accelerated(void)
 {

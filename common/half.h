@@ -32,6 +32,16 @@ float mb_f16_to_f32(uint16_t h);
 uint16_t mb_f32_to_bf16(float f);
 float mb_bf16_to_f32(uint16_t b);
 
+/* Q8_0 blocks (ggml's block_q8_0): per 32 values an f16 scale d = max|x| /
+ * 127 and 32 int8 x / d rounded half away from zero; the bytes
+ * llama.cpp's quantize_row_q8_0_ref makes. */
+#define MB_Q8_0_BLOCK 32
+#define MB_Q8_0_BYTES 34
+
+/* Quantizes n values (a multiple of MB_Q8_0_BLOCK) of x into out, n / 32
+ * blocks of MB_Q8_0_BYTES. */
+void mb_q8_0_row(const float *x, void *out, size_t n);
+
 /* Forces the portable path (1) or allows the F16C path (0); for tests. */
 void mb_half_force_portable(int on);
 

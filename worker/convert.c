@@ -3,6 +3,7 @@
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
  *     [--commit SHA] [--overrides FILE] [--converter mibera|llama.cpp]
  *     [--split-max-size SIZE] [--follow [--follow-timeout SECONDS]]
+ *     [--also-q8_0 Q8.gguf]
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
@@ -18,7 +19,12 @@
  * fetch (fetch --headers-first) still downloads into MODEL_DIR: it starts
  * once the shards' headers are there, takes each shard as it arrives, and
  * stops with the fetch's message when the fetch fails, or when the
- * fetch's state has not changed for SECONDS (default 300).
+ * fetch's state has not changed for SECONDS (default 300). With
+ * --also-q8_0 it writes in the same pass the Q8_0 GGUF that
+ * `mibera-worker quantize OUT.gguf Q8.gguf Q8_0` would make, byte for byte,
+ * saying while it runs which parts of it are final (Q8.gguf.ready), so the
+ * coordinator can pull it as it is written; a model it cannot make so (a
+ * set of parts) is left to quantize.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,7 +53,7 @@ static void usage(FILE *f)
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
 		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
 		   "           [--converter mibera|llama.cpp] [--split-max-size SIZE]\n"
-		   "           [--follow [--follow-timeout SECONDS]]\n\n"
+		   "           [--follow [--follow-timeout SECONDS]] [--also-q8_0 Q8.gguf]\n\n"
 		   "--split-max-size SIZE: when the GGUF would be bigger than "
 		   "SIZE (bytes, or\n"
 		   "K, M, G, T in powers of 1000: 50G), write it as a set of "
@@ -60,7 +66,10 @@ static void usage(FILE *f)
 		   "--dest MODEL_DIR`\n"
 		   "runs, each shard as soon as it is downloaded and verified; "
 		   "stop when the\nfetch fails or its state is not rewritten for "
-		   "--follow-timeout SECONDS (300).\n");
+		   "--follow-timeout SECONDS (300).\n"
+		   "--also-q8_0 Q8.gguf: write in the same pass the Q8_0 GGUF "
+		   "that\n`mibera-worker quantize OUT.gguf Q8.gguf Q8_0` makes, "
+		   "byte for byte.\n");
 }
 
 struct progress_ctx {
@@ -263,6 +272,13 @@ int verb_convert(int argc, char **argv)
 				return 2;
 			}
 			i++;
+		} else if (strcmp(a, "--also-q8_0") == 0 && v) {
+			o.q8_path = argv[++i];
+			if (o.q8_path[0] == '\0') {
+				fprintf(stderr, "mibera-worker convert: "
+					"--also-q8_0 needs a path\n");
+				return 2;
+			}
 		} else if (strcmp(a, "--follow") == 0) {
 			o.follow = 1;
 		} else if (strcmp(a, "--follow-timeout") == 0 && v) {
@@ -299,6 +315,16 @@ int verb_convert(int argc, char **argv)
 		fprintf(stderr, "mibera-worker convert: --follow goes with "
 			"mibera's converter: llama.cpp's reads the whole model "
 			"when it starts\n");
+		return 2;
+	}
+	if (llama && o.q8_path != NULL) {
+		fprintf(stderr, "mibera-worker convert: --also-q8_0 goes with "
+			"mibera's converter\n");
+		return 2;
+	}
+	if (o.q8_path != NULL && strcmp(o.q8_path, o.out_path) == 0) {
+		fprintf(stderr, "mibera-worker convert: '%s' is both the output "
+			"and the Q8_0 file\n", o.q8_path);
 		return 2;
 	}
 	if (llama && (overrides != NULL || layout_given)) {
@@ -378,6 +404,12 @@ int verb_convert(int argc, char **argv)
 		    r.arch, (unsigned long long)r.ntensors,
 		    (unsigned long long)r.file_size, r.seconds, r.nrepairs,
 		    (unsigned long long)ru.ru_maxrss * 1024);
+	if (r.q8_size > 0) {
+		mb_buf_adds(&b, ",\"q8_0\":");
+		mb_json_quote(&b, o.q8_path);
+		mb_buf_addf(&b, ",\"q8_0_bytes\":%llu",
+			    (unsigned long long)r.q8_size);
+	}
 	mb_events_emit(&pc.ev, "done", b.data);
 	mb_buf_release(&b);
 	mb_events_close(&pc.ev);
@@ -390,6 +422,11 @@ int verb_convert(int argc, char **argv)
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
+	if (r.q8_size > 0)
+		printf("wrote %s beside it: Q8_0, %.1f MB, from the same rows\n",
+		       o.q8_path, (double)r.q8_size / 1e6);
+	else if (o.q8_path != NULL)
+		printf("no Q8_0 beside it (quantize makes it): %s\n", r.q8_why);
 	ret = 0;
 done:
 	cJSON_free(base_text);

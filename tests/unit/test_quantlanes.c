@@ -18,6 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "common/half.h"
 #include "ggml.h"
 
 extern int ggml_quantize_lanes(void) __attribute__((weak));
@@ -132,6 +133,48 @@ static void test_q8_0(void **state)
 	nrows = NROWS;
 }
 
+/* The converter's own Q8_0 rows (common/half.h, for the Q8_0 file it
+ * writes beside its output) are ggml's reference rows, byte for byte, on
+ * its AVX2 path and its portable one, corners included. */
+static void test_converter_q8_0(void **state)
+{
+	size_t rowsz = ggml_row_size(GGML_TYPE_Q8_0, NPER), sz = rowsz * NROWS, i;
+	float *x = malloc(sizeof(float) * NPER * NROWS);
+	uint8_t *ref = malloc(sz), *mine = malloc(sz);
+	int r, portable;
+
+	(void)state;
+	assert_non_null(x);
+	assert_non_null(ref);
+	assert_non_null(mine);
+	nper = NPER;
+	nrows = NROWS;
+	rng = 0x9e3779b97f4a7c15ull;
+	for (r = 0; r < NROWS; r++)
+		fill_row(x + (size_t)r * NPER, r);
+	setenv("GGML_QUANTS_SCALAR", "1", 1);
+	assert_int_equal(ggml_quantize_chunk(GGML_TYPE_Q8_0, x, ref, 0, NROWS,
+					     NPER, NULL), sz);
+	unsetenv("GGML_QUANTS_SCALAR");
+	for (portable = 0; portable <= 1; portable++) {
+		mb_half_force_portable(portable);
+		memset(mine, 0xa5, sz);
+		for (r = 0; r < NROWS; r++)
+			mb_q8_0_row(x + (size_t)r * NPER, mine + (size_t)r * rowsz,
+				    NPER);
+		for (i = 0; i < sz; i++)
+			if (ref[i] != mine[i])
+				fail_msg("byte %zu (row %zu) is %02x from the "
+					 "converter's %s code, %02x from ggml's",
+					 i, i / rowsz, mine[i],
+					 portable ? "portable" : "AVX2", ref[i]);
+	}
+	mb_half_force_portable(0);
+	free(x);
+	free(ref);
+	free(mine);
+}
+
 static void test_q4_k(void **state)
 {
 	(void)state;
@@ -197,6 +240,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q8_0),
+		cmocka_unit_test(test_converter_q8_0),
 		cmocka_unit_test(test_q4_k),
 		cmocka_unit_test(test_q5_k),
 		cmocka_unit_test(test_q6_k),
