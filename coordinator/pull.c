@@ -88,15 +88,23 @@ static void report(struct pull *p)
 
 /* --- the record of verified chunks --- */
 
+/* The record's first line: the bytes and the cut it is a record of. */
+static void record_head(const struct mb_manifest *m, char *head, size_t cap)
+{
+	char hex[MB_SHA256_HEX];
+
+	mb_sha256_hex(m->sha256, hex);
+	snprintf(head, cap, RECORD_MAGIC " %s %llu %llu\n", hex,
+		 (unsigned long long)m->chunk_size,
+		 (unsigned long long)m->nchunks);
+}
+
 static int record_init(struct pull *p)
 {
-	char hex[MB_SHA256_HEX], head[200], *old = NULL;
+	char head[200], *old = NULL;
 	size_t n = 0;
 
-	mb_sha256_hex(p->m->sha256, hex);
-	snprintf(head, sizeof(head), RECORD_MAGIC " %s %llu %llu\n", hex,
-		 (unsigned long long)p->m->chunk_size,
-		 (unsigned long long)p->m->nchunks);
+	record_head(p->m, head, sizeof(head));
 	p->head_len = strlen(head);
 	p->record = mb_malloc(p->head_len + p->m->nchunks + 1);
 	if (p->record == NULL)
@@ -457,4 +465,306 @@ out:
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	return rc;
+}
+
+/* --- pulling ahead --- */
+
+/* How often REMOTE.ready is read while nothing new is final. */
+#define AHEAD_POLL_S 0.5
+#define AHEAD_READY_MAX (16u << 20)
+
+struct mb_pull_ahead {
+	const struct mb_pull_opts *o;
+	char remote[4200], part_remote[4300], ready[4300];
+	char part[4200], rec[4200];
+	uint64_t chunk;
+	int fd;
+	uint64_t size, nchunks;		/* 0 until known */
+	uint8_t (*hash)[MB_SHA256_LEN];	/* per chunk, once have */
+	char *have;
+	uint64_t fetched;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	volatile int stop;
+};
+
+struct ahead_sink {
+	struct mb_pull_ahead *a;
+	struct mb_sha256 h;
+};
+
+static int ahead_piece(const void *data, size_t n, uint64_t off, void *ctx)
+{
+	struct ahead_sink *s = ctx;
+	int rc;
+
+	if (s->a->stop)
+		return MB_ECANCELLED;
+	rc = mb_sha256_update(&s->h, data, n);
+	if (rc == 0)
+		rc = mb_pwrite_all(s->a->fd, data, n, off);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->a->mu);
+		s->a->fetched += n;
+		pthread_mutex_unlock(&s->a->mu);
+	}
+	return rc;
+}
+
+/* Sleeps up to s seconds, or until told to stop: 1 when told. */
+static int ahead_wait(struct mb_pull_ahead *a, double s)
+{
+	struct timespec ts;
+	int stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)s;
+	ts.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&a->mu);
+	if (!a->stop)
+		pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+	stop = a->stop;
+	pthread_mutex_unlock(&a->mu);
+	return stop;
+}
+
+/* What is final now: *all when the writer published the file, else the
+ * block map (the caller frees *map) of block bytes each. 0, or 1 when
+ * nothing can be said yet. */
+static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
+		      int *all, char **map, uint64_t *block)
+{
+	struct mb_transport_stat st;
+	unsigned long long size, blk;
+	char *buf = mb_malloc(AHEAD_READY_MAX + 1), *nl;
+	size_t got = 0;
+	int used = 0;
+
+	*all = 0;
+	*map = NULL;
+	if (buf == NULL)
+		return 1;
+	if (mb_transport_read(t, a->ready, 0, buf, AHEAD_READY_MAX, &got) == 0) {
+		buf[got] = '\0';
+		nl = memchr(buf, '\n', got);
+		if (nl != NULL &&
+		    sscanf(buf, "mibera-ready 1 %llu %llu%n", &size, &blk,
+			   &used) == 2 && buf + used == nl && blk > 0 &&
+		    (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk &&
+		    (a->size == 0 || a->size == size)) {
+			a->size = size;
+			*block = blk;
+			memmove(buf, nl + 1, (size_t)(buf + got - (nl + 1)));
+			*map = buf;
+			return 0;
+		}
+	}
+	free(buf);
+	/* no map: published (the writer removes it after), or not begun */
+	if (mb_transport_stat(t, a->remote, &st) == 0 && !st.is_dir &&
+	    (a->size == 0 || a->size == st.size)) {
+		a->size = st.size;
+		*all = 1;
+		return 0;
+	}
+	return 1;
+}
+
+static void *ahead_main(void *arg)
+{
+	struct mb_pull_ahead *a = arg;
+	struct mb_transport *t = NULL;
+	char err[512];
+	uint64_t left = 1;
+
+	while (!a->stop && left > 0) {
+		uint64_t block = 0, i, got_now = 0;
+		char *map = NULL;
+		int all;
+
+		if (t == NULL && a->o->open(a->o->open_ctx, &t, err,
+					    sizeof(err)) != 0) {
+			t = NULL;
+			if (ahead_wait(a, 5.0))
+				break;
+			continue;
+		}
+		if (ahead_poll(a, t, &all, &map, &block) != 0) {
+			if (ahead_wait(a, AHEAD_POLL_S))
+				break;
+			continue;
+		}
+		pthread_mutex_lock(&a->mu);
+		if (a->nchunks == 0 && a->size > 0) {
+			a->nchunks = (a->size + a->chunk - 1) / a->chunk;
+			a->have = mb_calloc(a->nchunks, 1);
+			a->hash = mb_calloc(a->nchunks, sizeof(*a->hash));
+		}
+		pthread_mutex_unlock(&a->mu);
+		if (a->size == 0 || a->have == NULL || a->hash == NULL) {
+			free(map);
+			break; /* nothing to pull, or no memory for it */
+		}
+		left = 0;
+		for (i = 0; i < a->nchunks && !a->stop; i++) {
+			uint64_t off = i * a->chunk, len = a->size - off, b, got = 0;
+			struct ahead_sink sk;
+			int ready = 1, rc;
+
+			memset(&sk, 0, sizeof(sk));
+			sk.a = a;
+			if (a->have[i])
+				continue;
+			if (len > a->chunk)
+				len = a->chunk;
+			for (b = off / (block ? block : 1);
+			     !all && b * block < off + len; b++)
+				ready = ready && map[b] == '1';
+			if (!ready) {
+				left++;
+				continue;
+			}
+			rc = mb_sha256_init(&sk.h);
+			if (rc == 0)
+				rc = mb_transport_read_stream(t, all ? a->remote
+								    : a->part_remote,
+							      off, len, ahead_piece,
+							      &sk, &got);
+			if (rc == 0 && got == len) {
+				pthread_mutex_lock(&a->mu);
+				rc = mb_sha256_final(&sk.h, a->hash[i]);
+				if (rc == 0)
+					a->have[i] = 1;
+				pthread_mutex_unlock(&a->mu);
+				got_now++;
+			}
+			mb_sha256_release(&sk.h);
+			if (rc != 0 || got != len) {
+				/* renamed under the read, or the link broke:
+				 * look again */
+				left++;
+				if (rc != 0 && rc != MB_ENOENT &&
+				    rc != MB_ECANCELLED) {
+					mb_transport_free(t);
+					t = NULL;
+				}
+				break;
+			}
+		}
+		free(map);
+		if (left > 0 && got_now == 0 && ahead_wait(a, AHEAD_POLL_S))
+			break;
+	}
+	if (t != NULL)
+		mb_transport_free(t);
+	return NULL;
+}
+
+int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
+			uint64_t chunk_size, const char *dest,
+			struct mb_pull_ahead **out)
+{
+	struct mb_pull_ahead *a;
+
+	*out = NULL;
+	if (o->open == NULL || chunk_size == 0)
+		return MB_EINVAL;
+	a = mb_calloc(1, sizeof(*a));
+	if (a == NULL)
+		return MB_ENOMEM;
+	a->o = o;
+	a->chunk = chunk_size;
+	snprintf(a->remote, sizeof(a->remote), "%s", remote);
+	snprintf(a->part_remote, sizeof(a->part_remote), "%s.part", remote);
+	snprintf(a->ready, sizeof(a->ready), "%s.ready", remote);
+	snprintf(a->part, sizeof(a->part), "%s.part", dest);
+	snprintf(a->rec, sizeof(a->rec), "%s.chunks", dest);
+	unlink(a->rec);
+	a->fd = open(a->part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (a->fd < 0) {
+		int rc = mb_err_from_errno(errno);
+
+		free(a);
+		return rc;
+	}
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	if (pthread_create(&a->th, NULL, ahead_main, a) != 0) {
+		close(a->fd);
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return MB_ENOMEM;
+	}
+	*out = a;
+	return 0;
+}
+
+uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&a->mu);
+	n = a->fetched;
+	pthread_mutex_unlock(&a->mu);
+	return n;
+}
+
+void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
+			  uint64_t *adopted, uint64_t *fetched)
+{
+	uint64_t i, off, len;
+	char head[200], *rec;
+	size_t hn;
+
+	*adopted = 0;
+	if (fetched != NULL)
+		*fetched = 0;
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stop = 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	pthread_join(a->th, NULL);
+	if (fetched != NULL)
+		*fetched = a->fetched;
+	/* the manifest's cut, size and chunks, or nothing is taken */
+	if (m != NULL && m->size == a->size && m->chunk_size == a->chunk &&
+	    m->nchunks == a->nchunks && a->have != NULL &&
+	    mb_fsync(a->fd) == 0) {
+		record_head(m, head, sizeof(head));
+		hn = strlen(head);
+		rec = mb_malloc(hn + m->nchunks + 1);
+		if (rec != NULL) {
+			memcpy(rec, head, hn);
+			for (i = 0; i < m->nchunks; i++) {
+				int ok = a->have[i] &&
+					 memcmp(a->hash[i], m->chunks[i],
+						MB_SHA256_LEN) == 0;
+
+				rec[hn + i] = ok ? '1' : '0';
+				if (ok) {
+					mb_manifest_chunk(m, i, &off, &len);
+					*adopted += len;
+				}
+			}
+			if (*adopted == 0 ||
+			    mb_atomic_write(a->rec, rec, hn + m->nchunks,
+					    0644) != 0)
+				*adopted = 0;
+			free(rec);
+		}
+	}
+	close(a->fd);
+	free(a->have);
+	free(a->hash);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
 }

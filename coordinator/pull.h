@@ -65,4 +65,33 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 		 const struct mb_manifest *m, const char *dest,
 		 struct mb_pull_stats *st, char *err, size_t errcap);
 
+/* --- pulling a file while the worker still writes it ---
+ *
+ * A file written out of order, with REMOTE.ready beside it saying which of
+ * its blocks are final (the Q8_0 file of convert --also-q8_0,
+ * common/convert.h), can be pulled before its manifest exists: a thread
+ * on its own transport (o->open) fetches into DEST.part each chunk of
+ * chunk_size (the size the manifest will be cut in) whose blocks are all
+ * final, from REMOTE.part, or from REMOTE once the writer published it,
+ * and hashes it. Nothing fetched so is trusted: once the manifest exists,
+ * mb_pull_ahead_finish marks in DEST's record (DEST.chunks) only the
+ * chunks whose hash is the manifest's, and mb_pull_file fetches the rest
+ * and checks the whole as always. */
+struct mb_pull_ahead;
+
+/* Starts pulling remote ahead into dest (DEST.part is started again and an
+ * earlier record of it dropped). 0, or an mb_err code (no thread). */
+int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
+			uint64_t chunk_size, const char *dest,
+			struct mb_pull_ahead **out);
+
+/* Bytes the thread has received so far. */
+uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a);
+
+/* Stops the thread and, with m (the file's manifest; NULL: none), records
+ * the chunks fetched that match it: *adopted their bytes, *fetched (may
+ * be NULL) the bytes received. Frees a; NULL-safe. */
+void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
+			  uint64_t *adopted, uint64_t *fetched);
+
 #endif

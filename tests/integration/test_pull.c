@@ -477,6 +477,106 @@ static void test_full_disk_loses_nothing(void **state)
 	mb_transport_free(o.t);
 }
 
+/* Waits up to 20 s for the pull ahead to have received at least n bytes. */
+static uint64_t ahead_reaches(struct mb_pull_ahead *a, uint64_t n)
+{
+	int i;
+
+	for (i = 0; i < 400 && mb_pull_ahead_fetched(a) < n; i++)
+		usleep(50 * 1000);
+	return mb_pull_ahead_fetched(a);
+}
+
+/* A file pulled while the worker writes it: only the chunks whose blocks
+ * REMOTE.ready calls final are fetched (from REMOTE.part, then from REMOTE
+ * once it is published); once the manifest exists, only the chunks that
+ * match it are kept, and the pull fetches the rest: here a chunk whose
+ * blocks were called final before their bytes were. */
+static void test_pulled_while_written(void **state)
+{
+	enum { BLOCK = 512 * 1024, LIAR = 3 };
+	uint64_t nblocks = (SIZE + BLOCK - 1) / BLOCK, half = 12 * CHUNK, b,
+		 adopted, fetched, lied;
+	unsigned char *data = malloc(SIZE);
+	char dir[800], w[900], part[960], ready[960], dest[800], err[1024];
+	char *map = malloc(nblocks + 100);
+	struct link l = { 0, 0 };
+	struct mb_pull_opts o;
+	struct mb_pull_stats st;
+	struct mb_pull_ahead *a;
+	size_t i;
+	int n;
+
+	(void)state;
+	assert_non_null(data);
+	assert_non_null(map);
+	path_in(dir, sizeof(dir), "ahead-worker");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(w, sizeof(w), "%s/m-Q8_0.gguf", dir);
+	snprintf(part, sizeof(part), "%s.part", w);
+	snprintf(ready, sizeof(ready), "%s.ready", w);
+	path_in(dest, sizeof(dest), "ahead");
+	/* the writer: the first half of the file, and the liar's chunk
+	 * called final before its bytes are there */
+	memset(data, 0, SIZE);
+	for (i = 0; i < half; i++)
+		data[i] = pattern(i);
+	assert_int_equal(th_write_file(part, data, SIZE), 0);
+	n = snprintf(map, nblocks + 100, "mibera-ready 1 %u %u\n", SIZE, BLOCK);
+	for (b = 0; b < nblocks; b++)
+		map[n + b] = b * BLOCK < half ||
+				     b / (CHUNK / BLOCK) == (uint64_t)half / CHUNK + LIAR
+			     ? '1' : '0';
+	assert_int_equal(th_write_file(ready, map, (size_t)n + nblocks), 0);
+
+	memset(&o, 0, sizeof(o));
+	o.open = open_stream;
+	o.open_ctx = &l;
+	assert_int_equal(mb_pull_ahead_start(&o, w, CHUNK, dest, &a), 0);
+	lied = half + CHUNK;
+	assert_int_equal(ahead_reaches(a, lied), lied);
+	usleep(1500 * 1000); /* more polls: nothing else is final yet */
+	assert_int_equal(mb_pull_ahead_fetched(a), lied);
+
+	/* the rest is written, then the file published */
+	for (i = half; i < SIZE; i++)
+		data[i] = pattern(i);
+	assert_int_equal(th_write_file(part, data, SIZE), 0);
+	assert_int_equal(rename(part, w), 0);
+	assert_int_equal(unlink(ready), 0);
+	assert_int_equal(ahead_reaches(a, SIZE), SIZE);
+	mb_pull_ahead_finish(a, g_m, &adopted, &fetched);
+	assert_int_equal(fetched, SIZE);
+	assert_int_equal(adopted, SIZE - CHUNK);
+
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(open_ssh(&l, &o.t, err, sizeof(err)), 0);
+	o.streams = 1;
+	assert_int_equal(mb_pull_file(&o, w, g_m, dest, &st, err, sizeof(err)),
+			 0);
+	assert_verified(dest);
+	assert_int_equal(st.reused, SIZE - CHUNK);
+	assert_int_equal(st.fetched, CHUNK);
+	mb_transport_free(o.t);
+
+	/* stopped before anything is final: nothing recorded, nothing kept
+	 * from a record of before */
+	unlink(w);
+	path_in(dest, sizeof(dest), "ahead-none");
+	memset(&o, 0, sizeof(o));
+	o.open = open_stream;
+	o.open_ctx = &l;
+	assert_int_equal(mb_pull_ahead_start(&o, w, CHUNK, dest, &a), 0);
+	usleep(300 * 1000);
+	mb_pull_ahead_finish(a, g_m, &adopted, &fetched);
+	assert_int_equal(adopted, 0);
+	assert_int_equal(fetched, 0);
+	snprintf(part, sizeof(part), "%s.chunks", dest);
+	assert_false(exists(part));
+	free(data);
+	free(map);
+}
+
 static void test_stale_record_not_trusted(void **state)
 {
 	struct mb_pull_opts o;
@@ -520,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_killed_pull_resumes),
 		cmocka_unit_test(test_full_disk_loses_nothing),
 		cmocka_unit_test(test_stale_record_not_trusted),
+		cmocka_unit_test(test_pulled_while_written),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
