@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -74,6 +75,12 @@ struct run {
 	const char *side_step, *side_jstep;
 	struct mb_transport *side;
 	double side_last;
+	/* the Q8_0 the convert writes beside the F16 (q8path on the
+	 * worker), pulled as it is written */
+	char q8path[3000];
+	struct mb_pull_ahead *ahead;
+	struct mb_pull_opts ahead_o;
+	char ahead_name[512];
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -661,6 +668,16 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	o.progress = on_pull_progress;
 	o.progress_ctx = &pc;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
+	if (r->ahead != NULL && strcmp(m->name, r->ahead_name) == 0) {
+		uint64_t adopted, ahead;
+
+		mb_pull_ahead_finish(r->ahead, m, &adopted, &ahead);
+		r->ahead = NULL;
+		note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while the "
+		     "conversion wrote it match its manifest (%.1f MB came "
+		     "ahead)", m->name, (double)adopted / 1e6,
+		     (double)m->size / 1e6, (double)ahead / 1e6);
+	}
 	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"file\":");
@@ -1015,6 +1032,26 @@ static int convert_follows(struct run *r)
 	       strcmp(r->j->converter, MB_CONVERTER_LLAMA) != 0;
 }
 
+/* Whether the convert writes the job's Q8_0 in its own pass (convert
+ * --also-q8_0): mibera's converter, one file, Q8_0 asked for. The name the
+ * job gives the type goes to *type. */
+static int q8_beside(struct run *r, char *type, size_t cap)
+{
+	char quants[256], *q, *save = NULL;
+
+	if (strcmp(r->j->converter, MB_CONVERTER_LLAMA) == 0 ||
+	    r->j->split_max_size > 0)
+		return 0;
+	snprintf(quants, sizeof(quants), "%s", r->j->quants);
+	for (q = strtok_r(quants, ",", &save); q != NULL;
+	     q = strtok_r(NULL, ",", &save))
+		if (strcasecmp(q, "Q8_0") == 0) {
+			snprintf(type, cap, "%s", q);
+			return 1;
+		}
+	return 0;
+}
+
 /* The convert step's arguments (argv has room for 24); follow adds
  * --follow. ofile and split hold what some of them point to. */
 static int convert_argv(struct run *r, const char **argv, int follow,
@@ -1074,10 +1111,55 @@ static int convert_argv(struct run *r, const char **argv, int follow,
 		argv[n++] = "--split-max-size";
 		argv[n++] = split;
 	}
+	{
+		char type[32], name[512];
+
+		if (q8_beside(r, type, sizeof(type))) {
+			artifact_name(r, type, name, sizeof(name));
+			snprintf(r->q8path, sizeof(r->q8path), "%s/%s", r->out,
+				 name);
+			argv[n++] = "--also-q8_0";
+			argv[n++] = r->q8path;
+		}
+	}
 	if (follow)
 		argv[n++] = "--follow";
 	argv[n] = NULL;
 	return 0;
+}
+
+static int open_stream(void *ctx, struct mb_transport **t, char *err,
+		       size_t errcap);
+
+/* Starts pulling the Q8_0 the convert writes (r->q8path) as it is
+ * written, into the partial directory; what matches its manifest later
+ * is kept (mb_pull_ahead_finish, in pull_one). Best effort: without it the
+ * file is pulled once it is done. */
+static void ahead_start(struct run *r)
+{
+	char pdir[4400], dest[5000];
+	const char *name;
+	struct stat st;
+
+	if (r->ahead != NULL || r->q8path[0] == '\0')
+		return;
+	name = strrchr(r->q8path, '/') + 1;
+	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
+	snprintf(dest, sizeof(dest), "%s/%s", r->adir, name);
+	if (stat(dest, &st) == 0 || mb_mkdir_p(r->adir, 0755) != 0 ||
+	    mb_mkdir_p(pdir, 0755) != 0)
+		return; /* pulled before a restart, or no room to say so */
+	snprintf(dest, sizeof(dest), "%s/%s", pdir, name);
+	memset(&r->ahead_o, 0, sizeof(r->ahead_o));
+	r->ahead_o.open = open_stream;
+	r->ahead_o.open_ctx = r;
+	if (mb_pull_ahead_start(&r->ahead_o, r->q8path,
+				(uint64_t)r->cfg->chunk_mib << 20, dest,
+				&r->ahead) != 0)
+		return;
+	snprintf(r->ahead_name, sizeof(r->ahead_name), "%s", name);
+	note(r, "convert", "info", "writing %s in the same pass, and pulling "
+	     "it as it is written", name);
 }
 
 static int step_convert(struct run *r)
@@ -1090,6 +1172,8 @@ static int step_convert(struct run *r)
 	 * the fetch done follows the running convert, or runs it after) */
 	rc = convert_argv(r, argv, r->convert_started, repo, sizeof(repo),
 			  ofile, sizeof(ofile), split, sizeof(split));
+	if (rc == 0)
+		ahead_start(r);
 	return rc != 0 ? rc : run_worker(r, "convert", "convert", argv, 0);
 }
 
@@ -1145,6 +1229,7 @@ static int start_convert_following(struct run *r)
 		rc = start_worker(r, "convert", argv, NULL);
 	if (rc != 0)
 		return rc;
+	ahead_start(r);
 	/* a restart finds it running: neither a new attempt nor a new note */
 	if (!r->convert_started) {
 		struct mb_step_row was;
@@ -1271,15 +1356,20 @@ static int step_quantize(struct run *r)
 {
 	enum { MAXQ = 32 };
 	char quants[256], imx[2400], *q, *save = NULL, split[32], thr[16];
-	char (*qout)[3000], (*wstep)[48];
+	char (*qout)[3000], (*wstep)[48], q8[32] = "";
 	const char *types[MAXQ], *argv[MAXQ][12];
 	int rc = 0, use_imx = imatrix_wanted(r), nq = 0, width, threads, i, k;
 
 	imatrix_path(r, imx, sizeof(imx));
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
+	/* the convert wrote the Q8_0 (or said why not): done first, alone,
+	 * so the batches after pull it beside the types made now */
+	if (!q8_beside(r, q8, sizeof(q8)))
+		q8[0] = '\0';
 	for (q = strtok_r(quants, ",", &save); q && nq < MAXQ;
 	     q = strtok_r(NULL, ",", &save))
-		types[nq++] = q;
+		if (q8[0] == '\0' || strcmp(q, q8) != 0)
+			types[nq++] = q;
 	qout = mb_malloc(sizeof(*qout) * MAXQ);
 	wstep = mb_malloc(sizeof(*wstep) * MAXQ);
 	if (qout == NULL || wstep == NULL) {
@@ -1316,6 +1406,9 @@ static int step_quantize(struct run *r)
 		snprintf(qout[i], sizeof(qout[i]), "%s/%s", r->out, qname);
 		snprintf(wstep[i], sizeof(wstep[i]), "quantize-%s", types[i]);
 	}
+	if (q8[0] != '\0' && nq > 0)
+		note(r, "quantize", "info", "%s comes from the conversion's "
+		     "pass; the other types are made while it is pulled", q8);
 	if (nq > 1 && width > 1)
 		note(r, "quantize", "info", "quantizing %d types side by side, "
 		     "%d threads each (%s has %ld CPUs, %.0f GB of memory)", width,
@@ -1325,6 +1418,15 @@ static int step_quantize(struct run *r)
 		     "(%s has %ld CPUs, %.0f GB of memory; side by side takes 8 "
 		     "CPUs and 16 GB)", r->w.name, r->w_cpus,
 		     (double)r->w_ram / 1e9);
+	if (q8[0] != '\0') {
+		char name[512], path[3000], step[48];
+		const char *qa[] = { "quantize", r->f16, path, q8, NULL };
+
+		artifact_name(r, q8, name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", r->out, name);
+		snprintf(step, sizeof(step), "quantize-%s", q8);
+		rc = run_worker(r, "quantize", step, qa, 0);
+	}
 	for (i = 0; rc == 0 && i < nq; i += width) {
 		int end = i + width < nq ? i + width : nq;
 
@@ -2200,6 +2302,11 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 			     "so that `mibera-job retry %lld` resumes after the "
 			     "last finished step; they are removed when the job "
 			     "succeeds", r.w.name, r.wjob, (long long)j->id);
+	}
+	if (r.ahead != NULL) {
+		uint64_t adopted;
+
+		mb_pull_ahead_finish(r.ahead, NULL, &adopted, NULL);
 	}
 	if (r.early != NULL) {
 		size_t i;

@@ -254,11 +254,32 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "\"type\":\"done\""));
 	assert_non_null(strstr(out, "\"repairs\":13"));
 	assert_non_null(strstr(out, "\"type\":\"pulled\""));
+	{
+		/* the Q8_0 was written in the conversion's pass and pulled as
+		 * it was written: all of it matched its manifest, and the pull
+		 * after fetched nothing */
+		const char *e = strstr(out, "\"file\":\"phi4-tiny-Q8_0.gguf\","
+					    "\"ok\":true,");
+		unsigned long long bytes = 0, reused = 1, fetched = 1;
+
+		assert_non_null(e);
+		assert_int_equal(sscanf(e, "\"file\":\"phi4-tiny-Q8_0.gguf\","
+					"\"ok\":true,\"bytes\":%llu,\"reused\":%llu,"
+					"\"fetched\":%llu", &bytes, &reused,
+					&fetched), 3);
+		assert_true(bytes > 0);
+		assert_int_equal(reused, bytes);
+		assert_int_equal(fetched, 0);
+	}
 	free(out);
 	/* and in words, for a person */
 	assert_int_equal(th_prog("mibera-job", "logs 1", &out), 0);
 	assert_non_null(strstr(out, "convert   repaired "));
 	assert_non_null(strstr(out, "pull      pulled and verified phi4-tiny-Q8_0.gguf"));
+	assert_non_null(strstr(out, "writing phi4-tiny-Q8_0.gguf in the same "
+				    "pass, and pulling it as it is written"));
+	assert_non_null(strstr(out, "MB pulled while the conversion wrote it "
+				    "match its manifest"));
 	assert_non_null(strstr(out, "13 config repairs"));
 	assert_non_null(strstr(out, "job 1 succeeded"));
 	assert_null(strstr(out, "\"type\""));
@@ -849,8 +870,9 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	/* how the types were made, in words */
 	snprintf(args, sizeof(args), "logs --step quantize %d", id);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
-	assert_true(strstr(out, "one type after another") != NULL ||
-		    strstr(out, "side by side") != NULL);
+	assert_non_null(strstr(out, "Q8_0 comes from the conversion's pass; "
+				    "the other types are made while it is "
+				    "pulled"));
 	free(out);
 	/* both quants smoke tested, and here as the manifest says */
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/manifest.json",
@@ -909,9 +931,9 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 
 	(void)state;
 	snprintf(pre, sizeof(pre),
-		 "if [ \"$1\" = start ] && [ \"$3\" = manifest-Q8_0 ] && "
+		 "if [ \"$1\" = start ] && [ \"$3\" = manifest-Q6_K ] && "
 		 "[ ! -e %s/go-manifest ]; then\n"
-		 "  i=0; while ! ls %s/wd-wr/jobs/*/quantize-Q8_0.result.json "
+		 "  i=0; while ! ls %s/wd-wr/jobs/*/quantize-Q6_K.result.json "
 		 ">/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.2; "
 		 "i=$((i+1)); done\n"
 		 "  touch %s/at-manifest\n"
@@ -921,12 +943,12 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 	snprintf(until, sizeof(until), "i=0; while [ ! -e %s/go-q4 ] && "
 		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
 	add_holding_worker("wr", until, pre);
-	snprintf(args, sizeof(args), "submit %s --worker wr --quant Q8_0,Q4_0 "
+	snprintf(args, sizeof(args), "submit %s --worker wr --quant Q6_K,Q4_0 "
 		 "--imatrix off --no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
-	/* Q8_0 made: kill -9 before it is pulled */
+	/* Q6_K made: kill -9 before it is pulled */
 	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
 	snprintf(path, sizeof(path), "%s/at-manifest", root);
 	assert_int_equal(wait_file(path), 0);
@@ -934,11 +956,11 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 	waitpid(pid, &st, 0);
 	snprintf(path, sizeof(path), "%s/go-manifest", root);
 	assert_int_equal(th_write_file(path, "", 0), 0);
-	/* the new coordinator pulls Q8_0 while Q4_0 is still held */
+	/* the new coordinator pulls Q6_K while Q4_0 is still held */
 	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
 	t0 = th_now_ms();
 	while (n == 0 && th_now_ms() - t0 < 120000) {
-		event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q8_0.gguf", &n);
+		event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q6_K.gguf", &n);
 		if (n == 0)
 			usleep(100 * 1000);
 	}
@@ -954,7 +976,7 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 	snprintf(args, sizeof(args), "logs --step pull %d", id);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "while the worker goes on with Q4_0") == NULL ||
-	    strstr(out, "goes on with Q8_0") != NULL)
+	    strstr(out, "goes on with Q6_K") != NULL)
 		fail_msg("the resumed pull went beside the wrong step:\n%s", out);
 	free(out);
 }
