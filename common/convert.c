@@ -1298,7 +1298,7 @@ static void q8_ready(struct job *jb, const char *path, uint64_t size,
 	for (b = 0; b < jb->q8_nblocks; b++)
 		doc[hn + b] = atomic_load(&jb->q8_left[b]) == 0 ? '1' : '0';
 	if (memcmp(doc + hn, last, jb->q8_nblocks) != 0 &&
-	    mb_atomic_write(path, doc, hn + jb->q8_nblocks, 0644) == 0)
+	    mb_replace_file(path, doc, hn + jb->q8_nblocks, 0644) == 0)
 		memcpy(last, doc + hn, jb->q8_nblocks);
 	free(doc);
 }
@@ -1570,7 +1570,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			rc = q8_plan(&pl, &w, af[0].tmp, &qw, sub, sizeof(sub));
 		}
 		if (rc == MB_EUNSUPPORTED) {
-			snprintf(r->q8_why, sizeof(r->q8_why), "%s", sub);
+			snprintf(r->q8_why, sizeof(r->q8_why), "%.250s", sub);
 		} else if (rc != 0) {
 			mb_seterr(err, errcap, "cannot lay out '%s': %s%s%s",
 				  o->q8_path, mb_strerror(rc), sub[0] ? ": " : "",

@@ -303,6 +303,24 @@ int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
 	return mb_afile_commit(&af);
 }
 
+int mb_replace_file(const char *path, const void *buf, size_t n, mode_t mode)
+{
+	struct mb_afile af;
+	int rc;
+
+	rc = mb_afile_open(&af, path, mode);
+	if (rc != 0)
+		return rc;
+	rc = mb_afile_write(&af, buf, n);
+	if (rc == 0 && close(af.fd) != 0)
+		rc = mb_err_from_errno(errno);
+	af.fd = -1;
+	if (rc == 0 && rename(af.tmp, af.path) != 0)
+		rc = mb_err_from_errno(errno);
+	mb_afile_abort(&af); /* removes the .part when the rename did not */
+	return rc;
+}
+
 int mb_repo_path_ok(const char *p)
 {
 	const char *comp = p;

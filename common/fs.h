@@ -75,6 +75,11 @@ void mb_afile_abort(struct mb_afile *af);
 /* Writes n bytes to path atomically (mb_afile_open/write/commit). */
 int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode);
 
+/* Replaces path with n bytes the way mb_atomic_write does (a reader sees
+ * the old bytes or the new), without making them durable: for a note
+ * rewritten several times a second that a crash may lose. */
+int mb_replace_file(const char *path, const void *buf, size_t n, mode_t mode);
+
 /* Removes path and everything under it (no symlink is followed); a
  * missing path is not an error. */
 int mb_rmtree(const char *path);

@@ -75,6 +75,29 @@ static void test_atomic_write(void **state)
 	free(data);
 }
 
+/* The note rewritten several times a second: the latest bytes, no .part
+ * left, and a failed write leaves the old note as it was. */
+static void test_replace_file(void **state)
+{
+	struct ctx *c = *state;
+	size_t len;
+	char *data, bad[700];
+
+	assert_int_equal(mb_replace_file(c->path, "one", 3, 0644), 0);
+	assert_int_equal(mb_replace_file(c->path, "second", 6, 0644), 0);
+	data = th_slurp(c->path, &len);
+	assert_non_null(data);
+	assert_int_equal(len, 6);
+	assert_memory_equal(data, "second", 6);
+	free(data);
+	assert_false(exists(c->part));
+	snprintf(bad, sizeof(bad), "%s/no-such-dir/note", c->dir);
+	assert_int_not_equal(mb_replace_file(bad, "x", 1, 0644), 0);
+	data = th_slurp(c->path, &len);
+	assert_int_equal(len, 6);
+	free(data);
+}
+
 static void test_enospc_midway_loses_nothing(void **state)
 {
 	struct ctx *c = *state;
@@ -250,6 +273,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_full_and_pread, setup,
 						teardown),
 		cmocka_unit_test(test_repo_path_ok),
+		cmocka_unit_test_setup_teardown(test_replace_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proc_kb_field, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
