@@ -673,9 +673,9 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 
 		mb_pull_ahead_finish(r->ahead, m, &adopted, &ahead);
 		r->ahead = NULL;
-		note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while the "
-		     "conversion wrote it match its manifest (%.1f MB came "
-		     "ahead)", m->name, (double)adopted / 1e6,
+		note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while it "
+		     "was written match its manifest (%.1f MB came ahead)",
+		     m->name, (double)adopted / 1e6,
 		     (double)m->size / 1e6, (double)ahead / 1e6);
 	}
 	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);
@@ -1131,35 +1131,44 @@ static int convert_argv(struct run *r, const char **argv, int follow,
 static int open_stream(void *ctx, struct mb_transport **t, char *err,
 		       size_t errcap);
 
-/* Starts pulling the Q8_0 the convert writes (r->q8path) as it is
+/* Starts pulling remote, a file a worker step writes with a map of what
+ * is final beside it (the convert's Q8_0, a quantize's output), as it is
  * written, into the partial directory; what matches its manifest later
- * is kept (mb_pull_ahead_finish, in pull_one). Best effort: without it the
- * file is pulled once it is done. */
-static void ahead_start(struct run *r)
+ * is kept (mb_pull_ahead_finish, in pull_one). One such pull at a time.
+ * Best effort: 0 when it runs; without it the file is pulled once done. */
+static int ahead_start(struct run *r, const char *remote)
 {
 	char pdir[4400], dest[5000];
 	const char *name;
 	struct stat st;
 
-	if (r->ahead != NULL || r->q8path[0] == '\0')
-		return;
-	name = strrchr(r->q8path, '/') + 1;
+	if (r->ahead != NULL || remote[0] == '\0' ||
+	    strrchr(remote, '/') == NULL)
+		return -1;
+	name = strrchr(remote, '/') + 1;
 	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
 	snprintf(dest, sizeof(dest), "%s/%s", r->adir, name);
 	if (stat(dest, &st) == 0 || mb_mkdir_p(r->adir, 0755) != 0 ||
 	    mb_mkdir_p(pdir, 0755) != 0)
-		return; /* pulled before a restart, or no room to say so */
+		return -1; /* pulled before a restart, or no room to say so */
 	snprintf(dest, sizeof(dest), "%s/%s", pdir, name);
 	memset(&r->ahead_o, 0, sizeof(r->ahead_o));
 	r->ahead_o.open = open_stream;
 	r->ahead_o.open_ctx = r;
-	if (mb_pull_ahead_start(&r->ahead_o, r->q8path,
+	if (mb_pull_ahead_start(&r->ahead_o, remote,
 				(uint64_t)r->cfg->chunk_mib << 20, dest,
 				&r->ahead) != 0)
-		return;
+		return -1;
 	snprintf(r->ahead_name, sizeof(r->ahead_name), "%s", name);
-	note(r, "convert", "info", "writing %s in the same pass, and pulling "
-	     "it as it is written", name);
+	return 0;
+}
+
+/* The convert's Q8_0, pulled as the convert writes it. */
+static void ahead_start_q8(struct run *r)
+{
+	if (r->q8path[0] != '\0' && ahead_start(r, r->q8path) == 0)
+		note(r, "convert", "info", "writing %s in the same pass, and "
+		     "pulling it as it is written", r->ahead_name);
 }
 
 static int step_convert(struct run *r)
@@ -1173,7 +1182,7 @@ static int step_convert(struct run *r)
 	rc = convert_argv(r, argv, r->convert_started, repo, sizeof(repo),
 			  ofile, sizeof(ofile), split, sizeof(split));
 	if (rc == 0)
-		ahead_start(r);
+		ahead_start_q8(r);
 	return rc != 0 ? rc : run_worker(r, "convert", "convert", argv, 0);
 }
 
@@ -1229,7 +1238,7 @@ static int start_convert_following(struct run *r)
 		rc = start_worker(r, "convert", argv, NULL);
 	if (rc != 0)
 		return rc;
-	ahead_start(r);
+	ahead_start_q8(r);
 	/* a restart finds it running: neither a new attempt nor a new note */
 	if (!r->convert_started) {
 		struct mb_step_row was;
@@ -1447,6 +1456,11 @@ static int step_quantize(struct run *r)
 			rc = pull_ready(r, types[i]);
 			side_end(r);
 		}
+		/* then the file this batch writes, as it is written */
+		if (rc == 0 && !done && end - i == 1 &&
+		    r->j->split_max_size == 0 && ahead_start(r, qout[i]) == 0)
+			note(r, "pull", "info", "pulling %s as %s writes it",
+			     r->ahead_name, wstep[i]);
 		for (k = i; rc == 0 && k < end; k++)
 			rc = run_worker(r, "quantize", wstep[k], argv[k], 0);
 	}

@@ -479,7 +479,8 @@ struct mb_pull_ahead {
 	char part[4200], rec[4200];
 	uint64_t chunk;
 	int fd;
-	uint64_t size, nchunks;		/* 0 until known */
+	uint64_t size;			/* 0 until known */
+	uint64_t ncap;			/* chunks have and hash hold */
 	uint8_t (*hash)[MB_SHA256_LEN];	/* per chunk, once have */
 	char *have;
 	uint64_t fetched;
@@ -534,10 +535,11 @@ static int ahead_wait(struct mb_pull_ahead *a, double s)
 }
 
 /* What is final now: *all when the writer published the file, else the
- * block map (the caller frees *map) of block bytes each. 0, or 1 when
- * nothing can be said yet. */
+ * block map (the caller frees *map; *nmap blocks of *block bytes). A map
+ * of a file whose size is not known yet says size 0 and grows. 0, or 1
+ * when nothing can be said yet. */
 static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
-		      int *all, char **map, uint64_t *block)
+		      int *all, char **map, uint64_t *nmap, uint64_t *block)
 {
 	struct mb_transport_stat st;
 	unsigned long long size, blk;
@@ -555,10 +557,13 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 		if (nl != NULL &&
 		    sscanf(buf, "mibera-ready 1 %llu %llu%n", &size, &blk,
 			   &used) == 2 && buf + used == nl && blk > 0 &&
-		    (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk &&
-		    (a->size == 0 || a->size == size)) {
-			a->size = size;
+		    (size == 0 ||
+		     (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk) &&
+		    (a->size == 0 || size == 0 || a->size == size)) {
+			if (size > 0)
+				a->size = size;
 			*block = blk;
+			*nmap = (uint64_t)(buf + got - (nl + 1));
 			memmove(buf, nl + 1, (size_t)(buf + got - (nl + 1)));
 			*map = buf;
 			return 0;
@@ -583,7 +588,7 @@ static void *ahead_main(void *arg)
 	uint64_t left = 1;
 
 	while (!a->stop && left > 0) {
-		uint64_t block = 0, i, got_now = 0;
+		uint64_t block = 0, nmap = 0, i, got_now = 0, n;
 		char *map = NULL;
 		int all;
 
@@ -594,25 +599,42 @@ static void *ahead_main(void *arg)
 				break;
 			continue;
 		}
-		if (ahead_poll(a, t, &all, &map, &block) != 0) {
+		if (ahead_poll(a, t, &all, &map, &nmap, &block) != 0) {
 			if (ahead_wait(a, AHEAD_POLL_S))
 				break;
 			continue;
 		}
-		pthread_mutex_lock(&a->mu);
-		if (a->nchunks == 0 && a->size > 0) {
-			a->nchunks = (a->size + a->chunk - 1) / a->chunk;
-			a->have = mb_calloc(a->nchunks, 1);
-			a->hash = mb_calloc(a->nchunks, sizeof(*a->hash));
+		/* the chunks that can be said final: all of a file of known
+		 * size, else the whole ones the map covers */
+		n = a->size > 0 ? (a->size + a->chunk - 1) / a->chunk
+				: nmap * block / a->chunk;
+		if (n > a->ncap) {
+			void *h, *v;
+
+			pthread_mutex_lock(&a->mu);
+			h = mb_realloc(a->have, n);
+			if (h != NULL)
+				a->have = h;
+			v = mb_realloc(a->hash, n * sizeof(*a->hash));
+			if (v != NULL)
+				a->hash = v;
+			if (h != NULL && v != NULL) {
+				memset(a->have + a->ncap, 0, n - a->ncap);
+				a->ncap = n;
+			}
+			pthread_mutex_unlock(&a->mu);
+			if (h == NULL || v == NULL) {
+				free(map);
+				break; /* no memory to pull ahead: the pull does it */
+			}
 		}
-		pthread_mutex_unlock(&a->mu);
-		if (a->size == 0 || a->have == NULL || a->hash == NULL) {
+		if (all && a->size == 0) {
 			free(map);
-			break; /* nothing to pull, or no memory for it */
+			break; /* published empty: nothing to pull */
 		}
-		left = 0;
-		for (i = 0; i < a->nchunks && !a->stop; i++) {
-			uint64_t off = i * a->chunk, len = a->size - off, b, got = 0;
+		left = a->size > 0 ? 0 : 1; /* more to come while unknown */
+		for (i = 0; i < n && !a->stop; i++) {
+			uint64_t off = i * a->chunk, len = a->chunk, b, got = 0;
 			struct ahead_sink sk;
 			int ready = 1, rc;
 
@@ -620,8 +642,8 @@ static void *ahead_main(void *arg)
 			sk.a = a;
 			if (a->have[i])
 				continue;
-			if (len > a->chunk)
-				len = a->chunk;
+			if (a->size > 0 && len > a->size - off)
+				len = a->size - off;
 			for (b = off / (block ? block : 1);
 			     !all && b * block < off + len; b++)
 				ready = ready && map[b] == '1';
@@ -734,9 +756,10 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 	pthread_join(a->th, NULL);
 	if (fetched != NULL)
 		*fetched = a->fetched;
-	/* the manifest's cut, size and chunks, or nothing is taken */
-	if (m != NULL && m->size == a->size && m->chunk_size == a->chunk &&
-	    m->nchunks == a->nchunks && a->have != NULL &&
+	/* the manifest's cut, or nothing is taken; a chunk fetched whole
+	 * where the file ends shorter has another hash than the manifest's */
+	if (m != NULL && (a->size == 0 || m->size == a->size) &&
+	    m->chunk_size == a->chunk && a->have != NULL &&
 	    mb_fsync(a->fd) == 0) {
 		record_head(m, head, sizeof(head));
 		hn = strlen(head);
@@ -744,7 +767,7 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 		if (rec != NULL) {
 			memcpy(rec, head, hn);
 			for (i = 0; i < m->nchunks; i++) {
-				int ok = a->have[i] &&
+				int ok = i < a->ncap && a->have[i] &&
 					 memcmp(a->hash[i], m->chunks[i],
 						MB_SHA256_LEN) == 0;
 

@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,103 @@ static int free_space(const char *out, const char *tmp, uint64_t *avail)
 }
 
 /* fsyncs tmp, renames it over out and fsyncs the directory. */
+/* --- the map of what is final, while llama.cpp writes ---
+ *
+ * llama_model_quantize writes OUT.part front to back after a placeholder
+ * for the header, which it writes last. While it runs, OUT.ready says
+ * which 1 MiB blocks are final (the map of common/convert.h, size 0: not
+ * known yet): every whole block written past the header's room, taken as
+ * the input's header and 1 MiB (the header keeps the input's keys and
+ * tensor names). The coordinator pulls those while the rest is made, and
+ * keeps only what matches the manifest after. */
+#define READY_BLOCK (1u << 20)
+
+struct ready_map {
+	const char *part, *path;
+	uint64_t head;			/* bytes not final until the end */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+};
+
+static void ready_write(struct ready_map *rm, uint64_t *last)
+{
+	struct stat sb;
+	uint64_t n, b;
+	char *doc;
+	int hn;
+
+	if (stat(rm->part, &sb) != 0)
+		return;
+	n = (uint64_t)sb.st_size / READY_BLOCK;
+	if (n <= *last)
+		return;
+	doc = malloc(64 + n);
+	if (doc == NULL)
+		return;
+	hn = snprintf(doc, 64, "mibera-ready 1 0 %u\n", READY_BLOCK);
+	for (b = 0; b < n; b++)
+		doc[hn + b] = b * READY_BLOCK >= rm->head ? '1' : '0';
+	if (mb_replace_file(rm->path, doc, (size_t)hn + n, 0644) == 0)
+		*last = n;
+	free(doc);
+}
+
+static void *ready_main(void *arg)
+{
+	struct ready_map *rm = arg;
+	uint64_t last = 0;
+
+	pthread_mutex_lock(&rm->mu);
+	while (!rm->stop) {
+		struct timespec ts;
+
+		pthread_mutex_unlock(&rm->mu);
+		ready_write(rm, &last);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&rm->mu);
+		if (!rm->stop)
+			pthread_cond_timedwait(&rm->cv, &rm->mu, &ts);
+	}
+	pthread_mutex_unlock(&rm->mu);
+	return NULL;
+}
+
+/* Starts keeping path (OUT.ready) for part; 0 when it runs. */
+static int ready_start(struct ready_map *rm, const char *part,
+		       const char *path, uint64_t head)
+{
+	memset(rm, 0, sizeof(*rm));
+	rm->part = part;
+	rm->path = path;
+	rm->head = head + READY_BLOCK;
+	pthread_mutex_init(&rm->mu, NULL);
+	pthread_cond_init(&rm->cv, NULL);
+	if (pthread_create(&rm->th, NULL, ready_main, rm) != 0) {
+		pthread_cond_destroy(&rm->cv);
+		pthread_mutex_destroy(&rm->mu);
+		return -1;
+	}
+	return 0;
+}
+
+static void ready_stop(struct ready_map *rm)
+{
+	pthread_mutex_lock(&rm->mu);
+	rm->stop = 1;
+	pthread_cond_signal(&rm->cv);
+	pthread_mutex_unlock(&rm->mu);
+	pthread_join(rm->th, NULL);
+	pthread_cond_destroy(&rm->cv);
+	pthread_mutex_destroy(&rm->mu);
+}
+
 static int publish(const char *tmp, const char *out)
 {
 	int fd, rc;
@@ -498,7 +596,9 @@ int verb_quantize(int argc, char **argv)
 	const char *in = NULL, *out = NULL, *type = NULL, *imx_path = NULL;
 	struct imatrix *imx = NULL;
 	struct llama_model_kv_override kvo[4];
-	char tmp[4096], tmpdir[4096], qout[4200], err[1024];
+	char tmp[4096], tmpdir[4096], qout[4200], err[1024], readyp[4200] = "";
+	struct ready_map rm;
+	int rm_on = 0;
 	uint64_t threads = 0, reserve = 0, est, avail, in_size = 0, n_in = 0;
 	uint64_t max_size = 0;
 	size_t i, nhdr = 0;
@@ -720,8 +820,16 @@ int verb_quantize(int argc, char **argv)
 	} else {
 		snprintf(qout, sizeof(qout), "%s", tmp);
 		unlink(tmp);
+		if (max_size == 0 &&
+		    (size_t)snprintf(readyp, sizeof(readyp), "%s.ready", out) <
+			    sizeof(readyp))
+			rm_on = ready_start(&rm, tmp, readyp,
+					    nhdr > 0 ? in_hdr[0]->data_start
+						     : 64u << 20) == 0;
 	}
 	rc = (int)llama_model_quantize(in_set.first, qout, &p);
+	if (rm_on)
+		ready_stop(&rm);
 	llama_log_set(NULL, NULL);
 	if (rc != 0) {
 		if (st.tty)
@@ -804,6 +912,8 @@ int verb_quantize(int argc, char **argv)
 	}
 	ret = 0;
 out:
+	if (readyp[0] != '\0')
+		unlink(readyp); /* after the file is published, or not */
 	if (tmpdir[0] != '\0')
 		mb_rmtree(tmpdir);
 	imatrix_free(imx);

@@ -278,8 +278,8 @@ static void test_job_end_to_end(void **state)
 	assert_non_null(strstr(out, "pull      pulled and verified phi4-tiny-Q8_0.gguf"));
 	assert_non_null(strstr(out, "writing phi4-tiny-Q8_0.gguf in the same "
 				    "pass, and pulling it as it is written"));
-	assert_non_null(strstr(out, "MB pulled while the conversion wrote it "
-				    "match its manifest"));
+	assert_non_null(strstr(out, "MB pulled while it was written match its "
+				    "manifest"));
 	assert_non_null(strstr(out, "13 config repairs"));
 	assert_non_null(strstr(out, "job 1 succeeded"));
 	assert_null(strstr(out, "\"type\""));
