@@ -557,6 +557,7 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 		if (nl != NULL &&
 		    sscanf(buf, "mibera-ready 1 %llu %llu%n", &size, &blk,
 			   &used) == 2 && buf + used == nl && blk > 0 &&
+		    blk <= MB_MANIFEST_MAX_CHUNK && size <= MB_MANIFEST_MAX_SIZE &&
 		    (size == 0 ||
 		     (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk) &&
 		    (a->size == 0 || size == 0 || a->size == size)) {
@@ -608,6 +609,8 @@ static void *ahead_main(void *arg)
 		 * size, else the whole ones the map covers */
 		n = a->size > 0 ? (a->size + a->chunk - 1) / a->chunk
 				: nmap * block / a->chunk;
+		if (n > MB_MANIFEST_MAX_CHUNKS)
+			n = MB_MANIFEST_MAX_CHUNKS; /* past what a manifest holds */
 		if (n > a->ncap) {
 			void *h, *v;
 
@@ -646,7 +649,7 @@ static void *ahead_main(void *arg)
 				len = a->size - off;
 			for (b = off / (block ? block : 1);
 			     !all && b * block < off + len; b++)
-				ready = ready && map[b] == '1';
+				ready = ready && b < nmap && map[b] == '1';
 			if (!ready) {
 				left++;
 				continue;

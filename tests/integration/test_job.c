@@ -874,6 +874,16 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 				    "the other types are made while it is "
 				    "pulled"));
 	free(out);
+	/* the last quant was pulled as llama.cpp wrote it, after the
+	 * restart too, and what came so was checked against its manifest */
+	snprintf(args, sizeof(args), "logs --step pull %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	if (strstr(out, "pulling phi4-tiny-Q4_0.gguf as quantize-Q4_0 writes "
+			"it") == NULL ||
+	    strstr(out, "phi4-tiny-Q4_0.gguf: ") == NULL ||
+	    strstr(out, "pulled while it was written match its manifest") == NULL)
+		fail_msg("no pull of Q4_0 as it was written:\n%s", out);
+	free(out);
 	/* both quants smoke tested, and here as the manifest says */
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/manifest.json",
 		 root, id);

@@ -577,6 +577,63 @@ static void test_pulled_while_written(void **state)
 	free(map);
 }
 
+/* A map that lies or is not a map: nothing read past it, nothing taken
+ * that the manifest does not say, and the pull after does the rest. */
+static void test_hostile_ready_map(void **state)
+{
+	static const char *const maps[] = {
+		"garbage\n111",
+		"mibera-ready 1 1125899906842624 1048576\n1111",
+		"mibera-ready 1 0 1073741824\n11111111111111111111",
+		"mibera-ready 1 0 0\n1111",
+		"mibera-ready 2 0 1048576\n1111",
+		"mibera-ready 1 0 1048576\n1111111111111111111111111111111111",
+	};
+	char dir[800], w[900], ready[960], dest[1000], err[1024];
+	struct link l = { 0, 0 };
+	struct mb_pull_opts o;
+	struct mb_pull_stats st;
+	struct mb_pull_ahead *a;
+	uint64_t adopted, fetched;
+	unsigned char *junk = malloc(SIZE);
+	size_t i, k;
+
+	(void)state;
+	assert_non_null(junk);
+	for (k = 0; k < SIZE; k++)
+		junk[k] = (unsigned char)~pattern(k);
+	path_in(dir, sizeof(dir), "hostile-worker");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(w, sizeof(w), "%s/m-Q8_0.gguf", dir);
+	snprintf(ready, sizeof(ready), "%s.ready", w);
+	snprintf(dest, sizeof(dest), "%s.part", w);
+	/* the bytes beside the map are not the file's */
+	assert_int_equal(th_write_file(dest, junk, SIZE), 0);
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		assert_int_equal(th_write_file(ready, maps[i], strlen(maps[i])), 0);
+		path_in(dest, sizeof(dest), "hostile");
+		memset(&o, 0, sizeof(o));
+		o.open = open_stream;
+		o.open_ctx = &l;
+		assert_int_equal(mb_pull_ahead_start(&o, w, CHUNK, dest, &a), 0);
+		usleep(700 * 1000);
+		mb_pull_ahead_finish(a, g_m, &adopted, &fetched);
+		assert_int_equal(adopted, 0);
+	}
+	/* the file as it is: the pull fetches all of it and it verifies */
+	assert_int_equal(rename(g_remote, w), 0);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(open_ssh(&l, &o.t, err, sizeof(err)), 0);
+	o.streams = 1;
+	assert_int_equal(mb_pull_file(&o, w, g_m, dest, &st, err, sizeof(err)),
+			 0);
+	assert_int_equal(rename(w, g_remote), 0);
+	assert_verified(dest);
+	assert_int_equal(st.fetched, SIZE);
+	mb_transport_free(o.t);
+	free(junk);
+}
+
 static void test_stale_record_not_trusted(void **state)
 {
 	struct mb_pull_opts o;
@@ -621,6 +678,7 @@ int main(void)
 		cmocka_unit_test(test_full_disk_loses_nothing),
 		cmocka_unit_test(test_stale_record_not_trusted),
 		cmocka_unit_test(test_pulled_while_written),
+		cmocka_unit_test(test_hostile_ready_map),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -10,6 +10,7 @@
  * The k-quant blocks made on AVX2 lanes give the file the scalar code
  * gives, byte for byte (Q8_0 too). */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -329,6 +330,96 @@ static void test_q8_0_beside_conversion(void **state)
 		unlink(beside);
 		unlink(q);
 	}
+}
+
+/* While llama.cpp writes a quant, OUT.ready calls final only blocks whose
+ * bytes stay as they are: every block it named, read from OUT.part the
+ * moment it was named, is the same in the published file; the header's
+ * room is never named; the map goes when the file is published. A 40-layer
+ * model quantized on one thread gives the map time to be read many
+ * times. */
+static void test_ready_map_is_honest(void **state)
+{
+	enum { BLOCK = 1 << 20, MAXB = 4096 };
+	const char *extra[] = { "--config", "correct", "--layers", "40", NULL };
+	char src[700], f[700], out[700], part[760], ready[760], *log, *doc;
+	char *argv[9];
+	unsigned char **seen = calloc(MAXB, sizeof(*seen));
+	unsigned char *fin;
+	size_t len, flen, b, named = 0, first = MAXB;
+	pid_t pid;
+	int st, fd, done = 0;
+
+	(void)state;
+	assert_non_null(seen);
+	snprintf(src, sizeof(src), "%s/deep", root);
+	snprintf(f, sizeof(f), "%s/deep-F16.gguf", root);
+	snprintf(out, sizeof(out), "%s/deep-Q4_K_M.gguf", root);
+	snprintf(part, sizeof(part), "%s.part", out);
+	snprintf(ready, sizeof(ready), "%s.ready", out);
+	assert_int_equal(th_mkmodel(src, "phi4-tiny", extra), 0);
+	if (th_sh(&log, "'%s' convert '%s' '%s'", worker, src, f) != 0)
+		fail_msg("convert: %s", log);
+	free(log);
+	argv[0] = worker;
+	argv[1] = "quantize";
+	argv[2] = f;
+	argv[3] = out;
+	argv[4] = "Q4_K_M";
+	argv[5] = "--threads";
+	argv[6] = "1";
+	argv[7] = NULL;
+	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	while (!done) {
+		done = waitpid(pid, &st, WNOHANG) == pid;
+		doc = th_slurp(ready, &len);
+		if (doc != NULL) {
+			const char *nl = memchr(doc, '\n', len);
+
+			assert_non_null(nl);
+			assert_true(strncmp(doc, "mibera-ready 1 0 1048576\n",
+					    (size_t)(nl + 1 - doc)) == 0);
+			fd = open(part, O_RDONLY);
+			for (b = 0; fd >= 0 && nl + 1 + b < doc + len && b < MAXB;
+			     b++) {
+				if (nl[1 + b] != '1' || seen[b] != NULL)
+					continue;
+				seen[b] = malloc(BLOCK);
+				assert_non_null(seen[b]);
+				assert_int_equal(pread(fd, seen[b], BLOCK,
+						       (off_t)b * BLOCK), BLOCK);
+				named++;
+				if (b < first)
+					first = b;
+			}
+			if (fd >= 0)
+				close(fd);
+			free(doc);
+		}
+		usleep(20 * 1000);
+	}
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_not_equal(access(ready, F_OK), 0);
+	assert_int_not_equal(access(part, F_OK), 0);
+	print_message("%zu blocks named final while the quant was written\n",
+		      named);
+	assert_true(named >= 10);
+	/* the header (its placeholder is rewritten at the end) never */
+	assert_true(first >= 1);
+	fin = (unsigned char *)th_slurp(out, &flen);
+	assert_non_null(fin);
+	for (b = 0; b < MAXB; b++) {
+		if (seen[b] == NULL)
+			continue;
+		assert_true((b + 1) * BLOCK <= flen);
+		if (memcmp(seen[b], fin + b * BLOCK, BLOCK) != 0)
+			fail_msg("block %zu was named final and changed after", b);
+		free(seen[b]);
+	}
+	free(seen);
+	free(fin);
+	unlink(f);
+	unlink(out);
 }
 
 static void test_fallback_rows(void **state)
@@ -901,6 +992,7 @@ int main(void)
 		cmocka_unit_test(test_q4_k_m_and_q8_0_run),
 		cmocka_unit_test(test_lanes_same_file),
 		cmocka_unit_test(test_q8_0_beside_conversion),
+		cmocka_unit_test(test_ready_map_is_honest),
 		cmocka_unit_test(test_fallback_rows),
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_corrupt_input),
