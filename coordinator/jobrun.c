@@ -81,6 +81,7 @@ struct run {
 	struct mb_pull_ahead *ahead;
 	struct mb_pull_opts ahead_o;
 	char ahead_name[512];
+	double ahead_t0, ahead_last;
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -224,6 +225,7 @@ static int follow_flush(struct follow_ctx *f)
 }
 
 static void side_peek(struct run *r);
+static void ahead_peek(struct run *r);
 
 /* Streams a journal of any size: lines are gathered as they arrive and
  * stored in batches with the offset they end at, so a follow that stops
@@ -262,6 +264,7 @@ static int on_follow(int stream, const void *data, size_t len, void *ctx)
 	if (follow_flush(f) != 0)
 		return 1;
 	side_peek(f->r);
+	ahead_peek(f->r);
 	return 0;
 }
 
@@ -1160,7 +1163,36 @@ static int ahead_start(struct run *r, const char *remote)
 				&r->ahead) != 0)
 		return -1;
 	snprintf(r->ahead_name, sizeof(r->ahead_name), "%s", name);
+	r->ahead_t0 = mb_now_s();
+	r->ahead_last = 0;
 	return 0;
+}
+
+/* The pull ahead's progress, as the pull's, about once a second while
+ * the step it runs beside is followed; only once the file's size is
+ * known (a quant's is not until it is made). */
+static void ahead_peek(struct run *r)
+{
+	double now = mb_now_s();
+	uint64_t done, size;
+	struct mb_buf b;
+
+	if (r->ahead == NULL || now - r->ahead_last < 1.0)
+		return;
+	r->ahead_last = now;
+	done = mb_pull_ahead_fetched(r->ahead);
+	size = mb_pull_ahead_size(r->ahead);
+	if (size == 0)
+		return;
+	mb_buf_init(&b, 4096);
+	mb_buf_adds(&b, "\"what\":");
+	mb_json_quote(&b, r->ahead_name);
+	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,"
+		    "\"ahead\":true", (unsigned long long)done,
+		    (unsigned long long)size,
+		    now > r->ahead_t0 ? (double)done / (now - r->ahead_t0) : 0.0);
+	store_event(r, "pull", "progress", b.data);
+	mb_buf_release(&b);
 }
 
 /* The convert's Q8_0, pulled as the convert writes it. */

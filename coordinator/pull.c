@@ -561,8 +561,10 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 		    (size == 0 ||
 		     (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk) &&
 		    (a->size == 0 || size == 0 || a->size == size)) {
+			pthread_mutex_lock(&a->mu);
 			if (size > 0)
 				a->size = size;
+			pthread_mutex_unlock(&a->mu);
 			*block = blk;
 			*nmap = (uint64_t)(buf + got - (nl + 1));
 			memmove(buf, nl + 1, (size_t)(buf + got - (nl + 1)));
@@ -574,7 +576,9 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 	/* no map: published (the writer removes it after), or not begun */
 	if (mb_transport_stat(t, a->remote, &st) == 0 && !st.is_dir &&
 	    (a->size == 0 || a->size == st.size)) {
+		pthread_mutex_lock(&a->mu);
 		a->size = st.size;
+		pthread_mutex_unlock(&a->mu);
 		*all = 1;
 		return 0;
 	}
@@ -736,6 +740,16 @@ uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a)
 
 	pthread_mutex_lock(&a->mu);
 	n = a->fetched;
+	pthread_mutex_unlock(&a->mu);
+	return n;
+}
+
+uint64_t mb_pull_ahead_size(struct mb_pull_ahead *a)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&a->mu);
+	n = a->size;
 	pthread_mutex_unlock(&a->mu);
 	return n;
 }

@@ -88,6 +88,10 @@ int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
 /* Bytes the thread has received so far. */
 uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a);
 
+/* The file's size as the writer's map or the published file gave it; 0
+ * while not known. */
+uint64_t mb_pull_ahead_size(struct mb_pull_ahead *a);
+
 /* Stops the thread and, with m (the file's manifest; NULL: none), records
  * the chunks fetched that match it: *adopted their bytes, *fetched (may
  * be NULL) the bytes received. Frees a; NULL-safe. */

@@ -535,6 +535,7 @@ static void test_pulled_while_written(void **state)
 	assert_int_equal(mb_pull_ahead_start(&o, w, CHUNK, dest, &a), 0);
 	lied = half + CHUNK;
 	assert_int_equal(ahead_reaches(a, lied), lied);
+	assert_int_equal(mb_pull_ahead_size(a), SIZE); /* the map said */
 	usleep(1500 * 1000); /* more polls: nothing else is final yet */
 	assert_int_equal(mb_pull_ahead_fetched(a), lied);
 
@@ -568,6 +569,7 @@ static void test_pulled_while_written(void **state)
 	o.open_ctx = &l;
 	assert_int_equal(mb_pull_ahead_start(&o, w, CHUNK, dest, &a), 0);
 	usleep(300 * 1000);
+	assert_int_equal(mb_pull_ahead_size(a), 0);
 	mb_pull_ahead_finish(a, g_m, &adopted, &fetched);
 	assert_int_equal(adopted, 0);
 	assert_int_equal(fetched, 0);
