@@ -130,6 +130,53 @@ static int record_mark(struct pull *p, uint64_t i)
 			       0644);
 }
 
+/* Chunks of DEST.part that the record does not list but whose bytes are
+ * there (a pull ahead or a pull killed before its record left them) are
+ * hashed: those that match the manifest are kept. */
+static void part_check(struct pull *p)
+{
+	enum { PIECE = 4 << 20 };
+	int fd = open(p->part, O_RDONLY | O_CLOEXEC), any = 0;
+	uint64_t i, off, len, at;
+	struct stat sb;
+	char *buf = NULL;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) != 0 || (buf = mb_malloc(PIECE)) == NULL)
+		goto out;
+	for (i = 0; i < p->m->nchunks; i++) {
+		uint8_t d[MB_SHA256_LEN];
+		struct mb_sha256 h;
+		size_t got = 0;
+		int ok = 1;
+
+		mb_manifest_chunk(p->m, i, &off, &len);
+		if (p->done[i] == '1' || off + len > (uint64_t)sb.st_size)
+			continue;
+		if (mb_sha256_init(&h) != 0)
+			break;
+		for (at = 0; ok && at < len; at += got) {
+			size_t want = len - at < PIECE ? (size_t)(len - at) : PIECE;
+
+			ok = mb_pread_full(fd, buf, want, off + at, &got) == 0 &&
+			     got == want && mb_sha256_update(&h, buf, got) == 0;
+		}
+		if (ok && mb_sha256_final(&h, d) == 0 &&
+		    memcmp(d, p->m->chunks[i], MB_SHA256_LEN) == 0) {
+			p->done[i] = '1';
+			any = 1;
+		}
+		mb_sha256_release(&h);
+	}
+	if (any)
+		mb_atomic_write(p->rec, p->record, p->head_len + p->m->nchunks,
+				0644);
+out:
+	free(buf);
+	close(fd);
+}
+
 /* --- one stream --- */
 
 struct chunk_sink {
@@ -359,6 +406,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 		mb_seterr(err, errcap, "out of memory");
 		goto out;
 	}
+	part_check(&p);
 	for (i = 0; i < m->nchunks; i++) {
 		mb_manifest_chunk(m, i, &off, &len);
 		if (p.done[i] == '1')
@@ -472,13 +520,22 @@ out:
 /* How often REMOTE.ready is read while nothing new is final. */
 #define AHEAD_POLL_S 0.5
 #define AHEAD_READY_MAX (16u << 20)
+/* Pulling ahead leaves this much free beside DEST: the job database and
+ * the logs must still be written, and a pull that cannot fit fails before
+ * its first byte, saying so. */
+#define AHEAD_ROOM (64ull << 20)
+/* A stopped pull ahead finishes the chunk it reads for this long. */
+#define AHEAD_FINISH_S 10
 
 struct mb_pull_ahead {
 	const struct mb_pull_opts *o;
 	char remote[4200], part_remote[4300], ready[4300];
-	char part[4200], rec[4200];
+	char part[4200], rec[4200], dir[4200];
 	uint64_t chunk;
-	int fd;
+	int fd;				/* DEST.part, opened at the first chunk */
+	int made;			/* ... which this pull created */
+	char *old;			/* an earlier pull's record of DEST */
+	size_t oldlen;
 	uint64_t size;			/* 0 until known */
 	uint64_t ncap;			/* chunks have and hash hold */
 	uint8_t (*hash)[MB_SHA256_LEN];	/* per chunk, once have */
@@ -487,7 +544,9 @@ struct mb_pull_ahead {
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	volatile int stop;
+	volatile int stop;		/* no new chunk */
+	volatile int hard;		/* not even the one being read */
+	int exited;
 };
 
 struct ahead_sink {
@@ -500,7 +559,7 @@ static int ahead_piece(const void *data, size_t n, uint64_t off, void *ctx)
 	struct ahead_sink *s = ctx;
 	int rc;
 
-	if (s->a->stop)
+	if (s->a->hard)
 		return MB_ECANCELLED;
 	rc = mb_sha256_update(&s->h, data, n);
 	if (rc == 0)
@@ -585,6 +644,16 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 	return 1;
 }
 
+/* Chunk i is verified in the record an earlier pull left: the flags
+ * after its first line. */
+static int ahead_old_done(const struct mb_pull_ahead *a, uint64_t i)
+{
+	const char *nl = a->old ? memchr(a->old, '\n', a->oldlen) : NULL;
+
+	return nl != NULL && (size_t)(nl + 1 - a->old) + i < a->oldlen &&
+	       nl[1 + i] == '1';
+}
+
 static void *ahead_main(void *arg)
 {
 	struct mb_pull_ahead *a = arg;
@@ -647,7 +716,7 @@ static void *ahead_main(void *arg)
 
 			memset(&sk, 0, sizeof(sk));
 			sk.a = a;
-			if (a->have[i])
+			if (a->have[i] || ahead_old_done(a, i))
 				continue;
 			if (a->size > 0 && len > a->size - off)
 				len = a->size - off;
@@ -657,6 +726,25 @@ static void *ahead_main(void *arg)
 			if (!ready) {
 				left++;
 				continue;
+			}
+			{
+				uint64_t avail;
+
+				if (mb_fs_free_space(a->dir, &avail) != 0 ||
+				    avail < len + AHEAD_ROOM) {
+					left++;
+					break; /* no room now: later, or the pull */
+				}
+			}
+			if (a->fd < 0) {
+				a->fd = open(a->part, O_RDWR | O_CREAT | O_CLOEXEC,
+					     0644);
+				if (a->fd < 0) {
+					free(map);
+					map = NULL;
+					left = 0;
+					break;
+				}
 			}
 			rc = mb_sha256_init(&sk.h);
 			if (rc == 0)
@@ -691,6 +779,10 @@ static void *ahead_main(void *arg)
 	}
 	if (t != NULL)
 		mb_transport_free(t);
+	pthread_mutex_lock(&a->mu);
+	a->exited = 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
 	return NULL;
 }
 
@@ -713,18 +805,21 @@ int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
 	snprintf(a->ready, sizeof(a->ready), "%s.ready", remote);
 	snprintf(a->part, sizeof(a->part), "%s.part", dest);
 	snprintf(a->rec, sizeof(a->rec), "%s.chunks", dest);
-	unlink(a->rec);
-	a->fd = open(a->part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (a->fd < 0) {
-		int rc = mb_err_from_errno(errno);
-
-		free(a);
-		return rc;
-	}
+	snprintf(a->dir, sizeof(a->dir), "%s", dest);
+	if (strrchr(a->dir, '/') != NULL)
+		*strrchr(a->dir, '/') = '\0';
+	else
+		snprintf(a->dir, sizeof(a->dir), ".");
+	/* what an earlier pull verified stays, and is not fetched again */
+	a->fd = -1;
+	a->made = access(a->part, F_OK) != 0;
+	if (mb_read_file(a->rec, MB_MANIFEST_MAX_CHUNKS + 512, &a->old,
+			 &a->oldlen) != 0)
+		a->old = NULL;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	if (pthread_create(&a->th, NULL, ahead_main, a) != 0) {
-		close(a->fd);
+		free(a->old);
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
@@ -766,9 +861,20 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 		*fetched = 0;
 	if (a == NULL)
 		return;
+	/* the chunk being read is finished, for a while */
 	pthread_mutex_lock(&a->mu);
 	a->stop = 1;
 	pthread_cond_broadcast(&a->cv);
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += AHEAD_FINISH_S;
+		while (!a->exited &&
+		       pthread_cond_timedwait(&a->cv, &a->mu, &ts) == 0)
+			;
+	}
+	a->hard = 1;
 	pthread_mutex_unlock(&a->mu);
 	pthread_join(a->th, NULL);
 	if (fetched != NULL)
@@ -776,10 +882,15 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 	/* the manifest's cut, or nothing is taken; a chunk fetched whole
 	 * where the file ends shorter has another hash than the manifest's */
 	if (m != NULL && (a->size == 0 || m->size == a->size) &&
-	    m->chunk_size == a->chunk && a->have != NULL &&
+	    m->chunk_size == a->chunk && a->have != NULL && a->fd >= 0 &&
 	    mb_fsync(a->fd) == 0) {
+		int same;
+
 		record_head(m, head, sizeof(head));
 		hn = strlen(head);
+		/* an earlier record of these very bytes keeps its chunks */
+		same = a->old != NULL && a->oldlen == hn + m->nchunks &&
+		       memcmp(a->old, head, hn) == 0;
 		rec = mb_malloc(hn + m->nchunks + 1);
 		if (rec != NULL) {
 			memcpy(rec, head, hn);
@@ -788,7 +899,8 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 					 memcmp(a->hash[i], m->chunks[i],
 						MB_SHA256_LEN) == 0;
 
-				rec[hn + i] = ok ? '1' : '0';
+				rec[hn + i] = ok || (same && a->old[hn + i] == '1')
+						      ? '1' : '0';
 				if (ok) {
 					mb_manifest_chunk(m, i, &off, &len);
 					*adopted += len;
@@ -801,7 +913,12 @@ void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 			free(rec);
 		}
 	}
-	close(a->fd);
+	if (a->fd >= 0)
+		close(a->fd);
+	/* nothing kept of a file this pull began: not left behind */
+	if (*adopted == 0 && a->made)
+		unlink(a->part);
+	free(a->old);
 	free(a->have);
 	free(a->hash);
 	pthread_cond_destroy(&a->cv);
