@@ -287,7 +287,9 @@ void mb_afile_abort(struct mb_afile *af)
 	af->path = NULL;
 }
 
-int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
+/* path replaced by n bytes through path.part; durable: fsynced first. */
+static int replace_whole(const char *path, const void *buf, size_t n,
+			 mode_t mode, int durable)
 {
 	struct mb_afile af;
 	int rc;
@@ -296,29 +298,27 @@ int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
 	if (rc != 0)
 		return rc;
 	rc = mb_afile_write(&af, buf, n);
-	if (rc != 0) {
-		mb_afile_abort(&af);
-		return rc;
+	if (rc == 0 && durable)
+		return mb_afile_commit(&af);
+	if (rc == 0) {
+		if (close(af.fd) != 0)
+			rc = mb_err_from_errno(errno);
+		af.fd = -1;
+		if (rc == 0 && rename(af.tmp, af.path) != 0)
+			rc = mb_err_from_errno(errno);
 	}
-	return mb_afile_commit(&af);
+	mb_afile_abort(&af); /* closes and removes what the rename did not */
+	return rc;
+}
+
+int mb_atomic_write(const char *path, const void *buf, size_t n, mode_t mode)
+{
+	return replace_whole(path, buf, n, mode, 1);
 }
 
 int mb_replace_file(const char *path, const void *buf, size_t n, mode_t mode)
 {
-	struct mb_afile af;
-	int rc;
-
-	rc = mb_afile_open(&af, path, mode);
-	if (rc != 0)
-		return rc;
-	rc = mb_afile_write(&af, buf, n);
-	if (rc == 0 && close(af.fd) != 0)
-		rc = mb_err_from_errno(errno);
-	af.fd = -1;
-	if (rc == 0 && rename(af.tmp, af.path) != 0)
-		rc = mb_err_from_errno(errno);
-	mb_afile_abort(&af); /* removes the .part when the rename did not */
-	return rc;
+	return replace_whole(path, buf, n, mode, 0);
 }
 
 int mb_repo_path_ok(const char *p)

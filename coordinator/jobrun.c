@@ -1180,8 +1180,7 @@ static void ahead_peek(struct run *r)
 	if (r->ahead == NULL || now - r->ahead_last < 1.0)
 		return;
 	r->ahead_last = now;
-	done = mb_pull_ahead_fetched(r->ahead);
-	size = mb_pull_ahead_size(r->ahead);
+	mb_pull_ahead_progress(r->ahead, &done, &size);
 	if (size == 0)
 		return;
 	mb_buf_init(&b, 4096);

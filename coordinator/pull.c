@@ -829,24 +829,13 @@ int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
 	return 0;
 }
 
-uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a)
+void mb_pull_ahead_progress(struct mb_pull_ahead *a, uint64_t *fetched,
+			    uint64_t *size)
 {
-	uint64_t n;
-
 	pthread_mutex_lock(&a->mu);
-	n = a->fetched;
+	*fetched = a->fetched;
+	*size = a->size;
 	pthread_mutex_unlock(&a->mu);
-	return n;
-}
-
-uint64_t mb_pull_ahead_size(struct mb_pull_ahead *a)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&a->mu);
-	n = a->size;
-	pthread_mutex_unlock(&a->mu);
-	return n;
 }
 
 void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,

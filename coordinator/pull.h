@@ -85,12 +85,10 @@ int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
 			uint64_t chunk_size, const char *dest,
 			struct mb_pull_ahead **out);
 
-/* Bytes the thread has received so far. */
-uint64_t mb_pull_ahead_fetched(struct mb_pull_ahead *a);
-
-/* The file's size as the writer's map or the published file gave it; 0
- * while not known. */
-uint64_t mb_pull_ahead_size(struct mb_pull_ahead *a);
+/* Bytes the thread has received so far, and the file's size as the
+ * writer's map or the published file gave it (0 while not known). */
+void mb_pull_ahead_progress(struct mb_pull_ahead *a, uint64_t *fetched,
+			    uint64_t *size);
 
 /* Stops the thread and, with m (the file's manifest; NULL: none), records
  * the chunks fetched that match it: *adopted their bytes, *fetched (may
