@@ -29,6 +29,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/modelcfg.h"
+#include "common/readymap.h"
 #include "common/safetensors.h"
 #include "common/splitset.h"
 #include "common/tokenizer.h"
@@ -115,9 +116,9 @@ struct job {
 	size_t q8_nblocks;
 };
 
-/* The Q8_0 file says which of its blocks of this size are final, in
- * PATH.ready, while it is written (see mb_convert_opts.q8_path). */
-#define READY_BLOCK (1u << 20)
+/* The Q8_0 file says which of its blocks are final, in PATH.ready, while
+ * it is written (common/readymap.h). */
+#define READY_BLOCK MB_READY_BLOCK
 
 static enum mb_num num_of_st(enum mb_st_dtype d, int *ok)
 {
@@ -1285,22 +1286,17 @@ out:
 static void q8_ready(struct job *jb, const char *path, uint64_t size,
 		     char *last)
 {
-	char head[80];
-	size_t hn, b;
-	char *doc;
+	char *bits = mb_malloc(jb->q8_nblocks + 1);
+	size_t b;
 
-	hn = (size_t)snprintf(head, sizeof(head), "mibera-ready 1 %llu %u\n",
-			      (unsigned long long)size, READY_BLOCK);
-	doc = mb_malloc(hn + jb->q8_nblocks + 1);
-	if (doc == NULL)
+	if (bits == NULL)
 		return;
-	memcpy(doc, head, hn);
 	for (b = 0; b < jb->q8_nblocks; b++)
-		doc[hn + b] = atomic_load(&jb->q8_left[b]) == 0 ? '1' : '0';
-	if (memcmp(doc + hn, last, jb->q8_nblocks) != 0 &&
-	    mb_replace_file(path, doc, hn + jb->q8_nblocks, 0644) == 0)
-		memcpy(last, doc + hn, jb->q8_nblocks);
-	free(doc);
+		bits[b] = atomic_load(&jb->q8_left[b]) == 0 ? '1' : '0';
+	if (memcmp(bits, last, jb->q8_nblocks) != 0 &&
+	    mb_ready_write(path, size, bits, jb->q8_nblocks) == 0)
+		memcpy(last, bits, jb->q8_nblocks);
+	free(bits);
 }
 
 static int ncpus(void)

@@ -88,10 +88,9 @@ struct mb_convert_opts {
 					   makes of the output, in the same
 					   pass; while it is written,
 					   PATH.part holds it and PATH.ready
-					   says which of its 1 MiB blocks are
-					   final (text: "mibera-ready 1 SIZE
-					   BLOCK\n" and a '0' or '1' per
-					   block); not for a set of parts, nor
+					   says which of its blocks are final
+					   (common/readymap.h); not for a set
+					   of parts, nor
 					   when a row is not whole blocks of
 					   32 of a type other than f16 (the
 					   result says) */

@@ -20,6 +20,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/manifest.h"
+#include "common/readymap.h"
 #include "common/sha256.h"
 #include "coordinator/transport.h"
 
@@ -601,35 +602,28 @@ static int ahead_poll(struct mb_pull_ahead *a, struct mb_transport *t,
 		      int *all, char **map, uint64_t *nmap, uint64_t *block)
 {
 	struct mb_transport_stat st;
-	unsigned long long size, blk;
-	char *buf = mb_malloc(AHEAD_READY_MAX + 1), *nl;
+	uint64_t size, blk, n;
+	char *buf = mb_malloc(AHEAD_READY_MAX + 1);
+	const char *bits;
 	size_t got = 0;
-	int used = 0;
 
 	*all = 0;
 	*map = NULL;
 	if (buf == NULL)
 		return 1;
-	if (mb_transport_read(t, a->ready, 0, buf, AHEAD_READY_MAX, &got) == 0) {
-		buf[got] = '\0';
-		nl = memchr(buf, '\n', got);
-		if (nl != NULL &&
-		    sscanf(buf, "mibera-ready 1 %llu %llu%n", &size, &blk,
-			   &used) == 2 && buf + used == nl && blk > 0 &&
-		    blk <= MB_MANIFEST_MAX_CHUNK && size <= MB_MANIFEST_MAX_SIZE &&
-		    (size == 0 ||
-		     (uint64_t)(buf + got - (nl + 1)) == (size + blk - 1) / blk) &&
-		    (a->size == 0 || size == 0 || a->size == size)) {
-			pthread_mutex_lock(&a->mu);
-			if (size > 0)
-				a->size = size;
-			pthread_mutex_unlock(&a->mu);
-			*block = blk;
-			*nmap = (uint64_t)(buf + got - (nl + 1));
-			memmove(buf, nl + 1, (size_t)(buf + got - (nl + 1)));
-			*map = buf;
-			return 0;
-		}
+	if (mb_transport_read(t, a->ready, 0, buf, AHEAD_READY_MAX, &got) == 0 &&
+	    mb_ready_parse(buf, got, MB_MANIFEST_MAX_CHUNK, MB_MANIFEST_MAX_SIZE,
+			   &size, &blk, &bits, &n) == 0 &&
+	    (a->size == 0 || size == 0 || a->size == size)) {
+		pthread_mutex_lock(&a->mu);
+		if (size > 0)
+			a->size = size;
+		pthread_mutex_unlock(&a->mu);
+		*block = blk;
+		*nmap = n;
+		memmove(buf, bits, (size_t)n);
+		*map = buf;
+		return 0;
 	}
 	free(buf);
 	/* no map: published (the writer removes it after), or not begun */

@@ -67,9 +67,9 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 
 /* --- pulling a file while the worker still writes it ---
  *
- * A file written out of order, with REMOTE.ready beside it saying which of
- * its blocks are final (the Q8_0 file of convert --also-q8_0,
- * common/convert.h), can be pulled before its manifest exists: a thread
+ * A file being written, with REMOTE.ready beside it saying which of its
+ * blocks are final (common/readymap.h: the Q8_0 of convert --also-q8_0,
+ * the output of a quantize), can be pulled before its manifest exists: a thread
  * on its own transport (o->open) fetches into DEST.part each chunk of
  * chunk_size (the size the manifest will be cut in) whose blocks are all
  * final, from REMOTE.part, or from REMOTE once the writer published it,

@@ -46,6 +46,7 @@
 #include "common/gguf.h"
 #include "common/json.h"
 #include "common/modelcfg.h"
+#include "common/readymap.h"
 #include "common/splitset.h"
 #include "llama.h"
 #include "proto/event.h"
@@ -373,12 +374,12 @@ static int free_space(const char *out, const char *tmp, uint64_t *avail)
  *
  * llama_model_quantize writes OUT.part front to back after a placeholder
  * for the header, which it writes last. While it runs, OUT.ready says
- * which 1 MiB blocks are final (the map of common/convert.h, size 0: not
- * known yet): every whole block written past the header's room, taken as
+ * which 1 MiB blocks are final (common/readymap.h, size 0: not known
+ * yet): every whole block written past the header's room, taken as
  * the input's header and 1 MiB (the header keeps the input's keys and
  * tensor names). The coordinator pulls those while the rest is made, and
  * keeps only what matches the manifest after. */
-#define READY_BLOCK (1u << 20)
+#define READY_BLOCK MB_READY_BLOCK
 
 struct ready_map {
 	const char *part, *path;
@@ -393,23 +394,21 @@ static void ready_write(struct ready_map *rm, uint64_t *last)
 {
 	struct stat sb;
 	uint64_t n, b;
-	char *doc;
-	int hn;
+	char *bits;
 
 	if (stat(rm->part, &sb) != 0)
 		return;
 	n = (uint64_t)sb.st_size / READY_BLOCK;
 	if (n <= *last)
 		return;
-	doc = malloc(64 + n);
-	if (doc == NULL)
+	bits = malloc(n);
+	if (bits == NULL)
 		return;
-	hn = snprintf(doc, 64, "mibera-ready 1 0 %u\n", READY_BLOCK);
 	for (b = 0; b < n; b++)
-		doc[hn + b] = b * READY_BLOCK >= rm->head ? '1' : '0';
-	if (mb_replace_file(rm->path, doc, (size_t)hn + n, 0644) == 0)
+		bits[b] = b * READY_BLOCK >= rm->head ? '1' : '0';
+	if (mb_ready_write(rm->path, 0, bits, n) == 0)
 		*last = n;
-	free(doc);
+	free(bits);
 }
 
 static void *ready_main(void *arg)
