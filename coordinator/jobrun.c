@@ -1371,16 +1371,20 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 			      const char *after);
 static int pull_ready(struct run *r, const char *after);
 
+/* What one quantize holds beside the F16 it maps: the worker's slabs of
+ * 64 MiB of rows (as F32 and quantized) and libllama's context, with
+ * room to spare. */
+#define QUANT_WORKING_SET (2ull << 30)
+
 /* How many types are quantized side by side: one per 4 of the worker's
  * CPUs (llama_model_quantize's threads are split between them), when its
- * memory holds a working set per type as well (8 GiB each); else one
- * after another. */
+ * memory holds a working set per type as well; else one after another. */
 static int quantize_width(struct run *r, int nq, int *threads)
 {
 	long w = r->w_cpus / 4;
 
-	if ((long)(r->w_ram / (8ull << 30)) < w) /* unknown: one at a time */
-		w = (long)(r->w_ram / (8ull << 30));
+	if ((long)(r->w_ram / QUANT_WORKING_SET) < w) /* unknown: one at a time */
+		w = (long)(r->w_ram / QUANT_WORKING_SET);
 	if (w > nq)
 		w = nq;
 	if (w < 1)
@@ -1456,8 +1460,9 @@ static int step_quantize(struct run *r)
 	else if (nq > 1)
 		note(r, "quantize", "info", "quantizing one type after another "
 		     "(%s has %ld CPUs, %.0f GB of memory; side by side takes 8 "
-		     "CPUs and 16 GB)", r->w.name, r->w_cpus,
-		     (double)r->w_ram / 1e9);
+		     "CPUs and %.0f GB)", r->w.name, r->w_cpus,
+		     (double)r->w_ram / 1e9,
+		     (double)(2 * QUANT_WORKING_SET) / 1e9);
 	if (q8[0] != '\0') {
 		char name[512], path[3000], step[48];
 		const char *qa[] = { "quantize", r->f16, path, q8, NULL };

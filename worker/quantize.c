@@ -55,6 +55,12 @@
 
 #define MAX_FALLBACKS 64
 
+/* Rows of a tensor libllama quantizes at once. Its default (8 GiB) takes
+ * a whole tensor: an embedding's F32 copy is gigabytes of fresh pages
+ * the kernel zeroes, then reads back from memory rather than cache. A
+ * slab this size gives the same bytes (each row is quantized alone). */
+#define MB_QUANT_SLAB (64u << 20)
+
 /* The libggml-base deploy/deps.sh builds (deploy/llama-patches) makes
  * Q8_0, Q4_K, Q5_K and Q6_K blocks on AVX2 lanes, the same bits as the
  * scalar code, and says so here; a libllama built elsewhere lacks the
@@ -775,6 +781,7 @@ int verb_quantize(int argc, char **argv)
 	p = llama_model_quantize_default_params();
 	p.nthread = (int32_t)threads;
 	p.ftype = (enum llama_ftype)q->ftype;
+	p.max_buf_size = MB_QUANT_SLAB;
 	if (imx != NULL) {
 		/* the file's provenance in the output's metadata, under the
 		 * keys llama-quantize writes */

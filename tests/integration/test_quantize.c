@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -714,6 +715,66 @@ static void test_manifest(void **state)
 	free(log);
 }
 
+/* Runs `mibera-worker quantize IN OUT TYPE` as a child of its own and
+ * returns its peak RSS in bytes (0 when it failed). */
+static uint64_t quantize_peak(const char *in, const char *out,
+			      const char *type)
+{
+	struct rusage ru;
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(worker, worker, "quantize", in, out, type, "--threads",
+		      "2", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return 0;
+	return (uint64_t)ru.ru_maxrss * 1024;
+}
+
+/* A quantize holds a slab of rows at a time, not a whole tensor: on
+ * Phi-4's shapes (one layer, its 100352 x 5120 embedding and output) its
+ * peak memory stays under the largest tensor as F32 (2 GB), which
+ * libllama's default, a whole tensor at once, holds beside the F16
+ * mapped from the file. */
+static void test_quantize_memory_is_bounded(void **state)
+{
+	const char *extra[] = { "--layers", "1", "--sparse", "--config",
+				"correct", NULL };
+	char src[700], f16[700], q8[700], *log;
+	double f32_largest = 100352.0 * 5120 * 4;
+	uint64_t peak;
+	int rc;
+
+	(void)state;
+	snprintf(src, sizeof(src), "%s/slice", root);
+	path_in(f16, sizeof(f16), "slice-F16.gguf");
+	path_in(q8, sizeof(q8), "slice-Q8_0.gguf");
+	assert_int_equal(th_mkmodel(src, "phi4-slice", extra), 0);
+	rc = th_sh(&log, "'%s' convert '%s' '%s'", worker, src, f16);
+	if (rc != 0)
+		fail_msg("convert phi4-slice: exit %d\n%s", rc, log);
+	free(log);
+	th_rmtree(src);
+	peak = quantize_peak(f16, q8, "Q8_0");
+	print_message("quantize Q8_0 of a %.1f GB F16: peak RSS %.2f GB\n",
+		      (double)file_size(f16) / 1e9, (double)peak / 1e9);
+	unlink(f16);
+	assert_true(peak > 0);
+	assert_int_equal(file_type(q8), 7);
+	unlink(q8);
+	assert_true((double)peak < f32_largest);
+}
+
 /* The smoke test, as the job runs it (mibera-job smoke): a quantized file
  * loads, runs through its chat template and produces text at a measured
  * speed with finite logits. */
@@ -999,6 +1060,7 @@ int main(void)
 		cmocka_unit_test(test_no_space),
 		cmocka_unit_test(test_already_done),
 		cmocka_unit_test(test_manifest),
+		cmocka_unit_test(test_quantize_memory_is_bounded),
 		cmocka_unit_test(test_smoke_runs_quantized),
 		cmocka_unit_test(test_gemma3_q4_k_m_smoke),
 		cmocka_unit_test(test_smoke_truncated_fails),
