@@ -380,3 +380,23 @@ uint64_t mb_proc_kb_field(const char *path, const char *key)
 	free(s);
 	return kb * 1024;
 }
+
+int mb_self_exe(char *buf, size_t cap)
+{
+	static const char gone[] = " (deleted)";
+	size_t g = sizeof(gone) - 1;
+	ssize_t n;
+
+	if (cap < 2)
+		return -1;
+	n = readlink("/proc/self/exe", buf, cap - 1);
+	if (n <= 0 || (size_t)n >= cap - 1)
+		return -1; /* unknown, or cut short */
+	buf[n] = '\0';
+	if ((size_t)n > g && strcmp(buf + n - g, gone) == 0) {
+		buf[n - g] = '\0';
+		if (access(buf, X_OK) != 0)
+			buf[n - g] = gone[0]; /* no new copy: the name as it was */
+	}
+	return 0;
+}

@@ -90,4 +90,10 @@ int mb_rmtree(const char *path);
  * most 1024 bytes. Such a path can be joined under a directory safely. */
 int mb_repo_path_ok(const char *p);
 
+/* This program's path, for running it again or finding what ships beside
+ * it: 0 with it in buf, -1 when it cannot be told. A program replaced
+ * while it runs (an upgrade installs a new file) is named by the kernel
+ * "PATH (deleted)": the path is then PATH, the new copy, when it exists. */
+int mb_self_exe(char *buf, size_t cap);
+
 #endif

@@ -518,15 +518,12 @@ int mb_smoke_isolated(const char *exe, const char *path, int n_gen,
 
 	memset(r, 0, sizeof(*r));
 	if (exe == NULL) {
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-		if (n <= 0) {
+		if (mb_self_exe(self, sizeof(self)) != 0) {
 			snprintf(r->error, sizeof(r->error), "cannot find this "
 				 "program to run the smoke test: %s",
 				 strerror(errno));
 			return MB_EINTERNAL;
 		}
-		self[n] = '\0';
 		exe = self;
 	}
 	if (timeout_s <= 0)

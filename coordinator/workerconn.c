@@ -25,7 +25,6 @@ int mb_worker_connect(const struct mb_worker_row *w, const char *accept,
 	struct mb_transport_opts o;
 	struct mb_target tg;
 	char self[2048], msg[1024];
-	ssize_t n;
 	int rc;
 
 	*t = NULL;
@@ -47,8 +46,7 @@ int mb_worker_connect(const struct mb_worker_row *w, const char *accept,
 	if (w->agent_path[0] != '\0')
 		snprintf(agent, agent_cap, "%s", w->agent_path);
 	else if (tg.kind == MB_TRANSPORT_LOCAL &&
-		 (n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
-		self[n] = '\0';
+		 mb_self_exe(self, sizeof(self)) == 0) {
 		snprintf(agent, agent_cap, "%s/mibera-worker", dirname(self));
 	} else
 		snprintf(agent, agent_cap, "%s/bin/mibera-worker", w->dir);
@@ -298,7 +296,6 @@ int mb_worker_hello_progress(struct mb_transport *t,
 	struct boot_out *b = NULL;
 	struct mb_exec x;
 	size_t sent = 0;
-	ssize_t n;
 	int rc;
 
 	rc = hello_once(t, w, agent, hello, hello_cap, err, errcap);
@@ -306,10 +303,8 @@ int mb_worker_hello_progress(struct mb_transport *t,
 		return rc;
 	/* the bundle, the script and llama.cpp's source: beside this program
 	 * in a build tree, in PREFIX/share/mibera in an installed copy */
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
+	if (mb_self_exe(self, sizeof(self)) != 0)
 		return MB_EINTERNAL;
-	self[n] = '\0';
 	bin = dirname(self);
 	if (find_shipped(bin, "mibera-src.tar.gz", NULL, bundle,
 			 sizeof(bundle)) != 0 ||

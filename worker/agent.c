@@ -341,15 +341,9 @@ int verb_start(int argc, char **argv)
 			"of 1 to %d strings\n", MAX_ARGS);
 		goto out;
 	}
-	{
-		ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-		if (l <= 0) {
-			fprintf(stderr, "mibera-worker: cannot find its own "
-				"binary\n");
-			goto out;
-		}
-		self[l] = '\0';
+	if (mb_self_exe(self, sizeof(self)) != 0) {
+		fprintf(stderr, "mibera-worker: cannot find its own binary\n");
+		goto out;
 	}
 	args[n++] = self;
 	cJSON_ArrayForEach(item, av) {

@@ -11,6 +11,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/splitset.h"
 #include "proto/event.h"
@@ -396,16 +397,13 @@ int lm_default_text(const char *name, char *out, size_t cap, char *err,
 					   "../data/calibration",
 					   "../share/mibera/calibration", NULL };
 	char exe[4096], *slash;
-	ssize_t n;
 	int i;
 
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0) {
+	if (mb_self_exe(exe, sizeof(exe)) != 0) {
 		snprintf(err, errcap, "cannot find the calibration text: where "
 			 "is this program? (give --text FILE)");
 		return -1;
 	}
-	exe[n] = '\0';
 	slash = strrchr(exe, '/');
 	if (slash != NULL)
 		*slash = '\0';

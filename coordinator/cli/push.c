@@ -73,7 +73,6 @@ int cmd_push(int argc, char **argv)
 	const char *args[9];
 	long long id;
 	int k, n = 0, priv = 0, st;
-	ssize_t len;
 	pid_t pid;
 
 	cli_parse_init(&p, &spec, argc, argv);
@@ -114,12 +113,10 @@ int cmd_push(int argc, char **argv)
 		mb_buf_release(&files);
 		return 1;
 	}
-	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (len <= 0) {
+	if (mb_self_exe(self, sizeof(self)) != 0) {
 		mb_buf_release(&files);
 		return 1;
 	}
-	self[len] = '\0';
 	snprintf(worker, sizeof(worker), "%s/mibera-worker", dirname(self));
 	args[n++] = worker;
 	args[n++] = "push";

@@ -1014,21 +1014,31 @@ static char *early_smoke_of(int id, const char *file)
 	return sm;
 }
 
-/* A file smoke tested while the worker made the next, then the
- * coordinator killed with -9 before the smoke step: the new coordinator
- * keeps that result (the file's sha256 is the one tested) instead of
- * loading the file again. The last quant is held stopped until the test
- * says go on (or two minutes pass). */
+/* A file smoke tested while the worker made the next, by a coordinator
+ * whose program was upgraded (replaced by a new file) after it started,
+ * then that coordinator killed with -9 before the smoke step: the new
+ * coordinator keeps that result (the file's sha256 is the one tested)
+ * instead of loading the file again. The last quant is held stopped until
+ * the test says go on (or two minutes pass). */
 static void test_early_smoke_survives_a_restart(void **state)
 {
-	char *argv[] = { MB_BINARY_DIR "/mibera-coordinator", "--once", NULL };
-	char text[2048], args[2048], path[900], *out, *before = NULL;
-	char *after;
+	char coord[900], exe[1000], link[64], text[2048], args[2048], path[900],
+	     *out, *before = NULL, *after;
+	char *argv[] = { coord, "--once", NULL };
 	long long t0;
 	int id, st;
 	pid_t pid;
+	ssize_t n;
 
 	(void)state;
+	/* the coordinator runs from a copy that is upgraded under it (a new
+	 * file installed at its path): the smoke test it runs of itself
+	 * runs the new copy */
+	snprintf(coord, sizeof(coord), "%s/upgraded/mibera-coordinator", root);
+	if (th_sh(&out, "mkdir -p '%s/upgraded' && cp '%s/mibera-coordinator' "
+		  "'%s'", root, MB_BINARY_DIR, coord) != 0)
+		fail_msg("copy the coordinator: %s", out);
+	free(out);
 	snprintf(text, sizeof(text), "i=0; while [ ! -e %s/go-on ] && "
 		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
 	add_holding_worker("we", text, "");
@@ -1039,14 +1049,33 @@ static void test_early_smoke_survives_a_restart(void **state)
 	free(out);
 	/* Q8_0 pulled and smoke tested while Q4_0 is held stopped */
 	assert_int_equal(th_spawn(argv, &pid, NULL), 0);
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	t0 = th_now_ms();
+	while ((n = readlink(link, exe, sizeof(exe) - 1)) <= 0 ||
+	       (size_t)n != strlen(coord) || memcmp(exe, coord, (size_t)n) != 0) {
+		if (th_now_ms() - t0 > 10000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			fail_msg("the coordinator did not start from %s", coord);
+		}
+		usleep(10 * 1000);
+	}
+	if (th_sh(&out, "rm '%s' && cp '%s/mibera-coordinator' '%s'", coord,
+		  MB_BINARY_DIR, coord) != 0)
+		fail_msg("upgrade the coordinator: %s", out);
+	free(out);
 	t0 = th_now_ms();
 	while (before == NULL && th_now_ms() - t0 < 120000) {
 		before = early_smoke_of(id, "phi4-tiny-Q8_0.gguf");
 		if (before == NULL)
 			usleep(100 * 1000);
 	}
-	if (before == NULL)
+	if (before == NULL) {
+		/* the next test's coordinator would find this one running */
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
 		fail_msg("no smoke result stored for phi4-tiny-Q8_0.gguf");
+	}
 	snprintf(args, sizeof(args), "status %d", id);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "quantize   running") == NULL ||
