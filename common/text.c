@@ -114,3 +114,13 @@ char *mb_sanitize(char *s, int keep_newlines)
 	p[o] = '\0';
 	return s;
 }
+
+char *mb_trim_end(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' ||
+			 s[n - 1] == '\r' || s[n - 1] == '\t'))
+		s[--n] = '\0';
+	return s;
+}

@@ -24,4 +24,8 @@ char *mb_printable(char *out, size_t cap, const char *in);
 /* Replaces control characters in s itself ('\n' kept when keep_newlines). */
 char *mb_sanitize(char *s, int keep_newlines);
 
+/* Cuts the spaces and line ends off the end of s (a line a program
+ * printed, its newline included). Returns s. */
+char *mb_trim_end(char *s);
+
 #endif

@@ -416,9 +416,12 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 			continue;
 		}
 		if (rc != 0) {
+			/* the shell's or the agent's line, without its
+			 * newline */
 			mb_seterr(r->err, r->errcap, "cannot start '%s' on %s: %s",
-				  wstep, r->w.name, errb.data ? errb.data
-							      : mb_transport_errmsg(r->t));
+				  wstep, r->w.name, errb.data ?
+				  mb_trim_end(errb.data) :
+				  mb_transport_errmsg(r->t));
 			mb_buf_release(&out);
 			mb_buf_release(&errb);
 			break;
@@ -475,8 +478,9 @@ static int worker_step(struct run *r, const char *jstep, const char *wstep,
 		}
 		if (rc != 0 || status != 0) {
 			mb_seterr(r->err, r->errcap, "following '%s' on %s failed: %s",
-				  wstep, r->w.name, errb.data ? errb.data
-							      : mb_transport_errmsg(r->t));
+				  wstep, r->w.name, errb.data ?
+				  mb_trim_end(errb.data) :
+				  mb_transport_errmsg(r->t));
 			mb_buf_release(&errb);
 			rc = rc ? rc : MB_EPROTO;
 			break;

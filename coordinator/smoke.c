@@ -247,14 +247,6 @@ static void reset_peak(void)
 	}
 }
 
-static void trim(char *s)
-{
-	size_t n = strlen(s);
-
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static int logits_finite(struct llama_context *ctx, int n_vocab)
 {
 	const float *l = llama_get_logits_ith(ctx, -1);
@@ -329,7 +321,7 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	model = llama_model_load_from_file(path, mp);
 	r->load_s = mb_now_s() - t0;
 	if (model == NULL) {
-		trim(log_tail);
+		mb_trim_end(log_tail);
 		snprintf(r->error, sizeof(r->error), "llama.cpp cannot load '%.400s': %s",
 			 path, log_tail[0] ? log_tail : "no reason given");
 		rc = MB_EFORMAT;
@@ -343,7 +335,7 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	cp.n_threads_batch = threads;
 	ctx = llama_init_from_model(model, cp);
 	if (ctx == NULL) {
-		trim(log_tail);
+		mb_trim_end(log_tail);
 		snprintf(r->error, sizeof(r->error), "llama.cpp cannot make a "
 			 "context: %s", log_tail);
 		goto out;
@@ -374,7 +366,7 @@ int mb_smoke_run(const char *path, const char *prompt, int n_gen, int threads,
 	r->n_prompt = n;
 	t0 = mb_now_s();
 	if (llama_decode(ctx, llama_batch_get_one(toks, n)) != 0) {
-		trim(log_tail);
+		mb_trim_end(log_tail);
 		snprintf(r->error, sizeof(r->error), "llama_decode failed on the "
 			 "prompt: %s", log_tail);
 		goto out;

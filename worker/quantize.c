@@ -48,6 +48,7 @@
 #include "common/modelcfg.h"
 #include "common/readymap.h"
 #include "common/splitset.h"
+#include "common/text.h"
 #include "llama.h"
 #include "proto/event.h"
 #include "worker/imatrix.h"
@@ -148,15 +149,6 @@ struct qstate {
 	enum ggml_log_level last;	/* what a CONT piece continues */
 };
 
-static void trim_end(char *s)
-{
-	size_t n = strlen(s);
-
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' ||
-			 s[n - 1] == '\r'))
-		s[--n] = '\0';
-}
-
 /* Keeps llama.cpp's error lines, joined by "; ", dropping the banner
  * lines of '=' it draws around some of them. */
 static void add_error(struct qstate *st, const char *text)
@@ -166,7 +158,7 @@ static void add_error(struct qstate *st, const char *text)
 	size_t n;
 
 	snprintf(line, sizeof(line), "%s", text);
-	trim_end(line);
+	mb_trim_end(line);
 	for (p = line; *p == '\n' || *p == ' ' || *p == '='; p++)
 		;
 	if (*p == '\0')
@@ -238,7 +230,7 @@ static void on_warning(struct qstate *st, const char *text)
 		if (sscanf(text, "warning: %63s - ncols %lld not divisible by "
 				 "%*d (required for type %15[^)]",
 			   f->tensor, &f->ncols, f->from) == 3) {
-			trim_end(f->from);
+			mb_trim_end(f->from);
 			st->pending_fallback = 1;
 		}
 	} else if (st->pending_fallback &&

@@ -256,6 +256,22 @@ static void test_proc_kb_field(void **state)
 	assert_true(mb_proc_kb_field("/proc/self/status", "VmHWM:") > 0);
 }
 
+/* This program's own path: the file that runs, whole, and nothing when
+ * the buffer is too small to hold it. */
+static void test_self_exe(void **state)
+{
+	char self[4096], tiny[4];
+	struct stat a, b;
+
+	(void)state;
+	assert_int_equal(mb_self_exe(self, sizeof(self)), 0);
+	assert_non_null(strstr(self, "test_fs"));
+	assert_int_equal(stat(self, &a), 0);
+	assert_int_equal(stat("/proc/self/exe", &b), 0);
+	assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	assert_int_equal(mb_self_exe(tiny, sizeof(tiny)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -273,6 +289,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_full_and_pread, setup,
 						teardown),
 		cmocka_unit_test(test_repo_path_ok),
+		cmocka_unit_test(test_self_exe),
 		cmocka_unit_test_setup_teardown(test_replace_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proc_kb_field, setup, teardown),
 	};

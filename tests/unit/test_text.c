@@ -58,11 +58,27 @@ static void test_cut_at_a_character(void **state)
 	assert_string_equal(out, "a?b");
 }
 
+/* A line a program printed loses its line end and trailing blanks, and
+ * nothing else. */
+static void test_trim_end(void **state)
+{
+	char a[] = "bash: line 1: /x/mibera-worker: No such file\r\n \n";
+	char b[] = "  kept  inside\tx";
+	char c[] = "\n\n";
+
+	(void)state;
+	assert_string_equal(mb_trim_end(a),
+			    "bash: line 1: /x/mibera-worker: No such file");
+	assert_string_equal(mb_trim_end(b), "  kept  inside\tx");
+	assert_string_equal(mb_trim_end(c), "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escapes_made_harmless),
 		cmocka_unit_test(test_cut_at_a_character),
+		cmocka_unit_test(test_trim_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
