@@ -1959,6 +1959,24 @@ static int step_pull(struct run *r)
 /* smoke, smallest first, each file in a child process; a file tested
  * before (while the next was pulled, or before a restart) keeps its result
  * when its sha256 is the one tested */
+/* Says in the job's log that a file passed its smoke test, with the
+ * figures of its result (a smoke_json object); when names where it ran. */
+static void smoke_passed(struct run *r, const char *name, const char *json,
+			 const char *when)
+{
+	cJSON *doc = mb_json_parse(json, strlen(json));
+
+#define SMOKE_NUM(k) cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(doc, k))
+	if (cJSON_IsObject(doc))
+		note(r, "smoke", "info", "%s passed the smoke test%s: loaded in "
+		     "%.1f s, the prompt at %.0f tokens/s, generation at %.1f "
+		     "tokens/s, %.2f GB at peak", name, when,
+		     SMOKE_NUM("load_s"), SMOKE_NUM("prompt_tps"),
+		     SMOKE_NUM("gen_tps"), SMOKE_NUM("peak_rss") / 1e9);
+#undef SMOKE_NUM
+	cJSON_Delete(doc);
+}
+
 static int step_smoke(struct run *r)
 {
 	struct mb_buf *b = &r->smoke;
@@ -1986,6 +2004,9 @@ static int step_smoke(struct run *r)
 		kept = ef != NULL && ef->smoke != NULL ? mb_strdup(ef->smoke)
 						      : smoke_kept(r, m->name, hex);
 		if (kept != NULL) {
+			smoke_passed(r, m->name, kept, ef != NULL &&
+				     ef->smoke != NULL ? " while the next file "
+				     "was pulled" : " before the restart");
 			if (b->len > 1)
 				mb_buf_adds(b, ",");
 			mb_buf_adds(b, kept);
@@ -2020,6 +2041,7 @@ static int step_smoke(struct run *r)
 			break;
 		mb_store_artifact_add(r->s, r->j->id, m->name, "gguf", m->size, hex,
 				      path, b->data + at);
+		smoke_passed(r, m->name, b->data + at, "");
 	}
 	mb_buf_adds(b, "]");
 	if (rc == 0 && (rc = mb_buf_error(b)) == 0)

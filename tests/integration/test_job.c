@@ -1101,6 +1101,10 @@ static void test_early_smoke_survives_a_restart(void **state)
 	print_message("%s", out);
 	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf: smoke result kept"));
 	assert_null(strstr(out, "smoke testing phi4-tiny-Q8_0.gguf"));
+	/* each file's result, with its figures, is in the job's log */
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf passed the smoke test "
+				    "before the restart: loaded in "));
+	assert_non_null(strstr(out, "phi4-tiny-Q4_0.gguf passed the smoke test"));
 	free(out);
 	after = early_smoke_of(id, "phi4-tiny-Q8_0.gguf");
 	assert_non_null(after);
