@@ -505,6 +505,8 @@ int main(int argc, char **argv)
 				mb_log(MB_LOG_INFO, "stopping: %d running job%s will "
 				       "resume at the next start", running,
 				       running == 1 ? "" : "s");
+			else
+				mb_log(MB_LOG_INFO, "stopping: no job was running");
 			break;
 		} else {
 			for (i = 0; i < MAX_RUNNING; i++) {
