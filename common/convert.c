@@ -83,9 +83,10 @@ struct piece {
 					   Gemma's norms stored as w - 1 */
 	float *gen;			/* generated f32 values, rows * cols */
 	uint64_t dst_off;		/* absolute offset in the output */
-	int q8;				/* the Q8_0 file: 1 quantized, 0 the
-					   same bytes as the output */
-	uint64_t q8_off;		/* absolute offset in the Q8_0 file */
+	/* per quantized file made in the pass (struct job's qf): the
+	 * tensor's type there (gtype: the output's bytes) and its offset */
+	int qtype[MB_CONVERT_MAXQ];
+	uint64_t qoff[MB_CONVERT_MAXQ];
 };
 
 struct unit {
@@ -109,15 +110,20 @@ struct job {
 	char err[512];
 	pthread_mutex_t err_mu;
 	size_t buf_bytes;		/* per buffer, per thread */
-	/* the Q8_0 file written in the same pass, or q8_fd -1 */
-	int q8_fd;
+	/* the quantized files written in the same pass */
+	struct qfile {
+		int fd;
+		atomic_uint_fast64_t *left;	/* per ready block: bytes to
+						   write */
+		size_t nblocks;
+	} qf[MB_CONVERT_MAXQ];
+	size_t nqf;
+	const struct mb_quantizer *qz;
 	uint64_t max_cols;		/* the widest quantized row */
-	atomic_uint_fast64_t *q8_left;	/* per ready block: bytes to write */
-	size_t q8_nblocks;
 };
 
-/* The Q8_0 file says which of its blocks are final, in PATH.ready, while
- * it is written (common/readymap.h). */
+/* A quantized file says which of its blocks are final, in PATH.ready,
+ * while it is written (common/readymap.h). */
 #define READY_BLOCK MB_READY_BLOCK
 
 static enum mb_num num_of_st(enum mb_st_dtype d, int *ok)
@@ -201,65 +207,93 @@ static long page_size(void)
 	return ps;
 }
 
-/* Counts [off, off + len) of the Q8_0 file written. */
-static void q8_mark(struct job *jb, uint64_t off, uint64_t len)
+/* Counts [off, off + len) of quantized file f written. */
+static void q_mark(struct qfile *f, uint64_t off, uint64_t len)
 {
 	uint64_t b = off / READY_BLOCK, end = off + len;
 
-	for (; len > 0 && b < jb->q8_nblocks && b * READY_BLOCK < end; b++) {
+	for (; len > 0 && b < f->nblocks && b * READY_BLOCK < end; b++) {
 		uint64_t lo = b * READY_BLOCK > off ? b * READY_BLOCK : off;
 		uint64_t hi = (b + 1) * READY_BLOCK < end ? (b + 1) * READY_BLOCK
 							  : end;
 
-		atomic_fetch_sub(&jb->q8_left[b], hi - lo);
+		atomic_fetch_sub(&f->left[b], hi - lo);
 	}
 }
 
-/* Per thread: the Q8_0 file's buffers. */
-struct q8buf {
-	float *f;		/* one row as f32 */
+/* Per thread: the quantized files' buffers. */
+struct qbuf {
+	float *f;		/* rows as f32 */
+	size_t fcap;		/* floats f holds */
 	uint8_t *q;		/* quantized rows */
+	size_t qcap;		/* bytes q holds */
 };
 
-/* Writes k rows of p, held in the output's type at rows, as output rows
- * row0.. of the Q8_0 file: quantized, or the same bytes. */
-static int q8_write(struct job *jb, const struct piece *p, const char *rows,
-		    uint64_t k, uint64_t row0, size_t out_row,
-		    const struct q8buf *qb)
+/* Whether some quantized file takes p in another type than the output's. */
+static int quantized(const struct job *jb, const struct piece *p)
 {
-	size_t qrow = p->cols / MB_Q8_0_BLOCK * MB_Q8_0_BYTES;
-	uint64_t j, dst;
+	size_t i;
+
+	for (i = 0; i < jb->nqf; i++)
+		if (p->qtype[i] != p->gtype)
+			return 1;
+	return 0;
+}
+
+/* Writes k rows of p, held in the output's type at rows, as rows row0..
+ * of each quantized file: the same bytes, or its type's blocks of their
+ * values (each row is quantized alone, so any cut of rows makes the
+ * bytes llama_model_quantize makes). */
+static int q_write(struct job *jb, const struct piece *p, const char *rows,
+		   uint64_t k, uint64_t row0, size_t out_row,
+		   const struct qbuf *qb)
+{
+	uint64_t j, b, dst;
+	size_t i;
 	int rc;
 
-	if (jb->q8_fd < 0)
-		return 0;
-	if (!p->q8) {
-		dst = p->q8_off + row0 * out_row;
-		rc = mb_pwrite_all(jb->q8_fd, rows, k * out_row, dst);
-		if (rc == 0)
-			q8_mark(jb, dst, k * out_row);
-		return rc;
+	for (i = 0; i < jb->nqf; i++) {
+		struct qfile *f = &jb->qf[i];
+		uint64_t qrow = mb_ggml_row_size(p->qtype[i], p->cols);
+
+		if (p->qtype[i] == p->gtype) {
+			dst = p->qoff[i] + row0 * out_row;
+			rc = mb_pwrite_all(f->fd, rows, k * out_row, dst);
+			if (rc != 0)
+				return rc;
+			q_mark(f, dst, k * out_row);
+			continue;
+		}
+		/* as many rows at a time as both buffers hold */
+		for (j = 0; j < k; j += b) {
+			b = k - j;
+			if (b > qb->fcap / p->cols)
+				b = qb->fcap / p->cols;
+			if (qrow == 0 || b > qb->qcap / qrow)
+				b = qrow ? qb->qcap / qrow : 0;
+			if (b == 0)
+				return MB_ENOMEM;
+			mb_num_convert(MB_NUM_F32, qb->f, p->out,
+				       rows + j * out_row, b * p->cols);
+			jb->qz->rows(p->qtype[i], qb->f, qb->q, b, p->cols);
+			dst = p->qoff[i] + (row0 + j) * qrow;
+			rc = mb_pwrite_all(f->fd, qb->q, b * qrow, dst);
+			if (rc != 0)
+				return rc;
+			q_mark(f, dst, b * qrow);
+		}
 	}
-	for (j = 0; j < k; j++) {
-		mb_num_convert(MB_NUM_F32, qb->f, p->out, rows + j * out_row,
-			       p->cols);
-		mb_q8_0_row(qb->f, qb->q + j * qrow, p->cols);
-	}
-	dst = p->q8_off + row0 * qrow;
-	rc = mb_pwrite_all(jb->q8_fd, qb->q, k * qrow, dst);
-	if (rc == 0)
-		q8_mark(jb, dst, k * qrow);
-	return rc;
+	return 0;
 }
 
 /* Converts the rows [u->r0, u->r1) of p from src (the source block, the
  * unit's first row first) and writes them at dst of out, a slice of about
  * SLICE_BYTES at a time, permuting q/k rows when p says so; and to the
- * Q8_0 file when there is one. */
+ * quantized files when there are some. */
 static int convert_write(struct job *jb, const struct piece *p,
 			 const struct unit *u, const char *src, char *dbuf,
 			 size_t in_row, size_t out_row, int out, uint64_t dst,
-			 const struct q8buf *qb)
+			 const struct qbuf *qb)
 {
 	uint64_t n = u->r1 - u->r0, per = SLICE_BYTES / out_row, r, j;
 	int rc;
@@ -289,7 +323,7 @@ static int convert_write(struct job *jb, const struct piece *p,
 		}
 		rc = mb_pwrite_all(out, dbuf, k * out_row, dst + r * out_row);
 		if (rc == 0)
-			rc = q8_write(jb, p, dbuf, k, u->r0 + r, out_row, qb);
+			rc = q_write(jb, p, dbuf, k, u->r0 + r, out_row, qb);
 		if (rc != 0)
 			return rc;
 	}
@@ -297,7 +331,7 @@ static int convert_write(struct job *jb, const struct piece *p,
 }
 
 static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
-		   const struct q8buf *qb)
+		   const struct qbuf *qb)
 {
 	const struct piece *p = &jb->pieces[u->piece];
 	size_t in_row = p->cols * mb_num_size(p->in);
@@ -314,19 +348,22 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 		mb_num_convert(p->out, dbuf, MB_NUM_F32, p->gen + u->r0 * p->cols,
 			       n * p->cols);
 		rc = mb_pwrite_all(out, dbuf, n * out_row, dst);
-		return rc != 0 ? rc : q8_write(jb, p, dbuf, n, u->r0, out_row, qb);
+		return rc != 0 ? rc : q_write(jb, p, dbuf, n, u->r0, out_row, qb);
 	}
 	if (p->in == p->out && p->heads == 0 && p->add == 0 &&
-	    (jb->q8_fd < 0 || !p->q8) &&
+	    !quantized(jb, p) &&
 	    kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
 			out, dst, n * in_row) == 0) {
-		if (jb->q8_fd < 0)
-			return 0;
-		if (kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
-				jb->q8_fd, p->q8_off + u->r0 * in_row,
-				n * in_row) != 0)
-			return MB_EIO;
-		q8_mark(jb, p->q8_off + u->r0 * in_row, n * in_row);
+		size_t i;
+
+		for (i = 0; i < jb->nqf; i++) {
+			if (kernel_copy(fd, p->src_off + (p->row0 + u->r0) * in_row,
+					jb->qf[i].fd, p->qoff[i] + u->r0 * in_row,
+					n * in_row) != 0)
+				return MB_EIO;
+			q_mark(&jb->qf[i], p->qoff[i] + u->r0 * in_row,
+			       n * in_row);
+		}
 		return 0;
 	}
 	/* units of permuted pieces cover whole heads, so the source rows of
@@ -366,14 +403,18 @@ static void *worker_main(void *arg)
 {
 	struct job *jb = arg;
 	char *sbuf = mb_malloc(jb->buf_bytes), *dbuf = mb_malloc(jb->buf_bytes);
-	struct q8buf qb = { NULL, NULL };
+	struct qbuf qb = { NULL, 0, NULL, 0 };
 
-	if (jb->q8_fd >= 0) {
-		qb.f = mb_malloc((jb->max_cols ? jb->max_cols : 1) * sizeof(float));
-		qb.q = mb_malloc(jb->buf_bytes);
+	if (jb->nqf > 0) {
+		/* a slice's rows as f32 (twice its bytes from f16), or one
+		 * row wider than a slice */
+		qb.fcap = 2 * SLICE_BYTES / sizeof(float) + jb->max_cols;
+		qb.f = mb_malloc(qb.fcap * sizeof(float));
+		qb.qcap = jb->buf_bytes;
+		qb.q = mb_malloc(qb.qcap);
 	}
 	if (sbuf == NULL || dbuf == NULL ||
-	    (jb->q8_fd >= 0 && (qb.f == NULL || qb.q == NULL))) {
+	    (jb->nqf > 0 && (qb.f == NULL || qb.q == NULL))) {
 		job_fail(jb, MB_ENOMEM, "out of memory for conversion buffers");
 		goto out;
 	}
@@ -1152,16 +1193,7 @@ static int units_by_shard(struct job *jb, size_t nshards)
 	return 0;
 }
 
-/* --- the Q8_0 file written in the same pass ---
- *
- * The bytes llama_model_quantize makes of the output with ftype Q8_0: its
- * KVs in the output's order with general.quantization_version and
- * general.file_type (7) set last (gguf_set_val appends), its tensors in
- * its loader's order (those outside the layers, then each layer's, each
- * group by name), every 2-D weight but the norms as Q8_0 blocks of the
- * output's values, the rest as they are. */
-
-#define FTYPE_Q8_0 7
+/* --- the quantized files written in the same pass (common/convert.h) --- */
 
 static int layer_of(const char *name)
 {
@@ -1179,19 +1211,6 @@ static int by_loader_order(const void *a, const void *b, void *ctx)
 	return la != lb ? (la < lb ? -1 : 1) : strcmp(pa->name, pb->name);
 }
 
-/* Whether llama.cpp's quantize quantizes the 2-D tensor name
- * (tensor_allows_quantization, for the names the families write). */
-static int q8_quantizes(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 6 && strcmp(name + n - 6, "weight") == 0 &&
-	       strstr(name, "_norm.weight") == NULL &&
-	       strstr(name, "ffn_gate_inp.weight") == NULL &&
-	       strcmp(name, "position_embd.weight") != 0 &&
-	       strcmp(name, "token_types.weight") != 0;
-}
-
 /* The dimensions piece p has in the file. */
 static uint32_t piece_shape(const struct piece *p, uint64_t ne[2])
 {
@@ -1204,27 +1223,37 @@ static uint32_t piece_shape(const struct piece *p, uint64_t ne[2])
 	return 2;
 }
 
-static uint64_t q8_bytes(const struct piece *p)
-{
-	return p->q8 ? p->rows * (p->cols / MB_Q8_0_BLOCK * MB_Q8_0_BYTES)
-		     : p->rows * p->cols * mb_num_size(p->out);
-}
+/* One quantized file as mb_convert holds it while it is written. */
+struct qout {
+	const struct mb_convert_quant *q;
+	size_t slot;			/* in struct job's qf, pieces' qtype */
+	struct mb_gguf_w w;
+	int w_inited, open;
+	struct mb_afile af;
+	char ready[4300];		/* PATH.ready */
+	char *last;			/* the map as last written */
+};
 
-/* Lays out the Q8_0 file of the output whose header is at the start of
- * the file at path (w laid out) in qw, and each piece's place in it. 0; MB_EUNSUPPORTED
- * with why when llama.cpp would make a tensor of it F16 from another type
- * (a row not a whole number of blocks); other errors. */
-static int q8_plan(struct plan *pl, const struct mb_gguf_w *w,
-		   const char *path, struct mb_gguf_w *qw, char *why,
-		   size_t cap)
+/* Lays out in qo->w the quantized file of the output whose header is at
+ * the start of the file at path (w laid out), with the quantizer's type
+ * for each tensor, and each piece's type and place in it. 0;
+ * MB_EUNSUPPORTED with why when the file is not made in the pass; other
+ * errors. */
+static int quant_plan(struct plan *pl, const struct mb_gguf_w *w,
+		      const char *path, const struct mb_quantizer *qz,
+		      struct qout *qo, char *why, size_t cap)
 {
 	struct mb_gguf *g = NULL;
-	size_t *idx = NULL, k, got;
+	size_t *idx = NULL, k, got, s = qo->slot;
+	const char **names = NULL;
+	int *types = NULL;
 	char *hdr = mb_malloc(w->data_start);
 	uint64_t i;
 	int rc = MB_ENOMEM;
 
-	if (hdr == NULL || (idx = mb_calloc(pl->n ? pl->n : 1, sizeof(*idx))) == NULL)
+	if (hdr == NULL || (idx = mb_calloc(pl->n + 1, sizeof(*idx))) == NULL ||
+	    (names = mb_calloc(pl->n + 1, sizeof(*names))) == NULL ||
+	    (types = mb_calloc(pl->n + 1, sizeof(*types))) == NULL)
 		goto out;
 	{
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1238,17 +1267,24 @@ static int q8_plan(struct plan *pl, const struct mb_gguf_w *w,
 		rc = MB_EIO;
 	if (rc == 0)
 		rc = mb_gguf_parse(hdr, got, w->file_size, &g, why, cap);
+	for (k = 0; k < pl->n; k++)
+		names[k] = pl->pieces[k].name;
+	if (rc == 0)
+		rc = qz->plan(qz->ctx, path, qo->q->ftype, pl->n, names, types,
+			      why, cap);
 	if (rc != 0)
 		goto out;
-	rc = mb_gguf_w_init(qw, MB_GGUF_DEFAULT_ALIGNMENT);
+	rc = mb_gguf_w_init(&qo->w, MB_GGUF_DEFAULT_ALIGNMENT);
+	qo->w_inited = rc == 0;
 	for (i = 0; rc == 0 && i < g->n_kv; i++)
 		if (strcmp(g->kv[i].key, "general.quantization_version") != 0 &&
 		    strcmp(g->kv[i].key, "general.file_type") != 0)
-			rc = mb_gguf_w_copy_kv(qw, &g->kv[i]);
+			rc = mb_gguf_w_copy_kv(&qo->w, &g->kv[i]);
 	if (rc == 0)
-		rc = mb_gguf_w_u32(qw, "general.quantization_version", 2);
+		rc = mb_gguf_w_u32(&qo->w, "general.quantization_version", 2);
 	if (rc == 0)
-		rc = mb_gguf_w_u32(qw, "general.file_type", FTYPE_Q8_0);
+		rc = mb_gguf_w_u32(&qo->w, "general.file_type",
+				   (uint32_t)qo->q->ftype);
 	for (k = 0; k < pl->n; k++)
 		idx[k] = k;
 	qsort_r(idx, pl->n, sizeof(*idx), by_loader_order, pl->pieces);
@@ -1256,47 +1292,106 @@ static int q8_plan(struct plan *pl, const struct mb_gguf_w *w,
 		struct piece *p = &pl->pieces[idx[k]];
 		uint64_t ne[2];
 		uint32_t nd = piece_shape(p, ne);
-		int quant = nd == 2 && q8_quantizes(p->name);
 
-		p->q8 = quant && p->cols % MB_Q8_0_BLOCK == 0;
-		if (quant && !p->q8 && p->out != MB_NUM_F16) {
-			mb_seterr(why, cap, "'%s' has rows of %llu values, not "
-				  "whole blocks of 32: llama.cpp makes it F16",
-				  p->name, (unsigned long long)p->cols);
+		p->qtype[s] = types[idx[k]];
+		if (p->qtype[s] != p->gtype &&
+		    (nd != 2 || mb_ggml_row_size(p->qtype[s], p->cols) == 0)) {
+			mb_seterr(why, cap, "'%s' would be %s, which mibera cannot "
+				  "make of its rows of %llu", p->name,
+				  mb_ggml_type_name(p->qtype[s])
+					  ? mb_ggml_type_name(p->qtype[s]) : "?",
+				  (unsigned long long)p->cols);
 			rc = MB_EUNSUPPORTED;
 			break;
 		}
-		rc = mb_gguf_w_tensor(qw, p->name, p->q8 ? MB_GGML_Q8_0 : p->gtype,
-				      nd, ne);
+		rc = mb_gguf_w_tensor(&qo->w, p->name, p->qtype[s], nd, ne);
 		rc = rc < 0 ? rc : 0;
 	}
 	if (rc == 0)
-		rc = mb_gguf_w_layout(qw);
+		rc = mb_gguf_w_layout(&qo->w);
 	for (k = 0; rc == 0 && k < pl->n; k++)
-		pl->pieces[idx[k]].q8_off = qw->tensors[k].offset;
+		pl->pieces[idx[k]].qoff[s] = qo->w.tensors[k].offset;
 out:
 	mb_gguf_free(g);
 	free(hdr);
 	free(idx);
+	free(names);
+	free(types);
 	return rc;
 }
 
-/* Rewrites PATH.ready when a block became final since last (the bitmap
- * as it was written, nblocks + 1 bytes). */
-static void q8_ready(struct job *jb, const char *path, uint64_t size,
-		     char *last)
+/* Rewrites qo's PATH.ready when a block became final since last (the
+ * bitmap as it was written, nblocks + 1 bytes). */
+static void q_ready(const struct qfile *f, struct qout *qo)
 {
-	char *bits = mb_malloc(jb->q8_nblocks + 1);
+	char *bits = mb_malloc(f->nblocks + 1);
 	size_t b;
 
 	if (bits == NULL)
 		return;
-	for (b = 0; b < jb->q8_nblocks; b++)
-		bits[b] = atomic_load(&jb->q8_left[b]) == 0 ? '1' : '0';
-	if (memcmp(bits, last, jb->q8_nblocks) != 0 &&
-	    mb_ready_write(path, size, bits, jb->q8_nblocks) == 0)
-		memcpy(last, bits, jb->q8_nblocks);
+	for (b = 0; b < f->nblocks; b++)
+		bits[b] = atomic_load(&f->left[b]) == 0 ? '1' : '0';
+	if (memcmp(bits, qo->last, f->nblocks) != 0 &&
+	    mb_ready_write(qo->ready, qo->w.file_size, bits, f->nblocks) == 0)
+		memcpy(qo->last, bits, f->nblocks);
 	free(bits);
+}
+
+/* Creates qo's file at its full size with its header, and its ready map
+ * with nothing final, as file f of jb. 0, or an error in err. */
+static int quant_open(struct job *jb, struct plan *pl, struct qout *qo,
+		      struct qfile *f, char *err, size_t errcap)
+{
+	uint64_t b, i;
+	int e, rc;
+
+	snprintf(qo->ready, sizeof(qo->ready), "%s.ready", qo->q->path);
+	rc = mb_afile_open(&qo->af, qo->q->path, 0644);
+	if (rc != 0) {
+		mb_seterr(err, errcap, "cannot create '%s.part': %s",
+			  qo->q->path, mb_strerror(rc));
+		return rc;
+	}
+	qo->open = 1;
+	e = posix_fallocate(qo->af.fd, 0, (off_t)qo->w.file_size);
+	if (e == EOPNOTSUPP || e == EINVAL)
+		e = ftruncate(qo->af.fd, (off_t)qo->w.file_size) == 0 ? 0 : errno;
+	rc = e != 0 ? mb_err_from_errno(e)
+		    : mb_gguf_w_write_header(&qo->w, qo->af.fd);
+	if (rc != 0) {
+		mb_seterr(err, errcap, "cannot write '%s': %s", qo->q->path,
+			  mb_strerror(rc));
+		return rc;
+	}
+	f->nblocks = (size_t)((qo->w.file_size + READY_BLOCK - 1) / READY_BLOCK);
+	f->left = mb_calloc(f->nblocks + 1, sizeof(*f->left));
+	qo->last = mb_calloc(f->nblocks + 1, 1);
+	if (f->left == NULL || qo->last == NULL)
+		return MB_ENOMEM;
+	for (b = 0; b < f->nblocks; b++)
+		atomic_init(&f->left[b], 0);
+	for (i = 0; i < pl->n; i++) {
+		const struct piece *p = &pl->pieces[i];
+		uint64_t off = p->qoff[qo->slot], len, end;
+		uint64_t qrow = p->qtype[qo->slot] == p->gtype
+					? p->cols * mb_num_size(p->out)
+					: mb_ggml_row_size(p->qtype[qo->slot], p->cols);
+
+		len = p->rows * qrow;
+		end = off + len;
+		for (b = off / READY_BLOCK; len > 0 && b * READY_BLOCK < end; b++) {
+			uint64_t lo = b * READY_BLOCK > off ? b * READY_BLOCK : off;
+			uint64_t hi = (b + 1) * READY_BLOCK < end
+					      ? (b + 1) * READY_BLOCK : end;
+
+			atomic_fetch_add(&f->left[b], hi - lo);
+		}
+		if (p->qtype[qo->slot] != p->gtype && p->cols > jb->max_cols)
+			jb->max_cols = p->cols;
+	}
+	f->fd = qo->af.fd;
+	q_ready(f, qo);
+	return 0;
 }
 
 static int ncpus(void)
@@ -1328,21 +1423,16 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	int rc, nth = 0, started = 0, w_inited = 0, af_open = 0;
 	struct follow fw;
 	struct mb_convert_opts with_commit;
-	struct mb_gguf_w qw;
-	struct mb_afile q8af = { -1, NULL, NULL };
-	char ready[4300], *ready_last = NULL;
-	int qw_inited = 0, q8_open = 0;
+	struct qout *qo = NULL;
+	size_t nqo = 0, qi;
 	double t0;
 
 	memset(r, 0, sizeof(*r));
-	ready[0] = '\0';
 	memset(&pl, 0, sizeof(pl));
 	memset(&jb, 0, sizeof(jb));
 	memset(&sp, 0, sizeof(sp));
 	memset(&fw, 0, sizeof(fw));
-	memset(&qw, 0, sizeof(qw));
 	pthread_mutex_init(&jb.err_mu, NULL);
-	jb.q8_fd = -1;
 	t0 = mb_now_s();
 
 	if (o->follow) {
@@ -1551,90 +1641,64 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	for (i = 0; i < pl.n; i++)
 		piece_fd[i] = af[np > 1 ? sp.part[i] : 0].fd;
 
-	/* the Q8_0 file beside, from the same rows */
-	if (o->q8_path != NULL) {
-		uint64_t b, end;
-		int e;
+	/* the quantized files beside, from the same rows */
+	if (o->nquants > MB_CONVERT_MAXQ ||
+	    (o->nquants > 0 && o->quantizer == NULL)) {
+		mb_seterr(err, errcap, "at most %d quantized files, with a "
+			  "quantizer", MB_CONVERT_MAXQ);
+		rc = MB_EINVAL;
+		goto out;
+	}
+	qo = mb_calloc(o->nquants + 1, sizeof(*qo));
+	if (qo == NULL) {
+		rc = MB_ENOMEM;
+		goto out;
+	}
+	jb.qz = o->quantizer;
+	for (qi = 0; qi < o->nquants; qi++) {
+		struct qout *q = &qo[nqo];
 
-		unlink(o->q8_path); /* an earlier run's stands for nothing */
+		unlink(o->quants[qi].path); /* an earlier run's stands for nothing */
+		q->q = &o->quants[qi];
+		q->slot = nqo;
+		q->af.fd = -1;
 		sub[0] = '\0';
-		rc = np > 1 ? MB_EUNSUPPORTED : MB_ENOMEM;
-		if (np > 1)
+		if (np > 1) {
 			mb_seterr(sub, sizeof(sub), "the output is a set of parts");
-		if (np == 1) {
-			qw_inited = 1;
-			rc = q8_plan(&pl, &w, af[0].tmp, &qw, sub, sizeof(sub));
+			rc = MB_EUNSUPPORTED;
+		} else {
+			rc = quant_plan(&pl, &w, af[0].tmp, o->quantizer, q, sub,
+					sizeof(sub));
 		}
 		if (rc == MB_EUNSUPPORTED) {
-			snprintf(r->q8_why, sizeof(r->q8_why), "%.250s", sub);
-		} else if (rc != 0) {
+			snprintf(r->quant_why[qi], sizeof(r->quant_why[qi]),
+				 "%.250s", sub);
+			if (q->w_inited)
+				mb_gguf_w_release(&q->w);
+			memset(q, 0, sizeof(*q));
+			continue;
+		}
+		nqo++;
+		if (rc != 0) {
 			mb_seterr(err, errcap, "cannot lay out '%s': %s%s%s",
-				  o->q8_path, mb_strerror(rc), sub[0] ? ": " : "",
+				  q->q->path, mb_strerror(rc), sub[0] ? ": " : "",
 				  sub);
 			goto out;
-		} else {
-			if (mb_fs_free_space(dir, &avail) == 0 &&
-			    avail < qw.file_size) {
-				mb_seterr(err, errcap, "'%s' needs %.2f GB more and "
-					  "only %.2f GB are free in '%s'",
-					  o->q8_path, (double)qw.file_size / 1e9,
-					  (double)avail / 1e9, dir);
-				rc = MB_ENOSPC;
-				goto out;
-			}
-			snprintf(ready, sizeof(ready), "%s.ready", o->q8_path);
-			rc = mb_afile_open(&q8af, o->q8_path, 0644);
-			if (rc != 0) {
-				mb_seterr(err, errcap, "cannot create '%s.part': %s",
-					  o->q8_path, mb_strerror(rc));
-				goto out;
-			}
-			q8_open = 1;
-			e = posix_fallocate(q8af.fd, 0, (off_t)qw.file_size);
-			if (e == EOPNOTSUPP || e == EINVAL)
-				e = ftruncate(q8af.fd, (off_t)qw.file_size) == 0
-					    ? 0 : errno;
-			rc = e != 0 ? mb_err_from_errno(e)
-				    : mb_gguf_w_write_header(&qw, q8af.fd);
-			if (rc != 0) {
-				mb_seterr(err, errcap, "cannot write '%s': %s",
-					  o->q8_path, mb_strerror(rc));
-				goto out;
-			}
-			jb.q8_nblocks = (size_t)((qw.file_size + READY_BLOCK - 1) /
-						 READY_BLOCK);
-			jb.q8_left = mb_calloc(jb.q8_nblocks + 1,
-					       sizeof(*jb.q8_left));
-			ready_last = mb_calloc(jb.q8_nblocks + 1, 1);
-			if (jb.q8_left == NULL || ready_last == NULL) {
-				rc = MB_ENOMEM;
-				goto out;
-			}
-			for (b = 0; b < jb.q8_nblocks; b++)
-				atomic_init(&jb.q8_left[b], 0);
-			for (i = 0; i < pl.n; i++) {
-				const struct piece *p = &pl.pieces[i];
-				uint64_t off = p->q8_off, len = q8_bytes(p);
-
-				end = off + len;
-				for (b = off / READY_BLOCK; len > 0 &&
-				     b * READY_BLOCK < end; b++) {
-					uint64_t lo = b * READY_BLOCK > off
-							      ? b * READY_BLOCK : off;
-					uint64_t hi = (b + 1) * READY_BLOCK < end
-							      ? (b + 1) * READY_BLOCK
-							      : end;
-
-					atomic_fetch_add(&jb.q8_left[b], hi - lo);
-				}
-				if (p->q8 && p->cols > jb.max_cols)
-					jb.max_cols = p->cols;
-			}
-			jb.q8_fd = q8af.fd;
-			q8_ready(&jb, ready, qw.file_size, ready_last);
 		}
-		rc = 0;
+		if (mb_fs_free_space(dir, &avail) == 0 && avail < q->w.file_size) {
+			mb_seterr(err, errcap, "'%s' needs %.2f GB more and only "
+				  "%.2f GB are free in '%s'", q->q->path,
+				  (double)q->w.file_size / 1e9,
+				  (double)avail / 1e9, dir);
+			rc = MB_ENOSPC;
+			goto out;
+		}
+		rc = quant_open(&jb, &pl, q, &jb.qf[q->slot], err, errcap);
+		if (rc != 0)
+			goto out;
+		jb.nqf = nqo;
 	}
+	rc = 0;
 
 	/* the data */
 	jb.pieces = pl.pieces;
@@ -1666,9 +1730,10 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			struct timespec ts = { 0, 50 * 1000000L };
 
 			nanosleep(&ts, NULL);
-			if (jb.q8_fd >= 0 && mb_now_s() - readied >= 0.25) {
+			if (jb.nqf > 0 && mb_now_s() - readied >= 0.25) {
 				readied = mb_now_s();
-				q8_ready(&jb, ready, qw.file_size, ready_last);
+				for (qi = 0; qi < jb.nqf; qi++)
+					q_ready(&jb.qf[qi], &qo[qi]);
 			}
 			if (o->follow && fw.nready < m->nshards &&
 			    mb_now_s() - polled >= 0.1) {
@@ -1723,16 +1788,16 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			goto out;
 		}
 	}
-	if (jb.q8_fd >= 0) {
-		q8_ready(&jb, ready, qw.file_size, ready_last);
-		q8_open = 0;
-		rc = mb_afile_commit(&q8af);
+	for (qi = 0; qi < jb.nqf; qi++) {
+		q_ready(&jb.qf[qi], &qo[qi]);
+		qo[qi].open = 0;
+		rc = mb_afile_commit(&qo[qi].af);
 		if (rc != 0) {
 			mb_seterr(err, errcap, "cannot finish '%s': %s",
-				  o->q8_path, mb_strerror(rc));
+				  qo[qi].q->path, mb_strerror(rc));
 			goto out;
 		}
-		r->q8_size = qw.file_size;
+		r->quant_size[qo[qi].q - o->quants] = qo[qi].w.file_size;
 	}
 	/* a run with another --split-max-size left another form of it */
 	mb_splitset_remove_others(o->out_path, (unsigned)np);
@@ -1750,14 +1815,17 @@ out:
 		pthread_join(th[i], NULL);
 	for (k = committed; af_open && k < np; k++)
 		mb_afile_abort(&af[k]);
-	if (q8_open)
-		mb_afile_abort(&q8af);
-	if (ready[0] != '\0')
-		unlink(ready);
-	free(ready_last);
-	free(jb.q8_left);
-	if (qw_inited)
-		mb_gguf_w_release(&qw);
+	for (qi = 0; qi < nqo; qi++) {
+		if (qo[qi].open)
+			mb_afile_abort(&qo[qi].af);
+		if (qo[qi].ready[0] != '\0')
+			unlink(qo[qi].ready);
+		free(qo[qi].last);
+		free(jb.qf[qi].left);
+		if (qo[qi].w_inited)
+			mb_gguf_w_release(&qo[qi].w);
+	}
+	free(qo);
 	free(af);
 	free(piece_fd);
 	mb_gguf_split_release(&sp);

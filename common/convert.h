@@ -54,6 +54,39 @@ struct mb_convert_progress {
 typedef void (*mb_convert_progress_fn)(const struct mb_convert_progress *p,
 				       void *ctx);
 
+/* --- quantized GGUFs made in the conversion's pass ---
+ *
+ * The bytes llama_model_quantize makes of the output for a file type,
+ * without an importance matrix, made from the rows as they are converted
+ * rather than from the written output afterwards: its KVs in the
+ * output's order with general.quantization_version and general.file_type
+ * set last, its tensors in its loader's order (those outside the layers,
+ * then each layer's, each group by name), each tensor as the quantizer's
+ * plan says: the output's bytes where its type stays, else the rows'
+ * values quantized. */
+#define MB_CONVERT_MAXQ 8
+
+struct mb_quantizer {
+	/* The ggml type llama_model_quantize gives each of the n tensors
+	 * (names) of the GGUF at path for ftype, into types. The GGUF's
+	 * header is final and its data not yet written. 0; MB_EUNSUPPORTED
+	 * with why when that file is not to be made in the pass; other
+	 * errors. */
+	int (*plan)(void *ctx, const char *path, int ftype, size_t n,
+		    const char *const *names, int *types, char *why,
+		    size_t cap);
+	/* Quantizes nrows rows of n values (f32) at src into dst as type
+	 * (whose rows are whole blocks of n); called from several threads. */
+	void (*rows)(int type, const float *src, void *dst, uint64_t nrows,
+		     uint64_t n);
+	void *ctx;
+};
+
+struct mb_convert_quant {
+	const char *path;
+	int ftype;			/* llama_ftype */
+};
+
 struct mb_convert_opts {
 	const char *model_dir;
 	const char *out_path;
@@ -83,17 +116,18 @@ struct mb_convert_opts {
 					   is there and matches them; with
 					   source_repo and no source_commit,
 					   the commit is the fetch's */
-	const char *q8_path;		/* when not NULL, also writes here the
-					   Q8_0 GGUF llama_model_quantize
-					   makes of the output, in the same
-					   pass; while it is written,
-					   PATH.part holds it and PATH.ready
-					   says which of its blocks are final
-					   (common/readymap.h); not for a set
-					   of parts, nor
-					   when a row is not whole blocks of
-					   32 of a type other than f16 (the
-					   result says) */
+	const struct mb_convert_quant *quants;	/* also writes these
+					   quantized GGUFs, in the same pass
+					   (at most MB_CONVERT_MAXQ); while
+					   one is written, PATH.part holds it
+					   and PATH.ready says which of its
+					   blocks are final (common/
+					   readymap.h); not for a set of
+					   parts (the result says why not) */
+	size_t nquants;
+	const struct mb_quantizer *quantizer;	/* with quants: what each
+						   tensor becomes, and its
+						   rows' blocks */
 	double follow_timeout_s;	/* follow: stop when its state file
 					   is not rewritten for this long; 0:
 					   300 s */
@@ -107,8 +141,9 @@ struct mb_convert_result {
 	uint64_t data_bytes;
 	size_t nrepairs;
 	double seconds;
-	uint64_t q8_size;		/* the Q8_0 file's size; 0: none */
-	char q8_why[256];		/* q8_path and no Q8_0 file: why */
+	uint64_t quant_size[MB_CONVERT_MAXQ];	/* per quants[i]: its size;
+						   0: not made, and why */
+	char quant_why[MB_CONVERT_MAXQ][256];
 };
 
 /* Returns the layout named s ("native", "split"), or -1. */

@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/convert.h"
 #include "common/download.h"
 #include "common/err.h"
 #include "common/fs.h"
@@ -44,6 +45,8 @@
 #include "proto/protocol.h"
 
 /* What one job needs while it runs. */
+#define AHEAD_MAX 16
+
 struct run {
 	const struct mb_config *cfg;
 	struct mb_store *s;
@@ -75,13 +78,19 @@ struct run {
 	const char *side_step, *side_jstep;
 	struct mb_transport *side;
 	double side_last;
-	/* the Q8_0 the convert writes beside the F16 (q8path on the
-	 * worker), pulled as it is written */
-	char q8path[3000];
-	struct mb_pull_ahead *ahead;
-	struct mb_pull_opts ahead_o;
-	char ahead_name[512];
-	double ahead_t0, ahead_last;
+	/* the quants the convert writes beside the F16 (convert --also:
+	 * TYPE=PATH on the worker) */
+	int nbeside;
+	char beside[MB_CONVERT_MAXQ][3100];
+	/* files pulled as the worker writes them, one at a time: each
+	 * waits (a NULL) until the one before has all of its file */
+	struct ahead {
+		struct mb_pull_ahead *a;
+		struct mb_pull_opts o;
+		char remote[3000], name[512];
+		double t0, last;
+	} ahead[AHEAD_MAX];
+	int nahead;
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -226,6 +235,7 @@ static int follow_flush(struct follow_ctx *f)
 
 static void side_peek(struct run *r);
 static void ahead_peek(struct run *r);
+static struct ahead *ahead_find(struct run *r, const char *name);
 
 /* Streams a journal of any size: lines are gathered as they arrive and
  * stored in batches with the offset they end at, so a follow that stops
@@ -663,6 +673,7 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	struct mb_pull_opts o;
 	struct mb_pull_stats st;
 	struct pull_ctx pc = { r, m->name, mb_now_s(), 0 };
+	struct ahead *ah;
 	char remote[2700];
 	struct mb_buf b;
 	int rc;
@@ -675,16 +686,18 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	o.progress = on_pull_progress;
 	o.progress_ctx = &pc;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
-	if (r->ahead != NULL && strcmp(m->name, r->ahead_name) == 0) {
+	ah = ahead_find(r, m->name);
+	if (ah != NULL && ah->a != NULL) {
 		uint64_t adopted, ahead;
 
-		mb_pull_ahead_finish(r->ahead, m, &adopted, &ahead);
-		r->ahead = NULL;
+		mb_pull_ahead_finish(ah->a, m, &adopted, &ahead);
 		note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while it "
 		     "was written match its manifest (%.1f MB came ahead)",
 		     m->name, (double)adopted / 1e6,
 		     (double)m->size / 1e6, (double)ahead / 1e6);
 	}
+	if (ah != NULL)
+		memset(ah, 0, sizeof(*ah)); /* nor is a waiting one started */
 	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"file\":");
@@ -1039,27 +1052,49 @@ static int convert_follows(struct run *r)
 	       strcmp(r->j->converter, MB_CONVERTER_LLAMA) != 0;
 }
 
-/* Whether the convert writes the job's Q8_0 in its own pass (convert
- * --also-q8_0): mibera's converter, one file, Q8_0 asked for. The name the
- * job gives the type goes to *type. */
-static int q8_beside(struct run *r, char *type, size_t cap)
+static int imatrix_wanted(struct run *r);
+
+/* The job's quant types the convert writes in its own pass (convert
+ * --also), into types (room for MB_CONVERT_MAXQ; they point into buf):
+ * with mibera's converter and one file, the Q8_0 (an importance matrix
+ * changes nothing in it), and, when the job uses no importance matrix,
+ * every type that needs none. Returns the count. */
+static int types_beside(struct run *r, const char **types, char *buf,
+			size_t cap)
 {
-	char quants[256], *q, *save = NULL;
+	char *q, *save = NULL;
+	int n = 0, imx;
 
 	if (strcmp(r->j->converter, MB_CONVERTER_LLAMA) == 0 ||
 	    r->j->split_max_size > 0)
 		return 0;
-	snprintf(quants, sizeof(quants), "%s", r->j->quants);
-	for (q = strtok_r(quants, ",", &save); q != NULL;
-	     q = strtok_r(NULL, ",", &save))
-		if (strcasecmp(q, "Q8_0") == 0) {
-			snprintf(type, cap, "%s", q);
+	imx = imatrix_wanted(r);
+	snprintf(buf, cap, "%s", r->j->quants);
+	for (q = strtok_r(buf, ",", &save); q != NULL && n < MB_CONVERT_MAXQ;
+	     q = strtok_r(NULL, ",", &save)) {
+		const struct mb_quant_type *t = mb_quant_find(q);
+
+		if (t != NULL && (strcmp(t->name, "Q8_0") == 0 ||
+				  (!imx && t->imatrix < 2 && t->bpw < 16)))
+			types[n++] = q;
+	}
+	return n;
+}
+
+/* Whether type is one types_beside names. */
+static int is_beside(struct run *r, const char *type)
+{
+	const char *types[MB_CONVERT_MAXQ];
+	char buf[256];
+	int i, n = types_beside(r, types, buf, sizeof(buf));
+
+	for (i = 0; i < n; i++)
+		if (strcmp(types[i], type) == 0)
 			return 1;
-		}
 	return 0;
 }
 
-/* The convert step's arguments (argv has room for 24); follow adds
+/* The convert step's arguments (argv has room for 48); follow adds
  * --follow. ofile and split hold what some of them point to. */
 static int convert_argv(struct run *r, const char **argv, int follow,
 			char *repo, size_t repocap, char *ofile, size_t ocap,
@@ -1119,14 +1154,17 @@ static int convert_argv(struct run *r, const char **argv, int follow,
 		argv[n++] = split;
 	}
 	{
-		char type[32], name[512];
+		const char *types[MB_CONVERT_MAXQ];
+		char buf[256], name[512];
+		int i;
 
-		if (q8_beside(r, type, sizeof(type))) {
-			artifact_name(r, type, name, sizeof(name));
-			snprintf(r->q8path, sizeof(r->q8path), "%s/%s", r->out,
-				 name);
-			argv[n++] = "--also-q8_0";
-			argv[n++] = r->q8path;
+		r->nbeside = types_beside(r, types, buf, sizeof(buf));
+		for (i = 0; i < r->nbeside; i++) {
+			artifact_name(r, types[i], name, sizeof(name));
+			snprintf(r->beside[i], sizeof(r->beside[i]), "%s=%s/%s",
+				 types[i], r->out, name);
+			argv[n++] = "--also";
+			argv[n++] = r->beside[i];
 		}
 	}
 	if (follow)
@@ -1138,77 +1176,148 @@ static int convert_argv(struct run *r, const char **argv, int follow,
 static int open_stream(void *ctx, struct mb_transport **t, char *err,
 		       size_t errcap);
 
-/* Starts pulling remote, a file a worker step writes with a map of what
- * is final beside it (the convert's Q8_0, a quantize's output), as it is
+static struct ahead *ahead_find(struct run *r, const char *name)
+{
+	int i;
+
+	for (i = 0; i < r->nahead; i++)
+		if (r->ahead[i].name[0] != '\0' &&
+		    strcmp(r->ahead[i].name, name) == 0)
+			return &r->ahead[i];
+	return NULL;
+}
+
+/* The pull ahead that has not got all of its file yet, or NULL. */
+static struct ahead *ahead_running(struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->nahead; i++)
+		if (r->ahead[i].a != NULL && !mb_pull_ahead_done(r->ahead[i].a))
+			return &r->ahead[i];
+	return NULL;
+}
+
+static int ahead_go(struct run *r, struct ahead *ah)
+{
+	char pdir[4400], dest[5000];
+
+	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
+	snprintf(dest, sizeof(dest), "%s/%s", pdir, ah->name);
+	memset(&ah->o, 0, sizeof(ah->o));
+	ah->o.open = open_stream;
+	ah->o.open_ctx = r;
+	if (mb_pull_ahead_start(&ah->o, ah->remote,
+				(uint64_t)r->cfg->chunk_mib << 20, dest,
+				&ah->a) != 0) {
+		memset(ah, 0, sizeof(*ah));
+		return -1;
+	}
+	ah->t0 = mb_now_s();
+	ah->last = 0;
+	return 0;
+}
+
+/* Pulls remote, a file a worker step writes with a map of what is final
+ * beside it (the convert's quants, a quantize's output), as it is
  * written, into the partial directory; what matches its manifest later
- * is kept (mb_pull_ahead_finish, in pull_one). One such pull at a time.
- * Best effort: 0 when it runs; without it the file is pulled once done. */
-static int ahead_start(struct run *r, const char *remote)
+ * is kept (mb_pull_ahead_finish, in pull_one). One such pull runs at a
+ * time, as the pull would: a second waits until the first has all of its
+ * file (ahead_peek starts it). Best effort: 0 when it runs or waits, and
+ * *waits says which; without it the file is pulled once done. */
+static int ahead_start(struct run *r, const char *remote, int *waits)
 {
 	char pdir[4400], dest[5000];
 	const char *name;
+	struct ahead *ah;
 	struct stat st;
 
-	if (r->ahead != NULL || remote[0] == '\0' ||
+	*waits = 0;
+	if (r->nahead == AHEAD_MAX || remote[0] == '\0' ||
 	    strrchr(remote, '/') == NULL)
 		return -1;
 	name = strrchr(remote, '/') + 1;
 	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
 	snprintf(dest, sizeof(dest), "%s/%s", r->adir, name);
-	if (stat(dest, &st) == 0 || mb_mkdir_p(r->adir, 0755) != 0 ||
-	    mb_mkdir_p(pdir, 0755) != 0)
+	if (ahead_find(r, name) != NULL || stat(dest, &st) == 0 ||
+	    mb_mkdir_p(r->adir, 0755) != 0 || mb_mkdir_p(pdir, 0755) != 0)
 		return -1; /* pulled before a restart, or no room to say so */
-	snprintf(dest, sizeof(dest), "%s/%s", pdir, name);
-	memset(&r->ahead_o, 0, sizeof(r->ahead_o));
-	r->ahead_o.open = open_stream;
-	r->ahead_o.open_ctx = r;
-	if (mb_pull_ahead_start(&r->ahead_o, remote,
-				(uint64_t)r->cfg->chunk_mib << 20, dest,
-				&r->ahead) != 0)
-		return -1;
-	snprintf(r->ahead_name, sizeof(r->ahead_name), "%s", name);
-	r->ahead_t0 = mb_now_s();
-	r->ahead_last = 0;
-	return 0;
+	ah = &r->ahead[r->nahead];
+	memset(ah, 0, sizeof(*ah));
+	snprintf(ah->remote, sizeof(ah->remote), "%s", remote);
+	snprintf(ah->name, sizeof(ah->name), "%s", name);
+	r->nahead++;
+	if (ahead_running(r) != NULL) {
+		*waits = 1;
+		return 0;
+	}
+	return ahead_go(r, ah);
 }
 
-/* The pull ahead's progress, as the pull's, about once a second while
- * the step it runs beside is followed; only once the file's size is
- * known (a quant's is not until it is made). */
+/* The running pull ahead's progress, as the pull's, about once a second
+ * while the step it runs beside is followed (only once the file's size
+ * is known: a quant's is not until it is made); once it has all of its
+ * file, the next waiting one starts. */
 static void ahead_peek(struct run *r)
 {
 	double now = mb_now_s();
 	uint64_t done, size;
+	struct ahead *ah = ahead_running(r);
 	struct mb_buf b;
+	int i;
 
-	if (r->ahead == NULL || now - r->ahead_last < 1.0)
+	if (ah == NULL) {
+		for (i = 0; i < r->nahead; i++)
+			if (r->ahead[i].a == NULL && r->ahead[i].name[0] != '\0') {
+				ahead_go(r, &r->ahead[i]);
+				break;
+			}
 		return;
-	r->ahead_last = now;
-	mb_pull_ahead_progress(r->ahead, &done, &size);
+	}
+	if (now - ah->last < 1.0)
+		return;
+	ah->last = now;
+	mb_pull_ahead_progress(ah->a, &done, &size);
 	if (size == 0)
 		return;
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"what\":");
-	mb_json_quote(&b, r->ahead_name);
+	mb_json_quote(&b, ah->name);
 	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,"
 		    "\"ahead\":true", (unsigned long long)done,
 		    (unsigned long long)size,
-		    now > r->ahead_t0 ? (double)done / (now - r->ahead_t0) : 0.0);
+		    now > ah->t0 ? (double)done / (now - ah->t0) : 0.0);
 	store_event(r, "pull", "progress", b.data);
 	mb_buf_release(&b);
 }
 
-/* The convert's Q8_0, pulled as the convert writes it. */
-static void ahead_start_q8(struct run *r)
+/* The convert's quants, pulled as the convert writes them. */
+static void ahead_start_beside(struct run *r)
 {
-	if (r->q8path[0] != '\0' && ahead_start(r, r->q8path) == 0)
-		note(r, "convert", "info", "writing %s in the same pass, and "
-		     "pulling it as it is written", r->ahead_name);
+	const char *first = NULL;
+	int i, waits;
+
+	for (i = 0; i < r->nbeside; i++) {
+		const char *path = strchr(r->beside[i], '=') + 1;
+
+		if (ahead_start(r, path, &waits) != 0)
+			continue;
+		if (!waits) {
+			first = strrchr(path, '/') + 1;
+			note(r, "convert", "info", "writing %s in the same pass, "
+			     "and pulling it as it is written", first);
+		} else {
+			note(r, "convert", "info", "writing %s in the same pass, "
+			     "and pulling it as it is written once %s is pulled",
+			     strrchr(path, '/') + 1,
+			     first ? first : "the file before it");
+		}
+	}
 }
 
 static int step_convert(struct run *r)
 {
-	const char *argv[24];
+	const char *argv[48];
 	char repo[300], ofile[2400], split[32];
 	int rc;
 
@@ -1217,7 +1326,7 @@ static int step_convert(struct run *r)
 	rc = convert_argv(r, argv, r->convert_started, repo, sizeof(repo),
 			  ofile, sizeof(ofile), split, sizeof(split));
 	if (rc == 0)
-		ahead_start_q8(r);
+		ahead_start_beside(r);
 	return rc != 0 ? rc : run_worker(r, "convert", "convert", argv, 0);
 }
 
@@ -1233,7 +1342,7 @@ static int start_convert_following(struct run *r)
 {
 	char path[2600], res[2600], buf[4096], repo[300], ofile[2400],
 	     split[32];
-	const char *argv[24];
+	const char *argv[48];
 	double t0 = mb_now_s();
 	size_t got;
 	int rc;
@@ -1273,7 +1382,7 @@ static int start_convert_following(struct run *r)
 		rc = start_worker(r, "convert", argv, NULL);
 	if (rc != 0)
 		return rc;
-	ahead_start_q8(r);
+	ahead_start_beside(r);
 	/* a restart finds it running: neither a new attempt nor a new note */
 	if (!r->convert_started) {
 		struct mb_step_row was;
@@ -1404,20 +1513,22 @@ static int step_quantize(struct run *r)
 {
 	enum { MAXQ = 32 };
 	char quants[256], imx[2400], *q, *save = NULL, split[32], thr[16];
-	char (*qout)[3000], (*wstep)[48], q8[32] = "";
-	const char *types[MAXQ], *argv[MAXQ][12];
+	char (*qout)[3000], (*wstep)[48], bbuf[256], list[256] = "";
+	const char *types[MAXQ], *argv[MAXQ][12], *beside[MB_CONVERT_MAXQ];
 	int rc = 0, use_imx = imatrix_wanted(r), nq = 0, width, threads, i, k;
+	int waits, nb = types_beside(r, beside, bbuf, sizeof(bbuf));
 
 	imatrix_path(r, imx, sizeof(imx));
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
-	/* the convert wrote the Q8_0 (or said why not): done first, alone,
-	 * so the batches after pull it beside the types made now */
-	if (!q8_beside(r, q8, sizeof(q8)))
-		q8[0] = '\0';
+	/* the convert wrote these (or said why not): done first, so the
+	 * batches after pull them beside the types made now */
 	for (q = strtok_r(quants, ",", &save); q && nq < MAXQ;
 	     q = strtok_r(NULL, ",", &save))
-		if (q8[0] == '\0' || strcmp(q, q8) != 0)
+		if (!is_beside(r, q))
 			types[nq++] = q;
+	for (i = 0; i < nb; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 i == 0 ? "" : i == nb - 1 ? " and " : ", ", beside[i]);
 	qout = mb_malloc(sizeof(*qout) * MAXQ);
 	wstep = mb_malloc(sizeof(*wstep) * MAXQ);
 	if (qout == NULL || wstep == NULL) {
@@ -1454,9 +1565,12 @@ static int step_quantize(struct run *r)
 		snprintf(qout[i], sizeof(qout[i]), "%s/%s", r->out, qname);
 		snprintf(wstep[i], sizeof(wstep[i]), "quantize-%s", types[i]);
 	}
-	if (q8[0] != '\0' && nq > 0)
-		note(r, "quantize", "info", "%s comes from the conversion's "
-		     "pass; the other types are made while it is pulled", q8);
+	if (nb > 0)
+		note(r, "quantize", "info", "%s %s from the conversion's pass%s",
+		     list, nb == 1 ? "comes" : "come", nq == 0 ? ""
+		     : nb == 1 ? "; the other types are made while it is pulled"
+			       : "; the other types are made while they are "
+				 "pulled");
 	if (nq > 1 && width > 1)
 		note(r, "quantize", "info", "quantizing %d types side by side, "
 		     "%d threads each (%s has %ld CPUs, %.0f GB of memory)", width,
@@ -1467,13 +1581,13 @@ static int step_quantize(struct run *r)
 		     "CPUs and %.0f GB)", r->w.name, r->w_cpus,
 		     (double)r->w_ram / 1e9,
 		     (double)(2 * QUANT_WORKING_SET) / 1e9);
-	if (q8[0] != '\0') {
+	for (i = 0; rc == 0 && i < nb; i++) {
 		char name[512], path[3000], step[48];
-		const char *qa[] = { "quantize", r->f16, path, q8, NULL };
+		const char *qa[] = { "quantize", r->f16, path, beside[i], NULL };
 
-		artifact_name(r, q8, name, sizeof(name));
+		artifact_name(r, beside[i], name, sizeof(name));
 		snprintf(path, sizeof(path), "%s/%s", r->out, name);
-		snprintf(step, sizeof(step), "quantize-%s", q8);
+		snprintf(step, sizeof(step), "quantize-%s", beside[i]);
 		rc = run_worker(r, "quantize", step, qa, 0);
 	}
 	for (i = 0; rc == 0 && i < nq; i += width) {
@@ -1498,9 +1612,11 @@ static int step_quantize(struct run *r)
 		}
 		/* then the file this batch writes, as it is written */
 		if (rc == 0 && !done && end - i == 1 &&
-		    r->j->split_max_size == 0 && ahead_start(r, qout[i]) == 0)
-			note(r, "pull", "info", "pulling %s as %s writes it",
-			     r->ahead_name, wstep[i]);
+		    r->j->split_max_size == 0 &&
+		    ahead_start(r, qout[i], &waits) == 0)
+			note(r, "pull", "info", "pulling %s as %s writes it%s",
+			     strrchr(qout[i], '/') + 1, wstep[i],
+			     waits ? ", once the file before it is pulled" : "");
 		for (k = i; rc == 0 && k < end; k++)
 			rc = run_worker(r, "quantize", wstep[k], argv[k], 0);
 	}
@@ -1893,6 +2009,32 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 	return rc != 0 ? rc : run_worker(r, jstep, wstep, argv, 0);
 }
 
+/* Puts first in r->ml the files pulled ahead, in the order they were
+ * begun, so that the one pull stream goes on with the file the pull
+ * ahead was fetching rather than a second beside it. */
+static int ahead_first(struct run *r)
+{
+	struct mb_manifest **f = mb_calloc(r->ml->n + 1, sizeof(*f));
+	size_t i, k = 0;
+	int a;
+
+	if (f == NULL)
+		return MB_ENOMEM;
+	for (a = 0; a < r->nahead; a++)
+		for (i = 0; i < r->ml->n; i++)
+			if (r->ml->files[i] != NULL && r->ahead[a].name[0] != '\0' &&
+			    strcmp(r->ml->files[i]->name, r->ahead[a].name) == 0) {
+				f[k++] = r->ml->files[i];
+				r->ml->files[i] = NULL;
+			}
+	for (i = 0; i < r->ml->n; i++)
+		if (r->ml->files[i] != NULL)
+			f[k++] = r->ml->files[i];
+	memcpy(r->ml->files, f, k * sizeof(*f));
+	free(f);
+	return 0;
+}
+
 /* pull: every artifact asked for, verified chunk by chunk, into the
  * partial directory, then published under artifacts/ */
 static int step_pull(struct run *r)
@@ -1923,6 +2065,8 @@ static int step_pull(struct run *r)
 		rc = mb_mkdir_p(pdir, 0755);
 	if (rc == 0)
 		rc = room_to_pull(r, pdir);
+	if (rc == 0)
+		rc = ahead_first(r);
 	for (i = 0; rc == 0 && i < r->ml->n; i++) {
 		const struct mb_manifest *m = r->ml->files[i];
 		char hex[MB_SHA256_HEX], dest[4700];
@@ -2379,10 +2523,14 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 			     "last finished step; they are removed when the job "
 			     "succeeds", r.w.name, r.wjob, (long long)j->id);
 	}
-	if (r.ahead != NULL) {
-		uint64_t adopted;
+	{
+		int i;
 
-		mb_pull_ahead_finish(r.ahead, NULL, &adopted, NULL);
+		for (i = 0; i < r.nahead; i++) {
+			uint64_t adopted;
+
+			mb_pull_ahead_finish(r.ahead[i].a, NULL, &adopted, NULL);
+		}
 	}
 	if (r.early != NULL) {
 		size_t i;

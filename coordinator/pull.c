@@ -832,6 +832,16 @@ void mb_pull_ahead_progress(struct mb_pull_ahead *a, uint64_t *fetched,
 	pthread_mutex_unlock(&a->mu);
 }
 
+int mb_pull_ahead_done(struct mb_pull_ahead *a)
+{
+	int done;
+
+	pthread_mutex_lock(&a->mu);
+	done = a->exited;
+	pthread_mutex_unlock(&a->mu);
+	return done;
+}
+
 void mb_pull_ahead_finish(struct mb_pull_ahead *a, const struct mb_manifest *m,
 			  uint64_t *adopted, uint64_t *fetched)
 {

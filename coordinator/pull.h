@@ -68,7 +68,7 @@ int mb_pull_file(const struct mb_pull_opts *o, const char *remote,
 /* --- pulling a file while the worker still writes it ---
  *
  * A file being written, with REMOTE.ready beside it saying which of its
- * blocks are final (common/readymap.h: the Q8_0 of convert --also-q8_0,
+ * blocks are final (common/readymap.h: the quants of convert --also,
  * the output of a quantize), can be pulled before its manifest exists: a thread
  * on its own transport (o->open) fetches into DEST.part each chunk of
  * chunk_size (the size the manifest will be cut in) whose blocks are all
@@ -89,6 +89,9 @@ int mb_pull_ahead_start(const struct mb_pull_opts *o, const char *remote,
  * writer's map or the published file gave it (0 while not known). */
 void mb_pull_ahead_progress(struct mb_pull_ahead *a, uint64_t *fetched,
 			    uint64_t *size);
+
+/* 1 once the thread has all of the file (or gave up on it). */
+int mb_pull_ahead_done(struct mb_pull_ahead *a);
 
 /* Stops the thread and, with m (the file's manifest; NULL: none), records
  * the chunks fetched that match it: *adopted their bytes, *fetched (may

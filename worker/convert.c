@@ -3,7 +3,7 @@
  *     [--outtype f16|bf16|f32] [--threads N] [--name NAME] [--repo ORG/NAME]
  *     [--commit SHA] [--overrides FILE] [--converter mibera|llama.cpp]
  *     [--split-max-size SIZE] [--follow [--follow-timeout SECONDS]]
- *     [--also-q8_0 Q8.gguf]
+ *     [--also TYPE=Q.gguf]...
  * Converts a safetensors model to GGUF (common/convert.h), with a progress
  * line on a terminal and a summary at the end: tensors, size, time, rate
  * and the peak memory the process used. FILE holds what the user settled
@@ -20,11 +20,13 @@
  * once the shards' headers are there, takes each shard as it arrives, and
  * stops with the fetch's message when the fetch fails, or when the
  * fetch's state has not changed for SECONDS (default 300). With
- * --also-q8_0 it writes in the same pass the Q8_0 GGUF that
- * `mibera-worker quantize OUT.gguf Q8.gguf Q8_0` would make, byte for byte,
- * saying while it runs which parts of it are final (Q8.gguf.ready), so the
- * coordinator can pull it as it is written; a model it cannot make so (a
- * set of parts) is left to quantize.
+ * --also TYPE=Q.gguf (up to 8) it writes in the same pass the GGUF that
+ * `mibera-worker quantize OUT.gguf Q.gguf TYPE` would make without an
+ * importance matrix, byte for byte (libllama plans each tensor's type and
+ * makes its blocks, worker/quantplan.h), saying while it runs which parts
+ * of it are final (Q.gguf.ready), so the coordinator can pull it as it is
+ * written; a file it cannot make so (a set of parts, a type that needs an
+ * importance matrix) is left to quantize, and the summary says why.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@
 #include "common/buf.h"
 #include "proto/event.h"
 #include "worker/pyconvert.h"
+#include "worker/quantplan.h"
 #include "worker/verbs.h"
 
 static void usage(FILE *f)
@@ -53,7 +56,7 @@ static void usage(FILE *f)
 		   "           [--outtype f16|bf16|f32] [--threads N] [--name NAME]\n"
 		   "           [--repo ORG/NAME] [--commit SHA] [--overrides FILE]\n"
 		   "           [--converter mibera|llama.cpp] [--split-max-size SIZE]\n"
-		   "           [--follow [--follow-timeout SECONDS]] [--also-q8_0 Q8.gguf]\n\n"
+		   "           [--follow [--follow-timeout SECONDS]] [--also TYPE=Q.gguf]...\n\n"
 		   "--split-max-size SIZE: when the GGUF would be bigger than "
 		   "SIZE (bytes, or\n"
 		   "K, M, G, T in powers of 1000: 50G), write it as a set of "
@@ -67,9 +70,9 @@ static void usage(FILE *f)
 		   "runs, each shard as soon as it is downloaded and verified; "
 		   "stop when the\nfetch fails or its state is not rewritten for "
 		   "--follow-timeout SECONDS (300).\n"
-		   "--also-q8_0 Q8.gguf: write in the same pass the Q8_0 GGUF "
-		   "that\n`mibera-worker quantize OUT.gguf Q8.gguf Q8_0` makes, "
-		   "byte for byte.\n");
+		   "--also TYPE=Q.gguf (up to 8): write in the same pass the "
+		   "GGUF that\n`mibera-worker quantize OUT.gguf Q.gguf TYPE` "
+		   "makes without --imatrix, byte\nfor byte.\n");
 }
 
 struct progress_ctx {
@@ -228,6 +231,9 @@ int verb_convert(int argc, char **argv)
 	struct mb_buf b, report;
 	char err[1024] = "", first[4200];
 	int i, rc, npos = 0, llama = 0, layout_given = 0;
+	struct mb_convert_quant quants[MB_CONVERT_MAXQ];
+	const char *qnames[MB_CONVERT_MAXQ];
+	size_t nq = 0, k;
 
 	memset(&o, 0, sizeof(o));
 	o.layout = MB_LAYOUT_NATIVE;
@@ -272,13 +278,26 @@ int verb_convert(int argc, char **argv)
 				return 2;
 			}
 			i++;
-		} else if (strcmp(a, "--also-q8_0") == 0 && v) {
-			o.q8_path = argv[++i];
-			if (o.q8_path[0] == '\0') {
-				fprintf(stderr, "mibera-worker convert: "
-					"--also-q8_0 needs a path\n");
+		} else if (strcmp(a, "--also") == 0 && v) {
+			const char *eq = strchr(v, '=');
+			const struct mb_quant_type *t;
+			char type[32];
+
+			snprintf(type, sizeof(type), "%.*s",
+				 eq ? (int)(eq - v) : 0, v);
+			t = mb_quant_find(type);
+			if (eq == NULL || eq[1] == '\0' || t == NULL ||
+			    nq == MB_CONVERT_MAXQ) {
+				fprintf(stderr, "mibera-worker convert: --also "
+					"takes TYPE=PATH, a quant type and a "
+					"file, at most %d times: '%s'\n",
+					MB_CONVERT_MAXQ, v);
 				return 2;
 			}
+			quants[nq].path = eq + 1;
+			quants[nq].ftype = t->ftype;
+			qnames[nq++] = t->name;
+			i++;
 		} else if (strcmp(a, "--follow") == 0) {
 			o.follow = 1;
 		} else if (strcmp(a, "--follow-timeout") == 0 && v) {
@@ -317,15 +336,27 @@ int verb_convert(int argc, char **argv)
 			"when it starts\n");
 		return 2;
 	}
-	if (llama && o.q8_path != NULL) {
-		fprintf(stderr, "mibera-worker convert: --also-q8_0 goes with "
+	if (llama && nq > 0) {
+		fprintf(stderr, "mibera-worker convert: --also goes with "
 			"mibera's converter\n");
 		return 2;
 	}
-	if (o.q8_path != NULL && strcmp(o.q8_path, o.out_path) == 0) {
-		fprintf(stderr, "mibera-worker convert: '%s' is both the output "
-			"and the Q8_0 file\n", o.q8_path);
-		return 2;
+	for (k = 0; k < nq; k++) {
+		size_t m;
+
+		for (m = 0; m < k; m++)
+			if (strcmp(quants[m].path, quants[k].path) == 0)
+				break;
+		if (m < k || strcmp(quants[k].path, o.out_path) == 0) {
+			fprintf(stderr, "mibera-worker convert: '%s' is named "
+				"twice as an output\n", quants[k].path);
+			return 2;
+		}
+	}
+	if (nq > 0) {
+		o.quants = quants;
+		o.nquants = nq;
+		o.quantizer = mb_llama_quantizer();
 	}
 	if (llama && (overrides != NULL || layout_given)) {
 		fprintf(stderr, "mibera-worker convert: %s goes with mibera's "
@@ -404,12 +435,21 @@ int verb_convert(int argc, char **argv)
 		    r.arch, (unsigned long long)r.ntensors,
 		    (unsigned long long)r.file_size, r.seconds, r.nrepairs,
 		    (unsigned long long)ru.ru_maxrss * 1024);
-	if (r.q8_size > 0) {
-		mb_buf_adds(&b, ",\"q8_0\":");
-		mb_json_quote(&b, o.q8_path);
-		mb_buf_addf(&b, ",\"q8_0_bytes\":%llu",
-			    (unsigned long long)r.q8_size);
+	mb_buf_adds(&b, ",\"also\":[");
+	for (k = 0; k < nq; k++) {
+		mb_buf_addf(&b, "%s{\"type\":\"%s\",\"file\":", k ? "," : "",
+			    qnames[k]);
+		mb_json_quote(&b, quants[k].path);
+		if (r.quant_size[k] > 0) {
+			mb_buf_addf(&b, ",\"bytes\":%llu}",
+				    (unsigned long long)r.quant_size[k]);
+		} else {
+			mb_buf_adds(&b, ",\"why_not\":");
+			mb_json_quote(&b, r.quant_why[k]);
+			mb_buf_adds(&b, "}");
+		}
 	}
+	mb_buf_adds(&b, "]");
 	mb_events_emit(&pc.ev, "done", b.data);
 	mb_buf_release(&b);
 	mb_events_close(&pc.ev);
@@ -422,11 +462,14 @@ int verb_convert(int argc, char **argv)
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
-	if (r.q8_size > 0)
-		printf("wrote %s beside it: Q8_0, %.1f MB, from the same rows\n",
-		       o.q8_path, (double)r.q8_size / 1e6);
-	else if (o.q8_path != NULL)
-		printf("no Q8_0 beside it (quantize makes it): %s\n", r.q8_why);
+	for (k = 0; k < nq; k++)
+		if (r.quant_size[k] > 0)
+			printf("wrote %s beside it: %s, %.1f MB, from the same "
+			       "rows\n", quants[k].path, qnames[k],
+			       (double)r.quant_size[k] / 1e6);
+		else
+			printf("no %s beside it (quantize makes it): %s\n",
+			       qnames[k], r.quant_why[k]);
 	ret = 0;
 done:
 	cJSON_free(base_text);

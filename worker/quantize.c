@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -52,6 +53,7 @@
 #include "llama.h"
 #include "proto/event.h"
 #include "worker/imatrix.h"
+#include "worker/quantplan.h"
 #include "worker/verbs.h"
 
 #define MAX_FALLBACKS 64
@@ -923,4 +925,171 @@ out:
 bad:
 	usage(stderr);
 	return 2;
+}
+
+/* --- libllama as the converter's quantizer (worker/quantplan.h) --- */
+
+/* What a dry run's log says, line by line: "[  i/  N] NAME - [shape],
+ * type = f16, " then "size = A MiB -> B MiB (q4_K)" for a tensor that
+ * changes type, or "size = A MiB" for one that stays. */
+struct dry {
+	size_t n;
+	const char *const *names;
+	int *types;
+	unsigned char *seen;
+	long cur;			/* the tensor the line is about, or -1 */
+	int cur_type;
+	int imatrix;			/* a type needs an importance matrix */
+	char line[512];
+	size_t len;
+	char err[512];
+	enum ggml_log_level last;
+};
+
+static int ggml_type_named(const char *name)
+{
+	int t;
+
+	for (t = 0; t < GGML_TYPE_COUNT; t++) {
+		const char *n = ggml_type_name((enum ggml_type)t);
+
+		if (n != NULL && strcmp(n, name) == 0)
+			return t;
+	}
+	return -1;
+}
+
+static void dry_line(struct dry *d, const char *line)
+{
+	char name[MB_GGUF_MAX_NAME + 1], type[32];
+	const char *p;
+	int i, n;
+	size_t k;
+
+	if (sscanf(line, "[%d/%d] %63s", &i, &n, name) == 3) {
+		d->cur = -1;
+		for (k = 0; k < d->n; k++)
+			if (strcmp(d->names[k], name) == 0) {
+				d->cur = (long)k;
+				break;
+			}
+		p = strstr(line, "type = ");
+		d->cur_type = p != NULL && sscanf(p, "type = %31[^, ]", type) == 1
+				      ? ggml_type_named(type) : -1;
+		p = strstr(line, "size = ");
+		if (p == NULL || d->cur < 0)
+			return;
+		/* the rest of the line: the type it becomes, or none */
+		p = strstr(p, "->");
+		if (p != NULL && (p = strrchr(p, '(')) != NULL &&
+		    sscanf(p, "(%31[^)])", type) == 1)
+			d->types[d->cur] = ggml_type_named(type);
+		else
+			d->types[d->cur] = d->cur_type;
+		d->seen[d->cur] = d->types[d->cur] >= 0;
+	}
+}
+
+static void dry_log(enum ggml_log_level level, const char *text, void *ctx)
+{
+	struct dry *d = ctx;
+	const char *nl;
+
+	if (level == GGML_LOG_LEVEL_CONT)
+		level = d->last;
+	d->last = level;
+	if (level == GGML_LOG_LEVEL_WARN && strstr(text, "require an imatrix"))
+		d->imatrix = 1;
+	if (level == GGML_LOG_LEVEL_ERROR) {
+		size_t n = strlen(d->err);
+		char line[256];
+
+		snprintf(line, sizeof(line), "%s", text);
+		mb_trim_end(line);
+		if (line[0] != '\0' && line[0] != '=')
+			snprintf(d->err + n, sizeof(d->err) - n, "%s%s",
+				 n ? "; " : "", line);
+		return;
+	}
+	/* a line comes in pieces: joined up to its newline */
+	while (*text != '\0') {
+		size_t take;
+
+		nl = strchr(text, '\n');
+		take = nl ? (size_t)(nl - text) : strlen(text);
+		if (d->len + take >= sizeof(d->line))
+			take = sizeof(d->line) - 1 - d->len;
+		memcpy(d->line + d->len, text, take);
+		d->len += take;
+		d->line[d->len] = '\0';
+		if (nl == NULL)
+			break;
+		dry_line(d, d->line);
+		d->len = 0;
+		text = nl + 1;
+	}
+}
+
+static int llama_plan(void *ctx, const char *path, int ftype, size_t n,
+		      const char *const *names, int *types, char *why,
+		      size_t cap)
+{
+	struct llama_model_quantize_params p;
+	struct dry d;
+	size_t k;
+	int rc;
+
+	(void)ctx;
+	memset(&d, 0, sizeof(d));
+	d.n = n;
+	d.names = names;
+	d.types = types;
+	d.cur = -1;
+	d.seen = mb_calloc(n + 1, 1);
+	if (d.seen == NULL)
+		return MB_ENOMEM;
+	p = llama_model_quantize_default_params();
+	p.ftype = (enum llama_ftype)ftype;
+	p.nthread = 1;
+	p.dry_run = true;
+	llama_log_set(dry_log, &d);
+	rc = (int)llama_model_quantize(path, "/dev/null", &p);
+	if (d.len > 0)
+		dry_line(&d, d.line);
+	llama_log_set(NULL, NULL);
+	if (rc != 0) {
+		mb_seterr(why, cap, "llama.cpp's plan of it failed: %s",
+			  d.err[0] ? d.err : "no reason given");
+		rc = MB_EUNSUPPORTED;
+	} else if (d.imatrix) {
+		mb_seterr(why, cap, "it needs an importance matrix");
+		rc = MB_EUNSUPPORTED;
+	}
+	for (k = 0; rc == 0 && k < n; k++)
+		if (!d.seen[k]) {
+			mb_seterr(why, cap, "llama.cpp's plan did not name '%s'",
+				  names[k]);
+			rc = MB_EUNSUPPORTED;
+		}
+	free(d.seen);
+	return rc;
+}
+
+static void llama_rows(int type, const float *src, void *dst, uint64_t nrows,
+		       uint64_t n)
+{
+	ggml_quantize_chunk((enum ggml_type)type, src, dst, 0, (int64_t)nrows,
+			    (int64_t)n, NULL);
+}
+
+const struct mb_quantizer *mb_llama_quantizer(void)
+{
+	static const struct mb_quantizer q = { llama_plan, llama_rows, NULL };
+	static int inited;
+
+	if (!inited) {
+		llama_backend_init();
+		inited = 1;
+	}
+	return &q;
 }

@@ -822,7 +822,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 	(void)state;
 	add_holding_worker("wp", "sleep 8", "");
 	snprintf(args, sizeof(args), "submit %s --worker wp --quant Q8_0,Q4_0 "
-		 "--imatrix off --no-fidelity", model);
+		 "--no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
@@ -954,7 +954,7 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
 	add_holding_worker("wr", until, pre);
 	snprintf(args, sizeof(args), "submit %s --worker wr --quant Q6_K,Q4_0 "
-		 "--imatrix off --no-fidelity", model);
+		 "--no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
@@ -1043,7 +1043,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 		 "[ \\$i -lt 600 ]; do sleep 0.2; i=\\$((i+1)); done", root);
 	add_holding_worker("we", text, "");
 	snprintf(args, sizeof(args), "submit %s --worker we --quant Q8_0,Q4_0 "
-		 "--imatrix off --no-fidelity", model);
+		 "--no-fidelity", model);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	id = atoi(out);
 	free(out);
@@ -1116,6 +1116,64 @@ static void test_early_smoke_survives_a_restart(void **state)
 	free(after);
 }
 
+/* With no importance matrix, every quant comes from the conversion's
+ * pass: the quantize steps find them made, each is pulled as it is
+ * written, one after another, and they are the very bytes quantize makes
+ * of the F16 pulled beside them. */
+static void test_quants_from_the_conversion_pass(void **state)
+{
+	static const char *types[] = { "Q8_0", "Q4_K_M" };
+	char args[2048], path[900], mine[900], *out;
+	int id;
+	size_t t;
+
+	(void)state;
+	add_holding_worker("wb", "true", "");
+	snprintf(args, sizeof(args), "submit %s --worker wb --quant Q8_0,Q4_K_M "
+		 "--imatrix off --no-fidelity --pull-f16", model);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	id = atoi(out);
+	free(out);
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+	snprintf(args, sizeof(args), "logs %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	assert_non_null(strstr(out, "writing phi4-tiny-Q8_0.gguf in the same "
+				    "pass, and pulling it as it is written\n"));
+	assert_non_null(strstr(out, "writing phi4-tiny-Q4_K_M.gguf in the same "
+				    "pass, and pulling it as it is written once "
+				    "phi4-tiny-Q8_0.gguf is pulled"));
+	assert_non_null(strstr(out, "Q8_0 and Q4_K_M come from the conversion's "
+				    "pass\n"));
+	free(out);
+	/* the convert said it made both */
+	snprintf(args, sizeof(args), "logs --json %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	assert_non_null(strstr(out, "\"also\":[{\"type\":\"Q8_0\""));
+	assert_non_null(strstr(out, "{\"type\":\"Q4_K_M\""));
+	assert_null(strstr(out, "why_not"));
+	free(out);
+	for (t = 0; t < 2; t++) {
+		snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/"
+			 "phi4-tiny-%s.gguf", root, id, types[t]);
+		snprintf(mine, sizeof(mine), "%s/mine-%s.gguf", root, types[t]);
+		if (th_sh(&out, "'%s/mibera-worker' quantize "
+			  "'%s/mibera/artifacts/job-%d/phi4-tiny-F16.gguf' '%s' %s",
+			  MB_BINARY_DIR, root, id, mine, types[t]) != 0)
+			fail_msg("quantize: %s", out);
+		free(out);
+		if (!th_same_file(path, mine))
+			fail_msg("the job's %s differs from quantize's", types[t]);
+		unlink(mine);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1131,6 +1189,7 @@ int main(void)
 		cmocka_unit_test_setup(test_pull_overlaps_quantize_and_resumes, fresh),
 		cmocka_unit_test_setup(test_early_smoke_survives_a_restart, fresh),
 		cmocka_unit_test_setup(test_resume_pulls_beside_the_running_quant, fresh),
+		cmocka_unit_test_setup(test_quants_from_the_conversion_pass, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

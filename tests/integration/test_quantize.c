@@ -258,78 +258,84 @@ static void test_lanes_same_file(void **state)
 	}
 }
 
-/* convert --also-q8_0 writes, in the conversion's pass, the very bytes
- * quantize makes of its output: every family and layout, each output type
- * it can, and nothing (with the reason, and no stale file) where a row
- * that is not whole blocks of 32 would make llama.cpp turn a bf16 tensor
- * into F16. */
-static void test_q8_0_beside_conversion(void **state)
+/* convert --also TYPE=PATH writes, in the conversion's pass, the very
+ * bytes quantize makes of its output, for every family and layout and
+ * each output type: Q8_0, and Q4_K_M with its mix of types (Q6_K for
+ * some layers, Q5_0 or F16 where rows are not whole blocks, as
+ * libllama's plan says), with no stale file left by an earlier run; a
+ * type that needs an importance matrix is left to quantize, saying so,
+ * with no file. */
+static void test_quants_beside_conversion(void **state)
 {
 	static const struct {
 		const char *preset, *layout, *outtype;
-		int made;
 	} cases[] = {
-		{ "phi4-tiny", "native", "f16", 1 },
-		{ "phi4-tiny", "split", "f16", 1 },
-		{ "llama-tiny", "native", "f16", 1 },
-		{ "llama-tiny", "native", "bf16", 0 },
-		{ "qwen2-tiny", "native", "f16", 1 },
-		{ "qwen3-tiny", "native", "f16", 1 },
-		{ "gemma3-tiny", "native", "bf16", 1 },
-		{ "gemma3-tiny", "native", "f32", 1 },
-		{ "phi4-mini-tiny", "native", "f16", 1 },
+		{ "phi4-tiny", "native", "f16" },
+		{ "phi4-tiny", "split", "f16" },
+		{ "llama-tiny", "native", "f16" },
+		{ "llama-tiny", "native", "bf16" },
+		{ "qwen2-tiny", "native", "f16" },
+		{ "qwen3-tiny", "native", "f16" },
+		{ "gemma3-tiny", "native", "bf16" },
+		{ "gemma3-tiny", "native", "f32" },
+		{ "phi4-mini-tiny", "native", "f16" },
 	};
+	static const char *types[] = { "Q8_0", "Q4_K_M" };
 	const char *extra[] = { "--config", "correct", NULL };
-	size_t i;
+	size_t i, t;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char src[700], f[700], beside[700], q[700], side[760], *log;
+		char src[700], f[700], beside[2][700], q[700], side[1500], iq[700];
+		char *log;
 		int rc;
 
 		snprintf(src, sizeof(src), "%s/q8-%s", root, cases[i].preset);
 		snprintf(f, sizeof(f), "%s/q8-f.gguf", root);
-		snprintf(beside, sizeof(beside), "%s/q8-beside.gguf", root);
 		snprintf(q, sizeof(q), "%s/q8-quantized.gguf", root);
+		snprintf(iq, sizeof(iq), "%s/q8-iq2.gguf", root);
 		if (access(src, F_OK) != 0 &&
 		    th_mkmodel(src, cases[i].preset, extra) != 0)
 			fail_msg("mkmodel %s", cases[i].preset);
-		/* a file an earlier run left is not taken for this one's */
-		assert_int_equal(th_write_file(beside, "stale", 5), 0);
+		for (t = 0; t < 2; t++) {
+			snprintf(beside[t], sizeof(beside[t]), "%s/q8-beside-%s.gguf",
+				 root, types[t]);
+			/* a file an earlier run left is not taken for this
+			 * one's */
+			assert_int_equal(th_write_file(beside[t], "stale", 5), 0);
+		}
 		rc = th_sh(&log, "'%s' convert '%s' '%s' --layout %s --outtype %s "
-			   "--also-q8_0 '%s'", worker, src, f, cases[i].layout,
-			   cases[i].outtype, beside);
+			   "--also Q8_0='%s' --also Q4_K_M='%s' --also IQ2_XXS='%s'",
+			   worker, src, f, cases[i].layout, cases[i].outtype,
+			   beside[0], beside[1], iq);
 		if (rc != 0)
 			fail_msg("convert %s exited %d:\n%s", cases[i].preset, rc,
 				 log);
-		if (!cases[i].made) {
-			assert_non_null(strstr(log, "no Q8_0 beside it (quantize "
-						    "makes it): 'blk.0.ffn_down."
-						    "weight' has rows of 688"));
-			assert_int_not_equal(access(beside, F_OK), 0);
-		} else {
-			assert_non_null(strstr(log, "beside it: Q8_0"));
-		}
+		assert_non_null(strstr(log, "beside it: Q8_0"));
+		assert_non_null(strstr(log, "beside it: Q4_K_M"));
+		assert_non_null(strstr(log, "no IQ2_XXS beside it (quantize makes "
+					    "it): it needs an importance matrix"));
+		assert_int_not_equal(access(iq, F_OK), 0);
 		free(log);
-		snprintf(side, sizeof(side), "%s.ready", beside);
-		assert_int_not_equal(access(side, F_OK), 0);
-		snprintf(side, sizeof(side), "%s.part", beside);
-		assert_int_not_equal(access(side, F_OK), 0);
-		if (cases[i].made) {
-			rc = th_sh(&log, "'%s' quantize '%s' '%s' Q8_0", worker, f,
-				   q);
+		for (t = 0; t < 2; t++) {
+			snprintf(side, sizeof(side), "%s.ready", beside[t]);
+			assert_int_not_equal(access(side, F_OK), 0);
+			snprintf(side, sizeof(side), "%s.part", beside[t]);
+			assert_int_not_equal(access(side, F_OK), 0);
+			rc = th_sh(&log, "'%s' quantize '%s' '%s' %s", worker, f, q,
+				   types[t]);
 			if (rc != 0)
 				fail_msg("quantize exited %d:\n%s", rc, log);
 			free(log);
-			if (!th_same_file(beside, q))
-				fail_msg("%s %s %s: the Q8_0 made beside the "
+			if (!th_same_file(beside[t], q))
+				fail_msg("%s %s %s: the %s made beside the "
 					 "conversion differs from quantize's",
 					 cases[i].preset, cases[i].layout,
-					 cases[i].outtype);
+					 cases[i].outtype, types[t]);
+			unlink(beside[t]);
+			unlink(q);
 		}
 		unlink(f);
-		unlink(beside);
-		unlink(q);
 	}
 }
 
@@ -1052,7 +1058,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q4_k_m_and_q8_0_run),
 		cmocka_unit_test(test_lanes_same_file),
-		cmocka_unit_test(test_q8_0_beside_conversion),
+		cmocka_unit_test(test_quants_beside_conversion),
 		cmocka_unit_test(test_ready_map_is_honest),
 		cmocka_unit_test(test_fallback_rows),
 		cmocka_unit_test(test_bad_type),
