@@ -35,7 +35,8 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 {
 	static const char *const known[] = { "notify_url", "pull_streams",
 					     "retry_base_s", "retry_max",
-					     "idle_check_s", "chunk_mib", NULL };
+					     "idle_check_s", "chunk_mib",
+					     "quants_in_pass", NULL };
 	char def[4200], *text = NULL;
 	const cJSON *it;
 	cJSON *doc = NULL;
@@ -48,6 +49,7 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 	c->retry_max = 5;
 	c->idle_check_s = 30;
 	c->chunk_mib = 64;
+	snprintf(c->quants_in_pass, sizeof(c->quants_in_pass), "auto");
 	if (path == NULL) {
 		char home[4096];
 
@@ -92,6 +94,19 @@ int mb_config_load(const char *path, struct mb_config *c, char *err,
 			goto out;
 		}
 		snprintf(c->notify_url, sizeof(c->notify_url), "%s", u);
+	}
+	it = cJSON_GetObjectItemCaseSensitive(doc, "quants_in_pass");
+	if (it != NULL) {
+		const char *v = cJSON_GetStringValue(it);
+
+		if (v == NULL || (strcmp(v, "auto") != 0 && strcmp(v, "all") != 0 &&
+				  strcmp(v, "q8_0") != 0)) {
+			mb_seterr(err, errcap, "%s: \"quants_in_pass\" must be "
+				  "\"auto\", \"all\" or \"q8_0\"", path);
+			rc = MB_EINVAL;
+			goto out;
+		}
+		snprintf(c->quants_in_pass, sizeof(c->quants_in_pass), "%s", v);
 	}
 	rc = get_int(doc, "pull_streams", 1, 16, &c->pull_streams, path, err,
 		     errcap);

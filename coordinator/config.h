@@ -7,7 +7,10 @@
  *    "retry_base_s": 30,       -- first pause after a transient failure
  *    "retry_max": 5,           -- attempts before a job fails for good
  *    "idle_check_s": 30,       -- how often idle workers are looked at
- *    "chunk_mib": 64}          -- chunk size of the artifacts' manifests
+ *    "chunk_mib": 64,          -- chunk size of the artifacts' manifests
+ *    "quants_in_pass": "auto"} -- which quants the conversion's pass makes
+ *                                 (coordinator/jobrun.c): "auto", "all",
+ *                                 "q8_0"
  *
  * A file that is not valid JSON, or a value of the wrong type or range, is
  * an error naming the key: a typo must not pass silently.
@@ -24,6 +27,7 @@ struct mb_config {
 	int retry_max;
 	int idle_check_s;
 	int chunk_mib;
+	char quants_in_pass[8];	/* "auto", "all" or "q8_0" */
 	const char *hf_token;	/* not from the file: the coordinator's
 				   HF_TOKEN, for the steps that fetch */
 };

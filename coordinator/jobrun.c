@@ -82,12 +82,13 @@ struct run {
 	 * TYPE=PATH on the worker) */
 	int nbeside;
 	char beside[MB_CONVERT_MAXQ][3100];
-	/* files pulled as the worker writes them, one at a time: each
-	 * waits (a NULL) until the one before has all of its file */
+	/* files pulled as the worker writes them, one chunk at a time
+	 * (ahead_mu), as the one stream of a pull */
+	pthread_mutex_t ahead_mu;
 	struct ahead {
 		struct mb_pull_ahead *a;
 		struct mb_pull_opts o;
-		char remote[3000], name[512];
+		char name[512];
 		double t0, last;
 	} ahead[AHEAD_MAX];
 	int nahead;
@@ -235,7 +236,7 @@ static int follow_flush(struct follow_ctx *f)
 
 static void side_peek(struct run *r);
 static void ahead_peek(struct run *r);
-static struct ahead *ahead_find(struct run *r, const char *name);
+static void ahead_adopt(struct run *r, const struct mb_manifest *m);
 
 /* Streams a journal of any size: lines are gathered as they arrive and
  * stored in batches with the offset they end at, so a follow that stops
@@ -673,7 +674,6 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	struct mb_pull_opts o;
 	struct mb_pull_stats st;
 	struct pull_ctx pc = { r, m->name, mb_now_s(), 0 };
-	struct ahead *ah;
 	char remote[2700];
 	struct mb_buf b;
 	int rc;
@@ -686,18 +686,7 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	o.progress = on_pull_progress;
 	o.progress_ctx = &pc;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
-	ah = ahead_find(r, m->name);
-	if (ah != NULL && ah->a != NULL) {
-		uint64_t adopted, ahead;
-
-		mb_pull_ahead_finish(ah->a, m, &adopted, &ahead);
-		note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while it "
-		     "was written match its manifest (%.1f MB came ahead)",
-		     m->name, (double)adopted / 1e6,
-		     (double)m->size / 1e6, (double)ahead / 1e6);
-	}
-	if (ah != NULL)
-		memset(ah, 0, sizeof(*ah)); /* nor is a waiting one started */
+	ahead_adopt(r, m);
 	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);
 	mb_buf_init(&b, 4096);
 	mb_buf_adds(&b, "\"file\":");
@@ -1053,29 +1042,40 @@ static int convert_follows(struct run *r)
 }
 
 static int imatrix_wanted(struct run *r);
+static int quantize_width(struct run *r, int nq, int *threads);
 
 /* The job's quant types the convert writes in its own pass (convert
  * --also), into types (room for MB_CONVERT_MAXQ; they point into buf):
  * with mibera's converter and one file, the Q8_0 (an importance matrix
  * changes nothing in it), and, when the job uses no importance matrix,
- * every type that needs none. Returns the count. */
+ * every type that needs none, where the config's quants_in_pass says
+ * "all", or "auto" on a worker with the CPUs to make types side by side
+ * (quantize_width). With fewer, the other types are made one after
+ * another after the pass, so that the Q8_0 is pulled, checked and smoke
+ * tested while they are made: measured on 2 CPUs shared with the
+ * coordinator, quantizing all in the pass made the pass the job's
+ * critical path and left every file to be checked at its end. Returns
+ * the count. */
 static int types_beside(struct run *r, const char **types, char *buf,
 			size_t cap)
 {
 	char *q, *save = NULL;
-	int n = 0, imx;
+	int n = 0, only_q8, threads;
 
 	if (strcmp(r->j->converter, MB_CONVERTER_LLAMA) == 0 ||
 	    r->j->split_max_size > 0)
 		return 0;
-	imx = imatrix_wanted(r);
+	only_q8 = imatrix_wanted(r) ||
+	      strcmp(r->cfg->quants_in_pass, "q8_0") == 0 ||
+	      (strcmp(r->cfg->quants_in_pass, "auto") == 0 &&
+	       quantize_width(r, 2, &threads) < 2);
 	snprintf(buf, cap, "%s", r->j->quants);
 	for (q = strtok_r(buf, ",", &save); q != NULL && n < MB_CONVERT_MAXQ;
 	     q = strtok_r(NULL, ",", &save)) {
 		const struct mb_quant_type *t = mb_quant_find(q);
 
 		if (t != NULL && (strcmp(t->name, "Q8_0") == 0 ||
-				  (!imx && t->imatrix < 2 && t->bpw < 16)))
+				  (!only_q8 && t->imatrix < 2 && t->bpw < 16)))
 			types[n++] = q;
 	}
 	return n;
@@ -1181,58 +1181,40 @@ static struct ahead *ahead_find(struct run *r, const char *name)
 	int i;
 
 	for (i = 0; i < r->nahead; i++)
-		if (r->ahead[i].name[0] != '\0' &&
-		    strcmp(r->ahead[i].name, name) == 0)
+		if (r->ahead[i].a != NULL && strcmp(r->ahead[i].name, name) == 0)
 			return &r->ahead[i];
 	return NULL;
 }
 
-/* The pull ahead that has not got all of its file yet, or NULL. */
-static struct ahead *ahead_running(struct run *r)
+/* Stops the pull ahead of m's file, if there is one, keeping what it
+ * fetched that matches m. */
+static void ahead_adopt(struct run *r, const struct mb_manifest *m)
 {
-	int i;
+	struct ahead *ah = ahead_find(r, m->name);
+	uint64_t adopted, ahead;
 
-	for (i = 0; i < r->nahead; i++)
-		if (r->ahead[i].a != NULL && !mb_pull_ahead_done(r->ahead[i].a))
-			return &r->ahead[i];
-	return NULL;
-}
-
-static int ahead_go(struct run *r, struct ahead *ah)
-{
-	char pdir[4400], dest[5000];
-
-	mb_job_dir("partial", r->j->id, pdir, sizeof(pdir));
-	snprintf(dest, sizeof(dest), "%s/%s", pdir, ah->name);
-	memset(&ah->o, 0, sizeof(ah->o));
-	ah->o.open = open_stream;
-	ah->o.open_ctx = r;
-	if (mb_pull_ahead_start(&ah->o, ah->remote,
-				(uint64_t)r->cfg->chunk_mib << 20, dest,
-				&ah->a) != 0) {
-		memset(ah, 0, sizeof(*ah));
-		return -1;
-	}
-	ah->t0 = mb_now_s();
-	ah->last = 0;
-	return 0;
+	if (ah == NULL)
+		return;
+	mb_pull_ahead_finish(ah->a, m, &adopted, &ahead);
+	ah->a = NULL;
+	note(r, "pull", "info", "%s: %.1f of %.1f MB pulled while it was "
+	     "written match its manifest (%.1f MB came ahead)", m->name,
+	     (double)adopted / 1e6, (double)m->size / 1e6, (double)ahead / 1e6);
 }
 
 /* Pulls remote, a file a worker step writes with a map of what is final
  * beside it (the convert's quants, a quantize's output), as it is
  * written, into the partial directory; what matches its manifest later
- * is kept (mb_pull_ahead_finish, in pull_one). One such pull runs at a
- * time, as the pull would: a second waits until the first has all of its
- * file (ahead_peek starts it). Best effort: 0 when it runs or waits, and
- * *waits says which; without it the file is pulled once done. */
-static int ahead_start(struct run *r, const char *remote, int *waits)
+ * is kept (ahead_adopt). Files pulled so take one chunk at a time, as
+ * the one stream of a pull would. Best effort: 0 when it runs; without
+ * it the file is pulled once done. */
+static int ahead_start(struct run *r, const char *remote)
 {
 	char pdir[4400], dest[5000];
 	const char *name;
 	struct ahead *ah;
 	struct stat st;
 
-	*waits = 0;
 	if (r->nahead == AHEAD_MAX || remote[0] == '\0' ||
 	    strrchr(remote, '/') == NULL)
 		return -1;
@@ -1242,76 +1224,65 @@ static int ahead_start(struct run *r, const char *remote, int *waits)
 	if (ahead_find(r, name) != NULL || stat(dest, &st) == 0 ||
 	    mb_mkdir_p(r->adir, 0755) != 0 || mb_mkdir_p(pdir, 0755) != 0)
 		return -1; /* pulled before a restart, or no room to say so */
+	snprintf(dest, sizeof(dest), "%s/%s", pdir, name);
 	ah = &r->ahead[r->nahead];
 	memset(ah, 0, sizeof(*ah));
-	snprintf(ah->remote, sizeof(ah->remote), "%s", remote);
 	snprintf(ah->name, sizeof(ah->name), "%s", name);
+	ah->o.open = open_stream;
+	ah->o.open_ctx = r;
+	ah->o.one_chunk = &r->ahead_mu;
+	if (mb_pull_ahead_start(&ah->o, remote,
+				(uint64_t)r->cfg->chunk_mib << 20, dest,
+				&ah->a) != 0)
+		return -1;
+	ah->t0 = mb_now_s();
 	r->nahead++;
-	if (ahead_running(r) != NULL) {
-		*waits = 1;
-		return 0;
-	}
-	return ahead_go(r, ah);
+	return 0;
 }
 
-/* The running pull ahead's progress, as the pull's, about once a second
- * while the step it runs beside is followed (only once the file's size
- * is known: a quant's is not until it is made); once it has all of its
- * file, the next waiting one starts. */
+/* The pulls ahead's progress, as the pull's, about once a second while
+ * the step they run beside is followed; only once a file's size is
+ * known (a quant's is not until it is made). */
 static void ahead_peek(struct run *r)
 {
 	double now = mb_now_s();
 	uint64_t done, size;
-	struct ahead *ah = ahead_running(r);
 	struct mb_buf b;
 	int i;
 
-	if (ah == NULL) {
-		for (i = 0; i < r->nahead; i++)
-			if (r->ahead[i].a == NULL && r->ahead[i].name[0] != '\0') {
-				ahead_go(r, &r->ahead[i]);
-				break;
-			}
-		return;
+	for (i = 0; i < r->nahead; i++) {
+		struct ahead *ah = &r->ahead[i];
+
+		if (ah->a == NULL || now - ah->last < 1.0)
+			continue;
+		ah->last = now;
+		mb_pull_ahead_progress(ah->a, &done, &size);
+		if (size == 0 || (done >= size && mb_pull_ahead_done(ah->a)))
+			continue;
+		mb_buf_init(&b, 4096);
+		mb_buf_adds(&b, "\"what\":");
+		mb_json_quote(&b, ah->name);
+		mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,"
+			    "\"ahead\":true", (unsigned long long)done,
+			    (unsigned long long)size,
+			    now > ah->t0 ? (double)done / (now - ah->t0) : 0.0);
+		store_event(r, "pull", "progress", b.data);
+		mb_buf_release(&b);
 	}
-	if (now - ah->last < 1.0)
-		return;
-	ah->last = now;
-	mb_pull_ahead_progress(ah->a, &done, &size);
-	if (size == 0)
-		return;
-	mb_buf_init(&b, 4096);
-	mb_buf_adds(&b, "\"what\":");
-	mb_json_quote(&b, ah->name);
-	mb_buf_addf(&b, ",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,"
-		    "\"ahead\":true", (unsigned long long)done,
-		    (unsigned long long)size,
-		    now > ah->t0 ? (double)done / (now - ah->t0) : 0.0);
-	store_event(r, "pull", "progress", b.data);
-	mb_buf_release(&b);
 }
 
 /* The convert's quants, pulled as the convert writes them. */
 static void ahead_start_beside(struct run *r)
 {
-	const char *first = NULL;
-	int i, waits;
+	int i;
 
 	for (i = 0; i < r->nbeside; i++) {
 		const char *path = strchr(r->beside[i], '=') + 1;
 
-		if (ahead_start(r, path, &waits) != 0)
-			continue;
-		if (!waits) {
-			first = strrchr(path, '/') + 1;
+		if (ahead_start(r, path) == 0)
 			note(r, "convert", "info", "writing %s in the same pass, "
-			     "and pulling it as it is written", first);
-		} else {
-			note(r, "convert", "info", "writing %s in the same pass, "
-			     "and pulling it as it is written once %s is pulled",
-			     strrchr(path, '/') + 1,
-			     first ? first : "the file before it");
-		}
+			     "and pulling it as it is written",
+			     strrchr(path, '/') + 1);
 	}
 }
 
@@ -1516,7 +1487,7 @@ static int step_quantize(struct run *r)
 	char (*qout)[3000], (*wstep)[48], bbuf[256], list[256] = "";
 	const char *types[MAXQ], *argv[MAXQ][12], *beside[MB_CONVERT_MAXQ];
 	int rc = 0, use_imx = imatrix_wanted(r), nq = 0, width, threads, i, k;
-	int waits, nb = types_beside(r, beside, bbuf, sizeof(bbuf));
+	int nb = types_beside(r, beside, bbuf, sizeof(bbuf));
 
 	imatrix_path(r, imx, sizeof(imx));
 	snprintf(quants, sizeof(quants), "%s", r->j->quants);
@@ -1612,11 +1583,9 @@ static int step_quantize(struct run *r)
 		}
 		/* then the file this batch writes, as it is written */
 		if (rc == 0 && !done && end - i == 1 &&
-		    r->j->split_max_size == 0 &&
-		    ahead_start(r, qout[i], &waits) == 0)
-			note(r, "pull", "info", "pulling %s as %s writes it%s",
-			     strrchr(qout[i], '/') + 1, wstep[i],
-			     waits ? ", once the file before it is pulled" : "");
+		    r->j->split_max_size == 0 && ahead_start(r, qout[i]) == 0)
+			note(r, "pull", "info", "pulling %s as %s writes it",
+			     strrchr(qout[i], '/') + 1, wstep[i]);
 		for (k = i; rc == 0 && k < end; k++)
 			rc = run_worker(r, "quantize", wstep[k], argv[k], 0);
 	}
@@ -2009,32 +1978,6 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 	return rc != 0 ? rc : run_worker(r, jstep, wstep, argv, 0);
 }
 
-/* Puts first in r->ml the files pulled ahead, in the order they were
- * begun, so that the one pull stream goes on with the file the pull
- * ahead was fetching rather than a second beside it. */
-static int ahead_first(struct run *r)
-{
-	struct mb_manifest **f = mb_calloc(r->ml->n + 1, sizeof(*f));
-	size_t i, k = 0;
-	int a;
-
-	if (f == NULL)
-		return MB_ENOMEM;
-	for (a = 0; a < r->nahead; a++)
-		for (i = 0; i < r->ml->n; i++)
-			if (r->ml->files[i] != NULL && r->ahead[a].name[0] != '\0' &&
-			    strcmp(r->ml->files[i]->name, r->ahead[a].name) == 0) {
-				f[k++] = r->ml->files[i];
-				r->ml->files[i] = NULL;
-			}
-	for (i = 0; i < r->ml->n; i++)
-		if (r->ml->files[i] != NULL)
-			f[k++] = r->ml->files[i];
-	memcpy(r->ml->files, f, k * sizeof(*f));
-	free(f);
-	return 0;
-}
-
 /* pull: every artifact asked for, verified chunk by chunk, into the
  * partial directory, then published under artifacts/ */
 static int step_pull(struct run *r)
@@ -2065,8 +2008,9 @@ static int step_pull(struct run *r)
 		rc = mb_mkdir_p(pdir, 0755);
 	if (rc == 0)
 		rc = room_to_pull(r, pdir);
-	if (rc == 0)
-		rc = ahead_first(r);
+	/* from here the pull has the link: what came ahead is kept */
+	for (i = 0; rc == 0 && i < r->ml->n; i++)
+		ahead_adopt(r, r->ml->files[i]);
 	for (i = 0; rc == 0 && i < r->ml->n; i++) {
 		const struct mb_manifest *m = r->ml->files[i];
 		char hex[MB_SHA256_HEX], dest[4700];
@@ -2466,6 +2410,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 	int rc;
 
 	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.ahead_mu, NULL);
 	r.cfg = cfg;
 	r.s = s;
 	r.j = j;
@@ -2531,6 +2476,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 
 			mb_pull_ahead_finish(r.ahead[i].a, NULL, &adopted, NULL);
 		}
+		pthread_mutex_destroy(&r.ahead_mu);
 	}
 	if (r.early != NULL) {
 		size_t i;

@@ -741,11 +741,17 @@ static void *ahead_main(void *arg)
 				}
 			}
 			rc = mb_sha256_init(&sk.h);
+			if (a->o->one_chunk != NULL)
+				pthread_mutex_lock(a->o->one_chunk);
+			if (rc == 0 && a->stop)
+				rc = MB_ECANCELLED;
 			if (rc == 0)
 				rc = mb_transport_read_stream(t, all ? a->remote
 								    : a->part_remote,
 							      off, len, ahead_piece,
 							      &sk, &got);
+			if (a->o->one_chunk != NULL)
+				pthread_mutex_unlock(a->o->one_chunk);
 			if (rc == 0 && got == len) {
 				pthread_mutex_lock(&a->mu);
 				rc = mb_sha256_final(&sk.h, a->hash[i]);

@@ -18,6 +18,7 @@
 #ifndef MB_PULL_H
 #define MB_PULL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ struct mb_pull_opts {
 	int streams;		/* streams wanted; 0: MB_PULL_STREAMS */
 	mb_pull_progress_fn progress;	/* NULL: none */
 	void *progress_ctx;
+	pthread_mutex_t *one_chunk;	/* pulls ahead sharing it read one
+					   chunk at a time, as one stream
+					   (NULL: each its own) */
 };
 
 #define MB_PULL_STREAMS 4
