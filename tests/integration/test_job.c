@@ -768,6 +768,18 @@ static long long event_ms(int id, const char *step, const char *type,
 	return ms;
 }
 
+/* Job id ended well; else the test fails showing its status. */
+static void expect_succeeded(int id)
+{
+	char args[64], *out;
+
+	snprintf(args, sizeof(args), "status %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+}
+
 /* Adds worker name (directory root/wd-name) whose agent holds the
  * quantize-Q4_0 step stopped as it starts, until the shell command until
  * (run in sh -c "...", so its $ are escaped) has run: a last quant still
@@ -850,11 +862,7 @@ static void test_pull_overlaps_quantize_and_resumes(void **state)
 		fail_msg("restarted coordinator: %s", out);
 	assert_non_null(strstr(out, "resuming"));
 	free(out);
-	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(th_prog("mibera-job", args, &out), 0);
-	if (strstr(out, "succeeded") == NULL)
-		fail_msg("%s", out);
-	free(out);
+	expect_succeeded(id);
 	/* the first quant was pulled once, before the last quant was done */
 	pulled_ms = event_ms(id, "pull", "pulled", "file", "phi4-tiny-Q8_0.gguf",
 			     &n);
@@ -978,11 +986,7 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 	assert_int_equal(th_write_file(path, "", 0), 0);
 	waitpid(pid, &st, 0);
 	assert_int_equal(n, 1);
-	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(th_prog("mibera-job", args, &out), 0);
-	if (strstr(out, "succeeded") == NULL)
-		fail_msg("%s", out);
-	free(out);
+	expect_succeeded(id);
 	snprintf(args, sizeof(args), "logs --step pull %d", id);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	if (strstr(out, "while the worker goes on with Q4_0") == NULL ||
@@ -1089,11 +1093,7 @@ static void test_early_smoke_survives_a_restart(void **state)
 	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("restarted coordinator: %s", out);
 	free(out);
-	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(th_prog("mibera-job", args, &out), 0);
-	if (strstr(out, "succeeded") == NULL)
-		fail_msg("%s", out);
-	free(out);
+	expect_succeeded(id);
 	/* the smoke events say Q8_0's result was kept, and it was not loaded
 	 * again: the figures are the ones measured before the kill */
 	snprintf(args, sizeof(args), "logs --step smoke %d", id);
@@ -1141,11 +1141,7 @@ static void test_quants_from_the_conversion_pass(void **state)
 	if (th_prog("mibera-coordinator", "--once", &out) != 0)
 		fail_msg("coordinator: %s", out);
 	free(out);
-	snprintf(args, sizeof(args), "status %d", id);
-	assert_int_equal(th_prog("mibera-job", args, &out), 0);
-	if (strstr(out, "succeeded") == NULL)
-		fail_msg("%s", out);
-	free(out);
+	expect_succeeded(id);
 	snprintf(args, sizeof(args), "logs %d", id);
 	assert_int_equal(th_prog("mibera-job", args, &out), 0);
 	assert_non_null(strstr(out, "writing phi4-tiny-Q8_0.gguf in the same "
