@@ -103,6 +103,13 @@ struct job {
 	const int *fds;			/* per shard: open once ready */
 	atomic_int *ready;		/* follow: per shard, 1 once its fd is
 					   open (NULL: all are) */
+	struct follow_shard *sh;	/* follow: per shard, the part of it
+					   fetched so far (NULL: not following) */
+	atomic_char *taken;		/* follow: per unit, taken by a thread */
+	uint64_t *ugen;			/* follow: per unit, the generation of
+					   the bytes it read */
+	atomic_uint_fast64_t early;	/* source bytes read before their
+					   shard was whole */
 	atomic_size_t next;
 	atomic_uint_fast64_t done;
 	atomic_int rc;
@@ -120,6 +127,19 @@ struct job {
 	size_t nqf;
 	const struct mb_quantizer *qz;
 	uint64_t max_cols;		/* the widest quantized row */
+};
+
+/* Following a fetch, a shard's bytes can be read before the shard is
+ * whole: the part from its start that the fetch has on disk and in its
+ * hash (common/download.h). Those bytes are the shard's only when it is
+ * verified in the same generation; units that read another are converted
+ * again once it is. */
+struct follow_shard {
+	atomic_uint_fast64_t avail;	/* bytes from the start that can be read */
+	atomic_uint_fast64_t gen;	/* their generation */
+	uint64_t ino;			/* the file opened before it was whole; 0 none */
+	uint64_t final_gen;		/* once ready: the generation verified */
+	int redo;			/* once ready: what was read before is not it */
 };
 
 /* A quantized file says which of its blocks are final, in PATH.ready,
@@ -399,6 +419,69 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 }
 
 
+static uint64_t unit_src_bytes(const struct job *jb, size_t i)
+{
+	const struct unit *u = &jb->units[i];
+	const struct piece *p = &jb->pieces[u->piece];
+
+	return (u->r1 - u->r0) * p->cols * mb_num_size(p->in);
+}
+
+/* Whether the source bytes of unit i are here (*gen: their generation):
+ * 1 when its shard is verified and opened, 2 when they are in the part of
+ * it fetched so far, 0 when not yet. */
+static int unit_here(struct job *jb, size_t i, uint64_t *gen)
+{
+	const struct unit *u = &jb->units[i];
+	const struct piece *p = &jb->pieces[u->piece];
+	struct follow_shard *sh;
+	uint64_t end;
+
+	if (p->shard < 0)
+		return 1;
+	sh = &jb->sh[p->shard];
+	if (atomic_load(&jb->ready[p->shard])) {
+		*gen = sh->final_gen;
+		return 1;
+	}
+	if (atomic_load(&sh->avail) == 0)
+		return 0;
+	/* the generation before the bytes: a start over between the two
+	 * reads leaves the old one, and the unit is converted again */
+	*gen = atomic_load(&sh->gen);
+	end = p->src_off + (p->row0 + u->r1) * p->cols * mb_num_size(p->in);
+	return atomic_load(&sh->avail) >= end ? 2 : 0;
+}
+
+/* Following a fetch: the first unit not taken whose bytes are here, now
+ * this thread's, waiting while there is none; nunits once every unit is
+ * taken or the conversion failed. */
+static size_t take_unit(struct job *jb)
+{
+	for (;;) {
+		struct timespec ts = { 0, 20 * 1000000L };
+		size_t i, left = 0;
+		uint64_t gen = 0;
+		int here;
+
+		for (i = 0; i < jb->nunits; i++) {
+			if (atomic_load(&jb->taken[i]))
+				continue;
+			left++;
+			if ((here = unit_here(jb, i, &gen)) == 0 ||
+			    atomic_exchange(&jb->taken[i], 1))
+				continue;
+			jb->ugen[i] = gen;
+			if (here == 2)
+				atomic_fetch_add(&jb->early, unit_src_bytes(jb, i));
+			return i;
+		}
+		if (left == 0 || atomic_load(&jb->rc) != 0)
+			return jb->nunits;
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct job *jb = arg;
@@ -419,26 +502,16 @@ static void *worker_main(void *arg)
 		goto out;
 	}
 	while (atomic_load(&jb->rc) == 0) {
-		size_t i = atomic_fetch_add(&jb->next, 1);
+		size_t i = jb->sh != NULL ? take_unit(jb)
+					  : atomic_fetch_add(&jb->next, 1);
 		const struct unit *u;
 		const struct piece *p;
 		int rc;
 
-		if (i >= jb->nunits)
+		if (i >= jb->nunits || atomic_load(&jb->rc) != 0)
 			break;
 		u = &jb->units[i];
 		p = &jb->pieces[u->piece];
-		/* follow: the units come shard by shard; this one waits for
-		 * its shard to be downloaded, verified and opened */
-		while (jb->ready != NULL && p->shard >= 0 &&
-		       !atomic_load(&jb->ready[p->shard]) &&
-		       atomic_load(&jb->rc) == 0) {
-			struct timespec ts = { 0, 20 * 1000000L };
-
-			nanosleep(&ts, NULL);
-		}
-		if (atomic_load(&jb->rc) != 0)
-			break;
 		rc = do_unit(jb, u, sbuf, dbuf, &qb);
 		if (rc != 0) {
 			job_fail(jb, rc, "tensor '%s' (from '%s'): %s", p->name,
@@ -1019,6 +1092,7 @@ struct follow {
 	const struct mb_st_model *m;
 	int *fds;
 	atomic_int *ready;
+	struct follow_shard *sh;
 	size_t nready;
 	char state[4200];	/* the fetch's state file */
 	char hdir[4200];	/* the side headers */
@@ -1101,6 +1175,43 @@ out:
 	return ok;
 }
 
+/* Shard i while the fetch brings it: opens the fetch's link to it (once)
+ * and says how much of it, from its start, can be read now, and in
+ * which generation. */
+static void follow_prefix(struct follow *fw, size_t i)
+{
+	struct follow_shard *sh = &fw->sh[i];
+	struct mb_download_prefix pr;
+	char side[4800], path[4900];
+	struct stat sb;
+	int fd;
+
+	if ((size_t)snprintf(side, sizeof(side), "%s/%s", fw->hdir,
+			     fw->m->shards[i]) >= sizeof(side) ||
+	    mb_download_prefix_read(side, &pr) != 0 || pr.verified)
+		return;
+	if (fw->fds[i] < 0) {
+		snprintf(path, sizeof(path), "%s%s", side, MB_DOWNLOAD_PARTIAL);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_ino != pr.ino ||
+		    (uint64_t)sb.st_size != fw->m->files[i]->file_size) {
+			close(fd);
+			return;
+		}
+		sh->ino = pr.ino;
+		fw->fds[i] = fd;
+	} else if (pr.ino != sh->ino) {
+		return; /* another file now: the verified shard is waited for */
+	}
+	if (atomic_load(&sh->gen) != pr.gen) {
+		atomic_store(&sh->avail, 0);
+		atomic_store(&sh->gen, pr.gen);
+	}
+	atomic_store(&sh->avail, pr.bytes);
+}
+
 /* Opens every shard that has arrived in the model directory since the
  * last call. 0, or why the conversion stops (err). */
 static int follow_poll(struct follow *fw, char *err, size_t errcap)
@@ -1116,6 +1227,7 @@ static int follow_poll(struct follow *fw, char *err, size_t errcap)
 		snprintf(path, sizeof(path), "%s/%s", fw->o->model_dir,
 			 fw->m->shards[i]);
 		if (access(path, F_OK) != 0) {
+			follow_prefix(fw, i);
 			if (done) {
 				mb_seterr(err, errcap, "the download finished "
 					  "without '%s'", fw->m->shards[i]);
@@ -1137,6 +1249,22 @@ static int follow_poll(struct follow *fw, char *err, size_t errcap)
 				  fw->m->shards[i], why);
 			rc = MB_EFORMAT;
 			break;
+		}
+		if (fw->fds[i] >= 0) {
+			/* read before it was whole: the same file, verified in
+			 * the generation read, or its units are done again */
+			struct follow_shard *sh = &fw->sh[i];
+			struct mb_download_prefix pr;
+			struct stat sb;
+
+			sh->redo = stat(path, &sb) != 0 ||
+				   (uint64_t)sb.st_ino != sh->ino ||
+				   mb_download_prefix_read(side, &pr) != 0 ||
+				   !pr.verified || pr.ino != sh->ino;
+			sh->final_gen = sh->redo ? 0 : pr.gen;
+			atomic_store(&fw->ready[i], 1);
+			fw->nready++;
+			continue;
 		}
 		fw->fds[i] = open(path, O_RDONLY | O_CLOEXEC);
 		if (fw->fds[i] < 0) {
@@ -1174,23 +1302,86 @@ static int follow_wait_headers(struct follow *fw, char *err, size_t errcap)
 	}
 }
 
-/* The units in the order the shards arrive: by shard (generated pieces
- * first), each shard's in plan order. */
-static int units_by_shard(struct job *jb, size_t nshards)
+static uint64_t unit_src(const struct job *jb, const struct unit *u)
 {
-	struct unit *u = mb_calloc(jb->nunits + 1, sizeof(*u));
-	size_t i, k = 0;
-	long s;
+	const struct piece *p = &jb->pieces[u->piece];
 
-	if (u == NULL)
+	return p->src_off + (p->row0 + u->r0) * p->cols * mb_num_size(p->in);
+}
+
+static int by_arrival(const void *a, const void *b, void *ctx)
+{
+	const struct job *jb = ctx;
+	const struct unit *x = a, *y = b;
+	int sx = jb->pieces[x->piece].shard, sy = jb->pieces[y->piece].shard;
+	uint64_t ox = unit_src(jb, x), oy = unit_src(jb, y);
+
+	if (sx != sy)
+		return sx < sy ? -1 : 1;
+	return ox < oy ? -1 : ox > oy;
+}
+
+/* The units in the order the bytes arrive: by shard (generated pieces
+ * first), each shard's from its start; and their state for the threads
+ * that take them as their bytes come (take_unit). */
+static int units_by_arrival(struct job *jb)
+{
+	jb->taken = mb_calloc(jb->nunits + 1, sizeof(*jb->taken));
+	jb->ugen = mb_calloc(jb->nunits + 1, sizeof(*jb->ugen));
+	if (jb->taken == NULL || jb->ugen == NULL)
 		return MB_ENOMEM;
-	for (s = -1; s < (long)nshards; s++)
-		for (i = 0; i < jb->nunits; i++)
-			if (jb->pieces[jb->units[i].piece].shard == s)
-				u[k++] = jb->units[i];
-	free(jb->units);
-	jb->units = u;
+	qsort_r(jb->units, jb->nunits, sizeof(*jb->units), by_arrival, jb);
 	return 0;
+}
+
+/* Once every shard is verified: the units that read bytes of another
+ * generation than the verified one (the fetch started the shard over,
+ * or ran again), or of another file, converted again from the shard. */
+static int redo_stale(struct job *jb, struct follow *fw, uint64_t *redone,
+		      char *err, size_t errcap)
+{
+	size_t i, n = 0, s;
+
+	for (i = 0; i < jb->nunits; i++) {
+		const struct piece *p = &jb->pieces[jb->units[i].piece];
+		int stale = p->shard >= 0 &&
+			    (fw->sh[p->shard].redo ||
+			     jb->ugen[i] != fw->sh[p->shard].final_gen);
+
+		atomic_store(&jb->taken[i], !stale);
+		n += (size_t)stale;
+		if (stale)
+			*redone += unit_src_bytes(jb, i);
+	}
+	if (n == 0)
+		return 0;
+	for (s = 0; s < fw->m->nshards; s++) {
+		char path[4200];
+
+		if (!fw->sh[s].redo)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", fw->o->model_dir,
+			 fw->m->shards[s]);
+		close(fw->fds[s]);
+		fw->fds[s] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fw->fds[s] < 0) {
+			mb_seterr(err, errcap, "cannot open '%s': %s", path,
+				  strerror(errno));
+			return mb_err_from_errno(errno);
+		}
+		fw->sh[s].redo = 0;
+	}
+	mb_log(MB_LOG_WARN, "convert: %zu parts were read from a shard that "
+	       "changed before it was verified (the fetch started it over): "
+	       "converting them again from the verified shard", n);
+	/* the blocks rewritten are final again only when the file is */
+	for (i = 0; i < jb->nqf; i++)
+		jb->qf[i].nblocks = 0;
+	atomic_store(&jb->exited, 0);
+	worker_main(jb);
+	if (atomic_load(&jb->rc) != 0)
+		mb_seterr(err, errcap, "%s", jb->err);
+	return atomic_load(&jb->rc);
 }
 
 /* --- the quantized files written in the same pass (common/convert.h) --- */
@@ -1506,12 +1697,16 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 		fw.m = m;
 		fw.fds = pl.fds;
 		fw.ready = mb_calloc(m->nshards, sizeof(*fw.ready));
-		if (fw.ready == NULL) {
+		fw.sh = mb_calloc(m->nshards, sizeof(*fw.sh));
+		if (fw.ready == NULL || fw.sh == NULL) {
 			rc = MB_ENOMEM;
 			goto out;
 		}
-		for (i = 0; i < m->nshards; i++)
+		for (i = 0; i < m->nshards; i++) {
 			atomic_init(&fw.ready[i], 0);
+			atomic_init(&fw.sh[i].avail, 0);
+			atomic_init(&fw.sh[i].gen, 0);
+		}
 	}
 	for (i = 0; !o->follow && i < m->nshards; i++) {
 		snprintf(dir, sizeof(dir), "%s/%s", o->model_dir, m->shards[i]);
@@ -1706,9 +1901,10 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	jb.out_fd = piece_fd;
 	jb.fds = pl.fds;
 	jb.ready = fw.ready;
+	jb.sh = o->follow ? fw.sh : NULL;
 	rc = make_units(&jb);
 	if (rc == 0 && o->follow)
-		rc = units_by_shard(&jb, m->nshards);
+		rc = units_by_arrival(&jb);
 	if (rc != 0)
 		goto out;
 	nth = o->threads > 0 ? (o->threads > MAX_THREADS ? MAX_THREADS : o->threads)
@@ -1767,6 +1963,10 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 			else if (fw.nready < m->nshards)
 				nanosleep(&ts, NULL);
 		}
+		if (atomic_load(&jb.rc) == 0 && o->follow &&
+		    (rc = redo_stale(&jb, &fw, &r->redone_bytes, sub,
+				     sizeof(sub))) != 0)
+			job_fail(&jb, rc, "%s", sub);
 		if (atomic_load(&jb.rc) != 0) {
 			rc = atomic_load(&jb.rc);
 			mb_seterr(err, errcap, "%s", jb.err);
@@ -1806,6 +2006,7 @@ int mb_convert(const struct mb_convert_opts *o, struct mb_convert_result *r,
 	r->file_size = need;
 	r->nparts = (unsigned)np;
 	r->data_bytes = total;
+	r->early_bytes = atomic_load(&jb.early);
 	r->nrepairs = mb_modelcfg_nrepairs(c);
 	r->seconds = mb_now_s() - t0;
 	if (o->report != NULL)
@@ -1839,7 +2040,10 @@ out:
 			close(pl.fds[i]);
 	free(pl.fds);
 	free(fw.ready);
+	free(fw.sh);
 	free(jb.units);
+	free(jb.taken);
+	free(jb.ugen);
 	pthread_mutex_destroy(&jb.err_mu);
 	mb_vocab_free(v);
 	mb_modelcfg_free(c);

@@ -141,6 +141,10 @@ struct mb_convert_result {
 	uint64_t data_bytes;
 	size_t nrepairs;
 	double seconds;
+	uint64_t early_bytes;		/* follow: source bytes converted before
+					   their shard was whole */
+	uint64_t redone_bytes;		/* of those, converted again: the
+					   fetch started their shard over */
 	uint64_t quant_size[MB_CONVERT_MAXQ];	/* per quants[i]: its size;
 						   0: not made, and why */
 	char quant_why[MB_CONVERT_MAXQ][256];

@@ -81,6 +81,11 @@ struct dfile {
 	int partial;		/* partial progress not yet recorded */
 	long long rec_ms;
 	uint64_t start_done;	/* bytes already on disk when we began */
+	int linked;		/* headers first: PATH.partial links the file */
+	uint64_t pfx_bytes;	/* the prefix record as last written */
+	uint64_t pfx_gen;	/* changes when the bytes may: a new run, or
+				   the file started over */
+	long long pfx_ms;
 };
 
 struct conn {
@@ -401,6 +406,103 @@ static uint64_t file_done(const struct dfile *f)
 	return n;
 }
 
+/* --- the prefix a conversion may read (download.h) --- */
+
+/* Every this often at most, while the prefix grows. */
+#define PREFIX_EVERY_MS 100
+
+static int side_path(const struct dl *d, const struct dfile *f,
+		     const char *suffix, char *out, size_t cap)
+{
+	return (size_t)snprintf(out, cap, "%s/%s%s", d->o->headers_dir,
+				f->hf->path, suffix) < cap;
+}
+
+/* Rewrites f's prefix record: at once when now, else when it grew and
+ * was not written for PREFIX_EVERY_MS. Best effort: without it the
+ * conversion waits for the verified shard. */
+static void prefix_record(struct dl *d, struct dfile *f, int verified,
+			  int now)
+{
+	char path[4200], line[128];
+	long long t = now_ms();
+	struct stat st;
+	int n;
+
+	if (!f->linked || (!now && (f->hashed == f->pfx_bytes ||
+				    t - f->pfx_ms < PREFIX_EVERY_MS)))
+		return;
+	if (f->fd < 0 || fstat(f->fd, &st) != 0 ||
+	    !side_path(d, f, MB_DOWNLOAD_PREFIX, path, sizeof(path)))
+		return;
+	n = snprintf(line, sizeof(line), "%llu %llu %llu %d\n",
+		     (unsigned long long)f->pfx_gen,
+		     (unsigned long long)f->hashed,
+		     (unsigned long long)st.st_ino, verified);
+	if (mb_replace_file(path, line, (size_t)n, 0644) == 0) {
+		f->pfx_bytes = f->hashed;
+		f->pfx_ms = t;
+	}
+}
+
+/* A generation no earlier run or start of f had. */
+static void prefix_new_gen(struct dfile *f)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	f->pfx_gen = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Links the file being fetched beside its side header, for a conversion
+ * to read its prefix, once the side header is written. */
+static void prefix_link(struct dl *d, struct dfile *f)
+{
+	char path[4200], rec[4200];
+
+	if (f->linked || f->fd < 0 || d->o->headers_dir == NULL ||
+	    d->defer || !ends_with(f->hf->path, ".safetensors") ||
+	    !f->hf->lfs ||
+	    !side_path(d, f, MB_DOWNLOAD_PARTIAL, path, sizeof(path)) ||
+	    !side_path(d, f, MB_DOWNLOAD_PREFIX, rec, sizeof(rec)))
+		return;
+	unlink(rec);
+	unlink(path);
+	if (link(f->inc, path) != 0)
+		return; /* another file system: the conversion waits */
+	f->linked = 1;
+	prefix_new_gen(f);
+	prefix_record(d, f, 0, 1);
+}
+
+int mb_download_prefix_read(const char *side, struct mb_download_prefix *p)
+{
+	char path[4200], buf[128];
+	unsigned long long gen, bytes, ino;
+	size_t got = 0;
+	int fd, rc, verified;
+
+	memset(p, 0, sizeof(*p));
+	if ((size_t)snprintf(path, sizeof(path), "%s%s", side,
+			     MB_DOWNLOAD_PREFIX) >= sizeof(path))
+		return MB_ETOOBIG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mb_err_from_errno(errno);
+	rc = mb_pread_full(fd, buf, sizeof(buf) - 1, 0, &got);
+	close(fd);
+	if (rc != 0)
+		return rc;
+	buf[got] = '\0';
+	if (sscanf(buf, "%llu %llu %llu %d", &gen, &bytes, &ino, &verified) != 4)
+		return MB_EFORMAT;
+	p->gen = gen;
+	p->bytes = bytes;
+	p->ino = ino;
+	p->verified = verified;
+	return 0;
+}
+
 /* --- hashing --- */
 
 static int hash_start(struct dfile *f)
@@ -425,15 +527,23 @@ static int hash_start(struct dfile *f)
 	return EVP_DigestUpdate(f->md, pfx, (size_t)n + 1) == 1 ? 0 : MB_ECRYPTO;
 }
 
-/* Hashes up to budget bytes of the verified-contiguous prefix. */
+/* Hashes up to budget bytes of the contiguous prefix on disk: the done
+ * segments, then what the next one has on disk so far. */
 static int hash_some(struct dl *d, struct dfile *f, uint64_t budget)
 {
-	while (budget > 0 && f->hseg < f->nsegs &&
-	       f->segs[f->hseg].state == SEG_DONE) {
+	while (budget > 0 && f->hseg < f->nsegs) {
 		const struct seg *s = &f->segs[f->hseg];
-		uint64_t end = s->start + s->len, n = end - f->hashed;
+		uint64_t end = s->start + (s->state == SEG_DONE ? s->len : s->got);
+		uint64_t n = end - f->hashed;
 		size_t got;
 		int rc;
+
+		if (s->state == SEG_DONE && f->hashed == end) {
+			f->hseg++;
+			continue;
+		}
+		if (end <= f->hashed)
+			break;
 
 		if (n > budget)
 			n = budget;
@@ -448,8 +558,6 @@ static int hash_some(struct dl *d, struct dfile *f, uint64_t budget)
 			return MB_ECRYPTO;
 		f->hashed += n;
 		budget -= n;
-		if (f->hashed == end)
-			f->hseg++;
 	}
 	return 0;
 }
@@ -533,9 +641,14 @@ static void finalize(struct dl *d, struct dfile *f)
 			fail(d, rc, "cannot restart '%s': %s", f->hf->path,
 			     mb_strerror(rc));
 		f->ranges = -1;
+		/* what a conversion read of it is not the shard's */
+		prefix_new_gen(f);
+		prefix_record(d, f, 0, 1);
 		return;
 	}
 	rc = mb_fsync(f->fd);
+	if (rc == 0)
+		prefix_record(d, f, 1, 1);
 	if (close(f->fd) != 0 && rc == 0)
 		rc = mb_err_from_errno(errno);
 	f->fd = -1;
@@ -553,6 +666,13 @@ static void finalize(struct dl *d, struct dfile *f)
 	/* headers first: a conversion waits for this file in dest */
 	if (d->o->headers_dir != NULL && d->snap[0] != '\0')
 		publish(d, f, d->snap);
+	if (f->linked) {
+		char path[4200];
+
+		if (side_path(d, f, MB_DOWNLOAD_PARTIAL, path, sizeof(path)))
+			unlink(path);
+		f->linked = 0;
+	}
 	report(d, f, 1);
 }
 
@@ -1114,15 +1234,19 @@ static int run(struct dl *d)
 					break;
 				f->state = F_ACTIVE;
 			}
+			prefix_link(d, f);
 			rc = hash_some(d, f, HASH_STEP);
 			if (rc != 0) {
 				fail(d, rc, "cannot read back '%s': %s", f->inc,
 				     mb_strerror(rc));
 				break;
 			}
+			prefix_record(d, f, 0, 0);
 			if (f->hseg == f->nsegs)
 				finalize(d, f);
-			else if (f->segs[f->hseg].state == SEG_DONE)
+			else if (f->segs[f->hseg].state == SEG_DONE ||
+				 f->segs[f->hseg].start + f->segs[f->hseg].got >
+					 f->hashed)
 				hashing = 1;
 		}
 		for (i = 0, left = 0; i < d->nfiles; i++)

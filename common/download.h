@@ -115,6 +115,29 @@ int mb_download_state_write(const char *path, const char *state,
  * when it is not one. */
 int mb_download_state_read(const char *path, struct mb_download_state *st);
 
+/* While a headers-first fetch brings a shard, a conversion may read the
+ * part of it already in. Beside the shard's side header (HEADERS/PATH),
+ * PATH MB_DOWNLOAD_PARTIAL is a link to the file being fetched, and PATH
+ * MB_DOWNLOAD_PREFIX says how many bytes from its start are in it (on
+ * disk, and read back into its hash). Its generation changes with each
+ * run of the fetch and each start over after a failed check: bytes read
+ * in one generation are the shard's only when it is verified in the
+ * same one. */
+#define MB_DOWNLOAD_PARTIAL ".partial"
+#define MB_DOWNLOAD_PREFIX ".prefix"
+
+struct mb_download_prefix {
+	uint64_t bytes;		/* from the start of the file, in */
+	uint64_t ino;		/* the inode of the file they are in */
+	uint64_t gen;		/* a new one each time the bytes may change */
+	int verified;		/* the file is whole and verified */
+};
+
+/* Reads the prefix record of the shard whose side header is side.
+ * MB_ENOENT when there is none (the shard is not being fetched here, or
+ * has no link), MB_EFORMAT when it is not one. */
+int mb_download_prefix_read(const char *side, struct mb_download_prefix *p);
+
 struct mb_download_result {
 	char commit[41];
 	size_t nfiles;		/* files selected */

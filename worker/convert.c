@@ -435,6 +435,10 @@ int verb_convert(int argc, char **argv)
 		    r.arch, (unsigned long long)r.ntensors,
 		    (unsigned long long)r.file_size, r.seconds, r.nrepairs,
 		    (unsigned long long)ru.ru_maxrss * 1024);
+	if (o.follow)
+		mb_buf_addf(&b, ",\"early_bytes\":%llu,\"redone_bytes\":%llu",
+			    (unsigned long long)r.early_bytes,
+			    (unsigned long long)r.redone_bytes);
 	mb_buf_adds(&b, ",\"also\":[");
 	for (k = 0; k < nq; k++) {
 		mb_buf_addf(&b, "%s{\"type\":\"%s\",\"file\":", k ? "," : "",
@@ -462,6 +466,11 @@ int verb_convert(int argc, char **argv)
 	       (double)r.file_size / 1e6, r.seconds,
 	       r.seconds > 0 ? (double)r.data_bytes / r.seconds / 1e6 : 0.0,
 	       r.nrepairs, r.nrepairs == 1 ? "" : "s", (double)ru.ru_maxrss / 1024);
+	if (o.follow)
+		printf("%.1f MB of the shards converted while they were still "
+		       "downloading%s\n", (double)r.early_bytes / 1e6,
+		       r.redone_bytes == 0 ? "" : " (some converted again: the "
+		       "fetch started a shard over)");
 	for (k = 0; k < nq; k++)
 		if (r.quant_size[k] > 0)
 			printf("wrote %s beside it: %s, %.1f MB, from the same "

@@ -112,11 +112,25 @@ static int describe(const char *type, const cJSON *d, char *out, size_t cap)
 			 100 * num(d, "top1"), num(d, "ppl_ratio"),
 			 num(d, "tokens"));
 	} else if (strcmp(type, "done") == 0 && *str(d, "file") != '\0') {
+		char early[160] = "";
+
+		/* following a fetch: how much was converted as it came */
+		if (num(d, "early_bytes") > 0) {
+			cli_bytes(num(d, "early_bytes"), b, sizeof(b));
+			snprintf(early, sizeof(early), "; %s of the shards "
+				 "converted while they downloaded", b);
+			if (num(d, "redone_bytes") > 0) {
+				cli_bytes(num(d, "redone_bytes"), b, sizeof(b));
+				snprintf(early + strlen(early),
+					 sizeof(early) - strlen(early), ", %s "
+					 "again (a shard was fetched again)", b);
+			}
+		}
 		cli_bytes(num(d, "bytes"), a, sizeof(a));
 		snprintf(out, cap, "wrote %.200s: %s, %.0f tensors in %.1f s, %.0f "
-			 "config repairs, peak RSS %.0f MiB", str(d, "file"), a,
+			 "config repairs, peak RSS %.0f MiB%s", str(d, "file"), a,
 			 num(d, "tensors"), num(d, "seconds"), num(d, "repairs"),
-			 num(d, "peak_rss") / 1048576);
+			 num(d, "peak_rss") / 1048576, early);
 	} else if (strcmp(type, "result") == 0 && *str(d, "error") != '\0') {
 		snprintf(out, cap, "fetch of %.120s failed after %.1f s: %.400s",
 			 str(d, "repo"), num(d, "seconds"), str(d, "message"));

@@ -4,7 +4,8 @@
  * ends, its progress reaches the job's events while the download runs,
  * and it writes the GGUF a conversion of the finished download writes;
  * a shard that fails verification fails the job with the fetch's message
- * and leaves no GGUF; a coordinator killed with -9 while both run is
+ * and leaves no GGUF; one that fails it once is fetched again, and what
+ * the convert read of it before is converted again; a coordinator killed with -9 while both run is
  * restarted and the job succeeds with the same GGUF. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -140,6 +141,30 @@ static long long event(int id, const char *step, const char *type, int last,
 	return ms;
 }
 
+/* Member key (a number) of the last event of step and type of job id;
+ * -1 when there is none. */
+static double event_num(int id, const char *step, const char *type,
+			const char *key)
+{
+	char args[128], *out, *line, *save = NULL;
+	double v = -1;
+
+	snprintf(args, sizeof(args), "logs --json --step %s %d", step, id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	for (line = strtok_r(out, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		cJSON *e = cJSON_Parse(line);
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(e, "type"));
+		const cJSON *n = cJSON_GetObjectItem(e, key);
+
+		if (t != NULL && strcmp(t, type) == 0 && cJSON_IsNumber(n))
+			v = cJSON_GetNumberValue(n);
+		cJSON_Delete(e);
+	}
+	free(out);
+	return v;
+}
+
 /* How many of the job's events of step contain text. */
 static int count_events(int id, const char *step, const char *text)
 {
@@ -210,6 +235,11 @@ static void test_convert_runs_beside_the_download(void **state)
 		      th_now_ms() - t0, fetch_result - first_progress);
 	assert_true(first_progress > 0 && fetch_result > 0);
 	assert_true(first_progress < fetch_result);
+	/* the slow shard was converted as it came, not once it was whole */
+	print_message("%.0f bytes converted before their shard was whole\n",
+		      event_num(id, "convert", "done", "early_bytes"));
+	assert_true(event_num(id, "convert", "done", "early_bytes") > 0);
+	assert_true(event_num(id, "convert", "done", "redone_bytes") == 0);
 	/* and reached the coordinator while the download ran: stored
 	 * (events are numbered in the order they are stored) before the
 	 * fetch's result, for show and the dashboard to see */
@@ -301,6 +331,50 @@ static void test_bad_shard_fails_the_job(void **state)
 	assert_false(has_gguf(path));
 	snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d", root, id);
 	assert_false(has_gguf(path));
+}
+
+/* (d) a shard converted as it came, then failing its check once: the
+ * fetch starts it over, the convert does again what it read of it, and
+ * the job's GGUF and its Q8_0 are the ones made from the verified files */
+static void test_shard_fetched_again_is_converted_again(void **state)
+{
+	char args[2048], got[900], ref[900], *out;
+	int id;
+
+	(void)state;
+	add_worker("wd");
+	/* the first answer that covers the byte corrupts it; the shard's
+	 * second fetch is clean */
+	assert_int_equal(th_hub_reset(&hub), 0);
+	assert_int_equal(th_hub_fault(&hub, "org/slow", SHARD1,
+				      "\"throttle\":3000000"), 0);
+	assert_int_equal(th_hub_fault(&hub, "org/slow", SHARD1,
+				      "\"corrupt_at\":6000000,\"times\":1"), 0);
+	id = submit("wd");
+	if (th_prog("mibera-coordinator", "--once", &out) != 0)
+		fail_msg("coordinator: %s", out);
+	free(out);
+	status_of(id, &out);
+	if (strstr(out, "succeeded") == NULL)
+		fail_msg("%s", out);
+	free(out);
+	print_message("%.0f bytes converted before their shard was whole, "
+		      "%.0f of them again\n",
+		      event_num(id, "convert", "done", "early_bytes"),
+		      event_num(id, "convert", "done", "redone_bytes"));
+	assert_true(event_num(id, "convert", "done", "redone_bytes") > 0);
+	assert_same_as_after_download(id);
+	/* the Q8_0 written in the same pass is quantize's of that F16 */
+	snprintf(got, sizeof(got), "%s/mibera/artifacts/job-%d/slow-F16.gguf",
+		 root, id);
+	snprintf(ref, sizeof(ref), "%s/ref-%d-Q8_0.gguf", root, id);
+	snprintf(args, sizeof(args), "quantize %s %s Q8_0", got, ref);
+	if (th_prog("mibera-worker", args, &out) != 0)
+		fail_msg("quantize: %s", out);
+	free(out);
+	snprintf(got, sizeof(got), "%s/mibera/artifacts/job-%d/slow-Q8_0.gguf",
+		 root, id);
+	assert_true(th_same_file(got, ref));
 }
 
 /* (c) kill -9 of the coordinator while the fetch and the convert both run;
@@ -454,6 +528,12 @@ static void test_fetch_again_leaves_only_the_files(void **state)
 	closedir(d);
 	/* . .. .mibera and the repo's 9 files */
 	assert_int_equal(n, 12);
+	/* the links a conversion reads a shard by while it comes are gone
+	 * once it is verified */
+	snprintf(args, sizeof(args), "find %s/.mibera -name '*.partial' | grep .",
+		 dest);
+	assert_int_not_equal(th_sh(&out, "%s", args), 0);
+	free(out);
 }
 
 int main(void)
@@ -461,6 +541,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_convert_runs_beside_the_download),
 		cmocka_unit_test(test_bad_shard_fails_the_job),
+		cmocka_unit_test(test_shard_fetched_again_is_converted_again),
 		cmocka_unit_test(test_killed_coordinator_resumes_both),
 		cmocka_unit_test(test_convert_follow_checks_what_it_planned_from),
 		cmocka_unit_test(test_fetch_again_leaves_only_the_files),
