@@ -92,6 +92,10 @@ struct run {
 		double t0, last;
 	} ahead[AHEAD_MAX];
 	int nahead;
+	/* the worker's cleanup, started once the pull verified every file,
+	 * running beside the smoke test */
+	pthread_t cl_th;
+	int cl_on, cl_rc, cl_status, cl_done;
 };
 
 /* The pipeline: each artifact is pulled (and smoke tested) as soon as the
@@ -1454,6 +1458,7 @@ static int run_worker_pulling(struct run *r, const char *jstep,
 			      const char *wstep, const char *const *argv,
 			      const char *after);
 static int pull_ready(struct run *r, const char *after);
+static void cleanup_start(struct run *r);
 
 /* What one quantize holds beside the F16 it maps: the worker's slabs of
  * 64 MiB of rows (as F32 and quantized) and libllama's context, with
@@ -2041,6 +2046,8 @@ static int step_pull(struct run *r)
 		mb_buf_release(&b);
 		rmdir(pdir);
 	}
+	if (rc == 0)
+		cleanup_start(r);
 	return rc;
 }
 
@@ -2284,12 +2291,49 @@ static int ollama_wanted(struct run *r)
 }
 
 /* cleanup on the worker: a leftover directory does not fail a good job */
+static void *cleanup_thread(void *arg)
+{
+	struct run *r = arg;
+	const char *cl[] = { "cleanup", r->job, NULL };
+
+	r->cl_rc = agent_exec(r, cl, NULL, NULL, NULL, NULL, NULL,
+			      &r->cl_status);
+	return NULL;
+}
+
+/* Once the pull has verified every file, nothing the job does after
+ * reads the worker's copies (the smoke test, the provenance and Ollama
+ * use the pulled ones; a retry resumes after the pull): their removal
+ * runs beside the smoke test, on the worker's connection, which nothing
+ * else uses until step_cleanup waits for it. Not when the job pushes to
+ * the Hub, which it does from the worker. */
+static void cleanup_start(struct run *r)
+{
+	if (!push_asked(r) && !r->cl_on)
+		r->cl_on = pthread_create(&r->cl_th, NULL, cleanup_thread,
+					  r) == 0;
+}
+
+/* Waits for the removal started beside the smoke test: 1 when one was
+ * started, with its answer in *rc and *status. */
+static int cleanup_join(struct run *r, int *rc, int *status)
+{
+	if (!r->cl_on)
+		return 0;
+	pthread_join(r->cl_th, NULL);
+	r->cl_on = 0;
+	*rc = r->cl_rc;
+	*status = r->cl_status;
+	return 1;
+}
+
 static int step_cleanup(struct run *r)
 {
 	const char *cl[] = { "cleanup", r->job, NULL };
 	int status, rc;
 
-	rc = agent_exec(r, cl, NULL, NULL, NULL, NULL, NULL, &status);
+	if (!cleanup_join(r, &rc, &status))
+		rc = agent_exec(r, cl, NULL, NULL, NULL, NULL, NULL, &status);
 	if (rc == 0 && status != 0)
 		rc = MB_EIO;
 	if (rc != 0)
@@ -2435,6 +2479,14 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 		snprintf(r.f16, sizeof(r.f16), "%s/%s", r.out, f16name);
 		rc = run_steps(&r);
 	}
+	{
+		int crc, cstatus;
+
+		/* a step after the pull failed while the worker's copies
+		 * were removed: they were (or were not) */
+		r.cl_done = cleanup_join(&r, &crc, &cstatus) && crc == 0 &&
+			    cstatus == 0;
+	}
 	mb_store_job_add_held(s, j->id, mb_now_s() - r.held_from);
 	{
 		/* a person's cancel stands: it is not a failure */
@@ -2462,7 +2514,7 @@ int mb_jobrun(struct mb_store *s, struct mb_job_row *j,
 			     "alone: it is destroyed now, and the job's files "
 			     "with it (submit the job again to run it again)",
 			     r.w.name);
-		else if (rc != 0 && final && r.wjob[0] != '\0')
+		else if (rc != 0 && final && r.wjob[0] != '\0' && !r.cl_done)
 			note(&r, "job", "info", "the job's files stay on %s in %s, "
 			     "so that `mibera-job retry %lld` resumes after the "
 			     "last finished step; they are removed when the job "
