@@ -1,6 +1,7 @@
 /* manifest: per-file and per-chunk SHA-256, to and from JSON. */
 #include "common/manifest.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,15 @@ struct compute {
 	uint64_t cap;		/* chunks allocated in out */
 	mb_manifest_progress_fn progress;
 	void *progress_ctx;
+	/* the chunks' hashes are made on a thread of their own while this
+	 * one makes the whole file's: every byte is hashed twice, on two
+	 * cores where there are two */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int th_on, posted, quit, th_rc;
+	const char *blk;
+	size_t blk_n;
 };
 
 static int grow_chunks(struct compute *c)
@@ -104,14 +114,11 @@ static int finish_chunk(struct compute *c)
 	return 0;
 }
 
-static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
+/* Hashes the next n bytes into the chunks' hashes. */
+static int chunk_block(struct compute *c, const char *p, size_t n)
 {
-	struct compute *c = ctx;
-	const char *p = data;
-	uint64_t end = off + n;
-	int rc;
+	int rc = 0;
 
-	rc = mb_sha256_update(&c->whole, p, n);
 	while (rc == 0 && n > 0) {
 		uint64_t take = c->chunk_size - c->in_chunk;
 
@@ -125,6 +132,75 @@ static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
 		n -= (size_t)take;
 		if (rc == 0 && c->in_chunk == c->chunk_size)
 			rc = finish_chunk(c);
+	}
+	return rc;
+}
+
+static void *chunk_thread(void *arg)
+{
+	struct compute *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->posted && !c->quit)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (!c->posted)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		c->th_rc = chunk_block(c, c->blk, c->blk_n);
+		pthread_mutex_lock(&c->mu);
+		c->posted = 0;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void chunk_thread_start(struct compute *c)
+{
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->th_on = pthread_create(&c->th, NULL, chunk_thread, c) == 0;
+}
+
+static void chunk_thread_stop(struct compute *c)
+{
+	if (c->th_on) {
+		pthread_mutex_lock(&c->mu);
+		c->quit = 1;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->th, NULL);
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+}
+
+static int compute_block(const void *data, size_t n, uint64_t off, void *ctx)
+{
+	struct compute *c = ctx;
+	uint64_t end = off + n;
+	int rc, crc;
+
+	if (!c->th_on) {
+		rc = mb_sha256_update(&c->whole, data, n);
+		if (rc == 0)
+			rc = chunk_block(c, data, n);
+	} else {
+		pthread_mutex_lock(&c->mu);
+		c->blk = data;
+		c->blk_n = n;
+		c->posted = 1;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		rc = mb_sha256_update(&c->whole, data, n);
+		pthread_mutex_lock(&c->mu);
+		while (c->posted)
+			pthread_cond_wait(&c->cv, &c->mu);
+		crc = c->th_rc;
+		pthread_mutex_unlock(&c->mu);
+		if (rc == 0)
+			rc = crc;
 	}
 	if (rc == 0 && c->progress != NULL)
 		rc = c->progress(end, c->progress_ctx);
@@ -158,7 +234,9 @@ int mb_manifest_compute_progress(const char *path, const char *name,
 	rc = mb_sha256_init(&c.whole);
 	if (rc != 0)
 		return rc;
+	chunk_thread_start(&c);
 	rc = mb_read_blocks(path, compute_block, &c, &size);
+	chunk_thread_stop(&c);
 	if (rc == 0 && c.in_chunk > 0)
 		rc = finish_chunk(&c);
 	if (rc != 0)
