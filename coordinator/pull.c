@@ -565,6 +565,13 @@ static int ahead_piece(const void *data, size_t n, uint64_t off, void *ctx)
 	rc = mb_sha256_update(&s->h, data, n);
 	if (rc == 0)
 		rc = mb_pwrite_all(s->a->fd, data, n, off);
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* the writeback starts now, as the pull's: the fsync that adopts
+	 * the file finds little left, and does not hold up the job's end */
+	if (rc == 0)
+		sync_file_range(s->a->fd, (off64_t)off, (off64_t)n,
+				SYNC_FILE_RANGE_WRITE);
+#endif
 	if (rc == 0) {
 		pthread_mutex_lock(&s->a->mu);
 		s->a->fetched += n;
