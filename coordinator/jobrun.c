@@ -110,6 +110,7 @@ struct early_file {
 	char name[512];
 	uint8_t sha256[MB_SHA256_LEN];
 	char *smoke;		/* its smoke result (a JSON object), or NULL */
+	int kept;		/* that result is from before a restart */
 };
 
 struct early {
@@ -713,6 +714,11 @@ static int by_size(const void *a, const void *b)
 	const struct mb_manifest *y = *(const struct mb_manifest *const *)b;
 
 	return x->size < y->size ? -1 : x->size > y->size;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+	return by_size(b, a);
 }
 
 /* --- the job --- */
@@ -1865,6 +1871,29 @@ static void early_smoke_start(struct run *r, size_t idx, const char *path)
 	e->th_on = pthread_create(&e->th, NULL, smoke_thread, e) == 0;
 }
 
+/* File m is pulled, verified and published at dest: its smoke test
+ * starts on its own thread (or its result from before a restart is
+ * kept), while the job goes on with the next file. */
+static void early_add(struct run *r, const struct mb_manifest *m,
+		      const char *dest)
+{
+	struct early *e = r->early;
+	char hex[MB_SHA256_HEX];
+
+	if (e->n == EARLY_MAX)
+		return;
+	snprintf(e->f[e->n].name, sizeof(e->f[e->n].name), "%s", m->name);
+	memcpy(e->f[e->n].sha256, m->sha256, MB_SHA256_LEN);
+	e->n++;
+	mb_sha256_hex(m->sha256, hex);
+	if (r->j->smoke &&
+	    (e->f[e->n - 1].smoke = smoke_kept(r, m->name, hex)) != NULL) {
+		e->f[e->n - 1].kept = 1;
+		return;
+	}
+	early_smoke_start(r, e->n - 1, dest);
+}
+
 /* Pulls every artifact asked for that the worker has finished now, while
  * its next step (already started) runs: the worker's manifest of what is
  * complete (the manifest verb skips files still being written and keeps
@@ -1955,13 +1984,7 @@ static int pull_ready(struct run *r, const char *after)
 		mb_sha256_hex(m->sha256, hex);
 		mb_store_artifact_add(r->s, r->j->id, m->name, "gguf", m->size, hex,
 				      dest, NULL);
-		snprintf(e->f[e->n].name, sizeof(e->f[e->n].name), "%s", m->name);
-		memcpy(e->f[e->n].sha256, m->sha256, MB_SHA256_LEN);
-		e->n++;
-		if (r->j->smoke &&
-		    (e->f[e->n - 1].smoke = smoke_kept(r, m->name, hex)) != NULL)
-			continue;
-		early_smoke_start(r, e->n - 1, dest);
+		early_add(r, m, dest);
 	}
 	mb_manifest_list_free(ml);
 	return rc;
@@ -2016,15 +2039,26 @@ static int step_pull(struct run *r)
 	/* from here the pull has the link: what came ahead is kept */
 	for (i = 0; rc == 0 && i < r->ml->n; i++)
 		ahead_adopt(r, r->ml->files[i]);
+	/* each file pulled here is smoke tested while the next one is
+	 * (without the memory for that list, in the smoke step): the
+	 * largest first, so that the one left to test at the end is the
+	 * quickest */
+	if (r->early == NULL)
+		r->early = mb_calloc(1, sizeof(*r->early));
+	if (rc == 0)
+		qsort(r->ml->files, r->ml->n, sizeof(*r->ml->files),
+		      by_size_desc);
 	for (i = 0; rc == 0 && i < r->ml->n; i++) {
 		const struct mb_manifest *m = r->ml->files[i];
 		char hex[MB_SHA256_HEX], dest[4700];
 
 		snprintf(path, sizeof(path), "%s/%s", pdir, m->name);
 		snprintf(dest, sizeof(dest), "%s/%s", r->adir, m->name);
-		/* pulled while the worker made the rest, or verified and
-		 * published before a restart: kept */
-		if (early_find(r, m) == NULL && !already_pulled(m, dest)) {
+		/* pulled while the worker made the rest: smoke tested */
+		if (early_find(r, m) != NULL)
+			continue;
+		/* verified and published before a restart: kept */
+		if (!already_pulled(m, dest)) {
 			rc = pull_one(r, m, path);
 			if (rc == 0 && rename(path, dest) != 0)
 				rc = mb_err_from_errno(errno);
@@ -2033,6 +2067,9 @@ static int step_pull(struct run *r)
 		if (rc == 0)
 			mb_store_artifact_add(r->s, r->j->id, m->name, "gguf",
 					      m->size, hex, dest, NULL);
+		/* smoke tested while the next file is pulled */
+		if (rc == 0 && r->early != NULL)
+			early_add(r, m, dest);
 	}
 	if (rc == 0) {
 		/* the local manifest lists what is here */
@@ -2095,13 +2132,14 @@ static int step_smoke(struct run *r)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", r->adir, m->name);
 		mb_sha256_hex(m->sha256, hex);
-		/* tested while the next file was pulled, or before a restart */
+		/* tested as soon as it was pulled, or before a restart */
 		kept = ef != NULL && ef->smoke != NULL ? mb_strdup(ef->smoke)
 						      : smoke_kept(r, m->name, hex);
 		if (kept != NULL) {
 			smoke_passed(r, m->name, kept, ef != NULL &&
-				     ef->smoke != NULL ? " while the next file "
-				     "was pulled" : " before the restart");
+				     ef->smoke != NULL && !ef->kept
+				     ? " as soon as it was pulled"
+				     : " before the restart");
 			if (b->len > 1)
 				mb_buf_adds(b, ",");
 			mb_buf_adds(b, kept);

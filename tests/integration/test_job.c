@@ -1158,6 +1158,15 @@ static void test_quants_from_the_conversion_pass(void **state)
 	assert_non_null(strstr(out, "{\"type\":\"Q4_K_M\""));
 	assert_null(strstr(out, "why_not"));
 	free(out);
+	/* the pull step smoke tests each file as soon as it is here, the
+	 * largest first, while it pulls the next */
+	snprintf(args, sizeof(args), "logs --step smoke %d", id);
+	assert_int_equal(th_prog("mibera-job", args, &out), 0);
+	assert_non_null(strstr(out, "phi4-tiny-F16.gguf passed the smoke test "
+				    "as soon as it was pulled"));
+	assert_non_null(strstr(out, "phi4-tiny-Q8_0.gguf passed the smoke test "
+				    "as soon as it was pulled"));
+	free(out);
 	for (t = 0; t < 2; t++) {
 		snprintf(path, sizeof(path), "%s/mibera/artifacts/job-%d/"
 			 "phi4-tiny-%s.gguf", root, id, types[t]);
