@@ -1350,8 +1350,13 @@ static int redo_stale(struct job *jb, struct follow *fw, uint64_t *redone,
 
 		atomic_store(&jb->taken[i], !stale);
 		n += (size_t)stale;
-		if (stale)
+		if (stale) {
 			*redone += unit_src_bytes(jb, i);
+			/* counted again as they are done again */
+			atomic_fetch_sub(&jb->done, (jb->units[i].r1 -
+						     jb->units[i].r0) * p->cols *
+						    mb_num_size(p->out));
+		}
 	}
 	if (n == 0)
 		return 0;

@@ -143,7 +143,7 @@ struct mb_convert_result {
 	double seconds;
 	uint64_t early_bytes;		/* follow: source bytes converted before
 					   their shard was whole */
-	uint64_t redone_bytes;		/* of those, converted again: the
+	uint64_t redone_bytes;		/* source bytes converted again: the
 					   fetch started their shard over */
 	uint64_t quant_size[MB_CONVERT_MAXQ];	/* per quants[i]: its size;
 						   0: not made, and why */

@@ -82,6 +82,9 @@ struct dfile {
 	long long rec_ms;
 	uint64_t start_done;	/* bytes already on disk when we began */
 	int linked;		/* headers first: PATH.partial links the file */
+	int unlinkable;		/* that link cannot be made (another file
+				   system): the conversion waits for the
+				   verified shard */
 	uint64_t pfx_bytes;	/* the prefix record as last written */
 	uint64_t pfx_gen;	/* changes when the bytes may: a new run, or
 				   the file started over */
@@ -460,7 +463,7 @@ static void prefix_link(struct dl *d, struct dfile *f)
 {
 	char path[4200], rec[4200];
 
-	if (f->linked || f->fd < 0 || d->o->headers_dir == NULL ||
+	if (f->linked || f->unlinkable || f->fd < 0 || d->o->headers_dir == NULL ||
 	    d->defer || !ends_with(f->hf->path, ".safetensors") ||
 	    !f->hf->lfs ||
 	    !side_path(d, f, MB_DOWNLOAD_PARTIAL, path, sizeof(path)) ||
@@ -468,8 +471,10 @@ static void prefix_link(struct dl *d, struct dfile *f)
 		return;
 	unlink(rec);
 	unlink(path);
-	if (link(f->inc, path) != 0)
-		return; /* another file system: the conversion waits */
+	if (link(f->inc, path) != 0) {
+		f->unlinkable = 1;
+		return;
+	}
 	f->linked = 1;
 	prefix_new_gen(f);
 	prefix_record(d, f, 0, 1);
@@ -666,13 +671,7 @@ static void finalize(struct dl *d, struct dfile *f)
 	/* headers first: a conversion waits for this file in dest */
 	if (d->o->headers_dir != NULL && d->snap[0] != '\0')
 		publish(d, f, d->snap);
-	if (f->linked) {
-		char path[4200];
-
-		if (side_path(d, f, MB_DOWNLOAD_PARTIAL, path, sizeof(path)))
-			unlink(path);
-		f->linked = 0;
-	}
+	f->linked = 0;
 	report(d, f, 1);
 }
 
@@ -746,10 +745,12 @@ static int stream_write(struct dfile *f, const char *data, size_t n,
 	}
 	for (i = lo; i < f->nsegs && f->segs[i].start < end; i++) {
 		struct seg *s = &f->segs[i];
-		uint64_t a = s->start > off ? s->start : off;
+		uint64_t a = s->start + s->got > off ? s->start + s->got : off;
 		uint64_t b = s->start + s->len < end ? s->start + s->len : end;
 
-		if (s->state == SEG_DONE)
+		/* what a segment has on disk may be hashed already (and read
+		 * by a conversion): it is never written again */
+		if (s->state == SEG_DONE || a >= b)
 			continue;
 		rc = mb_pwrite_all(f->fd, data + (a - off), (size_t)(b - a), a);
 		if (rc != 0)
@@ -1351,6 +1352,11 @@ static int publish(struct dl *d, struct dfile *f, const char *snap)
 
 	if (f->published)
 		return 0;
+	/* the link a conversion read the file by while it came (this run's,
+	 * or one an earlier run left) goes once the file is verified */
+	if (d->o->headers_dir != NULL &&
+	    side_path(d, f, MB_DOWNLOAD_PARTIAL, tmp, sizeof(tmp)))
+		unlink(tmp);
 	rel[0] = '\0';
 	for (c = f->hf->path; *c; c++)
 		if (*c == '/')
