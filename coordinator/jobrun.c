@@ -2472,7 +2472,8 @@ static int run_steps(struct run *r)
 		if (sd->name != NULL)
 			step_end(r, sd->name, rc, r->result);
 		if (rc != 0 && r->early && r->early->pull_running &&
-		    sd->name != NULL && strcmp(sd->name, "pull") != 0)
+		    sd->name != NULL && strcmp(sd->name, "pull") != 0 &&
+		    !step_done(r, "pull"))
 			/* what it pulled is kept; it runs again with the rest */
 			mb_store_step_set(r->s, r->j->id, "pull", "pending", NULL,
 					  NULL);
