@@ -350,6 +350,20 @@ static int convert_write(struct job *jb, const struct piece *p,
 	return 0;
 }
 
+/* The source bytes [off, off + len) of a unit are read once: they leave
+ * the page cache, and their pages go to what is read or written next
+ * (common/fs.h). The page cache holds a file in folios of up to 2 MiB,
+ * and drops only those wholly inside the range: it starts at the 2 MiB
+ * boundary before off, so the folio a unit shares with the one before
+ * goes too (the units go about front to back; a page still mapped by the
+ * other thread stays, one not read yet is read again). */
+static void drop_read(int fd, uint64_t off, uint64_t len)
+{
+	uint64_t start = off & ~((2ull << 20) - 1);
+
+	mb_drop_cached(fd, start, off + len - start);
+}
+
 static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 		   const struct qbuf *qb)
 {
@@ -384,6 +398,8 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 			q_mark(&jb->qf[i], p->qoff[i] + u->r0 * in_row,
 			       n * in_row);
 		}
+		drop_read(fd, p->src_off + (p->row0 + u->r0) * in_row,
+			  n * in_row);
 		return 0;
 	}
 	/* units of permuted pieces cover whole heads, so the source rows of
@@ -405,6 +421,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 			rc = convert_write(jb, p, u, src, dbuf, in_row, out_row,
 					   out, dst, qb);
 			munmap(m, maplen);
+			drop_read(fd, pg, maplen);
 			return rc;
 		}
 	}
@@ -414,6 +431,7 @@ static int do_unit(struct job *jb, const struct unit *u, char *sbuf, char *dbuf,
 		return rc;
 	if (got != n * in_row)
 		return MB_EFORMAT; /* the shard is shorter than its header said */
+	drop_read(fd, p->src_off + (p->row0 + u->r0) * in_row, n * in_row);
 	return convert_write(jb, p, u, sbuf, dbuf, in_row, out_row, out, dst,
 			     qb);
 }
@@ -2040,9 +2058,13 @@ out:
 	for (i = 0; i < pl.n; i++)
 		free(pl.pieces[i].gen);
 	free(pl.pieces);
+	/* every shard was read once: what the units' drops left (a folio
+	 * still mapped by the other thread then) goes too */
 	for (i = 0; i < pl.nfds; i++)
-		if (pl.fds[i] >= 0)
+		if (pl.fds[i] >= 0) {
+			mb_drop_cached(pl.fds[i], 0, 0);
 			close(pl.fds[i]);
+		}
 	free(pl.fds);
 	free(fw.ready);
 	free(fw.sh);

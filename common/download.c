@@ -1,7 +1,4 @@
 /* download: resumable, parallel, verified fetch of a repo (download.h). */
-#ifdef __linux__
-#define _GNU_SOURCE /* sync_file_range */
-#endif
 #include "common/download.h"
 
 #include <curl/curl.h>
@@ -35,6 +32,7 @@
  * transfers are served often, large enough to keep up with a fast link. */
 #define HASH_STEP (8u << 20)
 #define HASH_BUF (4u << 20)
+#define HASH_BEHIND (512ull << 20)
 /* Partial progress of ranges in flight is recorded at most this often;
  * a completed range is recorded at once. */
 #define RECORD_EVERY_MS 1000
@@ -561,6 +559,10 @@ static int hash_some(struct dl *d, struct dfile *f, uint64_t budget)
 			return rc;
 		if (EVP_DigestUpdate(f->md, d->hbuf, (size_t)n) != 1)
 			return MB_ECRYPTO;
+		/* the hash reads every byte: far enough behind it, a shard of
+		 * many GB leaves the page cache (a conversion that follows the
+		 * download reads close behind it, and drops what it read) */
+		mb_write_behind(f->fd, f->hashed, n, HASH_BEHIND);
 		f->hashed += n;
 		budget -= n;
 	}
@@ -755,6 +757,7 @@ static int stream_write(struct dfile *f, const char *data, size_t n,
 		rc = mb_pwrite_all(f->fd, data + (a - off), (size_t)(b - a), a);
 		if (rc != 0)
 			return rc;
+		mb_write_start(f->fd, a, b - a);
 		s->got = b - s->start;
 		if (s->got == s->len) {
 			s->state = SEG_DONE;
@@ -778,14 +781,8 @@ static int flush(struct conn *k)
 		rc = stream_write(f, (const char *)k->wbuf, k->wlen, k->woff);
 	} else {
 		rc = mb_pwrite_all(f->fd, k->wbuf, k->wlen, k->woff);
-#ifdef __linux__
-		/* Start writing these pages to disk now, without waiting: the
-		 * fsync before the blob is published then finds little left,
-		 * and the disk works while the network does. */
 		if (rc == 0)
-			sync_file_range(f->fd, (off_t)k->woff, (off_t)k->wlen,
-					SYNC_FILE_RANGE_WRITE);
-#endif
+			mb_write_start(f->fd, k->woff, k->wlen);
 		if (rc == 0) {
 			f->segs[k->seg].got = k->woff + k->wlen -
 					      f->segs[k->seg].start;

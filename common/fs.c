@@ -1,4 +1,5 @@
 /* fs: complete I/O, atomic files, free space. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "common/fs.h"
 
 #include <errno.h>
@@ -111,6 +112,35 @@ int mb_fsync(int fd)
 	if (e != 0)
 		return mb_err_from_errno(e);
 	return fsync(fd) == 0 ? 0 : mb_err_from_errno(errno);
+}
+
+void mb_write_start(int fd, uint64_t off, uint64_t n)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+	sync_file_range(fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
+#else
+	(void)fd;
+	(void)off;
+	(void)n;
+#endif
+}
+
+void mb_write_behind(int fd, uint64_t off, uint64_t n, uint64_t lag)
+{
+	if (off < lag)
+		return;
+	off -= lag;
+#ifdef SYNC_FILE_RANGE_WRITE
+	sync_file_range(fd, (off64_t)off, (off64_t)n,
+			SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
+	posix_fadvise(fd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
+}
+
+void mb_drop_cached(int fd, uint64_t off, uint64_t n)
+{
+	posix_fadvise(fd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
 }
 
 int mb_fsync_parent(const char *path)

@@ -30,6 +30,27 @@ int mb_pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *got);
 /* fsync(fd). */
 int mb_fsync(int fd);
 
+/* Starts writing [off, off + n) of fd to disk, without waiting: the disk
+ * works while the writer goes on, and the fsync that ends the file finds
+ * little left. Best effort, as is mb_write_behind. */
+void mb_write_start(int fd, uint64_t off, uint64_t n);
+
+/* Call after the last use of [off, off + n) of a large file that is used
+ * about front to back: waits for the bytes lag before them to be on disk
+ * and drops them from the page cache. A file of many GB then holds a
+ * bounded share of the page cache, and what works on it keeps reusing the
+ * same pages instead of taking fresh ones (which on a virtual machine whose
+ * host takes back free memory costs seconds of CPU per GB, and elsewhere
+ * pushes out what other programs cache). What is dropped must not be read
+ * again soon: read back from disk, it costs the same again. Errors are
+ * ignored; the fsync that ends the file reports them. */
+void mb_write_behind(int fd, uint64_t off, uint64_t n, uint64_t lag);
+
+/* Drops [off, off + n) of fd (n 0: to its end) from the page cache where
+ * it is on disk already: for bytes read once, that nobody reads again
+ * soon. The page cache drops only the folios wholly inside the range. */
+void mb_drop_cached(int fd, uint64_t off, uint64_t n);
+
 /* fsyncs the directory that holds path (so a rename in it is durable). */
 int mb_fsync_parent(const char *path);
 

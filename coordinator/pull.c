@@ -1,7 +1,4 @@
 /* pull: one artifact, several verified streams, resumable. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* sync_file_range */
-#endif
 #include "coordinator/pull.h"
 
 #include <errno.h>
@@ -198,11 +195,9 @@ static int on_piece(const void *data, size_t n, uint64_t off, void *ctx)
 		c->rc = mb_pwrite_all(p->fd, data, n, off);
 	if (c->rc != 0)
 		return c->rc;
-#ifdef SYNC_FILE_RANGE_WRITE
-	/* start the writeback now, so the fsync that ends the chunk finds
-	 * little left to do and the stream is not held up by it */
-	sync_file_range(p->fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
-#endif
+	/* the fsync that ends the chunk finds little left to do, and the
+	 * stream is not held up by it */
+	mb_write_start(p->fd, off, n);
 	pthread_mutex_lock(&p->mu);
 	p->fetched += n;
 	p->pending += n;
@@ -565,13 +560,10 @@ static int ahead_piece(const void *data, size_t n, uint64_t off, void *ctx)
 	rc = mb_sha256_update(&s->h, data, n);
 	if (rc == 0)
 		rc = mb_pwrite_all(s->a->fd, data, n, off);
-#ifdef SYNC_FILE_RANGE_WRITE
-	/* the writeback starts now, as the pull's: the fsync that adopts
-	 * the file finds little left, and does not hold up the job's end */
+	/* as the pull's: the fsync that adopts the file finds little left,
+	 * and does not hold up the job's end */
 	if (rc == 0)
-		sync_file_range(s->a->fd, (off64_t)off, (off64_t)n,
-				SYNC_FILE_RANGE_WRITE);
-#endif
+		mb_write_start(s->a->fd, off, n);
 	if (rc == 0) {
 		pthread_mutex_lock(&s->a->mu);
 		s->a->fetched += n;

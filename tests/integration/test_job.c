@@ -949,7 +949,7 @@ static void test_resume_pulls_beside_the_running_quant(void **state)
 
 	(void)state;
 	snprintf(pre, sizeof(pre),
-		 "if [ \"$1\" = start ] && [ \"$3\" = manifest-Q6_K ] && "
+		 "if [ \"$1\" = start ] && [ \"$3\" = manifest-while-Q6_K ] && "
 		 "[ ! -e %s/go-manifest ]; then\n"
 		 "  i=0; while ! ls %s/wd-wr/jobs/*/quantize-Q6_K.result.json "
 		 ">/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.2; "
