@@ -62,6 +62,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.open = open_one;
 	o.streams = argc == 7 ? (int)strtol(argv[6], NULL, 10) : 4;
+	o.drop_behind = 1; /* as a job pulls what nothing reads after */
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	rc = open_one(NULL, &o.t, err, sizeof(err));
 	if (rc == 0)

@@ -692,6 +692,9 @@ static int pull_one(struct run *r, const struct mb_manifest *m,
 	o.streams = r->cfg->pull_streams;
 	o.progress = on_pull_progress;
 	o.progress_ctx = &pc;
+	/* a job without the smoke test does not read what it pulled: many
+	 * GB of it need not push out what else this machine caches */
+	o.drop_behind = !r->j->smoke;
 	snprintf(remote, sizeof(remote), "%s/%s", r->out, m->name);
 	ahead_adopt(r, m);
 	rc = mb_pull_file(&o, remote, m, dest, &st, r->err, r->errcap);

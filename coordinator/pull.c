@@ -324,6 +324,10 @@ static void *stream_main(void *arg)
 
 /* --- the file --- */
 
+/* How far behind the whole file's hash a pull with drop_behind keeps the
+ * bytes it hashed in the page cache. */
+#define DROP_LAG (8ull << 20)
+
 /* The whole file's sha256, hashed chunk by chunk from the .part as the
  * verified part grows from the start, while the streams go on: when the
  * last chunk lands little is left to hash. Returns 0 with the digest, or
@@ -358,6 +362,8 @@ static int follow_hash(struct pull *p, uint8_t digest[MB_SHA256_LEN])
 				rc = MB_EIO; /* the .part shrank under us */
 			if (rc == 0)
 				rc = mb_sha256_update(&h, buf, got);
+			if (rc == 0 && p->o->drop_behind)
+				mb_write_behind(p->fd, off + at, got, DROP_LAG);
 		}
 	}
 	if (rc == 0)

@@ -45,6 +45,9 @@ struct mb_pull_opts {
 	pthread_mutex_t *one_chunk;	/* pulls ahead sharing it read one
 					   chunk at a time, as one stream
 					   (NULL: each its own) */
+	int drop_behind;	/* nothing reads the file soon after: it
+				   leaves the page cache as it is hashed
+				   (common/fs.h, mb_write_behind) */
 };
 
 #define MB_PULL_STREAMS 4
