@@ -179,7 +179,7 @@ static void test_drop_behind(void **state)
 	struct mb_pull_opts o;
 	struct mb_pull_stats st;
 	struct statfs sf;
-	unsigned char vec[SIZE / 4096];
+	unsigned char vec[(SIZE + 4095) / 4096];
 	char dest[800], err[1024];
 	size_t i, cached = 0, n = (SIZE - 8 * MiB) / 4096;
 	void *map;
