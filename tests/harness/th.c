@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -316,4 +318,46 @@ int th_write_file(const char *path, const void *data, size_t len)
 	if (fclose(f) != 0)
 		rc = -1;
 	return rc;
+}
+
+long th_cached_pages(const char *path, size_t off, size_t len, size_t *all)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n, i;
+	unsigned char *vec;
+	struct stat st;
+	long count = -1;
+	void *m;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0 || off % pg != 0 || off > (size_t)st.st_size) {
+		close(fd);
+		return -1;
+	}
+	if (len == 0 || off + len > (size_t)st.st_size)
+		len = (size_t)st.st_size - off;
+	n = (len + pg - 1) / pg;
+	*all = n;
+	if (n == 0) {
+		close(fd);
+		return 0;
+	}
+	vec = malloc(n);
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	if (vec != NULL && m != MAP_FAILED && mincore(m, len, vec) == 0)
+		for (i = 0, count = 0; i < n; i++)
+			count += vec[i] & 1;
+	if (m != MAP_FAILED)
+		munmap(m, len);
+	free(vec);
+	close(fd);
+	return count;
+}
+
+int th_on_tmpfs(const char *path)
+{
+	struct statfs sf;
+
+	return statfs(path, &sf) == 0 && sf.f_type == 0x01021994;
 }

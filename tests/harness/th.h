@@ -17,6 +17,14 @@
  * and writes its path to out (cap bytes). */
 int th_tmpdir(const char *tag, char *out, size_t cap);
 
+/* The pages of [off, off + len) of the file at path (len 0: to its end)
+ * that are in the page cache, and their count in *all; -1 on error. */
+long th_cached_pages(const char *path, size_t off, size_t len, size_t *all);
+
+/* Whether path is on tmpfs, where the page cache is the file itself and
+ * cannot be dropped. */
+int th_on_tmpfs(const char *path);
+
 /* Removes a directory tree (like rm -rf); missing is not an error. */
 int th_rmtree(const char *path);
 

@@ -7,9 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -221,26 +219,6 @@ static void test_read_full_and_pread(void **state)
 	close(fd);
 }
 
-/* Pages of [off, off + len) of path that are in the page cache. */
-static size_t resident(const char *path, size_t off, size_t len)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	unsigned char vec[4096];
-	size_t i, n = len / (size_t)pg, count = 0;
-	int fd = open(path, O_RDONLY);
-	void *m;
-
-	assert_true(fd >= 0 && n <= sizeof(vec));
-	m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
-	assert_true(m != MAP_FAILED);
-	assert_int_equal(mincore(m, len, vec), 0);
-	for (i = 0; i < n; i++)
-		count += vec[i] & 1;
-	munmap(m, len);
-	close(fd);
-	return count;
-}
-
 /* A large file written front to back with mb_write_behind keeps only
  * its newest bytes in the page cache, and all of it on disk; bytes read
  * once and dropped leave it too. */
@@ -248,15 +226,13 @@ static void test_write_behind(void **state)
 {
 	struct ctx *c = *state;
 	const size_t piece = 1 << 20, lag = 2 << 20, total = 8 << 20;
-	size_t pages = piece / (size_t)sysconf(_SC_PAGESIZE), off, got;
-	struct statfs sf;
+	size_t pages = piece / (size_t)sysconf(_SC_PAGESIZE), off, got, all;
 	char *buf = malloc(piece), *back = malloc(piece);
 	int fd;
 
 	assert_non_null(buf);
 	assert_non_null(back);
-	assert_int_equal(statfs(c->dir, &sf), 0);
-	if (sf.f_type == 0x01021994 /* tmpfs: the page cache is the file */) {
+	if (th_on_tmpfs(c->dir)) {
 		free(buf);
 		free(back);
 		skip();
@@ -270,8 +246,8 @@ static void test_write_behind(void **state)
 		mb_write_behind(fd, off, piece, lag);
 	}
 	/* what is lag behind the end went; the newest bytes stay */
-	assert_int_equal(resident(c->path, 0, total - lag), 0);
-	assert_int_equal(resident(c->path, total - piece, piece), pages);
+	assert_int_equal(th_cached_pages(c->path, 0, total - lag, &all), 0);
+	assert_int_equal(th_cached_pages(c->path, total - piece, piece, &all), pages);
 	/* nothing was lost: read back from disk */
 	for (off = 0; off < total; off += piece) {
 		memset(buf, (int)(off / piece) + 1, piece);
@@ -279,9 +255,9 @@ static void test_write_behind(void **state)
 		assert_int_equal(got, piece);
 		assert_memory_equal(back, buf, piece);
 	}
-	assert_true(resident(c->path, 0, piece) > 0);
+	assert_true(th_cached_pages(c->path, 0, piece, &all) > 0);
 	mb_drop_cached(fd, 0, piece);
-	assert_int_equal(resident(c->path, 0, piece), 0);
+	assert_int_equal(th_cached_pages(c->path, 0, piece, &all), 0);
 	close(fd);
 	free(buf);
 	free(back);
